@@ -1,0 +1,10 @@
+//! # spread — the sans-IO core of mbus
+//!
+//! Everything that decides *what* a Spread 5.0.1–compatible daemon does lives here: wire
+//! codecs (client↔daemon and daemon↔daemon), configuration parsing, client sessions, group
+//! state, the token ring and the membership protocol. Nothing here opens a socket, reads a
+//! clock or sleeps: callers feed inputs with `handle(now, input)` / `handle_timeout(now)`,
+//! drain outputs with `poll_output()` and sleep until `poll_timeout()`.
+#![forbid(unsafe_code)]
+
+pub mod time;

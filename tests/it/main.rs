@@ -1,0 +1,3 @@
+//! Multi-process and golden-vector tests (one binary to keep link time down).
+
+mod data;
