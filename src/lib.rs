@@ -7,3 +7,6 @@
 pub use spread;
 
 pub mod ecconf;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
