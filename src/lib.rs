@@ -6,4 +6,5 @@
 
 pub use spread;
 
+pub mod console;
 pub mod ecconf;
