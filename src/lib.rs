@@ -6,6 +6,7 @@
 
 pub use spread;
 
+pub mod console;
 pub mod ecconf;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

@@ -11,3 +11,4 @@
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod time;
+pub mod wire;
