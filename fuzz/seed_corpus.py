@@ -17,8 +17,8 @@ alone. The input format of every target is documented in `spread/src/fuzzing.rs`
                      selector byte is ignored) - see `spread::fuzzing::client_handshake`.
 * client_message     one complete client<->daemon message (48-byte header + groups + body),
                      as captured (little-endian) and byte-swapped to big-endian.
-* client_stream      the concatenated bytes of one direction of one connection after the
-                     handshake (fed to the stream framer in fuzzer-chosen chunks).
+* client_stream      a chunk-size byte, then the concatenated bytes of one direction of one
+                     connection after the handshake (fed to the framer in chunks).
 * client_session     a script of chunks, see "script format" below: C> chunks are tag 0, D>
                      chunks tag 1 (each target uses the direction it models).
 * daemon_packet      one data-port datagram carrying messages (data packets, HURRY).
@@ -206,7 +206,8 @@ def client_capture(path, seeds):
         for side, rest in (("c", c_rest), ("d", d_rest)):
             if not rest:
                 continue
-            seeds.add("client_stream", f"{tag}-{side}", rest)
+            # First byte: chunk size - 1 for the framer (see spread::fuzzing::client_stream).
+            seeds.add("client_stream", f"{tag}-{side}", bytes([len(rest) % 61]) + rest)
             for i, msg in enumerate(split_messages(rest)):
                 shape = (msg[:4], len(msg))
                 seeds.add("client_message", f"{tag}-{side}{i}", msg, shape)

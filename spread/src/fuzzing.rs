@@ -26,8 +26,25 @@ pub struct Target {
     pub run: fn(&[u8]),
 }
 
+mod client;
+
+pub use client::{client_handshake, client_message, client_stream};
+
 /// Every target of this crate, for the corpus-replay test.
-pub const TARGETS: &[Target] = &[];
+pub const TARGETS: &[Target] = &[
+    Target {
+        name: "client_handshake",
+        run: client_handshake,
+    },
+    Target {
+        name: "client_message",
+        run: client_message,
+    },
+    Target {
+        name: "client_stream",
+        run: client_stream,
+    },
+];
 
 /// Most records a stateful script may hold; the rest of the input is ignored.
 pub const MAX_SCRIPT_RECORDS: usize = 2048;
