@@ -30,6 +30,9 @@ pub mod monitor;
 pub mod packet;
 pub mod token;
 
+#[cfg(test)]
+mod proptests;
+
 pub use data::{DataBody, Fragment};
 pub use groups::{GroupBlock, GroupDaemon, GroupId, GroupsBody, Message, MessageHeader};
 pub use header::{FragHeader, PacketHeader, TokenHeader, HEADER_LEN};
