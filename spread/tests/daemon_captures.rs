@@ -414,3 +414,75 @@ fn captured_hashes_are_the_computed_ones() {
         }
     }
 }
+
+#[test]
+fn constructors_reproduce_captured_bytes() {
+    use spread::wire::daemon::{RepInfo, RepType};
+    let names = names();
+    let id = |n: &str| ProcId(names[n]);
+    let all = load();
+    let first = |file: &str, pred: &dyn Fn(&Datagram) -> bool| -> Vec<u8> {
+        all.iter()
+            .find(|d| d.file.starts_with(file) && pred(d))
+            .unwrap_or_else(|| panic!("nothing in {file}"))
+            .bytes
+            .clone()
+    };
+    let std_hash = 0x9f2a_d697;
+    let alive = first("a_", &|d| d.bytes[1] == 0x01);
+    assert_eq!(
+        Packet::alive(id("d1"), std_hash, vec![id("d1")]).to_vec(),
+        alive
+    );
+    let join = first("a_", &|d| d.bytes[1] == 0x02);
+    let me_seg = RepInfo {
+        proc_id: id("d1"),
+        rep_type: RepType::SEG,
+        seg_index: 0,
+    };
+    assert_eq!(
+        Packet::join(id("d1"), std_hash, vec![id("d1")], vec![me_seg], 0).to_vec(),
+        join
+    );
+    let hurry = first("d_", &|d| d.bytes[0] == 0xc0); // 0x40 | marker: `c0 00 00 80`
+    assert_eq!(Packet::hurry(id("d2"), std_hash).to_vec(), hurry);
+    let refer = first("n_multiseg22_partition", &|d| d.bytes[1] == 0x04);
+    assert_eq!(
+        Packet::refer(id("w2"), 0xcb01_c83e, id("w1"), RepType::RING).to_vec(),
+        refer
+    );
+}
+
+#[test]
+fn relayed_copies_are_header_rewrites_of_routed_packets() {
+    use spread::wire::daemon::PacketHeader;
+    let all = load();
+    let mut relayed = 0;
+    for p in all.iter().filter(|d| d.dport == 4803) {
+        let h = PacketHeader::decode(&mut &p.bytes[..]).unwrap();
+        if !h.kind.has(TypeBits::ROUTED) {
+            continue;
+        }
+        // The relay's re-broadcast: same bytes after offset 8, ROUTED cleared, its own transmiter_id.
+        let copy = all.iter().find(|q| {
+            q.file == p.file
+                && q.dport == 4803
+                && q.bytes.len() == p.bytes.len()
+                && q.bytes[8..] == p.bytes[8..]
+                && q.bytes[4..8] != p.bytes[4..8]
+        });
+        let Some(copy) = copy else { continue }; // lost during a cut
+        let relay = PacketHeader::decode(&mut &copy.bytes[..])
+            .unwrap()
+            .transmiter_id;
+        let mut mine = p.bytes.clone();
+        PacketHeader::rewrite(&mut mine, |h| {
+            h.kind = TypeBits(h.kind.0 & !TypeBits::ROUTED);
+            h.transmiter_id = relay;
+        })
+        .unwrap();
+        assert_eq!(mine, copy.bytes, "{}:{}", p.file, p.line);
+        relayed += 1;
+    }
+    assert!(relayed > 40, "only {relayed} relayed copies found");
+}

@@ -33,7 +33,7 @@ pub mod token;
 #[cfg(test)]
 mod proptests;
 
-pub use data::{DataBody, Fragment};
+pub use data::{can_share_packet, packet_class, split_message, DataBody, Fragment};
 pub use groups::{GroupBlock, GroupDaemon, GroupId, GroupsBody, Message, MessageHeader};
 pub use header::{FragHeader, PacketHeader, TokenHeader, HEADER_LEN};
 pub use memb::{

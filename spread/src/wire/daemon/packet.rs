@@ -5,9 +5,9 @@ use bytes::{Buf, BufMut, Bytes};
 use super::codec::Reader;
 use super::data::DataBody;
 use super::header::{PacketHeader, HEADER_LEN};
-use super::memb::{AliveBody, JoinBody};
+use super::memb::{AliveBody, JoinBody, RepInfo, RepType};
 use super::monitor::{FcBody, PartitionBody, StatusRecord};
-use super::{DecodeError, TypeBits, MAX_PACKET_BODY};
+use super::{DecodeError, MembId, ProcId, Seq, TypeBits, MAX_PACKET_BODY};
 
 /// What follows a data-port header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,5 +166,80 @@ impl Packet {
         let mut v = Vec::with_capacity(self.encoded_len());
         self.encode(&mut v);
         v
+    }
+}
+
+impl Packet {
+    /// ALIVE from `me` listing `members` (itself first).
+    pub fn alive(me: ProcId, conf_hash: u32, members: Vec<ProcId>) -> Self {
+        Self {
+            header: PacketHeader::new(TypeBits::ALIVE, me, conf_hash),
+            body: PacketBody::Alive(AliveBody {
+                members,
+                num_pending: 0,
+            }),
+        }
+    }
+
+    /// JOIN from `me` with its gathered members and known reps.
+    pub fn join(
+        me: ProcId,
+        conf_hash: u32,
+        members: Vec<ProcId>,
+        reps: Vec<RepInfo>,
+        rep_index: i16,
+    ) -> Self {
+        Self {
+            header: PacketHeader::new(TypeBits::JOIN, me, conf_hash),
+            body: PacketBody::Join(JoinBody {
+                members: AliveBody {
+                    members,
+                    num_pending: 0,
+                },
+                rep_index,
+                reps,
+            }),
+        }
+    }
+
+    /// REFER from `me` pointing to representative `rep` of type `rep_type` (§6.3).
+    pub fn refer(me: ProcId, conf_hash: u32, rep: ProcId, rep_type: RepType) -> Self {
+        let mut header = PacketHeader::new(TypeBits::REFER, me, conf_hash);
+        header.memb_id = MembId {
+            proc_id: rep,
+            time: i32::from(rep_type.0),
+        };
+        Self {
+            header,
+            body: PacketBody::Refer,
+        }
+    }
+
+    /// HURRY from `me` to the ring leader.
+    pub fn hurry(me: ProcId, conf_hash: u32) -> Self {
+        Self {
+            header: PacketHeader::new(TypeBits::HURRY, me, conf_hash),
+            body: PacketBody::Hurry,
+        }
+    }
+
+    /// A data packet: `kind` is the packet class (plus ROUTED for a routed copy).
+    pub fn data(
+        kind: u32,
+        me: ProcId,
+        conf_hash: u32,
+        memb_id: MembId,
+        seq: Seq,
+        token_round: u32,
+        body: DataBody,
+    ) -> Self {
+        let mut header = PacketHeader::new(kind, me, conf_hash);
+        header.memb_id = memb_id;
+        header.seq = seq;
+        header.token_round = token_round;
+        Self {
+            header,
+            body: PacketBody::Data(body),
+        }
     }
 }
