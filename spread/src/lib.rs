@@ -10,5 +10,6 @@
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod ids;
 pub mod time;
 pub mod wire;
