@@ -6,5 +6,6 @@
 
 pub use spread;
 
+pub mod cluster;
 pub mod console;
 pub mod ecconf;
