@@ -2,5 +2,7 @@
 //! over any Spread-compatible bus ([`bus::Bus`]).
 
 pub mod bus;
+pub mod cache;
 pub mod duravip;
 pub mod proto;
+pub mod subcluster;
