@@ -279,7 +279,8 @@ def daemon_capture(path, seeds):
             if m.group(1) not in names:
                 names.append(m.group(1))
 
-    partial = {}  # originator proc_id -> bytes of the message being reassembled
+    partial = {}  # originator proc_id -> (seq of its last fragment, bytes so far)
+    seen_seq = set()
     # The stateful script: what the first configured daemon received.
     me = names[0] if names else "d1"
     script, last_t = [script_record(3, bytes([daemon_config_index(stem)]))], None
@@ -301,12 +302,19 @@ def daemon_capture(path, seeds):
         else:
             target = "monitor"  # status replies to the monitor's own port
         seeds.add(target, name, pkt, shape)
-        if target == "daemon_packet" and len(pkt) >= 12:
-            proc_id = pkt[8:12]
-            for index, frag in packet_messages(pkt):
-                buf = partial.pop(proc_id, b"") + frag
+        if target == "daemon_packet" and len(pkt) >= 24:
+            # Reassemble per originator in seq order; retransmitted / relayed copies of a
+            # packet already seen are skipped.
+            proc_id, memb, seq = pkt[8:12], pkt[12:20], struct.unpack("<I", pkt[20:24])[0]
+            fresh = (proc_id, memb, seq) not in seen_seq
+            seen_seq.add((proc_id, memb, seq))
+            for index, frag in packet_messages(pkt) if fresh else []:
+                prev_seq, buf = partial.pop(proc_id, (None, b""))
+                if buf and prev_seq is not None and prev_seq + 1 != seq and prev_seq != seq:
+                    buf = b""  # a gap: drop the partial message
+                buf += frag
                 if index > 0:
-                    partial[proc_id] = buf
+                    partial[proc_id] = (seq, buf)
                     continue
                 if len(buf) >= 48:
                     mtyp = struct.unpack("<I", buf[:4])[0]

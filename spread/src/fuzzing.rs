@@ -27,8 +27,10 @@ pub struct Target {
 }
 
 mod client;
+mod daemon;
 
 pub use client::{client_handshake, client_message, client_stream};
+pub use daemon::{daemon_packet, groups, membership, monitor, token};
 
 /// Every target of this crate, for the corpus-replay test.
 pub const TARGETS: &[Target] = &[
@@ -43,6 +45,26 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "client_stream",
         run: client_stream,
+    },
+    Target {
+        name: "daemon_packet",
+        run: daemon_packet,
+    },
+    Target {
+        name: "token",
+        run: token,
+    },
+    Target {
+        name: "membership",
+        run: membership,
+    },
+    Target {
+        name: "groups",
+        run: groups,
+    },
+    Target {
+        name: "monitor",
+        run: monitor,
     },
 ];
 
