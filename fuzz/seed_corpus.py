@@ -27,7 +27,8 @@ alone. The input format of every target is documented in `spread/src/fuzzing.rs`
 * groups             one GROUPS message (48-byte message header + body), reassembled.
 * monitor            one STATUS/PARTITION/FC/RELOAD datagram (request or reply).
 * daemon_stateful    a script of what daemon d1 (resp. e1) received, see below.
-* spread_conf        configuration text from the capture headers.
+* spread_conf        configuration text from the capture headers (and mbus.conf.example).
+* mbus_conf          the same texts, read for their `# Subcluster:` comments.
 
 Script format (client_session, daemon_stateful): a sequence of records
 `[tag u8][len u16 little-endian][len bytes]`. daemon_stateful tags: bits 0-1 kind (0 data-port
@@ -275,6 +276,7 @@ def daemon_capture(path, seeds):
         packets.append((lineno, float(t), src.split(":")[0], dst, unhex(hexs)))
     for i, text in enumerate(confs):
         seeds.add("spread_conf", f"{stem}-{i}", text.encode())
+        seeds.add("mbus_conf", f"{stem}-{i}", text.encode())
         for m in re.finditer(r"^\s*([\w.-]+)\s+\d+\.\d+\.\d+\.\d+\s*(?:#.*)?$", text, re.M):
             if m.group(1) not in names:
                 names.append(m.group(1))
@@ -354,7 +356,9 @@ def main():
                 fn(os.path.join(d, f), seeds)
     example = os.path.join(ROOT, "mbus.conf.example")
     if os.path.exists(example):
-        seeds.add("spread_conf", "mbus.conf.example", open(example, "rb").read())
+        text = open(example, "rb").read()
+        seeds.add("spread_conf", "mbus.conf.example", text)
+        seeds.add("mbus_conf", "mbus.conf.example", text)
 
     stale = False
     for target, files in sorted(seeds.files.items()):
