@@ -7,4 +7,5 @@
 //! drain outputs with `poll_output()` and sleep until `poll_timeout()`.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod time;
