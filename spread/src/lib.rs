@@ -8,5 +8,6 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod ids;
 pub mod time;
 pub mod wire;
