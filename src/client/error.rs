@@ -15,7 +15,7 @@ pub enum Error {
     #[error("illegal daemon address {0:?}")]
     IllegalSpread(String),
     /// `COULD_NOT_CONNECT` (−2): the socket could not be connected.
-    #[error("could not connect to the daemon: {0}")]
+    #[error("could not connect to the daemon")]
     CouldNotConnect(#[source] io::Error),
     /// `REJECT_QUOTA` (−3): the daemon already has its maximum number of sessions.
     #[error("rejected: the daemon has too many sessions")]
