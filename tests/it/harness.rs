@@ -139,6 +139,12 @@ impl TestDaemon {
         }
     }
 
+    /// True when the daemon under test is another binary (`MBUS_TEST_SPREAD`, e.g. the real
+    /// Spread 5.0.1), for the few checks where we deliberately do better than 5.0.1.
+    pub(crate) fn is_real_spread(&self) -> bool {
+        self.real
+    }
+
     /// The daemon's log (stdout and stderr) so far.
     pub(crate) fn log(&self) -> String {
         let mut s = String::new();
@@ -241,4 +247,66 @@ pub(crate) fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> 
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// How long a test waits for any one message before failing.
+pub(crate) const RECV_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Receives the next message, failing the test after [`RECV_TIMEOUT`].
+pub(crate) async fn recv(mb: &mut mbus::client::Mailbox) -> mbus::client::Message {
+    match tokio::time::timeout(RECV_TIMEOUT, mb.receive()).await {
+        Ok(Ok(m)) => m,
+        Ok(Err(e)) => panic!("{}: receive failed: {e}", mb.private_group()),
+        Err(_) => panic!("{}: no message within {RECV_TIMEOUT:?}", mb.private_group()),
+    }
+}
+
+/// Receives until a regular membership of `group` arrives (skipping anything else) and
+/// returns it.
+pub(crate) async fn recv_membership(
+    mb: &mut mbus::client::Mailbox,
+    group: &str,
+) -> mbus::client::Membership {
+    loop {
+        if let mbus::client::Message::Membership(m) = recv(mb).await {
+            if m.group == group {
+                return m;
+            }
+        }
+    }
+}
+
+/// Receives the next message and expects a data message.
+pub(crate) async fn recv_data(mb: &mut mbus::client::Mailbox) -> mbus::client::DataMessage {
+    match recv(mb).await {
+        mbus::client::Message::Data(d) => d,
+        other => panic!("{}: expected data, got {other:?}", mb.private_group()),
+    }
+}
+
+/// Expects that nothing arrives within `wait`.
+pub(crate) async fn expect_silence(mb: &mut mbus::client::Mailbox, wait: Duration) {
+    if let Ok(r) = tokio::time::timeout(wait, mb.receive()).await {
+        panic!("{}: expected nothing, got {r:?}", mb.private_group());
+    }
+}
+
+/// Connects `name` over TCP to `d` (with membership messages).
+pub(crate) async fn connect(d: &TestDaemon, name: &str) -> mbus::client::Mailbox {
+    mbus::client::Mailbox::connect(&d.tcp(), name, true)
+        .await
+        .unwrap_or_else(|e| panic!("connect {name}: {e}"))
+}
+
+/// Connects `name` and joins `group`, consuming its own join membership.
+pub(crate) async fn connect_and_join(
+    d: &TestDaemon,
+    name: &str,
+    group: &str,
+) -> mbus::client::Mailbox {
+    let mut mb = connect(d, name).await;
+    mb.join(group).await.unwrap();
+    let m = recv_membership(&mut mb, group).await;
+    assert_eq!(m.changed_member.as_deref(), Some(mb.private_group()));
+    mb
 }
