@@ -7,5 +7,6 @@
 //! drain outputs with `poll_output()` and sleep until `poll_timeout()`.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod time;
 pub mod wire;
