@@ -7,3 +7,6 @@
 pub use spread;
 
 pub mod client;
+pub mod cluster;
+pub mod console;
+pub mod ecconf;
