@@ -10,3 +10,6 @@ pub mod client;
 pub mod cluster;
 pub mod console;
 pub mod ecconf;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;

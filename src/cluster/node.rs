@@ -234,7 +234,7 @@ impl NodeCore {
     pub fn on_bus(&mut self, now: u64, ev: BusEvent) {
         match ev {
             BusEvent::Membership { group, members } if group == self.id.cluster_group => {
-                let me_in = members.iter().any(|m| *m == self.private);
+                let me_in = members.contains(&self.private);
                 self.cluster_members = members.clone();
                 self.descs.retain(|p, _| members.contains(p));
                 self.duravip.on_membership(now, &members);

@@ -2,4 +2,5 @@
 
 mod client_golden;
 mod data;
+mod fuzz_corpus;
 mod harness;
