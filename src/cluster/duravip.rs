@@ -286,7 +286,7 @@ impl Reducer {
                 self.views
                     .values()
                     .flat_map(|(_, e)| e.values())
-                    .find(|e| e.kind == EntryKind::Binding && e.names.iter().any(|n| *n == follow))
+                    .find(|e| e.kind == EntryKind::Binding && e.names.contains(&follow))
                     .map(|e| e.ip.clone())
             };
             let owner = target.and_then(|t| next.get(&t).and_then(|s| s.owner.clone()));

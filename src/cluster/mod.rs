@@ -4,5 +4,10 @@
 pub mod bus;
 pub mod cache;
 pub mod duravip;
+pub mod exec;
+pub mod manager;
+pub mod members;
+pub mod node;
 pub mod proto;
+pub mod sim;
 pub mod subcluster;
