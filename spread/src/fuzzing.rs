@@ -27,9 +27,11 @@ pub struct Target {
 }
 
 mod client;
+mod config;
 mod daemon;
 
 pub use client::{client_handshake, client_message, client_stream};
+pub use config::spread_conf;
 pub use daemon::{daemon_packet, groups, membership, monitor, token};
 
 /// Every target of this crate, for the corpus-replay test.
@@ -65,6 +67,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "monitor",
         run: monitor,
+    },
+    Target {
+        name: "spread_conf",
+        run: spread_conf,
     },
 ];
 
