@@ -7,5 +7,10 @@
 //! drain outputs with `poll_output()` and sleep until `poll_timeout()`.
 #![forbid(unsafe_code)]
 
+pub mod daemon;
+pub mod groups;
+pub mod session;
 pub mod time;
 pub mod wire;
+
+pub use daemon::{Daemon, DaemonConfig, Input, Output, Stats};
