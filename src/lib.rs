@@ -5,3 +5,8 @@
 #![forbid(unsafe_code)]
 
 pub use spread;
+
+pub mod client;
+pub mod cluster;
+pub mod console;
+pub mod ecconf;

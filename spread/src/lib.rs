@@ -10,6 +10,7 @@
 pub mod config;
 pub mod daemon;
 pub mod groups;
+pub mod ids;
 pub mod session;
 pub mod time;
 pub mod wire;
