@@ -16,6 +16,8 @@
 //! daemon.
 
 mod handshake;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
