@@ -3,4 +3,5 @@
 mod client_golden;
 mod data;
 mod fuzz_corpus;
+mod golden_client;
 mod harness;
