@@ -7,4 +7,8 @@
 //! drain outputs with `poll_output()` and sleep until `poll_timeout()`.
 #![forbid(unsafe_code)]
 
+pub mod memb;
+pub mod ring;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
 pub mod time;
