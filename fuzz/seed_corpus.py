@@ -19,8 +19,9 @@ alone. The input format of every target is documented in `spread/src/fuzzing.rs`
                      as captured (little-endian) and byte-swapped to big-endian.
 * client_stream      a chunk-size byte, then the concatenated bytes of one direction of one
                      connection after the handshake (fed to the framer in chunks).
-* client_session     a script of chunks, see "script format" below: C> chunks are tag 0, D>
-                     chunks tag 1 (each target uses the direction it models).
+* client_session     a script per capture file, see "script format" below: tag = kind |
+                     (connection index << 3); kind 0 = the C> bytes, 1 = a D> line (the
+                     client read what was sent), 2 = CX (the client closed).
 * daemon_packet      one data-port datagram carrying messages (data packets, HURRY).
 * token              one token-port datagram that is a regular token.
 * membership         one ALIVE/JOIN/REFER datagram (data port) or FORM1/FORM2 token.
@@ -185,15 +186,24 @@ def split_daemon_side(buf, version):
 
 def client_capture(path, seeds):
     stem = os.path.basename(path)[: -len(".hex")]
-    conns = {}  # conn -> {"C": bytearray, "D": bytearray, "chunks": [(tag, bytes)]}
+    conns = {}  # conn -> {"C": bytearray, "D": bytearray}
+    script = []  # client_session records of the whole file, one session id per connection
     for line in open(path, encoding="utf-8"):
-        parts = line.split(" ", 2)
-        if parts[0] not in ("C>", "D>") or len(parts) < 3:
+        parts = line.rstrip("\n").split(" ", 2)
+        if parts[0] not in ("C>", "D>", "CX", "DX") or len(parts) < 2:
             continue
-        data = unhex(parts[2])
-        c = conns.setdefault(parts[1], {"C": bytearray(), "D": bytearray(), "chunks": []})
-        c[parts[0][0]] += data
-        c["chunks"].append((0 if parts[0] == "C>" else 1, data))
+        conn = parts[1]
+        c = conns.setdefault(conn, {"C": bytearray(), "D": bytearray(), "id": len(conns) % 32})
+        sid = c["id"] << 3
+        if parts[0] == "C>":
+            data = unhex(parts[2])
+            c["C"] += data
+            script.append(script_record(sid | 0, data))
+        elif parts[0] == "D>":
+            c["D"] += unhex(parts[2])
+            script.append(script_record(sid | 1, b""))  # the client read it
+        elif parts[0] == "CX":
+            script.append(script_record(sid | 2, b""))
     for conn, c in conns.items():
         tag = f"{stem}-{conn}"
         hello, version, c_rest = split_hello(bytes(c["C"]))
@@ -215,8 +225,8 @@ def client_capture(path, seeds):
                 swapped = swap_message(msg)
                 if swapped is not None:
                     seeds.add("client_message", f"{tag}-{side}{i}be", swapped, shape + (1,))
-        script = b"".join(script_record(t, d) for t, d in c["chunks"])
-        seeds.add("client_session", tag, script)
+    if script:
+        seeds.add("client_session", stem, b"".join(script))
 
 
 # ------------------------------------------------------------------ daemon captures

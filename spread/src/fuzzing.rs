@@ -29,10 +29,12 @@ pub struct Target {
 mod client;
 mod config;
 mod daemon;
+mod session;
 
 pub use client::{client_handshake, client_message, client_stream};
 pub use config::spread_conf;
 pub use daemon::{daemon_packet, groups, membership, monitor, token};
+pub use session::client_session;
 
 /// Every target of this crate, for the corpus-replay test.
 pub const TARGETS: &[Target] = &[
@@ -71,6 +73,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "spread_conf",
         run: spread_conf,
+    },
+    Target {
+        name: "client_session",
+        run: client_session,
     },
 ];
 
