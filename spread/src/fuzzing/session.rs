@@ -1,6 +1,7 @@
 //! Stateful target: hostile clients driving a [`Daemon`]'s sessions (handshake, requests,
 //! group state, delivery, timers, back-pressure).
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -106,8 +107,8 @@ fn run(data: &[u8]) -> crate::daemon::Stats {
                 continue;
             }
             _ => {
-                if !conns.contains_key(&id) {
-                    conns.insert(id, Conn::default());
+                if let Entry::Vacant(e) = conns.entry(id) {
+                    e.insert(Conn::default());
                     daemon.handle(
                         now,
                         Input::Connected {
