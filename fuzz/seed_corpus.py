@@ -32,11 +32,12 @@ alone. The input format of every target is documented in `spread/src/fuzzing.rs`
 * mbus_conf          the same texts, read for their `# Subcluster:` comments.
 
 Script format (client_session, daemon_stateful): a sequence of records
-`[tag u8][len u16 little-endian][len bytes]`. daemon_stateful tags: bits 0-1 kind (0 data-port
-datagram, 1 token-port datagram, 2 time advance: payload = u16 LE milliseconds, 3 select the
-configuration: payload[0] indexes `spread::fuzzing::DAEMON_CONFIGS`, only as the first record),
-bits 2-7 index of the sending daemon in configuration order. The fuzzed daemon is the first
-daemon of the configuration.
+`[tag u8][len u16 little-endian][len bytes]`, kind = tag & 7, argument = tag >> 3.
+daemon_stateful (see `spread::fuzzing::daemon_stateful`): what the first configured daemon
+received, as kind 0 (data port) / 1 (token port) with the sender's configuration index as
+argument, and kind 2 time advances (u16 LE milliseconds). The ring engine does not speak the
+5.0.1 byte format yet, so these seeds are foreign packets to it; its own-format seeds
+(`honest-*`) are written by the Rust test `write_ring_seeds` (see fuzz/README.md).
 """
 
 import argparse
@@ -250,19 +251,6 @@ def packet_messages(pkt):
     return out
 
 
-def daemon_config_index(stem):
-    """Index into `spread::fuzzing::DAEMON_CONFIGS` of the configuration a capture used."""
-    if stem.startswith("j_"):
-        return 1  # d1 d2 d3 + AcceleratedRing
-    if stem.startswith("n_multiseg22"):
-        return 3  # e1 e2 | w1 w2
-    if stem.startswith("n_multiseg3"):
-        return 4  # e1 e2 | w1 | s1
-    if stem.startswith("n_multiseg"):
-        return 2  # e1 e2 | w1
-    return 0  # d1 d2 d3
-
-
 def daemon_capture(path, seeds):
     stem = os.path.basename(path)[: -len(".hex")]
     names = []  # daemon names in order of first appearance in the config
@@ -295,7 +283,7 @@ def daemon_capture(path, seeds):
     seen_seq = set()
     # The stateful script: what the first configured daemon received.
     me = names[0] if names else "d1"
-    script, last_t = [script_record(3, bytes([daemon_config_index(stem)]))], None
+    script, last_t = [], None
     for lineno, t, src, dst, pkt in packets:
         host, port = dst.rsplit(":", 1)
         port = int(port)
@@ -342,8 +330,8 @@ def daemon_capture(path, seeds):
                 sender = names.index(src) if src in names else 0
                 kind = 1 if port == TOKEN_PORT else 0
                 if port in (DATA_PORT, TOKEN_PORT):
-                    script.append(script_record(kind | (sender << 2), pkt))
-    if len(script) > 1:
+                    script.append(script_record(kind | ((sender % 32) << 3), pkt))
+    if script:
         # The whole script is long; keep the first records (formation is the interesting part).
         out, size = [], 0
         for rec in script:

@@ -29,11 +29,13 @@ pub struct Target {
 mod client;
 mod config;
 mod daemon;
+mod ring;
 mod session;
 
 pub use client::{client_handshake, client_message, client_stream};
 pub use config::spread_conf;
 pub use daemon::{daemon_packet, groups, membership, monitor, token};
+pub use ring::{daemon_stateful, ring_packet};
 pub use session::client_session;
 
 /// Every target of this crate, for the corpus-replay test.
@@ -77,6 +79,14 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "client_session",
         run: client_session,
+    },
+    Target {
+        name: "daemon_stateful",
+        run: daemon_stateful,
+    },
+    Target {
+        name: "ring_packet",
+        run: ring_packet,
     },
 ];
 
