@@ -37,17 +37,49 @@ impl Backoff {
     }
 }
 
-/// Starts the control listeners; returns the request channel and the shutdown switch.
-fn start_listeners(
-    listeners: Vec<Listener>,
-    limits: Limits,
-) -> (mpsc::Receiver<Request>, watch::Sender<bool>) {
-    let (tx, rx) = mpsc::channel(64);
-    let (sd_tx, sd_rx) = watch::channel(false);
-    for l in listeners {
-        tokio::spawn(serve(l, tx.clone(), limits, sd_rx.clone()));
+/// Running control listeners: requests in, a shutdown switch, and a way to wait for every
+/// connection task to finish writing.
+struct Listeners {
+    requests: mpsc::Receiver<Request>,
+    shutdown: watch::Sender<bool>,
+    alive: mpsc::Receiver<()>,
+}
+
+impl Listeners {
+    fn start(listeners: Vec<Listener>, limits: Limits) -> Self {
+        let (tx, requests) = mpsc::channel(64);
+        let (shutdown, sd_rx) = watch::channel(false);
+        let (alive_tx, alive) = mpsc::channel(1);
+        for l in listeners {
+            tokio::spawn(serve(
+                l,
+                tx.clone(),
+                limits,
+                sd_rx.clone(),
+                alive_tx.clone(),
+            ));
+        }
+        Self {
+            requests,
+            shutdown,
+            alive,
+        }
     }
-    (rx, sd_tx)
+
+    /// Stops accepting, lets open connections finish their last reply (bounded: 2 s).
+    async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        self.requests.close();
+        while let Ok(Some(req)) =
+            tokio::time::timeout(Duration::from_millis(10), self.requests.recv()).await
+        {
+            let _ = req.reply.send(Reply {
+                text: "Shutting down.".into(),
+                close: true,
+            });
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.alive.recv()).await;
+    }
 }
 
 fn persist(core: &mut ManagerCore, file: Option<&PathBuf>) {
@@ -90,7 +122,7 @@ pub async fn run_manager<B, C, F>(
             }
         }
     }
-    let (mut requests, sd) = start_listeners(listeners, limits);
+    let mut ls = Listeners::start(listeners, limits);
     let mut bus: Option<B> = None;
     let mut backoff = Backoff(Backoff::MIN);
     let mut retry_at = Instant::now();
@@ -119,7 +151,7 @@ pub async fn run_manager<B, C, F>(
                             retry_at = Instant::now() + wait;
                         }
                     },
-                    req = requests.recv() => match req {
+                    req = ls.requests.recv() => match req {
                         Some(req) => stop = manager_request(&mut core, req),
                         None => return,
                     },
@@ -136,7 +168,7 @@ pub async fn run_manager<B, C, F>(
                         }
                         Some(ev) => core.on_bus(now_secs(), ev),
                     },
-                    req = requests.recv() => match req {
+                    req = ls.requests.recv() => match req {
                         Some(req) => stop = manager_request(&mut core, req),
                         None => return,
                     },
@@ -152,7 +184,7 @@ pub async fn run_manager<B, C, F>(
         }
         persist(&mut core, cache_file.as_ref());
         if stop {
-            let _ = sd.send(true);
+            ls.stop().await;
             // Leave the groups cleanly by dropping the connection after the last replies.
             drop(bus);
             return;
@@ -180,7 +212,7 @@ pub async fn run_node<B, C, F>(
     C: FnMut() -> F,
     F: Future<Output = Result<B, BusError>>,
 {
-    let (mut requests, sd) = start_listeners(listeners, limits);
+    let mut ls = Listeners::start(listeners, limits);
     let (done_tx, mut done_rx) = mpsc::channel::<(ReplyTo, String)>(64);
     let mut bus: Option<B> = None;
     let mut backoff = Backoff(Backoff::MIN);
@@ -203,7 +235,7 @@ pub async fn run_node<B, C, F>(
                             retry_at = Instant::now() + wait;
                         }
                     },
-                    Some(req) = requests.recv() => node_request(&mut core, req),
+                    Some(req) = ls.requests.recv() => node_request(&mut core, req),
                     Some((to, out)) = done_rx.recv() => core.mapped_done(&to, &out),
                     _ = stop.changed() => break,
                 }
@@ -219,7 +251,7 @@ pub async fn run_node<B, C, F>(
                         }
                         Some(ev) => core.on_bus(now_secs(), ev),
                     },
-                    Some(req) = requests.recv() => node_request(&mut core, req),
+                    Some(req) = ls.requests.recv() => node_request(&mut core, req),
                     Some((to, out)) = done_rx.recv() => core.mapped_done(&to, &out),
                     _ = stop.changed() => break,
                 }
@@ -258,7 +290,7 @@ pub async fn run_node<B, C, F>(
             }
         }
     }
-    let _ = sd.send(true);
+    ls.stop().await;
 }
 
 fn node_request(core: &mut NodeCore, req: Request) {

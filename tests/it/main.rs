@@ -2,6 +2,7 @@
 
 mod client_golden;
 mod cluster_duravip;
+mod cluster_process;
 mod cluster_transcripts;
 mod data;
 mod harness;
