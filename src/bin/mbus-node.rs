@@ -129,15 +129,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let subcluster = own.or(from_mbus).unwrap_or_else(|| "default".into());
     let mut id = NodeIdentity::new(&node, &subcluster);
-    if let Some(a) = opt("nodeaddr") {
-        id.address = a;
-    }
-    if let Some(g) = opt("cluster_group") {
-        id.cluster_group = g;
-    }
-    if let Some(g) = opt("control_group") {
-        id.control_group = g;
-    }
+    id.apply_config(&config.root);
     let daemon = args
         .daemon
         .clone()

@@ -44,6 +44,23 @@ impl NodeIdentity {
         }
     }
 
+    /// Overrides from the configuration's `cluster` scope: `nodeaddr`, `cluster_group`,
+    /// `control_group`.
+    pub fn apply_config(&mut self, root: &Scope) {
+        let Some(c) = root.child("cluster", None) else {
+            return;
+        };
+        if let Some(a) = c.get_str("nodeaddr") {
+            self.address = a.to_string();
+        }
+        if let Some(g) = c.get_str("cluster_group") {
+            self.cluster_group = g.to_string();
+        }
+        if let Some(g) = c.get_str("control_group") {
+            self.control_group = g.to_string();
+        }
+    }
+
     /// The subcluster group, `ec_sc_<subcluster>`.
     pub fn subcluster_group(&self) -> String {
         format!("ec_sc_{}", self.subcluster)
