@@ -217,6 +217,7 @@ pub async fn run_node<B, C, F>(
     let mut bus: Option<B> = None;
     let mut backoff = Backoff(Backoff::MIN);
     let mut retry_at = Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
     loop {
         match bus.as_mut() {
             None => {
@@ -253,6 +254,7 @@ pub async fn run_node<B, C, F>(
                     },
                     Some(req) = ls.requests.recv() => node_request(&mut core, req),
                     Some((to, out)) = done_rx.recv() => core.mapped_done(&to, &out),
+                    _ = ticker.tick() => core.tick(now_secs()),
                     _ = stop.changed() => break,
                 }
             }
