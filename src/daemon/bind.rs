@@ -25,24 +25,24 @@ pub enum BindError {
     #[error("host {0:?} is not in the configuration")]
     NoSuchHost(HostId),
     /// The client TCP port is taken.
-    #[error("cannot bind client port {addr}: {source}; is another daemon running on port {port}?")]
+    #[error("cannot bind client port {addr}: {err}; is another daemon running on port {port}?")]
     TcpInUse {
         /// The address.
         addr: SocketAddr,
         /// The port.
         port: u16,
-        /// The OS error.
-        source: io::Error,
+        /// The OS error (shown in the message, not as a separate source).
+        err: io::Error,
     },
     /// Any other socket failure.
-    #[error("cannot open {what} {addr}: {source}")]
+    #[error("cannot open {what} {addr}: {err}")]
     Socket {
         /// Which socket.
         what: &'static str,
         /// Its address.
         addr: String,
-        /// The OS error.
-        source: io::Error,
+        /// The OS error (shown in the message, not as a separate source).
+        err: io::Error,
     },
 }
 
@@ -121,7 +121,7 @@ fn wildcard(ip: &IpAddr, port: u16) -> SocketAddr {
 
 fn socket_err(what: &'static str, addr: impl ToString) -> impl FnOnce(io::Error) -> BindError {
     let addr = addr.to_string();
-    move |source| BindError::Socket { what, addr, source }
+    move |err| BindError::Socket { what, addr, err }
 }
 
 fn udp(
@@ -150,14 +150,14 @@ fn tcp(addr: SocketAddr, reuse: bool, port: u16) -> Result<tokio::net::TcpListen
     }
     s.set_reuse_address(reuse).map_err(socket_err(what, addr))?;
     s.set_nonblocking(true).map_err(socket_err(what, addr))?;
-    s.bind(&SockAddr::from(addr)).map_err(|source| {
-        if source.kind() == io::ErrorKind::AddrInUse {
-            BindError::TcpInUse { addr, port, source }
+    s.bind(&SockAddr::from(addr)).map_err(|err| {
+        if err.kind() == io::ErrorKind::AddrInUse {
+            BindError::TcpInUse { addr, port, err }
         } else {
             BindError::Socket {
                 what,
                 addr: addr.to_string(),
-                source,
+                err,
             }
         }
     })?;

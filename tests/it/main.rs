@@ -1,3 +1,5 @@
 //! Multi-process and golden-vector tests (one binary to keep link time down).
 
 mod data;
+mod config;
+mod spread_cli;
