@@ -6,10 +6,10 @@
 
 pub use spread;
 
-pub mod daemon;
 pub mod client;
 pub mod cluster;
 pub mod console;
+pub mod daemon;
 pub mod ecconf;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

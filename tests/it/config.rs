@@ -45,11 +45,18 @@ fn example_round_trips_through_display() {
 fn load_names_the_file_in_errors() {
     let dir = super::spread_cli::TempDir::new("cfg-load");
     let path = dir.path().join("bad.conf");
-    std::fs::write(&path, "Spread_Segment 10.0.0.255:4803 {\n\ta 10.0.0.1\n\ta 10.0.0.2\n}\n").unwrap();
+    std::fs::write(
+        &path,
+        "Spread_Segment 10.0.0.255:4803 {\n\ta 10.0.0.1\n\ta 10.0.0.2\n}\n",
+    )
+    .unwrap();
     let e = Config::load(&path).unwrap_err();
     assert_eq!(
         e.to_string(),
-        format!("{}:3:2: duplicate host 'a' (already defined at line 2)", path.display())
+        format!(
+            "{}:3:2: duplicate host 'a' (already defined at line 2)",
+            path.display()
+        )
     );
     std::fs::write(&path, b"Spread_Segment 10.0.0.255 {\n a\xff 10.0.0.1 }\n").unwrap();
     let e = Config::load(&path).unwrap_err();

@@ -123,8 +123,18 @@ impl Daemon {
         };
         let mut out = String::new();
         let mut err = String::new();
-        child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
         (status, out, err)
     }
 }
@@ -213,7 +223,10 @@ fn embedded_default_is_used_and_logged() {
         out.contains("using the embedded default: one daemon 'localhost' on 127.0.0.1 port 4803"),
         "{out}"
     );
-    assert_eq!(err, "spread: my name 'nosuchhost' is not in the configuration\n");
+    assert_eq!(
+        err,
+        "spread: my name 'nosuchhost' is not in the configuration\n"
+    );
 }
 
 #[test]
@@ -258,7 +271,10 @@ fn starts_binds_and_cleans_up_on_sigterm() {
     assert!(st.success(), "status {st:?}\n{out}\n{err}");
     assert!(!Path::new(&sock).exists(), "Unix socket not removed");
     assert!(out.contains("SIGTERM received"), "{out}");
-    assert!(out.contains(&format!("using configuration file {}", conf.display())), "{out}");
+    assert!(
+        out.contains(&format!("using configuration file {}", conf.display())),
+        "{out}"
+    );
     assert!(err.is_empty(), "{err}");
     // The port can be bound again at once.
     let again = Daemon::start(&dir, &["-c", conf.to_str().unwrap()]);
@@ -282,8 +298,9 @@ fn second_daemon_on_same_port_fails_with_one_line() {
     assert_eq!(st.code(), Some(1));
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.starts_with(&format!("spread: cannot bind client port 127.0.0.1:{port}: "))
-            && err.ends_with(&format!("is another daemon running on port {port}?\n")),
+        err.starts_with(&format!(
+            "spread: cannot bind client port 127.0.0.1:{port}: "
+        )) && err.ends_with(&format!("is another daemon running on port {port}?\n")),
         "{err}"
     );
     // The first daemon is unharmed: its Unix socket is still there and answers.
