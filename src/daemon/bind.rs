@@ -174,7 +174,6 @@ pub fn bind(config: &Config, me: HostId, opts: &DaemonOptions) -> Result<Bound, 
         .get(me.segment)
         .ok_or(BindError::NoSuchHost(me))?;
     let port = segment.port;
-    let token_port = port.wrapping_add(1);
     let reuse = config.socket_port_reuse();
     let implicit = host.interfaces.is_empty();
     let ifaces = host.effective_interfaces();
@@ -197,7 +196,44 @@ pub fn bind(config: &Config, me: HostId, opts: &DaemonOptions) -> Result<Bound, 
         tcp_listeners.push(l);
     }
 
-    // Ring: data port P and token port P+1 on every D interface.
+    let ring = bind_ring(config, segment, host)?;
+
+    // Client Unix socket `/tmp/PORT` (5.0.1: stale file removed first, mode 0666).
+    let path = opts.unix_socket_dir.join(port.to_string());
+    let _ = std::fs::remove_file(&path);
+    let unix = unix_listener(&path)?;
+    info!(path = %path.display(), "listening for clients (Unix socket)");
+    Ok(Bound {
+        port,
+        tcp: tcp_listeners,
+        unix,
+        unix_file: UnixSocketFile { path },
+        data: ring.data,
+        token: ring.token,
+        send: ring.send,
+    })
+}
+
+/// The ring's UDP sockets.
+struct Ring {
+    data: Vec<tokio::net::UdpSocket>,
+    token: Vec<tokio::net::UdpSocket>,
+    send: tokio::net::UdpSocket,
+}
+
+/// Ring sockets as 5.0.1 opens them: data port P and token port P+1 on every D interface
+/// (the wildcard address without an interface block), the segment addresses when the segment
+/// has several daemons, and the send socket on the daemon's own address.
+fn bind_ring(
+    config: &Config,
+    segment: &spread::config::Segment,
+    host: &spread::config::Host,
+) -> Result<Ring, BindError> {
+    let port = segment.port;
+    let token_port = port.wrapping_add(1);
+    let reuse = config.socket_port_reuse();
+    let implicit = host.interfaces.is_empty();
+    let ifaces = host.effective_interfaces();
     let mut data = Vec::new();
     let mut token = Vec::new();
     let mut seg_bound = vec![false; segment.addrs.len()];
@@ -240,21 +276,7 @@ pub fn bind(config: &Config, me: HostId, opts: &DaemonOptions) -> Result<Bound, 
 
     let send_addr = sock_addr(&host.addr, 0);
     let send = udp(send_addr, false, "ring send socket")?;
-
-    // Client Unix socket `/tmp/PORT` (5.0.1: stale file removed first, mode 0666).
-    let path = opts.unix_socket_dir.join(port.to_string());
-    let _ = std::fs::remove_file(&path);
-    let unix = unix_listener(&path)?;
-    info!(path = %path.display(), "listening for clients (Unix socket)");
-    Ok(Bound {
-        port,
-        tcp: tcp_listeners,
-        unix,
-        unix_file: UnixSocketFile { path },
-        data,
-        token,
-        send,
-    })
+    Ok(Ring { data, token, send })
 }
 
 fn unix_listener(path: &Path) -> Result<tokio::net::UnixListener, BindError> {

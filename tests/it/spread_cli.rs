@@ -243,6 +243,26 @@ fn example_config_hosts_are_not_local() {
 }
 
 #[test]
+fn event_log_file_receives_the_log() {
+    let dir = TempDir::new("logfile");
+    let conf = dir.path().join("log.conf");
+    std::fs::write(
+        &conf,
+        "EventLogFile = daemon-%h.log\nEventTimeStamp\n\
+         Spread_Segment 10.0.1.255:4803 { far 10.0.1.10 }\n",
+    )
+    .unwrap();
+    let (st, out, err) = run_to_end(&dir, &["-c", "log.conf", "-n", "far"]);
+    assert_eq!(st.code(), Some(1));
+    assert!(out.is_empty(), "{out}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let log =
+        std::fs::read_to_string(dir.path().join(format!("daemon-{}.log", host.trim()))).unwrap();
+    assert!(log.contains("using configuration file log.conf"), "{log}");
+}
+
+#[test]
 fn starts_binds_and_cleans_up_on_sigterm() {
     let dir = TempDir::new("start");
     let port = free_port();
