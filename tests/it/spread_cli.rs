@@ -230,6 +230,28 @@ fn embedded_default_is_used_and_logged() {
 }
 
 #[test]
+fn config_search_falls_back_to_dot_spread_conf() {
+    // 5.0.1: the -c file, then ./spread.conf, then the system file.
+    let dir = TempDir::new("search");
+    std::fs::write(
+        dir.path().join("spread.conf"),
+        "Spread_Segment 10.0.1.255:4803 { far 10.0.1.10 }\n",
+    )
+    .unwrap();
+    let (st, out, err) = run_to_end(&dir, &["-c", "missing.conf", "-n", "zz"]);
+    assert_eq!(st.code(), Some(1));
+    assert!(
+        out.contains("cannot open configuration file missing.conf"),
+        "{out}"
+    );
+    assert!(
+        out.contains("using configuration file ./spread.conf"),
+        "{out}"
+    );
+    assert_eq!(err, "spread: my name 'zz' is not in the configuration\n");
+}
+
+#[test]
 fn example_config_hosts_are_not_local() {
     let dir = TempDir::new("example");
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("mbus.conf.example");
