@@ -329,6 +329,37 @@ fn starts_binds_and_cleans_up_on_sigterm() {
 }
 
 #[test]
+fn ipv6_daemon_on_loopback() {
+    if UdpSocket::bind("[::1]:0").is_err() {
+        println!("skipped: no IPv6 loopback");
+        return;
+    }
+    let dir = TempDir::new("ipv6");
+    let port = free_port();
+    let conf = dir.path().join("v6.conf");
+    std::fs::write(
+        &conf,
+        format!("Spread_Segment [ff02::1]:{port} {{ six ::1 {{ D C M ::1 }} }}\n"),
+    )
+    .unwrap();
+    let d = Daemon::start(&dir, &["-c", conf.to_str().unwrap()]);
+    let deadline = Instant::now() + WAIT;
+    let sock = format!("/tmp/{port}");
+    while !(Path::new(&sock).exists()
+        && TcpStream::connect((std::net::Ipv6Addr::LOCALHOST, port)).is_ok())
+    {
+        assert!(Instant::now() < deadline, "IPv6 daemon not ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(UdpSocket::bind((std::net::Ipv6Addr::LOCALHOST, port + 1)).is_err());
+    d.signal("-TERM");
+    let (st, out, _) = d.wait();
+    assert!(st.success());
+    assert!(out.contains("I am 'six'"), "{out}");
+    assert!(!Path::new(&sock).exists());
+}
+
+#[test]
 fn second_daemon_on_same_port_fails_with_one_line() {
     let dir = TempDir::new("second");
     let port = free_port();
