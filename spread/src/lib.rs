@@ -11,6 +11,11 @@ pub mod config;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod daemon;
+pub mod groups;
 pub mod ids;
+pub mod session;
 pub mod time;
 pub mod wire;
+
+pub use daemon::{Daemon, DaemonConfig, Input, Output, Stats};

@@ -4,5 +4,6 @@ mod client_golden;
 mod config;
 mod data;
 mod fuzz_corpus;
+mod golden_client;
 mod harness;
 mod spread_cli;
