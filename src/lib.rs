@@ -5,3 +5,5 @@
 #![forbid(unsafe_code)]
 
 pub use spread;
+
+pub mod daemon;

@@ -1,0 +1,3 @@
+//! The tokio daemon shell around `spread`.
+
+pub mod net;
