@@ -1,3 +1,4 @@
 //! Multi-process and golden-vector tests (one binary to keep link time down).
 
 mod data;
+mod netns;

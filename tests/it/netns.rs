@@ -1,0 +1,370 @@
+//! Network-namespace lab for multi-daemon tests: daemons on their own 10.x addresses that
+//! exist only inside namespaces this test creates (and deletes on drop), one Linux bridge per
+//! segment in a hub/router namespace, and a private /tmp per node.
+//!
+//! ```text
+//! hub namespace ── bridge s0 (10.<net>.0.254/24) ── veth ── node ns "…s0n0" 10.<net>.0.1/24
+//!               │                                  └─ veth ── node ns "…s0n1" 10.<net>.0.2/24
+//!               └─ bridge s1 (10.<net>.1.254/24) ── …        (ip_forward=1 when >1 segment)
+//! ```
+//!
+//! Every process of a node runs through [`NetLab::command`]: `ip netns exec <ns> unshare -m`
+//! with the node's own directory bind-mounted on /tmp (shared by all processes of that node,
+//! invisible to the others), so Unix sockets in /tmp never collide. Everything is skipped with
+//! a message when not root, when `ip`/`unshare` are missing, or when namespaces cannot be made.
+#![allow(dead_code)] // helpers for the multi-daemon tests
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Second octet of every lab address (namespaces isolate them, so labs can share it).
+pub(crate) const LAB_NET: u8 = 98;
+/// Longest a lab command may take.
+const IP_TIMEOUT: Duration = Duration::from_secs(10);
+
+static LAB_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// One daemon host.
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    /// Namespace name.
+    pub(crate) ns: String,
+    /// Segment index.
+    pub(crate) segment: usize,
+    /// Address inside the namespace.
+    pub(crate) addr: Ipv4Addr,
+    /// Hub-side veth name (link down = node cut off).
+    pub(crate) hub_if: String,
+    /// Directory mounted on the node's /tmp.
+    pub(crate) tmp: PathBuf,
+}
+
+/// A set of namespaces wired into segments; removed on drop.
+#[derive(Debug)]
+pub(crate) struct NetLab {
+    /// Hub / router namespace.
+    pub(crate) hub: String,
+    /// Nodes, segment by segment.
+    pub(crate) nodes: Vec<Node>,
+    /// Segment count.
+    pub(crate) segments: usize,
+    root: PathBuf,
+    children: Vec<Child>,
+}
+
+fn run(args: &[&str]) -> Result<(), String> {
+    let mut child = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    let deadline = Instant::now() + IP_TIMEOUT;
+    loop {
+        if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
+            if st.success() {
+                return Ok(());
+            }
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            return Err(format!("{} failed: {st} {err}", args.join(" ")));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{} timed out", args.join(" ")));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn have(prog: &str) -> bool {
+    Command::new(prog)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+impl NetLab {
+    /// Builds a lab with `sizes[s]` nodes in segment `s`. `None` (after printing why) when
+    /// the machine cannot run it; the caller then returns early.
+    pub(crate) fn new(sizes: &[usize]) -> Option<Self> {
+        if !is_root() {
+            eprintln!("netns lab skipped: not root");
+            return None;
+        }
+        if !have("ip") || !have("unshare") {
+            eprintln!("netns lab skipped: `ip` or `unshare` missing");
+            return None;
+        }
+        let id = format!(
+            "mb{}x{}",
+            std::process::id(),
+            LAB_COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let root = std::env::temp_dir().join(format!("mbus-netns-{id}"));
+        let mut lab = Self {
+            hub: format!("{id}h"),
+            nodes: Vec::new(),
+            segments: sizes.len(),
+            root,
+            children: Vec::new(),
+        };
+        match lab.build(&id, sizes) {
+            Ok(()) => Some(lab),
+            Err(e) => {
+                eprintln!("netns lab skipped: {e}");
+                None // drop cleans up what was made
+            }
+        }
+    }
+
+    fn build(&mut self, id: &str, sizes: &[usize]) -> Result<(), String> {
+        std::fs::create_dir_all(&self.root).map_err(|e| e.to_string())?;
+        let hub = self.hub.clone();
+        run(&["ip", "netns", "add", &hub])?;
+        run(&["ip", "-n", &hub, "link", "set", "lo", "up"])?;
+        if sizes.len() > 1 {
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                &hub,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ])?;
+        }
+        for (s, &n) in sizes.iter().enumerate() {
+            let br = format!("br{s}");
+            run(&["ip", "-n", &hub, "link", "add", &br, "type", "bridge"])?;
+            let router = format!("10.{LAB_NET}.{s}.254/24");
+            run(&["ip", "-n", &hub, "addr", "add", &router, "dev", &br])?;
+            run(&["ip", "-n", &hub, "link", "set", &br, "up"])?;
+            for i in 0..n {
+                let ns = format!("{id}s{s}n{i}");
+                let hub_if = format!("v{s}n{i}");
+                let addr = Ipv4Addr::new(10, LAB_NET, s as u8, (i + 1) as u8);
+                let tmp = self.root.join(format!("s{s}n{i}"));
+                std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+                run(&["ip", "netns", "add", &ns])?;
+                self.nodes.push(Node {
+                    ns: ns.clone(),
+                    segment: s,
+                    addr,
+                    hub_if: hub_if.clone(),
+                    tmp,
+                });
+                run(&[
+                    "ip", "-n", &hub, "link", "add", &hub_if, "type", "veth", "peer", "name",
+                    "eth0", "netns", &ns,
+                ])?;
+                run(&[
+                    "ip", "-n", &hub, "link", "set", &hub_if, "master", &br, "up",
+                ])?;
+                run(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
+                let cidr = format!("{addr}/24");
+                run(&[
+                    "ip", "-n", &ns, "addr", "add", &cidr, "brd", "+", "dev", "eth0",
+                ])?;
+                run(&["ip", "-n", &ns, "link", "set", "eth0", "up"])?;
+                let gw = format!("10.{LAB_NET}.{s}.254");
+                run(&["ip", "-n", &ns, "route", "add", "default", "via", &gw])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Broadcast address of segment `s`.
+    pub(crate) fn bcast(&self, s: usize) -> Ipv4Addr {
+        Ipv4Addr::new(10, LAB_NET, s as u8, 255)
+    }
+
+    /// A command that runs `program args…` inside node `i`'s namespace with its private /tmp.
+    pub(crate) fn command(&self, i: usize, program: &str) -> Command {
+        let node = &self.nodes[i];
+        let mut c = Command::new("ip");
+        c.args([
+            "netns",
+            "exec",
+            &node.ns,
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+        ])
+        .arg(r#"mount --bind "$0" /tmp && exec "$@""#)
+        .arg(&node.tmp)
+        .arg(program);
+        c
+    }
+
+    /// Spawns `cmd` (from [`NetLab::command`]) and kills it when the lab is dropped.
+    /// `ip netns exec`, `unshare` and `sh -c exec` all exec, so the pid is the program's.
+    pub(crate) fn spawn(&mut self, mut cmd: Command) -> std::io::Result<u32> {
+        let child = cmd.spawn()?;
+        let pid = child.id();
+        self.children.push(child);
+        Ok(pid)
+    }
+
+    /// Kills one process started by [`NetLab::spawn`] (SIGKILL) and reaps it.
+    pub(crate) fn kill(&mut self, pid: u32) {
+        if let Some(pos) = self.children.iter().position(|c| c.id() == pid) {
+            let mut c = self.children.remove(pos);
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Cuts node `i` off (`up = false`) or reconnects it, on the hub side of its link.
+    pub(crate) fn set_link(&self, i: usize, up: bool) -> Result<(), String> {
+        let state = if up { "up" } else { "down" };
+        run(&[
+            "ip",
+            "-n",
+            &self.hub,
+            "link",
+            "set",
+            &self.nodes[i].hub_if,
+            state,
+        ])
+    }
+
+    /// Turns routing between segments on or off (a router cut, as in the `n_*` captures).
+    pub(crate) fn set_forwarding(&self, on: bool) -> Result<(), String> {
+        let v = format!("net.ipv4.ip_forward={}", u8::from(on));
+        run(&["ip", "netns", "exec", &self.hub, "sysctl", "-qw", &v])
+    }
+}
+
+impl Drop for NetLab {
+    fn drop(&mut self) {
+        for mut c in self.children.drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for n in &self.nodes {
+            let _ = run(&["ip", "netns", "del", &n.ns]);
+        }
+        let _ = run(&["ip", "netns", "del", &self.hub]);
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Env var that turns [`udp_helper`] into a tiny UDP tool for lab checks.
+const HELPER_ENV: &str = "MBUS_NETNS_UDP_HELPER";
+
+/// Not a test on its own: with `MBUS_NETNS_UDP_HELPER=recv:<ip>:<port>` it waits (≤ 5 s) for
+/// one datagram and prints its source; with `send:<ip>:<port>` it sends one (broadcast allowed).
+#[test]
+#[ignore = "helper process for netns tests"]
+fn udp_helper() {
+    let Ok(spec) = std::env::var(HELPER_ENV) else {
+        return;
+    };
+    let (mode, addr) = spec.split_once(':').unwrap();
+    match mode {
+        "recv" => {
+            let s = std::net::UdpSocket::bind(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = [0u8; 64];
+            let (_, from) = s.recv_from(&mut buf).unwrap();
+            println!("GOT-FROM {}", from.ip());
+        }
+        "send" => {
+            let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+            s.set_broadcast(true).unwrap();
+            s.send_to(b"lab", addr).unwrap();
+        }
+        _ => panic!("bad helper mode"),
+    }
+}
+
+fn helper(lab: &NetLab, node: usize, spec: &str) -> Command {
+    let mut c = lab.command(node, std::env::current_exe().unwrap().to_str().unwrap());
+    c.args(["--exact", "netns::udp_helper", "--ignored", "--nocapture"])
+        .env(HELPER_ENV, spec)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    c
+}
+
+/// Starts a receiver in `to`, sends from `from` to `dst`, returns the source IP seen.
+fn exchange(lab: &NetLab, from: usize, to: usize, bind: &str, dst: &str) -> Option<String> {
+    let rx = helper(lab, to, &format!("recv:{bind}")).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300)); // let it bind
+    let st = helper(lab, from, &format!("send:{dst}")).status().unwrap();
+    assert!(st.success());
+    let out = rx.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("GOT-FROM ").map(str::to_string))
+}
+
+#[test]
+fn lab_segments_broadcast_routing_cut_and_cleanup() {
+    let Some(lab) = NetLab::new(&[2, 1]) else {
+        return;
+    };
+    let names: Vec<String> = lab.nodes.iter().map(|n| n.ns.clone()).collect();
+    assert_eq!(lab.nodes[1].addr, Ipv4Addr::new(10, LAB_NET, 0, 2));
+    assert_eq!(lab.nodes[2].addr, Ipv4Addr::new(10, LAB_NET, 1, 1));
+    // Broadcast inside segment 0 reaches node 1 with node 0's source address.
+    let got = exchange(
+        &lab,
+        0,
+        1,
+        "0.0.0.0:4803",
+        &format!("{}:4803", lab.bcast(0)),
+    );
+    assert_eq!(got.as_deref(), Some("10.98.0.1"));
+    // Unicast across the router, source address preserved (no NAT).
+    let got = exchange(&lab, 2, 0, "10.98.0.1:4804", "10.98.0.1:4804");
+    assert_eq!(got.as_deref(), Some("10.98.1.1"));
+    // A cut link loses the datagram.
+    lab.set_link(1, false).unwrap();
+    assert_eq!(
+        exchange(&lab, 0, 1, "10.98.0.2:4803", "10.98.0.2:4803"),
+        None
+    );
+    lab.set_link(1, true).unwrap();
+    // Private /tmp per node: a file made in node 0's /tmp is in its dir, not in node 1's.
+    let st = lab
+        .command(0, "sh")
+        .args(["-c", "echo x > /tmp/mark"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(lab.nodes[0].tmp.join("mark").exists());
+    assert!(!lab.nodes[1].tmp.join("mark").exists());
+    let root = lab.root.clone();
+    drop(lab);
+    let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    for n in names {
+        assert!(!list.contains(&n), "namespace {n} left behind");
+    }
+    assert!(!root.exists());
+}
