@@ -2,3 +2,4 @@
 
 mod data;
 mod netns;
+mod wire_interop;

@@ -84,6 +84,20 @@ fn run(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// `program` as an absolute path (searched in PATH when it has no slash).
+fn resolve(program: &str) -> String {
+    if program.contains('/') {
+        return program.to_string();
+    }
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join(program))
+                .find(|p| p.is_file())
+        })
+        .map_or_else(|| program.to_string(), |p| p.to_string_lossy().into_owned())
+}
+
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -200,8 +214,16 @@ impl NetLab {
     }
 
     /// A command that runs `program args…` inside node `i`'s namespace with its private /tmp.
+    /// A program that itself lives under /tmp (hidden by the mount) is opened before the
+    /// mount and executed through `/proc/self/fd/9`.
     pub(crate) fn command(&self, i: usize, program: &str) -> Command {
         let node = &self.nodes[i];
+        let prog = resolve(program);
+        let script = if prog.starts_with("/tmp/") {
+            r#"exec 9<"$1" && mount --bind "$0" /tmp && shift && exec /proc/self/fd/9 "$@""#
+        } else {
+            r#"mount --bind "$0" /tmp && exec "$@""#
+        };
         let mut c = Command::new("ip");
         c.args([
             "netns",
@@ -214,9 +236,9 @@ impl NetLab {
             "sh",
             "-c",
         ])
-        .arg(r#"mount --bind "$0" /tmp && exec "$@""#)
+        .arg(script)
         .arg(&node.tmp)
-        .arg(program);
+        .arg(prog);
         c
     }
 
@@ -276,18 +298,37 @@ impl Drop for NetLab {
 /// Env var that turns [`udp_helper`] into a tiny UDP tool for lab checks.
 const HELPER_ENV: &str = "MBUS_NETNS_UDP_HELPER";
 
-/// Not a test on its own: with `MBUS_NETNS_UDP_HELPER=recv:<ip>:<port>` it waits (≤ 5 s) for
-/// one datagram and prints its source; with `send:<ip>:<port>` it sends one (broadcast allowed).
+/// Prints every datagram arriving on `s` until `secs` have passed, as `DGRAM <src> <hex>`.
+fn print_datagrams(s: &std::net::UdpSocket, secs: f64) {
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let mut buf = vec![0u8; 65_535];
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        if let Ok((n, from)) = s.recv_from(&mut buf) {
+            let hex: String = buf[..n].iter().map(|b| format!("{b:02x}")).collect();
+            println!("DGRAM {} {hex}", from.ip());
+        }
+    }
+}
+
+/// Not a test on its own: a tiny UDP tool run inside lab namespaces, selected by
+/// `MBUS_NETNS_UDP_HELPER`:
+/// * `recv:<ip>:<port>` waits (≤ 5 s) for one datagram and prints `GOT-FROM <src ip>`;
+/// * `send:<ip>:<port>` sends one datagram (broadcast allowed);
+/// * `listen:<secs>:<ip>:<port>` prints every datagram for `secs` (see [`print_datagrams`]);
+/// * `sendrecv:<secs>:<bind ip:port>:<dst ip:port>:<hex>` sends `hex` from the bound socket,
+///   then prints what arrives on it for `secs`.
 #[test]
 #[ignore = "helper process for netns tests"]
 fn udp_helper() {
     let Ok(spec) = std::env::var(HELPER_ENV) else {
         return;
     };
-    let (mode, addr) = spec.split_once(':').unwrap();
+    let (mode, rest) = spec.split_once(':').unwrap();
     match mode {
         "recv" => {
-            let s = std::net::UdpSocket::bind(addr).unwrap();
+            let s = std::net::UdpSocket::bind(rest).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let mut buf = [0u8; 64];
             let (_, from) = s.recv_from(&mut buf).unwrap();
@@ -296,19 +337,59 @@ fn udp_helper() {
         "send" => {
             let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
             s.set_broadcast(true).unwrap();
-            s.send_to(b"lab", addr).unwrap();
+            s.send_to(b"lab", rest).unwrap();
+        }
+        "listen" => {
+            let (secs, addr) = rest.split_once(':').unwrap();
+            let s = std::net::UdpSocket::bind(addr).unwrap();
+            print_datagrams(&s, secs.parse().unwrap());
+        }
+        "sendrecv" => {
+            let parts: Vec<&str> = rest.splitn(6, ':').collect();
+            let [secs, bip, bport, dip, dport, hex] = parts[..] else {
+                panic!("bad spec")
+            };
+            let s = std::net::UdpSocket::bind(format!("{bip}:{bport}")).unwrap();
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            s.send_to(&bytes, format!("{dip}:{dport}")).unwrap();
+            print_datagrams(&s, secs.parse().unwrap());
         }
         _ => panic!("bad helper mode"),
     }
 }
 
-fn helper(lab: &NetLab, node: usize, spec: &str) -> Command {
+/// A [`udp_helper`] process for node `node` (stdout piped: parse it with [`datagrams`]).
+pub(crate) fn udp_tool(lab: &NetLab, node: usize, spec: &str) -> Command {
     let mut c = lab.command(node, std::env::current_exe().unwrap().to_str().unwrap());
     c.args(["--exact", "netns::udp_helper", "--ignored", "--nocapture"])
         .env(HELPER_ENV, spec)
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     c
+}
+
+/// `(source ip, bytes)` of every `DGRAM` line a [`udp_tool`] printed.
+pub(crate) fn datagrams(stdout: &[u8]) -> Vec<(Ipv4Addr, Vec<u8>)> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.strip_prefix("DGRAM ")?.split(' ');
+            let ip = it.next()?.parse().ok()?;
+            let hex = it.next()?;
+            let bytes = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+                .collect::<Option<Vec<u8>>>()?;
+            Some((ip, bytes))
+        })
+        .collect()
+}
+
+fn helper(lab: &NetLab, node: usize, spec: &str) -> Command {
+    udp_tool(lab, node, spec)
 }
 
 /// Starts a receiver in `to`, sends from `from` to `dst`, returns the source IP seen.
