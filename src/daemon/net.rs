@@ -10,6 +10,7 @@
 //! socket first, as 5.0.1 prefers it), then drains every socket without blocking, up to a
 //! bound. It is cancel-safe, so it can sit in the owner task's `tokio::select!`.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
@@ -79,6 +80,50 @@ pub struct Received {
     pub port: PortKind,
     /// Payload.
     pub bytes: Bytes,
+}
+
+/// Configured daemons' addresses: maps ids (5.0.1 proc ids) to addresses and back, and
+/// knows the segment broadcast address ("scast": `None` when this daemon's configured segment
+/// has a single daemon, so nothing is broadcast, fact sheet §1 / §15.1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Peers {
+    by_id: BTreeMap<u32, Ipv4Addr>,
+    by_addr: BTreeMap<Ipv4Addr, u32>,
+    bcast: Option<Ipv4Addr>,
+}
+
+impl Peers {
+    /// From `(id, configured address)` pairs and the own segment's broadcast address.
+    pub fn new(
+        daemons: impl IntoIterator<Item = (u32, Ipv4Addr)>,
+        bcast: Option<Ipv4Addr>,
+    ) -> Self {
+        let by_id: BTreeMap<u32, Ipv4Addr> = daemons.into_iter().collect();
+        let by_addr = by_id.iter().map(|(id, a)| (*a, *id)).collect();
+        Self {
+            by_id,
+            by_addr,
+            bcast,
+        }
+    }
+
+    /// Configured address of daemon `id`.
+    pub fn addr_of(&self, id: u32) -> Option<Ipv4Addr> {
+        self.by_id.get(&id).copied()
+    }
+
+    /// The daemon configured at `addr` (the only source address 5.0.1 accepts for it).
+    pub fn id_at(&self, addr: IpAddr) -> Option<u32> {
+        match addr {
+            IpAddr::V4(a) => self.by_addr.get(&a).copied(),
+            IpAddr::V6(_) => None,
+        }
+    }
+
+    /// Segment broadcast address, if this daemon broadcasts at all.
+    pub fn bcast(&self) -> Option<Ipv4Addr> {
+        self.bcast
+    }
 }
 
 /// The daemon's UDP sockets.
@@ -161,6 +206,37 @@ impl DaemonNet {
             return Err(io::Error::new(io::ErrorKind::WriteZero, "short UDP send"));
         }
         Ok(())
+    }
+
+    /// Sends to configured daemon `id` (unicast, possibly to oneself over loopback).
+    /// `NotFound` if `id` is not configured.
+    pub async fn send_to_daemon(
+        &self,
+        peers: &Peers,
+        id: u32,
+        kind: PortKind,
+        bytes: &[u8],
+    ) -> io::Result<()> {
+        let addr = peers.addr_of(id).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("daemon {id:08x} not configured"),
+            )
+        })?;
+        self.send(addr.into(), kind, bytes).await
+    }
+
+    /// Broadcasts to the own segment ("scast"); does nothing when [`Peers::bcast`] is `None`.
+    pub async fn send_broadcast(
+        &self,
+        peers: &Peers,
+        kind: PortKind,
+        bytes: &[u8],
+    ) -> io::Result<()> {
+        match peers.bcast() {
+            Some(b) => self.send(b.into(), kind, bytes).await,
+            None => Ok(()),
+        }
     }
 
     /// Like [`DaemonNet::send`] but never waits: `WouldBlock` when the socket buffer is full
@@ -301,6 +377,35 @@ mod tests {
             assert_eq!(got[0].from.ip(), IpAddr::from(b));
             assert_eq!(got[0].port, PortKind::Data);
         }
+    }
+
+    #[tokio::test]
+    async fn peers_route_by_id_and_map_sources() {
+        let a = Ipv4Addr::new(127, 0, 0, 6);
+        let b = Ipv4Addr::new(127, 0, 0, 7);
+        let nets = bind_all(&[a, b], None);
+        let peers = Peers::new([(0x11, a), (0x22, b)], None);
+        assert_eq!(peers.id_at(IpAddr::V4(b)), Some(0x22));
+        assert_eq!(peers.id_at(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9))), None);
+        nets[0]
+            .send_to_daemon(&peers, 0x22, PortKind::Token, b"t")
+            .await
+            .unwrap();
+        // No broadcast address: scast is a no-op, not an error.
+        nets[0]
+            .send_broadcast(&peers, PortKind::Data, b"nobody")
+            .await
+            .unwrap();
+        assert!(nets[0]
+            .send_to_daemon(&peers, 0x33, PortKind::Data, b"x")
+            .await
+            .is_err());
+        let got = recv_n(&nets[1], 1).await;
+        assert_eq!(peers.id_at(got[0].from.ip()), Some(0x11));
+        assert_eq!(
+            (got[0].port, &got[0].bytes[..]),
+            (PortKind::Token, &b"t"[..])
+        );
     }
 
     #[tokio::test]

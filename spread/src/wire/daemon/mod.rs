@@ -21,6 +21,7 @@
     deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
 )]
 
+pub mod accept;
 mod codec;
 pub mod data;
 pub mod groups;
