@@ -7,6 +7,7 @@
 //! drain outputs with `poll_output()` and sleep until `poll_timeout()`.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod ids;
 pub mod time;
 pub mod wire;
