@@ -486,3 +486,56 @@ fn relayed_copies_are_header_rewrites_of_routed_packets() {
     }
     assert!(relayed > 40, "only {relayed} relayed copies found");
 }
+
+#[test]
+fn configs_in_capture_headers_hash_to_the_captured_values() {
+    use spread::config::Config;
+    use std::collections::BTreeSet;
+    let mut checked = 0;
+    let all = load();
+    for entry in std::fs::read_dir(data_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|x| x != "hex") {
+            continue;
+        }
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Every config block: the "#     " lines right after a line mentioning spread.conf.
+        let lines: Vec<&str> = text.lines().collect();
+        let mut blocks = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            if !l.contains("spread.conf") {
+                continue;
+            }
+            let block: Vec<&str> = lines[i + 1..]
+                .iter()
+                .map_while(|l| l.strip_prefix("#     "))
+                .collect();
+            if block.iter().any(|l| l.contains("Spread_Segment")) {
+                blocks.push(block.join("\n") + "\n");
+            }
+        }
+        assert!(!blocks.is_empty(), "{file}: no config");
+        let computed: BTreeSet<u32> = blocks
+            .iter()
+            .map(|b| {
+                spread::ids::conf_hash(&Config::parse(b, &file).unwrap_or_else(|e| panic!("{e}")))
+            })
+            .collect();
+        let observed: BTreeSet<u32> = all
+            .iter()
+            .filter(|d| d.file == file)
+            .map(|d| {
+                if d.dport == 4804 {
+                    Token::from_datagram(&d.bytes).unwrap().header.conf_hash
+                } else {
+                    Packet::from_datagram(&d.bytes).unwrap().header.conf_hash
+                }
+            })
+            .filter(|h| *h != 0)
+            .collect();
+        assert_eq!(computed, observed, "{file}");
+        checked += blocks.len();
+    }
+    assert!(checked >= 28, "{checked} config blocks");
+}
