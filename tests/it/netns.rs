@@ -307,7 +307,8 @@ fn print_datagrams(s: &std::net::UdpSocket, secs: f64) {
             .unwrap();
         if let Ok((n, from)) = s.recv_from(&mut buf) {
             let hex: String = buf[..n].iter().map(|b| format!("{b:02x}")).collect();
-            println!("DGRAM {} {hex}", from.ip());
+            let port = s.local_addr().map(|a| a.port()).unwrap_or(0);
+            println!("DGRAM {} {hex} {port}", from.ip());
         }
     }
 }
@@ -318,7 +319,10 @@ fn print_datagrams(s: &std::net::UdpSocket, secs: f64) {
 /// * `send:<ip>:<port>` sends one datagram (broadcast allowed);
 /// * `listen:<secs>:<ip>:<port>` prints every datagram for `secs` (see [`print_datagrams`]);
 /// * `sendrecv:<secs>:<bind ip:port>:<dst ip:port>:<hex>` sends `hex` from the bound socket,
-///   then prints what arrives on it for `secs`.
+///   then prints what arrives on it for `secs`;
+/// * `periodic:<secs>:<every ms>:<port>:<dst ip:port>:<hex>` binds 0.0.0.0:<port> and
+///   0.0.0.0:<port+1>, sends `hex` from the first every `every ms`, and prints what arrives on
+///   both for `secs` (impersonating a daemon).
 #[test]
 #[ignore = "helper process for netns tests"]
 fn udp_helper() {
@@ -357,6 +361,33 @@ fn udp_helper() {
             s.send_to(&bytes, format!("{dip}:{dport}")).unwrap();
             print_datagrams(&s, secs.parse().unwrap());
         }
+        "periodic" => {
+            let parts: Vec<&str> = rest.splitn(6, ':').collect();
+            let [secs, every, port, dip, dport, hex] = parts[..] else {
+                panic!("bad spec")
+            };
+            let secs: f64 = secs.parse().unwrap();
+            let port: u16 = port.parse().unwrap();
+            let data = std::net::UdpSocket::bind(("0.0.0.0", port)).unwrap();
+            data.set_broadcast(true).unwrap();
+            let token = std::net::UdpSocket::bind(("0.0.0.0", port + 1)).unwrap();
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            let sender = data.try_clone().unwrap();
+            let dst = format!("{dip}:{dport}");
+            let every = Duration::from_millis(every.parse().unwrap());
+            let end = Instant::now() + Duration::from_secs_f64(secs);
+            let t = std::thread::spawn(move || print_datagrams(&token, secs));
+            let d = std::thread::spawn(move || print_datagrams(&data, secs));
+            while Instant::now() < end {
+                let _ = sender.send_to(&bytes, &dst);
+                std::thread::sleep(every);
+            }
+            t.join().unwrap();
+            d.join().unwrap();
+        }
         _ => panic!("bad helper mode"),
     }
 }
@@ -373,17 +404,26 @@ pub(crate) fn udp_tool(lab: &NetLab, node: usize, spec: &str) -> Command {
 
 /// `(source ip, bytes)` of every `DGRAM` line a [`udp_tool`] printed.
 pub(crate) fn datagrams(stdout: &[u8]) -> Vec<(Ipv4Addr, Vec<u8>)> {
+    datagrams_with_port(stdout)
+        .into_iter()
+        .map(|(ip, b, _)| (ip, b))
+        .collect()
+}
+
+/// `(source ip, bytes, local port it arrived on)` of every `DGRAM` line.
+pub(crate) fn datagrams_with_port(stdout: &[u8]) -> Vec<(Ipv4Addr, Vec<u8>, u16)> {
     String::from_utf8_lossy(stdout)
         .lines()
         .filter_map(|l| {
             let mut it = l.strip_prefix("DGRAM ")?.split(' ');
             let ip = it.next()?.parse().ok()?;
             let hex = it.next()?;
+            let port = it.next()?.parse().ok()?;
             let bytes = (0..hex.len())
                 .step_by(2)
                 .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
                 .collect::<Option<Vec<u8>>>()?;
-            Some((ip, bytes))
+            Some((ip, bytes, port))
         })
         .collect()
 }

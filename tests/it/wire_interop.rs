@@ -7,41 +7,47 @@
 //! * The real daemon accepts a STATUS request we encode (its §1.1 checks: hash, known
 //!   transmitter, source IP) and its reply decodes; with a wrong hash it stays silent.
 
-use std::net::IpAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use spread::ids::{daemon_id, HashDaemon, HashInput, HashSegment};
-use spread::wire::daemon::{Packet, PacketBody, PacketHeader, TypeBits};
+use spread::config::Config;
+use spread::ids::{conf_hash, daemon_id};
+use spread::wire::daemon::{Packet, PacketBody, PacketHeader, Token, TokenBody, TypeBits};
 
-use crate::netns::{datagrams, udp_tool, NetLab};
+use crate::netns::{datagrams, datagrams_with_port, udp_tool, NetLab};
 
 const ENV: &str = "MBUS_REAL_SPREAD";
 
-fn config(lab: &NetLab) -> (String, HashInput) {
-    let names = ["d1", "d2"];
+/// The lab's spread.conf (d1 on node 0, d2 on node 1) and its hash, computed by us.
+fn config(lab: &NetLab) -> (String, u32) {
     let mut text = format!("Spread_Segment {}:4803 {{\n", lab.bcast(0));
-    for (i, n) in names.iter().enumerate() {
+    for (i, n) in ["d1", "d2"].iter().enumerate() {
         text += &format!("  {n} {}\n", lab.nodes[i].addr);
     }
     text += "}\nRuntimeDir = /tmp/rt\nDaemonUser = nobody\nDaemonGroup = nogroup\n";
-    let hash = HashInput {
-        segments: vec![HashSegment {
-            port: 4803,
-            addrs: vec![IpAddr::V4(lab.bcast(0))],
-            daemons: names
-                .iter()
-                .enumerate()
-                .map(|(i, n)| HashDaemon {
-                    name: n.to_string(),
-                    addr: IpAddr::V4(lab.nodes[i].addr),
-                    id: daemon_id(n),
-                })
-                .collect(),
-        }],
-        ..HashInput::default()
-    };
+    let hash = conf_hash(&Config::parse(&text, "lab.conf").unwrap());
     (text, hash)
+}
+
+/// Starts the real daemon as d1 on node 0; its stdout/stderr go to node 0's /tmp/daemon.log.
+fn start_real_d1(lab: &mut NetLab, bin: &std::ffi::OsStr, conf: &str) {
+    let dir = lab.nodes[0].tmp.clone();
+    std::fs::write(dir.join("spread.conf"), conf).unwrap();
+    std::fs::create_dir_all(dir.join("rt")).unwrap();
+    std::process::Command::new("chmod")
+        .args(["777", dir.join("rt").to_str().unwrap()])
+        .status()
+        .unwrap();
+    let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
+    let mut cmd = lab.command(0, bin.to_str().unwrap());
+    cmd.args(["-n", "d1", "-c", "/tmp/spread.conf"])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    lab.spawn(cmd).unwrap();
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[test]
@@ -53,27 +59,15 @@ fn real_daemon_speaks_our_codecs() {
     let Some(mut lab) = NetLab::new(&[2]) else {
         return;
     };
-    let (conf, hash) = config(&lab);
-    let conf_hash = hash.conf_hash();
+    let (conf, conf_hash) = config(&lab);
     let dir = lab.nodes[0].tmp.clone();
-    std::fs::write(dir.join("spread.conf"), conf).unwrap();
-    std::fs::create_dir_all(dir.join("rt")).unwrap();
-    std::process::Command::new("chmod")
-        .args(["777", dir.join("rt").to_str().unwrap()])
-        .status()
-        .unwrap();
-    let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
 
     // Listen as "d2" while the real d1 starts alone: ALIVE at 0 and 0.25 s, JOINs from 0.5 s.
     let listener = udp_tool(&lab, 1, "listen:2.2:0.0.0.0:4803")
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    let mut cmd = lab.command(0, bin.to_str().unwrap());
-    cmd.args(["-n", "d1", "-c", "/tmp/spread.conf"])
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
-    lab.spawn(cmd).unwrap();
+    start_real_d1(&mut lab, &bin, &conf);
     let heard = datagrams(&listener.wait_with_output().unwrap().stdout);
 
     let logged = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
@@ -112,10 +106,11 @@ fn real_daemon_speaks_our_codecs() {
             body: PacketBody::Status(None),
         };
         req.header.seq = spread::wire::daemon::Seq(6543);
-        let hex: String = req.to_vec().iter().map(|b| format!("{b:02x}")).collect();
         let spec = format!(
-            "sendrecv:1.0:{}:6543:{}:4803:{hex}",
-            lab.nodes[1].addr, lab.nodes[0].addr
+            "sendrecv:1.0:{}:6543:{}:4803:{}",
+            lab.nodes[1].addr,
+            lab.nodes[0].addr,
+            hex(&req.to_vec())
         );
         let out = udp_tool(&lab, 1, &spec)
             .stderr(Stdio::null())
@@ -144,4 +139,63 @@ fn real_daemon_speaks_our_codecs() {
         status(conf_hash ^ 1).is_empty(),
         "answered a request with a wrong hash"
     );
+}
+
+#[test]
+fn real_daemon_gathers_our_alive_and_sends_us_form1() {
+    let Some(bin) = std::env::var_os(ENV) else {
+        eprintln!("wire interop skipped: set {ENV}=/path/to/spread-5.0.1/sbin/spread");
+        return;
+    };
+    let Some(mut lab) = NetLab::new(&[2]) else {
+        return;
+    };
+    let (conf, conf_hash) = config(&lab);
+    let (d1, d2) = (daemon_id("d1"), daemon_id("d2"));
+    // We are d2: broadcast our ALIVE every 100 ms and listen on 4803/4804 for 3.5 s.
+    let alive = Packet::alive(d2, conf_hash, vec![d2]).to_vec();
+    let spec = format!(
+        "periodic:3.5:100:4803:{}:4803:{}",
+        lab.bcast(0),
+        hex(&alive)
+    );
+    let us = udp_tool(&lab, 1, &spec).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    start_real_d1(&mut lab, &bin, &conf);
+    let heard = datagrams_with_port(&us.wait_with_output().unwrap().stdout);
+
+    let mut saw_us_in_alive = false;
+    let mut join_members = None;
+    let mut form1 = None;
+    for (src, bytes, port) in &heard {
+        if *src == lab.nodes[1].addr {
+            continue; // our own broadcasts
+        }
+        if *port == 4804 {
+            let t = Token::from_datagram(bytes).unwrap();
+            assert_eq!(&t.to_vec(), bytes, "token re-encode");
+            assert_eq!(t.header.conf_hash, conf_hash);
+            if let TokenBody::Form1(f) = t.body {
+                form1 = Some(f);
+            }
+        } else {
+            let p = Packet::from_datagram(bytes).unwrap();
+            assert_eq!(&p.to_vec(), bytes, "packet re-encode");
+            match p.body {
+                PacketBody::Alive(a) if a.members.contains(&d2) => saw_us_in_alive = true,
+                PacketBody::Join(j) => join_members = Some(j.members.members),
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        saw_us_in_alive,
+        "the real daemon never listed us in its ALIVE"
+    );
+    assert_eq!(join_members, Some(vec![d1, d2]), "JOIN members");
+    let f = form1.expect("no FORM1 sent to us");
+    assert_eq!(f.members.members, [d1]);
+    assert_eq!(f.members.pending, [d2]);
+    assert_eq!(f.reps.reps.first().map(|r| r.proc_id), Some(d1));
+    assert_eq!(f.rings.len(), 1, "one old-ring entry (d1's own)");
 }
