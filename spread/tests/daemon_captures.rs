@@ -539,3 +539,86 @@ fn configs_in_capture_headers_hash_to_the_captured_values() {
     }
     assert!(checked >= 28, "{checked} config blocks");
 }
+
+#[test]
+fn groups_first_token_and_status_constructors_reproduce_captures() {
+    use spread::wire::daemon::{PacketHeader, TokenHeader, FIRST_TOKEN_ARU};
+    let all = load();
+    let (mut groups, mut firsts, mut statuses) = (0, 0, 0);
+    for d in &all {
+        let at = format!("{}:{}", d.file, d.line);
+        if d.dport == 4804 {
+            let t = Token::from_datagram(&d.bytes).unwrap();
+            let h: TokenHeader = t.header;
+            if h.aru == FIRST_TOKEN_ARU && h.kind.0 == 0 {
+                let made = Token::first_regular(h.transmiter_id, h.memb_id, h.conf_hash);
+                assert_eq!(made.to_vec(), d.bytes, "{at}");
+                firsts += 1;
+            }
+            if let TokenBody::Form1(b) = &t.body {
+                let made = Token::form1(
+                    h.transmiter_id,
+                    h.memb_id,
+                    h.seq,
+                    h.conf_hash,
+                    (**b).clone(),
+                );
+                assert_eq!(made.to_vec(), d.bytes, "{at}");
+            }
+            if let TokenBody::Form2(b) = &t.body {
+                let made = Token::form2(
+                    h.transmiter_id,
+                    h.memb_id,
+                    h.seq,
+                    h.conf_hash,
+                    (**b).clone(),
+                );
+                assert_eq!(made.to_vec(), d.bytes, "{at}");
+            }
+            continue;
+        }
+        let p = Packet::from_datagram(&d.bytes).unwrap();
+        let h: PacketHeader = p.header;
+        match &p.body {
+            PacketBody::Status(None) => {
+                let made = Packet::status_request(h.proc_id, h.conf_hash, h.seq.0 as u16);
+                assert_eq!(made.to_vec(), d.bytes, "{at}");
+                statuses += 1;
+            }
+            PacketBody::Status(Some(rec)) => {
+                assert_eq!(
+                    Packet::status_reply(h.proc_id, *rec).to_vec(),
+                    d.bytes,
+                    "{at}"
+                );
+                statuses += 1;
+            }
+            PacketBody::Data(body) if body.fragments[0].index == -1 => {
+                let msg = Message::decode(&mut body.fragments[0].data.clone()).unwrap();
+                if !msg.header.is_groups() {
+                    continue;
+                }
+                let g = GroupsBody::decode(&mut msg.body.clone(), msg.header.endian).unwrap();
+                let name_len = msg.header.sender.iter().position(|b| *b == 0).unwrap();
+                let name = std::str::from_utf8(&msg.header.sender[..name_len]).unwrap();
+                let last = h.kind.has(TypeBits::AGREED);
+                let made = Message::groups(
+                    name,
+                    msg.header.groups_synced_size(),
+                    last,
+                    &g,
+                    msg.header.endian,
+                );
+                let mut bytes = Vec::new();
+                made.encode(&mut bytes);
+                assert_eq!(bytes, body.fragments[0].data, "{at}");
+                groups += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        groups > 10 && firsts > 5 && statuses == 18,
+        "{groups} {firsts} {statuses}"
+    );
+}

@@ -42,7 +42,7 @@ pub use memb::{
 };
 pub use monitor::{FcBody, PartitionBody, StatusRecord};
 pub use packet::{Packet, PacketBody};
-pub use token::{RtrRequest, Token, TokenBody};
+pub use token::{RtrRequest, Token, TokenBody, FIRST_TOKEN_ARU};
 
 use core::fmt;
 

@@ -243,3 +243,26 @@ impl Packet {
         }
     }
 }
+
+impl Packet {
+    /// STATUS request as spmonitor sends it: from `me` (a configured daemon's id, sent from
+    /// its address), the reply port in `seq`.
+    pub fn status_request(me: ProcId, conf_hash: u32, return_port: u16) -> Self {
+        let mut header = PacketHeader::new(TypeBits::STATUS, me, conf_hash);
+        header.seq = Seq(u32::from(return_port));
+        Self {
+            header,
+            body: PacketBody::Status(None),
+        }
+    }
+
+    /// STATUS reply of daemon `me`: 5.0.1 leaves `transmiter_id` and `conf_hash` at 0.
+    pub fn status_reply(me: ProcId, record: StatusRecord) -> Self {
+        let mut header = PacketHeader::new(TypeBits::STATUS, me, 0);
+        header.transmiter_id = ProcId::NONE;
+        Self {
+            header,
+            body: PacketBody::Status(Some(record)),
+        }
+    }
+}
