@@ -71,6 +71,43 @@ impl NetConfig {
     }
 }
 
+impl NetConfig {
+    /// The sockets 5.0.1 opens for daemon `name` of `config`: no interface block → P and P+1
+    /// on 0.0.0.0 (which also receives the segment broadcasts); otherwise the daemon's own
+    /// address plus the segment's broadcast address(es) (the first IPv4 one). `SocketPortReuse
+    /// = on` sets `SO_REUSEADDR` on every socket. `None` if `name` is not configured or its
+    /// address is not IPv4.
+    pub fn from_config(config: &spread::config::Config, name: &str) -> Option<Self> {
+        let (id, host) = config.find_host(name)?;
+        let seg = config.segments.get(id.segment)?;
+        let IpAddr::V4(own_addr) = host.addr.ip else {
+            return None;
+        };
+        let mut c = Self::new(own_addr, seg.port);
+        c.bind_any = host.interfaces.is_empty();
+        c.segment_bcast = seg.addrs.iter().find_map(|a| match a.ip {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        });
+        c.reuse_addr = config.socket_port_reuse() == spread::config::PortReuse::On;
+        Some(c)
+    }
+
+    /// The segment broadcast address daemon `name` sends "to its segment" with, `None` when
+    /// its configured segment has a single daemon (5.0.1 then broadcasts nothing).
+    pub fn scast_addr(config: &spread::config::Config, name: &str) -> Option<Ipv4Addr> {
+        let (id, _) = config.find_host(name)?;
+        let seg = config.segments.get(id.segment)?;
+        if seg.hosts.len() < 2 {
+            return None;
+        }
+        seg.addrs.iter().find_map(|a| match a.ip {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        })
+    }
+}
+
 /// One received datagram.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
@@ -105,6 +142,16 @@ impl Peers {
             by_addr,
             bcast,
         }
+    }
+
+    /// Every configured daemon of `config` (IPv4 ones) and the scast address of daemon `me`
+    /// (see [`NetConfig::scast_addr`]).
+    pub fn from_config(config: &spread::config::Config, me: &str) -> Self {
+        let daemons = config.hosts().filter_map(|(_, h)| match h.addr.ip {
+            IpAddr::V4(a) => Some((h.vid, a)),
+            IpAddr::V6(_) => None,
+        });
+        Self::new(daemons, NetConfig::scast_addr(config, me))
     }
 
     /// Configured address of daemon `id`.
@@ -377,6 +424,33 @@ mod tests {
             assert_eq!(got[0].from.ip(), IpAddr::from(b));
             assert_eq!(got[0].port, PortKind::Data);
         }
+    }
+
+    #[test]
+    fn config_decides_binding_and_scast() {
+        let text =
+            "Spread_Segment 10.98.4.255:4803 {\n e1 10.98.4.1\n e2 10.98.4.2 { D 10.98.4.2 }\n}\n\
+                    Spread_Segment 10.98.5.255:4900 {\n w1 10.98.5.1\n}\nSocketPortReuse = ON\n";
+        let c = spread::config::Config::parse(text, "t.conf").unwrap();
+        let e1 = NetConfig::from_config(&c, "e1").unwrap();
+        assert!(e1.bind_any && e1.reuse_addr);
+        assert_eq!((e1.own_addr, e1.port), (Ipv4Addr::new(10, 98, 4, 1), 4803));
+        let e2 = NetConfig::from_config(&c, "e2").unwrap();
+        assert!(!e2.bind_any);
+        assert_eq!(e2.segment_bcast, Some(Ipv4Addr::new(10, 98, 4, 255)));
+        assert_eq!(NetConfig::from_config(&c, "w1").unwrap().port, 4900);
+        assert!(NetConfig::from_config(&c, "zz").is_none());
+        assert_eq!(
+            NetConfig::scast_addr(&c, "e1"),
+            Some(Ipv4Addr::new(10, 98, 4, 255))
+        );
+        assert_eq!(NetConfig::scast_addr(&c, "w1"), None);
+        let peers = Peers::from_config(&c, "w1");
+        assert_eq!(peers.bcast(), None);
+        assert_eq!(
+            peers.id_at(IpAddr::V4(Ipv4Addr::new(10, 98, 4, 2))),
+            Some(spread::ids::daemon_id("e2").0)
+        );
     }
 
     #[tokio::test]
