@@ -622,3 +622,71 @@ fn groups_first_token_and_status_constructors_reproduce_captures() {
         "{groups} {firsts} {statuses}"
     );
 }
+
+#[test]
+fn truncated_captures_are_errors_never_panics() {
+    // Every strict prefix of every distinct captured datagram is rejected.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut n = 0;
+    for d in load() {
+        if !seen.insert(d.bytes.clone()) {
+            continue;
+        }
+        for len in 0..d.bytes.len() {
+            let cut = &d.bytes[..len];
+            if d.dport == 4804 {
+                assert!(
+                    Token::from_datagram(cut).is_err(),
+                    "{}:{} len {len}",
+                    d.file,
+                    d.line
+                );
+            } else {
+                assert!(
+                    Packet::from_datagram(cut).is_err(),
+                    "{}:{} len {len}",
+                    d.file,
+                    d.line
+                );
+            }
+            n += 1;
+        }
+    }
+    assert!(n > 100_000, "{n}");
+}
+
+mod mutations {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::OnceLock;
+
+    fn corpus() -> &'static Vec<(u16, Vec<u8>)> {
+        static C: OnceLock<Vec<(u16, Vec<u8>)>> = OnceLock::new();
+        C.get_or_init(|| load().into_iter().map(|d| (d.dport, d.bytes)).collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// Random byte edits of real datagrams: decoding never panics, and whatever decodes
+        /// re-encodes to bytes that decode to the same value.
+        #[test]
+        fn mutated_captures_decode_stably(
+            pick in any::<prop::sample::Index>(),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+        ) {
+            let (port, orig) = &corpus()[pick.index(corpus().len())];
+            let mut b = orig.clone();
+            for (i, v) in edits {
+                let at = i.index(b.len());
+                b[at] = v;
+            }
+            if *port == 4804 {
+                if let Ok(t) = Token::from_datagram(&b) {
+                    prop_assert_eq!(Token::from_datagram(&t.to_vec()).unwrap(), t);
+                }
+            } else if let Ok(p) = Packet::from_datagram(&b) {
+                prop_assert_eq!(Packet::from_datagram(&p.to_vec()).unwrap(), p);
+            }
+        }
+    }
+}
