@@ -260,6 +260,55 @@ impl NetLab {
         }
     }
 
+    /// A spread.conf for this lab: one `Spread_Segment <bcast>:<port>` per segment listing
+    /// `names[i]` at node `i`'s address, then `extra` (e.g. `"RuntimeDir = /tmp/rt\n"`).
+    pub(crate) fn spread_conf(&self, names: &[&str], port: u16, extra: &str) -> String {
+        let mut text = String::new();
+        for s in 0..self.segments {
+            text += &format!("Spread_Segment {}:{port} {{\n", self.bcast(s));
+            for (i, n) in self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.segment == s)
+            {
+                text += &format!("  {} {}\n", names[i], n.addr);
+            }
+            text += "}\n";
+        }
+        text + extra
+    }
+
+    /// Starts a daemon binary on node `i` as `<bin> -n <name> -c /tmp/spread.conf` after
+    /// writing `conf` to the node's /tmp (and a world-writable /tmp/rt for `RuntimeDir`);
+    /// stdout and stderr go to the node's `/tmp/<name>.log` ([`NetLab::log`]).
+    /// Killed when the lab is dropped.
+    pub(crate) fn start_daemon(
+        &mut self,
+        i: usize,
+        bin: &str,
+        name: &str,
+        conf: &str,
+    ) -> std::io::Result<u32> {
+        let dir = self.nodes[i].tmp.clone();
+        std::fs::write(dir.join("spread.conf"), conf)?;
+        let rt = dir.join("rt");
+        std::fs::create_dir_all(&rt)?;
+        std::fs::set_permissions(&rt, std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
+        let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
+        let mut cmd = self.command(i, bin);
+        cmd.args(["-n", name, "-c", "/tmp/spread.conf"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        self.spawn(cmd)
+    }
+
+    /// What daemon `name` started with [`NetLab::start_daemon`] on node `i` logged so far.
+    pub(crate) fn log(&self, i: usize, name: &str) -> String {
+        std::fs::read_to_string(self.nodes[i].tmp.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
     /// Cuts node `i` off (`up = false`) or reconnects it, on the hub side of its link.
     pub(crate) fn set_link(&self, i: usize, up: bool) -> Result<(), String> {
         let state = if up { "up" } else { "down" };

@@ -20,30 +20,16 @@ const ENV: &str = "MBUS_REAL_SPREAD";
 
 /// The lab's spread.conf (d1 on node 0, d2 on node 1) and its hash, computed by us.
 fn config(lab: &NetLab) -> (String, u32) {
-    let mut text = format!("Spread_Segment {}:4803 {{\n", lab.bcast(0));
-    for (i, n) in ["d1", "d2"].iter().enumerate() {
-        text += &format!("  {n} {}\n", lab.nodes[i].addr);
-    }
-    text += "}\nRuntimeDir = /tmp/rt\nDaemonUser = nobody\nDaemonGroup = nogroup\n";
+    let extra = "RuntimeDir = /tmp/rt\nDaemonUser = nobody\nDaemonGroup = nogroup\n";
+    let text = lab.spread_conf(&["d1", "d2"], 4803, extra);
     let hash = conf_hash(&Config::parse(&text, "lab.conf").unwrap());
     (text, hash)
 }
 
-/// Starts the real daemon as d1 on node 0; its stdout/stderr go to node 0's /tmp/daemon.log.
+/// Starts the real daemon as d1 on node 0.
 fn start_real_d1(lab: &mut NetLab, bin: &std::ffi::OsStr, conf: &str) {
-    let dir = lab.nodes[0].tmp.clone();
-    std::fs::write(dir.join("spread.conf"), conf).unwrap();
-    std::fs::create_dir_all(dir.join("rt")).unwrap();
-    std::process::Command::new("chmod")
-        .args(["777", dir.join("rt").to_str().unwrap()])
-        .status()
+    lab.start_daemon(0, bin.to_str().unwrap(), "d1", conf)
         .unwrap();
-    let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
-    let mut cmd = lab.command(0, bin.to_str().unwrap());
-    cmd.args(["-n", "d1", "-c", "/tmp/spread.conf"])
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
-    lab.spawn(cmd).unwrap();
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -60,7 +46,6 @@ fn real_daemon_speaks_our_codecs() {
         return;
     };
     let (conf, conf_hash) = config(&lab);
-    let dir = lab.nodes[0].tmp.clone();
 
     // Listen as "d2" while the real d1 starts alone: ALIVE at 0 and 0.25 s, JOINs from 0.5 s.
     let listener = udp_tool(&lab, 1, "listen:2.2:0.0.0.0:4803")
@@ -70,7 +55,7 @@ fn real_daemon_speaks_our_codecs() {
     start_real_d1(&mut lab, &bin, &conf);
     let heard = datagrams(&listener.wait_with_output().unwrap().stdout);
 
-    let logged = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
+    let logged = lab.log(0, "d1");
     assert!(
         logged.contains(&format!(
             "Hash value for this configuration is: {conf_hash}"
