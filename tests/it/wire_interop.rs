@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use spread::config::Config;
 use spread::ids::{conf_hash, daemon_id};
-use spread::wire::daemon::{Packet, PacketBody, PacketHeader, Token, TokenBody, TypeBits};
+use spread::wire::daemon::{
+    Packet, PacketBody, PacketHeader, StatusRecord, Token, TokenBody, TypeBits,
+};
 
 use crate::netns::{datagrams, datagrams_with_port, udp_tool, NetLab};
 
@@ -183,4 +185,73 @@ fn real_daemon_gathers_our_alive_and_sends_us_form1() {
     assert_eq!(f.members.pending, [d2]);
     assert_eq!(f.reps.reps.first().map(|r| r.proc_id), Some(d1));
     assert_eq!(f.rings.len(), 1, "one old-ring entry (d1's own)");
+}
+
+/// Asks daemon `name` on node `i` for its status, as spmonitor would (from its own address).
+fn query_status(lab: &NetLab, i: usize, name: &str, conf_hash: u32) -> Option<StatusRecord> {
+    let req = Packet::status_request(daemon_id(name), conf_hash, 6543);
+    let a = lab.nodes[i].addr;
+    let spec = format!("sendrecv:0.5:{a}:6543:{a}:4803:{}", hex(&req.to_vec()));
+    let out = udp_tool(lab, i, &spec).output().ok()?;
+    let (_, bytes) = datagrams(&out.stdout).into_iter().next()?;
+    match Packet::from_datagram(&bytes).ok()?.body {
+        PacketBody::Status(Some(rec)) => Some(rec),
+        _ => None,
+    }
+}
+
+/// Runs real daemons on every node and waits (≤ 20 s) until each reports a ring of all of
+/// them with the same leader: the lab carries 5.0.1's broadcasts, tokens and (with several
+/// segments) routed unicasts.
+fn real_ring_forms(sizes: &[usize]) {
+    let Some(bin) = std::env::var_os(ENV) else {
+        eprintln!("wire interop skipped: set {ENV}=/path/to/spread-5.0.1/sbin/spread");
+        return;
+    };
+    let Some(mut lab) = NetLab::new(sizes) else {
+        return;
+    };
+    let names: Vec<String> = (0..lab.nodes.len()).map(|i| format!("n{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let extra = "RuntimeDir = /tmp/rt\nDaemonUser = nobody\nDaemonGroup = nogroup\n";
+    let conf = lab.spread_conf(&refs, 4803, extra);
+    let hash = conf_hash(&Config::parse(&conf, "lab.conf").unwrap());
+    for (i, n) in names.iter().enumerate() {
+        lab.start_daemon(i, bin.to_str().unwrap(), n, &conf)
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let recs: Vec<Option<StatusRecord>> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| query_status(&lab, i, n, hash))
+            .collect();
+        let formed = recs.iter().all(|r| {
+            r.is_some_and(|r| {
+                usize::try_from(r.num_procs) == Ok(names.len())
+                    && r.leader_id as u32 == daemon_id("n0").0
+            })
+        });
+        if formed {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no common ring of {} after 20 s: {recs:?}\n{}",
+            names.len(),
+            lab.log(0, "n0")
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn real_daemons_form_one_ring_in_a_lab_segment() {
+    real_ring_forms(&[3]);
+}
+
+#[test]
+fn real_daemons_form_one_ring_across_the_lab_router() {
+    real_ring_forms(&[2, 1]);
 }
