@@ -506,6 +506,53 @@ mod tests {
         assert!(out.iter().all(|r| r.bytes.len() == 1472));
     }
 
+    /// Figures for the report: `cargo test --lib daemon::net -- --ignored --nocapture`.
+    #[tokio::test]
+    #[ignore = "measurement, not a check"]
+    async fn loopback_throughput() {
+        let a = Ipv4Addr::new(127, 0, 0, 8);
+        let b = Ipv4Addr::new(127, 0, 0, 9);
+        let nets = bind_all(&[a, b], None);
+        let nets = Arc::new(nets);
+        const N: usize = 50_000;
+        let rx = {
+            let nets = nets.clone();
+            tokio::spawn(async move {
+                let mut out = Vec::with_capacity(MAX_RECV_BATCH);
+                let (mut got, mut calls) = (0, 0);
+                let start = std::time::Instant::now();
+                while got < N {
+                    out.clear();
+                    let r = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        nets[1].recv_batch(&mut out, MAX_RECV_BATCH),
+                    )
+                    .await;
+                    match r {
+                        Ok(n) => got += n.unwrap(),
+                        Err(_) => break, // the rest were dropped by the kernel
+                    }
+                    calls += 1;
+                }
+                (got, calls, start.elapsed())
+            })
+        };
+        let pkt = vec![7u8; 1472];
+        let start = std::time::Instant::now();
+        for i in 0..N {
+            nets[0].send(b.into(), PortKind::Data, &pkt).await.unwrap();
+            if i % 256 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let sent = start.elapsed();
+        let (got, calls, took) = rx.await.unwrap();
+        eprintln!(
+            "sent {N} x 1472 B in {sent:?} ({:.0}/s); received {got} in {calls} batches in {took:?}",
+            N as f64 / sent.as_secs_f64()
+        );
+    }
+
     #[tokio::test]
     async fn receiver_task_forwards_until_closed() {
         let a = Ipv4Addr::new(127, 0, 0, 5);
