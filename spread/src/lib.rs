@@ -8,6 +8,9 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ids;
 pub mod time;
 pub mod wire;

@@ -1,5 +1,8 @@
 //! Multi-process and golden-vector tests (one binary to keep link time down).
 
+mod client_golden;
 mod data;
+mod fuzz_corpus;
+mod harness;
 mod netns;
 mod wire_interop;
