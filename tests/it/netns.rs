@@ -382,6 +382,7 @@ fn udp_helper() {
     match mode {
         "recv" => {
             let s = std::net::UdpSocket::bind(rest).unwrap();
+            println!("READY");
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let mut buf = [0u8; 64];
             let (_, from) = s.recv_from(&mut buf).unwrap();
@@ -395,6 +396,7 @@ fn udp_helper() {
         "listen" => {
             let (secs, addr) = rest.split_once(':').unwrap();
             let s = std::net::UdpSocket::bind(addr).unwrap();
+            println!("READY");
             print_datagrams(&s, secs.parse().unwrap());
         }
         "sendrecv" => {
@@ -420,6 +422,7 @@ fn udp_helper() {
             let data = std::net::UdpSocket::bind(("0.0.0.0", port)).unwrap();
             data.set_broadcast(true).unwrap();
             let token = std::net::UdpSocket::bind(("0.0.0.0", port + 1)).unwrap();
+            println!("READY");
             let bytes: Vec<u8> = (0..hex.len())
                 .step_by(2)
                 .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
@@ -449,6 +452,64 @@ pub(crate) fn udp_tool(lab: &NetLab, node: usize, spec: &str) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     c
+}
+
+/// A running [`udp_tool`] that has bound its sockets (it printed `READY`).
+pub(crate) struct Tool {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+/// Longest a tool may take to start (a loaded machine) or to finish.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Tool {
+    /// Spawns `cmd` (from [`udp_tool`]) and waits until it has bound its sockets.
+    pub(crate) fn start(mut cmd: Command) -> Self {
+        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut tool = Self { child, lines };
+        let deadline = Instant::now() + TOOL_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tool.lines.recv_timeout(left) {
+                Ok(l) if l == "READY" => return tool,
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = tool.child.kill();
+                    panic!("udp tool did not get ready in {TOOL_TIMEOUT:?}");
+                }
+            }
+        }
+    }
+
+    /// Waits for the tool to exit (killing it after [`TOOL_TIMEOUT`]) and returns what it
+    /// printed after `READY`, for [`datagrams`].
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        let deadline = Instant::now() + TOOL_TIMEOUT;
+        while self.child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut text = String::new();
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(1)) {
+            text += &l;
+            text.push('\n');
+        }
+        text.into_bytes()
+    }
 }
 
 /// `(source ip, bytes)` of every `DGRAM` line a [`udp_tool`] printed.
@@ -483,12 +544,11 @@ fn helper(lab: &NetLab, node: usize, spec: &str) -> Command {
 
 /// Starts a receiver in `to`, sends from `from` to `dst`, returns the source IP seen.
 fn exchange(lab: &NetLab, from: usize, to: usize, bind: &str, dst: &str) -> Option<String> {
-    let rx = helper(lab, to, &format!("recv:{bind}")).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(300)); // let it bind
+    let rx = Tool::start(helper(lab, to, &format!("recv:{bind}")));
     let st = helper(lab, from, &format!("send:{dst}")).status().unwrap();
     assert!(st.success());
-    let out = rx.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let out = rx.finish();
+    let text = String::from_utf8_lossy(&out);
     text.lines()
         .find_map(|l| l.strip_prefix("GOT-FROM ").map(str::to_string))
 }

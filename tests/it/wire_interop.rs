@@ -16,7 +16,7 @@ use spread::wire::daemon::{
     Packet, PacketBody, PacketHeader, StatusRecord, Token, TokenBody, TypeBits,
 };
 
-use crate::netns::{datagrams, datagrams_with_port, udp_tool, NetLab};
+use crate::netns::{datagrams, datagrams_with_port, udp_tool, NetLab, Tool};
 
 const ENV: &str = "MBUS_REAL_SPREAD";
 
@@ -50,12 +50,9 @@ fn real_daemon_speaks_our_codecs() {
     let (conf, conf_hash) = config(&lab);
 
     // Listen as "d2" while the real d1 starts alone: ALIVE at 0 and 0.25 s, JOINs from 0.5 s.
-    let listener = udp_tool(&lab, 1, "listen:2.2:0.0.0.0:4803")
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    let listener = Tool::start(udp_tool(&lab, 1, "listen:2.2:0.0.0.0:4803"));
     start_real_d1(&mut lab, &bin, &conf);
-    let heard = datagrams(&listener.wait_with_output().unwrap().stdout);
+    let heard = datagrams(&listener.finish());
 
     let logged = lab.log(0, "d1");
     assert!(
@@ -146,10 +143,9 @@ fn real_daemon_gathers_our_alive_and_sends_us_form1() {
         lab.bcast(0),
         hex(&alive)
     );
-    let us = udp_tool(&lab, 1, &spec).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    let us = Tool::start(udp_tool(&lab, 1, &spec));
     start_real_d1(&mut lab, &bin, &conf);
-    let heard = datagrams_with_port(&us.wait_with_output().unwrap().stdout);
+    let heard = datagrams_with_port(&us.finish());
 
     let mut saw_us_in_alive = false;
     let mut join_members = None;
