@@ -690,3 +690,59 @@ mod mutations {
         }
     }
 }
+
+#[test]
+fn display_matches_the_capture_decode_lines() {
+    // From `type=` on, our Display of a header is the captures' own decode line, with daemon
+    // names written as ids.
+    let names = names();
+    let hexify = |v: &str| -> String {
+        if let Some(inner) = v.strip_prefix('(').and_then(|v| v.strip_suffix(')')) {
+            let (a, b) = inner.split_once(',').unwrap();
+            let a = names.get(a).map_or(a.to_string(), |id| format!("{id:08x}"));
+            format!("({a},{b})")
+        } else {
+            names.get(v).map_or(v.to_string(), |id| format!("{id:08x}"))
+        }
+    };
+    let mut n = 0;
+    for d in load() {
+        let line = d.decode.as_deref().unwrap();
+        let Some(start) = line.find("type=") else {
+            continue;
+        };
+        let rest = &line[start..];
+        let end = [" |", " members=", " pending="]
+            .iter()
+            .filter_map(|m| rest.find(m))
+            .min()
+            .unwrap_or(rest.len());
+        let expected: Vec<String> = rest[..end]
+            .split(' ')
+            .map(|t| match t.split_once('=') {
+                // Some decoders print a zero aru_last_id as `0`.
+                Some(("aru_last_id", "0")) => "aru_last_id=00000000".to_string(),
+                Some((k, v)) => format!("{k}={}", hexify(v)),
+                None => t.to_string(),
+            })
+            .collect();
+        let expected = expected.join(" ");
+        let ours = if d.dport == 4804 {
+            let t = Token::from_datagram(&d.bytes).unwrap();
+            assert!(t.to_string().starts_with("token "));
+            t.header.to_string()
+        } else {
+            let p = Packet::from_datagram(&d.bytes).unwrap();
+            let s = p.to_string();
+            assert!(s.starts_with(&format!("packet {}", p.header.kind)), "{s}");
+            if line.starts_with("packet ") {
+                let label = line.split(' ').nth(1).unwrap();
+                assert_eq!(p.header.kind.to_string(), label, "{}:{}", d.file, d.line);
+            }
+            p.header.to_string()
+        };
+        assert_eq!(ours, expected, "{}:{}", d.file, d.line);
+        n += 1;
+    }
+    assert!(n > 3000);
+}

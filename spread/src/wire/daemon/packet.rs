@@ -266,3 +266,37 @@ impl Packet {
         }
     }
 }
+
+impl core::fmt::Display for Packet {
+    /// One line for tracing: `packet <type names> <header>` and a short body summary.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "packet {} {}", self.header.kind, self.header)?;
+        match &self.body {
+            PacketBody::Data(d) => write!(f, " | {} fragment(s)", d.fragments.len()),
+            PacketBody::Alive(a) => write!(
+                f,
+                " | members={:?}",
+                a.members
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            ),
+            PacketBody::Join(j) => write!(
+                f,
+                " | members={:?} reps={:?}",
+                j.members
+                    .members
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>(),
+                j.reps
+                    .iter()
+                    .map(|r| format!("{}/{}/seg{}", r.proc_id, r.rep_type.0, r.seg_index))
+                    .collect::<Vec<_>>()
+            ),
+            PacketBody::Status(Some(s)) => write!(f, " | status of {:08x}", s.my_id),
+            PacketBody::Other(b) => write!(f, " | {} unparsed bytes", b.len()),
+            _ => Ok(()),
+        }
+    }
+}

@@ -218,3 +218,42 @@ impl Token {
         }
     }
 }
+
+impl core::fmt::Display for Token {
+    /// One line for tracing: `token <type> <header>` and a short body summary.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "token {} {}", self.header.kind, self.header)?;
+        match &self.body {
+            TokenBody::Regular(b) if b.is_empty() => Ok(()),
+            TokenBody::Regular(b) => {
+                for r in b {
+                    write!(
+                        f,
+                        " | rtr {} by {} seg {}: {:?}",
+                        r.memb_id,
+                        r.proc_id,
+                        r.seg_index,
+                        r.seqs.iter().map(|s| s.0).collect::<Vec<_>>()
+                    )?;
+                }
+                Ok(())
+            }
+            TokenBody::Form1(b) => write!(
+                f,
+                " | members={} pending={} reps={} rings={}",
+                b.members.members.len(),
+                b.members.pending.len(),
+                b.reps.reps.len(),
+                b.rings.len()
+            ),
+            TokenBody::Form2(b) => write!(
+                f,
+                " | members={} pending={} new_ring={} rings={}",
+                b.members.members.len(),
+                b.members.pending.len(),
+                b.new_ring_id,
+                b.rings.len()
+            ),
+        }
+    }
+}
