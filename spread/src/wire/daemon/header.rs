@@ -247,43 +247,6 @@ impl TokenHeader {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relay_rewrite_keeps_body_and_order() {
-        // An AGREED|ROUTED packet from a big-endian sender, relayed by 0x11223344.
-        let mut h = PacketHeader::new(TypeBits::AGREED | TypeBits::ROUTED, ProcId(7), 0xabcd);
-        h.endian = Endian::Big;
-        h.data_len = 3;
-        let mut dg = Vec::new();
-        h.encode(&mut dg);
-        dg.extend_from_slice(b"xyz");
-        PacketHeader::rewrite(&mut dg, |h| {
-            h.kind = TypeBits(h.kind.0 & !TypeBits::ROUTED);
-            h.transmiter_id = ProcId(0x1122_3344);
-        })
-        .unwrap();
-        let back = PacketHeader::decode(&mut &dg[..]).unwrap();
-        assert_eq!(back.endian, Endian::Big);
-        assert_eq!(back.kind, TypeBits(TypeBits::AGREED));
-        assert_eq!(back.transmiter_id, ProcId(0x1122_3344));
-        assert_eq!(back.proc_id, ProcId(7));
-        assert_eq!(&dg[40..], b"xyz");
-        assert!(PacketHeader::rewrite(&mut [0u8; 10], |_| {}).is_err());
-    }
-
-    #[test]
-    fn token_retrans_rewrite() {
-        let h = TokenHeader::new(0, ProcId(1), MembId::default(), 5);
-        let mut dg = Vec::new();
-        h.encode(&mut dg);
-        TokenHeader::rewrite(&mut dg, |h| h.kind = h.kind.with_retrans(2)).unwrap();
-        assert_eq!(TokenHeader::decode(&mut &dg[..]).unwrap().kind.retrans(), 2);
-    }
-}
-
 /// Names of the type bits, in the order the capture decodes print them.
 const TYPE_NAMES: [(u32, &str); 16] = [
     (TypeBits::UNRELIABLE, "UNRELIABLE"),
@@ -365,5 +328,42 @@ impl core::fmt::Display for TokenHeader {
             self.rtr_len,
             self.conf_hash
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_rewrite_keeps_body_and_order() {
+        // An AGREED|ROUTED packet from a big-endian sender, relayed by 0x11223344.
+        let mut h = PacketHeader::new(TypeBits::AGREED | TypeBits::ROUTED, ProcId(7), 0xabcd);
+        h.endian = Endian::Big;
+        h.data_len = 3;
+        let mut dg = Vec::new();
+        h.encode(&mut dg);
+        dg.extend_from_slice(b"xyz");
+        PacketHeader::rewrite(&mut dg, |h| {
+            h.kind = TypeBits(h.kind.0 & !TypeBits::ROUTED);
+            h.transmiter_id = ProcId(0x1122_3344);
+        })
+        .unwrap();
+        let back = PacketHeader::decode(&mut &dg[..]).unwrap();
+        assert_eq!(back.endian, Endian::Big);
+        assert_eq!(back.kind, TypeBits(TypeBits::AGREED));
+        assert_eq!(back.transmiter_id, ProcId(0x1122_3344));
+        assert_eq!(back.proc_id, ProcId(7));
+        assert_eq!(&dg[40..], b"xyz");
+        assert!(PacketHeader::rewrite(&mut [0u8; 10], |_| {}).is_err());
+    }
+
+    #[test]
+    fn token_retrans_rewrite() {
+        let h = TokenHeader::new(0, ProcId(1), MembId::default(), 5);
+        let mut dg = Vec::new();
+        h.encode(&mut dg);
+        TokenHeader::rewrite(&mut dg, |h| h.kind = h.kind.with_retrans(2)).unwrap();
+        assert_eq!(TokenHeader::decode(&mut &dg[..]).unwrap().kind.retrans(), 2);
     }
 }
