@@ -181,6 +181,8 @@ pub struct DaemonNet {
     token: UdpSocket,
     send: UdpSocket,
     port: u16,
+    /// Receive buffer reused by every batch (locked only while draining, never across an await).
+    rx_buf: parking_lot::Mutex<Vec<u8>>,
 }
 
 fn udp_socket(addr: SocketAddrV4, reuse: bool, cfg: &NetConfig) -> io::Result<UdpSocket> {
@@ -228,6 +230,7 @@ impl DaemonNet {
             token,
             send,
             port: cfg.port,
+            rx_buf: parking_lot::Mutex::new(vec![0u8; MAX_DATAGRAM]),
         })
     }
 
@@ -321,11 +324,12 @@ impl DaemonNet {
             r = self.data.readable() => r?,
             r = bcast_ready => r?,
         }
-        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut buf = self.rx_buf.lock();
+        let buf = buf.as_mut_slice();
         let mut got = 0;
         for (sock, port) in self.sockets() {
             while got < max {
-                match sock.try_recv_from(&mut buf) {
+                match sock.try_recv_from(buf) {
                     Ok((n, from)) => {
                         let bytes = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
                         out.push(Received { from, port, bytes });
