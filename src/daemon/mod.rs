@@ -192,3 +192,5 @@ async fn accept_failed(e: &std::io::Error) {
     warn!(error = %e, "accept failed");
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 }
+//! The tokio daemon shell around `spread`.
+pub mod net;

@@ -7,3 +7,5 @@ mod fuzz_corpus;
 mod golden_client;
 mod harness;
 mod spread_cli;
+mod netns;
+mod wire_interop;
