@@ -5,3 +5,11 @@
 #![forbid(unsafe_code)]
 
 pub use spread;
+
+pub mod client;
+pub mod cluster;
+pub mod console;
+pub mod ecconf;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;

@@ -7,8 +7,14 @@
 //! drain outputs with `poll_output()` and sleep until `poll_timeout()`.
 #![forbid(unsafe_code)]
 
+pub mod config;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod ids;
 pub mod memb;
 pub mod ring;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod time;
+pub mod wire;
