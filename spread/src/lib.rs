@@ -15,6 +15,10 @@ pub mod daemon;
 pub mod groups;
 pub mod ids;
 pub mod session;
+pub mod memb;
+pub mod ring;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
 pub mod time;
 pub mod wire;
 
