@@ -2,6 +2,10 @@
 
 mod client_golden;
 mod config;
+mod cluster_daemon;
+mod cluster_duravip;
+mod cluster_process;
+mod cluster_transcripts;
 mod data;
 mod fuzz_corpus;
 mod golden_client;
