@@ -14,6 +14,8 @@ pub mod fuzzing;
 pub mod daemon;
 pub mod groups;
 pub mod ids;
+pub mod memb;
+pub mod ring;
 pub mod session;
 pub mod memb;
 pub mod ring;
