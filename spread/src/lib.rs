@@ -8,17 +8,15 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod daemon;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod daemon;
 pub mod groups;
 pub mod ids;
 pub mod memb;
 pub mod ring;
 pub mod session;
-pub mod memb;
-pub mod ring;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod time;

@@ -5,6 +5,7 @@
 //! connections are closed at once (a client sees the connection end before any reply).
 
 mod bind;
+pub mod net;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -192,5 +193,3 @@ async fn accept_failed(e: &std::io::Error) {
     warn!(error = %e, "accept failed");
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 }
-//! The tokio daemon shell around `spread`.
-pub mod net;
