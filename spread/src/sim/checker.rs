@@ -171,21 +171,24 @@ impl Checker {
                 d.sender
             ));
         }
-        let v = self.views[n].clone();
-        if v.delivered.contains(&id) {
+        let v = &self.views[n];
+        let twice = v.delivered.contains(&id);
+        let fifo = v.fifo.get(&(id.0, id.1)).is_some_and(|c| *c >= id.2);
+        let place = (v.regular, v.in_trans);
+        if twice {
             self.fail(format!("{who:?} delivered {id:?} twice"));
             return;
         }
-        if v.fifo.get(&(id.0, id.1)).is_some_and(|c| *c >= id.2) {
+        if fifo {
             self.fail(format!(
                 "{who:?} broke FIFO of {:?} at {id:?}",
                 (id.0, id.1)
             ));
         }
-        if v.regular != Some(d.ring) || v.in_trans != d.transitional {
+        if place != (Some(d.ring), d.transitional) {
             self.fail(format!(
-                "{who:?} delivered {id:?} in {} (trans {}) while in {:?} (trans {})",
-                d.ring, d.transitional, v.regular, v.in_trans
+                "{who:?} delivered {id:?} in {} (trans {}) while in {place:?}",
+                d.ring, d.transitional
             ));
         }
         if matches!(d.class, Class::Agreed | Class::Safe) {
@@ -283,12 +286,12 @@ impl Checker {
                 self.views[n].in_trans = true;
             }
             ConfigKind::Regular => {
-                let v = self.views[n].clone();
-                if let Some(old) = v.regular {
-                    if !v.in_trans {
+                let (regular, in_trans) = (self.views[n].regular, self.views[n].in_trans);
+                if let Some(old) = regular {
+                    if !in_trans {
                         self.fail(format!("{who:?} regular {} without transitional", c.ring));
                     }
-                    let set = v.in_ring.clone();
+                    let set = std::mem::take(&mut self.views[n].in_ring);
                     match self.transitions.get(&(old, c.ring)) {
                         Some((s, first)) if *s != set => {
                             let diff: Vec<_> = s.symmetric_difference(&set).take(5).collect();

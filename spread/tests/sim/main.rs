@@ -8,7 +8,7 @@
 //!   --test sim -- --ignored soak --nocapture`;
 //! * canaries — planted bugs the checker must catch.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant as WallInstant;
 
 use proptest::prelude::*;
@@ -92,9 +92,16 @@ fn config(cases: u32) -> Config {
     }
 }
 
+static FIRST_FAILURE: AtomicBool = AtomicBool::new(true);
+
 fn check(sc: &Scenario) -> Result<spread::sim::Report, TestCaseError> {
-    run(sc, Options::default())
-        .map_err(|f| TestCaseError::fail(format!("seed {:#x}\nplan:\n{sc}{f}", sc.seed)))
+    run(sc, Options::default()).map_err(|f| {
+        let msg = format!("seed {:#x}\nplan:\n{sc}{f}", sc.seed);
+        if FIRST_FAILURE.swap(false, Ordering::Relaxed) {
+            eprintln!("first failing case (before shrinking):\n{msg}");
+        }
+        TestCaseError::fail(msg)
+    })
 }
 
 #[test]
@@ -108,6 +115,7 @@ fn evs_holds_under_faults() {
 
 #[test]
 #[ignore = "soak: MBUS_SOAK_CASES sets the case count"]
+#[allow(clippy::disallowed_methods)] // wall-clock time only for the soak report, never in the sim
 fn soak() {
     let n = cases("MBUS_SOAK_CASES", 1_000);
     let started = WallInstant::now();
@@ -116,6 +124,7 @@ fn soak() {
     let events = AtomicU64::new(0);
     let mut cfg = config(n);
     cfg.failure_persistence = None;
+    cfg.max_shrink_iters = 60;
     let mut runner = TestRunner::new(cfg);
     let result = runner.run(&scenario(), |sc| {
         let r = check(&sc)?;
