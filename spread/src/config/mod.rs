@@ -474,6 +474,17 @@ impl Config {
         self.subcluster_of_segment(id.segment)
     }
 
+    /// The subclusters whose manager is host `name` (compared on the short name).
+    pub fn subclusters_managed_by<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a Subcluster> + 'a {
+        let short = name.split('.').next().unwrap_or(name);
+        self.subclusters
+            .iter()
+            .filter(move |s| s.manager_short() == Some(short))
+    }
+
     /// The subcluster called `name`.
     pub fn find_subcluster(&self, name: &str) -> Option<&Subcluster> {
         self.subclusters.iter().find(|s| s.name == name)
@@ -583,6 +594,16 @@ impl Config {
                 .next()
                 .map_or(IpVersion::V4, |(_, h)| IpVersion::of(&h.addr.ip))
         })
+    }
+}
+
+impl Subcluster {
+    /// The manager's short host name (up to the first `.`): daemon names are short names, a
+    /// manager may be written fully qualified (`rh52mgr.vmnet24.example.com` is `rh52mgr`).
+    pub fn manager_short(&self) -> Option<&str> {
+        self.manager
+            .as_deref()
+            .map(|m| m.split('.').next().unwrap_or(m))
     }
 }
 

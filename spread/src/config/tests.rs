@@ -218,6 +218,12 @@ fn subcluster_comments() {
         c.find_subcluster("east").unwrap().manager.as_deref(),
         Some("rh52mgr.vmnet24.example.com")
     );
+    assert_eq!(c.subclusters[1].manager_short(), Some("rh52mgr"));
+    let managed: Vec<&str> = c
+        .subclusters_managed_by("rh52mgr")
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(managed, ["east", "west"]);
     assert_eq!(parse(&c.to_string()), c);
 }
 
