@@ -622,6 +622,27 @@ impl Host {
     }
 }
 
+/// Fuzz entry (feature `fuzzing`; for a `config_text` target): arbitrary bytes as
+/// configuration text. Panics if an error is not one line, or if a configuration that parses
+/// does not print and parse back to itself.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn fuzz_text(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match Config::parse(text, "fuzz.conf") {
+        Err(e) => assert_eq!(e.to_string().lines().count(), 1, "{e}"),
+        Ok(c) => {
+            let printed = c.to_string();
+            match Config::parse(&printed, "printed.conf") {
+                Ok(back) => assert_eq!(back, c, "printed:\n{printed}"),
+                Err(e) => panic!("printed configuration does not parse: {e}\n{printed}"),
+            }
+        }
+    }
+}
+
 /// 5.0.1's automatic virtual id of a host: Bob Jenkins' one-at-a-time hash of the name
 /// including its terminating NUL (initial value = that length, bytes added as signed chars);
 /// 0 and `u32::MAX` are replaced by `length << 16`.
