@@ -85,6 +85,9 @@ pub const ACCESS_CONTROL_POLICIES: &[&str] = &["PERMIT"];
 /// Authentication methods 5.0.1 knows (`PWORD` only when built with it).
 pub const AUTH_METHODS: &[&str] = &["NULL", "IP", "PWORD"];
 
+/// Largest configuration file [`Config::load`] reads.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 /// The embedded default used when no file is found: one daemon `localhost` on 127.0.0.1,
 /// port 4803.
 pub const EMBEDDED_DEFAULT: &str = "Spread_Segment 127.0.0.255:4803 {\n\tlocalhost 127.0.0.1\n}\n";
@@ -391,11 +394,25 @@ impl Config {
         resolver: Resolver<'_>,
     ) -> Result<Parsed, ConfigError> {
         let shown = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| ConfigError {
+        let io_err = |e: std::io::Error| ConfigError {
             path: shown.clone(),
             pos: Pos::START,
             kind: ConfigErrorKind::Io(e.to_string()),
-        })?;
+        };
+        let mut bytes = Vec::new();
+        let file = std::fs::File::open(path).map_err(io_err)?;
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, MAX_CONFIG_BYTES + 1),
+            &mut bytes,
+        )
+        .map_err(io_err)?;
+        if bytes.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(ConfigError {
+                path: shown,
+                pos: Pos::START,
+                kind: ConfigErrorKind::TooLarge(MAX_CONFIG_BYTES),
+            });
+        }
         let text = match String::from_utf8(bytes) {
             Ok(t) => t,
             Err(e) => {

@@ -355,4 +355,9 @@ fn load_reports_io_and_utf8_errors() {
         .to_string()
         .starts_with("/nonexistent/spread.conf:1:1: cannot read configuration: "));
     assert_eq!(e.to_string().lines().count(), 1);
+    let e = Config::load(std::path::Path::new("/dev/zero")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "/dev/zero:1:1: configuration file larger than 1048576 bytes"
+    );
 }
