@@ -5,6 +5,7 @@
 //! connections are closed at once (a client sees the connection end before any reply).
 
 mod bind;
+pub mod log_time;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
