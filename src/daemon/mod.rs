@@ -6,6 +6,7 @@
 
 mod bind;
 pub mod log_time;
+pub mod net;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
