@@ -9,4 +9,5 @@ pub use spread;
 pub mod client;
 pub mod cluster;
 pub mod console;
+pub mod daemon;
 pub mod ecconf;

@@ -3,4 +3,5 @@
 mod client_golden;
 mod data;
 mod golden_client;
+mod golden_client_sock;
 mod harness;
