@@ -11,3 +11,6 @@ pub mod cluster;
 pub mod console;
 pub mod daemon;
 pub mod ecconf;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;

@@ -400,7 +400,10 @@ fn every_single_daemon_capture_replays_over_sockets_against_the_shell() {
         }
         rt.shutdown_timeout(Duration::from_secs(1));
     }
-    assert!(only.is_none(), "MBUS_GOLDEN_ONLY is set: not every capture ran");
+    assert!(
+        only.is_none(),
+        "MBUS_GOLDEN_ONLY is set: not every capture ran"
+    );
     assert!(
         failures.is_empty(),
         "{} of {} captures failed:\n{}",

@@ -21,6 +21,7 @@
     deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
 )]
 
+pub mod accept;
 mod codec;
 pub mod data;
 pub mod groups;
@@ -41,7 +42,7 @@ pub use memb::{
 };
 pub use monitor::{FcBody, PartitionBody, StatusRecord};
 pub use packet::{Packet, PacketBody};
-pub use token::{RtrRequest, Token, TokenBody};
+pub use token::{RtrRequest, Token, TokenBody, FIRST_TOKEN_ARU};
 
 use core::fmt;
 
