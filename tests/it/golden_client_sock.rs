@@ -152,14 +152,20 @@ fn masked(b: &[u8], ranges: &[Range<usize>]) -> Vec<u8> {
 
 /// Replays one capture against a daemon listening at `target`. `fill_quota` opens the 997
 /// sessions the quota capture assumes (it gets the target and returns what keeps them open).
+///
+/// `real`: the daemon is the real Spread 5.0.1 (`MBUS_TEST_SPREAD`), so the capture is
+/// expected as is, without our documented deviations.
 pub(crate) fn replay_sockets(
     path: &Path,
     target: &Target,
     fill_quota: &dyn Fn() -> Box<dyn std::any::Any>,
+    real: bool,
 ) {
     let cap = parse(path);
     let mut steps = steps(&cap);
-    apply_overrides(&cap, &mut steps);
+    if !real {
+        apply_overrides(&cap, &mut steps);
+    }
     let _keep = (cap.name == "connect_reject_quota.hex").then(fill_quota);
     let unix = cap.name.contains("unix");
     let mut exp_total: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -388,7 +394,7 @@ fn every_single_daemon_capture_replays_over_sockets_against_the_shell() {
         let (target, rt, handle) = in_process_daemon(&sub);
         let fill = || fill_in_process(&rt, &handle);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            replay_sockets(f, &target, &fill)
+            replay_sockets(f, &target, &fill, false)
         }));
         if let Err(e) = r {
             let msg = e
@@ -399,6 +405,70 @@ fn every_single_daemon_capture_replays_over_sockets_against_the_shell() {
             failures.push(msg);
         }
         rt.shutdown_timeout(Duration::from_secs(1));
+    }
+    assert!(
+        only.is_none(),
+        "MBUS_GOLDEN_ONLY is set: not every capture ran"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} captures failed:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// Opens 997 TCP sessions `q0..q996` (kept open by the returned value).
+fn fill_tcp(target: &Target) -> Box<dyn std::any::Any> {
+    let mut conns = Vec::new();
+    for i in 0..997 {
+        let mut s = TcpStream::connect(target.tcp).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let name = format!("q{i}");
+        let mut hello = vec![5, 0, 1, 1, name.len() as u8];
+        hello.extend(name.as_bytes());
+        s.write_all(&hello).unwrap();
+        let mut list = [0u8; 6];
+        s.read_exact(&mut list).unwrap();
+        let mut auth = b"NULL".to_vec();
+        auth.resize(90, 0);
+        s.write_all(&auth).unwrap();
+        let mut acc = vec![0u8; 5 + 1 + name.len() + 10];
+        s.read_exact(&mut acc).unwrap();
+        assert_eq!(acc[0], 1, "session {i} accepted");
+        conns.push(s);
+    }
+    Box::new(conns)
+}
+
+#[test]
+fn every_single_daemon_capture_replays_over_sockets_against_the_binary() {
+    let files = single_daemon_captures();
+    let only = std::env::var("MBUS_GOLDEN_ONLY").ok();
+    let mut failures = Vec::new();
+    for f in files.iter().filter(|f| {
+        only.as_ref()
+            .is_none_or(|o| f.to_string_lossy().contains(o.as_str()))
+    }) {
+        // A fresh daemon per capture, as the captures were made.
+        let d = super::harness::TestDaemon::start();
+        let target = Target {
+            tcp: SocketAddr::from(([127, 0, 0, 1], d.port)),
+            unix: d.unix_path(),
+        };
+        let fill = || fill_tcp(&target);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            replay_sockets(f, &target, &fill, d.is_real_spread())
+        }));
+        if let Err(e) = r {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            failures.push(format!("{msg}\n(daemon log: {})", d.log()));
+        }
     }
     assert!(
         only.is_none(),
