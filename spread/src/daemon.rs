@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::{Bytes, BytesMut};
 use tracing::{debug, trace};
 
-use crate::groups::{message, Change, Entry, Groups, Member, RingId};
+use crate::groups::{message, Change, Entry, Groups, Member, RingId, ViewPart};
 use crate::session::{
     next_request, AuthConfig, AuthMethod, Peer, Phase, Request, Session, SessionId, Violation,
 };
@@ -177,6 +177,9 @@ pub enum Event {
     Disconnect(Member),
     /// A data message from a member.
     Data(Member, Frame),
+    /// The daemon ring installed a new configuration made of these previous ones (from the
+    /// ring layer; see [`crate::groups::network`]).
+    Configuration(RingId, Vec<ViewPart>),
 }
 
 /// Counters; "dropped and counted" is observable here.
@@ -476,6 +479,19 @@ impl Daemon {
                 }
             }
             Event::Data(member, frame) => self.deliver_data(&member, &frame),
+            Event::Configuration(ring, parts) => {
+                for nc in self.groups.install(ring, &parts) {
+                    if let Some(old) = nc.transition {
+                        let bytes = message::transition(nc.change.group, old);
+                        for sid in nc.change.members.iter().filter_map(|e| e.session) {
+                            if self.sessions.get(&sid).is_some_and(|s| s.membership) {
+                                self.send(sid, bytes.clone());
+                            }
+                        }
+                    }
+                    self.deliver_change(&nc.change);
+                }
+            }
         }
     }
 
