@@ -303,12 +303,15 @@ impl MailboxSender {
 
     async fn flush_out(&mut self) -> Result<(), Error> {
         self.check_alive()?;
+        // If this future is dropped half-way (e.g. by a timeout), part of a message may have
+        // been written: the stream is then unusable, and stays marked as failed.
+        self.failed = true;
         let res = self.writer.write_all(&self.out).await;
         self.out.clear();
         if let Err(e) = res {
-            self.failed = true;
             return Err(Error::ConnectionClosed(Some(e)));
         }
+        self.failed = false;
         Ok(())
     }
 
@@ -346,6 +349,9 @@ impl MailboxReceiver {
 
     /// Waits for the next message. Reads are large and every message already buffered is
     /// returned without another system call.
+    ///
+    /// Cancel-safe: if the future is dropped before it completes (e.g. in `select!` or a
+    /// timeout), no message is lost.
     pub async fn receive(&mut self) -> Result<Message, Error> {
         if self.failed {
             return Err(Error::NetErrorOnSession);
