@@ -1,0 +1,428 @@
+//! Token-ring total order with Extended Virtual Synchrony, sans-IO.
+//!
+//! [`Engine`] is one daemon's ring protocol: token circulation, sequence numbers and aru,
+//! retransmission requests, flow control (`Window`, `PersonalWindow`), fragmentation of large
+//! messages and packing of small ones, and — together with [`crate::memb`] — the membership
+//! protocol (gather, form, EVS recovery, install).
+//!
+//! # Calling contract (quinn style)
+//!
+//! * inputs: [`Engine::handle`] with an [`Input`] (a datagram from a peer, or a message to
+//!   order) and [`Engine::handle_timeout`] when [`Engine::poll_timeout`] is due;
+//! * outputs: after every input drain [`Engine::poll_output`] until it returns `None`:
+//!   [`Output::Send`] datagrams, [`Output::Deliver`] ordered messages and
+//!   [`Output::Configuration`] changes;
+//! * getters: [`Engine::stats`], [`Engine::state`], [`Engine::ring_id`], …
+//!
+//! Every method that needs the time takes `now`; the engine never reads a clock, never does
+//! I/O and never iterates a hash map.
+//!
+//! # Boundary with the daemon (sessions and groups)
+//!
+//! The composite daemon feeds each client message as `Input::Submit { service, payload }`
+//! (the payload is opaque here: in mbus it is the 5.0.1 message header, group names and body)
+//! and takes, in this order and interleaved exactly as emitted:
+//! * `Deliver(d)` — `d.ring` is the regular configuration the message belongs to;
+//!   `d.transitional` says it is delivered in the transitional configuration closing it;
+//! * `Configuration { kind: Transitional, .. }` then `Configuration { kind: Regular, .. }` at
+//!   every membership change (every message of the old ring that will ever be delivered has
+//!   been delivered before the regular configuration).
+//!
+//! Every service is delivered in the ring's total order (stronger than 5.0.1, which delivers
+//! RELIABLE/FIFO on receipt); SAFE messages wait until the ring-wide aru shows every member
+//! has them, or are delivered in the transitional configuration.
+//!
+//! # Guarantees checked by the simulator ([`crate::sim`])
+//!
+//! Same order of AGREED/SAFE messages at every daemon of a configuration; identical delivered
+//! sets for daemons moving together; no duplicates, no inventions; per-sender FIFO; SAFE in a
+//! regular configuration only when every member has the message.
+
+mod deliver;
+pub mod packet;
+mod send;
+mod token;
+pub mod types;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::time::Instant;
+pub use packet::PacketError;
+use packet::{DataPacket, Packet, RingEntry, Token};
+pub use types::*;
+
+/// Most messages waiting to be sent (5.0.1 blocks sessions at 500; we refuse beyond this).
+pub const MAX_SEND_QUEUE: usize = 2000;
+/// Largest message payload accepted by `Submit`.
+pub const MAX_MESSAGE: usize = 144 * 1024;
+/// Highest seq may not run further than this ahead of the ring-wide aru (MAX_SEQ_GAP): bounds
+/// the retransmission buffer.
+pub const MAX_SEQ_GAP: u32 = 1600;
+/// Most outputs queued before the shell drains them (a safety net; the shell drains after
+/// every input).
+pub const MAX_OUTPUTS: usize = 1 << 16;
+/// EVS gives up after this many token rounds (MAX_EVS_ROUNDS).
+pub const MAX_EVS_ROUNDS: u32 = 500;
+/// Gap 5.0.1 leaves between an old ring's highest seq and the EVS end marker.
+pub const EVS_SEQ_GAP: u32 = 3333;
+
+/// Membership state (numbers as in 5.0.1's membership.h where they exist).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum State {
+    /// A ring is installed and running.
+    Op,
+    /// Gathering a new membership (the ring may still run at a merging leader).
+    Gather,
+    /// Committed to a FORM token; waiting for FORM2.
+    Form,
+    /// FORM2 seen: recovering the old ring's messages before installing the new ring.
+    Evs,
+}
+
+/// A bug the simulator can plant to prove the checker catches it.
+#[cfg(any(test, feature = "sim"))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// Deliver the next message twice.
+    DuplicateDelivery,
+    /// Deliver the next SAFE message without waiting for the ring aru.
+    EarlySafe,
+}
+
+/// A message waiting in the send queue.
+#[derive(Debug, Clone)]
+pub(crate) struct Pending {
+    pub(crate) class: Class,
+    pub(crate) payload: Bytes,
+    /// Elements already put in packets.
+    pub(crate) next: usize,
+    /// Number of elements.
+    pub(crate) total: usize,
+}
+
+/// A message being reassembled from its fragments.
+#[derive(Debug, Clone)]
+pub(crate) struct Partial {
+    pub(crate) next: usize,
+    pub(crate) data: BytesMut,
+}
+
+/// The installed ring and its packets.
+#[derive(Debug, Clone)]
+pub(crate) struct RingState {
+    pub(crate) id: RingId,
+    pub(crate) members: Vec<DaemonId>,
+    /// Received packets not yet discarded.
+    pub(crate) buf: BTreeMap<u32, DataPacket>,
+    /// Every seq up to this has been received.
+    pub(crate) my_aru: u32,
+    /// Highest seq seen.
+    pub(crate) highest: u32,
+    /// Ring-wide aru: every member has every seq up to this.
+    pub(crate) aru: u32,
+    /// Delivered (or skipped) up to this seq.
+    pub(crate) delivered: u32,
+    /// Everything up to this has been discarded from `buf`.
+    pub(crate) discarded: u32,
+    pub(crate) partial: BTreeMap<DaemonId, Partial>,
+}
+
+impl RingState {
+    pub(crate) fn new(id: RingId, members: Vec<DaemonId>) -> Self {
+        Self {
+            id,
+            members,
+            buf: BTreeMap::new(),
+            my_aru: 0,
+            highest: 0,
+            aru: 0,
+            delivered: 0,
+            discarded: 0,
+            partial: BTreeMap::new(),
+        }
+    }
+
+    /// Has this daemon received `seq` of this ring (possibly discarded since)?
+    pub(crate) fn holds(&self, seq: u32) -> bool {
+        seq <= self.discarded || self.buf.contains_key(&seq)
+    }
+}
+
+/// Token bookkeeping (duplicate suppression, re-sending, holding).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TokenState {
+    /// Last token this daemon sent, with its destination.
+    pub(crate) last_tx: Option<(DaemonId, Token)>,
+    /// Leader: arq of the token it is waiting for.
+    pub(crate) last_tx_arq: u8,
+    /// Leader: a token is out and expected back.
+    pub(crate) awaiting: bool,
+    /// Leader: the token is held (idle ring).
+    pub(crate) holding: bool,
+    /// Non-leader: arq of the last accepted token.
+    pub(crate) last_rx_arq: Option<u8>,
+    pub(crate) last_rx_retrans: u8,
+    /// aru of the token sent one rotation before.
+    pub(crate) prev_sent_aru: u32,
+    /// Packets this daemon sent on its last visit (flow control).
+    pub(crate) my_last_sent: u16,
+    /// Leader: consecutive idle rotations.
+    pub(crate) idle_rounds: u32,
+    /// Tokens processed in this ring.
+    pub(crate) round: u32,
+}
+
+/// The ring this daemon is moving to (FORM2 seen, EVS in progress).
+#[derive(Debug, Clone)]
+pub(crate) struct Future {
+    pub(crate) ring: RingId,
+    pub(crate) members: Vec<DaemonId>,
+    pub(crate) last_seq: u32,
+    /// This daemon's old ring's entry from FORM2.
+    pub(crate) entry: RingEntry,
+    /// Packets of the new ring received before installing it.
+    pub(crate) early: BTreeMap<u32, DataPacket>,
+}
+
+/// One daemon's ring + membership protocol engine. See the module documentation.
+#[derive(Debug)]
+pub struct Engine {
+    pub(crate) cfg: RingConfig,
+    pub(crate) clock_base_secs: u32,
+    pub(crate) last_time: u32,
+    pub(crate) state: State,
+    pub(crate) ring: RingState,
+    /// The installed ring still runs (Op, or a leader gathering to merge).
+    pub(crate) ring_alive: bool,
+    pub(crate) timers: [Option<Instant>; Timer::COUNT],
+    pub(crate) out: VecDeque<Output>,
+    pub(crate) stats: Stats,
+    pub(crate) send_q: VecDeque<Pending>,
+    pub(crate) tok: TokenState,
+    /// Gather: representative → daemons it brings.
+    pub(crate) reps: BTreeMap<DaemonId, Vec<DaemonId>>,
+    /// Form: the FORM this daemon committed to.
+    pub(crate) form_id: Option<RingId>,
+    pub(crate) future: Option<Future>,
+    pub(crate) evs_rounds: u32,
+    #[cfg(any(test, feature = "sim"))]
+    pub(crate) bug: Option<PlantedBug>,
+}
+
+impl Engine {
+    /// A fresh daemon (just started, or restarted after a crash). `clock_base_secs` is a
+    /// wall-clock seconds value at `now`; ring ids use it plus elapsed time, forced strictly
+    /// increasing.
+    pub fn new(cfg: RingConfig, now: Instant, clock_base_secs: u32) -> Self {
+        let me = cfg.me;
+        let mut e = Self {
+            cfg,
+            clock_base_secs: clock_base_secs.wrapping_sub(secs(now)),
+            last_time: 0,
+            state: State::Gather,
+            ring: RingState::new(
+                RingId {
+                    leader: me,
+                    time: 0,
+                },
+                vec![me],
+            ),
+            ring_alive: false,
+            timers: [None; Timer::COUNT],
+            out: VecDeque::new(),
+            stats: Stats::default(),
+            send_q: VecDeque::new(),
+            tok: TokenState::default(),
+            reps: BTreeMap::new(),
+            form_id: None,
+            future: None,
+            evs_rounds: 0,
+            #[cfg(any(test, feature = "sim"))]
+            bug: None,
+        };
+        e.enter_gather(now, false);
+        e
+    }
+
+    /// Feeds one input.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Submit { service, payload } => self.on_submit(now, service, payload),
+            Input::Packet { from, port, bytes } => self.on_datagram(now, from, port, bytes),
+        }
+    }
+
+    /// Fires every timer whose deadline is at or before `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for t in Timer::ALL {
+            if self.timers[t as usize].is_some_and(|d| d <= now) {
+                self.timers[t as usize] = None;
+                self.on_timer(now, t);
+            }
+        }
+    }
+
+    /// Next output, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// Earliest armed deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.iter().flatten().min().copied()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// This daemon's id.
+    pub fn id(&self) -> DaemonId {
+        self.cfg.me
+    }
+
+    /// Membership state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Id of the installed ring.
+    pub fn ring_id(&self) -> RingId {
+        self.ring.id
+    }
+
+    /// Members of the installed ring, configuration order.
+    pub fn members(&self) -> &[DaemonId] {
+        &self.ring.members
+    }
+
+    /// Messages waiting to be sent.
+    pub fn send_queue_len(&self) -> usize {
+        self.send_q.len()
+    }
+
+    /// Has this daemon received packet `seq` of ring `ring` (sim checker hook)?
+    #[cfg(any(test, feature = "sim"))]
+    pub fn holds(&self, ring: RingId, seq: u32) -> bool {
+        ring == self.ring.id && self.ring.holds(seq)
+    }
+
+    /// Plants a bug (simulator canary).
+    #[cfg(any(test, feature = "sim"))]
+    pub fn plant_bug(&mut self, bug: PlantedBug) {
+        self.bug = Some(bug);
+    }
+
+    fn on_datagram(&mut self, now: Instant, from: DaemonId, port: Port, bytes: Bytes) {
+        let Ok((tx, p)) = packet::decode(bytes) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        if tx != from || self.rank(from).is_none() {
+            self.stats.dropped += 1;
+            return;
+        }
+        tracing::trace!(me = %self.cfg.me, %from, ?port, "packet");
+        match (port, p) {
+            (Port::Data, Packet::Data(d)) if from != self.cfg.me => self.on_data(now, from, d),
+            (Port::Data, Packet::Join(j)) if from != self.cfg.me => self.on_join(now, from, j),
+            (Port::Data, Packet::Hurry) => self.on_hurry(now),
+            (Port::Token, Packet::Token(t)) => self.on_token(now, from, t),
+            (Port::Token, Packet::Form1(f)) => self.on_form1(now, f),
+            (Port::Token, Packet::Form2(f)) => self.on_form2(now, f),
+            (Port::Data, Packet::Data(_) | Packet::Join(_)) => self.stats.dropped += 1,
+            _ => self.stats.malformed += 1,
+        }
+    }
+
+    fn on_timer(&mut self, now: Instant, t: Timer) {
+        match t {
+            Timer::TokenLoss | Timer::Form => self.on_token_loss(now),
+            Timer::TokenHurry => self.on_hurry_timer(now),
+            Timer::Join => self.on_join_timer(now),
+            Timer::Gather => self.on_gather_timer(now),
+            Timer::Lookup => self.on_lookup(now),
+        }
+    }
+
+    fn on_submit(&mut self, now: Instant, service: Service, payload: Bytes) {
+        if self.send_q.len() >= MAX_SEND_QUEUE || payload.len() > MAX_MESSAGE {
+            self.stats.queue_full += 1;
+            return;
+        }
+        let total = payload.len().div_ceil(packet::MAX_PACKET_BODY).max(1);
+        let was_empty = self.send_q.is_empty();
+        self.send_q.push_back(Pending {
+            class: service.class(),
+            payload,
+            next: 0,
+            total,
+        });
+        if self.ring_alive && was_empty {
+            if self.is_leader() {
+                self.release_held_token(now, 0);
+            } else {
+                let leader = self.ring.members[0];
+                self.send(Dest::Unicast(leader), Port::Data, &Packet::Hurry);
+            }
+        }
+    }
+
+    // ---- helpers shared by ring and membership ----
+
+    pub(crate) fn arm(&mut self, t: Timer, at: Instant) {
+        self.timers[t as usize] = Some(at);
+    }
+
+    pub(crate) fn cancel(&mut self, t: Timer) {
+        self.timers[t as usize] = None;
+    }
+
+    pub(crate) fn send(&mut self, to: Dest, port: Port, p: &Packet) {
+        let bytes = packet::encode(self.cfg.me, p);
+        self.emit(Output::Send { to, port, bytes });
+    }
+
+    pub(crate) fn emit(&mut self, o: Output) {
+        if self.out.len() < MAX_OUTPUTS {
+            self.out.push_back(o);
+        } else {
+            self.stats.dropped += 1;
+        }
+    }
+
+    /// Position in configuration order.
+    pub(crate) fn rank(&self, d: DaemonId) -> Option<usize> {
+        self.cfg.daemons.iter().position(|x| *x == d)
+    }
+
+    pub(crate) fn sort_by_rank(&self, v: &mut Vec<DaemonId>) {
+        v.sort_by_key(|d| self.rank(*d).unwrap_or(usize::MAX));
+        v.dedup();
+    }
+
+    pub(crate) fn is_leader(&self) -> bool {
+        self.ring.members.first() == Some(&self.cfg.me)
+    }
+
+    /// A fresh seconds-based time, strictly larger than any used before.
+    pub(crate) fn next_time(&mut self, now: Instant) -> u32 {
+        let t = self.clock_base_secs.wrapping_add(secs(now));
+        self.last_time = t.max(self.last_time.wrapping_add(1)).max(1);
+        self.last_time
+    }
+}
+
+fn secs(now: Instant) -> u32 {
+    u32::try_from(now.as_micros() / 1_000_000).unwrap_or(u32::MAX)
+}
+
+/// Successor and predecessor of `me` in `members`.
+pub(crate) fn neighbours(members: &[DaemonId], me: DaemonId) -> Option<(DaemonId, DaemonId)> {
+    let i = members.iter().position(|d| *d == me)?;
+    let n = members.len();
+    Some((members[(i + 1) % n], members[(i + n - 1) % n]))
+}

@@ -1,0 +1,294 @@
+//! Token handling: acceptance and duplicate suppression (arq/retrans), retransmission
+//! requests and answers, aru rules, flow-control accounting, holding an idle token, and the
+//! EVS token that ends in installation.
+
+use super::packet::{Packet, RtrBlock, Token, MAX_RTR_BLOCKS, MAX_RTR_SEQS};
+use super::{neighbours, Dest, Engine, Port, RingId, State, Timer, MAX_EVS_ROUNDS};
+use crate::time::Instant;
+
+/// The leader holds the token after this many idle rotations in a row.
+const IDLE_ROUNDS_BEFORE_HOLD: u32 = 2;
+/// Most sequence numbers scanned when looking for missing packets.
+const MAX_SCAN: u32 = 4 * super::MAX_SEQ_GAP;
+
+impl Engine {
+    /// Members of the ring the token circulates in (the future ring during EVS).
+    pub(crate) fn token_members(&self) -> &[super::DaemonId] {
+        match (&self.future, self.state) {
+            (Some(f), State::Evs) => &f.members,
+            _ => &self.ring.members,
+        }
+    }
+
+    fn token_ring(&self) -> Option<RingId> {
+        match self.state {
+            State::Op => Some(self.ring.id),
+            State::Gather if self.ring_alive => Some(self.ring.id),
+            State::Evs => self.future.as_ref().map(|f| f.ring),
+            _ => None,
+        }
+    }
+
+    fn token_leader(&self) -> bool {
+        self.token_members().first() == Some(&self.cfg.me)
+    }
+
+    pub(crate) fn on_token(&mut self, now: Instant, from: super::DaemonId, t: Token) {
+        let me = self.cfg.me;
+        if self.token_ring() != Some(t.ring) {
+            self.stats.dropped += 1;
+            return;
+        }
+        let Some((_, pred)) = neighbours(self.token_members(), me) else {
+            self.stats.dropped += 1;
+            return;
+        };
+        let stale = self.state != State::Evs && t.seq < self.ring.highest;
+        if from != pred || stale {
+            self.stats.dropped += 1;
+            return;
+        }
+        if self.token_leader() {
+            if !self.tok.awaiting || t.arq != self.tok.last_tx_arq {
+                self.stats.dropped += 1;
+                return;
+            }
+            self.tok.awaiting = false;
+            self.cancel(Timer::TokenHurry);
+        } else {
+            match self.tok.last_rx_arq {
+                Some(a) if t.arq == a => {
+                    if t.retrans > self.tok.last_rx_retrans {
+                        self.tok.last_rx_retrans = t.retrans;
+                        self.resend_last_token(t.retrans);
+                    } else {
+                        self.stats.dropped += 1;
+                    }
+                    return;
+                }
+                Some(a) if t.arq != (a + 1) % 16 => {
+                    self.stats.dropped += 1;
+                    return;
+                }
+                _ => {}
+            }
+            self.tok.last_rx_arq = Some(t.arq);
+            self.tok.last_rx_retrans = t.retrans;
+        }
+        self.arm(Timer::TokenLoss, now + self.cfg.token_timeout);
+        self.tok.round = self.tok.round.wrapping_add(1);
+        if self.state == State::Evs {
+            self.step_evs_token(now, t);
+        } else {
+            self.step_op_token(now, t);
+        }
+    }
+
+    /// A regular token in an installed ring.
+    pub(crate) fn step_op_token(&mut self, now: Instant, mut t: Token) {
+        let me = self.cfg.me;
+        let rid = self.ring.id;
+        let retrans = self.answer_rtr(&mut t, rid);
+        let sent = self.send_new_packets(&mut t);
+        t.seq = t.seq.max(self.ring.highest);
+        let wanted: Vec<u32> = (self.ring.my_aru.saturating_add(1)..=t.seq)
+            .take(MAX_SCAN as usize)
+            .filter(|s| !self.ring.buf.contains_key(s))
+            .take(MAX_RTR_SEQS)
+            .collect();
+        add_request(&mut t, rid, me, wanted);
+        if t.aru > self.ring.my_aru || t.aru_last == Some(me) || t.aru_last.is_none() {
+            t.aru = self.ring.my_aru;
+            t.aru_last = Some(me);
+        }
+        let total = sent.saturating_add(retrans);
+        t.fc =
+            t.fc.saturating_sub(self.tok.my_last_sent)
+                .saturating_add(total);
+        self.tok.my_last_sent = total;
+        let safe = t.aru.min(self.tok.prev_sent_aru);
+        self.tok.prev_sent_aru = t.aru;
+        if safe > self.ring.aru {
+            self.ring.aru = safe;
+        }
+        self.deliver_regular();
+        let idle = t.aru == t.seq && total == 0 && t.rtr.is_empty() && self.send_q.is_empty();
+        self.forward_token(now, t, idle);
+    }
+
+    /// The new ring's token while recovering the old ring's messages.
+    fn step_evs_token(&mut self, now: Instant, mut t: Token) {
+        let me = self.cfg.me;
+        let Some(last_seq) = self.future.as_ref().map(|f| f.last_seq) else {
+            return;
+        };
+        if t.seq != last_seq {
+            // Someone already installed: the ring aru reached last_seq, so everybody,
+            // including this daemon, has recovered everything.
+            self.install(now);
+            self.step_op_token(now, t);
+            return;
+        }
+        self.evs_rounds += 1;
+        if self.evs_rounds > MAX_EVS_ROUNDS {
+            self.on_token_loss(now);
+            return;
+        }
+        let rid = self.ring.id;
+        let retrans = self.answer_rtr(&mut t, rid);
+        let wanted = self.evs_missing();
+        let done = wanted.is_empty();
+        add_request(&mut t, rid, me, wanted);
+        let mine = if done { last_seq } else { 0 };
+        if t.aru > mine || t.aru_last == Some(me) || t.aru_last.is_none() {
+            t.aru = mine;
+            t.aru_last = Some(me);
+        }
+        t.fc = retrans;
+        let safe = t.aru.min(self.tok.prev_sent_aru);
+        self.tok.prev_sent_aru = t.aru;
+        if done && safe == last_seq {
+            self.install(now);
+            t.seq = 0;
+            t.aru = 0;
+            t.aru_last = Some(me);
+            t.rtr.clear();
+            t.fc = 0;
+            self.step_op_token(now, t);
+            return;
+        }
+        self.forward_token(now, t, false);
+    }
+
+    /// Sends the token on (or, at the leader of an idle ring, holds it).
+    fn forward_token(&mut self, now: Instant, mut t: Token, idle: bool) {
+        let me = self.cfg.me;
+        let Some((succ, _)) = neighbours(self.token_members(), me) else {
+            return;
+        };
+        if self.token_leader() {
+            t.arq = (self.tok.last_tx_arq + 1) % 16;
+            t.retrans = 0;
+            self.tok.last_tx_arq = t.arq;
+            if idle {
+                self.tok.idle_rounds += 1;
+            } else {
+                self.tok.idle_rounds = 0;
+            }
+            self.arm(Timer::TokenHurry, now + self.cfg.hurry_timeout);
+            if self.state == State::Op && self.tok.idle_rounds > IDLE_ROUNDS_BEFORE_HOLD {
+                self.tok.holding = true;
+                self.tok.last_tx = Some((succ, t));
+                return;
+            }
+            self.tok.awaiting = true;
+        }
+        self.send(Dest::Unicast(succ), Port::Token, &Packet::Token(t.clone()));
+        self.tok.last_tx = Some((succ, t));
+    }
+
+    /// Leader: sends a held token now.
+    pub(crate) fn release_held_token(&mut self, now: Instant, retrans: u8) {
+        if !self.tok.holding || !self.token_leader() {
+            return;
+        }
+        self.tok.holding = false;
+        self.tok.idle_rounds = 0;
+        if let Some((to, t)) = self.tok.last_tx.as_mut() {
+            t.retrans = retrans & 0x0f;
+            let (to, t) = (*to, t.clone());
+            self.send(Dest::Unicast(to), Port::Token, &Packet::Token(t));
+            self.tok.awaiting = true;
+            self.arm(Timer::TokenHurry, now + self.cfg.hurry_timeout);
+        }
+    }
+
+    fn resend_last_token(&mut self, retrans: u8) {
+        if let Some((to, t)) = self.tok.last_tx.as_mut() {
+            t.retrans = retrans & 0x0f;
+            let (to, t) = (*to, t.clone());
+            let copies = if t.retrans > 1 { 3 } else { 1 };
+            for _ in 0..copies {
+                self.send(Dest::Unicast(to), Port::Token, &Packet::Token(t.clone()));
+            }
+        }
+    }
+
+    /// Hurry_timeout at the leader: release a held token, or re-send a lost one.
+    pub(crate) fn on_hurry_timer(&mut self, now: Instant) {
+        if self.token_ring().is_none() || !self.token_leader() {
+            return;
+        }
+        if self.tok.holding {
+            self.release_held_token(now, 1);
+        } else if self.tok.awaiting {
+            let r = self
+                .tok
+                .last_tx
+                .as_ref()
+                .map_or(1, |(_, t)| (t.retrans + 1).min(15));
+            self.resend_last_token(r);
+            self.arm(Timer::TokenHurry, now + self.cfg.hurry_timeout);
+        }
+    }
+
+    /// HURRY packet: a member has something to send.
+    pub(crate) fn on_hurry(&mut self, now: Instant) {
+        if self.token_ring().is_some() && self.tok.holding {
+            self.release_held_token(now, 0);
+        } else {
+            self.stats.dropped += 1;
+        }
+    }
+
+    /// Answers the requests for `ring` this daemon can, removing them from the token.
+    fn answer_rtr(&mut self, t: &mut Token, ring: RingId) -> u16 {
+        let me = self.cfg.me;
+        let mut answers = Vec::new();
+        for blk in t.rtr.iter_mut() {
+            if blk.ring != ring || blk.requester == me {
+                continue;
+            }
+            let buf = &self.ring.buf;
+            blk.seqs.retain(|s| match buf.get(s) {
+                Some(p) => {
+                    answers.push((blk.requester, p.clone()));
+                    false
+                }
+                None => true,
+            });
+        }
+        t.rtr.retain(|b| !b.seqs.is_empty());
+        let n = u16::try_from(answers.len()).unwrap_or(u16::MAX);
+        for (to, p) in answers {
+            self.stats.retransmitted += 1;
+            self.send(Dest::Unicast(to), Port::Data, &Packet::Data(p));
+        }
+        n
+    }
+
+    /// EVS: packets of the old ring this daemon still lacks.
+    pub(crate) fn evs_missing(&self) -> Vec<u32> {
+        let Some(f) = self.future.as_ref() else {
+            return Vec::new();
+        };
+        let e = &f.entry;
+        (self.ring.my_aru.saturating_add(1)..=e.last())
+            .take(MAX_SCAN as usize)
+            .filter(|s| e.contains(*s) && !self.ring.buf.contains_key(s))
+            .take(MAX_RTR_SEQS)
+            .collect()
+    }
+}
+
+/// Replaces `me`'s request block for `ring` with one asking for `seqs`.
+fn add_request(t: &mut Token, ring: RingId, me: super::DaemonId, seqs: Vec<u32>) {
+    t.rtr.retain(|b| !(b.ring == ring && b.requester == me));
+    if !seqs.is_empty() && t.rtr.len() < MAX_RTR_BLOCKS {
+        t.rtr.push(RtrBlock {
+            ring,
+            requester: me,
+            seqs,
+        });
+    }
+}

@@ -1,0 +1,296 @@
+//! Public value types of the ring engine: ids, services, inputs, outputs, timers, settings.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+/// Most daemons in one ring (MAX_PROCS_RING in 5.0.1).
+pub const MAX_PROCS_RING: usize = 128;
+
+/// A daemon id (5.0.1 "proc id"): a hash of the daemon name, compared as an integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct DaemonId(pub u32);
+
+impl fmt::Display for DaemonId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:08x}", self.0)
+    }
+}
+
+/// A ring (membership) id: the leader that created it and a seconds-based time, strictly
+/// increasing per leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct RingId {
+    /// Leader that created the ring.
+    pub leader: DaemonId,
+    /// Creator's seconds-based timestamp.
+    pub time: u32,
+}
+
+impl fmt::Display for RingId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "({},{})", self.leader, self.time)
+    }
+}
+
+/// The six Spread services a message can be sent with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Service {
+    /// Travels as RELIABLE (5.0.1 never treats it specially).
+    Unreliable,
+    /// Reliable, no ordering promise.
+    Reliable,
+    /// Per-sender FIFO.
+    Fifo,
+    /// Causal (travels as AGREED).
+    Causal,
+    /// Total order.
+    Agreed,
+    /// Total order, delivered in the regular configuration only once every member has it.
+    Safe,
+}
+
+impl Service {
+    /// The packet delivery class 5.0.1 derives from the service (§7.1).
+    pub fn class(self) -> Class {
+        match self {
+            Self::Unreliable | Self::Reliable => Class::Reliable,
+            Self::Fifo => Class::Fifo,
+            Self::Causal | Self::Agreed => Class::Agreed,
+            Self::Safe => Class::Safe,
+        }
+    }
+}
+
+/// Packet delivery class (the type bit of a data packet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Class {
+    /// RELIABLE 0x2.
+    Reliable = 2,
+    /// FIFO 0x4.
+    Fifo = 4,
+    /// AGREED 0x8.
+    Agreed = 8,
+    /// SAFE 0x10.
+    Safe = 16,
+}
+
+impl Class {
+    /// From the type bit value.
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            2 => Some(Self::Reliable),
+            4 => Some(Self::Fifo),
+            8 => Some(Self::Agreed),
+            16 => Some(Self::Safe),
+            _ => None,
+        }
+    }
+
+    /// May messages of classes `self` and `other` share one packet (§7.2: FIFO and AGREED mix,
+    /// the others only with themselves)?
+    pub fn packs_with(self, other: Self) -> bool {
+        self == other
+            || matches!(
+                (self, other),
+                (Self::Fifo, Self::Agreed) | (Self::Agreed, Self::Fifo)
+            )
+    }
+}
+
+/// Which of a daemon's two UDP ports a datagram is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Port {
+    /// Segment port P: data, JOIN, HURRY, retransmissions.
+    Data,
+    /// P+1: tokens and FORM tokens.
+    Token,
+}
+
+/// Where a datagram goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Dest {
+    /// Every daemon of the segment (the sender drops its own copy).
+    Broadcast,
+    /// One daemon (possibly the sender itself, over loopback).
+    Unicast(DaemonId),
+}
+
+/// An input to [`super::Engine::handle`].
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A datagram received from daemon `from` (the shell has already mapped the source address
+    /// to a configured daemon id; unknown sources are dropped by the shell).
+    Packet {
+        /// Sending daemon.
+        from: DaemonId,
+        /// Port it arrived on.
+        port: Port,
+        /// The datagram.
+        bytes: Bytes,
+    },
+    /// A message to order and deliver to every daemon of the ring.
+    Submit {
+        /// Requested service.
+        service: Service,
+        /// Opaque message bytes (in mbus: the 5.0.1 message header, groups and body).
+        payload: Bytes,
+    },
+}
+
+/// A message delivered in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Daemon that originated the message.
+    pub sender: DaemonId,
+    /// Delivery class it travelled with.
+    pub class: Class,
+    /// The bytes given to `Submit`.
+    pub payload: Bytes,
+    /// Regular configuration (ring) the message belongs to.
+    pub ring: RingId,
+    /// Delivered in the transitional configuration that closes `ring`.
+    pub transitional: bool,
+    /// Sequence number of its last packet in `ring` (for tests and tracing).
+    pub seq: u32,
+}
+
+/// Kind of a configuration change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ConfigKind {
+    /// The members of the previous regular configuration that move together into the next one.
+    Transitional,
+    /// A newly installed ring.
+    Regular,
+}
+
+/// A configuration change, emitted transitional first, then regular.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigChange {
+    /// Transitional or regular.
+    pub kind: ConfigKind,
+    /// Regular: the new ring id. Transitional: the ring it closes.
+    pub ring: RingId,
+    /// Regular: the id of the next ring. Transitional: its (leader, time − 1) id as 5.0.1
+    /// reports it.
+    pub id: RingId,
+    /// Members, in configuration order.
+    pub members: Vec<DaemonId>,
+}
+
+/// An output drained with [`super::Engine::poll_output`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Put a datagram on the wire.
+    Send {
+        /// Destination.
+        to: Dest,
+        /// Destination port.
+        port: Port,
+        /// The datagram.
+        bytes: Bytes,
+    },
+    /// An ordered message.
+    Deliver(Delivery),
+    /// A configuration change.
+    Configuration(ConfigChange),
+}
+
+/// The engine's timers, each one slot of the deadline table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Timer {
+    /// Token_timeout: no valid token for this long means the ring is broken.
+    TokenLoss = 0,
+    /// Hurry_timeout at the leader: re-send the token (lost, or held on an idle ring).
+    TokenHurry = 1,
+    /// Join_timeout: re-broadcast JOIN while gathering.
+    Join = 2,
+    /// Gather_timeout: decide (form or fail).
+    Gather = 3,
+    /// Form_timeout: the FORM tokens did not come back.
+    Form = 4,
+    /// Lookup_timeout: the leader probes for daemons outside its ring.
+    Lookup = 5,
+}
+
+impl Timer {
+    /// Number of timers.
+    pub const COUNT: usize = 6;
+    /// All timers, in table order.
+    pub const ALL: [Self; Self::COUNT] = [
+        Self::TokenLoss,
+        Self::TokenHurry,
+        Self::Join,
+        Self::Gather,
+        Self::Form,
+        Self::Lookup,
+    ];
+}
+
+/// Counters an operator (and the tests) can read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Well-formed packets ignored (wrong ring, wrong state, stale token, own broadcast…).
+    pub dropped: u64,
+    /// Undecodable packets.
+    pub malformed: u64,
+    /// Packets re-sent on a retransmission request.
+    pub retransmitted: u64,
+    /// Data packets received twice.
+    pub duplicates: u64,
+    /// Data packets originated.
+    pub packets_sent: u64,
+    /// Messages delivered.
+    pub delivered: u64,
+    /// Submissions refused because the send queue was full.
+    pub queue_full: u64,
+    /// Regular configurations installed.
+    pub installs: u64,
+    /// Token losses (ring broken, form failed, EVS failed).
+    pub token_losses: u64,
+}
+
+/// Ring and membership settings (built from `spread::config`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingConfig {
+    /// This daemon.
+    pub me: DaemonId,
+    /// Every configured daemon, in configuration order (segment, then position).
+    pub daemons: Vec<DaemonId>,
+    /// Token_timeout.
+    pub token_timeout: Duration,
+    /// Hurry_timeout.
+    pub hurry_timeout: Duration,
+    /// Join_timeout.
+    pub join_timeout: Duration,
+    /// Gather_timeout.
+    pub gather_timeout: Duration,
+    /// Form_timeout.
+    pub form_timeout: Duration,
+    /// Lookup_timeout.
+    pub lookup_timeout: Duration,
+    /// Window: packets per rotation, whole ring.
+    pub window: u16,
+    /// PersonalWindow: packets per token visit.
+    pub personal_window: u16,
+}
+
+impl RingConfig {
+    /// 5.0.1's single-segment (LAN) defaults.
+    pub fn lan(me: DaemonId, daemons: Vec<DaemonId>) -> Self {
+        Self {
+            me,
+            daemons,
+            token_timeout: Duration::from_millis(1250),
+            hurry_timeout: Duration::from_millis(500),
+            join_timeout: Duration::from_millis(250),
+            gather_timeout: Duration::from_millis(1250),
+            form_timeout: Duration::from_millis(1250),
+            lookup_timeout: Duration::from_millis(30_000),
+            window: 160,
+            personal_window: 20,
+        }
+    }
+}

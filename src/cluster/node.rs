@@ -1,0 +1,813 @@
+//! The node agent's core: answers console commands from the bus and locally, keeps the
+//! cluster membership and runs the DuraVIP reducer. No I/O: inputs are bus events and
+//! console lines (with the time in seconds), outputs are queued [`NodeOutput`]s.
+//!
+//! Control-group commands and cluster-group announcements arrive on **one** connection and
+//! are processed in delivery order (fact sheet §6.5 corollary).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use super::bus::{BusAction, BusEvent};
+use super::duravip::{NodeView, Reducer};
+use super::members::{banner, leader, render_info, render_membership, VERSION};
+use super::proto::{chunk_response, Describe, EntryKind, Msg, NodeType, VipEntry};
+use crate::console::command::{parse_node_line, NodeCommand};
+use crate::ecconf::{Config, Scope};
+
+/// Who this node is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeIdentity {
+    /// Node (Spread daemon) name.
+    pub node: String,
+    /// Subcluster name.
+    pub subcluster: String,
+    /// Cluster service address shown by `cluster nodeaddr`.
+    pub address: String,
+    /// Control group (`ec_console`).
+    pub control_group: String,
+    /// Cluster group (`ec_cluster`).
+    pub cluster_group: String,
+}
+
+impl NodeIdentity {
+    /// Defaults for node `node` in `subcluster`.
+    pub fn new(node: &str, subcluster: &str) -> Self {
+        Self {
+            node: node.into(),
+            subcluster: subcluster.into(),
+            address: "0.0.0.0:4802".into(),
+            control_group: "ec_console".into(),
+            cluster_group: "ec_cluster".into(),
+        }
+    }
+
+    /// The subcluster group, `ec_sc_<subcluster>`.
+    pub fn subcluster_group(&self) -> String {
+        format!("ec_sc_{}", self.subcluster)
+    }
+
+    /// Groups this node joins, in the order shown by `Groups:`.
+    pub fn groups(&self) -> Vec<String> {
+        vec![
+            self.control_group.clone(),
+            self.subcluster_group(),
+            self.cluster_group.clone(),
+        ]
+    }
+}
+
+/// An operator-mapped command to run (`cluster { Command "prefix" { Program … } }`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedRun {
+    /// Program path.
+    pub program: String,
+    /// Arguments: the configured ones, then the words after the matched prefix.
+    pub args: Vec<String>,
+    /// Kill after this many milliseconds.
+    pub timeout_ms: u64,
+    /// Keep at most this many bytes of output.
+    pub max_output: usize,
+}
+
+/// Result of executing a console line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exec {
+    /// Immediate text answer.
+    Text(String),
+    /// Run a mapped program; its output is the answer.
+    Run(MappedRun),
+}
+
+/// Where a bus command's answer must go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyTo {
+    /// Private group of the asker.
+    pub sender: String,
+    /// Its request id.
+    pub req_id: u64,
+    /// The command text (cache key).
+    pub command: String,
+}
+
+/// Something the shell must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeOutput {
+    /// A bus action.
+    Bus(BusAction),
+    /// Run a mapped program, then call [`NodeCore::mapped_done`].
+    Run(ReplyTo, MappedRun),
+    /// Bring a DuraVIP up (`add`) or down on an interface.
+    Plumb {
+        /// Add (true) or delete.
+        add: bool,
+        /// Address.
+        ip: String,
+        /// Prefix length.
+        prefix: u8,
+        /// Interface.
+        iface: String,
+    },
+}
+
+/// The node agent state machine.
+#[derive(Debug)]
+pub struct NodeCore {
+    id: NodeIdentity,
+    private: String,
+    daemon: String,
+    config: Config,
+    config_path: Option<PathBuf>,
+    cluster_members: Vec<String>,
+    descs: BTreeMap<String, Describe>,
+    duravip: Reducer,
+    plumbed: BTreeSet<String>,
+    out: VecDeque<NodeOutput>,
+    debug: bool,
+    /// VIPs this node holds by a manual move (claim numbers), announced in its views.
+    claims: BTreeMap<String, u64>,
+    /// Members heard from (describe or view) since this node joined the cluster group.
+    heard: BTreeSet<String>,
+    /// Heard from every member at least once since joining: the table can be trusted.
+    synced: bool,
+    /// Canary: apply a reloaded view locally at once, bypassing the total order (the seed's bug).
+    canary_local_reload: bool,
+}
+
+impl NodeCore {
+    /// A node with private group `private` attached to `daemon`.
+    pub fn new(
+        id: NodeIdentity,
+        private: &str,
+        daemon: &str,
+        config: Config,
+        config_path: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            id,
+            private: private.into(),
+            daemon: daemon.into(),
+            config,
+            config_path,
+            cluster_members: Vec::new(),
+            descs: BTreeMap::new(),
+            duravip: Reducer::new(),
+            plumbed: BTreeSet::new(),
+            out: VecDeque::new(),
+            debug: false,
+            claims: BTreeMap::new(),
+            heard: BTreeSet::new(),
+            synced: false,
+            canary_local_reload: false,
+        }
+    }
+
+    /// Queues the joins of the control, subcluster and cluster groups.
+    pub fn start(&mut self) {
+        for g in self.id.groups() {
+            self.out.push_back(NodeOutput::Bus(BusAction::Join(g)));
+        }
+    }
+
+    /// After a bus reconnect: forget the old membership (DuraVIPs are released) and rejoin.
+    pub fn reconnected(&mut self, private: &str, daemon: &str) {
+        self.private = private.into();
+        self.daemon = daemon.into();
+        self.reset();
+        self.start();
+    }
+
+    fn reset(&mut self) {
+        self.cluster_members.clear();
+        self.descs.clear();
+        self.duravip = Reducer::new();
+        self.claims.clear();
+        self.heard.clear();
+        self.synced = false;
+        // Clean slate: release every DuraVIP (§6.2).
+        let all: Vec<String> = self.plumbed.iter().cloned().collect();
+        for ip in all {
+            let (prefix, iface) = topology(&self.config.root, &ip);
+            self.plumbed.remove(&ip);
+            self.out.push_back(NodeOutput::Plumb {
+                add: false,
+                ip,
+                prefix,
+                iface,
+            });
+        }
+    }
+
+    /// Test canary: re-introduce the original's race by applying reloaded views locally.
+    #[doc(hidden)]
+    pub fn set_canary_local_reload(&mut self, on: bool) {
+        self.canary_local_reload = on;
+    }
+
+    /// True once this node has heard every cluster-group member since it joined.
+    pub fn is_synced(&self) -> bool {
+        self.synced
+    }
+
+    /// This node's identity.
+    pub fn identity(&self) -> &NodeIdentity {
+        &self.id
+    }
+
+    /// The DuraVIP reducer (read-only).
+    pub fn duravip(&self) -> &Reducer {
+        &self.duravip
+    }
+
+    /// DuraVIPs this node has plumbed.
+    pub fn plumbed(&self) -> &BTreeSet<String> {
+        &self.plumbed
+    }
+
+    /// Next output.
+    pub fn poll(&mut self) -> Option<NodeOutput> {
+        self.out.pop_front()
+    }
+
+    fn multicast(&mut self, group: &str, msg: &Msg) {
+        self.out.push_back(NodeOutput::Bus(BusAction::Multicast {
+            groups: vec![group.to_string()],
+            msg_type: msg.msg_type(),
+            payload: msg.encode(),
+        }));
+    }
+
+    fn describe(&self) -> Msg {
+        Msg::Describe(Describe {
+            node_type: NodeType::Node,
+            node: self.id.node.clone(),
+            subcluster: self.id.subcluster.clone(),
+            version: VERSION.into(),
+            address: self.id.address.clone(),
+            groups: self.id.groups(),
+        })
+    }
+
+    /// This node's DuraVIP configuration as announced in views.
+    pub fn local_view(&self) -> Vec<VipEntry> {
+        local_view(&self.config.root)
+    }
+
+    fn announce(&mut self) {
+        let msg = Msg::View {
+            node: self.id.node.clone(),
+            entries: self.local_view(),
+            claims: self.claims.iter().map(|(ip, c)| (ip.clone(), *c)).collect(),
+        };
+        let g = self.id.cluster_group.clone();
+        self.multicast(&g, &msg);
+    }
+
+    /// Replaces the configuration (`config reload`): the new view is announced and applied
+    /// only when it comes back in the total order.
+    pub fn reload(&mut self, config: Config) {
+        let old: BTreeMap<String, VipEntry> = self
+            .local_view()
+            .into_iter()
+            .map(|e| (e.ip.clone(), e))
+            .collect();
+        self.config = config;
+        let new: BTreeMap<String, VipEntry> = self
+            .local_view()
+            .into_iter()
+            .map(|e| (e.ip.clone(), e))
+            .collect();
+        // A configuration change of a VIP ends a manual move of it.
+        self.claims.retain(|ip, _| old.get(ip) == new.get(ip));
+        if self.canary_local_reload {
+            let v = NodeView {
+                node: self.id.node.clone(),
+                entries: new,
+                claims: self.claims.clone(),
+            };
+            let p = self.private.clone();
+            self.duravip.on_view(0, &p, v);
+        }
+        self.announce();
+    }
+
+    fn hear(&mut self, sender: &str) {
+        if self.cluster_members.iter().any(|m| m == sender) {
+            self.heard.insert(sender.to_string());
+        }
+        if !self.synced && self.cluster_members.contains(&self.private) {
+            self.synced = self.cluster_members.iter().all(|m| self.heard.contains(m));
+        }
+    }
+
+    /// Handles one delivered bus event.
+    pub fn on_bus(&mut self, now: u64, ev: BusEvent) {
+        match ev {
+            BusEvent::Membership { group, members } if group == self.id.cluster_group => {
+                let me_in = members.contains(&self.private);
+                let was_in = self.cluster_members.contains(&self.private);
+                let joined: Vec<String> = members
+                    .iter()
+                    .filter(|m| !self.cluster_members.contains(m))
+                    .cloned()
+                    .collect();
+                if me_in && !was_in {
+                    self.heard.clear();
+                    self.synced = false;
+                }
+                // The preferred node of a VIP rejoining ends a manual move of that VIP.
+                let joined_nodes: BTreeSet<&str> =
+                    joined.iter().filter_map(|p| p.rsplit('#').next()).collect();
+                let duravip = &self.duravip;
+                self.claims.retain(|ip, _| {
+                    !duravip
+                        .preference(ip)
+                        .is_some_and(|p| joined_nodes.contains(p.as_str()))
+                });
+                self.cluster_members = members.clone();
+                self.descs.retain(|p, _| members.contains(p));
+                self.heard.retain(|p| members.contains(p));
+                self.duravip.on_membership(now, &members);
+                if me_in {
+                    // Tell (new) members who we are and what we manage.
+                    let d = self.describe();
+                    let g = self.id.cluster_group.clone();
+                    self.multicast(&g, &d);
+                    self.announce();
+                }
+                self.hear("");
+                self.reconcile();
+            }
+            BusEvent::Membership { .. } => {}
+            BusEvent::Message {
+                sender,
+                msg_type,
+                payload,
+                ..
+            } => {
+                let msg = match Msg::decode(msg_type, &payload) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::debug!("ignoring bad message from {sender}: {e}");
+                        return;
+                    }
+                };
+                match msg {
+                    Msg::Command { req_id, text } => {
+                        let reply = ReplyTo {
+                            sender,
+                            req_id,
+                            command: text.clone(),
+                        };
+                        match self.execute(now, &text) {
+                            Exec::Text(t) => self.respond(&reply, &t),
+                            Exec::Run(run) => self.out.push_back(NodeOutput::Run(reply, run)),
+                        }
+                    }
+                    Msg::Describe(d) => {
+                        if self.cluster_members.contains(&sender) {
+                            self.descs.insert(sender.clone(), d);
+                        }
+                        self.hear(&sender);
+                        self.reconcile();
+                    }
+                    Msg::View {
+                        node,
+                        entries,
+                        claims,
+                    } => {
+                        let view = NodeView {
+                            node,
+                            entries: entries.into_iter().map(|e| (e.ip.clone(), e)).collect(),
+                            claims: claims.into_iter().collect(),
+                        };
+                        self.duravip.on_view(now, &sender, view);
+                        self.hear(&sender);
+                        self.reconcile();
+                    }
+                    Msg::Move { vip, node } => self.on_move(&vip, &node),
+                    Msg::Response { .. } => {}
+                }
+            }
+            BusEvent::Disconnected => self.reset(),
+        }
+    }
+
+    fn respond(&mut self, to: &ReplyTo, text: &str) {
+        for m in chunk_response(to.req_id, &to.command, &self.id.node, text) {
+            self.multicast(&to.sender.clone(), &m);
+        }
+    }
+
+    /// The output of a mapped program for a bus command.
+    pub fn mapped_done(&mut self, to: &ReplyTo, output: &str) {
+        self.respond(to, output);
+    }
+
+    /// A move delivered in the total order: the target claims the VIP above every claim seen,
+    /// a previous claimer drops its claim; both re-announce. The table changes when the
+    /// announcements are delivered, at the same point for every node.
+    fn on_move(&mut self, vip: &str, node: &str) {
+        let Some(ip) = self.duravip.resolve(vip) else {
+            return;
+        };
+        let mine = self.local_view().into_iter().find(|e| e.ip == ip);
+        if node == self.id.node {
+            if mine.as_ref().is_some_and(|e| e.follow.is_none()) {
+                let c = self.duravip.max_claim(&ip) + 1;
+                self.claims.insert(ip, c);
+                self.announce();
+            }
+        } else if self.claims.remove(&ip).is_some() {
+            self.announce();
+        }
+    }
+
+    fn reconcile(&mut self) {
+        if !self.synced {
+            return; // not heard from every member yet: the table is incomplete
+        }
+        let want: BTreeSet<String> = self
+            .duravip
+            .owners()
+            .into_iter()
+            .filter(|(_, o)| *o == self.id.node)
+            .map(|(ip, _)| ip)
+            .collect();
+        let down: Vec<String> = self.plumbed.difference(&want).cloned().collect();
+        let up: Vec<String> = want.difference(&self.plumbed).cloned().collect();
+        for (add, ip) in down
+            .into_iter()
+            .map(|i| (false, i))
+            .chain(up.into_iter().map(|i| (true, i)))
+        {
+            let (prefix, iface) = topology(&self.config.root, &ip);
+            if add {
+                self.plumbed.insert(ip.clone());
+            } else {
+                self.plumbed.remove(&ip);
+            }
+            self.out.push_back(NodeOutput::Plumb {
+                add,
+                ip,
+                prefix,
+                iface,
+            });
+        }
+    }
+
+    /// Executes one console line (from the bus or the local console).
+    pub fn execute(&mut self, now: u64, line: &str) -> Exec {
+        let parsed = match parse_node_line(line) {
+            Ok(p) => p,
+            Err(e) => return Exec::Text(e.to_string()),
+        };
+        let xml = parsed.xml;
+        let text = match parsed.command {
+            NodeCommand::Empty => String::new(),
+            NodeCommand::Version => banner("ecelerity"),
+            NodeCommand::Help(_) | NodeCommand::ClusterHelp => NODE_HELP.to_string(),
+            NodeCommand::Config(c) if c.sub == "reload" => {
+                let path = if c.args.trim().is_empty() {
+                    self.config_path.clone()
+                } else {
+                    Some(PathBuf::from(c.args.trim()))
+                };
+                match path {
+                    None => "No configuration file to reload.".into(),
+                    Some(p) => match Config::load(&p, &self.config.search_path) {
+                        Ok(cfg) => {
+                            self.reload(cfg);
+                            "Configuration reloaded.".into()
+                        }
+                        Err(e) => format!("Reload failed: {e}"),
+                    },
+                }
+            }
+            NodeCommand::Config(c) => self.config.console(&c.sub, &c.args),
+            NodeCommand::ClusterMembership => render_membership(
+                &self.cluster_members,
+                &self.descs,
+                &self.id.cluster_group,
+                xml,
+            ),
+            NodeCommand::ClusterInfo => {
+                let daemon = format!("{} [m:{}]", self.daemon, self.private);
+                render_info(
+                    &daemon,
+                    &self.id.control_group,
+                    &self.id.cluster_group,
+                    leader(&self.cluster_members, &self.descs),
+                )
+            }
+            NodeCommand::ClusterNodename => self.id.node.clone(),
+            NodeCommand::ClusterNodeaddr => self.id.address.clone(),
+            NodeCommand::DuravipShow { tables } => {
+                let body = if tables || xml {
+                    self.duravip.show_tables()
+                } else {
+                    self.duravip.show(now)
+                };
+                if self.synced {
+                    body
+                } else {
+                    let waiting = self
+                        .cluster_members
+                        .iter()
+                        .filter(|m| !self.heard.contains(*m))
+                        .count();
+                    format!("(settling: waiting for views from {waiting} member(s))\n{body}")
+                }
+            }
+            NodeCommand::DuravipMove { vip, node } => self.request_move(&vip, &node),
+            NodeCommand::DuravipAnnounceView => {
+                self.announce();
+                format!("View announced for {} DuraVIPs.", self.local_view().len())
+            }
+            NodeCommand::DuravipDebug(on) => {
+                self.debug = on;
+                format!(
+                    "DuraVIP debugging {}.",
+                    if on { "enabled" } else { "disabled" }
+                )
+            }
+            NodeCommand::Other(line) => {
+                if let Some(run) = mapped(&self.config.root, &line) {
+                    return Exec::Run(run);
+                }
+                sieve_stub(&line).unwrap_or_else(|| {
+                    crate::console::CommandError::Unknown(line.chars().take(80).collect())
+                        .to_string()
+                })
+            }
+        };
+        Exec::Text(text)
+    }
+
+    /// A move is checked against the local table, then multicast AGREED on the cluster group;
+    /// every participant (this node included) applies it when it is delivered.
+    fn request_move(&mut self, vip: &str, node: &str) -> String {
+        let Some(ip) = self.duravip.resolve(vip) else {
+            return format!("Unknown DuraVIP '{vip}'");
+        };
+        let Some(state) = self.duravip.table().get(&ip) else {
+            return format!("Unknown DuraVIP '{vip}'");
+        };
+        if !state.participants.iter().any(|(_, n)| n == node) {
+            let names: Vec<&str> = state.participants.iter().map(|(_, n)| n.as_str()).collect();
+            return format!(
+                "Unknown node '{node}' for DuraVIP {ip} (participants: {})",
+                names.join(", ")
+            );
+        }
+        if state.owner.as_deref() == Some(node) {
+            return format!("DuraVIP {ip} is already owned by {node}");
+        }
+        if let Some(f) = state
+            .participants
+            .iter()
+            .find_map(|(p, _)| self.duravip.entry(p, &ip).and_then(|e| e.follow.clone()))
+        {
+            return format!("DuraVIP {ip} follows '{f}'; move that instead");
+        }
+        let g = self.id.cluster_group.clone();
+        self.multicast(
+            &g,
+            &Msg::Move {
+                vip: ip.clone(),
+                node: node.to_string(),
+            },
+        );
+        format!("DuraVIP {ip} moving to {node}")
+    }
+}
+
+const NODE_HELP: &str = "\
+cluster duravip announce view        announce this node's DuraVIP view
+cluster duravip move <vip> to <node> move a DuraVIP (use broadcast from eccmgr)
+cluster duravip show [tables]        DuraVIP state (tables: XML)
+cluster info                         bus daemon, groups and leader
+cluster membership                   members of the cluster group
+cluster nodeaddr | cluster nodename  this node's address / name
+config {get|set|eval|unset|show|showrecurse|locate|reload} …
+help [command]                       this list
+version                              version banner";
+
+fn sieve_stub(line: &str) -> Option<String> {
+    let w: Vec<&str> = line.split_whitespace().collect();
+    match w.as_slice() {
+        [m, "flush", "cache"] if m.starts_with("sieve:") => {
+            Some("flushed 0 entries from the script cache".into())
+        }
+        _ => None,
+    }
+}
+
+/// Finds an operator-mapped command: `cluster { Command "prefix words" { Program = … } }`,
+/// matched case-insensitively on whole words.
+fn mapped(root: &Scope, line: &str) -> Option<MappedRun> {
+    let cluster = root.child("cluster", None)?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    for c in cluster.children_named("Command") {
+        let prefix: Vec<&str> = c
+            .instance
+            .as_deref()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        if prefix.is_empty() || prefix.len() > words.len() {
+            continue;
+        }
+        if !prefix
+            .iter()
+            .zip(&words)
+            .all(|(a, b)| a.eq_ignore_ascii_case(b))
+        {
+            continue;
+        }
+        let program = c.get_str("Program")?.to_string();
+        let mut args: Vec<String> = match c.get("Args").map(|o| &o.value) {
+            Some(crate::ecconf::Value::List(l)) => l
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            Some(v) => v.as_str().map(|s| vec![s.to_string()]).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        args.extend(words[prefix.len()..].iter().map(|s| (*s).to_string()));
+        let timeout_ms = c
+            .get_str("Timeout")
+            .and_then(|t| t.parse::<f64>().ok())
+            .map_or(10_000, |s| (s * 1000.0) as u64);
+        let max_output = c
+            .get_str("Max_Output")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(64 * 1024);
+        return Some(MappedRun {
+            program,
+            args,
+            timeout_ms,
+            max_output,
+        });
+    }
+    None
+}
+
+/// DuraVIP entries of a configuration: `Binding "name" { Bind_Address = ip Enable_Duravip = true
+/// [Duravip_Preference = node] }` and `Listen "ip:port" { Enable_Duravip = true | Duravip_Follow = b }`.
+pub fn local_view(root: &Scope) -> Vec<VipEntry> {
+    let mut by_ip: BTreeMap<String, VipEntry> = BTreeMap::new();
+    let mut stack = vec![root];
+    let mut listeners = Vec::new();
+    while let Some(s) = stack.pop() {
+        stack.extend(s.children.iter());
+        let enabled = s
+            .get("Enable_Duravip")
+            .and_then(|o| o.value.as_bool())
+            .unwrap_or(false);
+        let pref = s.get_str("Duravip_Preference").map(str::to_string);
+        if s.name.eq_ignore_ascii_case("Binding") && enabled {
+            let (Some(name), Some(ip)) = (s.instance.clone(), s.get_str("Bind_Address")) else {
+                continue;
+            };
+            let e = by_ip.entry(ip.to_string()).or_insert_with(|| VipEntry {
+                ip: ip.to_string(),
+                names: Vec::new(),
+                kind: EntryKind::Binding,
+                preference: None,
+                follow: None,
+            });
+            e.names.push(name);
+            e.names.sort();
+            if pref.is_some() {
+                e.preference = pref;
+            }
+        } else if s.name.eq_ignore_ascii_case("Listen") {
+            let follow = s.get_str("Duravip_Follow").map(str::to_string);
+            if !enabled && follow.is_none() {
+                continue;
+            }
+            let Some(inst) = s.instance.clone() else {
+                continue;
+            };
+            let ip = listen_ip(&inst);
+            listeners.push(VipEntry {
+                ip,
+                names: vec![inst],
+                kind: EntryKind::Listener,
+                preference: pref,
+                follow,
+            });
+        }
+    }
+    for l in listeners {
+        match by_ip.get_mut(&l.ip) {
+            Some(b) => {
+                b.names.extend(l.names);
+                b.names.sort();
+            }
+            None => {
+                by_ip.insert(l.ip.clone(), l);
+            }
+        }
+    }
+    by_ip.into_values().collect()
+}
+
+fn listen_ip(inst: &str) -> String {
+    if let Some(rest) = inst.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest).to_string();
+    }
+    inst.rsplit_once(':').map_or(inst, |(h, _)| h).to_string()
+}
+
+/// Interface and prefix for `ip` from `cluster { Topology "cidr" { interface = … cidrmask = … } }`.
+fn topology(root: &Scope, ip: &str) -> (u8, String) {
+    let default = (32, "eth0".to_string());
+    let Ok(addr) = ip.parse::<Ipv4Addr>() else {
+        return default;
+    };
+    let Some(cluster) = root.child("cluster", None) else {
+        return default;
+    };
+    for t in cluster.children_named("Topology") {
+        let Some((net, bits)) = t.instance.as_deref().and_then(|c| c.split_once('/')) else {
+            continue;
+        };
+        let (Ok(net), Ok(bits)) = (net.parse::<Ipv4Addr>(), bits.parse::<u32>()) else {
+            continue;
+        };
+        if bits > 32 {
+            continue;
+        }
+        let mask = if bits == 0 {
+            0
+        } else {
+            u32::MAX << (32 - bits)
+        };
+        if u32::from(addr) & mask == u32::from(net) & mask {
+            let iface = t.get_str("interface").unwrap_or("eth0").to_string();
+            let prefix = t
+                .get_str("cidrmask")
+                .and_then(|m| m.parse().ok())
+                .filter(|m| *m <= 32)
+                .unwrap_or(32);
+            return (prefix, iface);
+        }
+    }
+    default
+}
+
+/// Renders plumbing actions for logs: `+10.0.0.1/32@eth0`.
+pub fn describe_plumb(out: &NodeOutput) -> Option<String> {
+    match out {
+        NodeOutput::Plumb {
+            add,
+            ip,
+            prefix,
+            iface,
+        } => {
+            let mut s = String::new();
+            let _ = write!(s, "{}{ip}/{prefix}@{iface}", if *add { '+' } else { '-' });
+            Some(s)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn view_from_config_and_mapping() {
+        let cfg = Config::from_str(
+            "n.conf",
+            r#"
+Binding "b1" { Bind_Address = 10.0.0.1 Enable_Duravip = true Duravip_Preference = "n2" }
+Binding "b2" { Bind_Address = 10.0.0.2 Enable_Duravip = false }
+ESMTP_Listener { Listen "10.0.0.9:25" { Duravip_Follow = "b1" } Listen "10.0.0.1:587" { Enable_Duravip = on } }
+cluster {
+  Topology "10.0.0.0/24" { interface = eth1 cidrmask = 24 }
+  Command "sieve:s1 flush cache" { Program = "/bin/echo" Args = ( "flushed" ) Timeout = 2 }
+}
+"#,
+            Path::new("."),
+        )
+        .unwrap();
+        let v = local_view(&cfg.root);
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].names, vec!["10.0.0.1:587", "b1"]);
+        assert_eq!(v[0].preference.as_deref(), Some("n2"));
+        assert_eq!(v[1].follow.as_deref(), Some("b1"));
+        assert_eq!(topology(&cfg.root, "10.0.0.1"), (24, "eth1".into()));
+        assert_eq!(topology(&cfg.root, "192.168.0.1"), (32, "eth0".into()));
+        let m = mapped(&cfg.root, "SIEVE:s1 flush cache now").unwrap();
+        assert_eq!(m.args, vec!["flushed", "now"]);
+        assert_eq!(m.timeout_ms, 2000);
+        assert!(mapped(&cfg.root, "sieve:s2 flush cache").is_none());
+    }
+}

@@ -1,0 +1,253 @@
+//! The tokio shell of the daemon: finding which configured host this process is, opening its
+//! sockets ([`bind()`]) and running until shut down ([`run`], [`serve`]).
+//!
+//! Client sessions are served by one core task ([`session`]): [`serve`] starts it and hands it
+//! every accepted connection; [`serve_core`] does the same for a core the caller started with
+//! [`spawn_core`] (to also open in-process sessions with [`CoreHandle::connect_in_process`]).
+
+mod bind;
+pub mod log_time;
+pub mod net;
+pub mod session;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use bind::{bind, BindError, Bound, UnixSocketFile};
+pub use session::{spawn_core, CoreHandle, CoreStopped};
+use spread::config::{Config, HostId, UNIX_SOCKET_DIR};
+use spread::session::Peer;
+use tracing::{debug, info, warn};
+
+/// Settings of the shell that are not in the configuration file.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// Directory of the client Unix socket `DIR/PORT` (5.0.1: `/tmp`).
+    pub unix_socket_dir: PathBuf,
+}
+
+impl Default for DaemonOptions {
+    fn default() -> Self {
+        Self {
+            unix_socket_dir: PathBuf::from(UNIX_SOCKET_DIR),
+        }
+    }
+}
+
+/// The daemon could not start or stopped on an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// A socket could not be opened.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// This process is not one of the configured hosts.
+    #[error(transparent)]
+    Me(#[from] MeError),
+}
+
+/// Why this process's own host entry could not be found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MeError {
+    /// `-n NAME` names no host of the configuration.
+    #[error("my name '{0}' is not in the configuration")]
+    UnknownName(String),
+    /// The named host's address is not an address of this machine.
+    #[error("the address {addr} of '{name}' is not an address of this machine")]
+    NotLocal {
+        /// The host.
+        name: String,
+        /// Its configured address.
+        addr: IpAddr,
+    },
+    /// No configured host has an address of this machine.
+    #[error("none of this machine's addresses matches a host in the configuration (use -n NAME)")]
+    NoLocalHost,
+}
+
+/// Whether `ip` is an address of this machine: binding a UDP socket to it succeeds.
+pub fn is_local_address(ip: IpAddr, scope: Option<&str>) -> bool {
+    let addr = match ip {
+        IpAddr::V4(_) => SocketAddr::new(ip, 0),
+        IpAddr::V6(v6) => {
+            let idx = scope.map_or(0, bind::interface_index);
+            SocketAddr::V6(std::net::SocketAddrV6::new(v6, 0, 0, idx))
+        }
+    };
+    UdpSocket::bind(addr).is_ok()
+}
+
+/// Finds this daemon's entry: the host called `name` (whose address must be local), or else
+/// the first host in configuration order whose address is an address of this machine
+/// (5.0.1 `Conf_load_conf_file`).
+pub fn resolve_me(config: &Config, name: Option<&str>) -> Result<HostId, MeError> {
+    match name {
+        Some(n) => {
+            let (id, h) = config
+                .find_host(n)
+                .ok_or_else(|| MeError::UnknownName(n.to_owned()))?;
+            if is_local_address(h.addr.ip, h.addr.scope.as_deref()) {
+                Ok(id)
+            } else {
+                Err(MeError::NotLocal {
+                    name: h.name.clone(),
+                    addr: h.addr.ip,
+                })
+            }
+        }
+        None => config
+            .hosts()
+            .find(|(_, h)| is_local_address(h.addr.ip, h.addr.scope.as_deref()))
+            .map(|(id, _)| id)
+            .ok_or(MeError::NoLocalHost),
+    }
+}
+
+/// Opens the sockets of `me` and serves until `shutdown` completes (Unix socket directory
+/// from [`DaemonOptions::default`]).
+pub async fn run(
+    config: Arc<Config>,
+    me: HostId,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    run_with(config, me, DaemonOptions::default(), shutdown).await
+}
+
+/// [`run`] with explicit shell options.
+pub async fn run_with(
+    config: Arc<Config>,
+    me: HostId,
+    opts: DaemonOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let bound = bind(&config, me, &opts)?;
+    serve(config, me, bound, shutdown).await
+}
+
+/// Serves on already opened sockets until `shutdown` completes, then closes everything and
+/// removes the Unix socket file.
+pub async fn serve(
+    config: Arc<Config>,
+    me: HostId,
+    bound: Bound,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut stop = stop_tx.subscribe();
+    let (core, core_task) = spawn_core(core_config(&config, me), async move {
+        let _ = stop.recv().await;
+    });
+    let r = serve_core(config, me, core, bound, shutdown).await;
+    let _ = stop_tx.send(());
+    let _ = core_task.await;
+    r
+}
+
+/// The core's settings for host `me`: [`spread::DaemonConfig::from_config`], the ring time
+/// from the wall clock, and the `IP` allow rules from `spread.access_ip` (looked up as 5.0.1
+/// does: `./spread.access_ip`, then `/etc/spread.access_ip`) when `IP` is enabled.
+pub fn core_config(config: &Config, me: HostId) -> spread::DaemonConfig {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut cfg = spread::DaemonConfig::from_config(config, me, now as i32);
+    let wants_ip = cfg.auth.allowed.contains(&spread::session::AuthMethod::Ip)
+        || cfg.auth.required.contains(&spread::session::AuthMethod::Ip);
+    if wants_ip {
+        for path in ["spread.access_ip", "/etc/spread.access_ip"] {
+            let Ok(text) = std::fs::read_to_string(path) else {
+                continue;
+            };
+            match spread::session::auth::parse_access_ip(&text) {
+                Ok(rules) => cfg.auth.ip_rules = rules,
+                Err(line) => warn!(path, line, "spread.access_ip: bad line; IP rules ignored"),
+            }
+            break;
+        }
+    }
+    cfg
+}
+
+/// [`serve`] with a core the caller started ([`spawn_core`]); returns when `shutdown`
+/// completes (the core keeps running until its own shutdown).
+pub async fn serve_core(
+    config: Arc<Config>,
+    me: HostId,
+    core: CoreHandle,
+    bound: Bound,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let name = config.host(me).map_or("?", |h| h.name.as_str());
+    info!(name, port = bound.port, "daemon ready");
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut tasks = tokio::task::JoinSet::new();
+    for listener in bound.tcp {
+        let mut stop = stop_tx.subscribe();
+        let core = core.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.recv() => break,
+                    r = listener.accept() => match r {
+                        Ok((stream, peer)) => on_client(&core, Client::Tcp(stream), Peer::Tcp(peer.ip())).await,
+                        Err(e) => accept_failed(&e).await,
+                    },
+                }
+            }
+        });
+    }
+    let unix = bound.unix;
+    let mut stop = stop_tx.subscribe();
+    let unix_core = core.clone();
+    tasks.spawn(async move {
+        let core = unix_core;
+        loop {
+            tokio::select! {
+                _ = stop.recv() => break,
+                r = unix.accept() => match r {
+                    Ok((stream, _)) => on_client(&core, Client::Unix(stream), Peer::Unix).await,
+                    Err(e) => accept_failed(&e).await,
+                },
+            }
+        }
+    });
+    shutdown.await;
+    info!("shutting down");
+    let _ = stop_tx.send(());
+    while tasks.join_next().await.is_some() {}
+    drop(bound.unix_file);
+    Ok(())
+}
+
+/// A freshly accepted client connection.
+#[derive(Debug)]
+pub enum Client {
+    /// Over TCP.
+    Tcp(tokio::net::TcpStream),
+    /// Over the Unix socket.
+    Unix(tokio::net::UnixStream),
+}
+
+/// Hands a new client connection to the core (TCP: `TCP_NODELAY` and `SO_KEEPALIVE`, as 5.0.1).
+async fn on_client(core: &CoreHandle, client: Client, peer: Peer) {
+    let r = match client {
+        Client::Tcp(stream) => {
+            let _ = stream.set_nodelay(true);
+            let _ = socket2::SockRef::from(&stream).set_keepalive(true);
+            core.accept(stream, peer).await
+        }
+        Client::Unix(stream) => core.accept(stream, peer).await,
+    };
+    if r.is_err() {
+        debug!(?peer, "client connection dropped: core stopped");
+    }
+}
+
+/// Accept errors (e.g. out of file descriptors) must not spin: log and pause briefly.
+async fn accept_failed(e: &std::io::Error) {
+    warn!(error = %e, "accept failed");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+}
