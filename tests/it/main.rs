@@ -1,6 +1,9 @@
 //! Multi-process and golden-vector tests (one binary to keep link time down).
 
 mod client_golden;
+mod client_limits;
+mod client_membership;
+mod client_services;
 mod cluster_daemon;
 mod cluster_duravip;
 mod cluster_process;
