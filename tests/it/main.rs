@@ -1,6 +1,7 @@
 //! Multi-process and golden-vector tests (one binary to keep link time down).
 
 mod client_golden;
+mod client_inprocess;
 mod client_limits;
 mod client_membership;
 mod client_services;
