@@ -421,6 +421,8 @@ impl Engine {
             id: fut.ring,
             members: fut.members.clone(),
         }));
+        #[cfg(any(test, feature = "sim"))]
+        self.remember_ring();
         self.ring = RingState::new(fut.ring, fut.members);
         for (_, p) in fut.early {
             self.insert_packet(p);

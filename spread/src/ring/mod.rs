@@ -38,6 +38,7 @@
 //! sets for daemons moving together; no duplicates, no inventions; per-sender FIFO; SAFE in a
 //! regular configuration only when every member has the message.
 
+pub mod codec;
 mod deliver;
 pub mod packet;
 mod send;
@@ -49,7 +50,7 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::{Bytes, BytesMut};
 
 use crate::time::Instant;
-pub use packet::PacketError;
+pub use codec::CodecError;
 use packet::{DataPacket, Packet, RingEntry, Token};
 pub use types::*;
 
@@ -209,6 +210,9 @@ pub struct Engine {
     pub(crate) evs_rounds: u32,
     #[cfg(any(test, feature = "sim"))]
     pub(crate) bug: Option<PlantedBug>,
+    /// Sim checker: what this daemon held of the rings it left (ring, my_aru, seqs above).
+    #[cfg(any(test, feature = "sim"))]
+    pub(crate) past: VecDeque<(RingId, u32, Vec<u32>)>,
 }
 
 impl Engine {
@@ -241,6 +245,8 @@ impl Engine {
             evs_rounds: 0,
             #[cfg(any(test, feature = "sim"))]
             bug: None,
+            #[cfg(any(test, feature = "sim"))]
+            past: VecDeque::new(),
         };
         e.enter_gather(now, false);
         e
@@ -307,7 +313,27 @@ impl Engine {
     /// Has this daemon received packet `seq` of ring `ring` (sim checker hook)?
     #[cfg(any(test, feature = "sim"))]
     pub fn holds(&self, ring: RingId, seq: u32) -> bool {
-        ring == self.ring.id && self.ring.holds(seq)
+        if ring == self.ring.id {
+            return self.ring.holds(seq);
+        }
+        self.past
+            .iter()
+            .any(|(r, aru, above)| *r == ring && (seq <= *aru || above.contains(&seq)))
+    }
+
+    /// Sim checker: remember what was held of the ring being left.
+    #[cfg(any(test, feature = "sim"))]
+    pub(crate) fn remember_ring(&mut self) {
+        let r = &self.ring;
+        let above = r
+            .buf
+            .range(r.my_aru.saturating_add(1)..)
+            .map(|(s, _)| *s)
+            .collect();
+        self.past.push_back((r.id, r.my_aru, above));
+        if self.past.len() > 16 {
+            self.past.pop_front();
+        }
     }
 
     /// Plants a bug (simulator canary).
@@ -317,9 +343,16 @@ impl Engine {
     }
 
     fn on_datagram(&mut self, now: Instant, from: DaemonId, port: Port, bytes: Bytes) {
-        let Ok((tx, p)) = packet::decode(bytes) else {
-            self.stats.malformed += 1;
-            return;
+        let (tx, p) = match codec::decode(self.cfg.conf_hash, port == Port::Token, &bytes) {
+            Ok(x) => x,
+            Err(CodecError::Malformed(_)) => {
+                self.stats.malformed += 1;
+                return;
+            }
+            Err(_) => {
+                self.stats.dropped += 1;
+                return;
+            }
         };
         if tx != from || self.rank(from).is_none() {
             self.stats.dropped += 1;
@@ -382,7 +415,7 @@ impl Engine {
     }
 
     pub(crate) fn send(&mut self, to: Dest, port: Port, p: &Packet) {
-        let bytes = packet::encode(self.cfg.me, p);
+        let bytes = codec::encode(self.cfg.me, self.cfg.conf_hash, p);
         self.emit(Output::Send { to, port, bytes });
     }
 

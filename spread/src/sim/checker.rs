@@ -137,8 +137,8 @@ impl Checker {
         self.ring_members.get(&r)
     }
 
-    /// A delivery at node `n`. `holds(node, ring, seq)` asks whether that node (if up)
-    /// currently holds a packet.
+    /// A delivery at node `n`. `holds(node, ring, seq)` asks whether that node currently
+    /// holds a packet (None: it is down — it may have had it when it crashed).
     pub fn on_deliver(
         &mut self,
         n: usize,
@@ -253,10 +253,11 @@ impl Checker {
                 ));
                 continue;
             };
-            if *inc != self.incs[node] || self.views[node].delivered.contains(&id) {
-                continue; // crashed since, or already delivered it
+            if node == who.0 || *inc != self.incs[node] || self.views[node].delivered.contains(&id)
+            {
+                continue; // the deliverer itself, restarted since, or already delivered it
             }
-            if holds(node, d.ring, d.seq) != Some(true) {
+            if holds(node, d.ring, d.seq) == Some(false) {
                 self.fail(format!(
                     "{who:?} delivered SAFE {id:?} (seq {}) in regular {} but member {node} lacks it",
                     d.seq, d.ring
