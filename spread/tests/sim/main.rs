@@ -117,6 +117,7 @@ fn evs_holds_under_faults() {
 #[ignore = "soak: MBUS_SOAK_CASES sets the case count"]
 fn soak() {
     let n = cases("MBUS_SOAK_CASES", 1_000);
+    #[allow(clippy::disallowed_methods)] // the soak reports its wall-clock duration
     let started = WallInstant::now();
     let faults = AtomicU64::new(0);
     let deliveries = AtomicU64::new(0);
