@@ -175,6 +175,15 @@ pub(crate) struct TokenState {
     pub(crate) round: u32,
 }
 
+/// A representative heard while gathering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RepEntry {
+    /// It leads a live ring (RING_REP) rather than gathering alone (SEG_REP).
+    pub(crate) ring_rep: bool,
+    /// Daemons it brings into the next ring, itself included.
+    pub(crate) members: Vec<DaemonId>,
+}
+
 /// The ring this daemon is moving to (FORM2 seen, EVS in progress).
 #[derive(Debug, Clone)]
 pub(crate) struct Future {
@@ -202,8 +211,8 @@ pub struct Engine {
     pub(crate) stats: Stats,
     pub(crate) send_q: VecDeque<Pending>,
     pub(crate) tok: TokenState,
-    /// Gather: representative → daemons it brings.
-    pub(crate) reps: BTreeMap<DaemonId, Vec<DaemonId>>,
+    /// Gather: representative → what it brings.
+    pub(crate) reps: BTreeMap<DaemonId, RepEntry>,
     /// Form: the FORM this daemon committed to.
     pub(crate) form_id: Option<RingId>,
     pub(crate) future: Option<Future>,
@@ -362,11 +371,14 @@ impl Engine {
         match (port, p) {
             (Port::Data, Packet::Data(d)) if from != self.cfg.me => self.on_data(now, from, d),
             (Port::Data, Packet::Join(j)) if from != self.cfg.me => self.on_join(now, from, j),
+            (Port::Data, Packet::Alive(m)) if from != self.cfg.me => self.on_alive(now, from, &m),
             (Port::Data, Packet::Hurry) => self.on_hurry(now),
             (Port::Token, Packet::Token(t)) => self.on_token(now, from, t),
             (Port::Token, Packet::Form1(f)) => self.on_form1(now, f),
             (Port::Token, Packet::Form2(f)) => self.on_form2(now, f),
-            (Port::Data, Packet::Data(_) | Packet::Join(_)) => self.stats.dropped += 1,
+            (Port::Data, Packet::Data(_) | Packet::Join(_) | Packet::Alive(_)) => {
+                self.stats.dropped += 1;
+            }
             _ => self.stats.malformed += 1,
         }
     }

@@ -124,6 +124,15 @@ impl RingEntry {
     }
 }
 
+/// A representative listed in FORM1 (5.0.1 `rep_info`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FormRep {
+    /// The representative.
+    pub id: DaemonId,
+    /// RING_REP (leader of a live ring) rather than SEG_REP.
+    pub ring_rep: bool,
+}
+
 /// FORM1 / FORM2 token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Form {
@@ -135,6 +144,11 @@ pub struct Form {
     pub pending: Vec<DaemonId>,
     /// FORM2: members that already installed the future ring.
     pub visited: u16,
+    /// FORM1: representatives (SEG_REPs first, then configuration order); each adds the
+    /// daemons it represents when visited.
+    pub reps: Vec<FormRep>,
+    /// FORM1: next representative to visit.
+    pub rep_index: u16,
     /// New ring id (written by the new leader in FORM2).
     pub new_ring: RingId,
     /// EVS end marker (5.0.1: highest seq + 3333).
@@ -148,6 +162,8 @@ pub struct Form {
 pub enum Packet {
     /// Ordered message fragments (data port).
     Data(DataPacket),
+    /// Membership ALIVE (data port): the daemons heard in the sender's SEG phase.
+    Alive(Vec<DaemonId>),
     /// Membership JOIN (data port).
     Join(Join),
     /// "Release the held token" (data port).
