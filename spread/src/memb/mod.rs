@@ -164,6 +164,14 @@ impl Engine {
             .map_or_else(|| vec![self.cfg.me], |e| e.members.clone())
     }
 
+    /// Does a FORM token name only configured daemons?
+    fn all_configured(&self, f: &Form) -> bool {
+        let known = |d: &DaemonId| self.rank(*d).is_some();
+        f.members.iter().all(known)
+            && f.pending.iter().all(known)
+            && f.reps.iter().all(|r| known(&r.id))
+    }
+
     /// Representatives in 5.0.1's FORM1 order: SEG_REPs before RING_REPs, then configuration
     /// order. The first one creates FORM1.
     fn sorted_reps(&self) -> Vec<FormRep> {
@@ -281,6 +289,7 @@ impl Engine {
         let as_rep =
             f.pending.is_empty() && f.reps.get(usize::from(f.rep_index)).map(|r| r.id) == Some(me);
         if !(as_pending || as_rep)
+            || !self.all_configured(&f)
             || self.form_id == Some(f.form_id)
             || !ok_state
             || f.members.len() + f.pending.len() > MAX_PROCS_RING
@@ -398,6 +407,7 @@ impl Engine {
         let me = self.cfg.me;
         let idx = usize::from(f.visited);
         if self.state != State::Form
+            || !self.all_configured(&f)
             || self.form_id != Some(f.form_id)
             || f.members.get(idx) != Some(&me)
         {
