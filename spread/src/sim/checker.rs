@@ -79,6 +79,12 @@ pub struct Checker {
     pub violations: Vec<String>,
     /// Messages delivered (all daemons).
     pub deliveries: u64,
+    /// Of those, delivered in a transitional configuration.
+    pub transitional: u64,
+    /// SAFE messages delivered in a transitional configuration.
+    pub safe_transitional: u64,
+    /// Configuration changes seen (all daemons).
+    pub configs: u64,
 }
 
 impl Checker {
@@ -146,6 +152,12 @@ impl Checker {
         holds: &dyn Fn(usize, RingId, u32) -> Option<bool>,
     ) {
         self.deliveries += 1;
+        if d.transitional {
+            self.transitional += 1;
+            if d.class == Class::Safe {
+                self.safe_transitional += 1;
+            }
+        }
         let who = (n, self.incs[n]);
         let Some(id) = decode_payload(&d.payload) else {
             self.fail(format!(
@@ -268,6 +280,7 @@ impl Checker {
 
     /// A configuration change at node `n`.
     pub fn on_config(&mut self, n: usize, c: &ConfigChange) {
+        self.configs += 1;
         let who = (n, self.incs[n]);
         let me = self.ids[n];
         if !c.members.contains(&me) {

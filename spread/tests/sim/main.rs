@@ -154,6 +154,9 @@ fn soak() {
     let faults = AtomicU64::new(0);
     let deliveries = AtomicU64::new(0);
     let events = AtomicU64::new(0);
+    let trans = AtomicU64::new(0);
+    let safe_trans = AtomicU64::new(0);
+    let configs = AtomicU64::new(0);
     let mut cfg = config(n);
     cfg.failure_persistence = None;
     cfg.max_shrink_iters = 60;
@@ -164,12 +167,18 @@ fn soak() {
         faults.fetch_add(r.faults as u64, Ordering::Relaxed);
         deliveries.fetch_add(r.deliveries, Ordering::Relaxed);
         events.fetch_add(r.events, Ordering::Relaxed);
+        trans.fetch_add(r.transitional, Ordering::Relaxed);
+        safe_trans.fetch_add(r.safe_transitional, Ordering::Relaxed);
+        configs.fetch_add(r.configs, Ordering::Relaxed);
         Ok(())
     });
     println!(
-        "soak: {n} cases, {} faults, {} deliveries, {} events, {:.1} s, result {:?}",
+        "soak: {n} cases, {} faults, {} deliveries ({} transitional, {} of them SAFE), {} configuration changes, {} events, {:.1} s, result {:?}",
         faults.load(Ordering::Relaxed),
         deliveries.load(Ordering::Relaxed),
+        trans.load(Ordering::Relaxed),
+        safe_trans.load(Ordering::Relaxed),
+        configs.load(Ordering::Relaxed),
         events.load(Ordering::Relaxed),
         started.elapsed().as_secs_f64(),
         result.as_ref().map(|_| "0 violations")
