@@ -277,6 +277,11 @@ pub struct RingConfig {
     pub personal_window: u16,
     /// Configuration hash carried in (and required of) every packet.
     pub conf_hash: u32,
+    /// Accelerated Ring (`AcceleratedRing = true`): forward the token before the last
+    /// `accelerated_window` new packets of a visit. 5.0.1's default is the original ring.
+    pub accelerated: bool,
+    /// AcceleratedWindow.
+    pub accelerated_window: u16,
 }
 
 impl RingConfig {
@@ -294,6 +299,8 @@ impl RingConfig {
             window: 160,
             personal_window: 20,
             conf_hash: 0,
+            accelerated: false,
+            accelerated_window: 15,
         }
     }
 }
