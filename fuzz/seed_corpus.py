@@ -19,22 +19,25 @@ alone. The input format of every target is documented in `spread/src/fuzzing.rs`
                      as captured (little-endian) and byte-swapped to big-endian.
 * client_stream      a chunk-size byte, then the concatenated bytes of one direction of one
                      connection after the handshake (fed to the framer in chunks).
-* client_session     a script of chunks, see "script format" below: C> chunks are tag 0, D>
-                     chunks tag 1 (each target uses the direction it models).
+* client_session     a script per capture file, see "script format" below: tag = kind |
+                     (connection index << 3); kind 0 = the C> bytes, 1 = a D> line (the
+                     client read what was sent), 2 = CX (the client closed).
 * daemon_packet      one data-port datagram carrying messages (data packets, HURRY).
 * token              one token-port datagram that is a regular token.
 * membership         one ALIVE/JOIN/REFER datagram (data port) or FORM1/FORM2 token.
 * groups             one GROUPS message (48-byte message header + body), reassembled.
 * monitor            one STATUS/PARTITION/FC/RELOAD datagram (request or reply).
 * daemon_stateful    a script of what daemon d1 (resp. e1) received, see below.
-* spread_conf        configuration text from the capture headers.
+* spread_conf        configuration text from the capture headers (and mbus.conf.example).
+* mbus_conf          the same texts, read for their `# Subcluster:` comments.
 
 Script format (client_session, daemon_stateful): a sequence of records
-`[tag u8][len u16 little-endian][len bytes]`. daemon_stateful tags: bits 0-1 kind (0 data-port
-datagram, 1 token-port datagram, 2 time advance: payload = u16 LE milliseconds, 3 select the
-configuration: payload[0] indexes `spread::fuzzing::DAEMON_CONFIGS`, only as the first record),
-bits 2-7 index of the sending daemon in configuration order. The fuzzed daemon is the first
-daemon of the configuration.
+`[tag u8][len u16 little-endian][len bytes]`, kind = tag & 7, argument = tag >> 3.
+daemon_stateful (see `spread::fuzzing::daemon_stateful`): what the first configured daemon
+received, as kind 0 (data port) / 1 (token port) with the sender's configuration index as
+argument, and kind 2 time advances (u16 LE milliseconds). The ring engine does not speak the
+5.0.1 byte format yet, so these seeds are foreign packets to it; its own-format seeds
+(`honest-*`) are written by the Rust test `write_ring_seeds` (see fuzz/README.md).
 """
 
 import argparse
@@ -184,15 +187,24 @@ def split_daemon_side(buf, version):
 
 def client_capture(path, seeds):
     stem = os.path.basename(path)[: -len(".hex")]
-    conns = {}  # conn -> {"C": bytearray, "D": bytearray, "chunks": [(tag, bytes)]}
+    conns = {}  # conn -> {"C": bytearray, "D": bytearray}
+    script = []  # client_session records of the whole file, one session id per connection
     for line in open(path, encoding="utf-8"):
-        parts = line.split(" ", 2)
-        if parts[0] not in ("C>", "D>") or len(parts) < 3:
+        parts = line.rstrip("\n").split(" ", 2)
+        if parts[0] not in ("C>", "D>", "CX", "DX") or len(parts) < 2:
             continue
-        data = unhex(parts[2])
-        c = conns.setdefault(parts[1], {"C": bytearray(), "D": bytearray(), "chunks": []})
-        c[parts[0][0]] += data
-        c["chunks"].append((0 if parts[0] == "C>" else 1, data))
+        conn = parts[1]
+        c = conns.setdefault(conn, {"C": bytearray(), "D": bytearray(), "id": len(conns) % 32})
+        sid = c["id"] << 3
+        if parts[0] == "C>":
+            data = unhex(parts[2])
+            c["C"] += data
+            script.append(script_record(sid | 0, data))
+        elif parts[0] == "D>":
+            c["D"] += unhex(parts[2])
+            script.append(script_record(sid | 1, b""))  # the client read it
+        elif parts[0] == "CX":
+            script.append(script_record(sid | 2, b""))
     for conn, c in conns.items():
         tag = f"{stem}-{conn}"
         hello, version, c_rest = split_hello(bytes(c["C"]))
@@ -214,8 +226,8 @@ def client_capture(path, seeds):
                 swapped = swap_message(msg)
                 if swapped is not None:
                     seeds.add("client_message", f"{tag}-{side}{i}be", swapped, shape + (1,))
-        script = b"".join(script_record(t, d) for t, d in c["chunks"])
-        seeds.add("client_session", tag, script)
+    if script:
+        seeds.add("client_session", stem, b"".join(script))
 
 
 # ------------------------------------------------------------------ daemon captures
@@ -237,19 +249,6 @@ def packet_messages(pkt):
         index, flen = struct.unpack("<hh", body[pos : pos + 4])
         pos += 4
     return out
-
-
-def daemon_config_index(stem):
-    """Index into `spread::fuzzing::DAEMON_CONFIGS` of the configuration a capture used."""
-    if stem.startswith("j_"):
-        return 1  # d1 d2 d3 + AcceleratedRing
-    if stem.startswith("n_multiseg22"):
-        return 3  # e1 e2 | w1 w2
-    if stem.startswith("n_multiseg3"):
-        return 4  # e1 e2 | w1 | s1
-    if stem.startswith("n_multiseg"):
-        return 2  # e1 e2 | w1
-    return 0  # d1 d2 d3
 
 
 def daemon_capture(path, seeds):
@@ -275,14 +274,16 @@ def daemon_capture(path, seeds):
         packets.append((lineno, float(t), src.split(":")[0], dst, unhex(hexs)))
     for i, text in enumerate(confs):
         seeds.add("spread_conf", f"{stem}-{i}", text.encode())
+        seeds.add("mbus_conf", f"{stem}-{i}", text.encode())
         for m in re.finditer(r"^\s*([\w.-]+)\s+\d+\.\d+\.\d+\.\d+\s*(?:#.*)?$", text, re.M):
             if m.group(1) not in names:
                 names.append(m.group(1))
 
-    partial = {}  # originator proc_id -> bytes of the message being reassembled
+    partial = {}  # originator proc_id -> (seq of its last fragment, bytes so far)
+    seen_seq = set()
     # The stateful script: what the first configured daemon received.
     me = names[0] if names else "d1"
-    script, last_t = [script_record(3, bytes([daemon_config_index(stem)]))], None
+    script, last_t = [], None
     for lineno, t, src, dst, pkt in packets:
         host, port = dst.rsplit(":", 1)
         port = int(port)
@@ -301,12 +302,19 @@ def daemon_capture(path, seeds):
         else:
             target = "monitor"  # status replies to the monitor's own port
         seeds.add(target, name, pkt, shape)
-        if target == "daemon_packet" and len(pkt) >= 12:
-            proc_id = pkt[8:12]
-            for index, frag in packet_messages(pkt):
-                buf = partial.pop(proc_id, b"") + frag
+        if target == "daemon_packet" and len(pkt) >= 24:
+            # Reassemble per originator in seq order; retransmitted / relayed copies of a
+            # packet already seen are skipped.
+            proc_id, memb, seq = pkt[8:12], pkt[12:20], struct.unpack("<I", pkt[20:24])[0]
+            fresh = (proc_id, memb, seq) not in seen_seq
+            seen_seq.add((proc_id, memb, seq))
+            for index, frag in packet_messages(pkt) if fresh else []:
+                prev_seq, buf = partial.pop(proc_id, (None, b""))
+                if buf and prev_seq is not None and prev_seq + 1 != seq and prev_seq != seq:
+                    buf = b""  # a gap: drop the partial message
+                buf += frag
                 if index > 0:
-                    partial[proc_id] = buf
+                    partial[proc_id] = (seq, buf)
                     continue
                 if len(buf) >= 48:
                     mtyp = struct.unpack("<I", buf[:4])[0]
@@ -322,8 +330,8 @@ def daemon_capture(path, seeds):
                 sender = names.index(src) if src in names else 0
                 kind = 1 if port == TOKEN_PORT else 0
                 if port in (DATA_PORT, TOKEN_PORT):
-                    script.append(script_record(kind | (sender << 2), pkt))
-    if len(script) > 1:
+                    script.append(script_record(kind | ((sender % 32) << 3), pkt))
+    if script:
         # The whole script is long; keep the first records (formation is the interesting part).
         out, size = [], 0
         for rec in script:
@@ -346,7 +354,9 @@ def main():
                 fn(os.path.join(d, f), seeds)
     example = os.path.join(ROOT, "mbus.conf.example")
     if os.path.exists(example):
-        seeds.add("spread_conf", "mbus.conf.example", open(example, "rb").read())
+        text = open(example, "rb").read()
+        seeds.add("spread_conf", "mbus.conf.example", text)
+        seeds.add("mbus_conf", "mbus.conf.example", text)
 
     stale = False
     for target, files in sorted(seeds.files.items()):

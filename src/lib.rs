@@ -9,6 +9,7 @@ pub use spread;
 pub mod client;
 pub mod cluster;
 pub mod console;
+pub mod daemon;
 pub mod ecconf;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

@@ -27,8 +27,16 @@ pub struct Target {
 }
 
 mod client;
+mod config;
+mod daemon;
+mod ring;
+mod session;
 
 pub use client::{client_handshake, client_message, client_stream};
+pub use config::spread_conf;
+pub use daemon::{daemon_packet, groups, membership, monitor, token};
+pub use ring::{daemon_stateful, ring_packet};
+pub use session::client_session;
 
 /// Every target of this crate, for the corpus-replay test.
 pub const TARGETS: &[Target] = &[
@@ -43,6 +51,42 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "client_stream",
         run: client_stream,
+    },
+    Target {
+        name: "daemon_packet",
+        run: daemon_packet,
+    },
+    Target {
+        name: "token",
+        run: token,
+    },
+    Target {
+        name: "membership",
+        run: membership,
+    },
+    Target {
+        name: "groups",
+        run: groups,
+    },
+    Target {
+        name: "monitor",
+        run: monitor,
+    },
+    Target {
+        name: "spread_conf",
+        run: spread_conf,
+    },
+    Target {
+        name: "client_session",
+        run: client_session,
+    },
+    Target {
+        name: "daemon_stateful",
+        run: daemon_stateful,
+    },
+    Target {
+        name: "ring_packet",
+        run: ring_packet,
     },
 ];
 

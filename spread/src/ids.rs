@@ -4,36 +4,17 @@
 use core::fmt::Write as _;
 use std::net::IpAddr;
 
+use crate::config::Config;
 use crate::wire::daemon::ProcId;
 
-/// Bob Jenkins' one-at-a-time hash as 5.0.1's `stdhcode_oaat`: initial value = length, each
-/// byte added as a **signed** C `char` (sign-extended).
-pub fn oaat(bytes: &[u8]) -> u32 {
-    let mut h = bytes.len() as u32;
-    for &b in bytes {
-        // Sign-extend like x86's signed `char`.
-        h = h.wrapping_add(i32::from(b as i8) as u32);
-        h = h.wrapping_add(h << 10);
-        h ^= h >> 6;
-    }
-    h = h.wrapping_add(h << 3);
-    h ^= h >> 11;
-    h.wrapping_add(h << 15)
-}
+pub use crate::config::oaat;
 
-/// The id of a daemon without a `VirtualID` line: the hash of its name including the
-/// terminating NUL; 0 and 0xffffffff are replaced by `(name length + 1) << 16`.
+/// The id of a daemon without a `VirtualID` line: the one-at-a-time hash ([`oaat`]: initial
+/// value = length, signed chars) of its name including the terminating NUL; 0 and 0xffffffff
+/// are replaced by `(name length + 1) << 16`. Same function as
+/// [`crate::config::vid_from_name`], which fills [`crate::config::Host::vid`].
 pub fn daemon_id(name: &str) -> ProcId {
-    let mut bytes = Vec::with_capacity(name.len() + 1);
-    bytes.extend_from_slice(name.as_bytes());
-    bytes.push(0);
-    let h = oaat(&bytes);
-    if h == 0 || h == u32::MAX {
-        let alt = (bytes.len() as u32) << 16;
-        ProcId(if alt == 0 { 1 << 16 } else { alt })
-    } else {
-        ProcId(h)
-    }
+    ProcId(crate::config::vid_from_name(name))
 }
 
 /// One configured daemon as it enters the hash.
@@ -67,6 +48,40 @@ pub struct HashInput {
     pub accelerated_ring: bool,
     /// `ExcludeSegAddrsFromHash = yes`.
     pub exclude_seg_addrs: bool,
+}
+
+impl HashInput {
+    /// The hash inputs of a parsed configuration: segments and hosts in file order (ports,
+    /// segment addresses, names, addresses, ids), `ExcludeSegAddrsFromHash`, and the ring
+    /// protocol as 5.0.1's parser sees it (explicit `AcceleratedRing = true` only).
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            segments: config
+                .segments
+                .iter()
+                .map(|seg| HashSegment {
+                    port: seg.port,
+                    addrs: seg.addrs.iter().map(|a| a.ip).collect(),
+                    daemons: seg
+                        .hosts
+                        .iter()
+                        .map(|h| HashDaemon {
+                            name: h.name.clone(),
+                            addr: h.addr.ip,
+                            id: ProcId(h.vid),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            accelerated_ring: config.accelerated_ring(),
+            exclude_seg_addrs: config.exclude_seg_addrs_from_hash(),
+        }
+    }
+}
+
+/// The configuration hash of `config`, as carried in every packet and token.
+pub fn conf_hash(config: &Config) -> u32 {
+    HashInput::from_config(config).conf_hash()
 }
 
 /// The spread major version in the hash string.
@@ -144,5 +159,21 @@ mod tests {
         assert_eq!(h.conf_hash(), 0x9f2a_d697);
         h.accelerated_ring = true;
         assert_eq!(h.conf_hash(), 0x90d8_bf74);
+    }
+
+    #[test]
+    fn hash_from_parsed_config() {
+        let text = "Spread_Segment 10.98.0.255:4803 {\n  d1 10.98.0.1\n  d2 10.98.0.2\n  d3 10.98.0.3\n}\n";
+        let c = Config::parse(text, "t.conf").unwrap();
+        assert_eq!(conf_hash(&c), 0x9f2a_d697);
+        let c = Config::parse(&format!("{text}AcceleratedRing = true\n"), "t.conf").unwrap();
+        assert_eq!(conf_hash(&c), 0x90d8_bf74);
+        // `AcceleratedRing = false` is still "Original Ring"; other settings are not hashed.
+        let c = Config::parse(
+            &format!("{text}AcceleratedRing = false\nWindow = 100\n"),
+            "t.conf",
+        )
+        .unwrap();
+        assert_eq!(conf_hash(&c), 0x9f2a_d697);
     }
 }

@@ -8,13 +8,18 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod daemon;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod groups;
 pub mod ids;
 pub mod memb;
 pub mod ring;
+pub mod session;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod time;
 pub mod wire;
+
+pub use daemon::{Daemon, DaemonConfig, Input, Output, Stats};

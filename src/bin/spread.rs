@@ -1,6 +1,284 @@
 //! `spread`: drop-in replacement for the Spread 5.0.1 daemon.
+//!
+//! Command line as 5.0.1: `spread [-l y/n] [-n <proc name>] [-c <file name>]`. Configuration
+//! search as 5.0.1: the `-c` file (default `spread.conf`), then `./spread.conf`, then
+//! `/usr/local/etc/spread.conf`; if none can be read, an embedded default (one daemon
+//! `localhost` on 127.0.0.1 port 4803). Logs go to standard output (or `EventLogFile`);
+//! `RUST_LOG` overrides the level taken from `EventPriority`. Errors are one line on standard
+//! error and exit status 1.
 
-fn main() {
-    eprintln!("spread: not yet implemented");
-    std::process::exit(1);
+use std::net::{IpAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use mbus::daemon::{self, log_time, DaemonOptions};
+use spread::config::{Config, Parsed, Priority, TimeStamp, MAX_HOST_NAME_LEN};
+use tracing::{info, warn};
+
+/// 5.0.1's usage text.
+const USAGE: &str = "Usage: spread\n\
+\t[-l y/n]          : print log\n\
+\t[-n <proc name>]  : force computer name\n\
+\t[-c <file name>]  : specify configuration file\n";
+
+/// Where 5.0.1 (built with the default prefix) looks last.
+const SYSTEM_CONFIG: &str = "/usr/local/etc/spread.conf";
+/// 5.0.1's default `-c` value.
+const DEFAULT_CONFIG: &str = "spread.conf";
+
+#[derive(Debug)]
+struct Args {
+    name: Option<String>,
+    config: Option<PathBuf>,
+    log: bool,
+}
+
+enum ArgsError {
+    Help,
+    Usage,
+    Message(String),
+}
+
+/// 5.0.1 matches options by their first two characters (`-nX` is `-n`).
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
+    let mut out = Args {
+        name: None,
+        config: None,
+        log: false,
+    };
+    while let Some(a) = args.next() {
+        if a == "-h" || a == "--help" {
+            return Err(ArgsError::Help);
+        }
+        let flag = a.get(..2).unwrap_or_default();
+        if !matches!(flag, "-n" | "-c" | "-l") {
+            return Err(ArgsError::Usage);
+        }
+        let v = args.next().ok_or(ArgsError::Usage)?;
+        match flag {
+            "-n" => {
+                if v.len() > MAX_HOST_NAME_LEN {
+                    return Err(ArgsError::Message(format!("Usage: proc name {v} too long")));
+                }
+                out.name = Some(v);
+            }
+            "-c" => out.config = Some(PathBuf::from(v)),
+            _ => match v.as_str() {
+                "y" => out.log = true,
+                "n" => out.log = false,
+                _ => return Err(ArgsError::Usage),
+            },
+        }
+    }
+    Ok(out)
+}
+
+/// Looks up a host given by name only (system resolver).
+fn resolve(name: &str) -> Vec<IpAddr> {
+    (name, 0u16)
+        .to_socket_addrs()
+        .map(|it| it.map(|a| a.ip()).collect())
+        .unwrap_or_default()
+}
+
+/// How the configuration was found, for the log.
+enum Source {
+    File(PathBuf, Vec<String>),
+    Embedded(Vec<String>),
+}
+
+/// 5.0.1's search: the `-c` file, `./spread.conf`, the system file; the first that can be
+/// opened is used (and must parse). None: the embedded default.
+fn load_config(args: &Args) -> Result<(Parsed, Source), String> {
+    let first = args
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    let mut skipped = Vec::new();
+    for path in [
+        first,
+        PathBuf::from("./spread.conf"),
+        PathBuf::from(SYSTEM_CONFIG),
+    ] {
+        match std::fs::File::open(&path) {
+            Ok(_) => {
+                let parsed = Config::load_full(&path, &mut resolve).map_err(|e| e.to_string())?;
+                return Ok((parsed, Source::File(path, skipped)));
+            }
+            Err(e) => skipped.push(format!("{}: {e}", path.display())),
+        }
+    }
+    let parsed = Parsed {
+        config: Config::embedded_default(),
+        warnings: Vec::new(),
+    };
+    Ok((parsed, Source::Embedded(skipped)))
+}
+
+/// `%h` / `%H` in `EventLogFile` is the host name.
+fn expand_log_path(p: &str) -> PathBuf {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    PathBuf::from(p.replace("%h", &host).replace("%H", &host))
+}
+
+fn init_tracing(config: &Config) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    use tracing_subscriber::EnvFilter;
+    let level = match config.event_priority() {
+        Priority::Debug => "debug",
+        Priority::Info => "info",
+        Priority::Warning => "warn",
+        _ => "error",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let (writer, ansi) = match &config.options.event_log_file {
+        Some(p) => {
+            let path = expand_log_path(p);
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .with_context(|| format!("cannot open EventLogFile {}", path.display()))?;
+            (BoxMakeWriter::new(std::sync::Mutex::new(file)), false)
+        }
+        None => (
+            BoxMakeWriter::new(std::io::stdout),
+            std::io::stdout().is_terminal(),
+        ),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(ansi)
+        .with_writer(writer);
+    // 5.0.1: no time stamps unless EventTimeStamp or EventPreciseTimeStamp is given.
+    let o = &config.options;
+    if o.event_timestamp.is_none() && !o.event_precise_timestamp {
+        builder.without_time().init();
+    } else {
+        let format = match &o.event_timestamp {
+            Some(TimeStamp::Format(f)) => f.clone(),
+            _ => log_time::DEFAULT_FORMAT.to_owned(),
+        };
+        builder
+            .with_timer(log_time::SpreadTime {
+                format,
+                precise: o.event_precise_timestamp,
+            })
+            .init();
+    }
+    Ok(())
+}
+
+fn log_start(parsed: &Parsed, source: &Source, args: &Args) {
+    info!(
+        "mbus spread {} (Spread 5.0.1 compatible) starting",
+        env!("CARGO_PKG_VERSION")
+    );
+    match source {
+        Source::File(p, skipped) => {
+            for s in skipped {
+                warn!("cannot open configuration file {s}");
+            }
+            info!("using configuration file {}", p.display());
+        }
+        Source::Embedded(skipped) => {
+            for s in skipped {
+                info!("no configuration file {s}");
+            }
+            info!(
+                "no configuration file found; using the embedded default: one daemon 'localhost' on 127.0.0.1 port 4803"
+            );
+        }
+    }
+    for w in &parsed.warnings {
+        warn!("configuration: {w}");
+    }
+    if args.log {
+        warn!("-l y: the membership log file is not written yet");
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        warn!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
+    }
+}
+
+fn run(args: &Args, parsed: Parsed, source: &Source) -> anyhow::Result<()> {
+    init_tracing(&parsed.config)?;
+    log_start(&parsed, source, args);
+    let config = Arc::new(parsed.config);
+    let me = daemon::resolve_me(&config, args.name.as_deref())?;
+    if let Some(h) = config.host(me) {
+        let port = config.segments.get(me.segment).map_or(0, |s| s.port);
+        info!(
+            "I am '{}' (id {}, address {}, port {port}); {} host(s) in {} segment(s)",
+            h.name,
+            h.vid,
+            h.addr.ip,
+            config.host_count(),
+            config.segments.len()
+        );
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    rt.block_on(daemon::run_with(
+        config,
+        me,
+        DaemonOptions::default(),
+        shutdown_signal(),
+    ))?;
+    info!("exit");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(ArgsError::Help) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(ArgsError::Usage) => {
+            eprint!("{USAGE}");
+            return ExitCode::FAILURE;
+        }
+        Err(ArgsError::Message(m)) => {
+            eprintln!("{m}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (parsed, source) = match load_config(&args) {
+        Ok(x) => x,
+        Err(line) => {
+            // Already one line: `path:line:col: what is wrong`.
+            eprintln!("{line}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(&args, parsed, &source) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("spread: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

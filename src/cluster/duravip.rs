@@ -1,12 +1,21 @@
-//! DuraVIP ownership (fact sheet §6): a deterministic reducer over the cluster group's total
-//! order, and the plumbing trait.
+//! DuraVIP ownership (fact sheet §6): a deterministic function of the cluster group's
+//! agreed state, and the plumbing trait.
 //!
-//! Every node feeds the same sequence of events — cluster-group membership changes, view
-//! announcements and moves, all delivered AGREED — into [`Reducer`], in delivery order. The
-//! owner table is a pure function of that sequence, so all nodes that delivered the same
-//! prefix hold the same table. A node never applies its own reloaded view directly: it
-//! announces it and applies it when the announcement comes back in the total order. That is
-//! what makes the "concurrent `config reload`" race of the original impossible.
+//! Every node keeps the latest view announced by each cluster-group member (delivered AGREED,
+//! so every node sees the same announcements in the same order) and computes the owner table
+//! as a **pure function** of (membership list, latest views). Nothing else feeds the election:
+//! no local timers, no "current owner" carried over from history. Consequences:
+//!
+//! * nodes that have delivered the same prefix of the total order hold the same table;
+//! * a node that joins later computes the same table as soon as it has heard every member;
+//! * a node never applies its own reloaded configuration directly: it announces it and uses it
+//!   when the announcement comes back in the total order. This makes the race of the original
+//!   (`config reload` on several nodes at once leaving them disagreeing) impossible.
+//!
+//! Manual moves are part of the views too: the target of a move *claims* the VIP in its next
+//! announcement with a claim number one above every claim on that VIP it has seen; the highest
+//! claim among current participants wins. The claimer drops its claim when its configuration
+//! of the VIP changes or when the VIP's preferred node rejoins; a claim dies with its node.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -47,22 +56,28 @@ pub struct VipState {
     pub safety: Safety,
     /// Participants (private name, node name) in membership order.
     pub participants: Vec<(String, String)>,
-    /// When the set of participants or the owner last changed (seconds).
+    /// When the participants or the owner last changed, as seen here (seconds; display only).
     pub view_changed: u64,
-    /// When any participant's configuration of this VIP last changed (seconds).
+    /// When a participant's configuration of it last changed, as seen here (display only).
     pub config_changed: u64,
 }
 
-/// The replicated DuraVIP state machine.
+/// The latest announcement of one member.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeView {
+    /// Node name.
+    pub node: String,
+    /// Configured DuraVIPs by IP.
+    pub entries: BTreeMap<String, VipEntry>,
+    /// Claims from manual moves: IP → claim number.
+    pub claims: BTreeMap<String, u64>,
+}
+
+/// The replicated DuraVIP state: membership and latest views; the table is derived.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reducer {
-    /// Cluster-group members (private names) in agreed order.
     members: Vec<String>,
-    /// Latest view per private name: node name and entries by IP.
-    views: BTreeMap<String, (String, BTreeMap<String, VipEntry>)>,
-    /// Manual moves: IP → node, sticky (§6.4).
-    sticky: BTreeMap<String, String>,
-    /// Computed table.
+    views: BTreeMap<String, NodeView>,
     table: BTreeMap<String, VipState>,
 }
 
@@ -85,79 +100,51 @@ impl Reducer {
             .collect()
     }
 
+    /// Current cluster-group members.
+    pub fn members(&self) -> &[String] {
+        &self.members
+    }
+
     /// The latest entry `private` announced for `ip`.
     pub fn entry(&self, private: &str, ip: &str) -> Option<&VipEntry> {
-        self.views.get(private).and_then(|(_, e)| e.get(ip))
+        self.views.get(private).and_then(|v| v.entries.get(ip))
+    }
+
+    /// Highest claim number any current member announced for `ip` (0 if none).
+    pub fn max_claim(&self, ip: &str) -> u64 {
+        self.views
+            .values()
+            .filter_map(|v| v.claims.get(ip))
+            .copied()
+            .max()
+            .unwrap_or(0)
     }
 
     /// A membership change of the cluster group.
     pub fn on_membership(&mut self, now: u64, members: &[String]) {
-        let joined: BTreeSet<&String> = members
-            .iter()
-            .filter(|m| !self.members.contains(m))
-            .collect();
-        // A preferred node rejoining ends a manual move.
-        let joined_nodes: BTreeSet<String> = joined
-            .iter()
-            .filter_map(|p| self.views.get(*p).map(|(n, _)| n.clone()))
-            .collect();
         self.members = members.to_vec();
         self.views.retain(|p, _| members.contains(p));
-        let prefs = self.preferences();
-        self.sticky
-            .retain(|ip, _| !prefs.get(ip).is_some_and(|p| joined_nodes.contains(p)));
-        self.recompute(now);
+        self.recompute(now, &BTreeSet::new());
     }
 
     /// A view announcement delivered from `private`.
-    pub fn on_view(&mut self, now: u64, private: &str, node: &str, entries: &[VipEntry]) {
+    pub fn on_view(&mut self, now: u64, private: &str, view: NodeView) {
         if !self.members.iter().any(|m| m == private) {
             return; // not (or no longer) a member: stale
         }
-        let new: BTreeMap<String, VipEntry> =
-            entries.iter().map(|e| (e.ip.clone(), e.clone())).collect();
         let old = self
             .views
             .get(private)
-            .map(|(_, e)| e.clone())
+            .map(|v| v.entries.clone())
             .unwrap_or_default();
         let changed: BTreeSet<String> = old
             .keys()
-            .chain(new.keys())
-            .filter(|ip| old.get(*ip) != new.get(*ip))
+            .chain(view.entries.keys())
+            .filter(|ip| old.get(*ip) != view.entries.get(*ip))
             .cloned()
             .collect();
-        // A configuration change of a VIP ends a manual move of it (a first announcement does not).
-        if old.is_empty() {
-            // first view from this member
-        } else {
-            self.sticky.retain(|ip, _| !changed.contains(ip));
-        }
-        self.views
-            .insert(private.to_string(), (node.to_string(), new));
-        for ip in &changed {
-            if let Some(s) = self.table.get_mut(ip) {
-                s.config_changed = now;
-            }
-        }
-        self.recompute_with(now, &changed);
-    }
-
-    /// A move delivered in the total order. Returns false if it named an unknown VIP or a node
-    /// that does not participate in it (then nothing changes).
-    pub fn on_move(&mut self, now: u64, vip: &str, node: &str) -> bool {
-        let Some(ip) = self.resolve(vip) else {
-            return false;
-        };
-        let ok = self
-            .table
-            .get(&ip)
-            .is_some_and(|s| s.participants.iter().any(|(_, n)| n == node));
-        if ok {
-            self.sticky.insert(ip, node.to_string());
-            self.recompute(now);
-        }
-        ok
+        self.views.insert(private.to_string(), view);
+        self.recompute(now, &changed);
     }
 
     /// The IP of `vip` (an IP or a binding/listener name) if any participant knows it.
@@ -167,107 +154,41 @@ impl Reducer {
         }
         self.views
             .values()
-            .flat_map(|(_, e)| e.values())
+            .flat_map(|v| v.entries.values())
             .find(|e| e.names.iter().any(|n| n == vip))
             .map(|e| e.ip.clone())
     }
 
-    fn preferences(&self) -> BTreeMap<String, String> {
-        let mut prefs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for (_, entries) in self.views.values() {
-            for e in entries.values() {
-                if let Some(p) = &e.preference {
-                    prefs.entry(e.ip.clone()).or_default().insert(p.clone());
-                }
-            }
-        }
-        prefs
-            .into_iter()
-            .filter(|(_, s)| s.len() == 1)
-            .filter_map(|(ip, s)| s.into_iter().next().map(|p| (ip, p)))
-            .collect()
-    }
-
-    fn recompute(&mut self, now: u64) {
-        self.recompute_with(now, &BTreeSet::new());
-    }
-
-    fn recompute_with(&mut self, now: u64, config_changed: &BTreeSet<String>) {
-        let ips: BTreeSet<String> = self
+    /// The unanimous preferred node of `ip`, if exactly one is named.
+    pub fn preference(&self, ip: &str) -> Option<String> {
+        let prefs: BTreeSet<&String> = self
             .views
             .values()
-            .flat_map(|(_, e)| e.keys().cloned())
+            .filter_map(|v| v.entries.get(ip))
+            .filter_map(|e| e.preference.as_ref())
             .collect();
-        let mut next: BTreeMap<String, VipState> = BTreeMap::new();
-        let mut owned: BTreeMap<String, usize> = BTreeMap::new();
-        let mut followers: Vec<(String, String)> = Vec::new();
-        for ip in &ips {
-            let participants: Vec<(String, String)> = self
-                .members
-                .iter()
-                .filter_map(|p| {
-                    self.views
-                        .get(p)
-                        .filter(|(_, e)| e.contains_key(ip))
-                        .map(|(n, _)| (p.clone(), n.clone()))
-                })
-                .collect();
-            let entries: Vec<&VipEntry> = participants
-                .iter()
-                .filter_map(|(p, _)| self.entry(p, ip))
-                .collect();
-            let names: BTreeSet<&Vec<String>> = entries.iter().map(|e| &e.names).collect();
-            let kinds: BTreeSet<EntryKind> = entries.iter().map(|e| e.kind).collect();
-            let prefs: BTreeSet<&String> = entries
-                .iter()
-                .filter_map(|e| e.preference.as_ref())
-                .collect();
-            let safety = if names.len() > 1 {
-                Safety::Broken
-            } else if prefs.len() > 1 {
-                Safety::Conflict
-            } else if kinds.len() > 1 {
-                Safety::Unsafe
-            } else {
-                Safety::Safe
-            };
-            let is_part = |n: &str| participants.iter().any(|(_, x)| x == n);
-            let prev = self.table.get(ip);
-            let owner = if safety == Safety::Broken || participants.is_empty() {
-                None
-            } else if let Some(f) = entries.iter().find_map(|e| e.follow.clone()) {
-                followers.push((ip.clone(), f));
-                None
-            } else if let Some(s) = self.sticky.get(ip).filter(|s| is_part(s)) {
-                Some(s.clone())
-            } else if let Some(p) = prefs
-                .iter()
-                .next()
-                .filter(|p| safety != Safety::Conflict && is_part(p))
-            {
-                Some((*p).clone())
-            } else if let Some(o) = prev.and_then(|s| s.owner.clone()).filter(|o| is_part(o)) {
-                Some(o)
-            } else {
-                participants
-                    .iter()
-                    .map(|(_, n)| n)
-                    .min_by_key(|n| (owned.get(*n).copied().unwrap_or(0), (*n).clone()))
-                    .cloned()
-            };
-            if let Some(o) = &owner {
-                *owned.entry(o.clone()).or_default() += 1;
-            }
+        if prefs.len() == 1 {
+            prefs.into_iter().next().cloned()
+        } else {
+            None
+        }
+    }
+
+    fn recompute(&mut self, now: u64, config_changed: &BTreeSet<String>) {
+        let next = compute(&self.members, &self.views);
+        let mut table = BTreeMap::new();
+        for (ip, (owner, safety, participants)) in next {
+            let prev = self.table.get(&ip);
             let view_changed = match prev {
                 Some(p) if p.participants == participants && p.owner == owner => p.view_changed,
                 _ => now,
             };
             let config_changed = match prev {
-                Some(p) if !config_changed.contains(ip) => p.config_changed,
+                Some(p) if !config_changed.contains(&ip) => p.config_changed,
                 _ => now,
             };
-            next.insert(
-                ip.clone(),
+            table.insert(
+                ip,
                 VipState {
                     owner,
                     safety,
@@ -277,81 +198,8 @@ impl Reducer {
                 },
             );
         }
-        self.balance(&mut next, now);
-        // Followers take the owner of the binding (name or IP) they follow, if it participates.
-        for (ip, follow) in followers {
-            let target = if next.contains_key(&follow) {
-                Some(follow.clone())
-            } else {
-                self.views
-                    .values()
-                    .flat_map(|(_, e)| e.values())
-                    .find(|e| e.kind == EntryKind::Binding && e.names.contains(&follow))
-                    .map(|e| e.ip.clone())
-            };
-            let owner = target.and_then(|t| next.get(&t).and_then(|s| s.owner.clone()));
-            if let Some(s) = next.get_mut(&ip) {
-                let owner = owner.filter(|o| s.participants.iter().any(|(_, n)| n == o));
-                if s.owner != owner {
-                    s.view_changed = now;
-                }
-                s.owner = owner;
-            }
-        }
-        self.sticky.retain(|ip, n| {
-            next.get(ip)
-                .is_some_and(|s| s.participants.iter().any(|(_, x)| x == n))
-        });
-        self.table = next;
+        self.table = table;
     }
-
-    /// Balancing (§6.3): while some participant owns two or more unpinned VIPs more than
-    /// another participant of one of them, hand one over. Pinned = moved, preferred or
-    /// following. Bounded by the number of VIPs; deterministic (IP and name order).
-    fn balance(&self, next: &mut BTreeMap<String, VipState>, now: u64) {
-        let prefs = self.preferences();
-        for _ in 0..next.len() {
-            let mut load: BTreeMap<&str, usize> = BTreeMap::new();
-            for s in next.values() {
-                for (_, n) in &s.participants {
-                    load.entry(n.as_str()).or_default();
-                }
-                if let Some(o) = &s.owner {
-                    *load.entry(o.as_str()).or_default() += 1;
-                }
-            }
-            let mut best: Option<(String, String)> = None;
-            for (ip, s) in next.iter() {
-                let pinned = self.sticky.contains_key(ip)
-                    || prefs
-                        .get(ip)
-                        .is_some_and(|p| s.participants.iter().any(|(_, n)| n == p))
-                    || s.safety == Safety::Broken
-                    || s.participants
-                        .iter()
-                        .any(|(p, _)| self.entry(p, ip).is_some_and(|e| e.follow.is_some()));
-                let Some(owner) = s.owner.as_deref().filter(|_| !pinned) else {
-                    continue;
-                };
-                let have = load.get(owner).copied().unwrap_or(0);
-                let target = s
-                    .participants
-                    .iter()
-                    .map(|(_, n)| n.as_str())
-                    .min_by_key(|n| (load.get(n).copied().unwrap_or(0), *n));
-                if let Some(t) = target.filter(|t| load.get(t).copied().unwrap_or(0) + 1 < have) {
-                    best = Some((ip.clone(), t.to_string()));
-                    break;
-                }
-            }
-            let Some((ip, to)) = best else { return };
-            if let Some(s) = next.get_mut(&ip) {
-                s.owner = Some(to);
-                s.view_changed = now;
-            }
-        }
-    }
-
     /// `cluster duravip show` text, with `local` the asking node's name.
     pub fn show(&self, now: u64) -> String {
         let mut out = String::from("DuraVIP State:\n");
@@ -436,6 +284,120 @@ impl Reducer {
     }
 }
 
+type Computed = BTreeMap<String, (Option<String>, Safety, Vec<(String, String)>)>;
+
+/// The election (§6.3–§6.4) as a pure function of the membership list and the latest views.
+///
+/// Per VIP: participants = members (in membership order) whose view has it. Different names →
+/// broken, no owner. A listener with `Duravip_Follow` takes the owner of what it follows.
+/// Otherwise the highest claim of a participant wins; else the unanimous preferred node if it
+/// participates (several preferred nodes = conflict); else balancing: in IP order, the
+/// participant owning the fewest VIPs so far, ties by node name.
+pub fn compute(members: &[String], views: &BTreeMap<String, NodeView>) -> Computed {
+    let ips: BTreeSet<&String> = members
+        .iter()
+        .filter_map(|m| views.get(m))
+        .flat_map(|v| v.entries.keys())
+        .collect();
+    let mut out: Computed = BTreeMap::new();
+    let mut load: BTreeMap<String, usize> = BTreeMap::new();
+    let mut open: Vec<String> = Vec::new();
+    let mut followers: Vec<(String, String)> = Vec::new();
+    for ip in ips {
+        let parts: Vec<(&String, &NodeView)> = members
+            .iter()
+            .filter_map(|m| {
+                views
+                    .get(m)
+                    .filter(|v| v.entries.contains_key(ip))
+                    .map(|v| (m, v))
+            })
+            .collect();
+        let participants: Vec<(String, String)> = parts
+            .iter()
+            .map(|(p, v)| ((*p).clone(), v.node.clone()))
+            .collect();
+        for (_, n) in &participants {
+            load.entry(n.clone()).or_default();
+        }
+        let entries: Vec<&VipEntry> = parts
+            .iter()
+            .filter_map(|(_, v)| v.entries.get(ip))
+            .collect();
+        let names: BTreeSet<&Vec<String>> = entries.iter().map(|e| &e.names).collect();
+        let kinds: BTreeSet<EntryKind> = entries.iter().map(|e| e.kind).collect();
+        let prefs: BTreeSet<&String> = entries
+            .iter()
+            .filter_map(|e| e.preference.as_ref())
+            .collect();
+        let safety = if names.len() > 1 {
+            Safety::Broken
+        } else if prefs.len() > 1 {
+            Safety::Conflict
+        } else if kinds.len() > 1 {
+            Safety::Unsafe
+        } else {
+            Safety::Safe
+        };
+        let claim = parts
+            .iter()
+            .filter_map(|(_, v)| v.claims.get(ip).map(|c| (*c, v.node.clone())))
+            .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)))
+            .map(|(_, n)| n);
+        let preferred = prefs
+            .iter()
+            .next()
+            .filter(|p| safety != Safety::Conflict && participants.iter().any(|(_, n)| n == **p));
+        let owner = if safety == Safety::Broken {
+            None
+        } else if let Some(f) = entries.iter().find_map(|e| e.follow.clone()) {
+            followers.push((ip.clone(), f));
+            None
+        } else if let Some(c) = claim {
+            Some(c)
+        } else if let Some(p) = preferred {
+            Some((*p).clone())
+        } else {
+            open.push(ip.clone());
+            None
+        };
+        if let Some(o) = &owner {
+            *load.entry(o.clone()).or_default() += 1;
+        }
+        out.insert(ip.clone(), (owner, safety, participants));
+    }
+    for ip in open {
+        let Some((owner, _, participants)) = out.get_mut(&ip) else {
+            continue;
+        };
+        let pick = participants
+            .iter()
+            .map(|(_, n)| n)
+            .min_by_key(|n| (load.get(*n).copied().unwrap_or(0), (*n).clone()))
+            .cloned();
+        if let Some(p) = &pick {
+            *load.entry(p.clone()).or_default() += 1;
+        }
+        *owner = pick;
+    }
+    for (ip, follow) in followers {
+        let target = if out.contains_key(&follow) {
+            Some(follow.clone())
+        } else {
+            views
+                .values()
+                .flat_map(|v| v.entries.values())
+                .find(|e| e.kind == EntryKind::Binding && e.names.contains(&follow))
+                .map(|e| e.ip.clone())
+        };
+        let owner = target.and_then(|t| out.get(&t).and_then(|s| s.0.clone()));
+        if let Some(s) = out.get_mut(&ip) {
+            s.0 = owner.filter(|o| s.2.iter().any(|(_, n)| n == o));
+        }
+    }
+    out
+}
+
 /// Escapes `& < > "` for XML text.
 pub fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -505,24 +467,34 @@ mod tests {
         }
     }
 
-    fn members(n: &[&str]) -> Vec<String> {
-        n.iter().map(|x| format!("#ec0-00001#{x}")).collect()
+    fn p(n: &str) -> String {
+        format!("#ec0-00001#{n}")
+    }
+
+    fn view(node: &str, entries: &[VipEntry], claims: &[(&str, u64)]) -> NodeView {
+        NodeView {
+            node: node.into(),
+            entries: entries.iter().map(|e| (e.ip.clone(), e.clone())).collect(),
+            claims: claims
+                .iter()
+                .map(|(ip, c)| ((*ip).to_string(), *c))
+                .collect(),
+        }
+    }
+
+    fn std_entries() -> Vec<VipEntry> {
+        vec![
+            b("10.0.0.1", "b1", None),
+            b("10.0.0.2", "b2", None),
+            b("10.0.0.3", "b3", Some("n3")),
+        ]
     }
 
     fn setup() -> Reducer {
         let mut r = Reducer::new();
-        r.on_membership(0, &members(&["n1", "n2", "n3"]));
+        r.on_membership(0, &["n1", "n2", "n3"].map(p));
         for n in ["n1", "n2", "n3"] {
-            r.on_view(
-                0,
-                &format!("#ec0-00001#{n}"),
-                n,
-                &[
-                    b("10.0.0.1", "b1", None),
-                    b("10.0.0.2", "b2", None),
-                    b("10.0.0.3", "b3", Some("n3")),
-                ],
-            );
+            r.on_view(0, &p(n), view(n, &std_entries(), &[]));
         }
         r
     }
@@ -532,24 +504,38 @@ mod tests {
         let r = setup();
         let o = r.owners();
         assert_eq!(o["10.0.0.3"], "n3");
-        assert_ne!(o["10.0.0.1"], o["10.0.0.2"]);
+        assert_eq!(o["10.0.0.1"], "n1");
+        assert_eq!(o["10.0.0.2"], "n2");
         assert_eq!(r.table()["10.0.0.1"].safety, Safety::Safe);
     }
 
     #[test]
-    fn move_is_sticky_until_target_leaves() {
+    fn table_is_independent_of_history() {
+        // A node that saw everything and one that joined late agree once both heard all views.
+        let mut late = Reducer::new();
+        late.on_membership(5, &["n1", "n2", "n3"].map(p));
+        for n in ["n3", "n1", "n2"] {
+            late.on_view(5, &p(n), view(n, &std_entries(), &[]));
+        }
+        assert_eq!(late.owners(), setup().owners());
+    }
+
+    #[test]
+    fn highest_claim_wins_and_dies_with_its_node() {
         let mut r = setup();
-        assert!(r.on_move(1, "b1", "n3"));
+        r.on_view(1, &p("n3"), view("n3", &std_entries(), &[("10.0.0.1", 1)]));
         assert_eq!(r.owners()["10.0.0.1"], "n3");
-        assert!(!r.on_move(1, "b1", "nobody"));
-        assert!(!r.on_move(1, "10.9.9.9", "n1"));
-        r.on_membership(2, &members(&["n1", "n2"]));
-        assert_ne!(r.owners()["10.0.0.1"], "n3");
-        assert_ne!(r.owners()["10.0.0.3"], "n3");
-        // Preferred node rejoins and announces: it gets its VIP back.
-        r.on_membership(3, &members(&["n1", "n2", "n3"]));
-        r.on_view(3, "#ec0-00001#n3", "n3", &[b("10.0.0.3", "b3", Some("n3"))]);
-        assert_eq!(r.owners()["10.0.0.3"], "n3");
+        assert_eq!(r.max_claim("10.0.0.1"), 1);
+        r.on_view(1, &p("n2"), view("n2", &std_entries(), &[("10.0.0.1", 2)]));
+        assert_eq!(r.owners()["10.0.0.1"], "n2");
+        r.on_membership(2, &["n1", "n3"].map(p));
+        assert_eq!(r.owners()["10.0.0.1"], "n3");
+        r.on_membership(2, &["n1"].map(p));
+        assert_eq!(
+            r.owners()["10.0.0.3"],
+            "n1",
+            "preferred node gone: next best"
+        );
     }
 
     #[test]
@@ -557,17 +543,24 @@ mod tests {
         let mut r = setup();
         r.on_view(
             1,
-            "#ec0-00001#n2",
-            "n2",
-            &[
-                b("10.0.0.1", "other", None),
-                b("10.0.0.2", "b2", Some("n2")),
-                b("10.0.0.3", "b3", Some("n3")),
-            ],
+            &p("n2"),
+            view(
+                "n2",
+                &[
+                    b("10.0.0.1", "other", None),
+                    b("10.0.0.2", "b2", Some("n2")),
+                    b("10.0.0.3", "b3", Some("n3")),
+                ],
+                &[],
+            ),
         );
         assert_eq!(r.table()["10.0.0.1"].safety, Safety::Broken);
         assert_eq!(r.table()["10.0.0.1"].owner, None);
-        r.on_view(1, "#ec0-00001#n1", "n1", &[b("10.0.0.2", "b2", Some("n1"))]);
+        r.on_view(
+            1,
+            &p("n1"),
+            view("n1", &[b("10.0.0.2", "b2", Some("n1"))], &[]),
+        );
         assert_eq!(r.table()["10.0.0.2"].safety, Safety::Conflict);
         assert!(r.table()["10.0.0.2"].owner.is_some());
     }
@@ -582,20 +575,13 @@ mod tests {
             preference: None,
             follow: Some("b3".into()),
         };
+        let mut e = std_entries();
+        e.push(l);
         for n in ["n1", "n2", "n3"] {
-            r.on_view(
-                1,
-                &format!("#ec0-00001#{n}"),
-                n,
-                &[
-                    b("10.0.0.1", "b1", None),
-                    b("10.0.0.3", "b3", Some("n3")),
-                    l.clone(),
-                ],
-            );
+            r.on_view(1, &p(n), view(n, &e, &[]));
         }
         assert_eq!(r.owners()["10.0.0.9"], "n3");
-        assert!(r.on_move(2, "b3", "n1"));
+        r.on_view(2, &p("n1"), view("n1", &e, &[("10.0.0.3", 1)]));
         assert_eq!(r.owners()["10.0.0.9"], "n1");
         let show = r.show(5);
         assert!(

@@ -482,10 +482,10 @@ impl ManagerCore {
                     let _ = write!(out, "{node}:\n{}\n\n", r.trim_end_matches('\n'));
                 }
                 None if members.contains(node) => {
-                    let _ = writeln!(out, "{node}: (no response yet)");
+                    let _ = write!(out, "{node}: (no response yet)\n\n");
                 }
                 None => {
-                    let _ = writeln!(out, "{node}: (not answered; node left the cluster)");
+                    let _ = write!(out, "{node}: (not answered; node left the cluster)\n\n");
                 }
             }
         }

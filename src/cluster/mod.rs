@@ -9,5 +9,8 @@ pub mod manager;
 pub mod members;
 pub mod node;
 pub mod proto;
+pub mod run;
+pub mod shell;
 pub mod sim;
+pub mod spread_bus;
 pub mod subcluster;

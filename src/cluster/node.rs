@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use super::bus::{BusAction, BusEvent};
-use super::duravip::Reducer;
+use super::duravip::{NodeView, Reducer};
 use super::members::{banner, leader, render_info, render_membership, VERSION};
 use super::proto::{chunk_response, Describe, EntryKind, Msg, NodeType, VipEntry};
 use crate::console::command::{parse_node_line, NodeCommand};
@@ -126,6 +126,14 @@ pub struct NodeCore {
     plumbed: BTreeSet<String>,
     out: VecDeque<NodeOutput>,
     debug: bool,
+    /// VIPs this node holds by a manual move (claim numbers), announced in its views.
+    claims: BTreeMap<String, u64>,
+    /// Members heard from (describe or view) since this node joined the cluster group.
+    heard: BTreeSet<String>,
+    /// Heard from every member at least once since joining: the table can be trusted.
+    synced: bool,
+    /// Canary: apply a reloaded view locally at once, bypassing the total order (the seed's bug).
+    canary_local_reload: bool,
 }
 
 impl NodeCore {
@@ -149,6 +157,10 @@ impl NodeCore {
             plumbed: BTreeSet::new(),
             out: VecDeque::new(),
             debug: false,
+            claims: BTreeMap::new(),
+            heard: BTreeSet::new(),
+            synced: false,
+            canary_local_reload: false,
         }
     }
 
@@ -163,11 +175,40 @@ impl NodeCore {
     pub fn reconnected(&mut self, private: &str, daemon: &str) {
         self.private = private.into();
         self.daemon = daemon.into();
+        self.reset();
+        self.start();
+    }
+
+    fn reset(&mut self) {
         self.cluster_members.clear();
         self.descs.clear();
         self.duravip = Reducer::new();
-        self.reconcile();
-        self.start();
+        self.claims.clear();
+        self.heard.clear();
+        self.synced = false;
+        // Clean slate: release every DuraVIP (§6.2).
+        let all: Vec<String> = self.plumbed.iter().cloned().collect();
+        for ip in all {
+            let (prefix, iface) = topology(&self.config.root, &ip);
+            self.plumbed.remove(&ip);
+            self.out.push_back(NodeOutput::Plumb {
+                add: false,
+                ip,
+                prefix,
+                iface,
+            });
+        }
+    }
+
+    /// Test canary: re-introduce the original's race by applying reloaded views locally.
+    #[doc(hidden)]
+    pub fn set_canary_local_reload(&mut self, on: bool) {
+        self.canary_local_reload = on;
+    }
+
+    /// True once this node has heard every cluster-group member since it joined.
+    pub fn is_synced(&self) -> bool {
+        self.synced
     }
 
     /// This node's identity.
@@ -218,6 +259,7 @@ impl NodeCore {
         let msg = Msg::View {
             node: self.id.node.clone(),
             entries: self.local_view(),
+            claims: self.claims.iter().map(|(ip, c)| (ip.clone(), *c)).collect(),
         };
         let g = self.id.cluster_group.clone();
         self.multicast(&g, &msg);
@@ -226,8 +268,38 @@ impl NodeCore {
     /// Replaces the configuration (`config reload`): the new view is announced and applied
     /// only when it comes back in the total order.
     pub fn reload(&mut self, config: Config) {
+        let old: BTreeMap<String, VipEntry> = self
+            .local_view()
+            .into_iter()
+            .map(|e| (e.ip.clone(), e))
+            .collect();
         self.config = config;
+        let new: BTreeMap<String, VipEntry> = self
+            .local_view()
+            .into_iter()
+            .map(|e| (e.ip.clone(), e))
+            .collect();
+        // A configuration change of a VIP ends a manual move of it.
+        self.claims.retain(|ip, _| old.get(ip) == new.get(ip));
+        if self.canary_local_reload {
+            let v = NodeView {
+                node: self.id.node.clone(),
+                entries: new,
+                claims: self.claims.clone(),
+            };
+            let p = self.private.clone();
+            self.duravip.on_view(0, &p, v);
+        }
         self.announce();
+    }
+
+    fn hear(&mut self, sender: &str) {
+        if self.cluster_members.iter().any(|m| m == sender) {
+            self.heard.insert(sender.to_string());
+        }
+        if !self.synced && self.cluster_members.contains(&self.private) {
+            self.synced = self.cluster_members.iter().all(|m| self.heard.contains(m));
+        }
     }
 
     /// Handles one delivered bus event.
@@ -235,8 +307,28 @@ impl NodeCore {
         match ev {
             BusEvent::Membership { group, members } if group == self.id.cluster_group => {
                 let me_in = members.contains(&self.private);
+                let was_in = self.cluster_members.contains(&self.private);
+                let joined: Vec<String> = members
+                    .iter()
+                    .filter(|m| !self.cluster_members.contains(m))
+                    .cloned()
+                    .collect();
+                if me_in && !was_in {
+                    self.heard.clear();
+                    self.synced = false;
+                }
+                // The preferred node of a VIP rejoining ends a manual move of that VIP.
+                let joined_nodes: BTreeSet<&str> =
+                    joined.iter().filter_map(|p| p.rsplit('#').next()).collect();
+                let duravip = &self.duravip;
+                self.claims.retain(|ip, _| {
+                    !duravip
+                        .preference(ip)
+                        .is_some_and(|p| joined_nodes.contains(p.as_str()))
+                });
                 self.cluster_members = members.clone();
                 self.descs.retain(|p, _| members.contains(p));
+                self.heard.retain(|p| members.contains(p));
                 self.duravip.on_membership(now, &members);
                 if me_in {
                     // Tell (new) members who we are and what we manage.
@@ -245,6 +337,7 @@ impl NodeCore {
                     self.multicast(&g, &d);
                     self.announce();
                 }
+                self.hear("");
                 self.reconcile();
             }
             BusEvent::Membership { .. } => {}
@@ -275,27 +368,30 @@ impl NodeCore {
                     }
                     Msg::Describe(d) => {
                         if self.cluster_members.contains(&sender) {
-                            self.descs.insert(sender, d);
+                            self.descs.insert(sender.clone(), d);
                         }
-                    }
-                    Msg::View { node, entries } => {
-                        self.duravip.on_view(now, &sender, &node, &entries);
+                        self.hear(&sender);
                         self.reconcile();
                     }
-                    Msg::Move { vip, node } => {
-                        if !self.duravip.on_move(now, &vip, &node) {
-                            tracing::info!("duravip move of {vip} to {node} had no effect");
-                        }
+                    Msg::View {
+                        node,
+                        entries,
+                        claims,
+                    } => {
+                        let view = NodeView {
+                            node,
+                            entries: entries.into_iter().map(|e| (e.ip.clone(), e)).collect(),
+                            claims: claims.into_iter().collect(),
+                        };
+                        self.duravip.on_view(now, &sender, view);
+                        self.hear(&sender);
                         self.reconcile();
                     }
+                    Msg::Move { vip, node } => self.on_move(&vip, &node),
                     Msg::Response { .. } => {}
                 }
             }
-            BusEvent::Disconnected => {
-                self.cluster_members.clear();
-                self.duravip = Reducer::new();
-                self.reconcile();
-            }
+            BusEvent::Disconnected => self.reset(),
         }
     }
 
@@ -310,7 +406,29 @@ impl NodeCore {
         self.respond(to, output);
     }
 
+    /// A move delivered in the total order: the target claims the VIP above every claim seen,
+    /// a previous claimer drops its claim; both re-announce. The table changes when the
+    /// announcements are delivered, at the same point for every node.
+    fn on_move(&mut self, vip: &str, node: &str) {
+        let Some(ip) = self.duravip.resolve(vip) else {
+            return;
+        };
+        let mine = self.local_view().into_iter().find(|e| e.ip == ip);
+        if node == self.id.node {
+            if mine.as_ref().is_some_and(|e| e.follow.is_none()) {
+                let c = self.duravip.max_claim(&ip) + 1;
+                self.claims.insert(ip, c);
+                self.announce();
+            }
+        } else if self.claims.remove(&ip).is_some() {
+            self.announce();
+        }
+    }
+
     fn reconcile(&mut self) {
+        if !self.synced {
+            return; // not heard from every member yet: the table is incomplete
+        }
         let want: BTreeSet<String> = self
             .duravip
             .owners()
@@ -387,10 +505,20 @@ impl NodeCore {
             NodeCommand::ClusterNodename => self.id.node.clone(),
             NodeCommand::ClusterNodeaddr => self.id.address.clone(),
             NodeCommand::DuravipShow { tables } => {
-                if tables || xml {
+                let body = if tables || xml {
                     self.duravip.show_tables()
                 } else {
                     self.duravip.show(now)
+                };
+                if self.synced {
+                    body
+                } else {
+                    let waiting = self
+                        .cluster_members
+                        .iter()
+                        .filter(|m| !self.heard.contains(*m))
+                        .count();
+                    format!("(settling: waiting for views from {waiting} member(s))\n{body}")
                 }
             }
             NodeCommand::DuravipMove { vip, node } => self.request_move(&vip, &node),
@@ -436,6 +564,13 @@ impl NodeCore {
         }
         if state.owner.as_deref() == Some(node) {
             return format!("DuraVIP {ip} is already owned by {node}");
+        }
+        if let Some(f) = state
+            .participants
+            .iter()
+            .find_map(|(p, _)| self.duravip.entry(p, &ip).and_then(|e| e.follow.clone()))
+        {
+            return format!("DuraVIP {ip} follows '{f}'; move that instead");
         }
         let g = self.id.cluster_group.clone();
         self.multicast(

@@ -135,6 +135,8 @@ pub enum Msg {
         node: String,
         /// Its configured DuraVIPs.
         entries: Vec<VipEntry>,
+        /// VIPs this node holds by a manual move: IP and claim number (highest wins).
+        claims: Vec<(String, u64)>,
     },
     /// DuraVIP move.
     Move {
@@ -253,8 +255,17 @@ impl Msg {
                     put_str(&mut o, g);
                 }
             }
-            Self::View { node, entries } => {
+            Self::View {
+                node,
+                entries,
+                claims,
+            } => {
                 put_str(&mut o, node);
+                o.put_u32(u32::try_from(claims.len()).unwrap_or(0));
+                for (ip, n) in claims {
+                    put_str(&mut o, ip);
+                    o.put_u64(*n);
+                }
                 o.put_u32(u32::try_from(entries.len()).unwrap_or(0));
                 for e in entries {
                     put_str(&mut o, &e.ip);
@@ -332,6 +343,11 @@ impl Msg {
             }
             MT_VIEW => {
                 let node = get_str(b)?;
+                let nc = get_count(b, 12)?;
+                let mut claims = Vec::with_capacity(nc);
+                for _ in 0..nc {
+                    claims.push((get_str(b)?, get_u64(b)?));
+                }
                 let n = get_count(b, 17)?;
                 let mut entries = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -353,7 +369,11 @@ impl Msg {
                         follow,
                     });
                 }
-                Self::View { node, entries }
+                Self::View {
+                    node,
+                    entries,
+                    claims,
+                }
             }
             MT_MOVE => Self::Move {
                 vip: get_str(b)?,
@@ -442,6 +462,7 @@ mod tests {
                     preference: Some("n2".into()),
                     follow: None,
                 }],
+                claims: vec![("10.0.0.5".into(), 3)],
             },
             Msg::Move {
                 vip: "10.0.0.5".into(),

@@ -111,6 +111,19 @@ impl Sim {
         r.text
     }
 
+    /// Runs a line on the manager's console without delivering anything yet.
+    pub fn console_no_run(&mut self, line: &str) -> String {
+        let now = self.now;
+        let Some((m, c)) = self.manager.as_mut() else {
+            return "no manager".into();
+        };
+        let r = m.console(now, line);
+        while let Some(a) = m.poll() {
+            let _ = c.act_now(a);
+        }
+        r.text
+    }
+
     /// Runs a line on node `name`'s local console.
     pub fn node_console(&mut self, name: &str, line: &str) -> String {
         let now = self.now;
@@ -123,6 +136,25 @@ impl Sim {
         };
         self.run();
         text
+    }
+
+    /// Runs a line on node `name`'s local console, queueing its bus traffic without delivering.
+    pub fn node_console_no_run(&mut self, name: &str, line: &str) -> String {
+        let now = self.now;
+        let Some(n) = self.nodes.get_mut(name) else {
+            return format!("no node {name}");
+        };
+        let text = match n.core.execute(now, line) {
+            super::node::Exec::Text(t) => t,
+            super::node::Exec::Run(run) => run_blocking(&run),
+        };
+        Self::flush_node(n);
+        text
+    }
+
+    /// Delivers at most one pending event to the manager; true if it did anything.
+    pub fn step_manager_once(&mut self) -> bool {
+        self.step_manager()
     }
 
     /// Replaces node `name`'s configuration and announces it, without delivering anything.

@@ -57,12 +57,14 @@ pub enum Listener {
     Tcp(TcpListener),
 }
 
-/// Accepts connections until `shutdown` turns true.
+/// Accepts connections until `shutdown` turns true. Every task started here holds a clone
+/// of `alive`, so the owner can wait for the last reply to be written before exiting.
 pub async fn serve(
     listener: Listener,
     requests: mpsc::Sender<Request>,
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
+    alive: mpsc::Sender<()>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     loop {
@@ -78,7 +80,9 @@ pub async fn serve(
             Ok(conn) => {
                 let req = requests.clone();
                 let sd = shutdown.clone();
+                let alive = alive.clone();
                 tokio::spawn(async move {
+                    let _alive = alive;
                     match conn {
                         Conn::Unix(s) => connection(s, req, limits, sd).await,
                         Conn::Tcp(s) => connection(s, req, limits, sd).await,

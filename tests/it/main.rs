@@ -1,6 +1,15 @@
 //! Multi-process and golden-vector tests (one binary to keep link time down).
 
 mod client_golden;
+mod cluster_daemon;
+mod cluster_duravip;
+mod cluster_process;
+mod cluster_transcripts;
+mod config;
 mod data;
 mod fuzz_corpus;
+mod golden_client;
 mod harness;
+mod netns;
+mod spread_cli;
+mod wire_interop;

@@ -32,12 +32,25 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
+        let line = format!(
             "{}:{}:{}: {}",
             self.path, self.pos.line, self.pos.col, self.kind
-        )
+        );
+        f.write_str(&one_line(&line))
     }
+}
+
+/// Escapes control characters (a quoted value may hold a newline) so the text stays one line.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 impl std::error::Error for ConfigError {}
@@ -50,6 +63,9 @@ pub enum ConfigErrorKind {
     /// The file could not be read.
     #[error("cannot read configuration: {0}")]
     Io(String),
+    /// The file is larger than [`super::MAX_CONFIG_BYTES`].
+    #[error("configuration file larger than {0} bytes")]
+    TooLarge(u64),
     /// The file is not valid UTF-8.
     #[error("configuration is not valid UTF-8")]
     NotUtf8,
@@ -181,6 +197,7 @@ pub struct ConfigWarning {
 
 impl fmt::Display for ConfigWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.pos.line, self.pos.col, self.message)
+        let line = format!("{}:{}: {}", self.pos.line, self.pos.col, self.message);
+        f.write_str(&one_line(&line))
     }
 }

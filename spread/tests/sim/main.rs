@@ -149,6 +149,7 @@ fn evs_holds_under_faults() {
 
 #[test]
 #[ignore = "soak: MBUS_SOAK_CASES sets the case count"]
+#[allow(clippy::disallowed_methods)] // wall-clock time only for the soak report, never in the sim
 fn soak() {
     let n = cases("MBUS_SOAK_CASES", 1_000);
     #[allow(clippy::disallowed_methods)] // the soak reports its wall-clock duration

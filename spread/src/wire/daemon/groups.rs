@@ -335,3 +335,52 @@ impl GroupsBody {
         }
     }
 }
+
+/// Client-protocol service bit RELIABLE_MESS (all GROUPS messages but the last).
+const RELIABLE_MESS: u32 = 0x0000_0002;
+/// Client-protocol service bit AGREED_MESS (the last GROUPS message of a daemon).
+const AGREED_MESS: u32 = 0x0000_0010;
+/// Longest daemon name that fits before the synced-set size (5.0.1 allows 20 with NUL).
+pub const MAX_GROUPS_SENDER_NAME: usize = GROUP_NAME_LEN - 4 - 1;
+
+impl Message {
+    /// A GROUPS message of daemon `daemon_name` (§8): type GROUPS | RELIABLE, or | AGREED for
+    /// the daemon's `last` one; sender = the name NUL-padded with the synced-set size in its
+    /// last 4 bytes; no groups; `hint` = the marker only. Longer names are cut to
+    /// [`MAX_GROUPS_SENDER_NAME`] bytes.
+    pub fn groups(
+        daemon_name: &str,
+        synced_size: u32,
+        last: bool,
+        body: &GroupsBody,
+        endian: Endian,
+    ) -> Self {
+        let mut sender = [0u8; GROUP_NAME_LEN];
+        for (d, s) in sender
+            .iter_mut()
+            .zip(daemon_name.as_bytes().iter().take(MAX_GROUPS_SENDER_NAME))
+        {
+            *d = *s;
+        }
+        let mut bytes = Vec::with_capacity(body.encoded_len());
+        body.encode(&mut bytes, endian);
+        let hint = match endian {
+            Endian::Little => super::ENDIAN_MARKER.to_le_bytes(),
+            Endian::Big => [0; 4],
+        };
+        let mut header = MessageHeader {
+            endian,
+            kind: GROUPS_MESS | if last { AGREED_MESS } else { RELIABLE_MESS },
+            sender,
+            num_groups: 0,
+            hint,
+            data_len: i32::try_from(bytes.len()).unwrap_or(i32::MAX),
+        };
+        header.set_groups_synced_size(synced_size);
+        Self {
+            header,
+            groups: Vec::new(),
+            body: Bytes::from(bytes),
+        }
+    }
+}

@@ -247,6 +247,90 @@ impl TokenHeader {
     }
 }
 
+/// Names of the type bits, in the order the capture decodes print them.
+const TYPE_NAMES: [(u32, &str); 16] = [
+    (TypeBits::UNRELIABLE, "UNRELIABLE"),
+    (TypeBits::RELIABLE, "RELIABLE"),
+    (TypeBits::FIFO, "FIFO"),
+    (TypeBits::AGREED, "AGREED"),
+    (TypeBits::SAFE, "SAFE"),
+    (TypeBits::ROUTED, "ROUTED"),
+    (TypeBits::HURRY, "HURRY"),
+    (TypeBits::ALIVE, "ALIVE"),
+    (TypeBits::JOIN, "JOIN"),
+    (TypeBits::REFER, "REFER"),
+    (TypeBits::FORM1, "FORM1"),
+    (TypeBits::FORM2, "FORM2"),
+    (TypeBits::STATUS, "STATUS"),
+    (TypeBits::PARTITION, "PARTITION"),
+    (TypeBits::FC, "FC"),
+    (TypeBits::RELOAD, "RELOAD"),
+];
+
+impl core::fmt::Display for TypeBits {
+    /// `AGREED|ROUTED`, `JOIN`, `FORM2`, `arq=3|retrans=1`, `TOKEN` (a bare regular token).
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut parts: Vec<String> = TYPE_NAMES
+            .iter()
+            .filter(|(bit, _)| self.0 & bit != 0)
+            .map(|(_, n)| (*n).to_string())
+            .collect();
+        if self.arq() != 0 {
+            parts.push(format!("arq={}", self.arq()));
+        }
+        if self.retrans() != 0 {
+            parts.push(format!("retrans={}", self.retrans()));
+        }
+        if parts.is_empty() {
+            parts.push("TOKEN".to_string());
+        }
+        f.write_str(&parts.join("|"))
+    }
+}
+
+impl core::fmt::Display for PacketHeader {
+    /// The capture decode format: `type=0x… trans=… proc_id=… memb=(…,…) seq=… round=… hash=…
+    /// data_len=… pad=… frag=(…,…)`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "type={:#010x} trans={} proc_id={} memb={} seq={} round={} hash={:08x} data_len={} pad={} frag=({},{})",
+            self.kind.0,
+            self.transmiter_id,
+            self.proc_id,
+            self.memb_id,
+            self.seq,
+            self.token_round,
+            self.conf_hash,
+            self.data_len,
+            self.padding,
+            self.first_frag.index,
+            self.first_frag.len
+        )
+    }
+}
+
+impl core::fmt::Display for TokenHeader {
+    /// The capture decode format: `type=0x… trans=… proc_id=… memb=(…,…) seq=… aru=…
+    /// aru_last_id=… fcc=… rtr_len=… hash=…`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "type={:#010x} trans={} proc_id={} memb={} seq={} aru={} aru_last_id={} fcc={} rtr_len={} hash={:08x}",
+            self.kind.0,
+            self.transmiter_id,
+            self.proc_id,
+            self.memb_id,
+            self.seq,
+            self.aru,
+            self.aru_last_id,
+            self.flow_control,
+            self.rtr_len,
+            self.conf_hash
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -243,3 +243,60 @@ impl Packet {
         }
     }
 }
+
+impl Packet {
+    /// STATUS request as spmonitor sends it: from `me` (a configured daemon's id, sent from
+    /// its address), the reply port in `seq`.
+    pub fn status_request(me: ProcId, conf_hash: u32, return_port: u16) -> Self {
+        let mut header = PacketHeader::new(TypeBits::STATUS, me, conf_hash);
+        header.seq = Seq(u32::from(return_port));
+        Self {
+            header,
+            body: PacketBody::Status(None),
+        }
+    }
+
+    /// STATUS reply of daemon `me`: 5.0.1 leaves `transmiter_id` and `conf_hash` at 0.
+    pub fn status_reply(me: ProcId, record: StatusRecord) -> Self {
+        let mut header = PacketHeader::new(TypeBits::STATUS, me, 0);
+        header.transmiter_id = ProcId::NONE;
+        Self {
+            header,
+            body: PacketBody::Status(Some(record)),
+        }
+    }
+}
+
+impl core::fmt::Display for Packet {
+    /// One line for tracing: `packet <type names> <header>` and a short body summary.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "packet {} {}", self.header.kind, self.header)?;
+        match &self.body {
+            PacketBody::Data(d) => write!(f, " | {} fragment(s)", d.fragments.len()),
+            PacketBody::Alive(a) => write!(
+                f,
+                " | members={:?}",
+                a.members
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            ),
+            PacketBody::Join(j) => write!(
+                f,
+                " | members={:?} reps={:?}",
+                j.members
+                    .members
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>(),
+                j.reps
+                    .iter()
+                    .map(|r| format!("{}/{}/seg{}", r.proc_id, r.rep_type.0, r.seg_index))
+                    .collect::<Vec<_>>()
+            ),
+            PacketBody::Status(Some(s)) => write!(f, " | status of {:08x}", s.my_id),
+            PacketBody::Other(b) => write!(f, " | {} unparsed bytes", b.len()),
+            _ => Ok(()),
+        }
+    }
+}

@@ -181,3 +181,79 @@ impl Token {
         v
     }
 }
+
+/// `aru` of the first regular token of a new ring (before the leader lowers it).
+pub const FIRST_TOKEN_ARU: Seq = Seq(0x7fff_ffff);
+
+impl Token {
+    /// The first regular token of ring `memb_id`, made by the last FORM2 receiver `me`:
+    /// seq 0, aru 0x7fffffff, aru_last_id −1, no requests (§5.3).
+    pub fn first_regular(me: ProcId, memb_id: MembId, conf_hash: u32) -> Self {
+        let mut header = TokenHeader::new(0, me, memb_id, conf_hash);
+        header.aru = FIRST_TOKEN_ARU;
+        header.aru_last_id = ProcId::ANY;
+        Self {
+            header,
+            body: TokenBody::Regular(Vec::new()),
+        }
+    }
+
+    /// A FORM1 token from `me` for form attempt `form_id` with `seq` = highest seq + 3333.
+    pub fn form1(me: ProcId, form_id: MembId, seq: Seq, conf_hash: u32, body: Form1Body) -> Self {
+        let mut header = TokenHeader::new(TypeBits::FORM1, me, form_id, conf_hash);
+        header.seq = seq;
+        Self {
+            header,
+            body: TokenBody::Form1(Box::new(body)),
+        }
+    }
+
+    /// A FORM2 token from `me` for form attempt `form_id`.
+    pub fn form2(me: ProcId, form_id: MembId, seq: Seq, conf_hash: u32, body: Form2Body) -> Self {
+        let mut header = TokenHeader::new(TypeBits::FORM2, me, form_id, conf_hash);
+        header.seq = seq;
+        Self {
+            header,
+            body: TokenBody::Form2(Box::new(body)),
+        }
+    }
+}
+
+impl core::fmt::Display for Token {
+    /// One line for tracing: `token <type> <header>` and a short body summary.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "token {} {}", self.header.kind, self.header)?;
+        match &self.body {
+            TokenBody::Regular(b) if b.is_empty() => Ok(()),
+            TokenBody::Regular(b) => {
+                for r in b {
+                    write!(
+                        f,
+                        " | rtr {} by {} seg {}: {:?}",
+                        r.memb_id,
+                        r.proc_id,
+                        r.seg_index,
+                        r.seqs.iter().map(|s| s.0).collect::<Vec<_>>()
+                    )?;
+                }
+                Ok(())
+            }
+            TokenBody::Form1(b) => write!(
+                f,
+                " | members={} pending={} reps={} rings={}",
+                b.members.members.len(),
+                b.members.pending.len(),
+                b.reps.reps.len(),
+                b.rings.len()
+            ),
+            TokenBody::Form2(b) => write!(
+                f,
+                " | members={} pending={} new_ring={} rings={}",
+                b.members.members.len(),
+                b.members.pending.len(),
+                b.new_ring_id,
+                b.rings.len()
+            ),
+        }
+    }
+}

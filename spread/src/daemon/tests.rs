@@ -1,0 +1,424 @@
+//! Unit tests of the daemon core: limits, timers, stats, hostile input.
+
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use proptest::prelude::*;
+
+use super::*;
+use crate::session::{AuthMethod, IpRule};
+use crate::wire::client::{encode_hello, Hello, Hint};
+
+const T0: Instant = Instant(1_000_000);
+
+struct Harness {
+    d: Daemon,
+    now: Instant,
+    /// Bytes and closes per session, not auto-drained.
+    sent: BTreeMap<SessionId, Vec<Bytes>>,
+    closed: BTreeSet<SessionId>,
+    auto_drain: bool,
+}
+
+impl Harness {
+    fn new(cfg: DaemonConfig) -> Self {
+        Self {
+            d: Daemon::new(cfg),
+            now: T0,
+            sent: BTreeMap::new(),
+            closed: BTreeSet::new(),
+            auto_drain: true,
+        }
+    }
+
+    fn default() -> Self {
+        Self::new(DaemonConfig::new("localhost", 1, 2))
+    }
+
+    fn pump(&mut self) {
+        while let Some(o) = self.d.poll_output() {
+            match o {
+                Output::Send { session, data } => {
+                    self.sent.entry(session).or_default().push(data);
+                    if self.auto_drain {
+                        self.d.handle(
+                            self.now,
+                            Input::Drained {
+                                session,
+                                messages: 1,
+                            },
+                        );
+                    }
+                }
+                Output::Close { session } => {
+                    self.closed.insert(session);
+                }
+            }
+        }
+    }
+
+    fn input(&mut self, i: Input) {
+        self.d.handle(self.now, i);
+        self.pump();
+    }
+
+    fn bytes(&mut self, id: u64, b: &[u8]) {
+        self.input(Input::Bytes {
+            session: SessionId(id),
+            data: Bytes::copy_from_slice(b),
+        });
+    }
+
+    fn connect(&mut self, id: u64, name: &str, membership: bool) {
+        self.input(Input::Connected {
+            session: SessionId(id),
+            peer: Peer::Tcp("127.0.0.1".parse().unwrap()),
+        });
+        let mut hello = Vec::new();
+        encode_hello(&Hello::new(name.as_bytes(), membership, false), &mut hello);
+        self.bytes(id, &hello);
+        let mut auth = b"NULL".to_vec();
+        auth.resize(90, 0);
+        self.bytes(id, &auth);
+    }
+
+    fn take(&mut self, id: u64) -> Vec<Bytes> {
+        self.sent.remove(&SessionId(id)).unwrap_or_default()
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now = self.now + d;
+        self.d.handle_timeout(self.now);
+        self.pump();
+    }
+}
+
+fn request(service: ServiceType, sender: &str, groups: &[&str], body: &[u8]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    encode_header(
+        &MessageHeader {
+            service,
+            sender: GroupName::new(sender.as_bytes()),
+            num_groups: groups.len() as i32,
+            hint: Hint::new(0, ByteOrder::Little),
+            data_len: body.len() as i32,
+            order: ByteOrder::Little,
+        },
+        &mut out,
+    );
+    for g in groups {
+        GroupName::new(g.as_bytes()).encode(&mut out);
+    }
+    out.put_slice(body);
+    out.to_vec()
+}
+
+#[test]
+fn quota_counts_sessions_past_hello_and_is_configurable() {
+    let mut cfg = DaemonConfig::new("localhost", 1, 2);
+    cfg.max_sessions = 3;
+    let mut h = Harness::new(cfg);
+    for i in 0..3 {
+        h.connect(i, &format!("s{i}"), true);
+    }
+    assert_eq!(h.d.session_count(), 3);
+    h.input(Input::Connected {
+        session: SessionId(9),
+        peer: Peer::Unix,
+    });
+    assert_eq!(h.take(9), vec![Bytes::from_static(&[0xfd])]);
+    assert!(h.closed.contains(&SessionId(9)));
+    assert_eq!(h.d.stats().rejects[0], 1);
+    // A slot frees when a session goes.
+    h.input(Input::Closed {
+        session: SessionId(0),
+    });
+    h.connect(10, "again", true);
+    assert_eq!(h.d.session_count(), 3);
+}
+
+#[test]
+fn hello_timeout_is_one_second_and_silent() {
+    let mut h = Harness::default();
+    h.input(Input::Connected {
+        session: SessionId(1),
+        peer: Peer::Unix,
+    });
+    assert_eq!(h.d.poll_timeout(), Some(T0 + Duration::from_secs(1)));
+    h.advance(Duration::from_millis(999));
+    assert!(h.closed.is_empty());
+    h.advance(Duration::from_millis(1));
+    assert!(h.closed.contains(&SessionId(1)));
+    assert!(h.take(1).is_empty(), "nothing sent");
+    assert_eq!(h.d.stats().hello_timeouts, 1);
+    assert_eq!(h.d.poll_timeout(), None);
+}
+
+#[test]
+fn partial_auth_answer_times_out_with_reject_auth_but_split_answer_works() {
+    let mut h = Harness::default();
+    h.input(Input::Connected {
+        session: SessionId(1),
+        peer: Peer::Unix,
+    });
+    h.bytes(1, &[5, 0, 1, 1, 1, b'a']);
+    h.bytes(1, b"NU");
+    h.advance(Duration::from_millis(500));
+    let mut rest = b"LL".to_vec();
+    rest.resize(88, 0);
+    h.bytes(1, &rest);
+    assert!(h
+        .d
+        .sessions
+        .get(&SessionId(1))
+        .is_some_and(Session::is_open));
+    h.input(Input::Connected {
+        session: SessionId(2),
+        peer: Peer::Unix,
+    });
+    h.bytes(2, &[5, 0, 1, 1, 1, b'b']);
+    h.bytes(2, b"NU");
+    h.advance(Duration::from_secs(2));
+    assert_eq!(h.take(2).last().map(|b| b.to_vec()), Some(vec![0xf7]));
+    assert!(h.closed.contains(&SessionId(2)));
+}
+
+#[test]
+fn ip_auth_and_empty_method_list() {
+    let mut cfg = DaemonConfig::new("localhost", 1, 2);
+    cfg.auth = AuthConfig {
+        allowed: vec![AuthMethod::Ip],
+        required: vec![],
+        ip_rules: vec![IpRule::UNIX],
+    };
+    let mut h = Harness::new(cfg);
+    h.input(Input::Connected {
+        session: SessionId(1),
+        peer: Peer::Unix,
+    });
+    h.bytes(1, &[5, 0, 1, 1, 1, b'a']);
+    assert_eq!(&h.take(1)[0][..], b"\x03IP ");
+    let mut auth = b"IP".to_vec();
+    auth.resize(90, 0);
+    h.bytes(1, &auth);
+    assert_eq!(h.take(1)[0][0], 1, "accepted");
+    h.input(Input::Connected {
+        session: SessionId(2),
+        peer: Peer::Tcp("10.0.0.1".parse().unwrap()),
+    });
+    h.bytes(2, &[5, 0, 1, 1, 1, b'b']);
+    h.bytes(2, &auth);
+    assert_eq!(h.take(2).last().map(|b| b.to_vec()), Some(vec![0xf7]));
+    let mut cfg = DaemonConfig::new("localhost", 1, 2);
+    cfg.auth.allowed.clear();
+    let mut h = Harness::new(cfg);
+    h.input(Input::Connected {
+        session: SessionId(1),
+        peer: Peer::Unix,
+    });
+    h.bytes(1, &[5, 0, 1, 1, 1, b'a']);
+    let got: Vec<u8> = h.take(1).concat();
+    assert_eq!(got, vec![0x00, 0xf7]);
+    assert!(h.closed.contains(&SessionId(1)));
+}
+
+#[test]
+fn slow_reader_is_killed_and_others_keep_going() {
+    let mut cfg = DaemonConfig::new("localhost", 1, 2);
+    cfg.max_session_messages = 5;
+    let mut h = Harness::new(cfg);
+    h.connect(1, "fast", true);
+    h.connect(2, "slow", true);
+    h.connect(3, "snd", false);
+    for id in [1, 2] {
+        let me = if id == 1 {
+            "#fast#localhost"
+        } else {
+            "#slow#localhost"
+        };
+        h.bytes(id, &request(ServiceType::JOIN_MESS, me, &["g"], b""));
+    }
+    h.sent.clear();
+    h.auto_drain = false;
+    // fast drains everything it gets; slow never does.
+    for i in 0..10u8 {
+        h.bytes(
+            3,
+            &request(ServiceType::AGREED, "#snd#localhost", &["g"], &[i]),
+        );
+        let n = h.take(1).len();
+        h.input(Input::Drained {
+            session: SessionId(1),
+            messages: n,
+        });
+    }
+    assert!(h.closed.contains(&SessionId(2)), "slow reader killed");
+    assert!(!h.closed.contains(&SessionId(1)));
+    assert_eq!(h.d.stats().slow_reader_kills, 1);
+    assert_eq!(h.d.groups().members(&GroupName::new(b"g")).len(), 1);
+    // The slow one got exactly 5 (its quota) before the kill; fast got everything.
+    assert_eq!(h.take(2).len(), 5);
+    h.bytes(
+        3,
+        &request(ServiceType::AGREED, "#snd#localhost", &["g"], b"z"),
+    );
+    assert_eq!(h.take(1).len(), 1);
+}
+
+#[test]
+fn violations_are_counted_and_kill_only_the_offender() {
+    let mut h = Harness::default();
+    h.connect(1, "a", true);
+    h.connect(2, "b", true);
+    h.bytes(
+        1,
+        &request(ServiceType::JOIN_MESS, "#a#localhost", &["g"], b""),
+    );
+    h.bytes(
+        2,
+        &request(ServiceType::JOIN_MESS, "#b#localhost", &["g"], b""),
+    );
+    h.sent.clear();
+    h.bytes(
+        2,
+        &request(ServiceType::AGREED, "#a#localhost", &["g"], b"spoof"),
+    );
+    assert!(h.closed.contains(&SessionId(2)));
+    assert_eq!(h.d.stats().violations[Violation::Sender.index()], 1);
+    assert_eq!(h.d.stats().protocol_violations(), 1);
+    let got = h.take(1);
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        &got[0][..4],
+        &[0x80, 0x14, 0x00, 0x80],
+        "disconnect membership"
+    );
+    assert!(h.take(2).is_empty());
+    // Inputs for the dead session are ignored and counted.
+    h.bytes(2, b"more");
+    assert_eq!(h.d.stats().unknown_session_inputs, 1);
+}
+
+#[test]
+fn big_endian_sender_is_forwarded_little_endian_with_hint_untouched() {
+    let mut h = Harness::default();
+    h.connect(1, "le", true);
+    h.connect(2, "be", true);
+    h.bytes(
+        1,
+        &request(ServiceType::JOIN_MESS, "#le#localhost", &["g"], b""),
+    );
+    h.sent.clear();
+    let mut out = BytesMut::new();
+    encode_header(
+        &MessageHeader {
+            service: ServiceType::AGREED,
+            sender: GroupName::new(b"#be#localhost"),
+            num_groups: 1,
+            hint: Hint::new(0x1234, ByteOrder::Big),
+            data_len: 3,
+            order: ByteOrder::Big,
+        },
+        &mut out,
+    );
+    GroupName::new(b"g").encode(&mut out);
+    out.put_slice(b"abc");
+    h.bytes(2, &out);
+    let got = h.take(1);
+    assert_eq!(&got[0][..4], &[0x90, 0, 0, 0x80]);
+    assert_eq!(
+        &got[0][36..48],
+        &[1, 0, 0, 0, 0x00, 0x12, 0x34, 0x00, 3, 0, 0, 0]
+    );
+    assert_eq!(&got[0][48..], &out[48..]);
+}
+
+#[test]
+fn pipelined_requests_in_one_chunk_and_byte_by_byte() {
+    let mut h = Harness::default();
+    h.connect(1, "a", true);
+    let mut all = request(ServiceType::JOIN_MESS, "#a#localhost", &["g"], b"");
+    for i in 0..20u8 {
+        all.extend(request(ServiceType::FIFO, "#a#localhost", &["g"], &[i; 7]));
+    }
+    all.extend(request(
+        ServiceType::LEAVE_MESS,
+        "#a#localhost",
+        &["g"],
+        b"",
+    ));
+    h.take(1);
+    h.bytes(1, &all);
+    let one = h.take(1);
+    assert_eq!(one.len(), 22);
+    let mut h2 = Harness::default();
+    h2.connect(1, "a", true);
+    h2.take(1);
+    for b in &all {
+        h2.bytes(1, &[*b]);
+    }
+    assert_eq!(h2.take(1), one);
+}
+
+#[test]
+fn generated_names_are_unique() {
+    let mut h = Harness::default();
+    let mut names = BTreeSet::new();
+    for i in 0..200 {
+        h.connect(i, "", true);
+        let accept = h.take(i).pop().unwrap();
+        assert_eq!(accept[0], 1);
+        assert!(names.insert(accept[5..].to_vec()));
+    }
+    assert_eq!(h.d.session_count(), 200);
+}
+
+proptest! {
+    /// Any bytes from any session: no panic, the others stay served, and every killed session
+    /// is accounted for in the stats.
+    #[test]
+    fn hostile_bytes_never_panic(chunks in proptest::collection::vec(
+        (0u64..4, proptest::collection::vec(any::<u8>(), 0..200)), 0..30)) {
+        let mut h = Harness::default();
+        h.connect(100, "watch", true);
+        h.bytes(100, &request(ServiceType::JOIN_MESS, "#watch#localhost", &["g"], b""));
+        for id in 0..4 {
+            h.input(Input::Connected { session: SessionId(id), peer: Peer::Unix });
+        }
+        for (id, data) in chunks {
+            h.bytes(id, &data);
+            h.advance(Duration::from_millis(300));
+        }
+        prop_assert!(!h.closed.contains(&SessionId(100)));
+        h.sent.clear();
+        h.bytes(100, &request(ServiceType::SAFE, "#watch#localhost", &["g"], b"ok"));
+        prop_assert_eq!(h.take(100).len(), 1);
+    }
+
+    /// Random valid-looking requests after a proper handshake never panic either.
+    #[test]
+    fn hostile_requests_never_panic(reqs in proptest::collection::vec(
+        (any::<u32>(), 0i32..4, any::<[u8; 4]>(), 0usize..3), 0..20)) {
+        let mut h = Harness::default();
+        h.connect(1, "a", true);
+        for (t, ng, hint, body) in reqs {
+            let mut out = BytesMut::new();
+            encode_header(&MessageHeader {
+                service: ServiceType(t),
+                sender: GroupName::new(b"#a#localhost"),
+                num_groups: ng,
+                hint: Hint(hint),
+                data_len: body as i32,
+                order: ByteOrder::Little,
+            }, &mut out);
+            for i in 0..ng {
+                GroupName::new(format!("g{i}").as_bytes()).encode(&mut out);
+            }
+            out.put_bytes(0, body);
+            h.bytes(1, &out);
+        }
+        let killed = h.closed.contains(&SessionId(1));
+        prop_assert_eq!(killed, h.d.connection_count() == 0);
+        prop_assert!(h.d.stats().protocol_violations() <= 1);
+    }
+}

@@ -1,0 +1,144 @@
+//! `ec_console`: the console client of `eccmgr` and node agents.
+//!
+//! ```text
+//! ec_console [remoteaddr [command …]]
+//! ```
+//! `remoteaddr` is a socket path (default `/tmp/2025`), a bare port number (`/tmp/<n>`),
+//! `host:port` or `[ipv6]:port`. With command words, or with standard input not a terminal,
+//! runs in batch mode: prints each reply and exits (status 1 if the connection fails, 2 if a
+//! command was refused). Otherwise interactive: banner from `version`, prompt
+//! `HH:MM:SS <endpoint>> `, line editing and history, `quit` / `exit` / end of file to leave.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::time::Duration;
+
+use mbus::console::client::{ConsoleClient, Endpoint};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn is_error(reply: &str) -> bool {
+    reply.starts_with("Unknown command")
+        || reply.starts_with("usage:")
+        || reply.starts_with("Command line too long")
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args
+        .iter()
+        .any(|a| a == "--man" || a == "-h" || a == "--help")
+    {
+        println!("usage: ec_console [remoteaddr [command ...]]\n  remoteaddr: /path/to/socket (default /tmp/2025), port, host:port, [ipv6]:port");
+        return;
+    }
+    let endpoint_text = args.first().cloned().unwrap_or_default();
+    let endpoint = match Endpoint::parse(&endpoint_text) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("ec_console: {e}");
+            std::process::exit(1);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ec_console: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = rt.block_on(async {
+        let mut client = match ConsoleClient::connect(&endpoint, CONNECT_TIMEOUT).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("ec_console: cannot connect to {endpoint}: {e}");
+                return 1;
+            }
+        };
+        if args.len() > 1 {
+            return batch(&mut client, std::iter::once(args[1..].join(" "))).await;
+        }
+        if !std::io::stdin().is_terminal() {
+            let lines: Vec<String> = std::io::stdin()
+                .lock()
+                .lines()
+                .map_while(Result::ok)
+                .collect();
+            return batch(&mut client, lines.into_iter()).await;
+        }
+        interactive(&mut client, &endpoint).await
+    });
+    std::process::exit(code);
+}
+
+async fn batch(client: &mut ConsoleClient, lines: impl Iterator<Item = String>) -> i32 {
+    let mut code = 0;
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        let l = line.trim();
+        if l.is_empty() {
+            continue;
+        }
+        if l == "quit" || l == "exit" {
+            break;
+        }
+        match client.command(l).await {
+            Ok(reply) => {
+                if is_error(&reply) {
+                    code = 2;
+                }
+                if !reply.is_empty() {
+                    let _ = writeln!(out, "{reply}");
+                }
+            }
+            Err(e) => {
+                eprintln!("ec_console: connection lost: {e}");
+                return 1;
+            }
+        }
+    }
+    code
+}
+
+async fn interactive(client: &mut ConsoleClient, endpoint: &Endpoint) -> i32 {
+    match client.command("version").await {
+        Ok(b) => println!("{b}"),
+        Err(e) => {
+            eprintln!("ec_console: {e}");
+            return 1;
+        }
+    }
+    let mut editor = match rustyline::DefaultEditor::new() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("ec_console: cannot start line editing: {e}");
+            return 1;
+        }
+    };
+    loop {
+        let prompt = format!("{} {endpoint}> ", chrono::Local::now().format("%H:%M:%S"));
+        let line = match editor.readline(&prompt) {
+            Ok(l) => l,
+            Err(rustyline::error::ReadlineError::Interrupted) => continue,
+            Err(_) => return 0,
+        };
+        let l = line.trim();
+        if l.is_empty() {
+            continue;
+        }
+        let _ = editor.add_history_entry(l);
+        if l == "quit" || l == "exit" {
+            return 0;
+        }
+        match client.command(l).await {
+            Ok(reply) if reply.is_empty() => {}
+            Ok(reply) => println!("{reply}"),
+            Err(e) => {
+                eprintln!("ec_console: connection lost: {e}");
+                return 1;
+            }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! `mbus-node`: the cluster node agent. Joins `ec_console`, `ec_cluster` and
+//! `ec_sc_<subcluster>` with private name `ec0-<pid>`, answers console commands relayed by
+//! `eccmgr`, and runs DuraVIP.
+//!
+//! ```text
+//! mbus-node [-c node.conf] [-s daemon] [-n nodename] [-S subcluster] [-m mbus.conf]
+//!           [-l control-address]… [--plumb] [-v]…
+//! ```
+//! Configuration (ecelerity syntax): `cluster { nodename subcluster nodeaddr mbus_daemon
+//! cluster_group control_group Topology "cidr" { interface cidrmask } Command "prefix" {
+//! Program Args Timeout Max_Output } }`, `Binding`/`Listen` scopes with `Enable_Duravip`,
+//! `Duravip_Preference`, `Duravip_Follow`. Without `--plumb` DuraVIP plumbing is only logged.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use mbus::cluster::duravip::{IpCommandPlumber, LogPlumber, Plumber};
+use mbus::cluster::node::{NodeCore, NodeIdentity};
+use mbus::cluster::run::{bind_control, control_addresses, host_name};
+use mbus::cluster::shell::run_node;
+use mbus::cluster::spread_bus::SpreadBus;
+use mbus::cluster::subcluster::{short, Subclusters};
+use mbus::console::server::Limits;
+use mbus::ecconf::Config;
+
+#[derive(Debug, Default)]
+struct Args {
+    config: Option<PathBuf>,
+    daemon: Option<String>,
+    node: Option<String>,
+    subcluster: Option<String>,
+    mbus_conf: Option<PathBuf>,
+    listen: Vec<String>,
+    plumb: bool,
+    verbose: u8,
+}
+
+fn usage() -> ! {
+    eprintln!("usage: mbus-node [-c node.conf] [-s daemon] [-n nodename] [-S subcluster] [-m mbus.conf] [-l control-address]... [--plumb] [-v]...");
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut a = Args::default();
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| {
+            it.next().unwrap_or_else(|| {
+                eprintln!("mbus-node: {name} needs a value");
+                usage()
+            })
+        };
+        match arg.as_str() {
+            "-c" => a.config = Some(value("-c").into()),
+            "-s" => a.daemon = Some(value("-s")),
+            "-n" => a.node = Some(value("-n")),
+            "-S" => a.subcluster = Some(value("-S")),
+            "-m" => a.mbus_conf = Some(value("-m").into()),
+            "-l" => a.listen.push(value("-l")),
+            "--plumb" => a.plumb = true,
+            "-h" | "--help" => usage(),
+            v if v.starts_with("-v") && v[1..].chars().all(|c| c == 'v') => {
+                a.verbose = a
+                    .verbose
+                    .saturating_add(u8::try_from(v.len() - 1).unwrap_or(4));
+            }
+            other => {
+                eprintln!("mbus-node: unknown option {other}");
+                usage()
+            }
+        }
+    }
+    a
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = parse_args();
+    let level = ["warn", "info", "debug"]
+        .get(usize::from(args.verbose))
+        .copied()
+        .unwrap_or("trace");
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(p) => Config::load(p, &[]).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => Config::default(),
+    };
+    let cluster = config.root.child("cluster", None);
+    let opt = |name: &str| cluster.and_then(|c| c.get_str(name)).map(str::to_string);
+    let node = args
+        .node
+        .clone()
+        .or_else(|| opt("nodename"))
+        .or_else(|| std::env::var("EC_NODE_NAME").ok())
+        .unwrap_or_else(|| short(&host_name()).to_string());
+    let from_mbus = match &args.mbus_conf {
+        Some(p) => {
+            let s = Subclusters::from_mbus_conf(
+                &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+            );
+            s.of_host(&node).map(str::to_string)
+        }
+        None => None,
+    };
+    let own = args
+        .subcluster
+        .clone()
+        .or_else(|| opt("subcluster"))
+        .or_else(|| std::env::var("EC_SUB_CLUSTER").ok());
+    if let (Some(o), Some(m)) = (&own, &from_mbus) {
+        if o != m {
+            tracing::warn!(
+                "node {node}: own subcluster '{o}' differs from mbus.conf's '{m}'; using '{o}'"
+            );
+        }
+    }
+    let subcluster = own.or(from_mbus).unwrap_or_else(|| "default".into());
+    let mut id = NodeIdentity::new(&node, &subcluster);
+    if let Some(a) = opt("nodeaddr") {
+        id.address = a;
+    }
+    if let Some(g) = opt("cluster_group") {
+        id.cluster_group = g;
+    }
+    if let Some(g) = opt("control_group") {
+        id.control_group = g;
+    }
+    let daemon = args
+        .daemon
+        .clone()
+        .or_else(|| opt("mbus_daemon"))
+        .unwrap_or_else(|| "4803".into());
+    let mut addresses: Vec<(String, Option<u32>)> =
+        args.listen.iter().map(|l| (l.clone(), None)).collect();
+    if addresses.is_empty() && config.root.child("Control_Listener", None).is_some() {
+        addresses = control_addresses(&config, "/tmp/2025");
+    }
+    let mut listeners = Vec::new();
+    for (addr, mode) in &addresses {
+        listeners.push(
+            bind_control(addr, *mode)
+                .await
+                .with_context(|| format!("control listener {addr}"))?,
+        );
+    }
+    let plumber: Box<dyn Plumber> = if args.plumb {
+        Box::new(IpCommandPlumber)
+    } else {
+        Box::new(LogPlumber::default())
+    };
+    let private = format!("ec0-{:05}", std::process::id() % 100_000);
+    tracing::info!("node {node} (subcluster {subcluster}) attaching to {daemon} as {private}");
+    let core = NodeCore::new(id, "", "", config, args.config.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+        }
+        let _ = stop_tx.send(true);
+    });
+    run_node(
+        core,
+        move || {
+            let (d, n) = (daemon.clone(), private.clone());
+            async move { SpreadBus::connect(&d, &n, Duration::from_secs(5)).await }
+        },
+        listeners,
+        Limits::default(),
+        plumber,
+        stop_rx,
+    )
+    .await;
+    for (addr, _) in addresses.iter().filter(|(a, _)| a.starts_with('/')) {
+        let _ = std::fs::remove_file(addr);
+    }
+    Ok(())
+}

@@ -1,0 +1,311 @@
+//! tokio shells around the manager and node cores: one task owns the core, selects over the
+//! control-socket requests and the bus, carries out the core's outputs after every input, and
+//! reconnects to the bus (with back-off) when the daemon goes away.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::bus::{Bus, BusError, BusEvent};
+use super::duravip::Plumber;
+use super::exec::run_blocking;
+use super::manager::ManagerCore;
+use super::node::{Exec, NodeCore, NodeOutput, ReplyTo};
+use crate::console::server::{serve, Limits, Listener, Reply, Request};
+
+/// Wall-clock seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Back-off between reconnect attempts: doubles from 200 ms to 5 s.
+#[derive(Debug, Clone, Copy)]
+struct Backoff(Duration);
+
+impl Backoff {
+    const MIN: Duration = Duration::from_millis(200);
+    const MAX: Duration = Duration::from_secs(5);
+    fn next(&mut self) -> Duration {
+        let d = self.0;
+        self.0 = (self.0 * 2).min(Self::MAX);
+        d
+    }
+}
+
+/// Running control listeners: requests in, a shutdown switch, and a way to wait for every
+/// connection task to finish writing.
+struct Listeners {
+    requests: mpsc::Receiver<Request>,
+    shutdown: watch::Sender<bool>,
+    alive: mpsc::Receiver<()>,
+}
+
+impl Listeners {
+    fn start(listeners: Vec<Listener>, limits: Limits) -> Self {
+        let (tx, requests) = mpsc::channel(64);
+        let (shutdown, sd_rx) = watch::channel(false);
+        let (alive_tx, alive) = mpsc::channel(1);
+        for l in listeners {
+            tokio::spawn(serve(
+                l,
+                tx.clone(),
+                limits,
+                sd_rx.clone(),
+                alive_tx.clone(),
+            ));
+        }
+        Self {
+            requests,
+            shutdown,
+            alive,
+        }
+    }
+
+    /// Stops accepting, lets open connections finish their last reply (bounded: 2 s).
+    async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        self.requests.close();
+        while let Ok(Some(req)) =
+            tokio::time::timeout(Duration::from_millis(10), self.requests.recv()).await
+        {
+            let _ = req.reply.send(Reply {
+                text: "Shutting down.".into(),
+                close: true,
+            });
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.alive.recv()).await;
+    }
+}
+
+fn persist(core: &mut ManagerCore, file: Option<&PathBuf>) {
+    if !core.cache_mut().take_dirty() {
+        return;
+    }
+    let Some(path) = file else { return };
+    let tmp = path.with_extension("tmp");
+    let text = core.cache_mut().encode();
+    if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)) {
+        tracing::warn!(
+            "cannot persist the control cache to {}: {e}",
+            path.display()
+        );
+    }
+}
+
+/// Runs the manager until `shutdown` is typed on a console (or every listener is gone).
+/// `connect` is called to (re)attach to the bus.
+pub async fn run_manager<B, C, F>(
+    mut core: ManagerCore,
+    mut connect: C,
+    listeners: Vec<Listener>,
+    limits: Limits,
+    cache_file: Option<PathBuf>,
+) where
+    B: Bus,
+    C: FnMut() -> F,
+    F: Future<Output = Result<B, BusError>>,
+{
+    if let Some(path) = &cache_file {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            match core.cache_mut().decode(now_secs(), &text) {
+                Ok(()) => tracing::info!(
+                    "loaded {} cached commands from {}",
+                    core.cache_mut().len(),
+                    path.display()
+                ),
+                Err(e) => tracing::warn!("ignoring {}: {e}", path.display()),
+            }
+        }
+    }
+    let mut ls = Listeners::start(listeners, limits);
+    let mut bus: Option<B> = None;
+    let mut backoff = Backoff(Backoff::MIN);
+    let mut retry_at = Instant::now();
+    let mut ever_connected = false;
+    loop {
+        let mut stop = false;
+        match bus.as_mut() {
+            None => {
+                tokio::select! {
+                    r = async { tokio::time::sleep_until(retry_at).await; connect().await } => match r {
+                        Ok(b) => {
+                            let (p, d) = (b.private_name().to_string(), b.daemon());
+                            if ever_connected {
+                                tracing::warn!("reconnected to daemon {d} as {p}");
+                            } else {
+                                tracing::info!("connected to daemon {d} as {p}");
+                            }
+                            ever_connected = true;
+                            core.connected(&p, &d);
+                            bus = Some(b);
+                            backoff = Backoff(Backoff::MIN);
+                        }
+                        Err(e) => {
+                            let wait = backoff.next();
+                            tracing::warn!("cannot attach to the bus: {e}; retrying in {wait:?}");
+                            retry_at = Instant::now() + wait;
+                        }
+                    },
+                    req = ls.requests.recv() => match req {
+                        Some(req) => stop = manager_request(&mut core, req),
+                        None => return,
+                    },
+                }
+            }
+            Some(b) => {
+                tokio::select! {
+                    ev = b.recv() => match ev {
+                        Some(BusEvent::Disconnected) | None => {
+                            tracing::warn!("lost the bus connection; reconnecting");
+                            core.on_bus(now_secs(), BusEvent::Disconnected);
+                            bus = None;
+                            retry_at = Instant::now();
+                        }
+                        Some(ev) => core.on_bus(now_secs(), ev),
+                    },
+                    req = ls.requests.recv() => match req {
+                        Some(req) => stop = manager_request(&mut core, req),
+                        None => return,
+                    },
+                }
+            }
+        }
+        while let Some(a) = core.poll() {
+            if let Some(b) = bus.as_mut() {
+                if let Err(e) = b.act(a).await {
+                    tracing::warn!("bus request failed: {e}");
+                }
+            }
+        }
+        persist(&mut core, cache_file.as_ref());
+        if stop {
+            ls.stop().await;
+            // Leave the groups cleanly by dropping the connection after the last replies.
+            drop(bus);
+            return;
+        }
+    }
+}
+
+fn manager_request(core: &mut ManagerCore, req: Request) -> bool {
+    let r = core.console(now_secs(), &req.line);
+    let stop = r.shutdown;
+    let _ = req.reply.send(Reply::from(r));
+    stop
+}
+
+/// Runs a node agent until its listeners are gone and `stop` fires.
+pub async fn run_node<B, C, F>(
+    mut core: NodeCore,
+    mut connect: C,
+    listeners: Vec<Listener>,
+    limits: Limits,
+    mut plumber: Box<dyn Plumber>,
+    mut stop: watch::Receiver<bool>,
+) where
+    B: Bus,
+    C: FnMut() -> F,
+    F: Future<Output = Result<B, BusError>>,
+{
+    let mut ls = Listeners::start(listeners, limits);
+    let (done_tx, mut done_rx) = mpsc::channel::<(ReplyTo, String)>(64);
+    let mut bus: Option<B> = None;
+    let mut backoff = Backoff(Backoff::MIN);
+    let mut retry_at = Instant::now();
+    loop {
+        match bus.as_mut() {
+            None => {
+                tokio::select! {
+                    r = async { tokio::time::sleep_until(retry_at).await; connect().await } => match r {
+                        Ok(b) => {
+                            let (p, d) = (b.private_name().to_string(), b.daemon());
+                            tracing::info!("attached to daemon {d} as {p}");
+                            core.reconnected(&p, &d);
+                            bus = Some(b);
+                            backoff = Backoff(Backoff::MIN);
+                        }
+                        Err(e) => {
+                            let wait = backoff.next();
+                            tracing::warn!("cannot attach to the bus: {e}; retrying in {wait:?}");
+                            retry_at = Instant::now() + wait;
+                        }
+                    },
+                    Some(req) = ls.requests.recv() => node_request(&mut core, req),
+                    Some((to, out)) = done_rx.recv() => core.mapped_done(&to, &out),
+                    _ = stop.changed() => break,
+                }
+            }
+            Some(b) => {
+                tokio::select! {
+                    ev = b.recv() => match ev {
+                        Some(BusEvent::Disconnected) | None => {
+                            tracing::warn!("lost the bus connection; reconnecting");
+                            core.on_bus(now_secs(), BusEvent::Disconnected);
+                            bus = None;
+                            retry_at = Instant::now();
+                        }
+                        Some(ev) => core.on_bus(now_secs(), ev),
+                    },
+                    Some(req) = ls.requests.recv() => node_request(&mut core, req),
+                    Some((to, out)) = done_rx.recv() => core.mapped_done(&to, &out),
+                    _ = stop.changed() => break,
+                }
+            }
+        }
+        while let Some(o) = core.poll() {
+            match o {
+                NodeOutput::Bus(a) => {
+                    if let Some(b) = bus.as_mut() {
+                        if let Err(e) = b.act(a).await {
+                            tracing::warn!("bus request failed: {e}");
+                        }
+                    }
+                }
+                NodeOutput::Run(to, run) => {
+                    let tx = done_tx.clone();
+                    tokio::spawn(async move {
+                        let out = tokio::task::spawn_blocking(move || run_blocking(&run))
+                            .await
+                            .unwrap_or_default();
+                        let _ = tx.send((to, out)).await;
+                    });
+                }
+                NodeOutput::Plumb {
+                    add,
+                    ip,
+                    prefix,
+                    iface,
+                } => {
+                    if add {
+                        plumber.add(&ip, prefix, &iface);
+                    } else {
+                        plumber.del(&ip, prefix, &iface);
+                    }
+                }
+            }
+        }
+    }
+    ls.stop().await;
+}
+
+fn node_request(core: &mut NodeCore, req: Request) {
+    match core.execute(now_secs(), &req.line) {
+        Exec::Text(text) => {
+            let _ = req.reply.send(Reply { text, close: false });
+        }
+        Exec::Run(run) => {
+            let reply: oneshot::Sender<Reply> = req.reply;
+            tokio::spawn(async move {
+                let text = tokio::task::spawn_blocking(move || run_blocking(&run))
+                    .await
+                    .unwrap_or_default();
+                let _ = reply.send(Reply { text, close: false });
+            });
+        }
+    }
+}
