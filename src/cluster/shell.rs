@@ -292,6 +292,19 @@ pub async fn run_node<B, C, F>(
             }
         }
     }
+    // Clean exit: release every DuraVIP this node holds.
+    core.on_bus(now_secs(), BusEvent::Disconnected);
+    while let Some(o) = core.poll() {
+        if let NodeOutput::Plumb {
+            add: false,
+            ip,
+            prefix,
+            iface,
+        } = o
+        {
+            plumber.del(&ip, prefix, &iface);
+        }
+    }
     ls.stop().await;
 }
 
