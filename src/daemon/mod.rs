@@ -5,6 +5,7 @@
 //! connections are closed at once (a client sees the connection end before any reply).
 
 mod bind;
+pub mod log_time;
 pub mod net;
 
 use std::future::Future;
