@@ -120,8 +120,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .or_else(|| config.root.get_str("Mbus_Conf").map(PathBuf::from))
         .or_else(|| Some(PathBuf::from(DEFAULT_MBUS_CONF)).filter(|p| p.exists()));
     let subclusters = match &mbus_conf {
-        Some(p) => Subclusters::from_mbus_conf(
+        Some(p) => Subclusters::load(
             &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+            &p.display().to_string(),
         ),
         None => Subclusters::default(),
     };
