@@ -3,6 +3,7 @@
 mod client_golden;
 mod cluster_daemon;
 mod cluster_duravip;
+mod cluster_netns;
 mod cluster_process;
 mod cluster_transcripts;
 mod config;
