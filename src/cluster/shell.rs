@@ -291,6 +291,10 @@ pub async fn run_node<B, C, F>(
                 }
             }
         }
+        if core.stop_requested() {
+            tracing::info!("shutdown requested on the console");
+            break;
+        }
     }
     // Clean exit: release every DuraVIP this node holds.
     core.on_bus(now_secs(), BusEvent::Disconnected);
