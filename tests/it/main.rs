@@ -7,6 +7,7 @@ mod client_membership;
 mod client_services;
 mod cluster_daemon;
 mod cluster_duravip;
+mod cluster_netns;
 mod cluster_process;
 mod cluster_transcripts;
 mod config;
