@@ -176,7 +176,7 @@ impl Engine {
                 self.tok.idle_rounds = 0;
             }
             self.arm(Timer::TokenHurry, now + self.cfg.hurry_timeout);
-            if self.state == State::Op && self.tok.idle_rounds > IDLE_ROUNDS_BEFORE_HOLD {
+            if self.state != State::Evs && self.tok.idle_rounds > IDLE_ROUNDS_BEFORE_HOLD {
                 self.tok.holding = true;
                 self.tok.last_tx = Some((succ, t));
                 return;

@@ -275,6 +275,8 @@ pub struct RingConfig {
     pub window: u16,
     /// PersonalWindow: packets per token visit.
     pub personal_window: u16,
+    /// Configuration hash carried in (and required of) every packet.
+    pub conf_hash: u32,
 }
 
 impl RingConfig {
@@ -291,6 +293,7 @@ impl RingConfig {
             lookup_timeout: Duration::from_millis(30_000),
             window: 160,
             personal_window: 20,
+            conf_hash: 0,
         }
     }
 }

@@ -153,6 +153,12 @@ pub struct Report {
     pub installs: u64,
     /// Faults applied.
     pub faults: usize,
+    /// Deliveries in a transitional configuration.
+    pub transitional: u64,
+    /// SAFE deliveries in a transitional configuration.
+    pub safe_transitional: u64,
+    /// Configuration changes delivered (all daemons).
+    pub configs: u64,
 }
 
 /// Why a run failed.
@@ -564,6 +570,9 @@ impl Sim {
                 .map(|e| e.stats().installs)
                 .sum(),
             faults: self.faults,
+            transitional: self.checker.transitional,
+            safe_transitional: self.checker.safe_transitional,
+            configs: self.checker.configs,
         }
     }
 }
