@@ -16,7 +16,7 @@
 //! daemon.
 
 mod handshake;
-mod network;
+mod ring;
 #[cfg(test)]
 mod tests;
 
@@ -34,7 +34,7 @@ use crate::wire::client::{
     encode_header, ByteOrder, Frame, GroupName, MessageHeader, RejectCode, ServiceType, HEADER_LEN,
     MAX_PROC_NAME,
 };
-pub use network::RingStats;
+pub use ring::RingStats;
 
 /// 5.0.1's `MAX_SESSIONS`: `(2000 - 5) / 2`.
 pub const DEFAULT_MAX_SESSIONS: usize = 997;
@@ -213,7 +213,7 @@ pub struct Daemon {
     delivery_seq: u64,
     stats: Stats,
     /// The ring ordering backend ([`Daemon::enable_ring`]); `None`: the local loop.
-    ring: Option<Box<network::RingSide>>,
+    ring: Option<Box<ring::RingSide>>,
 }
 
 impl Daemon {

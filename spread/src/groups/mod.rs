@@ -11,7 +11,7 @@
 //! [`Change`] values; [`message`] turns them into the bytes 5.0.1 sends.
 
 pub mod message;
-pub mod network;
+pub mod exchange;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -561,7 +561,7 @@ impl Daemon {
                     time: id.memb_id.time,
                     index: id.index,
                 };
-                self.groups.install(g, id, entries);
+                self.groups.install_view(g, id, entries);
             }
         }
         debug!(held = ex.held.len(), "group state exchange complete");

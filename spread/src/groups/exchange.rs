@@ -99,7 +99,7 @@ impl Groups {
 
     /// Installs `group` with `id` and `members` as given (a view learnt from the exchange that
     /// does not change).
-    pub fn install(&mut self, group: GroupName, id: GroupId, mut members: Vec<Entry>) {
+    pub fn install_view(&mut self, group: GroupName, id: GroupId, mut members: Vec<Entry>) {
         let key = group.key();
         members.sort_by_key(|e| e.member);
         members.dedup_by(|a, b| a.member == b.member);
