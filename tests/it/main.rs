@@ -9,6 +9,7 @@ mod config;
 mod data;
 mod fuzz_corpus;
 mod golden_client;
+mod golden_client_sock;
 mod harness;
 mod netns;
 mod spread_cli;

@@ -12,8 +12,11 @@
 
 pub mod message;
 pub mod exchange;
+pub mod network;
 
 use std::collections::{BTreeMap, BTreeSet};
+
+pub use network::{NetworkChange, ViewPart};
 
 use crate::session::SessionId;
 use crate::wire::client::{GroupId, GroupName};
