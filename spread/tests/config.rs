@@ -260,9 +260,11 @@ fn options(v6: bool) -> impl Strategy<Value = Options> {
             _ => Priority::Fatal,
         });
         let (w1, w2, w3) = b.5;
-        let (window, personal) = (w1.max(w2), w1.min(w2));
+        // Valid by construction whichever of the three are given (defaults 160 / 20 / 15).
+        let window = w1.max(w2).max(20);
+        let personal = w1.min(w2).min(160);
         let accel_on = b.6 .0;
-        let accel = w3.min(personal);
+        let accel = w3.min(personal).min(20);
         Options {
             debug_flags,
             event_priority: priority,
@@ -354,8 +356,14 @@ proptest! {
         let at = cut.index(text.len() + 1);
         let at = (0..=at).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
         let mutated = format!("{}{junk}{}", &text[..at], &text[at..]);
-        if let Err(e) = Config::parse(&mutated, "m.conf") {
-            prop_assert_eq!(e.to_string().lines().count(), 1);
+        match Config::parse(&mutated, "m.conf") {
+            Err(e) => prop_assert_eq!(e.to_string().lines().count(), 1),
+            // Whatever parses prints back to an equal configuration.
+            Ok(c) => {
+                let printed = c.to_string();
+                let back = Config::parse(&printed, "printed.conf");
+                prop_assert_eq!(back.as_ref().ok(), Some(&c), "input:\n{}\nprinted:\n{}", mutated, printed);
+            }
         }
     }
 }

@@ -108,8 +108,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or_else(|| short(&host_name()).to_string());
     let from_mbus = match &args.mbus_conf {
         Some(p) => {
-            let s = Subclusters::from_mbus_conf(
+            let s = Subclusters::load(
                 &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+                &p.display().to_string(),
             );
             s.of_host(&node).map(str::to_string)
         }

@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use mbus::daemon::{self, DaemonOptions};
-use spread::config::{Config, Parsed, Priority, MAX_HOST_NAME_LEN};
+use mbus::daemon::{self, log_time, DaemonOptions};
+use spread::config::{Config, Parsed, Priority, TimeStamp, MAX_HOST_NAME_LEN};
 use tracing::{info, warn};
 
 /// 5.0.1's usage text.
@@ -126,6 +126,8 @@ fn expand_log_path(p: &str) -> PathBuf {
 }
 
 fn init_tracing(config: &Config) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::EnvFilter;
     let level = match config.event_priority() {
         Priority::Debug => "debug",
@@ -134,11 +136,7 @@ fn init_tracing(config: &Config) -> anyhow::Result<()> {
         _ => "error",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    let timed = config.options.event_timestamp.is_some();
-    match &config.options.event_log_file {
+    let (writer, ansi) = match &config.options.event_log_file {
         Some(p) => {
             let path = expand_log_path(p);
             let file = std::fs::OpenOptions::new()
@@ -146,25 +144,33 @@ fn init_tracing(config: &Config) -> anyhow::Result<()> {
                 .append(true)
                 .open(&path)
                 .with_context(|| format!("cannot open EventLogFile {}", path.display()))?;
-            let b = builder
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file));
-            if timed {
-                b.init();
-            } else {
-                b.without_time().init();
-            }
+            (BoxMakeWriter::new(std::sync::Mutex::new(file)), false)
         }
-        None => {
-            use std::io::IsTerminal as _;
-            let ansi = std::io::stdout().is_terminal();
-            let b = builder.with_ansi(ansi).with_writer(std::io::stdout);
-            if timed {
-                b.init();
-            } else {
-                b.without_time().init();
-            }
-        }
+        None => (
+            BoxMakeWriter::new(std::io::stdout),
+            std::io::stdout().is_terminal(),
+        ),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(ansi)
+        .with_writer(writer);
+    // 5.0.1: no time stamps unless EventTimeStamp or EventPreciseTimeStamp is given.
+    let o = &config.options;
+    if o.event_timestamp.is_none() && !o.event_precise_timestamp {
+        builder.without_time().init();
+    } else {
+        let format = match &o.event_timestamp {
+            Some(TimeStamp::Format(f)) => f.clone(),
+            _ => log_time::DEFAULT_FORMAT.to_owned(),
+        };
+        builder
+            .with_timer(log_time::SpreadTime {
+                format,
+                precise: o.event_precise_timestamp,
+            })
+            .init();
     }
     Ok(())
 }

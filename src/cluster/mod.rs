@@ -28,15 +28,15 @@
 //! connection in delivery order (§6.5). Every multicast is AGREED. A reloaded configuration or
 //! a move is never applied locally: it is announced and takes effect when delivered.
 //!
-//! # Embedded ring (design)
+//! # Embedded ring
 //!
-//! `eccmgr` is written against [`bus::Bus`]; attaching without a separate daemon needs only
-//! another implementation: start the sans-I/O daemon of the `spread` crate inside the process
-//! (its tokio shell in `mbus::daemon`), and connect with `Mailbox::connect_stream` over the
-//! in-process byte stream it hands out — [`spread_bus::SpreadBus`] then works unchanged. The
-//! configuration switch is `Embedded_Ring = true` (with `Mbus_Conf` naming the ring's
-//! `mbus.conf`); until the daemon offers an embedding API, `eccmgr` refuses that setting with
-//! a one-line error.
+//! `eccmgr` is written against [`bus::Bus`], so running without a separate daemon needs no
+//! other code path: with `Embedded_Ring = true` (and `Mbus_Conf` naming the ring's
+//! `mbus.conf`, `Embedded_Name` this host's entry if it cannot be found by address) `eccmgr`
+//! starts the daemon shell of [`crate::daemon`] inside its own process and attaches to it
+//! like any client; node agents on other hosts join the same ring through their own daemons.
+//! (It becomes useful once that daemon serves client sessions; until then `eccmgr` logs that
+//! it cannot attach and keeps retrying.)
 
 pub mod bus;
 pub mod cache;

@@ -151,6 +151,8 @@ pub struct NodeCore {
     synced: bool,
     /// When this node (last) joined the cluster group, seconds.
     joined_at: u64,
+    /// `shutdown` was executed: the shell stops after sending the reply.
+    stop: bool,
     /// Canary: apply a reloaded view locally at once, bypassing the total order (the seed's bug).
     canary_local_reload: bool,
 }
@@ -181,6 +183,7 @@ impl NodeCore {
             synced: false,
             canary_local_reload: false,
             joined_at: 0,
+            stop: false,
         }
     }
 
@@ -224,6 +227,11 @@ impl NodeCore {
     #[doc(hidden)]
     pub fn set_canary_local_reload(&mut self, on: bool) {
         self.canary_local_reload = on;
+    }
+
+    /// True once `shutdown` has been executed.
+    pub fn stop_requested(&self) -> bool {
+        self.stop
     }
 
     /// True once this node has heard every cluster-group member since it joined.
@@ -510,6 +518,10 @@ impl NodeCore {
         let text = match parsed.command {
             NodeCommand::Empty => String::new(),
             NodeCommand::Version => banner("ecelerity"),
+            NodeCommand::Shutdown => {
+                self.stop = true;
+                "Shutting down.".into()
+            }
             NodeCommand::Help(_) | NodeCommand::ClusterHelp => NODE_HELP.to_string(),
             NodeCommand::Config(c) if c.sub == "reload" => {
                 let path = if c.args.trim().is_empty() {

@@ -282,6 +282,14 @@ fn event_log_file_receives_the_log() {
     let log =
         std::fs::read_to_string(dir.path().join(format!("daemon-{}.log", host.trim()))).unwrap();
     assert!(log.contains("using configuration file log.conf"), "{log}");
+    // EventTimeStamp: 5.0.1's default format `%m/%d/%y %H:%M:%S` starts every line.
+    let first = log.lines().next().unwrap_or_default();
+    let shape: String = first
+        .chars()
+        .take(18)
+        .map(|c| if c.is_ascii_digit() { '9' } else { c })
+        .collect();
+    assert_eq!(shape, "99/99/99 99:99:99 ", "{first}");
 }
 
 #[test]

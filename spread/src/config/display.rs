@@ -161,11 +161,34 @@ impl Config {
         Ok(())
     }
 
+    /// Prints the comments of segment-less subclusters listed before table index `upto`
+    /// (keeps the table order of first appearance).
+    fn fmt_empty_subclusters(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        done: &mut [bool],
+        upto: usize,
+    ) -> fmt::Result {
+        for (sc, d) in self.subclusters.iter().zip(done.iter_mut()).take(upto) {
+            if let (true, false, Some(m)) = (sc.segments.is_empty(), *d, &sc.manager) {
+                writeln!(f, "\n# Subcluster: {} => {m}", sc.name)?;
+            }
+            *d = true;
+        }
+        Ok(())
+    }
+
     fn fmt_segments(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut current: Option<&str> = None;
+        let mut done = vec![false; self.subclusters.len()];
         for (i, seg) in self.segments.iter().enumerate() {
-            if let Some(sc) = self.subcluster_of_segment(i) {
+            let k = self
+                .subclusters
+                .iter()
+                .position(|s| s.segments.contains(&i));
+            if let Some(sc) = k.and_then(|k| self.subclusters.get(k)) {
                 if let (Some(m), false) = (&sc.manager, current == Some(sc.name.as_str())) {
+                    self.fmt_empty_subclusters(f, &mut done, k.unwrap_or(0))?;
                     writeln!(f, "\n# Subcluster: {} => {m}", sc.name)?;
                 }
                 current = Some(sc.name.as_str());
@@ -211,12 +234,7 @@ impl Config {
             }
             writeln!(f, "}}")?;
         }
-        for sc in self.subclusters.iter().filter(|s| s.segments.is_empty()) {
-            if let Some(m) = &sc.manager {
-                writeln!(f, "# Subcluster: {} => {m}", sc.name)?;
-            }
-        }
-        Ok(())
+        self.fmt_empty_subclusters(f, &mut done, self.subclusters.len())
     }
 }
 

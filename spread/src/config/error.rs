@@ -63,6 +63,9 @@ pub enum ConfigErrorKind {
     /// The file could not be read.
     #[error("cannot read configuration: {0}")]
     Io(String),
+    /// The file is larger than [`super::MAX_CONFIG_BYTES`].
+    #[error("configuration file larger than {0} bytes")]
+    TooLarge(u64),
     /// The file is not valid UTF-8.
     #[error("configuration is not valid UTF-8")]
     NotUtf8,

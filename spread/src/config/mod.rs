@@ -85,6 +85,9 @@ pub const ACCESS_CONTROL_POLICIES: &[&str] = &["PERMIT"];
 /// Authentication methods 5.0.1 knows (`PWORD` only when built with it).
 pub const AUTH_METHODS: &[&str] = &["NULL", "IP", "PWORD"];
 
+/// Largest configuration file [`Config::load`] reads.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 /// The embedded default used when no file is found: one daemon `localhost` on 127.0.0.1,
 /// port 4803.
 pub const EMBEDDED_DEFAULT: &str = "Spread_Segment 127.0.0.255:4803 {\n\tlocalhost 127.0.0.1\n}\n";
@@ -391,11 +394,25 @@ impl Config {
         resolver: Resolver<'_>,
     ) -> Result<Parsed, ConfigError> {
         let shown = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| ConfigError {
+        let io_err = |e: std::io::Error| ConfigError {
             path: shown.clone(),
             pos: Pos::START,
             kind: ConfigErrorKind::Io(e.to_string()),
-        })?;
+        };
+        let mut bytes = Vec::new();
+        let file = std::fs::File::open(path).map_err(io_err)?;
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, MAX_CONFIG_BYTES + 1),
+            &mut bytes,
+        )
+        .map_err(io_err)?;
+        if bytes.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(ConfigError {
+                path: shown,
+                pos: Pos::START,
+                kind: ConfigErrorKind::TooLarge(MAX_CONFIG_BYTES),
+            });
+        }
         let text = match String::from_utf8(bytes) {
             Ok(t) => t,
             Err(e) => {
@@ -618,6 +635,27 @@ impl Host {
             }]
         } else {
             self.interfaces.clone()
+        }
+    }
+}
+
+/// Fuzz entry (feature `fuzzing`; for a `config_text` target): arbitrary bytes as
+/// configuration text. Panics if an error is not one line, or if a configuration that parses
+/// does not print and parse back to itself.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn fuzz_text(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match Config::parse(text, "fuzz.conf") {
+        Err(e) => assert_eq!(e.to_string().lines().count(), 1, "{e}"),
+        Ok(c) => {
+            let printed = c.to_string();
+            match Config::parse(&printed, "printed.conf") {
+                Ok(back) => assert_eq!(back, c, "printed:\n{printed}"),
+                Err(e) => panic!("printed configuration does not parse: {e}\n{printed}"),
+            }
         }
     }
 }

@@ -228,6 +228,21 @@ fn subcluster_comments() {
 }
 
 #[test]
+fn subclusters_without_segments_keep_their_place() {
+    let c = parse(
+        "# Subcluster: a => m1\n# Subcluster: b => m2\n\
+         Spread_Segment 10.0.0.255:4803 { h1 10.0.0.1 }\n\
+         # Subcluster: c => m3\n# Subcluster: b => m2\n\
+         Spread_Segment 10.0.1.255:4803 { h2 10.0.1.1 }\n# Subcluster: d => m4\n",
+    );
+    let names: Vec<&str> = c.subclusters.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c", "d"]);
+    assert_eq!(c.subclusters[1].segments, vec![0, 1]);
+    assert!(c.subclusters[0].segments.is_empty());
+    assert_eq!(parse(&c.to_string()), c);
+}
+
+#[test]
 fn repeated_option_warns_and_last_wins() {
     let text = format!("Window = 100\nWindow = 200\nWindow = 200\n{THREE}");
     let p = Config::parse_full(&text, "t", &mut |_| Vec::new()).unwrap();
@@ -340,4 +355,9 @@ fn load_reports_io_and_utf8_errors() {
         .to_string()
         .starts_with("/nonexistent/spread.conf:1:1: cannot read configuration: "));
     assert_eq!(e.to_string().lines().count(), 1);
+    let e = Config::load(std::path::Path::new("/dev/zero")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "/dev/zero:1:1: configuration file larger than 1048576 bytes"
+    );
 }
