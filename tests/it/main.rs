@@ -12,5 +12,6 @@ mod golden_client;
 mod golden_client_sock;
 mod harness;
 mod netns;
+mod ring;
 mod spread_cli;
 mod wire_interop;
