@@ -289,12 +289,20 @@ pub enum Client {
     Unix(tokio::net::UnixStream),
 }
 
-/// Hands a new client connection to the core (TCP: `TCP_NODELAY` and `SO_KEEPALIVE`, as 5.0.1).
+/// Send and receive buffer size asked for on client TCP sockets.
+const SESSION_SOCKET_BUFFER: usize = 200 * 1024;
+
+/// Hands a new client connection to the core (TCP: `TCP_NODELAY`, `SO_KEEPALIVE` and larger
+/// buffers, as 5.0.1).
 async fn on_client(core: &CoreHandle, client: Client, peer: Peer) {
     let r = match client {
         Client::Tcp(stream) => {
             let _ = stream.set_nodelay(true);
-            let _ = socket2::SockRef::from(&stream).set_keepalive(true);
+            let sock = socket2::SockRef::from(&stream);
+            let _ = sock.set_keepalive(true);
+            // 5.0.1 raises both buffers step by step up to about 200 KB.
+            let _ = sock.set_send_buffer_size(SESSION_SOCKET_BUFFER);
+            let _ = sock.set_recv_buffer_size(SESSION_SOCKET_BUFFER);
             core.accept(stream, peer).await
         }
         Client::Unix(stream) => core.accept(stream, peer).await,

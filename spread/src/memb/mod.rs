@@ -546,6 +546,7 @@ impl Engine {
         self.tok.my_last_sent = 0;
         self.tok.idle_rounds = 0;
         self.tok.round = 0;
+        self.tok.prev_sent_seq = 0;
         if self.is_leader() {
             self.arm(Timer::Lookup, now + self.cfg.lookup_timeout);
         }

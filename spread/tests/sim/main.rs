@@ -91,12 +91,14 @@ fn scenario_of(shape: Shape) -> impl Strategy<Value = Scenario> {
     (
         2u8..=shape.nodes_max,
         any::<u64>(),
+        any::<bool>(),
         proptest::collection::vec(step, 0..shape.faults_max),
         proptest::collection::vec(work, 0..shape.work_max),
     )
-        .prop_map(|(nodes, seed, faults, work)| Scenario {
+        .prop_map(|(nodes, seed, accelerated, faults, work)| Scenario {
             nodes,
             seed,
+            accelerated,
             faults,
             work,
         })
@@ -193,6 +195,7 @@ fn canary_scenario() -> Scenario {
     Scenario {
         nodes: 3,
         seed: 11,
+        accelerated: false,
         faults: vec![],
         work: (0..12)
             .map(|k| Work {
