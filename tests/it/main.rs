@@ -11,5 +11,6 @@ mod fuzz_corpus;
 mod golden_client;
 mod harness;
 mod netns;
+mod ring_interop;
 mod spread_cli;
 mod wire_interop;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::records;
-use crate::ring::packet;
+use crate::ring::{codec, packet};
 use crate::ring::{
     ConfigKind, DaemonId, Dest, Engine, Input, Output, Port, RingConfig, RingId, Service,
     MAX_MESSAGE, MAX_OUTPUTS, MAX_SEND_QUEUE, MAX_SEQ_GAP,
@@ -30,19 +30,22 @@ const MAX_TIMER_ROUNDS: usize = 64;
 /// Largest single time advance (ms).
 const MAX_ADVANCE_MS: u64 = 60_000;
 
-/// The ring engine's own packet codec (input: one datagram). Checks: decode → encode with the
-/// same transmitter gives exactly the input, and decodes to the same packet.
+/// The ring engine's packet codec (`crate::ring::codec`, 5.0.1 layouts; input: one datagram,
+/// tried as a data-port and as a token-port datagram with the captures' configuration hash).
+/// Checks: decode → encode → decode gives the same packet.
 pub fn ring_packet(data: &[u8]) {
-    let Ok((tx, p)) = packet::decode(Bytes::copy_from_slice(data)) else {
-        return;
-    };
-    let enc = packet::encode(tx, &p);
-    assert_eq!(
-        &enc[..],
-        data,
-        "ring packet does not re-encode to its bytes"
-    );
-    assert_eq!(packet::decode(enc), Ok((tx, p)));
+    const HASH: u32 = 0x9f2a_d697;
+    for token in [false, true] {
+        let Ok((tx, p)) = codec::decode(HASH, token, data) else {
+            continue;
+        };
+        let enc = codec::encode(tx, HASH, &p);
+        assert_eq!(
+            codec::decode(HASH, token, &enc),
+            Ok((tx, p)),
+            "ring packet does not survive decode -> encode -> decode"
+        );
+    }
 }
 
 /// One datagram on the simulated network.
