@@ -129,49 +129,73 @@ fn trace(dir: &str, hash: u32, port: Port, bytes: &[u8]) {
     println!("{dir} {port:?} {} {s}", bytes.len());
 }
 
-#[test]
-fn real_daemon_and_our_engine_form_one_ring() {
+/// Runs real 5.0.1 daemons on nodes `0..reals` (started `delay` before ours) and our engine
+/// on the last node for `secs`; returns the engine's output lines, or None when skipped.
+fn lab_run(names: &[&str], reals: usize, delay: Duration, secs: u64) -> Option<(String, String)> {
     let Some(bin) = std::env::var_os(ENV) else {
         eprintln!("ring interop skipped: set {ENV}=/path/to/spread-5.0.1/sbin/spread");
-        return;
+        return None;
     };
-    let Some(mut lab) = NetLab::new(&[2]) else {
-        return;
-    };
+    let mut lab = NetLab::new(&[names.len()])?;
     let extra = "RuntimeDir = /tmp/rt\nDaemonUser = nobody\nDaemonGroup = nogroup\n\
                  DebugFlags = { PRINT EXIT MEMBERSHIP }\n";
-    let conf = lab.spread_conf(&["d1", "d2"], 4803, extra);
-    std::fs::write(lab.nodes[1].tmp.join("spread.conf"), &conf).unwrap();
-    lab.start_daemon(0, bin.to_str().unwrap(), "d1", &conf)
-        .unwrap();
+    let conf = lab.spread_conf(names, 4803, extra);
+    let ours = names.len() - 1;
+    std::fs::write(lab.nodes[ours].tmp.join("spread.conf"), &conf).unwrap();
+    for (i, name) in names.iter().enumerate().take(reals) {
+        lab.start_daemon(i, bin.to_str().unwrap(), name, &conf)
+            .unwrap();
+    }
+    std::thread::sleep(delay);
     let exe = std::env::current_exe().unwrap();
-    let mut cmd = lab.command(1, exe.to_str().unwrap());
+    let mut cmd = lab.command(ours, exe.to_str().unwrap());
     cmd.args([
         "--exact",
         "ring_interop::ring_engine_helper",
         "--nocapture",
         "--test-threads=1",
     ])
-    .env(HELPER_ENV, "d2|8|/tmp/spread.conf")
+    .env(
+        HELPER_ENV,
+        format!("{}|{secs}|/tmp/spread.conf", names[ours]),
+    )
     .stdin(Stdio::null())
     .stderr(Stdio::null());
     let out = cmd.output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let d1 = DaemonId(daemon_id("d1").0).to_string();
-    let d2 = DaemonId(daemon_id("d2").0).to_string();
-    let both = format!("{d1},{d2}");
-    let regular = text
-        .lines()
+    // The test harness prints "test … ... " before the helper's first line: split it off.
+    let text = String::from_utf8_lossy(&out.stdout).replace(" ... ", "\n");
+    let log = lab.log(0, names[0]);
+    if std::env::var_os("MBUS_RING_TRACE").is_some() {
+        eprintln!("engine:\n{text}\nreal {} log:\n{log}", names[0]);
+    }
+    Some((text, log))
+}
+
+/// The members of the last regular configuration the engine reported.
+fn last_regular(text: &str) -> String {
+    text.lines()
         .filter(|l| l.starts_with(&format!("CONF {:?}", ConfigKind::Regular)))
         .last()
+        .and_then(|l| l.split_whitespace().nth(3))
         .unwrap_or_default()
-        .to_string();
-    let log = lab.log(0, "d1");
-    if std::env::var_os("MBUS_RING_TRACE").is_some() {
-        eprintln!("engine:\n{text}\nreal d1 log:\n{log}");
-    }
-    assert!(
-        regular.ends_with(&both),
+        .to_string()
+}
+
+fn id(name: &str) -> String {
+    DaemonId(daemon_id(name).0).to_string()
+}
+
+/// A real daemon and ours start together: ours represents it, creates FORM1, the real one
+/// leads the new ring; both install it and ours delivers the real daemon's GROUPS message.
+#[test]
+fn real_daemon_and_our_engine_form_one_ring() {
+    let Some((text, log)) = lab_run(&["d1", "d2"], 1, Duration::ZERO, 8) else {
+        return;
+    };
+    let (d1, d2) = (id("d1"), id("d2"));
+    assert_eq!(
+        last_regular(&text),
+        format!("{d1},{d2}"),
         "no common ring with the real daemon.\nengine:\n{text}\nreal d1 log:\n{log}"
     );
     assert!(
@@ -185,5 +209,26 @@ fn real_daemon_and_our_engine_form_one_ring() {
         text.lines()
             .any(|l| l.starts_with(&format!("DELIVER {d1} "))),
         "no message from the real daemon delivered:\n{text}"
+    );
+}
+
+/// Ours joins a running ring of two real daemons (fact sheet capture c): the real leader
+/// gathers with its ring running, ours (SEG_REP) creates FORM1 → d1 (RING_REP) → d2.
+#[test]
+fn our_engine_joins_a_running_ring_of_real_daemons() {
+    let Some((text, log)) = lab_run(&["d1", "d2", "d3"], 2, Duration::from_secs(4), 10) else {
+        return;
+    };
+    let (d1, d2, d3) = (id("d1"), id("d2"), id("d3"));
+    assert_eq!(
+        last_regular(&text),
+        format!("{d1},{d2},{d3}"),
+        "did not join the real ring.\nengine:\n{text}\nreal d1 log:\n{log}"
+    );
+    // One GROUPS message for the synced set {d1, d2}, sent by d1 (capture c).
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("DELIVER {d1} "))),
+        "no GROUPS message from d1:\n{text}"
     );
 }
