@@ -18,5 +18,6 @@ mod golden_client_sock;
 mod harness;
 mod netns;
 mod ring;
+mod ring_interop;
 mod spread_cli;
 mod wire_interop;

@@ -146,6 +146,7 @@ impl RingState {
     }
 
     /// Has this daemon received `seq` of this ring (possibly discarded since)?
+    #[cfg(any(test, feature = "sim"))]
     pub(crate) fn holds(&self, seq: u32) -> bool {
         seq <= self.discarded || self.buf.contains_key(&seq)
     }
