@@ -38,6 +38,9 @@ use crate::wire::client::{
 pub const DEFAULT_MAX_SESSIONS: usize = 997;
 /// 5.0.1's default `MaxSessionMessages`.
 pub const DEFAULT_MAX_SESSION_MESSAGES: usize = 1000;
+/// 5.0.1's `MAX_LOCAL_GROUP_MEMBERS`: a JOIN beyond it gets a REJECT_MESS (reachable only
+/// with `MaxSessions` raised above it).
+pub const MAX_LOCAL_GROUP_MEMBERS: usize = 3122;
 /// Bound on attempts to invent a unique name for a session that asked for none.
 const MAX_NAME_ATTEMPTS: usize = 10_000;
 
@@ -197,6 +200,8 @@ pub struct Stats {
     pub violations: [u64; Violation::COUNT],
     /// Sessions killed for not reading.
     pub slow_reader_kills: u64,
+    /// JOINs refused with REJECT_MESS (group full of local members).
+    pub rejected_joins: u64,
     /// Requests processed.
     pub requests: u64,
     /// Messages handed out for writing.
@@ -442,13 +447,29 @@ impl Daemon {
         };
         trace!(session = id.0, ?req, "request");
         match req {
-            Request::Join(g) => self.order(Event::Join(
-                Entry {
-                    member,
-                    session: Some(id),
-                },
-                g,
-            )),
+            Request::Join(g, frame) => {
+                let local = self
+                    .groups
+                    .members(&g)
+                    .iter()
+                    .filter(|e| e.session.is_some())
+                    .count();
+                if local >= MAX_LOCAL_GROUP_MEMBERS {
+                    // 5.0.1 refuses the join with a REJECT_MESS to the requester.
+                    let groups: Vec<GroupName> = frame.groups().collect();
+                    let reject = message::reject(&frame.header, &groups, &frame.body(), own);
+                    self.stats.rejected_joins += 1;
+                    self.send(id, reject);
+                    return;
+                }
+                self.order(Event::Join(
+                    Entry {
+                        member,
+                        session: Some(id),
+                    },
+                    g,
+                ));
+            }
             Request::Leave(g) => self.order(Event::Leave(member, g)),
             Request::Kill => self.end(id, EndReason::Kill),
             Request::Multicast(frame) => self.order(Event::Data(member, frame)),

@@ -468,3 +468,39 @@ fn configuration_change_sends_transition_then_network_membership() {
         "no membership messages without the flag"
     );
 }
+
+#[test]
+fn join_beyond_local_member_limit_gets_reject_mess() {
+    let mut cfg = DaemonConfig::new("localhost", 1, 2);
+    cfg.max_sessions = MAX_LOCAL_GROUP_MEMBERS + 1;
+    let mut h = Harness::new(cfg);
+    for i in 0..=MAX_LOCAL_GROUP_MEMBERS as u64 {
+        let name = format!("s{i}");
+        h.connect(i, &name, false);
+        h.bytes(
+            i,
+            &request(
+                ServiceType::JOIN_MESS,
+                &format!("#{name}#localhost"),
+                &["big"],
+                b"",
+            ),
+        );
+    }
+    let last = MAX_LOCAL_GROUP_MEMBERS as u64;
+    let got = h.take(last);
+    let reject = got.last().unwrap();
+    assert_eq!(&reject[..4], &[0x80, 0, 0x40, 0x80], "REJECT_MESS");
+    assert_eq!(&reject[36..40], &2u32.to_le_bytes(), "group + requester");
+    assert_eq!(
+        &reject[48..52],
+        &[0x80, 0x01, 0, 0x80],
+        "old type: CAUSED_BY_JOIN"
+    );
+    assert_eq!(&reject[52 + 32..52 + 32 + 11], b"#s3122#loca");
+    assert_eq!(
+        h.d.groups().members(&GroupName::new(b"big")).len(),
+        MAX_LOCAL_GROUP_MEMBERS
+    );
+    assert_eq!(h.d.stats().rejected_joins, 1);
+}
