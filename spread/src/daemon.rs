@@ -63,6 +63,10 @@ pub struct DaemonConfig {
     pub auth: AuthConfig,
     /// Seed of the generator used for invented private names.
     pub seed: u64,
+    /// `false` (one daemon): requests are ordered by a local loop the moment they are read.
+    /// `true`: requests come out of [`Daemon::poll_order`] for the token ring, which hands
+    /// them back in the agreed order through [`Daemon::apply`].
+    pub external_order: bool,
 }
 
 impl DaemonConfig {
@@ -77,6 +81,7 @@ impl DaemonConfig {
             max_session_messages: DEFAULT_MAX_SESSION_MESSAGES,
             auth: AuthConfig::default(),
             seed: 0x9e37_79b9_7f4a_7c15,
+            external_order: false,
         }
     }
 }
@@ -252,6 +257,8 @@ pub struct Daemon {
     names: BTreeMap<GroupName, SessionId>,
     groups: Groups,
     outputs: VecDeque<Output>,
+    /// Events waiting to be put in the total order (external ordering only).
+    to_order: VecDeque<Event>,
     timers: BTreeSet<(Instant, SessionId)>,
     /// Sessions to kill once the current event is applied.
     doomed: Vec<(SessionId, EndReason)>,
@@ -279,6 +286,7 @@ impl Daemon {
             names: BTreeMap::new(),
             groups: Groups::new(ring),
             outputs: VecDeque::new(),
+            to_order: VecDeque::new(),
             timers: BTreeSet::new(),
             doomed: Vec::new(),
             rng,
@@ -362,6 +370,12 @@ impl Daemon {
     /// The next output, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
+    }
+
+    /// The next event to put in the total order (only with
+    /// [`DaemonConfig::external_order`]; apply it with [`Daemon::apply`] once ordered).
+    pub fn poll_order(&mut self) -> Option<Event> {
+        self.to_order.pop_front()
     }
 
     /// When [`Daemon::handle_timeout`] must next be called.
@@ -476,9 +490,14 @@ impl Daemon {
         }
     }
 
-    /// The local ordering loop: one daemon orders each event at once.
+    /// The local ordering loop: one daemon orders each event at once; with an external
+    /// orderer the event goes out and comes back through [`Daemon::apply`].
     fn order(&mut self, ev: Event) {
-        self.apply(ev);
+        if self.config.external_order {
+            self.to_order.push_back(ev);
+        } else {
+            self.apply(ev);
+        }
     }
 
     /// Applies an ordered event.

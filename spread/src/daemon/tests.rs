@@ -18,6 +18,8 @@ struct Harness {
     sent: BTreeMap<SessionId, Vec<Bytes>>,
     closed: BTreeSet<SessionId>,
     auto_drain: bool,
+    /// Events handed out for ordering (external-order mode).
+    ordered: Vec<Event>,
 }
 
 impl Harness {
@@ -28,6 +30,7 @@ impl Harness {
             sent: BTreeMap::new(),
             closed: BTreeSet::new(),
             auto_drain: true,
+            ordered: Vec::new(),
         }
     }
 
@@ -59,6 +62,9 @@ impl Harness {
 
     fn input(&mut self, i: Input) {
         self.d.handle(self.now, i);
+        while let Some(ev) = self.d.poll_order() {
+            self.ordered.push(ev);
+        }
         self.pump();
     }
 
@@ -503,4 +509,34 @@ fn join_beyond_local_member_limit_gets_reject_mess() {
         MAX_LOCAL_GROUP_MEMBERS
     );
     assert_eq!(h.d.stats().rejected_joins, 1);
+}
+
+#[test]
+fn external_order_hands_events_out_and_applies_them_when_ordered() {
+    let mut cfg = DaemonConfig::new("localhost", 1, 2);
+    cfg.external_order = true;
+    let mut h = Harness::new(cfg);
+    h.connect(1, "a", true);
+    h.take(1);
+    h.bytes(
+        1,
+        &request(ServiceType::JOIN_MESS, "#a#localhost", &["g"], b""),
+    );
+    h.bytes(
+        1,
+        &request(ServiceType::AGREED, "#a#localhost", &["g"], b"x"),
+    );
+    assert!(
+        h.take(1).is_empty(),
+        "nothing happens before the order comes back"
+    );
+    assert_eq!(h.ordered.len(), 2);
+    for ev in std::mem::take(&mut h.ordered) {
+        h.d.apply(ev);
+        h.pump();
+    }
+    let got = h.take(1);
+    assert_eq!(got.len(), 2);
+    assert_eq!(&got[0][..4], &[0x80, 0x11, 0x00, 0x80]);
+    assert_eq!(&got[1][..4], &[0x90, 0x00, 0x00, 0x80]);
 }
