@@ -277,18 +277,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 Err(_) => break,
             }
         }
-        let n = pending.len();
-        if n > 0 {
-            if write_all_vectored(&mut wr, &mut pending).await.is_err() {
-                break;
-            }
-            let drained = Input::Drained {
-                session: id,
-                messages: n,
-            };
-            if core.send(CoreMsg::Input(drained)).await.is_err() {
-                break;
-            }
+        if !pending.is_empty()
+            && write_all_vectored(id, &mut wr, &mut pending, &core)
+                .await
+                .is_err()
+        {
+            break;
         }
     }
     if closing {
@@ -302,10 +296,14 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     drop(wr);
 }
 
-/// Writes every buffer, [`MAX_IOVECS`] at a time, consuming `bufs`.
+/// Writes every buffer, [`MAX_IOVECS`] at a time, consuming `bufs`; after each write call,
+/// tells the core how many messages are now completely written (5.0.1 counts a session's
+/// queue per message written).
 async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    id: SessionId,
     wr: &mut W,
     bufs: &mut Vec<Bytes>,
+    core: &mpsc::Sender<CoreMsg>,
 ) -> io::Result<()> {
     let mut start = 0;
     while start < bufs.len() {
@@ -318,6 +316,7 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
+        let before = start;
         while n > 0 {
             let Some(b) = bufs.get_mut(start) else { break };
             if n >= b.len() {
@@ -330,6 +329,15 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(
         }
         while bufs.get(start).is_some_and(Bytes::is_empty) {
             start += 1;
+        }
+        if start > before {
+            let drained = Input::Drained {
+                session: id,
+                messages: start - before,
+            };
+            if core.send(CoreMsg::Input(drained)).await.is_err() {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
         }
     }
     bufs.clear();
