@@ -16,6 +16,7 @@
 //! daemon.
 
 mod handshake;
+mod ring;
 #[cfg(test)]
 mod tests;
 
@@ -33,6 +34,7 @@ use crate::wire::client::{
     encode_header, ByteOrder, Frame, GroupName, MessageHeader, RejectCode, ServiceType, HEADER_LEN,
     MAX_PROC_NAME,
 };
+pub use ring::RingStats;
 
 /// 5.0.1's `MAX_SESSIONS`: `(2000 - 5) / 2`.
 pub const DEFAULT_MAX_SESSIONS: usize = 997;
@@ -265,6 +267,8 @@ pub struct Daemon {
     rng: u64,
     delivery_seq: u64,
     stats: Stats,
+    /// The ring ordering backend ([`Daemon::enable_ring`]); `None`: the local loop.
+    ring: Option<Box<ring::RingSide>>,
 }
 
 impl Daemon {
@@ -292,6 +296,7 @@ impl Daemon {
             rng,
             delivery_seq: 0,
             stats: Stats::default(),
+            ring: None,
         }
     }
 
@@ -490,12 +495,13 @@ impl Daemon {
         }
     }
 
-    /// The local ordering loop: one daemon orders each event at once; with an external
-    /// orderer the event goes out and comes back through [`Daemon::apply`].
+    /// Orders an event: the local loop applies it at once; with a ring backend it leaves as
+    /// a submission and comes back through [`Daemon::on_delivery`]; with
+    /// [`DaemonConfig::external_order`] it waits in [`Daemon::poll_order`].
     fn order(&mut self, ev: Event) {
         if self.config.external_order {
             self.to_order.push_back(ev);
-        } else {
+        } else if let Some(ev) = self.submit(ev) {
             self.apply(ev);
         }
     }

@@ -176,9 +176,10 @@ impl Peers {
 /// The daemon's UDP sockets.
 #[derive(Debug)]
 pub struct DaemonNet {
-    data: UdpSocket,
-    bcast: Option<UdpSocket>,
-    token: UdpSocket,
+    /// Data-port receivers (own address or wildcard, segment address).
+    data: Vec<UdpSocket>,
+    /// Token-port receivers.
+    token: Vec<UdpSocket>,
     send: UdpSocket,
     port: u16,
     /// Receive buffer reused by every batch (locked only while draining, never across an await).
@@ -217,19 +218,43 @@ impl DaemonNet {
             cfg.reuse_addr,
             cfg,
         )?;
-        let bcast = match cfg.segment_bcast {
-            Some(b) if !cfg.bind_any => {
-                Some(udp_socket(SocketAddrV4::new(b, cfg.port), true, cfg)?)
-            }
-            _ => None,
-        };
+        let mut data = vec![data];
+        if let Some(b) = cfg.segment_bcast.filter(|_| !cfg.bind_any) {
+            data.push(udp_socket(SocketAddrV4::new(b, cfg.port), true, cfg)?);
+        }
         let send = udp_socket(SocketAddrV4::new(cfg.own_addr, 0), false, cfg)?;
         Ok(Self {
             data,
-            bcast,
-            token,
+            token: vec![token],
             send,
             port: cfg.port,
+            rx_buf: parking_lot::Mutex::new(vec![0u8; MAX_DATAGRAM]),
+        })
+    }
+
+    /// Wraps sockets bound elsewhere (e.g. the shell's `bind()`, which handles interface
+    /// blocks, IPv6 and multicast): `data` on port P, `token` on P+1, `send` on the own
+    /// address. Turns on `SO_BROADCAST` on `send` (needed to send to a segment broadcast
+    /// address) and requests the buffer sizes of `buffers` (best effort).
+    pub fn from_sockets(
+        port: u16,
+        data: Vec<UdpSocket>,
+        token: Vec<UdpSocket>,
+        send: UdpSocket,
+        buffers: Option<(usize, usize)>,
+    ) -> io::Result<Self> {
+        send.set_broadcast(true)?;
+        if let Some((rcv, snd)) = buffers {
+            for s in data.iter().chain(&token) {
+                let _ = socket2::SockRef::from(s).set_recv_buffer_size(rcv);
+            }
+            let _ = socket2::SockRef::from(&send).set_send_buffer_size(snd);
+        }
+        Ok(Self {
+            data,
+            token,
+            send,
+            port,
             rx_buf: parking_lot::Mutex::new(vec![0u8; MAX_DATAGRAM]),
         })
     }
@@ -298,13 +323,23 @@ impl DaemonNet {
 
     fn sockets(&self) -> impl Iterator<Item = (&UdpSocket, PortKind)> {
         // Token first: 5.0.1 gives the token socket priority.
-        [
-            Some((&self.token, PortKind::Token)),
-            Some((&self.data, PortKind::Data)),
-            self.bcast.as_ref().map(|b| (b, PortKind::Data)),
-        ]
-        .into_iter()
-        .flatten()
+        self.token
+            .iter()
+            .map(|s| (s, PortKind::Token))
+            .chain(self.data.iter().map(|s| (s, PortKind::Data)))
+    }
+
+    /// Ready when any socket may have a datagram (registers interest in all of them).
+    async fn any_readable(&self) -> io::Result<()> {
+        std::future::poll_fn(|cx| {
+            for (s, _) in self.sockets() {
+                if let std::task::Poll::Ready(r) = s.poll_recv_ready(cx) {
+                    return std::task::Poll::Ready(r);
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await
     }
 
     /// Waits until at least one datagram is available, then appends up to `max`
@@ -312,18 +347,18 @@ impl DaemonNet {
     /// Cancel-safe.
     pub async fn recv_batch(&self, out: &mut Vec<Received>, max: usize) -> io::Result<usize> {
         let max = max.clamp(1, MAX_RECV_BATCH);
-        let bcast_ready = async {
-            match &self.bcast {
-                Some(b) => b.readable().await,
-                None => std::future::pending().await,
+        loop {
+            self.any_readable().await?;
+            let got = self.drain(out, max)?;
+            // Readiness can be stale (another reader took the datagram): wait again.
+            if got > 0 {
+                return Ok(got);
             }
-        };
-        tokio::select! {
-            biased;
-            r = self.token.readable() => r?,
-            r = self.data.readable() => r?,
-            r = bcast_ready => r?,
         }
+    }
+
+    /// Takes up to `max` waiting datagrams without blocking, token sockets first.
+    fn drain(&self, out: &mut Vec<Received>, max: usize) -> io::Result<usize> {
         let mut buf = self.rx_buf.lock();
         let buf = buf.as_mut_slice();
         let mut got = 0;
@@ -555,6 +590,35 @@ mod tests {
             "sent {N} x 1472 B in {sent:?} ({:.0}/s); received {got} in {calls} batches in {took:?}",
             N as f64 / sent.as_secs_f64()
         );
+    }
+
+    #[tokio::test]
+    async fn wraps_sockets_bound_elsewhere() {
+        // As the shell's bind() does: plain sockets without SO_BROADCAST on the send socket.
+        let a = Ipv4Addr::new(127, 0, 0, 10);
+        let b = Ipv4Addr::new(127, 0, 0, 11);
+        let bcast = Ipv4Addr::new(127, 255, 255, 255);
+        let nets = bind_all(&[b], Some(bcast));
+        let port = nets[0].port(PortKind::Data);
+        let send = UdpSocket::bind((a, 0)).await.unwrap();
+        let wrapped =
+            DaemonNet::from_sockets(port, Vec::new(), Vec::new(), send, Some((1 << 20, 1 << 20)))
+                .unwrap();
+        wrapped
+            .send(bcast.into(), PortKind::Data, b"bc")
+            .await
+            .unwrap();
+        wrapped
+            .send(b.into(), PortKind::Token, b"tk")
+            .await
+            .unwrap();
+        let got = recv_n(&nets[0], 2).await;
+        assert!(got
+            .iter()
+            .any(|r| r.port == PortKind::Data && r.bytes == "bc"));
+        assert!(got
+            .iter()
+            .any(|r| r.port == PortKind::Token && r.bytes == "tk"));
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@
 //! [`Change`] values; [`message`] turns them into the bytes 5.0.1 sends.
 
 pub mod message;
+pub mod exchange;
 pub mod network;
 
 use std::collections::{BTreeMap, BTreeSet};

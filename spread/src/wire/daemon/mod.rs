@@ -15,6 +15,21 @@
 //! Encoders write to `BufMut` and cannot fail.
 //!
 //! Layouts: fact sheet `spread-daemon-protocol.md` §3–§8, §11.
+//!
+//! # Use
+//!
+//! * Receive: [`accept::check`] (5.0.1's §1.1 drops: length, hash, known transmitter, source
+//!   address, own packets), then [`Packet::from_datagram`] (port P) or
+//!   [`Token::from_datagram`] (P+1) and match on [`PacketBody`] / [`TokenBody`].
+//! * Send: build with the constructors ([`Packet::alive`], [`Packet::join`],
+//!   [`Packet::refer`], [`Packet::hurry`], [`Packet::data`], [`Token::first_regular`],
+//!   [`Token::form1`], [`Token::form2`], [`groups::Message::groups`], …) or the public
+//!   fields, then `to_vec()`; lengths (`data_len`, `rtr_len`, first fragment) are filled in.
+//! * Messages: [`split_message`] cuts a message into fragments, [`DataBody::try_pack`] packs
+//!   small ones as 5.0.1 does, [`packet_class`] / [`can_share_packet`] give the packet type.
+//! * Relaying a ROUTED packet or retransmitting one under one's own id:
+//!   [`PacketHeader::rewrite`] edits the header in place, in the original byte order.
+//! * Ids and the configuration hash: [`crate::ids`].
 
 #![cfg_attr(
     not(test),
