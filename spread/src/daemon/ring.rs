@@ -207,6 +207,8 @@ impl Daemon {
                 request(ServiceType::KILL_MESS | ServiceType::SAFE, member.name, &[]),
             ),
             Event::Data(_, frame) => (service_of(frame.header.service), frame.raw),
+            // Configuration changes come from the ring itself: applied locally, never ordered.
+            ev @ Event::Configuration(..) => return Some(ev),
         };
         ring.submissions.push_back(item);
         None

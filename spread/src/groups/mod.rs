@@ -10,8 +10,8 @@
 //! configuration, then by private group name (byte compare). Changes come back as
 //! [`Change`] values; [`message`] turns them into the bytes 5.0.1 sends.
 
-pub mod message;
 pub mod exchange;
+pub mod message;
 pub mod network;
 
 use std::collections::{BTreeMap, BTreeSet};
