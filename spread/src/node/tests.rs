@@ -39,6 +39,11 @@ impl Net {
         let ids: Vec<DaemonId> = (0..count)
             .map(|i| DaemonId(0x5c8d_7a00u32.wrapping_add(i as u32 * 0x1111)))
             .collect();
+        Self::with_ids(ids, start)
+    }
+
+    fn with_ids(ids: Vec<DaemonId>, start: usize) -> Self {
+        let count = ids.len();
         let mut net = Self {
             now: Instant(1_000_000),
             ids,
@@ -482,4 +487,158 @@ fn brief(fs: &[Frame]) -> Vec<String> {
             format!("{:x} n={} {}", f.header.service.0, f.num_groups(), id)
         })
         .collect()
+}
+
+/// The daemon ids of the captures' three-daemon ring (d1, d2, d3).
+const CAPTURE_IDS: [u32; 3] = [0x5c8d_7aef, 0x14c5_65a0, 0xef46_226e];
+
+/// The recorded client `obs` of a `net_*.hex` capture: what it sent (one item per send), and
+/// everything the daemon sent it, cut into messages.
+fn capture(name: &str) -> (Vec<Vec<u8>>, Vec<Bytes>) {
+    let path = format!(
+        "{}/../tests/data/client/{name}.hex",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).expect("capture");
+    let hex = |h: &str| -> Vec<u8> {
+        (0..h.len() / 2)
+            .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).expect("hex"))
+            .collect()
+    };
+    let mut sent = Vec::new();
+    let mut recv = Vec::new();
+    for line in text.lines() {
+        if let Some(h) = line.strip_prefix("C> obs ") {
+            sent.push(hex(h.trim()));
+        } else if let Some(h) = line.strip_prefix("D> obs ") {
+            recv.extend(hex(h.trim()));
+        }
+    }
+    // Handshake replies first (2 + 12 bytes: auth list, accept), then whole messages.
+    let mut buf = BytesMut::from(&recv[..]);
+    let mut msgs = vec![buf.split_to(6).freeze(), buf.split_to(12).freeze()];
+    while let Some(f) = decode_frame(&mut buf, Direction::ToClient).expect("capture frames") {
+        msgs.push(f.raw);
+    }
+    assert!(buf.is_empty());
+    (sent, msgs)
+}
+
+/// Masks the formation time (group id word 2) of membership messages: it differs per run.
+fn mask_time(b: &Bytes) -> Vec<u8> {
+    let mut v = b.to_vec();
+    let mut buf = BytesMut::from(&b[..]);
+    if let Ok(Some(f)) = decode_frame(&mut buf, Direction::ToClient) {
+        if f.header.service.intersects(ServiceType::REG_MEMB_MESS)
+            || f.header.service.intersects(ServiceType::TRANSITION_MESS)
+        {
+            let at = v.len() - f.body().len() + 4;
+            v[at..at + 4].fill(0);
+        }
+    }
+    v
+}
+
+fn obs_send(net: &mut Net, sent: &mut std::vec::IntoIter<Vec<u8>>) {
+    let b = sent.next().expect("a recorded send");
+    net.client_bytes(0, 1, &b);
+    net.run_for(Duration::from_millis(300));
+}
+
+fn capture_start() -> Net {
+    let mut net = Net::with_ids(CAPTURE_IDS.iter().map(|&i| DaemonId(i)).collect(), 3);
+    net.until_ring(&[0, 1, 2], Duration::from_secs(10));
+    let node = net.nodes[0].as_mut().expect("d1");
+    node.handle(
+        net.now,
+        NodeInput::Client(Input::Connected {
+            session: SessionId(1),
+            peer: Peer::Tcp("10.98.3.1".parse().expect("ip")),
+        }),
+    );
+    net.connect(1, 2, "m2");
+    net.connect(2, 3, "m3");
+    net
+}
+
+fn join_as(net: &mut Net, i: usize, s: u64, user: &str, group: &str) {
+    let mut out = BytesMut::new();
+    encode_header(
+        &MessageHeader {
+            service: ServiceType::JOIN_MESS,
+            sender: GroupName::new(format!("#{user}#{}", name(i)).as_bytes()),
+            num_groups: 1,
+            hint: Hint::new(0, ByteOrder::Little),
+            data_len: 0,
+            order: ByteOrder::Little,
+        },
+        &mut out,
+    );
+    GroupName::new(group.as_bytes()).encode(&mut out);
+    let b = out.to_vec();
+    net.client_bytes(i, s, &b);
+    net.run_for(Duration::from_millis(300));
+}
+
+/// The capture's opening: obs connects, then obs, m2, m3 join netgrp; obs and m2 join twogrp.
+fn capture_opening(net: &mut Net, sent: &mut std::vec::IntoIter<Vec<u8>>) {
+    obs_send(net, sent); // hello
+    obs_send(net, sent); // auth choice
+    obs_send(net, sent); // JOIN netgrp
+    join_as(net, 1, 2, "m2", "netgrp");
+    join_as(net, 2, 3, "m3", "netgrp");
+    obs_send(net, sent); // JOIN twogrp
+    join_as(net, 1, 2, "m2", "twogrp");
+}
+
+fn assert_same_stream(net: &mut Net, want: &[Bytes]) {
+    let got = net.got.remove(&(0, 1)).unwrap_or_default();
+    let got: Vec<Vec<u8>> = got.iter().map(mask_time).collect();
+    let want: Vec<Vec<u8>> = want.iter().map(mask_time).collect();
+    assert_eq!(got.len(), want.len(), "message count");
+    // The capture has network memberships (CAUSED_BY_NETWORK `80 18 00 80`).
+    assert!(want
+        .iter()
+        .any(|m| m.starts_with(&[0x80, 0x18, 0x00, 0x80])));
+    eprintln!("{} messages equal to the capture's", want.len());
+    for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g, w, "message {k} differs from the capture");
+    }
+}
+
+/// `net_daemon_killed.hex`: byte for byte what the real ring gave obs@d1 (formation times
+/// masked; the representative ids in the group ids are compared).
+#[test]
+fn capture_daemon_killed_byte_for_byte() {
+    let (sent, want) = capture("net_daemon_killed");
+    let mut sent = sent.into_iter();
+    let mut net = capture_start();
+    capture_opening(&mut net, &mut sent);
+    net.crash(2);
+    net.until_ring(&[0, 1], Duration::from_secs(15));
+    net.run_for(Duration::from_millis(300));
+    obs_send(&mut net, &mut sent); // AGREED to netgrp
+    obs_send(&mut net, &mut sent); // KILL
+    assert!(sent.next().is_none());
+    assert_same_stream(&mut net, &want);
+}
+
+/// `net_partition_merge.hex`: d3 partitioned away, then merged back.
+#[test]
+fn capture_partition_merge_byte_for_byte() {
+    let (sent, want) = capture("net_partition_merge");
+    let mut sent = sent.into_iter();
+    let mut net = capture_start();
+    capture_opening(&mut net, &mut sent);
+    net.comp = vec![0, 0, 1];
+    net.until_ring(&[0, 1], Duration::from_secs(15));
+    net.until_ring(&[2], Duration::from_secs(15));
+    net.run_for(Duration::from_secs(5));
+    net.comp = vec![0, 0, 0];
+    net.until_ring(&[0, 1, 2], Duration::from_secs(40));
+    net.run_for(Duration::from_millis(300));
+    obs_send(&mut net, &mut sent); // AGREED to netgrp
+    obs_send(&mut net, &mut sent); // KILL
+    assert!(sent.next().is_none());
+    assert_same_stream(&mut net, &want);
 }
