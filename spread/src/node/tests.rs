@@ -546,8 +546,17 @@ fn obs_send(net: &mut Net, sent: &mut std::vec::IntoIter<Vec<u8>>) {
 }
 
 fn capture_start() -> Net {
-    let mut net = Net::with_ids(CAPTURE_IDS.iter().map(|&i| DaemonId(i)).collect(), 3);
-    net.until_ring(&[0, 1, 2], Duration::from_secs(10));
+    let mut net = capture_net(3);
+    net.connect(2, 3, "m3");
+    net
+}
+
+/// The capture ring with the first `running` daemons started, obs connecting to d1 and m2
+/// connected to d2.
+fn capture_net(running: usize) -> Net {
+    let mut net = Net::with_ids(CAPTURE_IDS.iter().map(|&i| DaemonId(i)).collect(), running);
+    let all: Vec<usize> = (0..running).collect();
+    net.until_ring(&all, Duration::from_secs(10));
     let node = net.nodes[0].as_mut().expect("d1");
     node.handle(
         net.now,
@@ -557,15 +566,18 @@ fn capture_start() -> Net {
         }),
     );
     net.connect(1, 2, "m2");
-    net.connect(2, 3, "m3");
     net
 }
 
 fn join_as(net: &mut Net, i: usize, s: u64, user: &str, group: &str) {
+    request_as(net, i, s, user, ServiceType::JOIN_MESS, group);
+}
+
+fn request_as(net: &mut Net, i: usize, s: u64, user: &str, service: ServiceType, group: &str) {
     let mut out = BytesMut::new();
     encode_header(
         &MessageHeader {
-            service: ServiceType::JOIN_MESS,
+            service,
             sender: GroupName::new(format!("#{user}#{}", name(i)).as_bytes()),
             num_groups: 1,
             hint: Hint::new(0, ByteOrder::Little),
@@ -591,15 +603,17 @@ fn capture_opening(net: &mut Net, sent: &mut std::vec::IntoIter<Vec<u8>>) {
     join_as(net, 1, 2, "m2", "twogrp");
 }
 
+/// Does the capture hold network memberships (CAUSED_BY_NETWORK `80 18 00 80`)?
+fn has_network_membership(want: &[Bytes]) -> bool {
+    want.iter()
+        .any(|m| m.starts_with(&[0x80, 0x18, 0x00, 0x80]))
+}
+
 fn assert_same_stream(net: &mut Net, want: &[Bytes]) {
     let got = net.got.remove(&(0, 1)).unwrap_or_default();
     let got: Vec<Vec<u8>> = got.iter().map(mask_time).collect();
     let want: Vec<Vec<u8>> = want.iter().map(mask_time).collect();
     assert_eq!(got.len(), want.len(), "message count");
-    // The capture has network memberships (CAUSED_BY_NETWORK `80 18 00 80`).
-    assert!(want
-        .iter()
-        .any(|m| m.starts_with(&[0x80, 0x18, 0x00, 0x80])));
     eprintln!("{} messages equal to the capture's", want.len());
     for (k, (g, w)) in got.iter().zip(&want).enumerate() {
         assert_eq!(g, w, "message {k} differs from the capture");
@@ -612,6 +626,7 @@ fn assert_same_stream(net: &mut Net, want: &[Bytes]) {
 fn capture_daemon_killed_byte_for_byte() {
     let (sent, want) = capture("net_daemon_killed");
     let mut sent = sent.into_iter();
+    assert!(has_network_membership(&want));
     let mut net = capture_start();
     capture_opening(&mut net, &mut sent);
     net.crash(2);
@@ -628,6 +643,7 @@ fn capture_daemon_killed_byte_for_byte() {
 fn capture_partition_merge_byte_for_byte() {
     let (sent, want) = capture("net_partition_merge");
     let mut sent = sent.into_iter();
+    assert!(has_network_membership(&want));
     let mut net = capture_start();
     capture_opening(&mut net, &mut sent);
     net.comp = vec![0, 0, 1];
@@ -638,6 +654,85 @@ fn capture_partition_merge_byte_for_byte() {
     net.until_ring(&[0, 1, 2], Duration::from_secs(40));
     net.run_for(Duration::from_millis(300));
     obs_send(&mut net, &mut sent); // AGREED to netgrp
+    obs_send(&mut net, &mut sent); // KILL
+    assert!(sent.next().is_none());
+    assert_same_stream(&mut net, &want);
+}
+
+/// `net_daemon_joins.hex`: d3 starts late; obs hears nothing of it until m3@d3 joins.
+#[test]
+fn capture_daemon_joins_byte_for_byte() {
+    let (sent, want) = capture("net_daemon_joins");
+    assert!(
+        !has_network_membership(&want),
+        "nothing for obs when d3 merges"
+    );
+    let mut sent = sent.into_iter();
+    let mut net = capture_net(2);
+    obs_send(&mut net, &mut sent); // hello
+    obs_send(&mut net, &mut sent); // auth choice
+    obs_send(&mut net, &mut sent); // JOIN netgrp
+    join_as(&mut net, 1, 2, "m2", "netgrp");
+    net.start(2);
+    net.until_ring(&[0, 1, 2], Duration::from_secs(10));
+    net.connect(2, 3, "m3");
+    join_as(&mut net, 2, 3, "m3", "netgrp");
+    obs_send(&mut net, &mut sent); // KILL
+    assert!(sent.next().is_none());
+    assert_same_stream(&mut net, &want);
+}
+
+/// `net_join_during_partition.hex`: a join on d3's side and a leave on d1's side during the
+/// partition, then the merge with two vs-sets.
+#[test]
+fn capture_join_during_partition_byte_for_byte() {
+    let (sent, want) = capture("net_join_during_partition");
+    assert!(has_network_membership(&want));
+    let mut sent = sent.into_iter();
+    let mut net = capture_net(3);
+    net.connect(2, 3, "m3");
+    net.connect(0, 4, "l1");
+    net.connect(2, 5, "j3");
+    obs_send(&mut net, &mut sent); // hello
+    obs_send(&mut net, &mut sent); // auth choice
+    obs_send(&mut net, &mut sent); // JOIN netgrp
+    join_as(&mut net, 0, 4, "l1", "netgrp");
+    join_as(&mut net, 1, 2, "m2", "netgrp");
+    join_as(&mut net, 2, 3, "m3", "netgrp");
+    net.comp = vec![0, 0, 1];
+    net.until_ring(&[0, 1], Duration::from_secs(15));
+    net.until_ring(&[2], Duration::from_secs(15));
+    net.run_for(Duration::from_millis(300));
+    join_as(&mut net, 2, 5, "j3", "netgrp");
+    request_as(&mut net, 0, 4, "l1", ServiceType::LEAVE_MESS, "netgrp");
+    net.comp = vec![0, 0, 0];
+    net.until_ring(&[0, 1, 2], Duration::from_secs(40));
+    net.run_for(Duration::from_millis(300));
+    obs_send(&mut net, &mut sent); // KILL
+    assert!(sent.next().is_none());
+    assert_same_stream(&mut net, &want);
+}
+
+/// `net_partition_merge_d2.hex`: d2 (the smallest id, not the first configured) partitioned.
+#[test]
+fn capture_partition_merge_d2_byte_for_byte() {
+    let (sent, want) = capture("net_partition_merge_d2");
+    assert!(has_network_membership(&want));
+    let mut sent = sent.into_iter();
+    let mut net = capture_net(3);
+    net.connect(2, 3, "m3");
+    obs_send(&mut net, &mut sent); // hello
+    obs_send(&mut net, &mut sent); // auth choice
+    obs_send(&mut net, &mut sent); // JOIN netgrp
+    join_as(&mut net, 1, 2, "m2", "netgrp");
+    join_as(&mut net, 2, 3, "m3", "netgrp");
+    net.comp = vec![0, 1, 0];
+    net.until_ring(&[0, 2], Duration::from_secs(15));
+    net.until_ring(&[1], Duration::from_secs(15));
+    net.run_for(Duration::from_millis(300));
+    net.comp = vec![0, 0, 0];
+    net.until_ring(&[0, 1, 2], Duration::from_secs(40));
+    net.run_for(Duration::from_millis(300));
     obs_send(&mut net, &mut sent); // KILL
     assert!(sent.next().is_none());
     assert_same_stream(&mut net, &want);
