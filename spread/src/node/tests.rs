@@ -737,3 +737,90 @@ fn capture_partition_merge_d2_byte_for_byte() {
     assert!(sent.next().is_none());
     assert_same_stream(&mut net, &want);
 }
+
+/// Requests leave as 5.0.1 messages (§7.3): JOIN `80 00 01 80`, own KILL `80 00 04 80` naming
+/// the private group (AGREED), a closed socket `a0 00 04 80` with no group (SAFE).
+#[test]
+fn requests_leave_as_5_0_1_messages() {
+    let mut net = Net::new(1, 1);
+    net.until_ring(&[0], Duration::from_secs(10));
+    let mut d = Daemon::new(DaemonConfig::new("d1", 1, 0));
+    d.enable_ring(net.ids[0], net.ids.clone());
+    let now = net.now;
+    let mut auth = b"NULL".to_vec();
+    auth.resize(90, 0);
+    for s in [1u64, 2] {
+        d.handle(
+            now,
+            Input::Connected {
+                session: SessionId(s),
+                peer: Peer::Unix,
+            },
+        );
+        let mut hello = Vec::new();
+        encode_hello(
+            &Hello::new(format!("s{s}").as_bytes(), true, false),
+            &mut hello,
+        );
+        for b in [&hello, &auth] {
+            d.handle(
+                now,
+                Input::Bytes {
+                    session: SessionId(s),
+                    data: Bytes::copy_from_slice(b),
+                },
+            );
+        }
+    }
+    let req = |service: ServiceType, sender: &str, groups: &[&str]| {
+        let mut out = BytesMut::new();
+        encode_header(
+            &MessageHeader {
+                service,
+                sender: GroupName::new(sender.as_bytes()),
+                num_groups: groups.len() as i32,
+                hint: Hint::new(0, ByteOrder::Little),
+                data_len: 0,
+                order: ByteOrder::Little,
+            },
+            &mut out,
+        );
+        for g in groups {
+            GroupName::new(g.as_bytes()).encode(&mut out);
+        }
+        out.freeze()
+    };
+    d.handle(
+        now,
+        Input::Bytes {
+            session: SessionId(1),
+            data: req(ServiceType::JOIN_MESS, "#s1#d1", &["g"]),
+        },
+    );
+    d.handle(
+        now,
+        Input::Bytes {
+            session: SessionId(1),
+            data: req(ServiceType::KILL_MESS, "#s1#d1", &["#s1#d1"]),
+        },
+    );
+    d.handle(
+        now,
+        Input::Closed {
+            session: SessionId(2),
+        },
+    );
+    let subs: Vec<(crate::ring::Service, Bytes)> =
+        std::iter::from_fn(|| d.poll_submission()).collect();
+    assert_eq!(subs.len(), 3);
+    assert_eq!(subs[0].0, crate::ring::Service::Agreed);
+    assert_eq!(&subs[0].1[..4], &[0x80, 0x00, 0x01, 0x80]);
+    assert_eq!(subs[0].1.len(), 48 + 32);
+    assert_eq!(subs[1].0, crate::ring::Service::Agreed);
+    assert_eq!(&subs[1].1[..4], &[0x80, 0x00, 0x04, 0x80]);
+    assert_eq!(&subs[1].1[48..54], b"#s1#d1");
+    assert_eq!(subs[2].0, crate::ring::Service::Safe);
+    assert_eq!(&subs[2].1[..4], &[0xa0, 0x00, 0x04, 0x80]);
+    assert_eq!(subs[2].1.len(), 48);
+    assert_eq!(&subs[2].1[4..10], b"#s2#d1");
+}
