@@ -19,5 +19,6 @@ mod harness;
 mod netns;
 mod ring;
 mod ring_interop;
+mod ring_netns;
 mod spread_cli;
 mod wire_interop;
