@@ -33,6 +33,13 @@ pub fn ring_config(config: &Config, me: HostId) -> RingConfig {
     })
 }
 
+/// Submissions handed to the engine while its send queue is shorter than this; the rest wait
+/// here in order (5.0.1 stops reading sessions instead; the engine refuses beyond
+/// [`ring::MAX_SEND_QUEUE`]).
+const ENGINE_BACKLOG: usize = ring::MAX_SEND_QUEUE / 2;
+/// Most submissions waiting for the engine; beyond it new ones are dropped and counted.
+pub const MAX_WAITING: usize = 100_000;
+
 /// Bound on pump rounds per input (each round drains both queues; the daemon only adds
 /// submissions in answer to a delivery, so a handful of rounds suffice).
 const MAX_PUMP_ROUNDS: usize = 64;
@@ -75,6 +82,10 @@ pub struct Node {
     daemon: Daemon,
     engine: Engine,
     out: VecDeque<NodeOutput>,
+    /// Submissions waiting for room in the engine's send queue, in order.
+    waiting: VecDeque<(ring::Service, Bytes)>,
+    /// Submissions dropped because [`MAX_WAITING`] were waiting.
+    dropped: u64,
 }
 
 impl Node {
@@ -88,6 +99,8 @@ impl Node {
             daemon,
             engine,
             out: VecDeque::new(),
+            waiting: VecDeque::new(),
+            dropped: 0,
         };
         n.pump(now);
         n
@@ -101,6 +114,12 @@ impl Node {
     /// The ring side.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Submissions waiting for room in the engine, and submissions dropped because too many
+    /// were waiting.
+    pub fn backlog(&self) -> (usize, u64) {
+        (self.waiting.len(), self.dropped)
     }
 
     /// Applies one input.
@@ -138,7 +157,17 @@ impl Node {
     fn pump(&mut self, now: Instant) {
         for _ in 0..MAX_PUMP_ROUNDS {
             let mut busy = false;
-            while let Some((service, payload)) = self.daemon.poll_submission() {
+            while let Some(sub) = self.daemon.poll_submission() {
+                if self.waiting.len() < MAX_WAITING {
+                    self.waiting.push_back(sub);
+                } else {
+                    self.dropped += 1;
+                }
+            }
+            while self.engine.send_queue_len() < ENGINE_BACKLOG {
+                let Some((service, payload)) = self.waiting.pop_front() else {
+                    break;
+                };
                 busy = true;
                 self.engine
                     .handle(now, ring::Input::Submit { service, payload });

@@ -824,3 +824,46 @@ fn requests_leave_as_5_0_1_messages() {
     assert_eq!(subs[2].1.len(), 48);
     assert_eq!(&subs[2].1[4..10], b"#s2#d1");
 }
+
+/// A burst far beyond the engine's send queue is delivered whole, in order, everywhere.
+#[test]
+fn burst_beyond_the_engine_queue_is_delivered() {
+    let mut net = three_with_group();
+    const BURST: usize = 5000;
+    let mut all = Vec::new();
+    for k in 0..BURST {
+        let mut out = BytesMut::new();
+        let body = format!("b{k}");
+        encode_header(
+            &MessageHeader {
+                service: ServiceType::AGREED,
+                sender: private(1, 0),
+                num_groups: 1,
+                hint: Hint::new(0, ByteOrder::Little),
+                data_len: body.len() as i32,
+                order: ByteOrder::Little,
+            },
+            &mut out,
+        );
+        GroupName::new(b"grp").encode(&mut out);
+        out.put_slice(body.as_bytes());
+        all.extend_from_slice(&out);
+    }
+    net.client_bytes(0, 1, &all);
+    assert!(net.nodes[0].as_ref().unwrap().backlog().0 > 0, "some wait");
+    net.run_for(Duration::from_secs(30));
+    for i in 0..3 {
+        let got: Vec<Bytes> = net
+            .take(i, i as u64 + 1)
+            .iter()
+            .filter(|f| is(f, ServiceType::AGREED))
+            .map(Frame::body)
+            .collect();
+        assert_eq!(got.len(), BURST, "at d{}", i + 1);
+        assert!(got
+            .iter()
+            .enumerate()
+            .all(|(k, b)| b[..] == *format!("b{k}").as_bytes()));
+    }
+    assert_eq!(net.nodes[0].as_ref().unwrap().backlog(), (0, 0));
+}
