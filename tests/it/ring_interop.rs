@@ -174,8 +174,7 @@ fn lab_run(names: &[&str], reals: usize, delay: Duration, secs: u64) -> Option<(
 /// The members of the last regular configuration the engine reported.
 fn last_regular(text: &str) -> String {
     text.lines()
-        .filter(|l| l.starts_with(&format!("CONF {:?}", ConfigKind::Regular)))
-        .last()
+        .rfind(|l| l.starts_with(&format!("CONF {:?}", ConfigKind::Regular)))
         .and_then(|l| l.split_whitespace().nth(3))
         .unwrap_or_default()
         .to_string()

@@ -516,7 +516,12 @@ impl Engine {
                     self.emit(Output::Configuration(trans_change.clone()));
                 }
             }
-            if !hole {
+            if hole {
+                // A hole may hold any sender's fragments: a message continuing after it could
+                // be spliced from two messages. Every member skips the same holes, so dropping
+                // every partial message here keeps them identical.
+                self.ring.partial.clear();
+            } else {
                 self.deliver_packet(s, !regular);
             }
             self.ring.delivered = s;
