@@ -131,7 +131,14 @@ fn trace(dir: &str, hash: u32, port: Port, bytes: &[u8]) {
 
 /// Runs real 5.0.1 daemons on nodes `0..reals` (started `delay` before ours) and our engine
 /// on the last node for `secs`; returns the engine's output lines, or None when skipped.
-fn lab_run(names: &[&str], reals: usize, delay: Duration, secs: u64) -> Option<(String, String)> {
+/// With `kill_after`, real daemon 0 is SIGKILLed that long after ours started.
+fn lab_run(
+    names: &[&str],
+    reals: usize,
+    delay: Duration,
+    secs: u64,
+    kill_after: Option<Duration>,
+) -> Option<(String, String)> {
     let Some(bin) = std::env::var_os(ENV) else {
         eprintln!("ring interop skipped: set {ENV}=/path/to/spread-5.0.1/sbin/spread");
         return None;
@@ -142,9 +149,12 @@ fn lab_run(names: &[&str], reals: usize, delay: Duration, secs: u64) -> Option<(
     let conf = lab.spread_conf(names, 4803, extra);
     let ours = names.len() - 1;
     std::fs::write(lab.nodes[ours].tmp.join("spread.conf"), &conf).unwrap();
+    let mut pids = Vec::new();
     for (i, name) in names.iter().enumerate().take(reals) {
-        lab.start_daemon(i, bin.to_str().unwrap(), name, &conf)
-            .unwrap();
+        pids.push(
+            lab.start_daemon(i, bin.to_str().unwrap(), name, &conf)
+                .unwrap(),
+        );
     }
     std::thread::sleep(delay);
     let exe = std::env::current_exe().unwrap();
@@ -160,8 +170,15 @@ fn lab_run(names: &[&str], reals: usize, delay: Duration, secs: u64) -> Option<(
         format!("{}|{secs}|/tmp/spread.conf", names[ours]),
     )
     .stdin(Stdio::null())
+    .stdout(Stdio::piped())
     .stderr(Stdio::null());
-    let out = cmd.output().unwrap();
+    let child = cmd.spawn().unwrap();
+    if let Some(after) = kill_after {
+        std::thread::sleep(after);
+        lab.kill(pids[0]);
+    }
+    // The helper exits by itself after `secs`.
+    let out = child.wait_with_output().unwrap();
     // The test harness prints "test … ... " before the helper's first line: split it off.
     let text = String::from_utf8_lossy(&out.stdout).replace(" ... ", "\n");
     let log = lab.log(0, names[0]);
@@ -188,7 +205,7 @@ fn id(name: &str) -> String {
 /// leads the new ring; both install it and ours delivers the real daemon's GROUPS message.
 #[test]
 fn real_daemon_and_our_engine_form_one_ring() {
-    let Some((text, log)) = lab_run(&["d1", "d2"], 1, Duration::ZERO, 8) else {
+    let Some((text, log)) = lab_run(&["d1", "d2"], 1, Duration::ZERO, 8, None) else {
         return;
     };
     let (d1, d2) = (id("d1"), id("d2"));
@@ -215,7 +232,8 @@ fn real_daemon_and_our_engine_form_one_ring() {
 /// gathers with its ring running, ours (SEG_REP) creates FORM1 → d1 (RING_REP) → d2.
 #[test]
 fn our_engine_joins_a_running_ring_of_real_daemons() {
-    let Some((text, log)) = lab_run(&["d1", "d2", "d3"], 2, Duration::from_secs(4), 10) else {
+    let Some((text, log)) = lab_run(&["d1", "d2", "d3"], 2, Duration::from_secs(4), 10, None)
+    else {
         return;
     };
     let (d1, d2, d3) = (id("d1"), id("d2"), id("d3"));
@@ -229,5 +247,29 @@ fn our_engine_joins_a_running_ring_of_real_daemons() {
         text.lines()
             .any(|l| l.starts_with(&format!("DELIVER {d1} "))),
         "no GROUPS message from d1:\n{text}"
+    );
+}
+
+/// The real daemon of a two-daemon ring is SIGKILLed: after Token_timeout ours reports the
+/// transitional configuration {d2} and then a regular configuration of itself alone.
+#[test]
+fn our_engine_survives_the_real_daemon_being_killed() {
+    let kill = Some(Duration::from_secs(5));
+    let Some((text, log)) = lab_run(&["d1", "d2"], 1, Duration::ZERO, 10, kill) else {
+        return;
+    };
+    let (d1, d2) = (id("d1"), id("d2"));
+    let confs: Vec<&str> = text.lines().filter(|l| l.starts_with("CONF ")).collect();
+    let both = format!("{d1},{d2}");
+    let first = confs.iter().position(|l| l.ends_with(&both));
+    assert!(first.is_some(), "no common ring first:\n{text}\n{log}");
+    let after: Vec<&&str> = confs.iter().skip(first.unwrap_or(0) + 1).collect();
+    assert!(
+        after.len() >= 2
+            && after[0].starts_with("CONF Transitional")
+            && after[0].ends_with(&format!(" {d2}"))
+            && after[1].starts_with("CONF Regular")
+            && after[1].ends_with(&format!(" {d2}")),
+        "expected transitional then regular {{d2}} after the kill:\n{text}"
     );
 }
