@@ -16,7 +16,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use spread::config::Config;
 use spread::ids::daemon_id;
-use spread::ring::{ConfigKind, DaemonId, Dest, Engine, Input, Output, Port, RingConfig};
+use spread::ring::{ConfigKind, DaemonId, Dest, Engine, Input, Output, Port, RingConfig, Service};
+use spread::wire::daemon::{Endian, Message, MessageHeader};
 
 use crate::netns::NetLab;
 
@@ -31,11 +32,14 @@ fn ring_engine_helper() {
     };
     let parts: Vec<&str> = spec.split('|').collect();
     let (name, secs, path) = (parts[0], parts[1].parse::<u64>().unwrap(), parts[2]);
-    run_engine(name, Duration::from_secs(secs), path);
+    let submit_after = parts
+        .get(3)
+        .map(|ms| Duration::from_millis(ms.parse().unwrap()));
+    run_engine(name, Duration::from_secs(secs), path, submit_after);
 }
 
 #[allow(clippy::disallowed_methods)] // a shell around the sans-IO core reads the clock
-fn run_engine(name: &str, run_for: Duration, path: &str) {
+fn run_engine(name: &str, run_for: Duration, path: &str, submit_after: Option<Duration>) {
     let cfg = Config::load(std::path::Path::new(path)).unwrap();
     let rc = RingConfig::from_config(&cfg, name).unwrap();
     let seg = &cfg.segments[0];
@@ -70,7 +74,18 @@ fn run_engine(name: &str, run_for: Duration, path: &str) {
         .unwrap()
         .as_secs() as u32;
     let mut e = Engine::new(rc, now(), wall);
+    let mut submit_after = submit_after;
     while start.elapsed() < run_for {
+        if submit_after.is_some_and(|t| start.elapsed() >= t) {
+            submit_after = None;
+            e.handle(
+                now(),
+                Input::Submit {
+                    service: Service::Safe,
+                    payload: safe_message(name),
+                },
+            );
+        }
         while let Some(o) = e.poll_output() {
             match o {
                 Output::Send { to, port: p, bytes } => {
@@ -83,7 +98,8 @@ fn run_engine(name: &str, run_for: Duration, path: &str) {
                     let _ = out.send_to(&bytes, SocketAddr::new(ip, dport));
                 }
                 Output::Deliver(d) => {
-                    println!("DELIVER {} {} {}", d.sender, d.payload.len(), d.ring);
+                    let c = d.class;
+                    println!("DELIVER {} {} {} {c:?}", d.sender, d.payload.len(), d.ring);
                 }
                 Output::Configuration(c) => {
                     let m: Vec<String> = c.members.iter().map(|d| d.to_string()).collect();
@@ -118,6 +134,31 @@ fn run_engine(name: &str, run_for: Duration, path: &str) {
     );
 }
 
+/// A 5.0.1 SAFE message from `#ring#<daemon>` to group `g` (48-byte header, one group name,
+/// body), as a client of ours would have sent it.
+fn safe_message(daemon: &str) -> Bytes {
+    let mut sender = [0u8; 32];
+    let name = format!("#ring#{daemon}");
+    sender[..name.len()].copy_from_slice(name.as_bytes());
+    let mut group = [0u8; 32];
+    group[0] = b'g';
+    let m = Message {
+        header: MessageHeader {
+            endian: Endian::NATIVE,
+            kind: 0x20,
+            sender,
+            num_groups: 1,
+            hint: [0, 0, 0, 0],
+            data_len: 5,
+        },
+        groups: vec![group],
+        body: Bytes::from_static(b"hello"),
+    };
+    let mut v = Vec::new();
+    m.encode(&mut v);
+    Bytes::from(v)
+}
+
 /// One line per datagram (lengths and decoded kind) when `MBUS_RING_TRACE` is set.
 fn trace(dir: &str, hash: u32, port: Port, bytes: &[u8]) {
     if std::env::var_os("MBUS_RING_TRACE").is_none() {
@@ -138,6 +179,7 @@ fn lab_run(
     delay: Duration,
     secs: u64,
     kill_after: Option<Duration>,
+    submit_after_ms: Option<u64>,
 ) -> Option<(String, String)> {
     let Some(bin) = std::env::var_os(ENV) else {
         eprintln!("ring interop skipped: set {ENV}=/path/to/spread-5.0.1/sbin/spread");
@@ -167,7 +209,10 @@ fn lab_run(
     ])
     .env(
         HELPER_ENV,
-        format!("{}|{secs}|/tmp/spread.conf", names[ours]),
+        match submit_after_ms {
+            Some(ms) => format!("{}|{secs}|/tmp/spread.conf|{ms}", names[ours]),
+            None => format!("{}|{secs}|/tmp/spread.conf", names[ours]),
+        },
     )
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
@@ -205,7 +250,7 @@ fn id(name: &str) -> String {
 /// leads the new ring; both install it and ours delivers the real daemon's GROUPS message.
 #[test]
 fn real_daemon_and_our_engine_form_one_ring() {
-    let Some((text, log)) = lab_run(&["d1", "d2"], 1, Duration::ZERO, 8, None) else {
+    let Some((text, log)) = lab_run(&["d1", "d2"], 1, Duration::ZERO, 8, None, Some(5000)) else {
         return;
     };
     let (d1, d2) = (id("d1"), id("d2"));
@@ -226,14 +271,27 @@ fn real_daemon_and_our_engine_form_one_ring() {
             .any(|l| l.starts_with(&format!("DELIVER {d1} "))),
         "no message from the real daemon delivered:\n{text}"
     );
+    // Our SAFE message is delivered in the regular configuration only once the ring aru
+    // shows the real daemon has it: it took our packet and reported it on the token.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("DELIVER {d2} ")) && l.ends_with("Safe")),
+        "our SAFE message was not delivered:\n{text}"
+    );
 }
 
 /// Ours joins a running ring of two real daemons (fact sheet capture c): the real leader
 /// gathers with its ring running, ours (SEG_REP) creates FORM1 → d1 (RING_REP) → d2.
 #[test]
 fn our_engine_joins_a_running_ring_of_real_daemons() {
-    let Some((text, log)) = lab_run(&["d1", "d2", "d3"], 2, Duration::from_secs(4), 10, None)
-    else {
+    let Some((text, log)) = lab_run(
+        &["d1", "d2", "d3"],
+        2,
+        Duration::from_secs(4),
+        10,
+        None,
+        None,
+    ) else {
         return;
     };
     let (d1, d2, d3) = (id("d1"), id("d2"), id("d3"));
@@ -255,7 +313,7 @@ fn our_engine_joins_a_running_ring_of_real_daemons() {
 #[test]
 fn our_engine_survives_the_real_daemon_being_killed() {
     let kill = Some(Duration::from_secs(5));
-    let Some((text, log)) = lab_run(&["d1", "d2"], 1, Duration::ZERO, 10, kill) else {
+    let Some((text, log)) = lab_run(&["d1", "d2"], 1, Duration::ZERO, 10, kill, None) else {
         return;
     };
     let (d1, d2) = (id("d1"), id("d2"));
