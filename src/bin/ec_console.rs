@@ -171,6 +171,10 @@ async fn batch(client: &mut ConsoleClient, lines: impl Iterator<Item = String>) 
                     let _ = writeln!(out, "{reply}");
                 }
             }
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                let _ = writeln!(out, "Command line too long ({} bytes)", l.len());
+                code = 2;
+            }
             Err(e) => {
                 eprintln!("ec_console: connection lost: {e}");
                 return 1;
@@ -218,10 +222,24 @@ async fn interactive(client: &mut ConsoleClient, endpoint: &Endpoint) -> i32 {
             println!("Pager {}.", if pager { "on" } else { "off" });
             continue;
         }
-        match client.command(l).await {
+        let mut result = client.command(l).await;
+        if matches!(&result, Err(e) if e.kind() != std::io::ErrorKind::InvalidInput) {
+            // The server closes idle sessions (Control_Listener Timeout): reconnect once.
+            match ConsoleClient::connect(endpoint, CONNECT_TIMEOUT).await {
+                Ok(c) => {
+                    *client = c;
+                    result = client.command(l).await;
+                }
+                Err(e) => result = Err(e),
+            }
+        }
+        match result {
             Ok(reply) if reply.is_empty() => {}
             Ok(reply) if pager => page(&reply),
             Ok(reply) => println!("{reply}"),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                println!("Command line too long ({} bytes)", l.len());
+            }
             Err(e) => {
                 eprintln!("ec_console: connection lost: {e}");
                 return 1;
