@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::lexer::{lex, Pos, Tok};
 use super::parser::{parse, parse_value, Item};
-use super::value::{quote, Value};
+use super::value::{name_token, quote, Value};
 
 /// One option assignment inside a scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,8 +94,8 @@ impl Scope {
 
     fn header(&self) -> String {
         match &self.instance {
-            Some(i) => format!("{} {}", self.name, quote(i)),
-            None => self.name.clone(),
+            Some(i) => format!("{} {}", name_token(&self.name), quote(i)),
+            None => name_token(&self.name).into_owned(),
         }
     }
 

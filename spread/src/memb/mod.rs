@@ -29,10 +29,12 @@
 //! of our ring that lost it) returns to `Gather` with the ring stopped; the old ring's packets
 //! are kept for the next form.
 
-use crate::ring::packet::{Form, Join, Packet, RingEntry, Token, MAX_ENTRY_EXTRA, MAX_FORM_RINGS};
+use crate::ring::packet::{
+    Form, FormRep, Join, Packet, RingEntry, Token, MAX_ENTRY_EXTRA, MAX_FORM_RINGS,
+};
 use crate::ring::{
-    ConfigChange, ConfigKind, DaemonId, Dest, Engine, Future, Output, Port, RingId, RingState,
-    State, Timer, TokenState, EVS_SEQ_GAP, MAX_PROCS_RING, MAX_SEQ_GAP,
+    ConfigChange, ConfigKind, DaemonId, Dest, Engine, Future, Output, Port, RepEntry, RingId,
+    RingState, State, Timer, TokenState, EVS_SEQ_GAP, MAX_PROCS_RING, MAX_SEQ_GAP,
 };
 use crate::time::Instant;
 
@@ -53,7 +55,13 @@ impl Engine {
         } else {
             vec![me]
         };
-        self.reps.insert(me, represented);
+        self.reps.insert(
+            me,
+            RepEntry {
+                ring_rep: ring_alive,
+                members: represented,
+            },
+        );
         self.cancel(Timer::Form);
         self.cancel(Timer::Lookup);
         if !ring_alive {
@@ -68,7 +76,7 @@ impl Engine {
     }
 
     fn send_join(&mut self) {
-        let represented = self.reps.get(&self.cfg.me).cloned().unwrap_or_default();
+        let represented = self.represented_now();
         let j = Join {
             ring: self.ring.id,
             ring_alive: self.ring_alive,
@@ -112,10 +120,71 @@ impl Engine {
             represented.push(from);
         }
         self.sort_by_rank(&mut represented);
-        if self.reps.get(&from) != Some(&represented) {
-            self.reps.insert(from, represented);
+        let entry = RepEntry {
+            ring_rep: j.ring_alive,
+            members: represented,
+        };
+        if self.reps.get(&from) != Some(&entry) {
+            self.reps.insert(from, entry);
             self.arm(Timer::Gather, now + self.cfg.gather_timeout);
         }
+    }
+
+    /// ALIVE (sent by 5.0.1 daemons in their SEG phase): a member of our ring lost it;
+    /// while gathering, the sender is a daemon this one will represent.
+    pub(crate) fn on_alive(&mut self, now: Instant, from: DaemonId, _members: &[DaemonId]) {
+        let running = self.state == State::Op || (self.state == State::Gather && self.ring_alive);
+        if running && self.ring.members.contains(&from) {
+            self.on_token_loss(now);
+        }
+        if self.state != State::Gather || self.reps.contains_key(&from) {
+            self.stats.dropped += 1;
+            return;
+        }
+        let me = self.cfg.me;
+        let mut mine = self.represented_now();
+        if mine.contains(&from) {
+            return;
+        }
+        mine.push(from);
+        self.sort_by_rank(&mut mine);
+        if let Some(e) = self.reps.get_mut(&me) {
+            e.members = mine;
+        }
+        self.arm(Timer::Gather, now + self.cfg.gather_timeout);
+    }
+
+    /// Daemons this one brings into a new ring, itself included.
+    fn represented_now(&self) -> Vec<DaemonId> {
+        if self.ring_alive {
+            return self.ring.members.clone();
+        }
+        self.reps
+            .get(&self.cfg.me)
+            .map_or_else(|| vec![self.cfg.me], |e| e.members.clone())
+    }
+
+    /// Does a FORM token name only configured daemons?
+    fn all_configured(&self, f: &Form) -> bool {
+        let known = |d: &DaemonId| self.rank(*d).is_some();
+        f.members.iter().all(known)
+            && f.pending.iter().all(known)
+            && f.reps.iter().all(|r| known(&r.id))
+    }
+
+    /// Representatives in 5.0.1's FORM1 order: SEG_REPs before RING_REPs, then configuration
+    /// order. The first one creates FORM1.
+    fn sorted_reps(&self) -> Vec<FormRep> {
+        let mut v: Vec<FormRep> = self
+            .reps
+            .iter()
+            .map(|(id, e)| FormRep {
+                id: *id,
+                ring_rep: e.ring_rep,
+            })
+            .collect();
+        v.sort_by_key(|r| (r.ring_rep, self.rank(r.id).unwrap_or(usize::MAX)));
+        v
     }
 
     pub(crate) fn on_join_timer(&mut self, now: Instant) {
@@ -131,19 +200,19 @@ impl Engine {
             return;
         }
         let me = self.cfg.me;
-        let creator = self
+        let reps = self.sorted_reps();
+        let mut all: Vec<DaemonId> = self
             .reps
-            .keys()
+            .values()
+            .flat_map(|e| e.members.iter())
             .copied()
-            .min_by_key(|d| self.rank(*d).unwrap_or(usize::MAX));
-        let mut all: Vec<DaemonId> = self.reps.values().flatten().copied().collect();
+            .collect();
         self.sort_by_rank(&mut all);
-        if creator == Some(me) {
+        if reps.first().map(|r| r.id) == Some(me) {
             if self.ring_alive && all == self.ring.members {
                 self.back_to_op(now);
             } else {
-                all.truncate(MAX_PROCS_RING);
-                self.create_form1(now, all);
+                self.create_form1(now, reps);
             }
         } else if self.ring_alive {
             self.back_to_op(now);
@@ -169,7 +238,7 @@ impl Engine {
         }
     }
 
-    fn create_form1(&mut self, now: Instant, all: Vec<DaemonId>) {
+    fn create_form1(&mut self, now: Instant, reps: Vec<FormRep>) {
         let me = self.cfg.me;
         let mut f = Form {
             form_id: RingId {
@@ -177,27 +246,60 @@ impl Engine {
                 time: self.next_time(now),
             },
             members: Vec::new(),
-            pending: all.into_iter().filter(|d| *d != me).collect(),
+            pending: Vec::new(),
             visited: 0,
+            reps,
+            rep_index: 1,
             new_ring: RingId::default(),
             last_seq: 0,
             rings: Vec::new(),
         };
+        self.add_represented(&mut f);
         tracing::debug!(%me, form = %f.form_id, pending = f.pending.len(), "create FORM1");
         if self.commit_to_form(now, &mut f) {
             self.forward_form1(f);
         }
     }
 
+    /// A representative's visit: the daemons it brings become pending (unless listed already
+    /// or representatives themselves, which are visited as such).
+    fn add_represented(&self, f: &mut Form) {
+        let mut add: Vec<DaemonId> = self
+            .represented_now()
+            .into_iter()
+            .filter(|d| {
+                *d != self.cfg.me
+                    && !f.members.contains(d)
+                    && !f.pending.contains(d)
+                    && !f.reps.iter().any(|r| r.id == *d)
+            })
+            .collect();
+        let room = MAX_PROCS_RING.saturating_sub(f.members.len() + f.pending.len() + 1);
+        add.truncate(room);
+        f.pending.extend(add);
+        let mut pending = std::mem::take(&mut f.pending);
+        self.sort_by_rank(&mut pending);
+        f.pending = pending;
+    }
+
     pub(crate) fn on_form1(&mut self, now: Instant, mut f: Form) {
+        let me = self.cfg.me;
         let ok_state = matches!(self.state, State::Gather | State::Op);
-        if f.pending.first() != Some(&self.cfg.me)
+        let as_pending = f.pending.first() == Some(&me);
+        let as_rep =
+            f.pending.is_empty() && f.reps.get(usize::from(f.rep_index)).map(|r| r.id) == Some(me);
+        if !(as_pending || as_rep)
+            || !self.all_configured(&f)
             || self.form_id == Some(f.form_id)
             || !ok_state
             || f.members.len() + f.pending.len() > MAX_PROCS_RING
         {
             self.stats.dropped += 1;
             return;
+        }
+        if as_rep {
+            f.rep_index += 1;
+            self.add_represented(&mut f);
         }
         if self.commit_to_form(now, &mut f) {
             self.forward_form1(f);
@@ -278,7 +380,8 @@ impl Engine {
     }
 
     fn forward_form1(&mut self, mut f: Form) {
-        if let Some(next) = f.pending.first().copied() {
+        let next_rep = f.reps.get(usize::from(f.rep_index)).map(|r| r.id);
+        if let Some(next) = f.pending.first().copied().or(next_rep) {
             for _ in 0..FORM_COPIES {
                 self.send(Dest::Unicast(next), Port::Token, &Packet::Form1(f.clone()));
             }
@@ -288,6 +391,8 @@ impl Engine {
         self.sort_by_rank(&mut members);
         f.members = members;
         f.visited = 0;
+        f.reps.clear();
+        f.rep_index = 0;
         let leader = f.members[0];
         for _ in 0..FORM_COPIES {
             self.send(
@@ -302,6 +407,7 @@ impl Engine {
         let me = self.cfg.me;
         let idx = usize::from(f.visited);
         if self.state != State::Form
+            || !self.all_configured(&f)
             || self.form_id != Some(f.form_id)
             || f.members.get(idx) != Some(&me)
         {
@@ -421,6 +527,8 @@ impl Engine {
             id: fut.ring,
             members: fut.members.clone(),
         }));
+        #[cfg(any(test, feature = "sim"))]
+        self.remember_ring();
         self.ring = RingState::new(fut.ring, fut.members);
         for (_, p) in fut.early {
             self.insert_packet(p);
@@ -438,6 +546,7 @@ impl Engine {
         self.tok.my_last_sent = 0;
         self.tok.idle_rounds = 0;
         self.tok.round = 0;
+        self.tok.prev_sent_seq = 0;
         if self.is_leader() {
             self.arm(Timer::Lookup, now + self.cfg.lookup_timeout);
         }

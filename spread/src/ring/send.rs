@@ -24,6 +24,7 @@ impl Engine {
             .personal_window
             .min(self.cfg.window.saturating_sub(others));
         let mut sent = 0u16;
+        let mut fresh = Vec::new();
         while sent < allowed {
             let next = t.seq.max(self.ring.highest).saturating_add(1);
             if next > self.ring.aru.saturating_add(MAX_SEQ_GAP) {
@@ -42,11 +43,36 @@ impl Engine {
             };
             t.seq = next;
             self.stats.packets_sent += 1;
-            self.send(Dest::Broadcast, Port::Data, &Packet::Data(p.clone()));
-            self.insert_packet(p);
+            self.insert_packet(p.clone());
+            fresh.push(p);
             sent += 1;
         }
+        // Accelerated ring: the last AcceleratedWindow packets leave after the token and
+        // carry the next round (§10).
+        let keep = if self.cfg.accelerated {
+            fresh.len().min(usize::from(self.cfg.accelerated_window))
+        } else {
+            0
+        };
+        let mut later = fresh.split_off(fresh.len() - keep);
+        for p in fresh {
+            self.send(Dest::Broadcast, Port::Data, &Packet::Data(p));
+        }
+        for p in &mut later {
+            p.round = p.round.wrapping_add(1);
+            if let Some(b) = self.ring.buf.get_mut(&p.seq) {
+                b.round = p.round;
+            }
+        }
+        self.tok.after_token = later;
         sent
+    }
+
+    /// Accelerated ring: sends the packets held back until the token left.
+    pub(crate) fn flush_after_token(&mut self) {
+        for p in std::mem::take(&mut self.tok.after_token) {
+            self.send(Dest::Broadcast, Port::Data, &Packet::Data(p));
+        }
     }
 
     /// Takes the next packet's worth of fragments from the send queue.

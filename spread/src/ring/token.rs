@@ -91,7 +91,14 @@ impl Engine {
         let retrans = self.answer_rtr(&mut t, rid);
         let sent = self.send_new_packets(&mut t);
         t.seq = t.seq.max(self.ring.highest);
-        let wanted: Vec<u32> = (self.ring.my_aru.saturating_add(1)..=t.seq)
+        // Accelerated ring: packets after the previous token may still be in flight.
+        let limit = if self.cfg.accelerated {
+            self.tok.prev_sent_seq.min(t.seq)
+        } else {
+            t.seq
+        };
+        self.tok.prev_sent_seq = t.seq;
+        let wanted: Vec<u32> = (self.ring.my_aru.saturating_add(1)..=limit)
             .take(MAX_SCAN as usize)
             .filter(|s| !self.ring.buf.contains_key(s))
             .take(MAX_RTR_SEQS)
@@ -114,6 +121,7 @@ impl Engine {
         self.deliver_regular();
         let idle = t.aru == t.seq && total == 0 && t.rtr.is_empty() && self.send_q.is_empty();
         self.forward_token(now, t, idle);
+        self.flush_after_token();
     }
 
     /// The new ring's token while recovering the old ring's messages.
@@ -176,7 +184,7 @@ impl Engine {
                 self.tok.idle_rounds = 0;
             }
             self.arm(Timer::TokenHurry, now + self.cfg.hurry_timeout);
-            if self.state == State::Op && self.tok.idle_rounds > IDLE_ROUNDS_BEFORE_HOLD {
+            if self.state != State::Evs && self.tok.idle_rounds > IDLE_ROUNDS_BEFORE_HOLD {
                 self.tok.holding = true;
                 self.tok.last_tx = Some((succ, t));
                 return;

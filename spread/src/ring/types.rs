@@ -275,6 +275,13 @@ pub struct RingConfig {
     pub window: u16,
     /// PersonalWindow: packets per token visit.
     pub personal_window: u16,
+    /// Configuration hash carried in (and required of) every packet.
+    pub conf_hash: u32,
+    /// Accelerated Ring (`AcceleratedRing = true`): forward the token before the last
+    /// `accelerated_window` new packets of a visit. 5.0.1's default is the original ring.
+    pub accelerated: bool,
+    /// AcceleratedWindow.
+    pub accelerated_window: u16,
 }
 
 impl RingConfig {
@@ -291,6 +298,93 @@ impl RingConfig {
             lookup_timeout: Duration::from_millis(30_000),
             window: 160,
             personal_window: 20,
+            conf_hash: 0,
+            accelerated: false,
+            accelerated_window: 15,
         }
+    }
+}
+
+impl RingConfig {
+    /// Settings for the daemon called `me` from a parsed configuration: daemon ids in
+    /// configuration order, the timeout table 5.0.1 would use (explicit `*Timeout` lines, else
+    /// WAN with several segments unless `WideAreaNetwork = no`, else LAN), the windows, the ring
+    /// protocol and the configuration hash. `None` if `me` is not a configured daemon.
+    pub fn from_config(cfg: &crate::config::Config, me: &str) -> Option<Self> {
+        use crate::ids::{HashDaemon, HashInput, HashSegment};
+        use crate::wire::daemon::ProcId;
+        let (_, host) = cfg.find_host(me)?;
+        let daemons = cfg.hosts().map(|(_, h)| DaemonId(h.vid)).collect();
+        let t = cfg.timeouts();
+        let ms = |v: u32| Duration::from_millis(u64::from(v));
+        let hash = HashInput {
+            segments: cfg
+                .segments
+                .iter()
+                .map(|s| HashSegment {
+                    port: s.port,
+                    addrs: s.addrs.iter().map(|a| a.ip).collect(),
+                    daemons: s
+                        .hosts
+                        .iter()
+                        .map(|h| HashDaemon {
+                            name: h.name.clone(),
+                            addr: h.addr.ip,
+                            id: ProcId(h.vid),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            accelerated_ring: cfg.accelerated_ring(),
+            exclude_seg_addrs: cfg.exclude_seg_addrs_from_hash(),
+        };
+        let clamp = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
+        Some(Self {
+            me: DaemonId(host.vid),
+            daemons,
+            token_timeout: ms(t.token_ms),
+            hurry_timeout: ms(t.hurry_ms),
+            join_timeout: ms(t.join_ms),
+            gather_timeout: ms(t.gather_ms),
+            form_timeout: ms(t.form_ms),
+            lookup_timeout: ms(t.lookup_ms),
+            window: clamp(cfg.window()),
+            personal_window: clamp(cfg.personal_window()),
+            conf_hash: hash.conf_hash(),
+            accelerated: cfg.accelerated_ring(),
+            accelerated_window: clamp(cfg.accelerated_window()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_from_the_capture_configuration_match_5_0_1() {
+        let text = "Spread_Segment 10.98.0.255:4803 {\n  d1 10.98.0.1\n  d2 10.98.0.2\n  d3 10.98.0.3\n}\n";
+        let cfg = crate::config::Config::parse(text, "t.conf").unwrap();
+        let r = RingConfig::from_config(&cfg, "d2").unwrap();
+        assert_eq!(r.me, DaemonId(0x14c5_65a0));
+        assert_eq!(
+            r.daemons,
+            vec![
+                DaemonId(0x5c8d_7aef),
+                DaemonId(0x14c5_65a0),
+                DaemonId(0xef46_226e)
+            ]
+        );
+        assert_eq!(r.conf_hash, 0x9f2a_d697);
+        assert_eq!(r.token_timeout, Duration::from_millis(1250));
+        assert_eq!(
+            (r.window, r.personal_window, r.accelerated),
+            (160, 20, false)
+        );
+        let accel = format!("{text}AcceleratedRing = true\n");
+        let cfg = crate::config::Config::parse(&accel, "t.conf").unwrap();
+        let r = RingConfig::from_config(&cfg, "d1").unwrap();
+        assert_eq!((r.conf_hash, r.accelerated), (0x90d8_bf74, true));
+        assert!(RingConfig::from_config(&cfg, "d9").is_none());
     }
 }

@@ -79,6 +79,12 @@ pub struct Checker {
     pub violations: Vec<String>,
     /// Messages delivered (all daemons).
     pub deliveries: u64,
+    /// Of those, delivered in a transitional configuration.
+    pub transitional: u64,
+    /// SAFE messages delivered in a transitional configuration.
+    pub safe_transitional: u64,
+    /// Configuration changes seen (all daemons).
+    pub configs: u64,
 }
 
 impl Checker {
@@ -137,8 +143,8 @@ impl Checker {
         self.ring_members.get(&r)
     }
 
-    /// A delivery at node `n`. `holds(node, ring, seq)` asks whether that node (if up)
-    /// currently holds a packet.
+    /// A delivery at node `n`. `holds(node, ring, seq)` asks whether that node currently
+    /// holds a packet (None: it is down — it may have had it when it crashed).
     pub fn on_deliver(
         &mut self,
         n: usize,
@@ -146,6 +152,12 @@ impl Checker {
         holds: &dyn Fn(usize, RingId, u32) -> Option<bool>,
     ) {
         self.deliveries += 1;
+        if d.transitional {
+            self.transitional += 1;
+            if d.class == Class::Safe {
+                self.safe_transitional += 1;
+            }
+        }
         let who = (n, self.incs[n]);
         let Some(id) = decode_payload(&d.payload) else {
             self.fail(format!(
@@ -253,10 +265,11 @@ impl Checker {
                 ));
                 continue;
             };
-            if *inc != self.incs[node] || self.views[node].delivered.contains(&id) {
-                continue; // crashed since, or already delivered it
+            if node == who.0 || *inc != self.incs[node] || self.views[node].delivered.contains(&id)
+            {
+                continue; // the deliverer itself, restarted since, or already delivered it
             }
-            if holds(node, d.ring, d.seq) != Some(true) {
+            if holds(node, d.ring, d.seq) == Some(false) {
                 self.fail(format!(
                     "{who:?} delivered SAFE {id:?} (seq {}) in regular {} but member {node} lacks it",
                     d.seq, d.ring
@@ -267,6 +280,7 @@ impl Checker {
 
     /// A configuration change at node `n`.
     pub fn on_config(&mut self, n: usize, c: &ConfigChange) {
+        self.configs += 1;
         let who = (n, self.incs[n]);
         let me = self.ids[n];
         if !c.members.contains(&me) {

@@ -117,6 +117,8 @@ pub struct Scenario {
     pub nodes: u8,
     /// Seed for packet-level chance.
     pub seed: u64,
+    /// Run the Accelerated Ring instead of the original ring.
+    pub accelerated: bool,
     /// Fault plan.
     pub faults: Vec<Step>,
     /// Workload.
@@ -125,7 +127,11 @@ pub struct Scenario {
 
 impl fmt::Display for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "nodes={} seed={:#x}", self.nodes, self.seed)?;
+        writeln!(
+            f,
+            "nodes={} seed={:#x} accelerated={}",
+            self.nodes, self.seed, self.accelerated
+        )?;
         for s in &self.faults {
             writeln!(f, "  fault @{}ms {:?}", s.at_ms, s.fault)?;
         }
@@ -153,6 +159,12 @@ pub struct Report {
     pub installs: u64,
     /// Faults applied.
     pub faults: usize,
+    /// Deliveries in a transitional configuration.
+    pub transitional: u64,
+    /// SAFE deliveries in a transitional configuration.
+    pub safe_transitional: u64,
+    /// Configuration changes delivered (all daemons).
+    pub configs: u64,
 }
 
 /// Why a run failed.
@@ -185,6 +197,8 @@ pub struct Options {
     pub converge_bound: Duration,
     /// Plant this bug in node 0 at start (canary).
     pub bug: Option<PlantedBug>,
+    /// Accelerated Ring.
+    pub accelerated: bool,
 }
 
 impl Default for Options {
@@ -194,6 +208,7 @@ impl Default for Options {
             lookup_timeout: Duration::from_secs(5),
             converge_bound: Duration::from_secs(30),
             bug: None,
+            accelerated: false,
         }
     }
 }
@@ -287,6 +302,7 @@ impl Sim {
     fn config(&self, i: usize) -> RingConfig {
         let mut c = RingConfig::lan(self.ids[i], self.ids.clone());
         c.lookup_timeout = self.opts.lookup_timeout;
+        c.accelerated = self.opts.accelerated;
         c
     }
 
@@ -564,13 +580,17 @@ impl Sim {
                 .map(|e| e.stats().installs)
                 .sum(),
             faults: self.faults,
+            transitional: self.checker.transitional,
+            safe_transitional: self.checker.safe_transitional,
+            configs: self.checker.configs,
         }
     }
 }
 
 /// Plays a scenario: faults and workload, then heal, converge, probe. Fails on any checker
 /// violation, or when the healed cluster does not converge and deliver within the bound.
-pub fn run(sc: &Scenario, opts: Options) -> Result<Report, Failure> {
+pub fn run(sc: &Scenario, mut opts: Options) -> Result<Report, Failure> {
+    opts.accelerated |= sc.accelerated;
     let n = usize::from(sc.nodes.max(1));
     let bound = opts.converge_bound;
     let mut sim = Sim::new(n, sc.seed, opts);
@@ -664,6 +684,7 @@ mod tests {
         let sc = Scenario {
             nodes: 3,
             seed: 1,
+            accelerated: false,
             faults: vec![],
             work: work(3, 30),
         };
@@ -676,6 +697,7 @@ mod tests {
         let sc = Scenario {
             nodes: 4,
             seed: 7,
+            accelerated: true,
             faults: vec![
                 Step {
                     at_ms: 2100,
@@ -709,6 +731,7 @@ mod tests {
         let sc = Scenario {
             nodes: 3,
             seed: 3,
+            accelerated: false,
             faults: vec![],
             work: work(3, 10),
         };

@@ -3,7 +3,7 @@
 //! EVS checker must be silent; after the faults stop the healed cluster must install one
 //! regular configuration and deliver everything within a bound.
 //!
-//! * `evs_holds_under_faults` — the CI property (case count: `MBUS_SIM_CASES`, default 24);
+//! * `evs_holds_under_faults` — the CI property (case count: `MBUS_SIM_CASES`, default 96);
 //! * `soak` — `#[ignore]`d; `MBUS_SOAK_CASES=10000 cargo test -p spread --features sim
 //!   --test sim -- --ignored soak --nocapture`;
 //! * canaries — planted bugs the checker must catch.
@@ -32,46 +32,80 @@ fn service() -> impl Strategy<Value = Service> {
 }
 
 fn fault() -> impl Strategy<Value = Fault> {
-    let node = 0..NODES_MAX;
+    let node = 0..HARSH.nodes_max;
     prop_oneof![
-        (0u8..40).prop_map(Fault::Loss),
-        (0u8..30).prop_map(Fault::Dup),
-        (0u32..2_000).prop_map(Fault::Reorder),
-        proptest::collection::vec(0u8..3, NODES_MAX as usize).prop_map(Fault::Partition),
-        (node.clone(), node.clone()).prop_map(|(from, to)| Fault::Cut { from, to }),
-        (node.clone(), node.clone(), 50u8..95).prop_map(|(from, to, pct)| Fault::Clog {
+        1 => (0u8..40).prop_map(Fault::Loss),
+        1 => (0u8..30).prop_map(Fault::Dup),
+        1 => (0u32..2_000).prop_map(Fault::Reorder),
+        1 => proptest::collection::vec(0u8..3, HARSH.nodes_max as usize).prop_map(Fault::Partition),
+        1 => (node.clone(), node.clone()).prop_map(|(from, to)| Fault::Cut { from, to }),
+        1 => (node.clone(), node.clone(), 50u8..95).prop_map(|(from, to, pct)| Fault::Clog {
             from,
             to,
             pct
         }),
-        node.clone().prop_map(Fault::Crash),
-        node.prop_map(Fault::Restart),
-        Just(Fault::Heal),
+        2 => node.clone().prop_map(Fault::Crash),
+        2 => node.prop_map(Fault::Restart),
+        1 => Just(Fault::Heal),
     ]
 }
 
-fn scenario() -> impl Strategy<Value = Scenario> {
-    let step = (PLAN_MS, fault()).prop_map(|(at_ms, fault)| Step { at_ms, fault });
+/// Size of the generated scenarios.
+#[derive(Clone, Copy)]
+struct Shape {
+    nodes_max: u8,
+    plan_ms: u32,
+    faults_max: usize,
+    work_max: usize,
+}
+
+/// The CI shape: up to 5 daemons, 8 faults and 40 messages in 9 s.
+const NORMAL: Shape = Shape {
+    nodes_max: NODES_MAX,
+    plan_ms: PLAN_MS.end,
+    faults_max: 8,
+    work_max: 40,
+};
+
+/// The harsh soak shape: up to 7 daemons, 24 faults and 120 messages in 20 s.
+const HARSH: Shape = Shape {
+    nodes_max: 7,
+    plan_ms: 20_000,
+    faults_max: 24,
+    work_max: 120,
+};
+
+fn scenario_of(shape: Shape) -> impl Strategy<Value = Scenario> {
+    let window = PLAN_MS.start..shape.plan_ms;
+    let step = (window.clone(), fault()).prop_map(|(at_ms, fault)| Step { at_ms, fault });
     let size = prop_oneof![4 => 12u16..300, 1 => 1_400u16..6_000];
     let work =
-        (PLAN_MS, 0..NODES_MAX, service(), size).prop_map(|(at_ms, node, service, size)| Work {
-            at_ms,
-            node,
-            service,
-            size,
+        (window, 0..shape.nodes_max, service(), size).prop_map(|(at_ms, node, service, size)| {
+            Work {
+                at_ms,
+                node,
+                service,
+                size,
+            }
         });
     (
-        2u8..=NODES_MAX,
+        2u8..=shape.nodes_max,
         any::<u64>(),
-        proptest::collection::vec(step, 0..8),
-        proptest::collection::vec(work, 0..40),
+        any::<bool>(),
+        proptest::collection::vec(step, 0..shape.faults_max),
+        proptest::collection::vec(work, 0..shape.work_max),
     )
-        .prop_map(|(nodes, seed, faults, work)| Scenario {
+        .prop_map(|(nodes, seed, accelerated, faults, work)| Scenario {
             nodes,
             seed,
+            accelerated,
             faults,
             work,
         })
+}
+
+fn scenario() -> impl Strategy<Value = Scenario> {
+    scenario_of(NORMAL)
 }
 
 fn cases(var: &str, default: u32) -> u32 {
@@ -106,7 +140,7 @@ fn check(sc: &Scenario) -> Result<spread::sim::Report, TestCaseError> {
 
 #[test]
 fn evs_holds_under_faults() {
-    let mut runner = TestRunner::new(config(cases("MBUS_SIM_CASES", 24)));
+    let mut runner = TestRunner::new(config(cases("MBUS_SIM_CASES", 96)));
     let result = runner.run(&scenario(), |sc| check(&sc).map(|_| ()));
     if let Err(e) = result {
         panic!("{e}");
@@ -118,25 +152,36 @@ fn evs_holds_under_faults() {
 #[allow(clippy::disallowed_methods)] // wall-clock time only for the soak report, never in the sim
 fn soak() {
     let n = cases("MBUS_SOAK_CASES", 1_000);
+    #[allow(clippy::disallowed_methods)] // the soak reports its wall-clock duration
     let started = WallInstant::now();
     let faults = AtomicU64::new(0);
     let deliveries = AtomicU64::new(0);
     let events = AtomicU64::new(0);
+    let trans = AtomicU64::new(0);
+    let safe_trans = AtomicU64::new(0);
+    let configs = AtomicU64::new(0);
     let mut cfg = config(n);
     cfg.failure_persistence = None;
     cfg.max_shrink_iters = 60;
     let mut runner = TestRunner::new(cfg);
-    let result = runner.run(&scenario(), |sc| {
+    let mixed = prop_oneof![scenario_of(NORMAL), scenario_of(HARSH)];
+    let result = runner.run(&mixed, |sc| {
         let r = check(&sc)?;
         faults.fetch_add(r.faults as u64, Ordering::Relaxed);
         deliveries.fetch_add(r.deliveries, Ordering::Relaxed);
         events.fetch_add(r.events, Ordering::Relaxed);
+        trans.fetch_add(r.transitional, Ordering::Relaxed);
+        safe_trans.fetch_add(r.safe_transitional, Ordering::Relaxed);
+        configs.fetch_add(r.configs, Ordering::Relaxed);
         Ok(())
     });
     println!(
-        "soak: {n} cases, {} faults, {} deliveries, {} events, {:.1} s, result {:?}",
+        "soak: {n} cases, {} faults, {} deliveries ({} transitional, {} of them SAFE), {} configuration changes, {} events, {:.1} s, result {:?}",
         faults.load(Ordering::Relaxed),
         deliveries.load(Ordering::Relaxed),
+        trans.load(Ordering::Relaxed),
+        safe_trans.load(Ordering::Relaxed),
+        configs.load(Ordering::Relaxed),
         events.load(Ordering::Relaxed),
         started.elapsed().as_secs_f64(),
         result.as_ref().map(|_| "0 violations")
@@ -150,6 +195,7 @@ fn canary_scenario() -> Scenario {
     Scenario {
         nodes: 3,
         seed: 11,
+        accelerated: false,
         faults: vec![],
         work: (0..12)
             .map(|k| Work {
