@@ -47,6 +47,54 @@ enum CoreMsg {
     },
     Input(Input),
     Stats(oneshot::Sender<Stats>),
+    /// A datagram for the ring (see [`Core::packet`]).
+    Packet(Packet),
+}
+
+/// A datagram received on a ring socket.
+#[derive(Debug)]
+pub struct Packet {
+    /// Source address.
+    pub from: std::net::SocketAddr,
+    /// Arrived on the token port (P+1), else the data port (P).
+    pub token: bool,
+    /// Payload.
+    pub bytes: Bytes,
+}
+
+/// What the core task drives: the sans-IO [`spread::Daemon`] alone (one daemon, local
+/// ordering) or a whole ring daemon ([`super::ring_net::RingCore`]).
+pub trait Core: Send + 'static {
+    /// A client-session input.
+    fn handle(&mut self, now: spread::time::Instant, input: Input);
+    /// Timers due at `now`.
+    fn handle_timeout(&mut self, now: spread::time::Instant);
+    /// Next output for a client session.
+    fn poll_output(&mut self) -> Option<Output>;
+    /// Next deadline.
+    fn poll_timeout(&self) -> Option<spread::time::Instant>;
+    /// Counters.
+    fn stats(&self) -> Stats;
+    /// A datagram from a ring socket (ignored without a ring).
+    fn packet(&mut self, _now: spread::time::Instant, _packet: Packet) {}
+}
+
+impl Core for Daemon {
+    fn handle(&mut self, now: spread::time::Instant, input: Input) {
+        Daemon::handle(self, now, input);
+    }
+    fn handle_timeout(&mut self, now: spread::time::Instant) {
+        Daemon::handle_timeout(self, now);
+    }
+    fn poll_output(&mut self) -> Option<Output> {
+        Daemon::poll_output(self)
+    }
+    fn poll_timeout(&self) -> Option<spread::time::Instant> {
+        Daemon::poll_timeout(self)
+    }
+    fn stats(&self) -> Stats {
+        Daemon::stats(self).clone()
+    }
 }
 
 enum WriterMsg {
@@ -105,6 +153,14 @@ impl CoreHandle {
         Ok(client)
     }
 
+    /// Hands a ring datagram to the core.
+    pub async fn packet(&self, packet: Packet) -> Result<(), CoreStopped> {
+        self.tx
+            .send(CoreMsg::Packet(packet))
+            .await
+            .map_err(|_| CoreStopped)
+    }
+
     /// The core's counters.
     pub async fn stats(&self) -> Result<Stats, CoreStopped> {
         let (tx, rx) = oneshot::channel();
@@ -121,12 +177,20 @@ pub fn spawn_core(
     config: DaemonConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> (CoreHandle, JoinHandle<()>) {
+    spawn_core_with(Daemon::new(config), shutdown)
+}
+
+/// [`spawn_core`] for any [`Core`].
+pub fn spawn_core_with<C: Core>(
+    core: C,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (CoreHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
     let handle = CoreHandle {
         tx,
         next_id: Arc::new(AtomicU64::new(1)),
     };
-    let task = tokio::spawn(core_loop(Daemon::new(config), rx, shutdown));
+    let task = tokio::spawn(core_loop(core, rx, shutdown));
     (handle, task)
 }
 
@@ -142,8 +206,8 @@ fn to_tokio(origin: Instant, t: spread::time::Instant) -> Instant {
     origin + std::time::Duration::from_micros(t.as_micros())
 }
 
-async fn core_loop(
-    mut daemon: Daemon,
+async fn core_loop<C: Core>(
+    mut daemon: C,
     mut rx: mpsc::Receiver<CoreMsg>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
@@ -183,8 +247,8 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-fn on_msg(
-    daemon: &mut Daemon,
+fn on_msg<C: Core>(
+    daemon: &mut C,
     writers: &mut BTreeMap<SessionId, mpsc::UnboundedSender<WriterMsg>>,
     now: spread::time::Instant,
     msg: CoreMsg,
@@ -201,14 +265,15 @@ fn on_msg(
             daemon.handle(now, input);
         }
         CoreMsg::Stats(tx) => {
-            let _ = tx.send(daemon.stats().clone());
+            let _ = tx.send(daemon.stats());
         }
+        CoreMsg::Packet(p) => daemon.packet(now, p),
     }
 }
 
 /// Hands every output to the writers, one batch per session.
-fn flush(
-    daemon: &mut Daemon,
+fn flush<C: Core>(
+    daemon: &mut C,
     writers: &mut BTreeMap<SessionId, mpsc::UnboundedSender<WriterMsg>>,
     batches: &mut BTreeMap<SessionId, Vec<Bytes>>,
 ) {
