@@ -68,12 +68,17 @@ for i in "${!targets[@]}"; do
   pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     sleep 10
-    line=$(grep -aE '^#[0-9]+' "$log" | tail -n 1 | cut -c1-110)
+    line=$( (grep -aE '^#[0-9]+' "$log" || true) | tail -n 1 | cut -c1-110)
     printf '   %4ss  %s\n' "$(( $(date +%s) - start ))" "${line:-(starting)}"
   done
   wait "$pid"; rc=$?
   set -e
-  execs=$(grep -a 'stat::number_of_executed_units' "$log" | awk '{s += $2} END {print s + 0}')
+  # Final stats are missing when the run stops on a crash: then take the last status line.
+  execs=$( (grep -a 'stat::number_of_executed_units' "$log" || true) | awk '{s += $2} END {print s + 0}')
+  if [ "$execs" = 0 ]; then
+    execs=$( (grep -aoE '^#[0-9]+' "$log" || true) | tail -n 1 | tr -d '#')
+    execs=${execs:-0}
+  fi
   elapsed=$(( $(date +%s) - start ))
   rate=$(( execs / (elapsed > 0 ? elapsed : 1) ))
   new=$(( $(find "$scratch" -type f | wc -l) - before_new ))

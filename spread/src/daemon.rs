@@ -16,6 +16,7 @@
 //! daemon.
 
 mod handshake;
+mod ring;
 #[cfg(test)]
 mod tests;
 
@@ -24,15 +25,16 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::{Bytes, BytesMut};
 use tracing::{debug, trace};
 
-use crate::groups::{message, Change, Entry, Groups, Member, RingId};
+use crate::groups::{message, Change, Entry, Groups, Member, RingId, ViewPart};
 use crate::session::{
-    next_request, AuthConfig, Peer, Phase, Request, Session, SessionId, Violation,
+    next_request, AuthConfig, AuthMethod, Peer, Phase, Request, Session, SessionId, Violation,
 };
 use crate::time::Instant;
 use crate::wire::client::{
     encode_header, ByteOrder, Frame, GroupName, MessageHeader, RejectCode, ServiceType, HEADER_LEN,
     MAX_PROC_NAME,
 };
+pub use ring::RingStats;
 
 /// 5.0.1's `MAX_SESSIONS`: `(2000 - 5) / 2`.
 pub const DEFAULT_MAX_SESSIONS: usize = 997;
@@ -75,6 +77,46 @@ impl DaemonConfig {
             auth: AuthConfig::default(),
             seed: 0x9e37_79b9_7f4a_7c15,
         }
+    }
+}
+
+impl DaemonConfig {
+    /// The settings of host `me` in a parsed configuration file: its name, id (`VirtualID` or
+    /// derived from the name), position, `MaxSessions`, `MaxSessionMessages` and the
+    /// authentication lists (unknown method names are ignored; `PWORD` is not built in).
+    /// IP allow rules come from `spread.access_ip` ([`crate::session::auth::parse_access_ip`]),
+    /// which the caller reads.
+    pub fn from_config(
+        config: &crate::config::Config,
+        me: crate::config::HostId,
+        ring_time: i32,
+    ) -> Self {
+        let (position, host) = config
+            .hosts()
+            .enumerate()
+            .find(|(_, (id, _))| *id == me)
+            .map(|(pos, (_, h))| (pos, Some(h)))
+            .unwrap_or((0, None));
+        let name = host.map_or("localhost", |h| h.name.as_str());
+        let proc_id = host.map_or(0, |h| h.vid as i32);
+        let methods = |list: &Option<Vec<String>>| -> Option<Vec<AuthMethod>> {
+            list.as_ref().map(|l| {
+                l.iter()
+                    .filter_map(|m| AuthMethod::from_name(m.as_bytes()))
+                    .collect()
+            })
+        };
+        let mut cfg = Self::new(name, proc_id, ring_time);
+        cfg.position = u16::try_from(position).unwrap_or(u16::MAX);
+        cfg.max_sessions = config.max_sessions() as usize;
+        cfg.max_session_messages = config.max_session_messages() as usize;
+        if let Some(allowed) = methods(&config.options.allowed_auth_methods) {
+            cfg.auth.allowed = allowed;
+        }
+        if let Some(required) = methods(&config.options.required_auth_methods) {
+            cfg.auth.required = required;
+        }
+        cfg
     }
 }
 
@@ -137,6 +179,9 @@ pub enum Event {
     Disconnect(Member),
     /// A data message from a member.
     Data(Member, Frame),
+    /// The daemon ring installed a new configuration made of these previous ones (from the
+    /// ring layer; see [`crate::groups::network`]).
+    Configuration(RingId, Vec<ViewPart>),
 }
 
 /// Counters; "dropped and counted" is observable here.
@@ -210,6 +255,8 @@ pub struct Daemon {
     rng: u64,
     delivery_seq: u64,
     stats: Stats,
+    /// The ring ordering backend ([`Daemon::enable_ring`]); `None`: the local loop.
+    ring: Option<Box<ring::RingSide>>,
 }
 
 impl Daemon {
@@ -236,6 +283,7 @@ impl Daemon {
             rng,
             delivery_seq: 0,
             stats: Stats::default(),
+            ring: None,
         }
     }
 
@@ -412,9 +460,12 @@ impl Daemon {
         }
     }
 
-    /// The local ordering loop: one daemon orders each event at once.
+    /// Orders an event: the local loop applies it at once; with a ring backend it leaves as
+    /// a submission and comes back through [`Daemon::on_delivery`].
     fn order(&mut self, ev: Event) {
-        self.apply(ev);
+        if let Some(ev) = self.submit(ev) {
+            self.apply(ev);
+        }
     }
 
     /// Applies an ordered event.
@@ -436,6 +487,19 @@ impl Daemon {
                 }
             }
             Event::Data(member, frame) => self.deliver_data(&member, &frame),
+            Event::Configuration(ring, parts) => {
+                for nc in self.groups.install(ring, &parts) {
+                    if let Some(old) = nc.transition {
+                        let bytes = message::transition(nc.change.group, old);
+                        for sid in nc.change.members.iter().filter_map(|e| e.session) {
+                            if self.sessions.get(&sid).is_some_and(|s| s.membership) {
+                                self.send(sid, bytes.clone());
+                            }
+                        }
+                    }
+                    self.deliver_change(&nc.change);
+                }
+            }
         }
     }
 

@@ -15,6 +15,7 @@ pub mod fuzzing;
 pub mod groups;
 pub mod ids;
 pub mod memb;
+pub mod node;
 pub mod ring;
 pub mod session;
 #[cfg(any(test, feature = "sim"))]

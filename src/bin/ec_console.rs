@@ -16,6 +16,84 @@ use mbus::console::client::{ConsoleClient, Endpoint};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Command phrases offered by tab completion (manager and node commands).
+const PHRASES: &[&str] = &[
+    "broadcast ",
+    "subcluster broadcast ",
+    "subcluster retrieve ",
+    "flush control cache",
+    "help",
+    "info",
+    "retrieve ",
+    "retrieve_node ",
+    "show cluster membership",
+    "xml show cluster membership",
+    "shutdown",
+    "unicast ",
+    "version",
+    "config get ",
+    "config set ",
+    "config eval ",
+    "config unset ",
+    "config show ",
+    "config showrecurse",
+    "config locate ",
+    "config reload",
+    "cluster membership",
+    "cluster info",
+    "cluster nodename",
+    "cluster nodeaddr",
+    "cluster duravip show",
+    "cluster duravip show tables",
+    "cluster duravip move ",
+    "cluster duravip announce view",
+    "quit",
+];
+
+/// Tab completion of command phrases, also after `broadcast ` / `unicast NODE `.
+struct Complete;
+
+impl rustyline::completion::Completer for Complete {
+    type Candidate = String;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        let head = &line[..pos];
+        // Complete the node command after a relaying prefix.
+        let start = [
+            "broadcast ",
+            "subcluster broadcast ",
+            "subcluster retrieve ",
+            "retrieve ",
+        ]
+        .iter()
+        .filter(|p| head.starts_with(**p))
+        .map(|p| p.len())
+        .max()
+        .unwrap_or(0);
+        let tail = &head[start..];
+        Ok((
+            start,
+            PHRASES
+                .iter()
+                .filter(|p| p.starts_with(tail))
+                .map(|p| (*p).to_string())
+                .collect(),
+        ))
+    }
+}
+
+impl rustyline::hint::Hinter for Complete {
+    type Hint = String;
+}
+impl rustyline::highlight::Highlighter for Complete {}
+impl rustyline::validate::Validator for Complete {}
+impl rustyline::Helper for Complete {}
+
 fn is_error(reply: &str) -> bool {
     reply.starts_with("Unknown command")
         || reply.starts_with("usage:")
@@ -110,13 +188,16 @@ async fn interactive(client: &mut ConsoleClient, endpoint: &Endpoint) -> i32 {
             return 1;
         }
     }
-    let mut editor = match rustyline::DefaultEditor::new() {
+    let mut editor = match rustyline::Editor::<Complete, rustyline::history::DefaultHistory>::new()
+    {
         Ok(e) => e,
         Err(e) => {
             eprintln!("ec_console: cannot start line editing: {e}");
             return 1;
         }
     };
+    editor.set_helper(Some(Complete));
+    let mut pager = false;
     loop {
         let prompt = format!("{} {endpoint}> ", chrono::Local::now().format("%H:%M:%S"));
         let line = match editor.readline(&prompt) {
@@ -132,13 +213,37 @@ async fn interactive(client: &mut ConsoleClient, endpoint: &Endpoint) -> i32 {
         if l == "quit" || l == "exit" {
             return 0;
         }
+        if l == "\\pager" {
+            pager = !pager;
+            println!("Pager {}.", if pager { "on" } else { "off" });
+            continue;
+        }
         match client.command(l).await {
             Ok(reply) if reply.is_empty() => {}
+            Ok(reply) if pager => page(&reply),
             Ok(reply) => println!("{reply}"),
             Err(e) => {
                 eprintln!("ec_console: connection lost: {e}");
                 return 1;
             }
         }
+    }
+}
+
+/// Shows `text` through `$PAGER` (default `less`); prints it directly if that fails.
+fn page(text: &str) {
+    let pager = std::env::var("PAGER").unwrap_or_else(|_| "less".into());
+    let child = std::process::Command::new("sh")
+        .args(["-c", &pager])
+        .stdin(std::process::Stdio::piped())
+        .spawn();
+    match child {
+        Ok(mut c) => {
+            if let Some(mut stdin) = c.stdin.take() {
+                let _ = writeln!(stdin, "{text}");
+            }
+            let _ = c.wait();
+        }
+        Err(_) => println!("{text}"),
     }
 }

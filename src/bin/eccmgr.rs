@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use mbus::cluster::bus::MemHub;
 use mbus::cluster::duravip::LogPlumber;
 use mbus::cluster::manager::{cache_limits, register_defaults, ManagerCore, ManagerSettings};
@@ -120,19 +120,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .or_else(|| config.root.get_str("Mbus_Conf").map(PathBuf::from))
         .or_else(|| Some(PathBuf::from(DEFAULT_MBUS_CONF)).filter(|p| p.exists()));
     let subclusters = match &mbus_conf {
-        Some(p) => Subclusters::from_mbus_conf(
+        Some(p) => Subclusters::load(
             &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+            &p.display().to_string(),
         ),
         None => Subclusters::default(),
     };
-    if config
+    let embedded = config
         .root
         .get("Embedded_Ring")
         .and_then(|o| o.value.as_bool())
-        == Some(true)
-    {
-        bail!("Embedded_Ring = true: the in-process ring is not available in this build; run a spread daemon and use -s");
-    }
+        == Some(true);
     let mut settings = ManagerSettings {
         subclusters,
         cache: cache_limits(&config),
@@ -169,9 +167,45 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let host = host_name();
     let name = manager_name(&host);
-    let daemon = args
-        .daemon
-        .clone()
+    let mut daemon_task = None;
+    let mut daemon_arg = args.daemon.clone();
+    if embedded {
+        // The ring runs inside this process: the daemon shell of `mbus::daemon` with the
+        // host entry of this machine from `Mbus_Conf`; the manager attaches to it like any
+        // client (same code path as an external daemon).
+        let path = mbus_conf
+            .clone()
+            .context("Embedded_Ring = true needs Mbus_Conf (or -m) naming the ring's mbus.conf")?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let ring = spread::config::Config::parse(&text, &path.display().to_string())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let me_name = config.root.get_str("Embedded_Name").map(str::to_string);
+        let me = mbus::daemon::resolve_me(&ring, me_name.as_deref())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let host = ring.host(me).context("own host entry")?;
+        let port = ring.segments.get(me.segment).map_or(4803, |s| s.port);
+        daemon_arg = Some(format!("{port}@{}", host.addr.ip));
+        tracing::info!(
+            "running the ring in-process as '{}' on port {port}",
+            host.name
+        );
+        let ring = std::sync::Arc::new(ring);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        daemon_task = Some((
+            stop_tx,
+            tokio::spawn(async move {
+                if let Err(e) = mbus::daemon::run(ring, me, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+                {
+                    tracing::error!("embedded ring stopped: {e}");
+                }
+            }),
+        ));
+    }
+    let daemon = daemon_arg
         .or_else(|| config.root.get_str("Daemon").map(str::to_string))
         .unwrap_or_else(|| "4803".into());
     let core = ManagerCore::new(settings.clone(), &host, config, config_path);
@@ -199,17 +233,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         let hub2 = hub.clone();
         let h = host.clone();
-        run_manager(
+        until_signal(run_manager(
             core,
             move || std::future::ready(hub2.connect(&name, &h)),
             listeners,
             limits,
             cache_file,
-        )
+        ))
         .await;
     } else {
         let d = daemon.clone();
-        run_manager(
+        until_signal(run_manager(
             core,
             move || {
                 let (d, n) = (d.clone(), name.clone());
@@ -218,11 +252,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
             listeners,
             limits,
             cache_file,
-        )
+        ))
         .await;
     }
     for (addr, _) in addresses.iter().filter(|(a, _)| a.starts_with('/')) {
         let _ = std::fs::remove_file(addr);
     }
+    if let Some((stop, task)) = daemon_task {
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+    }
     Ok(())
+}
+
+/// Runs `f` until it finishes or SIGINT/SIGTERM arrives (then the caller cleans up).
+async fn until_signal(f: impl std::future::Future<Output = ()>) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        () = f => {}
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; exiting"),
+        () = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {
+            tracing::info!("terminated; exiting");
+        }
+    }
 }

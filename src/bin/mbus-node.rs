@@ -108,8 +108,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or_else(|| short(&host_name()).to_string());
     let from_mbus = match &args.mbus_conf {
         Some(p) => {
-            let s = Subclusters::from_mbus_conf(
+            let s = Subclusters::load(
                 &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+                &p.display().to_string(),
             );
             s.of_host(&node).map(str::to_string)
         }
@@ -129,15 +130,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let subcluster = own.or(from_mbus).unwrap_or_else(|| "default".into());
     let mut id = NodeIdentity::new(&node, &subcluster);
-    if let Some(a) = opt("nodeaddr") {
-        id.address = a;
-    }
-    if let Some(g) = opt("cluster_group") {
-        id.cluster_group = g;
-    }
-    if let Some(g) = opt("control_group") {
-        id.control_group = g;
-    }
+    id.apply_config(&config.root);
     let daemon = args
         .daemon
         .clone()

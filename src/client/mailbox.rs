@@ -74,6 +74,19 @@ impl Mailbox {
         Ok(Self::from_opened(opened, opts.byte_order))
     }
 
+    /// Opens a session on a daemon core running in this process (see
+    /// [`crate::daemon::spawn_core`]): the bytes go through an in-memory pipe, no socket.
+    pub async fn connect_in_process(
+        core: &crate::daemon::CoreHandle,
+        opts: &ConnectOptions,
+    ) -> Result<Self, Error> {
+        let pipe = core
+            .connect_in_process()
+            .await
+            .map_err(|e| Error::CouldNotConnect(std::io::Error::other(e)))?;
+        Self::connect_stream(pipe, opts).await
+    }
+
     fn from_opened(o: Opened, order: ByteOrder) -> Self {
         let sender = GroupName::new(o.private_group.as_bytes());
         Self {
@@ -303,12 +316,15 @@ impl MailboxSender {
 
     async fn flush_out(&mut self) -> Result<(), Error> {
         self.check_alive()?;
+        // If this future is dropped half-way (e.g. by a timeout), part of a message may have
+        // been written: the stream is then unusable, and stays marked as failed.
+        self.failed = true;
         let res = self.writer.write_all(&self.out).await;
         self.out.clear();
         if let Err(e) = res {
-            self.failed = true;
             return Err(Error::ConnectionClosed(Some(e)));
         }
+        self.failed = false;
         Ok(())
     }
 
@@ -346,6 +362,9 @@ impl MailboxReceiver {
 
     /// Waits for the next message. Reads are large and every message already buffered is
     /// returned without another system call.
+    ///
+    /// Cancel-safe: if the future is dropped before it completes (e.g. in `select!` or a
+    /// timeout), no message is lost.
     pub async fn receive(&mut self) -> Result<Message, Error> {
         if self.failed {
             return Err(Error::NetErrorOnSession);

@@ -2,8 +2,8 @@
 //!
 //! Speaks the libspread 5.0.1 protocol to any Spread 5.0.1 daemon or mbus daemon, over TCP
 //! (`"<port>@<host>"`), a Unix-domain socket (`"<port>"` → `/tmp/<port>`, or a path), or
-//! in-process to a daemon embedded in the same program ([`Mailbox::connect_stream`] over the
-//! byte stream the embedded daemon hands out; no socket involved).
+//! in-process to a daemon embedded in the same program ([`Mailbox::connect_in_process`]: an
+//! in-memory pipe to the core task, no socket involved).
 //!
 //! ```no_run
 //! use mbus::client::{Mailbox, Message, ServiceType};
@@ -21,6 +21,23 @@
 //! #   break;
 //! }
 //! mb.disconnect().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Embedded daemon, no socket at all:
+//!
+//! ```no_run
+//! use mbus::client::{ConnectOptions, Mailbox, ServiceType};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let (core, _task) = mbus::daemon::spawn_core(
+//!     spread::DaemonConfig::new("localhost", 1, 0),
+//!     std::future::pending(), // runs until the program ends
+//! );
+//! let mut mb = Mailbox::connect_in_process(&core, &ConnectOptions::new("me", true)).await?;
+//! mb.join("local").await?;
+//! mb.multicast(ServiceType::SAFE, "local", 0, b"no socket involved").await?;
 //! # Ok(())
 //! # }
 //! ```

@@ -174,6 +174,17 @@ impl ControlCache {
         if t.parts.len() != usize::from(chunks) {
             t.parts = vec![None; usize::from(chunks)];
         }
+        // Reassembly is bounded by the cache's byte limit.
+        let pending: usize = t.parts.iter().flatten().map(String::len).sum();
+        if pending + data.len() > self.limits.max_bytes {
+            t.parts.clear();
+            t.response = Some(format!(
+                "[response larger than the control cache limit of {} bytes]",
+                self.limits.max_bytes
+            ));
+            self.dirty = true;
+            return true;
+        }
         t.parts[usize::from(chunk)] = Some(data.to_string());
         if t.parts.iter().all(Option::is_some) {
             t.response = Some(t.parts.drain(..).flatten().collect());
@@ -344,6 +355,15 @@ mod tests {
         assert!(c.bytes() <= 100);
         assert!(c.get(3, "b").is_none(), "b evicted for bytes");
         assert!(c.get(100, "c").is_none(), "expired");
+        c.expect(200, "big", &[("n".into(), 1)], true);
+        assert!(!c.on_chunk(200, 1, "big", "n", 0, 3, &"y".repeat(60)));
+        assert!(c.on_chunk(200, 1, "big", "n", 1, 3, &"y".repeat(60)));
+        let r = c.get(200, "big").unwrap().targets["n"]
+            .response
+            .clone()
+            .unwrap();
+        assert!(r.starts_with("[response larger than"), "{r}");
+        c.flush();
         assert!(c.is_empty());
     }
 

@@ -74,11 +74,14 @@ pub fn run_blocking(run: &MappedRun) -> String {
     if let Some(s) = status.filter(|s| !s.success()) {
         note.push_str(&format!("\n[{s}]"));
     }
-    let mut text = String::from_utf8_lossy(&bytes)
+    let text = String::from_utf8_lossy(&bytes)
         .trim_end_matches('\n')
         .to_string();
-    text.push_str(&note);
-    text
+    if text.is_empty() {
+        note.trim_start_matches('\n').to_string()
+    } else {
+        text + &note
+    }
 }
 
 #[cfg(test)]

@@ -44,6 +44,23 @@ impl NodeIdentity {
         }
     }
 
+    /// Overrides from the configuration's `cluster` scope: `nodeaddr`, `cluster_group`,
+    /// `control_group`.
+    pub fn apply_config(&mut self, root: &Scope) {
+        let Some(c) = root.child("cluster", None) else {
+            return;
+        };
+        if let Some(a) = c.get_str("nodeaddr") {
+            self.address = a.to_string();
+        }
+        if let Some(g) = c.get_str("cluster_group") {
+            self.cluster_group = g.to_string();
+        }
+        if let Some(g) = c.get_str("control_group") {
+            self.control_group = g.to_string();
+        }
+    }
+
     /// The subcluster group, `ec_sc_<subcluster>`.
     pub fn subcluster_group(&self) -> String {
         format!("ec_sc_{}", self.subcluster)
@@ -132,6 +149,10 @@ pub struct NodeCore {
     heard: BTreeSet<String>,
     /// Heard from every member at least once since joining: the table can be trusted.
     synced: bool,
+    /// When this node (last) joined the cluster group, seconds.
+    joined_at: u64,
+    /// `shutdown` was executed: the shell stops after sending the reply.
+    stop: bool,
     /// Canary: apply a reloaded view locally at once, bypassing the total order (the seed's bug).
     canary_local_reload: bool,
 }
@@ -161,6 +182,8 @@ impl NodeCore {
             heard: BTreeSet::new(),
             synced: false,
             canary_local_reload: false,
+            joined_at: 0,
+            stop: false,
         }
     }
 
@@ -204,6 +227,11 @@ impl NodeCore {
     #[doc(hidden)]
     pub fn set_canary_local_reload(&mut self, on: bool) {
         self.canary_local_reload = on;
+    }
+
+    /// True once `shutdown` has been executed.
+    pub fn stop_requested(&self) -> bool {
+        self.stop
     }
 
     /// True once this node has heard every cluster-group member since it joined.
@@ -302,6 +330,27 @@ impl NodeCore {
         }
     }
 
+    /// Periodic call (about once a second). A node that joined but has not heard from some
+    /// member within [`SETTLE_SECS`] (e.g. a bare Spread client in the cluster group that never
+    /// announces) stops waiting: members without a view are not participants anyway.
+    pub fn tick(&mut self, now: u64) {
+        if !self.synced
+            && self.cluster_members.contains(&self.private)
+            && now >= self.joined_at + SETTLE_SECS
+        {
+            let silent: Vec<&String> = self
+                .cluster_members
+                .iter()
+                .filter(|m| !self.heard.contains(*m))
+                .collect();
+            tracing::warn!(
+                "no view from {silent:?} after {SETTLE_SECS} s; treating them as non-participants"
+            );
+            self.synced = true;
+            self.reconcile();
+        }
+    }
+
     /// Handles one delivered bus event.
     pub fn on_bus(&mut self, now: u64, ev: BusEvent) {
         match ev {
@@ -316,6 +365,7 @@ impl NodeCore {
                 if me_in && !was_in {
                     self.heard.clear();
                     self.synced = false;
+                    self.joined_at = now;
                 }
                 // The preferred node of a VIP rejoining ends a manual move of that VIP.
                 let joined_nodes: BTreeSet<&str> =
@@ -468,6 +518,10 @@ impl NodeCore {
         let text = match parsed.command {
             NodeCommand::Empty => String::new(),
             NodeCommand::Version => banner("ecelerity"),
+            NodeCommand::Shutdown => {
+                self.stop = true;
+                "Shutting down.".into()
+            }
             NodeCommand::Help(_) | NodeCommand::ClusterHelp => NODE_HELP.to_string(),
             NodeCommand::Config(c) if c.sub == "reload" => {
                 let path = if c.args.trim().is_empty() {
@@ -583,6 +637,10 @@ impl NodeCore {
         format!("DuraVIP {ip} moving to {node}")
     }
 }
+
+/// Seconds a joining node waits to hear every cluster-group member before it trusts its
+/// DuraVIP table anyway (Momentum's `view_mature_time` default).
+pub const SETTLE_SECS: u64 = 5;
 
 const NODE_HELP: &str = "\
 cluster duravip announce view        announce this node's DuraVIP view
@@ -809,5 +867,50 @@ cluster {
         assert_eq!(m.args, vec!["flushed", "now"]);
         assert_eq!(m.timeout_ms, 2000);
         assert!(mapped(&cfg.root, "sieve:s2 flush cache").is_none());
+    }
+
+    #[test]
+    fn joiner_waits_for_silent_members_then_settles() {
+        let cfg = Config::from_str(
+            "n.conf",
+            "Binding \"b1\" { Bind_Address = 10.0.0.1 Enable_Duravip = true }",
+            Path::new("."),
+        )
+        .unwrap();
+        let me = "#ec0-00001#n1";
+        let mut n = NodeCore::new(NodeIdentity::new("n1", "default"), me, "d", cfg, None);
+        n.start();
+        let members = vec!["#spuser#d".to_string(), me.to_string()];
+        n.on_bus(
+            100,
+            BusEvent::Membership {
+                group: "ec_cluster".into(),
+                members,
+            },
+        );
+        // Deliver our own announcements back (they were queued as outputs).
+        let mine: Vec<BusEvent> = std::iter::from_fn(|| n.poll())
+            .filter_map(|o| match o {
+                NodeOutput::Bus(BusAction::Multicast {
+                    msg_type, payload, ..
+                }) => Some(BusEvent::Message {
+                    sender: me.into(),
+                    groups: vec![],
+                    msg_type,
+                    payload,
+                }),
+                _ => None,
+            })
+            .collect();
+        for ev in mine {
+            n.on_bus(100, ev);
+        }
+        assert!(!n.is_synced());
+        assert!(n.plumbed().is_empty(), "no plumbing before settling");
+        n.tick(104);
+        assert!(!n.is_synced());
+        n.tick(105);
+        assert!(n.is_synced());
+        assert!(n.plumbed().contains("10.0.0.1"));
     }
 }

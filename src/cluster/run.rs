@@ -25,7 +25,29 @@ pub fn manager_name(host: &str) -> String {
 }
 
 /// `Listen` addresses of `Control_Listener` (default `/tmp/2025`) with their `File_Mode`.
+///
+/// TCP listeners whose effective `Enable_Authentication` is true (the `Listen` scope falls
+/// back to `Control_Listener`, §4.4) are left out with a warning: console authentication
+/// (DIGEST-MD5 etc.) is not implemented, and an unauthenticated TCP console must be asked for
+/// explicitly (§8 item 12). Unix sockets authenticate by file mode.
 pub fn control_addresses(cfg: &Config, default: &str) -> Vec<(String, Option<u32>)> {
+    control_addresses_all(cfg, default)
+        .into_iter()
+        .filter(|(addr, _)| {
+            if addr.starts_with('/') {
+                return true;
+            }
+            let path = vec![("Control_Listener".to_string(), None), ("Listen".to_string(), Some(addr.clone()))];
+            let auth = cfg.eval(&path, "Enable_Authentication").and_then(|o| o.value.as_bool()).unwrap_or(false);
+            if auth {
+                tracing::warn!("not listening on {addr}: Enable_Authentication is true and console authentication is not supported; set it to false for this Listen to allow unauthenticated TCP");
+            }
+            !auth
+        })
+        .collect()
+}
+
+fn control_addresses_all(cfg: &Config, default: &str) -> Vec<(String, Option<u32>)> {
     let Some(cl) = cfg.root.child("Control_Listener", None) else {
         return vec![(default.to_string(), None)];
     };
@@ -95,4 +117,38 @@ pub fn parse_demo(spec: &str) -> Result<Vec<(String, String)>, String> {
         return Err("empty demo cluster".into());
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_listeners_need_authentication_off() {
+        let cfg = Config::from_str(
+            "e.conf",
+            r#"Control_Listener {
+  Enable_Authentication = "true"
+  File_Mode = 0640
+  Listen "/tmp/2025" { Enable_Authentication = "false" }
+  Listen "127.0.0.1:2025" { }
+  Listen "127.0.0.1:2026" { Enable_Authentication = false }
+}"#,
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(
+            control_addresses(&cfg, "/tmp/x"),
+            vec![
+                ("/tmp/2025".to_string(), Some(0o640)),
+                ("127.0.0.1:2026".to_string(), Some(0o640))
+            ]
+        );
+        assert_eq!(
+            control_addresses(&Config::default(), "/tmp/x"),
+            vec![("/tmp/x".to_string(), None)]
+        );
+        assert_eq!(parse_demo("east=n1,n2;west=n3").unwrap().len(), 3);
+        assert!(parse_demo("nonsense").is_err());
+    }
 }

@@ -217,6 +217,7 @@ pub async fn run_node<B, C, F>(
     let mut bus: Option<B> = None;
     let mut backoff = Backoff(Backoff::MIN);
     let mut retry_at = Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
     loop {
         match bus.as_mut() {
             None => {
@@ -253,6 +254,7 @@ pub async fn run_node<B, C, F>(
                     },
                     Some(req) = ls.requests.recv() => node_request(&mut core, req),
                     Some((to, out)) = done_rx.recv() => core.mapped_done(&to, &out),
+                    _ = ticker.tick() => core.tick(now_secs()),
                     _ = stop.changed() => break,
                 }
             }
@@ -289,6 +291,23 @@ pub async fn run_node<B, C, F>(
                 }
             }
         }
+        if core.stop_requested() {
+            tracing::info!("shutdown requested on the console");
+            break;
+        }
+    }
+    // Clean exit: release every DuraVIP this node holds.
+    core.on_bus(now_secs(), BusEvent::Disconnected);
+    while let Some(o) = core.poll() {
+        if let NodeOutput::Plumb {
+            add: false,
+            ip,
+            prefix,
+            iface,
+        } = o
+        {
+            plumber.del(&ip, prefix, &iface);
+        }
     }
     ls.stop().await;
 }
@@ -307,5 +326,120 @@ fn node_request(core: &mut NodeCore, req: Request) {
                 let _ = reply.send(Reply { text, close: false });
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::bus::MemHub;
+    use crate::cluster::duravip::LogPlumber;
+    use crate::cluster::manager::ManagerSettings;
+    use crate::cluster::node::NodeIdentity;
+    use crate::console::client::{ConsoleClient, Endpoint};
+    use crate::ecconf::Config;
+
+    async fn until(c: &mut ConsoleClient, line: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = c.command(line).await.expect("console");
+            if pred(&r) {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "timed out on '{line}': {r}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn manager_and_nodes_reconnect_after_losing_the_bus() {
+        let hub = MemHub::new();
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("ctl");
+        let listener = Listener::Unix(tokio::net::UnixListener::bind(&sock).unwrap());
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        for n in ["n1", "n2"] {
+            let h = hub.clone();
+            let core = NodeCore::new(
+                NodeIdentity::new(n, "east"),
+                "",
+                "",
+                Config::default(),
+                None,
+            );
+            tokio::spawn(run_node(
+                core,
+                move || std::future::ready(h.connect("ec0-00001", n)),
+                Vec::new(),
+                Limits::default(),
+                Box::new(LogPlumber::default()),
+                stop_rx.clone(),
+            ));
+        }
+        let h = hub.clone();
+        let core = ManagerCore::new(ManagerSettings::default(), "mgr", Config::default(), None);
+        let mgr = tokio::spawn(run_manager(
+            core,
+            move || std::future::ready(h.connect("mgr", "mgr")),
+            vec![listener],
+            Limits::default(),
+            None,
+        ));
+        let mut c = ConsoleClient::connect(
+            &Endpoint::Unix(sock.display().to_string()),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        let two = |r: &str| r.matches("Node Type: Momentum").count() == 2;
+        until(&mut c, "show cluster membership", two).await;
+
+        hub.kill("#mgr#mgr");
+        assert!(!hub.members("ec_cluster").contains(&"#mgr#mgr".to_string()));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !hub.members("ec_cluster").contains(&"#mgr#mgr".to_string()) {
+            assert!(Instant::now() < deadline, "manager did not rejoin");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Either the manager already noticed (not connected) or it is back; eventually back.
+        let r = c.command("broadcast version").await.unwrap();
+        assert!(
+            r.starts_with("Not connected to the bus") || r.starts_with("Sent to"),
+            "{r}"
+        );
+        until(&mut c, "info", |r| {
+            r.starts_with("Daemon: memory:mgr [#mgr#mgr]")
+        })
+        .await;
+        let r = until(&mut c, "show cluster membership", two).await;
+        assert!(r.contains("Node Type: Manager"), "{r}");
+
+        hub.kill("#ec0-00001#n2");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !hub
+            .members("ec_cluster")
+            .contains(&"#ec0-00001#n2".to_string())
+        {
+            assert!(Instant::now() < deadline, "node did not rejoin");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        until(&mut c, "show cluster membership", two).await;
+        assert_eq!(
+            c.command("broadcast cluster nodename").await.unwrap(),
+            "Sent to 2 node(s) on ec_console."
+        );
+        until(&mut c, "retrieve cluster nodename", |r| {
+            r == "n1:\nn1\n\nn2:\nn2"
+        })
+        .await;
+
+        assert_eq!(
+            c.command("shutdown").await.unwrap(),
+            "Shutting down the cluster manager."
+        );
+        tokio::time::timeout(Duration::from_secs(5), mgr)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }

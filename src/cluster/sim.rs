@@ -70,8 +70,10 @@ impl Sim {
             .hub
             .connect(&format!("ec0-{:05}", self.pids), name)
             .expect("unique node name");
+        let mut id = NodeIdentity::new(name, subcluster);
+        id.apply_config(&config.root);
         let mut core = NodeCore::new(
-            NodeIdentity::new(name, subcluster),
+            id,
             &conn.private_name_owned(),
             &format!("memory:{name}"),
             config,

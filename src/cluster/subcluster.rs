@@ -22,6 +22,40 @@ pub struct Subclusters {
 }
 
 impl Subclusters {
+    /// Reads the subcluster table of an `mbus.conf` with the full Spread configuration parser
+    /// ([`spread::config`], errors as `file:line:col`); if the file does not parse (e.g. hosts
+    /// given by name only), falls back to scanning its comments and segments, with a warning.
+    pub fn load(text: &str, path: &str) -> Self {
+        match spread::config::Config::parse(text, path) {
+            Ok(cfg) => Self::from_spread(&cfg),
+            Err(e) => {
+                tracing::warn!("{e}; reading only the subcluster comments and segment host names");
+                Self::from_mbus_conf(text)
+            }
+        }
+    }
+
+    /// The table of a parsed Spread configuration.
+    pub fn from_spread(cfg: &spread::config::Config) -> Self {
+        let mut out = Self::default();
+        for sc in &cfg.subclusters {
+            let hosts = sc
+                .segments
+                .iter()
+                .filter_map(|i| cfg.segments.get(*i))
+                .flat_map(|seg| seg.hosts.iter().map(|h| h.name.clone()))
+                .collect();
+            out.by_name.insert(
+                sc.name.clone(),
+                Subcluster {
+                    manager: sc.manager.as_deref().map(|m| short(m).to_string()),
+                    hosts,
+                },
+            );
+        }
+        out
+    }
+
     /// Reads the subcluster table out of an `mbus.conf` text.
     pub fn from_mbus_conf(text: &str) -> Self {
         let mut out = Self::default();
@@ -118,5 +152,7 @@ Spread_Segment 10.0.1.255:4803 { rh52bar2 10.0.1.5 }
         assert_eq!(s.by_name["west"].hosts, vec!["rh52bar2"]);
         assert_eq!(s.of_host("rh52bar2.vmnet24.example.com"), Some("west"));
         assert_eq!(s.of_host("nope"), None);
+        // The full parser agrees on this file.
+        assert_eq!(Subclusters::load(conf, "mbus.conf"), s);
     }
 }

@@ -102,6 +102,8 @@ pub enum NodeCommand {
     Help(Option<String>),
     /// `config SUB ARGS`.
     Config(ConfigCommand),
+    /// `shutdown`: stop the node agent.
+    Shutdown,
     /// `cluster help`.
     ClusterHelp,
     /// `cluster membership`.
@@ -272,6 +274,7 @@ pub fn parse_node_line(line: &str) -> Result<Parsed<NodeCommand>, CommandError> 
     let command = match lw.as_slice() {
         [] => N::Empty,
         ["version"] if rest(1).is_empty() => N::Version,
+        ["shutdown"] if rest(1).is_empty() => N::Shutdown,
         ["help", ..] => N::Help(Some(rest(1)).filter(|s| !s.is_empty()).map(str::to_string)),
         ["config", ..] => N::Config(config(rest(1))?),
         ["cluster", "help"] => N::ClusterHelp,

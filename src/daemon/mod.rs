@@ -1,12 +1,14 @@
 //! The tokio shell of the daemon: finding which configured host this process is, opening its
 //! sockets ([`bind()`]) and running until shut down ([`run`], [`serve`]).
 //!
-//! Client sessions and the ring are driven from [`serve`]; until they land, accepted client
-//! connections are closed at once (a client sees the connection end before any reply).
+//! Client sessions are served by one core task ([`session`]): [`serve`] starts it and hands it
+//! every accepted connection; [`serve_core`] does the same for a core the caller started with
+//! [`spawn_core`] (to also open in-process sessions with [`CoreHandle::connect_in_process`]).
 
 mod bind;
 pub mod log_time;
 pub mod net;
+pub mod session;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -14,7 +16,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use bind::{bind, BindError, Bound, UnixSocketFile};
+pub use session::{spawn_core, CoreHandle, CoreStopped};
 use spread::config::{Config, HostId, UNIX_SOCKET_DIR};
+use spread::session::Peer;
 use tracing::{debug, info, warn};
 
 /// Settings of the shell that are not in the configuration file.
@@ -131,18 +135,64 @@ pub async fn serve(
     bound: Bound,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut stop = stop_tx.subscribe();
+    let (core, core_task) = spawn_core(core_config(&config, me), async move {
+        let _ = stop.recv().await;
+    });
+    let r = serve_core(config, me, core, bound, shutdown).await;
+    let _ = stop_tx.send(());
+    let _ = core_task.await;
+    r
+}
+
+/// The core's settings for host `me`: [`spread::DaemonConfig::from_config`], the ring time
+/// from the wall clock, and the `IP` allow rules from `spread.access_ip` (looked up as 5.0.1
+/// does: `./spread.access_ip`, then `/etc/spread.access_ip`) when `IP` is enabled.
+pub fn core_config(config: &Config, me: HostId) -> spread::DaemonConfig {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut cfg = spread::DaemonConfig::from_config(config, me, now as i32);
+    let wants_ip = cfg.auth.allowed.contains(&spread::session::AuthMethod::Ip)
+        || cfg.auth.required.contains(&spread::session::AuthMethod::Ip);
+    if wants_ip {
+        for path in ["spread.access_ip", "/etc/spread.access_ip"] {
+            let Ok(text) = std::fs::read_to_string(path) else {
+                continue;
+            };
+            match spread::session::auth::parse_access_ip(&text) {
+                Ok(rules) => cfg.auth.ip_rules = rules,
+                Err(line) => warn!(path, line, "spread.access_ip: bad line; IP rules ignored"),
+            }
+            break;
+        }
+    }
+    cfg
+}
+
+/// [`serve`] with a core the caller started ([`spawn_core`]); returns when `shutdown`
+/// completes (the core keeps running until its own shutdown).
+pub async fn serve_core(
+    config: Arc<Config>,
+    me: HostId,
+    core: CoreHandle,
+    bound: Bound,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
     let name = config.host(me).map_or("?", |h| h.name.as_str());
     info!(name, port = bound.port, "daemon ready");
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut tasks = tokio::task::JoinSet::new();
     for listener in bound.tcp {
         let mut stop = stop_tx.subscribe();
+        let core = core.clone();
         tasks.spawn(async move {
             loop {
                 tokio::select! {
                     _ = stop.recv() => break,
                     r = listener.accept() => match r {
-                        Ok((stream, peer)) => on_client(Client::Tcp(stream), &peer.to_string()),
+                        Ok((stream, peer)) => on_client(&core, Client::Tcp(stream), Peer::Tcp(peer.ip())).await,
                         Err(e) => accept_failed(&e).await,
                     },
                 }
@@ -151,12 +201,14 @@ pub async fn serve(
     }
     let unix = bound.unix;
     let mut stop = stop_tx.subscribe();
+    let unix_core = core.clone();
     tasks.spawn(async move {
+        let core = unix_core;
         loop {
             tokio::select! {
                 _ = stop.recv() => break,
                 r = unix.accept() => match r {
-                    Ok((stream, _)) => on_client(Client::Unix(stream), "unix"),
+                    Ok((stream, _)) => on_client(&core, Client::Unix(stream), Peer::Unix).await,
                     Err(e) => accept_failed(&e).await,
                 },
             }
@@ -179,14 +231,27 @@ pub enum Client {
     Unix(tokio::net::UnixStream),
 }
 
-/// What happens to a new client connection. Client sessions are not served yet: the
-/// connection is closed cleanly.
-fn on_client(client: Client, peer: &str) {
-    debug!(
-        peer,
-        "client connection closed: client sessions are not served yet"
-    );
-    drop(client);
+/// Send and receive buffer size asked for on client TCP sockets.
+const SESSION_SOCKET_BUFFER: usize = 200 * 1024;
+
+/// Hands a new client connection to the core (TCP: `TCP_NODELAY`, `SO_KEEPALIVE` and larger
+/// buffers, as 5.0.1).
+async fn on_client(core: &CoreHandle, client: Client, peer: Peer) {
+    let r = match client {
+        Client::Tcp(stream) => {
+            let _ = stream.set_nodelay(true);
+            let sock = socket2::SockRef::from(&stream);
+            let _ = sock.set_keepalive(true);
+            // 5.0.1 raises both buffers step by step up to about 200 KB.
+            let _ = sock.set_send_buffer_size(SESSION_SOCKET_BUFFER);
+            let _ = sock.set_recv_buffer_size(SESSION_SOCKET_BUFFER);
+            core.accept(stream, peer).await
+        }
+        Client::Unix(stream) => core.accept(stream, peer).await,
+    };
+    if r.is_err() {
+        debug!(?peer, "client connection dropped: core stopped");
+    }
 }
 
 /// Accept errors (e.g. out of file descriptors) must not spin: log and pause briefly.

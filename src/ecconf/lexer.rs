@@ -83,7 +83,7 @@ pub struct LexError {
 /// Largest source text the lexer accepts (bytes); bounds memory on hostile input.
 pub const MAX_SOURCE_BYTES: usize = 16 * 1024 * 1024;
 
-fn is_special(c: char) -> bool {
+pub(crate) fn is_special(c: char) -> bool {
     matches!(
         c,
         '"' | '\'' | '=' | '{' | '}' | '[' | ']' | '(' | ')' | '#'

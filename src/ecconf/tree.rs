@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::lexer::{lex, Pos, Tok};
 use super::parser::{parse, parse_value, Item};
-use super::value::{quote, Value};
+use super::value::{name_token, quote, Value};
 
 /// One option assignment inside a scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,8 +94,8 @@ impl Scope {
 
     fn header(&self) -> String {
         match &self.instance {
-            Some(i) => format!("{} {}", self.name, quote(i)),
-            None => self.name.clone(),
+            Some(i) => format!("{} {}", name_token(&self.name), quote(i)),
+            None => name_token(&self.name).into_owned(),
         }
     }
 
@@ -830,5 +830,81 @@ Relay_Hosts = ( 127.0.0.0/8 )
         std::fs::write(&main, "include eccluster.conf\n").unwrap();
         assert!(Config::load(&main, &[]).unwrap_err().msg.contains("cycle"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    mod roundtrip {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn word() -> impl Strategy<Value = String> {
+            "[a-zA-Z0-9:./_-]{1,10}"
+        }
+
+        fn name() -> impl Strategy<Value = String> {
+            "[A-Za-z_][A-Za-z0-9_]{0,8}".prop_filter("keyword", |n| {
+                let l = n.to_ascii_lowercase();
+                l != "include" && l != "readonly_include"
+            })
+        }
+
+        fn value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                word().prop_map(Value::Word),
+                "[ -~\n]{0,12}".prop_map(Value::Str)
+            ];
+            leaf.prop_recursive(2, 12, 4, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::List),
+                    proptest::collection::vec((word(), inner), 0..3).prop_map(Value::Dict),
+                ]
+            })
+        }
+
+        fn scope(depth: u32) -> BoxedStrategy<Scope> {
+            let opts = proptest::collection::vec((name(), value()), 0..4);
+            let inst = proptest::option::of("[ -~]{0,10}");
+            if depth == 0 {
+                (name(), inst, opts)
+                    .prop_map(|(n, i, o)| build(n, i, o, Vec::new()))
+                    .boxed()
+            } else {
+                (
+                    name(),
+                    inst,
+                    opts,
+                    proptest::collection::vec(scope(depth - 1), 0..3),
+                )
+                    .prop_map(|(n, i, o, c)| build(n, i, o, c))
+                    .boxed()
+            }
+        }
+
+        fn build(n: String, i: Option<String>, o: Vec<(String, Value)>, c: Vec<Scope>) -> Scope {
+            let mut s = Scope {
+                name: n,
+                instance: i,
+                ..Scope::default()
+            };
+            for (k, v) in o {
+                s.set(&k, v);
+            }
+            for child in c {
+                if s.child(&child.name, child.instance.as_deref()).is_none() {
+                    s.children.push(child);
+                }
+            }
+            s
+        }
+
+        proptest! {
+            /// Any tree printed by `config showrecurse` parses back to the same tree.
+            #[test]
+            fn showrecurse_parses_back(root in scope(2)) {
+                let mut c = Config { root: Scope { name: String::new(), instance: None, ..root }, ..Config::default() };
+                let text = c.console("showrecurse", "");
+                let again = Config::from_str("x", &text, Path::new(".")).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+                prop_assert_eq!(again.root, c.root, "{}", text);
+            }
+        }
     }
 }

@@ -55,7 +55,7 @@ impl Value {
             Self::Dict(entries) => {
                 out.push('[');
                 for (k, v) in entries {
-                    let _ = write!(out, " {k} = ");
+                    let _ = write!(out, " {} = ", name_token(k));
                     v.write_inline(out);
                 }
                 out.push_str(" ]");
@@ -68,15 +68,32 @@ impl Value {
     pub fn assignment(&self, indent: &str, name: &str) -> String {
         match self {
             Self::List(items) => {
-                let mut s = format!("{indent}{name} = (\n");
+                let mut s = format!("{indent}{} = (\n", name_token(name));
                 for v in items {
                     let _ = writeln!(s, "{indent}  {}", v.inline());
                 }
                 let _ = write!(s, "{indent}  )");
                 s
             }
-            _ => format!("{indent}{name} = {}", self.inline()),
+            _ => format!("{indent}{} = {}", name_token(name), self.inline()),
         }
+    }
+}
+
+/// A name (option, scope or dictionary key) as one token: bare when it lexes back as exactly
+/// that word, quoted otherwise (the parser accepts quoted names, so a name may hold spaces or
+/// punctuation; printing it bare would not parse back — found by the `eccluster_conf` fuzz
+/// target).
+pub fn name_token(s: &str) -> std::borrow::Cow<'_, str> {
+    let bare = !s.is_empty()
+        && !s.starts_with("/*")
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || super::lexer::is_special(c));
+    if bare {
+        std::borrow::Cow::Borrowed(s)
+    } else {
+        std::borrow::Cow::Owned(quote(s))
     }
 }
 

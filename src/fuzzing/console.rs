@@ -110,6 +110,7 @@ fn node_line(c: &NodeCommand) -> String {
     match c {
         N::Empty => String::new(),
         N::Version => "version".into(),
+        N::Shutdown => "shutdown".into(),
         N::Help(None) => "help".into(),
         N::Help(Some(h)) => format!("help {h}"),
         N::Config(cc) => cc.to_string(),

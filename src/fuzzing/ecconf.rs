@@ -2,7 +2,7 @@
 
 use crate::ecconf::parser::{parse, Item};
 use crate::ecconf::tree::Config;
-use crate::ecconf::value::quote;
+use crate::ecconf::value::{name_token, quote};
 use std::fmt::Write as _;
 
 /// Longest configuration text rendered back and re-parsed (keeps each run fast).
@@ -102,7 +102,7 @@ fn render_items(items: &[Item], depth: usize, out: &mut String) {
     for item in items {
         match item {
             Item::Opt { name, value, .. } => {
-                let _ = writeln!(out, "{indent}{name} = {}", value.inline());
+                let _ = writeln!(out, "{indent}{} = {}", name_token(name), value.inline());
             }
             Item::Scope {
                 name,
@@ -112,10 +112,10 @@ fn render_items(items: &[Item], depth: usize, out: &mut String) {
             } => {
                 match instance {
                     Some(i) => {
-                        let _ = writeln!(out, "{indent}{name} {} {{", quote(i));
+                        let _ = writeln!(out, "{indent}{} {} {{", name_token(name), quote(i));
                     }
                     None => {
-                        let _ = writeln!(out, "{indent}{name} {{");
+                        let _ = writeln!(out, "{indent}{} {{", name_token(name));
                     }
                 }
                 render_items(body, depth + 1, out);

@@ -219,3 +219,80 @@ async fn client_writes_what_real_libspread_writes() {
         );
     }
 }
+
+/// A fake daemon that answers the handshake from `events`, then sends every later daemon
+/// chunk of the capture at once, ignoring what the client writes.
+async fn replay_daemon_stream(io: DuplexStream, events: Vec<Event>) {
+    let (mut r, mut w) = tokio::io::split(io);
+    let drain = tokio::spawn(async move {
+        let mut sink = Vec::new();
+        let _ = r.read_to_end(&mut sink).await;
+    });
+    for ev in events {
+        if let Event::Daemon(bytes) = ev {
+            w.write_all(&bytes).await.unwrap();
+        }
+    }
+    w.shutdown().await.unwrap();
+    drain.await.unwrap();
+}
+
+#[tokio::test]
+async fn client_decodes_network_memberships_of_real_daemons() {
+    let conns = load("net_partition_merge.hex");
+    let (c, d) = tokio::io::duplex(1 << 20);
+    let daemon = tokio::spawn(replay_daemon_stream(d, conns["obs"].clone()));
+    let mut obs = Mailbox::connect_stream(c, &ConnectOptions::new("obs", true))
+        .await
+        .unwrap();
+    assert_eq!(obs.private_group(), "#obs#d1");
+    let mut msgs = Vec::new();
+    loop {
+        match obs.receive().await {
+            Ok(m) => msgs.push(m),
+            Err(mbus::client::Error::ConnectionClosed(_)) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    drop(obs);
+    daemon.await.unwrap();
+
+    // The split: a transitional message with the ending view's id, then the network
+    // membership with the survivors as one vs-set.
+    let t = msgs
+        .iter()
+        .position(|m| matches!(m, Message::Transitional { .. }))
+        .expect("a transitional membership");
+    let Message::Transitional { group, group_id } = &msgs[t] else {
+        unreachable!()
+    };
+    assert_eq!(group, "netgrp");
+    assert_eq!((group_id.proc_id, group_id.index), (1_552_775_919, 3));
+    let Message::Membership(split) = &msgs[t + 1] else {
+        panic!("{:?}", msgs[t + 1])
+    };
+    assert_eq!(split.cause, Cause::Network);
+    assert_eq!(split.members, ["#obs#d1", "#m2#d2"]);
+    assert_eq!(split.vs_sets, [vec!["#obs#d1", "#m2#d2"]]);
+    assert_eq!(
+        (split.group_id.index, split.changed_member.as_ref()),
+        (1, None)
+    );
+
+    // The merge: two vs-sets, ours second (local offset 36).
+    let merge = msgs
+        .iter()
+        .filter_map(Message::as_membership)
+        .find(|m| m.cause == Cause::Network && m.members.len() == 3)
+        .expect("the merge");
+    assert_eq!(merge.vs_sets, [vec!["#m3#d3"], vec!["#obs#d1", "#m2#d2"]]);
+    assert_eq!(merge.my_vs_set, 1);
+    assert_eq!(merge.my_index, Some(0));
+    assert_eq!(merge.group_id.index, 1);
+
+    let d = msgs
+        .iter()
+        .find_map(Message::as_data)
+        .expect("the data message");
+    assert_eq!((d.mess_type, &d.body[..]), (7, &b"after-merge"[..]));
+}

@@ -162,10 +162,26 @@ fn cluster_daemon_three_nodes_two_subclusters_and_daemon_restart() {
         ],
         "eccmgr",
     )];
+    // A mapped command with 250 kB of output: the answer travels in 3 chunks.
+    let node_conf = dir.path().join("node.conf");
+    std::fs::write(
+        &node_conf,
+        r#"cluster { Command "big output" { Program = "/bin/sh" Args = ( "-c" "head -c 250000 /dev/zero | tr '\\0' x" ) Max_Output = 300000 } }"#,
+    )
+    .unwrap();
     for (n, name) in [("n1", "n1"), ("n2", "n2"), ("n3", "n3")] {
         procs.push(spawn(
             env!("CARGO_BIN_EXE_mbus-node"),
-            &["-s", &addr, "-n", n, "-m", mbus_conf.to_str().unwrap()],
+            &[
+                "-s",
+                &addr,
+                "-n",
+                n,
+                "-m",
+                mbus_conf.to_str().unwrap(),
+                "-c",
+                node_conf.to_str().unwrap(),
+            ],
             name,
         ));
     }
@@ -197,6 +213,25 @@ fn cluster_daemon_three_nodes_two_subclusters_and_daemon_restart() {
         &mut procs,
     );
     assert_eq!(r, "n3:\nn3\n");
+
+    // Large answer: chunked on the bus, reassembled by the manager, 32-bit reply frame.
+    assert_eq!(console(&sock, "unicast n1 big output"), "");
+    let big = eventually(
+        "big answer",
+        Duration::from_secs(20),
+        || {
+            let r = console(&sock, "retrieve_node n1 big output");
+            (!r.contains("no response yet")).then_some(r)
+        },
+        &mut procs,
+    );
+    assert_eq!(
+        big.trim_end().len(),
+        250_000,
+        "{}",
+        &big[..big.len().min(200)]
+    );
+    assert!(big.trim_end().bytes().all(|b| b == b'x'));
 
     // A node dies: a later broadcast shows it as not answered (it left the group).
     console(&sock, "broadcast version");

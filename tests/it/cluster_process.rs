@@ -260,3 +260,52 @@ fn cluster_process_control_cache_survives_restart() {
         "No responses stored for 'cluster nodeaddr'\n"
     );
 }
+
+/// `Embedded_Ring = true`: the ring runs inside `eccmgr`; a node agent attaches to it.
+#[test]
+#[ignore = "needs our daemon to serve client sessions: cargo test --test it cluster_process_embedded -- --ignored"]
+fn cluster_process_embedded_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::harness::free_port();
+    let mbus = dir.path().join("mbus.conf");
+    std::fs::write(
+        &mbus,
+        format!("# Subcluster: east => localhost\nSpread_Segment 127.0.0.255:{port} {{\n  localhost 127.0.0.1\n}}\nRuntimeDir = {}\n", dir.path().display()),
+    )
+    .unwrap();
+    let m = start_manager(
+        dir.path(),
+        &format!(
+            "Embedded_Ring = true\nMbus_Conf = \"{}\"\nEmbedded_Name = localhost\n",
+            mbus.display()
+        ),
+    );
+    let mut node = Command::new(env!("CARGO_BIN_EXE_mbus-node"))
+        .args([
+            "-s",
+            &format!("{port}@127.0.0.1"),
+            "-n",
+            "n1",
+            "-m",
+            mbus.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut ok = false;
+    while Instant::now() < deadline {
+        if text(&console(&m, &["show", "cluster", "membership"], None))
+            .contains("Node Name: n1\nSubcluster: east")
+        {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = node.kill();
+    let _ = node.wait();
+    assert!(ok, "node did not join the embedded ring");
+}

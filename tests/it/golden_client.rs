@@ -272,20 +272,22 @@ impl CoreReplay {
         self.daemon.handle_timeout(self.now);
         self.drain();
     }
+}
 
-    fn rename(&self, mut b: Vec<u8>) -> Vec<u8> {
-        for (from, to) in &self.renames {
-            let fields = std::iter::once(4).chain((48..b.len().saturating_sub(31)).step_by(32));
-            for off in fields {
-                if b[off..].starts_with(from) {
-                    let mut field = [0u8; 32];
-                    field[..to.len()].copy_from_slice(to);
-                    b[off..off + 32].copy_from_slice(&field);
-                }
+/// Substitutes generated names (`renames`: captured → ours) in a client message's sender and
+/// group fields.
+pub(crate) fn rename(renames: &[(Vec<u8>, Vec<u8>)], mut b: Vec<u8>) -> Vec<u8> {
+    for (from, to) in renames {
+        let fields = std::iter::once(4).chain((48..b.len().saturating_sub(31)).step_by(32));
+        for off in fields {
+            if b[off..].starts_with(from) {
+                let mut field = [0u8; 32];
+                field[..to.len()].copy_from_slice(to);
+                b[off..off + 32].copy_from_slice(&field);
             }
         }
-        b
     }
+    b
 }
 
 /// Fills 997 sessions (for the quota capture).
@@ -317,7 +319,11 @@ fn fill_quota(r: &mut CoreReplay) {
 /// In `connect_no_name.hex`: if `got` is an accept carrying a generated name of the right
 /// shape (`r<digits>-<digits>`, at most 9 characters) where the capture has its own generated
 /// name, returns the capture's bytes and records the renaming for the client's later bytes.
-fn normalize_generated_name(r: &mut CoreReplay, got: &[u8], want: Option<&Vec<u8>>) -> Vec<u8> {
+pub(crate) fn normalize_generated_name(
+    renames: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    got: &[u8],
+    want: Option<&Vec<u8>>,
+) -> Vec<u8> {
     let Some(want) = want else {
         return got.to_vec();
     };
@@ -345,7 +351,7 @@ fn normalize_generated_name(r: &mut CoreReplay, got: &[u8], want: Option<&Vec<u8
     );
     assert!(shape(&wname));
     let field = |n: &[u8]| [b"#".as_slice(), n, b"#localhost"].concat();
-    r.renames.push((field(&wname), field(&gname)));
+    renames.push((field(&wname), field(&gname)));
     want.clone()
 }
 
@@ -379,7 +385,7 @@ pub(crate) fn replay_core(path: &Path) {
                     "{}: step {n}: {c} writes after close",
                     cap.name
                 );
-                let data = r.rename(bytes.clone());
+                let data = rename(&r.renames, bytes.clone());
                 r.daemon.handle(
                     r.now,
                     Input::Bytes {
@@ -416,7 +422,7 @@ pub(crate) fn replay_core(path: &Path) {
         let got = std::mem::take(&mut r.got);
         for (c, mut g) in got {
             if cap.name == "connect_no_name.hex" {
-                g = normalize_generated_name(&mut r, &g, step.expect.get(&c));
+                g = normalize_generated_name(&mut r.renames, &g, step.expect.get(&c));
             }
             got_cum.entry(c).or_default().extend(g);
         }
@@ -460,7 +466,7 @@ want: {}",
     }
 }
 
-fn hex(b: &[u8]) -> String {
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 

@@ -422,3 +422,49 @@ proptest! {
         prop_assert!(h.d.stats().protocol_violations() <= 1);
     }
 }
+
+#[test]
+fn configuration_change_sends_transition_then_network_membership() {
+    use crate::groups::{Entry, Member, RingId};
+    let mut h = Harness::default();
+    h.connect(1, "obs", true);
+    h.connect(2, "quiet", false);
+    for (id, me) in [(1, "#obs#localhost"), (2, "#quiet#localhost")] {
+        h.bytes(id, &request(ServiceType::JOIN_MESS, me, &["g"], b""));
+    }
+    // A member on another daemon (position 1) joins through the ring.
+    let remote = Entry {
+        member: Member {
+            daemon: 1,
+            name: GroupName::new(b"#m2#d2"),
+        },
+        session: None,
+    };
+    h.d.apply(Event::Join(remote, GroupName::new(b"g")));
+    h.pump();
+    h.sent.clear();
+    // That daemon is lost.
+    let part = h.d.groups().part(&[0].into_iter().collect());
+    let ring = RingId {
+        proc_id: 1,
+        time: 99,
+    };
+    h.d.apply(Event::Configuration(ring, vec![part]));
+    h.pump();
+    let got = h.take(1);
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        &got[0][..4],
+        &[0x80, 0x20, 0x00, 0x80],
+        "TRANSITION_MESS first"
+    );
+    assert_eq!(
+        &got[1][..4],
+        &[0x80, 0x18, 0x00, 0x80],
+        "then CAUSED_BY_NETWORK"
+    );
+    assert!(
+        h.take(2).is_empty(),
+        "no membership messages without the flag"
+    );
+}

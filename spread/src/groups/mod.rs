@@ -10,9 +10,13 @@
 //! configuration, then by private group name (byte compare). Changes come back as
 //! [`Change`] values; [`message`] turns them into the bytes 5.0.1 sends.
 
+pub mod exchange;
 pub mod message;
+pub mod network;
 
 use std::collections::{BTreeMap, BTreeSet};
+
+pub use network::{NetworkChange, ViewPart};
 
 use crate::session::SessionId;
 use crate::wire::client::{GroupId, GroupName};

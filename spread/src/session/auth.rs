@@ -137,9 +137,55 @@ impl AuthConfig {
     }
 }
 
+/// Parses `spread.access_ip` as 5.0.1 does: `#` comments, `unix` (Unix-socket peers),
+/// `local` (127.0.0.0/8), and `a.b.c.d` or `a.b.c.d/prefix` lines. Lines that do not parse are
+/// returned as errors (1-based line numbers); 5.0.1 stops at an incomplete line and exits on a
+/// malformed one.
+pub fn parse_access_ip(text: &str) -> Result<Vec<IpRule>, usize> {
+    let mut rules = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with("unix") {
+            rules.push(IpRule::UNIX);
+            continue;
+        }
+        if line.starts_with("local") {
+            rules.push(IpRule {
+                network: Ipv4Addr::new(127, 0, 0, 0),
+                prefix: 8,
+            });
+            continue;
+        }
+        let word = line.split_whitespace().next().unwrap_or_default();
+        let (addr, prefix) = match word.split_once('/') {
+            Some((a, p)) => (a, p.parse::<u8>().ok().filter(|&p| p <= 32)),
+            None => (word, Some(32)),
+        };
+        match (addr.parse::<Ipv4Addr>(), prefix) {
+            (Ok(network), Some(prefix)) => rules.push(IpRule { network, prefix }),
+            _ => return Err(n + 1),
+        }
+    }
+    Ok(rules)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn access_ip_file() {
+        let rules = parse_access_ip("# c\nunix\nlocal\n10.1.0.0/16\n192.168.1.7\n").unwrap();
+        assert_eq!(rules.len(), 4);
+        assert!(rules[2].matches(Ipv4Addr::new(10, 1, 200, 3)));
+        assert!(!rules[2].matches(Ipv4Addr::new(10, 2, 0, 1)));
+        assert_eq!(rules[3].prefix, 32);
+        assert_eq!(parse_access_ip("ok\n"), Err(1));
+        assert_eq!(parse_access_ip("1.2.3.4/40"), Err(1));
+    }
 
     #[test]
     fn null_ip_and_required() {

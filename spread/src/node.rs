@@ -1,0 +1,157 @@
+//! [`Node`]: one whole daemon of a ring — client sessions and group state ([`Daemon`]) on
+//! top of the token ring and membership protocol ([`Engine`]), sans-IO.
+//!
+//! # Calling contract (quinn style, as its parts)
+//!
+//! * inputs: [`Node::handle`] with a [`NodeInput`] (a client event, or a datagram from a
+//!   configured daemon) and [`Node::handle_timeout`] when [`Node::poll_timeout`] is due;
+//! * outputs: drain [`Node::poll_output`] after every input: bytes for client sessions,
+//!   sessions to close, datagrams to send.
+//!
+//! Inside, every client request becomes a 5.0.1 message submitted to the engine
+//! ([`Daemon::poll_submission`]); the engine's deliveries and configuration changes go back to
+//! the daemon in the order emitted ([`Daemon::on_delivery`], [`Daemon::on_configuration`]).
+//! The two are pumped until both are quiet, so one input's effects are complete when
+//! `handle` returns.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use crate::daemon::{self, Daemon, DaemonConfig};
+use crate::ring::{self, DaemonId, Dest, Engine, Port, RingConfig};
+use crate::time::Instant;
+
+/// Bound on pump rounds per input (each round drains both queues; the daemon only adds
+/// submissions in answer to a delivery, so a handful of rounds suffice).
+const MAX_PUMP_ROUNDS: usize = 64;
+
+/// An input to a [`Node`].
+#[derive(Debug, Clone)]
+pub enum NodeInput {
+    /// A client-session event.
+    Client(daemon::Input),
+    /// A datagram from configured daemon `from`.
+    Packet {
+        /// Sending daemon.
+        from: DaemonId,
+        /// Port it arrived on.
+        port: Port,
+        /// The datagram.
+        bytes: Bytes,
+    },
+}
+
+/// An output of a [`Node`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeOutput {
+    /// For a client session.
+    Client(daemon::Output),
+    /// A datagram to send.
+    Send {
+        /// Destination.
+        to: Dest,
+        /// Port.
+        port: Port,
+        /// The datagram.
+        bytes: Bytes,
+    },
+}
+
+/// A daemon of a ring. See the module documentation.
+#[derive(Debug)]
+pub struct Node {
+    daemon: Daemon,
+    engine: Engine,
+    out: VecDeque<NodeOutput>,
+}
+
+impl Node {
+    /// A freshly started daemon: `ring.me` among `ring.daemons`; `clock_secs` is the wall
+    /// clock (Unix seconds) at `now`, for ring ids.
+    pub fn new(config: DaemonConfig, ring: RingConfig, now: Instant, clock_secs: u32) -> Self {
+        let mut daemon = Daemon::new(config);
+        daemon.enable_ring(ring.me, ring.daemons.clone());
+        let engine = Engine::new(ring, now, clock_secs);
+        let mut n = Self {
+            daemon,
+            engine,
+            out: VecDeque::new(),
+        };
+        n.pump(now);
+        n
+    }
+
+    /// The session / group side.
+    pub fn daemon(&self) -> &Daemon {
+        &self.daemon
+    }
+
+    /// The ring side.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Applies one input.
+    pub fn handle(&mut self, now: Instant, input: NodeInput) {
+        match input {
+            NodeInput::Client(i) => self.daemon.handle(now, i),
+            NodeInput::Packet { from, port, bytes } => {
+                self.engine
+                    .handle(now, ring::Input::Packet { from, port, bytes });
+            }
+        }
+        self.pump(now);
+    }
+
+    /// Fires what is due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.daemon.handle_timeout(now);
+        self.engine.handle_timeout(now);
+        self.pump(now);
+    }
+
+    /// The next output.
+    pub fn poll_output(&mut self) -> Option<NodeOutput> {
+        self.out.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.daemon.poll_timeout(), self.engine.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn pump(&mut self, now: Instant) {
+        for _ in 0..MAX_PUMP_ROUNDS {
+            let mut busy = false;
+            while let Some((service, payload)) = self.daemon.poll_submission() {
+                busy = true;
+                self.engine
+                    .handle(now, ring::Input::Submit { service, payload });
+            }
+            while let Some(o) = self.engine.poll_output() {
+                busy = true;
+                match o {
+                    ring::Output::Send { to, port, bytes } => {
+                        self.out.push_back(NodeOutput::Send { to, port, bytes });
+                    }
+                    ring::Output::Deliver(d) => self.daemon.on_delivery(d),
+                    ring::Output::Configuration(c) => self.daemon.on_configuration(c),
+                }
+            }
+            while let Some(o) = self.daemon.poll_output() {
+                busy = true;
+                self.out.push_back(NodeOutput::Client(o));
+            }
+            if !busy {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,485 @@
+//! Several composed daemons ([`Node`]) exchanging datagrams in memory, with clients attached:
+//! one total order across daemons, and the 5.0.1 network memberships (fact sheet §5.3–5.4)
+//! across a crash, a partition and merge, and a late daemon.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::*;
+use crate::daemon::{Input, Output};
+use crate::session::{Peer, SessionId};
+use crate::wire::client::{
+    decode_frame, encode_header, encode_hello, ByteOrder, Direction, Frame, GroupName, Hello, Hint,
+    MembershipBody, MessageHeader, ServiceType,
+};
+
+const CLOCK: u32 = 1_700_000_000;
+const LATENCY: Duration = Duration::from_micros(200);
+
+struct Net {
+    now: Instant,
+    ids: Vec<DaemonId>,
+    nodes: Vec<Option<Node>>,
+    /// Component of each node; traffic only flows inside a component.
+    comp: Vec<u8>,
+    queue: BTreeMap<(Instant, u64), (usize, DaemonId, Port, Bytes)>,
+    n: u64,
+    /// Messages received per (node, session).
+    got: BTreeMap<(usize, u64), Vec<Bytes>>,
+}
+
+fn name(i: usize) -> String {
+    format!("d{}", i + 1)
+}
+
+impl Net {
+    fn new(count: usize, start: usize) -> Self {
+        let ids: Vec<DaemonId> = (0..count)
+            .map(|i| DaemonId(0x5c8d_7a00u32.wrapping_add(i as u32 * 0x1111)))
+            .collect();
+        let mut net = Self {
+            now: Instant(1_000_000),
+            ids,
+            nodes: (0..count).map(|_| None).collect(),
+            comp: vec![0; count],
+            queue: BTreeMap::new(),
+            n: 0,
+            got: BTreeMap::new(),
+        };
+        for i in 0..start {
+            net.start(i);
+        }
+        net
+    }
+
+    fn start(&mut self, i: usize) {
+        let ring = RingConfig::lan(self.ids[i], self.ids.clone());
+        let cfg = DaemonConfig::new(&name(i), self.ids[i].0 as i32, 0);
+        self.nodes[i] = Some(Node::new(cfg, ring, self.now, CLOCK));
+        self.drain(i);
+    }
+
+    fn crash(&mut self, i: usize) {
+        self.nodes[i] = None;
+        self.got.retain(|(n, _), _| *n != i);
+    }
+
+    fn drain(&mut self, i: usize) {
+        let Some(node) = self.nodes[i].as_mut() else {
+            return;
+        };
+        let mut sends = Vec::new();
+        while let Some(o) = node.poll_output() {
+            match o {
+                NodeOutput::Client(Output::Send { session, data }) => {
+                    node.handle(
+                        self.now,
+                        NodeInput::Client(Input::Drained {
+                            session,
+                            messages: 1,
+                        }),
+                    );
+                    self.got.entry((i, session.0)).or_default().push(data);
+                }
+                NodeOutput::Client(Output::Close { .. }) => {}
+                NodeOutput::Send { to, port, bytes } => sends.push((to, port, bytes)),
+            }
+        }
+        let from = self.ids[i];
+        for (to, port, bytes) in sends {
+            let targets: Vec<usize> = match to {
+                Dest::Broadcast => (0..self.ids.len()).filter(|&j| j != i).collect(),
+                Dest::Unicast(d) => self.ids.iter().position(|x| *x == d).into_iter().collect(),
+            };
+            for j in targets {
+                if self.comp[j] != self.comp[i] {
+                    continue;
+                }
+                self.n += 1;
+                self.queue
+                    .insert((self.now + LATENCY, self.n), (j, from, port, bytes.clone()));
+            }
+        }
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        for _ in 0..5_000_000 {
+            let net_next = self.queue.keys().next().map(|k| k.0);
+            let timer_next = self
+                .nodes
+                .iter()
+                .flatten()
+                .filter_map(Node::poll_timeout)
+                .min();
+            let next = match (net_next, timer_next) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => match a.or(b) {
+                    Some(t) => t,
+                    None => break,
+                },
+            };
+            if next > end {
+                break;
+            }
+            self.now = self.now.max(next);
+            if net_next == Some(next) {
+                let (_, (j, from, port, bytes)) = self.queue.pop_first().expect("queued");
+                if let Some(node) = self.nodes[j].as_mut() {
+                    node.handle(self.now, NodeInput::Packet { from, port, bytes });
+                    self.drain(j);
+                }
+            } else {
+                for i in 0..self.nodes.len() {
+                    if let Some(node) = self.nodes[i].as_mut() {
+                        if node.poll_timeout().is_some_and(|t| t <= self.now) {
+                            node.handle_timeout(self.now);
+                            self.drain(i);
+                        }
+                    }
+                }
+            }
+        }
+        self.now = end;
+    }
+
+    fn client_bytes(&mut self, i: usize, s: u64, b: &[u8]) {
+        let node = self.nodes[i].as_mut().expect("running");
+        node.handle(
+            self.now,
+            NodeInput::Client(Input::Bytes {
+                session: SessionId(s),
+                data: Bytes::copy_from_slice(b),
+            }),
+        );
+        self.drain(i);
+    }
+
+    fn connect(&mut self, i: usize, s: u64, user: &str) {
+        let node = self.nodes[i].as_mut().expect("running");
+        node.handle(
+            self.now,
+            NodeInput::Client(Input::Connected {
+                session: SessionId(s),
+                peer: Peer::Unix,
+            }),
+        );
+        let mut hello = Vec::new();
+        encode_hello(&Hello::new(user.as_bytes(), true, false), &mut hello);
+        self.client_bytes(i, s, &hello);
+        let mut auth = b"NULL".to_vec();
+        auth.resize(90, 0);
+        self.client_bytes(i, s, &auth);
+        self.got.remove(&(i, s));
+    }
+
+    fn send(&mut self, i: usize, s: u64, service: ServiceType, groups: &[&str], body: &[u8]) {
+        let sender = format!("#{}#{}", user_of(s), name(i));
+        let mut out = BytesMut::new();
+        encode_header(
+            &MessageHeader {
+                service,
+                sender: GroupName::new(sender.as_bytes()),
+                num_groups: groups.len() as i32,
+                hint: Hint::new(0, ByteOrder::Little),
+                data_len: body.len() as i32,
+                order: ByteOrder::Little,
+            },
+            &mut out,
+        );
+        for g in groups {
+            GroupName::new(g.as_bytes()).encode(&mut out);
+        }
+        out.put_slice(body);
+        let b = out.to_vec();
+        self.client_bytes(i, s, &b);
+    }
+
+    fn take(&mut self, i: usize, s: u64) -> Vec<Frame> {
+        self.got
+            .remove(&(i, s))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|b| {
+                let mut buf = BytesMut::from(&b[..]);
+                decode_frame(&mut buf, Direction::ToClient)
+                    .expect("valid")
+                    .expect("whole")
+            })
+            .collect()
+    }
+
+    fn ring_of(&self, i: usize) -> Vec<DaemonId> {
+        self.nodes[i]
+            .as_ref()
+            .map(|n| n.engine().members().to_vec())
+            .unwrap_or_default()
+    }
+
+    fn settled(&self, members: &[usize]) -> bool {
+        let want: Vec<DaemonId> = members.iter().map(|&i| self.ids[i]).collect();
+        members.iter().all(|&i| {
+            self.ring_of(i) == want
+                && self.nodes[i]
+                    .as_ref()
+                    .is_some_and(|n| !n.daemon().exchanging())
+        })
+    }
+
+    /// Runs until `members` form one ring (bounded).
+    fn until_ring(&mut self, members: &[usize], max: Duration) -> Duration {
+        let start = self.now;
+        while !self.settled(members) {
+            assert!(self.now < start + max, "no ring {members:?} within {max:?}");
+            self.run_for(Duration::from_millis(50));
+        }
+        self.now.saturating_since(start)
+    }
+}
+
+fn user_of(s: u64) -> String {
+    format!("u{s}")
+}
+
+fn private(s: u64, i: usize) -> GroupName {
+    GroupName::new(format!("#{}#{}", user_of(s), name(i)).as_bytes())
+}
+
+fn is(f: &Frame, t: ServiceType) -> bool {
+    f.header.service.contains(t)
+}
+
+fn memb(f: &Frame) -> MembershipBody {
+    MembershipBody::decode(&mut f.body(), f.header.order).expect("membership body")
+}
+
+fn members(f: &Frame) -> Vec<GroupName> {
+    f.groups().collect()
+}
+
+/// Three daemons, one client each in `grp` (session ids 1, 2, 3 on d1, d2, d3).
+fn three_with_group() -> Net {
+    let mut net = Net::new(3, 3);
+    let t = net.until_ring(&[0, 1, 2], Duration::from_secs(10));
+    assert!(t < Duration::from_secs(5), "formed in {t:?}");
+    for i in 0..3 {
+        let s = i as u64 + 1;
+        net.connect(i, s, &user_of(s));
+        net.send(i, s, ServiceType::JOIN_MESS, &["grp"], b"");
+        net.run_for(Duration::from_millis(100));
+    }
+    net.run_for(Duration::from_millis(500));
+    for i in 0..3 {
+        let got = net.take(i, i as u64 + 1);
+        let last = got.last().expect("a membership");
+        assert!(is(
+            last,
+            ServiceType::REG_MEMB_MESS | ServiceType::CAUSED_BY_JOIN
+        ));
+        assert_eq!(last.num_groups(), 3);
+    }
+    net
+}
+
+#[test]
+fn one_total_order_across_three_daemons() {
+    let mut net = three_with_group();
+    for k in 0..20u32 {
+        for i in 0..3 {
+            let body = format!("m{i}-{k}");
+            net.send(
+                i,
+                i as u64 + 1,
+                ServiceType::AGREED,
+                &["grp"],
+                body.as_bytes(),
+            );
+        }
+        if k % 3 == 0 {
+            net.run_for(Duration::from_micros(700));
+        }
+    }
+    net.run_for(Duration::from_secs(2));
+    let seqs: Vec<Vec<Bytes>> = (0..3)
+        .map(|i| {
+            net.take(i, i as u64 + 1)
+                .into_iter()
+                .filter(|f| is(f, ServiceType::AGREED))
+                .map(|f| f.body())
+                .collect()
+        })
+        .collect();
+    assert_eq!(seqs[0].len(), 60);
+    assert_eq!(seqs[0], seqs[1]);
+    assert_eq!(seqs[0], seqs[2]);
+    // Per-sender FIFO.
+    for i in 0..3 {
+        let mine: Vec<&Bytes> = seqs[0]
+            .iter()
+            .filter(|b| b.starts_with(format!("m{i}-").as_bytes()))
+            .collect();
+        let want: Vec<String> = (0..20).map(|k| format!("m{i}-{k}")).collect();
+        assert_eq!(
+            mine.iter().map(|b| b.to_vec()).collect::<Vec<_>>(),
+            want.iter()
+                .map(|s| s.as_bytes().to_vec())
+                .collect::<Vec<_>>()
+        );
+    }
+    // Private-group messages cross daemons.
+    net.send(0, 1, ServiceType::RELIABLE, &["#u3#d3"], b"hi");
+    net.run_for(Duration::from_millis(200));
+    let got = net.take(2, 3);
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0].body()[..], b"hi");
+}
+
+#[test]
+fn crash_then_late_restart() {
+    let mut net = three_with_group();
+    net.crash(2);
+    let t = net.until_ring(&[0, 1], Duration::from_secs(15));
+    assert!(t < Duration::from_secs(6), "noticed in {t:?}");
+    net.run_for(Duration::from_millis(200));
+    let ring = net.nodes[0].as_ref().unwrap().engine().ring_id();
+    for i in 0..2 {
+        let got = net.take(i, i as u64 + 1);
+        assert_eq!(got.len(), 2, "TRANSITION then REG_MEMB: {got:?}");
+        assert!(is(&got[0], ServiceType::TRANSITION_MESS));
+        assert_eq!(got[0].header.data_len, 12);
+        let reg = &got[1];
+        assert!(is(
+            reg,
+            ServiceType::REG_MEMB_MESS | ServiceType::CAUSED_BY_NETWORK
+        ));
+        assert_eq!(members(reg), vec![private(1, 0), private(2, 1)]);
+        assert_eq!(reg.header.data_len, 88);
+        let b = memb(reg);
+        assert_eq!(b.group_id.proc_id, ring.leader.0 as i32);
+        assert_eq!(b.group_id.time, ring.time as i32);
+        assert_eq!(b.group_id.index, 1);
+        assert_eq!(b.vs_sets, vec![vec![private(1, 0), private(2, 1)]]);
+    }
+    // d3 comes back without members: nobody hears of it; then a join there is a plain join.
+    net.start(2);
+    let t = net.until_ring(&[0, 1, 2], Duration::from_secs(10));
+    assert!(t < Duration::from_secs(5), "rejoined in {t:?}");
+    assert!(net.take(0, 1).is_empty());
+    net.connect(2, 9, &user_of(9));
+    net.send(2, 9, ServiceType::JOIN_MESS, &["grp"], b"");
+    net.run_for(Duration::from_millis(300));
+    for (i, s) in [(0, 1), (1, 2), (2, 9)] {
+        let got = net.take(i, s);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(is(
+            &got[0],
+            ServiceType::REG_MEMB_MESS | ServiceType::CAUSED_BY_JOIN
+        ));
+        assert_eq!(
+            members(&got[0]),
+            vec![private(1, 0), private(2, 1), private(9, 2)]
+        );
+        assert_eq!(
+            memb(&got[0]).group_id.index,
+            2,
+            "continues the network view"
+        );
+    }
+}
+
+#[test]
+fn partition_and_merge() {
+    let mut net = three_with_group();
+    net.comp = vec![0, 0, 1];
+    net.until_ring(&[0, 1], Duration::from_secs(15));
+    net.until_ring(&[2], Duration::from_secs(15));
+    net.run_for(Duration::from_millis(200));
+    let big = net.take(0, 1);
+    assert_eq!(brief(&big), brief(&net.take(1, 2)), "same at d2");
+    assert_eq!(big.len(), 2, "{big:?}");
+    assert!(is(&big[0], ServiceType::TRANSITION_MESS));
+    assert_eq!(
+        memb(&big[1]).vs_sets,
+        vec![vec![private(1, 0), private(2, 1)]]
+    );
+    let small = net.take(2, 3);
+    assert_eq!(small.len(), 2, "{small:?}");
+    assert!(is(&small[0], ServiceType::TRANSITION_MESS));
+    assert_eq!(small[1].header.data_len, 56);
+    assert_eq!(memb(&small[1]).vs_sets, vec![vec![private(3, 2)]]);
+    // A join on d3's side inside the partition is a plain join there.
+    net.connect(2, 4, &user_of(4));
+    net.send(2, 4, ServiceType::JOIN_MESS, &["grp"], b"");
+    net.run_for(Duration::from_millis(300));
+    assert_eq!(net.take(2, 3).len(), 1);
+    net.take(2, 4);
+    // Heal: the merge comes at the leader's next lookup.
+    net.comp = vec![0, 0, 0];
+    let t = net.until_ring(&[0, 1, 2], Duration::from_secs(40));
+    assert!(t < Duration::from_secs(35), "merged in {t:?}");
+    net.run_for(Duration::from_millis(300));
+    let ring = net.nodes[0].as_ref().unwrap().engine().ring_id();
+    let mut sets = Vec::new();
+    for (i, s) in [(0, 1), (1, 2), (2, 3), (2, 4)] {
+        let got = net.take(i, s);
+        assert_eq!(
+            got.len(),
+            1,
+            "no TRANSITION_MESS at a merge: {:?}",
+            brief(&got)
+        );
+        let f = &got[0];
+        assert!(is(
+            f,
+            ServiceType::REG_MEMB_MESS | ServiceType::CAUSED_BY_NETWORK
+        ));
+        assert_eq!(
+            members(f),
+            vec![private(1, 0), private(2, 1), private(3, 2), private(4, 2)]
+        );
+        assert_eq!(f.header.data_len, 20 + 4 + 64 + 4 + 64);
+        let b = memb(f);
+        assert_eq!(b.group_id.proc_id, ring.leader.0 as i32);
+        assert_eq!(b.group_id.index, 1);
+        assert!(b
+            .local_set()
+            .is_some_and(|set| set.contains(&private(s, i))));
+        sets.push(b.vs_sets);
+    }
+    assert!(
+        sets.windows(2).all(|w| w[0] == w[1]),
+        "same vs-sets everywhere"
+    );
+    assert_eq!(sets[0].len(), 2);
+    // One total order again.
+    for i in 0..3 {
+        let s = i as u64 + 1;
+        net.send(
+            i,
+            s,
+            ServiceType::SAFE,
+            &["grp"],
+            format!("after{i}").as_bytes(),
+        );
+    }
+    net.run_for(Duration::from_millis(500));
+    let a: Vec<Bytes> = net.take(0, 1).iter().map(Frame::body).collect();
+    let b: Vec<Bytes> = net.take(2, 4).iter().map(Frame::body).collect();
+    assert_eq!(a.len(), 3);
+    assert_eq!(a, b);
+}
+
+fn brief(fs: &[Frame]) -> Vec<String> {
+    fs.iter()
+        .map(|f| {
+            let id = if is(f, ServiceType::REG_MEMB_MESS) {
+                format!("{:?}", memb(f))
+            } else {
+                format!("{:?}", f.body())
+            };
+            format!("{:x} n={} {}", f.header.service.0, f.num_groups(), id)
+        })
+        .collect()
+}
