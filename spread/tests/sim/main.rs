@@ -3,7 +3,7 @@
 //! EVS checker must be silent; after the faults stop the healed cluster must install one
 //! regular configuration and deliver everything within a bound.
 //!
-//! * `evs_holds_under_faults` — the CI property (case count: `MBUS_SIM_CASES`, default 96);
+//! * `evs_holds_under_faults` — the CI property (case count: `MBUS_SIM_CASES`, default 192);
 //! * `soak` — `#[ignore]`d; `MBUS_SOAK_CASES=10000 cargo test -p spread --features sim
 //!   --test sim -- --ignored soak --nocapture`;
 //! * canaries — planted bugs the checker must catch.
@@ -140,7 +140,7 @@ fn check(sc: &Scenario) -> Result<spread::sim::Report, TestCaseError> {
 
 #[test]
 fn evs_holds_under_faults() {
-    let mut runner = TestRunner::new(config(cases("MBUS_SIM_CASES", 96)));
+    let mut runner = TestRunner::new(config(cases("MBUS_SIM_CASES", 192)));
     let result = runner.run(&scenario(), |sc| check(&sc).map(|_| ()));
     if let Err(e) = result {
         panic!("{e}");
