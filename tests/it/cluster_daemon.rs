@@ -243,7 +243,7 @@ fn cluster_daemon_three_nodes_two_subclusters_and_daemon_restart() {
         Duration::from_secs(10),
         || {
             let r = console(&sock, "retrieve cluster nodeaddr");
-            (r.matches("0.0.0.0:4802").count() == 2).then_some(r)
+            (r == "n1:\n10.9.0.1:4802\n\nn3:\n10.9.1.3:4802\n").then_some(r)
         },
         &mut procs,
     );
