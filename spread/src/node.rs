@@ -16,11 +16,35 @@
 
 use std::collections::VecDeque;
 
+use std::time::Duration;
+
 use bytes::Bytes;
 
+use crate::config::{Config, HostId};
 use crate::daemon::{self, Daemon, DaemonConfig};
 use crate::ring::{self, DaemonId, Dest, Engine, Port, RingConfig};
 use crate::time::Instant;
+
+/// The ring settings of host `me` of `config`: every configured daemon (by virtual id, in
+/// configuration order), the timeouts in force (LAN or WAN table, or the file's), `Window`,
+/// `PersonalWindow` and the configuration hash.
+pub fn ring_config(config: &Config, me: HostId) -> RingConfig {
+    let daemons: Vec<DaemonId> = config.hosts().map(|(_, h)| DaemonId(h.vid)).collect();
+    let me = config.host(me).map_or(DaemonId(0), |h| DaemonId(h.vid));
+    let t = config.timeouts();
+    let ms = |v: u32| Duration::from_millis(u64::from(v));
+    let mut r = RingConfig::lan(me, daemons);
+    r.token_timeout = ms(t.token_ms);
+    r.hurry_timeout = ms(t.hurry_ms);
+    r.join_timeout = ms(t.join_ms);
+    r.gather_timeout = ms(t.gather_ms);
+    r.form_timeout = ms(t.form_ms);
+    r.lookup_timeout = ms(t.lookup_ms);
+    r.window = u16::try_from(config.window()).unwrap_or(u16::MAX);
+    r.personal_window = u16::try_from(config.personal_window()).unwrap_or(u16::MAX);
+    r.conf_hash = crate::ids::conf_hash(config);
+    r
+}
 
 /// Bound on pump rounds per input (each round drains both queues; the daemon only adds
 /// submissions in answer to a delivery, so a handful of rounds suffice).

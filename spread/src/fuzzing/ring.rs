@@ -32,16 +32,21 @@ const MAX_TOTAL_MS: u64 = 30_000;
 /// Time one network hop takes.
 const LATENCY: Duration = Duration::from_millis(1);
 
-/// The ring engine's own packet codec (input: one datagram, read as a data-port and as a
-/// token-port datagram). Checks: what decodes re-encodes to something that decodes to the
-/// same packet.
+/// The ring engine's packet codec (`crate::ring::codec`, 5.0.1 layouts; input: one datagram,
+/// tried as a data-port and as a token-port datagram with the captures' configuration hash).
+/// Checks: decode → encode → decode gives the same packet.
 pub fn ring_packet(data: &[u8]) {
+    const HASH: u32 = 0x9f2a_d697;
     for token in [false, true] {
-        let Ok((tx, p)) = codec::decode(0, token, data) else {
+        let Ok((tx, p)) = codec::decode(HASH, token, data) else {
             continue;
         };
-        let enc = codec::encode(tx, 0, &p);
-        assert_eq!(codec::decode(0, token, &enc).ok(), Some((tx, p)));
+        let enc = codec::encode(tx, HASH, &p);
+        assert_eq!(
+            codec::decode(HASH, token, &enc),
+            Ok((tx, p)),
+            "ring packet does not survive decode -> encode -> decode"
+        );
     }
 }
 

@@ -375,6 +375,7 @@ impl Engine {
                 extra: have,
                 safe_aru: r.aru,
                 trans: vec![me],
+                trans_time: 0,
             }),
         }
     }
@@ -423,10 +424,15 @@ impl Engine {
             return;
         }
         if idx == 0 {
+            // 5.0.1: transitional time T, ring id time T + 1, both fresh.
+            let t = self.next_time(now);
             f.new_ring = RingId {
                 leader: me,
                 time: self.next_time(now),
             };
+            for e in f.rings.iter_mut().filter(|e| e.trans_time == 0) {
+                e.trans_time = t;
+            }
         }
         f.visited += 1;
         let members = f.members.clone();
@@ -456,7 +462,7 @@ impl Engine {
         }
         let t = Token {
             ring: f.new_ring,
-            seq: f.last_seq,
+            seq: 0,
             aru: 0x7fff_ffff,
             aru_last: None,
             fc: 0,
@@ -510,7 +516,12 @@ impl Engine {
                     self.emit(Output::Configuration(trans_change.clone()));
                 }
             }
-            if !hole {
+            if hole {
+                // A hole may hold any sender's fragments: a message continuing after it could
+                // be spliced from two messages. Every member skips the same holes, so dropping
+                // every partial message here keeps them identical.
+                self.ring.partial.clear();
+            } else {
                 self.deliver_packet(s, !regular);
             }
             self.ring.delivered = s;

@@ -232,3 +232,182 @@ fn canary_early_safe_is_caught() {
 fn clean_canary_scenario_passes() {
     run(&canary_scenario(), Options::default()).unwrap_or_else(|f| panic!("{f}"));
 }
+
+/// Soak find (seed 0x3972513076ca15d6): fragments after an EVS hole were spliced onto another
+/// message of the same sender. Kept as a regression case.
+#[test]
+fn regression_fragments_spliced_across_an_evs_hole() {
+    let sc = Scenario {
+        nodes: 3,
+        seed: 0x3972_5130_76ca_15d6,
+        accelerated: true,
+        faults: vec![
+            Step {
+                at_ms: 16910,
+                fault: Fault::Partition(vec![0, 1, 1, 1, 2, 0, 1]),
+            },
+            Step {
+                at_ms: 5828,
+                fault: Fault::Crash(1),
+            },
+            Step {
+                at_ms: 15374,
+                fault: Fault::Restart(2),
+            },
+            Step {
+                at_ms: 10567,
+                fault: Fault::Restart(4),
+            },
+            Step {
+                at_ms: 18537,
+                fault: Fault::Dup(8),
+            },
+            Step {
+                at_ms: 2461,
+                fault: Fault::Clog {
+                    from: 3,
+                    to: 0,
+                    pct: 83,
+                },
+            },
+            Step {
+                at_ms: 12049,
+                fault: Fault::Crash(0),
+            },
+            Step {
+                at_ms: 9489,
+                fault: Fault::Heal,
+            },
+            Step {
+                at_ms: 18378,
+                fault: Fault::Loss(37),
+            },
+            Step {
+                at_ms: 19943,
+                fault: Fault::Loss(21),
+            },
+            Step {
+                at_ms: 5785,
+                fault: Fault::Crash(4),
+            },
+            Step {
+                at_ms: 12207,
+                fault: Fault::Partition(vec![0, 0, 2, 1, 0, 2, 0]),
+            },
+            Step {
+                at_ms: 6177,
+                fault: Fault::Cut { from: 5, to: 1 },
+            },
+            Step {
+                at_ms: 6273,
+                fault: Fault::Restart(6),
+            },
+            Step {
+                at_ms: 3367,
+                fault: Fault::Cut { from: 6, to: 6 },
+            },
+            Step {
+                at_ms: 16783,
+                fault: Fault::Clog {
+                    from: 2,
+                    to: 6,
+                    pct: 63,
+                },
+            },
+            Step {
+                at_ms: 9960,
+                fault: Fault::Clog {
+                    from: 6,
+                    to: 4,
+                    pct: 69,
+                },
+            },
+            Step {
+                at_ms: 7076,
+                fault: Fault::Loss(27),
+            },
+            Step {
+                at_ms: 13467,
+                fault: Fault::Crash(6),
+            },
+            Step {
+                at_ms: 15480,
+                fault: Fault::Restart(0),
+            },
+            Step {
+                at_ms: 10158,
+                fault: Fault::Restart(4),
+            },
+        ],
+        work: [
+            (11773, 6, Service::Causal, 248),
+            (2067, 4, Service::Causal, 250),
+            (6174, 5, Service::Reliable, 162),
+            (827, 2, Service::Causal, 216),
+            (17911, 4, Service::Unreliable, 2147),
+            (7271, 6, Service::Causal, 5031),
+            (1788, 5, Service::Causal, 177),
+            (9027, 3, Service::Safe, 246),
+            (15315, 0, Service::Agreed, 200),
+            (9478, 6, Service::Unreliable, 236),
+            (10293, 6, Service::Causal, 3632),
+            (8391, 5, Service::Causal, 292),
+            (10041, 2, Service::Fifo, 227),
+            (12362, 1, Service::Agreed, 153),
+            (8289, 2, Service::Unreliable, 261),
+            (11185, 1, Service::Fifo, 88),
+            (13019, 2, Service::Unreliable, 137),
+            (8249, 3, Service::Reliable, 4188),
+            (5463, 2, Service::Reliable, 187),
+            (543, 2, Service::Agreed, 287),
+            (13461, 6, Service::Fifo, 43),
+            (18781, 6, Service::Causal, 231),
+            (17817, 0, Service::Unreliable, 234),
+            (13557, 6, Service::Agreed, 291),
+            (12521, 0, Service::Unreliable, 260),
+            (3618, 1, Service::Reliable, 297),
+            (8782, 3, Service::Unreliable, 212),
+            (1342, 3, Service::Reliable, 256),
+            (13889, 5, Service::Agreed, 1907),
+            (2274, 6, Service::Agreed, 121),
+            (6878, 1, Service::Fifo, 183),
+            (2783, 4, Service::Causal, 255),
+            (19129, 0, Service::Causal, 260),
+            (19238, 1, Service::Fifo, 163),
+            (1874, 0, Service::Reliable, 78),
+            (8326, 6, Service::Reliable, 4230),
+            (18217, 1, Service::Fifo, 182),
+            (4122, 0, Service::Reliable, 216),
+            (9169, 0, Service::Safe, 286),
+            (12133, 4, Service::Causal, 180),
+            (8251, 1, Service::Safe, 213),
+            (19055, 0, Service::Reliable, 257),
+            (4899, 0, Service::Causal, 183),
+            (11714, 6, Service::Reliable, 4658),
+            (16587, 4, Service::Agreed, 110),
+            (13784, 4, Service::Agreed, 1467),
+            (8928, 5, Service::Unreliable, 179),
+            (19940, 4, Service::Agreed, 278),
+            (5411, 4, Service::Reliable, 82),
+            (14836, 1, Service::Safe, 130),
+            (2969, 1, Service::Fifo, 38),
+            (1649, 4, Service::Causal, 226),
+            (16563, 1, Service::Fifo, 179),
+            (2334, 4, Service::Causal, 66),
+            (2440, 5, Service::Safe, 251),
+            (5718, 1, Service::Fifo, 12),
+            (16954, 0, Service::Fifo, 68),
+            (5072, 0, Service::Agreed, 84),
+            (12102, 4, Service::Safe, 18),
+        ]
+        .into_iter()
+        .map(|(at_ms, node, service, size)| Work {
+            at_ms,
+            node,
+            service,
+            size,
+        })
+        .collect(),
+    };
+    check(&sc).unwrap_or_else(|e| panic!("{e}"));
+}
