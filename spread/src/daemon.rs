@@ -655,6 +655,7 @@ impl Daemon {
                 daemon: self.config.position,
                 name: s.private_group,
             };
+            self.note_own_kill(why == EndReason::Kill);
             self.order(Event::Disconnect(member));
         }
         if why != EndReason::PeerClosed {

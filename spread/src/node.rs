@@ -16,8 +16,6 @@
 
 use std::collections::VecDeque;
 
-use std::time::Duration;
-
 use bytes::Bytes;
 
 use crate::config::{Config, HostId};
@@ -25,25 +23,14 @@ use crate::daemon::{self, Daemon, DaemonConfig};
 use crate::ring::{self, DaemonId, Dest, Engine, Port, RingConfig};
 use crate::time::Instant;
 
-/// The ring settings of host `me` of `config`: every configured daemon (by virtual id, in
-/// configuration order), the timeouts in force (LAN or WAN table, or the file's), `Window`,
-/// `PersonalWindow` and the configuration hash.
+/// The ring settings of host `me` of `config` ([`RingConfig::from_config`]: daemon ids in
+/// configuration order, timeout table, windows, ring protocol, configuration hash).
 pub fn ring_config(config: &Config, me: HostId) -> RingConfig {
-    let daemons: Vec<DaemonId> = config.hosts().map(|(_, h)| DaemonId(h.vid)).collect();
-    let me = config.host(me).map_or(DaemonId(0), |h| DaemonId(h.vid));
-    let t = config.timeouts();
-    let ms = |v: u32| Duration::from_millis(u64::from(v));
-    let mut r = RingConfig::lan(me, daemons);
-    r.token_timeout = ms(t.token_ms);
-    r.hurry_timeout = ms(t.hurry_ms);
-    r.join_timeout = ms(t.join_ms);
-    r.gather_timeout = ms(t.gather_ms);
-    r.form_timeout = ms(t.form_ms);
-    r.lookup_timeout = ms(t.lookup_ms);
-    r.window = u16::try_from(config.window()).unwrap_or(u16::MAX);
-    r.personal_window = u16::try_from(config.personal_window()).unwrap_or(u16::MAX);
-    r.conf_hash = crate::ids::conf_hash(config);
-    r
+    let name = config.host(me).map_or("", |h| h.name.as_str());
+    RingConfig::from_config(config, name).unwrap_or_else(|| {
+        let daemons: Vec<DaemonId> = config.hosts().map(|(_, h)| DaemonId(h.vid)).collect();
+        RingConfig::lan(DaemonId(0), daemons)
+    })
 }
 
 /// Bound on pump rounds per input (each round drains both queues; the daemon only adds

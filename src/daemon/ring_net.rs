@@ -58,6 +58,10 @@ pub struct RingCore {
 impl RingCore {
     /// The ring daemon of host `me`, sending from `send`.
     pub fn new(config: &Config, me: HostId, send: Arc<UdpSocket>) -> Self {
+        // bind() does not set it; segment broadcasts need it.
+        if let Err(e) = send.set_broadcast(true) {
+            tracing::warn!(error = %e, "SO_BROADCAST on the ring send socket failed");
+        }
         let dcfg = super::core_config(config, me);
         let rcfg = ring_config(config, me);
         let port = config.segments.get(me.segment).map_or(0, |s| s.port);
