@@ -49,6 +49,14 @@ for t in "${targets[@]}"; do
   fi
 done
 
+# Run the built binaries directly, so editing the sources during a campaign does not make
+# `cargo fuzz run` rebuild in the middle of it.
+triple=$(rustc +nightly -vV | sed -n 's/^host: //p')
+bindir=target/$triple/release
+
+par=()
+[ "$JOBS" -gt 1 ] && par=(-jobs="$JOBS" -workers="$JOBS")
+
 rows=()
 total_start=$(date +%s)
 for i in "${!targets[@]}"; do
@@ -62,9 +70,9 @@ for i in "${!targets[@]}"; do
   echo "== [$((i + 1))/${#targets[@]}] $t: ${secs}s, seeds $(find "$corpus" -type f | wc -l), log $log"
   start=$(date +%s)
   set +e
-  cargo +nightly fuzz run "$t" "$scratch" "$corpus" -- \
+  "$bindir/$t" -artifact_prefix="artifacts/$t/" \
     -max_total_time="$secs" -rss_limit_mb="$RSS_LIMIT_MB" -malloc_limit_mb="$MALLOC_LIMIT_MB" \
-    -timeout=10 -print_final_stats=1 -workers="$JOBS" -jobs="$JOBS" >"$log" 2>&1 &
+    -timeout=10 -print_final_stats=1 "${par[@]}" "$scratch" "$corpus" >"$log" 2>&1 &
   pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     sleep 10
@@ -83,8 +91,8 @@ for i in "${!targets[@]}"; do
   rate=$(( execs / (elapsed > 0 ? elapsed : 1) ))
   new=$(( $(find "$scratch" -type f | wc -l) - before_new ))
   if [ "$merge" = 1 ] && [ "$new" -gt 0 ]; then
-    cargo +nightly fuzz run "$t" "$corpus" "$scratch" -- -merge=1 \
-      -rss_limit_mb="$RSS_LIMIT_MB" -malloc_limit_mb="$MALLOC_LIMIT_MB" >>"$log" 2>&1 || true
+    "$bindir/$t" -merge=1 -rss_limit_mb="$RSS_LIMIT_MB" -malloc_limit_mb="$MALLOC_LIMIT_MB" \
+      "$corpus" "$scratch" >>"$log" 2>&1 || true
   fi
   size=$(find "$corpus" -type f | wc -l)
   crashes=$(( $(find "artifacts/$t" -type f | wc -l) - before_art ))

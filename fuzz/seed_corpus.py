@@ -27,6 +27,7 @@ alone. The input format of every target is documented in `spread/src/fuzzing.rs`
 * membership         one ALIVE/JOIN/REFER datagram (data port) or FORM1/FORM2 token.
 * groups             one GROUPS message (48-byte message header + body), reassembled.
 * monitor            one STATUS/PARTITION/FC/RELOAD datagram (request or reply).
+* ring_packet        every data-port / token-port datagram (the ring engine's 5.0.1 codec).
 * daemon_stateful    a script of what daemon d1 (resp. e1) received, see below.
 * spread_conf        configuration text from the capture headers (and mbus.conf.example).
 * mbus_conf          the same texts, read for their `# Subcluster:` comments.
@@ -302,6 +303,9 @@ def daemon_capture(path, seeds):
         else:
             target = "monitor"  # status replies to the monitor's own port
         seeds.add(target, name, pkt, shape)
+        if port in (DATA_PORT, TOKEN_PORT):
+            # The ring engine's codec reads the same 5.0.1 datagrams.
+            seeds.add("ring_packet", name, pkt, shape)
         if target == "daemon_packet" and len(pkt) >= 24:
             # Reassemble per originator in seq order; retransmitted / relayed copies of a
             # packet already seen are skipped.

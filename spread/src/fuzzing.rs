@@ -31,12 +31,14 @@ mod config;
 mod daemon;
 mod ring;
 mod session;
+mod structured;
 
 pub use client::{client_handshake, client_message, client_stream};
 pub use config::spread_conf;
 pub use daemon::{daemon_packet, groups, membership, monitor, token};
 pub use ring::{daemon_stateful, ring_packet};
 pub use session::client_session;
+pub use structured::{client_message_structured, packing_structured, MessageSpec, PackingSpec};
 
 /// Every target of this crate, for the corpus-replay test.
 pub const TARGETS: &[Target] = &[

@@ -16,7 +16,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use spread::config::Config;
 use spread::ids::daemon_id;
-use spread::ring::{ConfigKind, DaemonId, Dest, Engine, Input, Output, Port, RingConfig};
+use spread::ring::{ConfigKind, DaemonId, Dest, Engine, Input, Output, Port, RingConfig, Service};
+use spread::wire::daemon::{Endian, Message, MessageHeader};
 
 use crate::netns::NetLab;
 
@@ -31,11 +32,14 @@ fn ring_engine_helper() {
     };
     let parts: Vec<&str> = spec.split('|').collect();
     let (name, secs, path) = (parts[0], parts[1].parse::<u64>().unwrap(), parts[2]);
-    run_engine(name, Duration::from_secs(secs), path);
+    let submit_after = parts
+        .get(3)
+        .map(|ms| Duration::from_millis(ms.parse().unwrap()));
+    run_engine(name, Duration::from_secs(secs), path, submit_after);
 }
 
 #[allow(clippy::disallowed_methods)] // a shell around the sans-IO core reads the clock
-fn run_engine(name: &str, run_for: Duration, path: &str) {
+fn run_engine(name: &str, run_for: Duration, path: &str, submit_after: Option<Duration>) {
     let cfg = Config::load(std::path::Path::new(path)).unwrap();
     let rc = RingConfig::from_config(&cfg, name).unwrap();
     let seg = &cfg.segments[0];
@@ -70,7 +74,18 @@ fn run_engine(name: &str, run_for: Duration, path: &str) {
         .unwrap()
         .as_secs() as u32;
     let mut e = Engine::new(rc, now(), wall);
+    let mut submit_after = submit_after;
     while start.elapsed() < run_for {
+        if submit_after.is_some_and(|t| start.elapsed() >= t) {
+            submit_after = None;
+            e.handle(
+                now(),
+                Input::Submit {
+                    service: Service::Safe,
+                    payload: safe_message(name),
+                },
+            );
+        }
         while let Some(o) = e.poll_output() {
             match o {
                 Output::Send { to, port: p, bytes } => {
@@ -83,7 +98,8 @@ fn run_engine(name: &str, run_for: Duration, path: &str) {
                     let _ = out.send_to(&bytes, SocketAddr::new(ip, dport));
                 }
                 Output::Deliver(d) => {
-                    println!("DELIVER {} {} {}", d.sender, d.payload.len(), d.ring);
+                    let c = d.class;
+                    println!("DELIVER {} {} {} {c:?}", d.sender, d.payload.len(), d.ring);
                 }
                 Output::Configuration(c) => {
                     let m: Vec<String> = c.members.iter().map(|d| d.to_string()).collect();
@@ -118,6 +134,31 @@ fn run_engine(name: &str, run_for: Duration, path: &str) {
     );
 }
 
+/// A 5.0.1 SAFE message from `#ring#<daemon>` to group `g` (48-byte header, one group name,
+/// body), as a client of ours would have sent it.
+fn safe_message(daemon: &str) -> Bytes {
+    let mut sender = [0u8; 32];
+    let name = format!("#ring#{daemon}");
+    sender[..name.len()].copy_from_slice(name.as_bytes());
+    let mut group = [0u8; 32];
+    group[0] = b'g';
+    let m = Message {
+        header: MessageHeader {
+            endian: Endian::NATIVE,
+            kind: 0x20,
+            sender,
+            num_groups: 1,
+            hint: [0, 0, 0, 0],
+            data_len: 5,
+        },
+        groups: vec![group],
+        body: Bytes::from_static(b"hello"),
+    };
+    let mut v = Vec::new();
+    m.encode(&mut v);
+    Bytes::from(v)
+}
+
 /// One line per datagram (lengths and decoded kind) when `MBUS_RING_TRACE` is set.
 fn trace(dir: &str, hash: u32, port: Port, bytes: &[u8]) {
     if std::env::var_os("MBUS_RING_TRACE").is_none() {
@@ -131,7 +172,15 @@ fn trace(dir: &str, hash: u32, port: Port, bytes: &[u8]) {
 
 /// Runs real 5.0.1 daemons on nodes `0..reals` (started `delay` before ours) and our engine
 /// on the last node for `secs`; returns the engine's output lines, or None when skipped.
-fn lab_run(names: &[&str], reals: usize, delay: Duration, secs: u64) -> Option<(String, String)> {
+/// With `kill_after`, real daemon 0 is SIGKILLed that long after ours started.
+fn lab_run(
+    names: &[&str],
+    reals: usize,
+    delay: Duration,
+    secs: u64,
+    kill_after: Option<Duration>,
+    submit_after_ms: Option<u64>,
+) -> Option<(String, String)> {
     let Some(bin) = std::env::var_os(ENV) else {
         eprintln!("ring interop skipped: set {ENV}=/path/to/spread-5.0.1/sbin/spread");
         return None;
@@ -142,9 +191,12 @@ fn lab_run(names: &[&str], reals: usize, delay: Duration, secs: u64) -> Option<(
     let conf = lab.spread_conf(names, 4803, extra);
     let ours = names.len() - 1;
     std::fs::write(lab.nodes[ours].tmp.join("spread.conf"), &conf).unwrap();
+    let mut pids = Vec::new();
     for (i, name) in names.iter().enumerate().take(reals) {
-        lab.start_daemon(i, bin.to_str().unwrap(), name, &conf)
-            .unwrap();
+        pids.push(
+            lab.start_daemon(i, bin.to_str().unwrap(), name, &conf)
+                .unwrap(),
+        );
     }
     std::thread::sleep(delay);
     let exe = std::env::current_exe().unwrap();
@@ -157,11 +209,21 @@ fn lab_run(names: &[&str], reals: usize, delay: Duration, secs: u64) -> Option<(
     ])
     .env(
         HELPER_ENV,
-        format!("{}|{secs}|/tmp/spread.conf", names[ours]),
+        match submit_after_ms {
+            Some(ms) => format!("{}|{secs}|/tmp/spread.conf|{ms}", names[ours]),
+            None => format!("{}|{secs}|/tmp/spread.conf", names[ours]),
+        },
     )
     .stdin(Stdio::null())
+    .stdout(Stdio::piped())
     .stderr(Stdio::null());
-    let out = cmd.output().unwrap();
+    let child = cmd.spawn().unwrap();
+    if let Some(after) = kill_after {
+        std::thread::sleep(after);
+        lab.kill(pids[0]);
+    }
+    // The helper exits by itself after `secs`.
+    let out = child.wait_with_output().unwrap();
     // The test harness prints "test … ... " before the helper's first line: split it off.
     let text = String::from_utf8_lossy(&out.stdout).replace(" ... ", "\n");
     let log = lab.log(0, names[0]);
@@ -188,7 +250,7 @@ fn id(name: &str) -> String {
 /// leads the new ring; both install it and ours delivers the real daemon's GROUPS message.
 #[test]
 fn real_daemon_and_our_engine_form_one_ring() {
-    let Some((text, log)) = lab_run(&["d1", "d2"], 1, Duration::ZERO, 8) else {
+    let Some((text, log)) = lab_run(&["d1", "d2"], 1, Duration::ZERO, 8, None, Some(5000)) else {
         return;
     };
     let (d1, d2) = (id("d1"), id("d2"));
@@ -209,13 +271,27 @@ fn real_daemon_and_our_engine_form_one_ring() {
             .any(|l| l.starts_with(&format!("DELIVER {d1} "))),
         "no message from the real daemon delivered:\n{text}"
     );
+    // Our SAFE message is delivered in the regular configuration only once the ring aru
+    // shows the real daemon has it: it took our packet and reported it on the token.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("DELIVER {d2} ")) && l.ends_with("Safe")),
+        "our SAFE message was not delivered:\n{text}"
+    );
 }
 
 /// Ours joins a running ring of two real daemons (fact sheet capture c): the real leader
 /// gathers with its ring running, ours (SEG_REP) creates FORM1 → d1 (RING_REP) → d2.
 #[test]
 fn our_engine_joins_a_running_ring_of_real_daemons() {
-    let Some((text, log)) = lab_run(&["d1", "d2", "d3"], 2, Duration::from_secs(4), 10) else {
+    let Some((text, log)) = lab_run(
+        &["d1", "d2", "d3"],
+        2,
+        Duration::from_secs(4),
+        10,
+        None,
+        None,
+    ) else {
         return;
     };
     let (d1, d2, d3) = (id("d1"), id("d2"), id("d3"));
@@ -229,5 +305,29 @@ fn our_engine_joins_a_running_ring_of_real_daemons() {
         text.lines()
             .any(|l| l.starts_with(&format!("DELIVER {d1} "))),
         "no GROUPS message from d1:\n{text}"
+    );
+}
+
+/// The real daemon of a two-daemon ring is SIGKILLed: after Token_timeout ours reports the
+/// transitional configuration {d2} and then a regular configuration of itself alone.
+#[test]
+fn our_engine_survives_the_real_daemon_being_killed() {
+    let kill = Some(Duration::from_secs(5));
+    let Some((text, log)) = lab_run(&["d1", "d2"], 1, Duration::ZERO, 10, kill, None) else {
+        return;
+    };
+    let (d1, d2) = (id("d1"), id("d2"));
+    let confs: Vec<&str> = text.lines().filter(|l| l.starts_with("CONF ")).collect();
+    let both = format!("{d1},{d2}");
+    let first = confs.iter().position(|l| l.ends_with(&both));
+    assert!(first.is_some(), "no common ring first:\n{text}\n{log}");
+    let after: Vec<&&str> = confs.iter().skip(first.unwrap_or(0) + 1).collect();
+    assert!(
+        after.len() >= 2
+            && after[0].starts_with("CONF Transitional")
+            && after[0].ends_with(&format!(" {d2}"))
+            && after[1].starts_with("CONF Regular")
+            && after[1].ends_with(&format!(" {d2}")),
+        "expected transitional then regular {{d2}} after the kill:\n{text}"
     );
 }

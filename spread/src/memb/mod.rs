@@ -516,7 +516,16 @@ impl Engine {
                     self.emit(Output::Configuration(trans_change.clone()));
                 }
             }
-            if !hole {
+            if hole {
+                // A hole is a packet no member of the transitional set holds, so its sender is
+                // not one of them (a daemon holds every packet it sent). A message of such a
+                // sender continuing after the hole could be spliced from two messages: drop
+                // those partial messages (every member skips the same holes, so all drop the
+                // same ones); messages of transitional members are whole.
+                self.ring
+                    .partial
+                    .retain(|sender, _| e.trans.contains(sender));
+            } else {
                 self.deliver_packet(s, !regular);
             }
             self.ring.delivered = s;
