@@ -4,6 +4,11 @@
 //! Client sessions are served by one core task ([`session`]): [`serve`] starts it and hands it
 //! every accepted connection; [`serve_core`] does the same for a core the caller started with
 //! [`spawn_core`] (to also open in-process sessions with [`CoreHandle::connect_in_process`]).
+//!
+//! With one configured host the core is the [`spread::Daemon`] alone (requests ordered by a
+//! local loop, what the single-daemon golden replays pin down). With several, [`serve`] runs a
+//! whole ring daemon in the core ([`ring_net::RingCore`]: sessions, groups, token ring and
+//! membership over the ring sockets of [`bind()`], one receive task per socket).
 
 mod bind;
 pub mod log_time;
