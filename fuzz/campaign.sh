@@ -12,6 +12,7 @@
 #   add a fixed crash to fuzz/corpus/<target>/ as a regression case.
 # * Memory is bounded: -rss_limit_mb (whole process) and -malloc_limit_mb (one allocation).
 #   Override with RSS_LIMIT_MB / MALLOC_LIMIT_MB; JOBS=n runs n workers per target.
+# * BINDIR=dir runs already-built binaries from dir (no build step).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -41,6 +42,7 @@ mkdir -p "$work/logs" "$work/corpus"
 command -v cargo-fuzz >/dev/null 2>&1 || {
   echo "cargo-fuzz is missing: cargo install cargo-fuzz --locked" >&2; exit 1; }
 
+if [ -z "${BINDIR:-}" ]; then
 echo "== building ${#targets[@]} targets (cargo +nightly fuzz build, log $work/logs/build.log)"
 : >"$work/logs/build.log"
 for t in "${targets[@]}"; do
@@ -48,11 +50,12 @@ for t in "${targets[@]}"; do
     tail -n 30 "$work/logs/build.log" >&2; exit 1
   fi
 done
+fi
 
 # Run the built binaries directly, so editing the sources during a campaign does not make
 # `cargo fuzz run` rebuild in the middle of it.
 triple=$(rustc +nightly -vV | sed -n 's/^host: //p')
-bindir=target/$triple/release
+bindir=${BINDIR:-target/$triple/release}
 
 par=()
 [ "$JOBS" -gt 1 ] && par=(-jobs="$JOBS" -workers="$JOBS")

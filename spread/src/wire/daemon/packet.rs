@@ -4,7 +4,7 @@ use bytes::{Buf, BufMut, Bytes};
 
 use super::codec::Reader;
 use super::data::DataBody;
-use super::header::{PacketHeader, HEADER_LEN};
+use super::header::{FragHeader, PacketHeader, HEADER_LEN};
 use super::memb::{AliveBody, JoinBody, RepInfo, RepType};
 use super::monitor::{FcBody, PartitionBody, StatusRecord};
 use super::{DecodeError, MembId, ProcId, Seq, TypeBits, MAX_PACKET_BODY};
@@ -89,7 +89,9 @@ fn decode_body(mut body: Bytes, h: &PacketHeader) -> Result<PacketBody, DecodeEr
         PacketBody::Refer
     } else if k.has(TypeBits::HURRY) && empty {
         PacketBody::Hurry
-    } else if k.has(TypeBits::REGULAR) && !empty {
+    } else if k.has(TypeBits::REGULAR) && (!empty || h.first_frag != FragHeader::default()) {
+        // An empty body with a fragment header is one empty fragment (what `encode` writes
+        // for a zero-length message); found by the `packing_structured` fuzz target.
         PacketBody::Data(DataBody::decode(&mut body, h.first_frag, e)?)
     } else {
         return Ok(PacketBody::Other(body));
