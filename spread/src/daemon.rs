@@ -40,6 +40,9 @@ pub use ring::RingStats;
 pub const DEFAULT_MAX_SESSIONS: usize = 997;
 /// 5.0.1's default `MaxSessionMessages`.
 pub const DEFAULT_MAX_SESSION_MESSAGES: usize = 1000;
+/// 5.0.1's `MAX_LOCAL_GROUP_MEMBERS`: a JOIN beyond it gets a REJECT_MESS (reachable only
+/// with `MaxSessions` raised above it).
+pub const MAX_LOCAL_GROUP_MEMBERS: usize = 3122;
 /// Bound on attempts to invent a unique name for a session that asked for none.
 const MAX_NAME_ATTEMPTS: usize = 10_000;
 
@@ -62,6 +65,10 @@ pub struct DaemonConfig {
     pub auth: AuthConfig,
     /// Seed of the generator used for invented private names.
     pub seed: u64,
+    /// `false` (one daemon): requests are ordered by a local loop the moment they are read.
+    /// `true`: requests come out of [`Daemon::poll_order`] for the token ring, which hands
+    /// them back in the agreed order through [`Daemon::apply`].
+    pub external_order: bool,
 }
 
 impl DaemonConfig {
@@ -76,6 +83,7 @@ impl DaemonConfig {
             max_session_messages: DEFAULT_MAX_SESSION_MESSAGES,
             auth: AuthConfig::default(),
             seed: 0x9e37_79b9_7f4a_7c15,
+            external_order: false,
         }
     }
 }
@@ -199,6 +207,8 @@ pub struct Stats {
     pub violations: [u64; Violation::COUNT],
     /// Sessions killed for not reading.
     pub slow_reader_kills: u64,
+    /// JOINs refused with REJECT_MESS (group full of local members).
+    pub rejected_joins: u64,
     /// Requests processed.
     pub requests: u64,
     /// Messages handed out for writing.
@@ -249,6 +259,8 @@ pub struct Daemon {
     names: BTreeMap<GroupName, SessionId>,
     groups: Groups,
     outputs: VecDeque<Output>,
+    /// Events waiting to be put in the total order (external ordering only).
+    to_order: VecDeque<Event>,
     timers: BTreeSet<(Instant, SessionId)>,
     /// Sessions to kill once the current event is applied.
     doomed: Vec<(SessionId, EndReason)>,
@@ -278,6 +290,7 @@ impl Daemon {
             names: BTreeMap::new(),
             groups: Groups::new(ring),
             outputs: VecDeque::new(),
+            to_order: VecDeque::new(),
             timers: BTreeSet::new(),
             doomed: Vec::new(),
             rng,
@@ -364,6 +377,12 @@ impl Daemon {
         self.outputs.pop_front()
     }
 
+    /// The next event to put in the total order (only with
+    /// [`DaemonConfig::external_order`]; apply it with [`Daemon::apply`] once ordered).
+    pub fn poll_order(&mut self) -> Option<Event> {
+        self.to_order.pop_front()
+    }
+
     /// When [`Daemon::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.first().map(|&(t, _)| t)
@@ -447,13 +466,29 @@ impl Daemon {
         };
         trace!(session = id.0, ?req, "request");
         match req {
-            Request::Join(g) => self.order(Event::Join(
-                Entry {
-                    member,
-                    session: Some(id),
-                },
-                g,
-            )),
+            Request::Join(g, frame) => {
+                let local = self
+                    .groups
+                    .members(&g)
+                    .iter()
+                    .filter(|e| e.session.is_some())
+                    .count();
+                if local >= MAX_LOCAL_GROUP_MEMBERS {
+                    // 5.0.1 refuses the join with a REJECT_MESS to the requester.
+                    let groups: Vec<GroupName> = frame.groups().collect();
+                    let reject = message::reject(&frame.header, &groups, &frame.body(), own);
+                    self.stats.rejected_joins += 1;
+                    self.send(id, reject);
+                    return;
+                }
+                self.order(Event::Join(
+                    Entry {
+                        member,
+                        session: Some(id),
+                    },
+                    g,
+                ));
+            }
             Request::Leave(g) => self.order(Event::Leave(member, g)),
             Request::Kill => self.end(id, EndReason::Kill),
             Request::Multicast(frame) => self.order(Event::Data(member, frame)),
@@ -461,9 +496,12 @@ impl Daemon {
     }
 
     /// Orders an event: the local loop applies it at once; with a ring backend it leaves as
-    /// a submission and comes back through [`Daemon::on_delivery`].
+    /// a submission and comes back through [`Daemon::on_delivery`]; with
+    /// [`DaemonConfig::external_order`] it waits in [`Daemon::poll_order`].
     fn order(&mut self, ev: Event) {
-        if let Some(ev) = self.submit(ev) {
+        if self.config.external_order {
+            self.to_order.push_back(ev);
+        } else if let Some(ev) = self.submit(ev) {
             self.apply(ev);
         }
     }
@@ -617,6 +655,7 @@ impl Daemon {
                 daemon: self.config.position,
                 name: s.private_group,
             };
+            self.note_own_kill(why == EndReason::Kill);
             self.order(Event::Disconnect(member));
         }
         if why != EndReason::PeerClosed {

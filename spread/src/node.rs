@@ -18,9 +18,27 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
+use crate::config::{Config, HostId};
 use crate::daemon::{self, Daemon, DaemonConfig};
 use crate::ring::{self, DaemonId, Dest, Engine, Port, RingConfig};
 use crate::time::Instant;
+
+/// The ring settings of host `me` of `config` ([`RingConfig::from_config`]: daemon ids in
+/// configuration order, timeout table, windows, ring protocol, configuration hash).
+pub fn ring_config(config: &Config, me: HostId) -> RingConfig {
+    let name = config.host(me).map_or("", |h| h.name.as_str());
+    RingConfig::from_config(config, name).unwrap_or_else(|| {
+        let daemons: Vec<DaemonId> = config.hosts().map(|(_, h)| DaemonId(h.vid)).collect();
+        RingConfig::lan(DaemonId(0), daemons)
+    })
+}
+
+/// Submissions handed to the engine while its send queue is shorter than this; the rest wait
+/// here in order (5.0.1 stops reading sessions instead; the engine refuses beyond
+/// [`ring::MAX_SEND_QUEUE`]).
+const ENGINE_BACKLOG: usize = ring::MAX_SEND_QUEUE / 2;
+/// Most submissions waiting for the engine; beyond it new ones are dropped and counted.
+pub const MAX_WAITING: usize = 100_000;
 
 /// Bound on pump rounds per input (each round drains both queues; the daemon only adds
 /// submissions in answer to a delivery, so a handful of rounds suffice).
@@ -64,6 +82,10 @@ pub struct Node {
     daemon: Daemon,
     engine: Engine,
     out: VecDeque<NodeOutput>,
+    /// Submissions waiting for room in the engine's send queue, in order.
+    waiting: VecDeque<(ring::Service, Bytes)>,
+    /// Submissions dropped because [`MAX_WAITING`] were waiting.
+    dropped: u64,
 }
 
 impl Node {
@@ -77,6 +99,8 @@ impl Node {
             daemon,
             engine,
             out: VecDeque::new(),
+            waiting: VecDeque::new(),
+            dropped: 0,
         };
         n.pump(now);
         n
@@ -90,6 +114,12 @@ impl Node {
     /// The ring side.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Submissions waiting for room in the engine, and submissions dropped because too many
+    /// were waiting.
+    pub fn backlog(&self) -> (usize, u64) {
+        (self.waiting.len(), self.dropped)
     }
 
     /// Applies one input.
@@ -127,7 +157,17 @@ impl Node {
     fn pump(&mut self, now: Instant) {
         for _ in 0..MAX_PUMP_ROUNDS {
             let mut busy = false;
-            while let Some((service, payload)) = self.daemon.poll_submission() {
+            while let Some(sub) = self.daemon.poll_submission() {
+                if self.waiting.len() < MAX_WAITING {
+                    self.waiting.push_back(sub);
+                } else {
+                    self.dropped += 1;
+                }
+            }
+            while self.engine.send_queue_len() < ENGINE_BACKLOG {
+                let Some((service, payload)) = self.waiting.pop_front() else {
+                    break;
+                };
                 busy = true;
                 self.engine
                     .handle(now, ring::Input::Submit { service, payload });

@@ -171,6 +171,10 @@ async fn batch(client: &mut ConsoleClient, lines: impl Iterator<Item = String>) 
                     let _ = writeln!(out, "{reply}");
                 }
             }
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                let _ = writeln!(out, "Command line too long ({} bytes)", l.len());
+                code = 2;
+            }
             Err(e) => {
                 eprintln!("ec_console: connection lost: {e}");
                 return 1;
@@ -197,6 +201,55 @@ async fn interactive(client: &mut ConsoleClient, endpoint: &Endpoint) -> i32 {
         }
     };
     editor.set_helper(Some(Complete));
+    let history = history_file();
+    if let Some(text) = history
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+    {
+        for line in text
+            .lines()
+            .rev()
+            .take(HISTORY_MAX)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            let _ = editor.add_history_entry(line);
+        }
+    }
+    let mut session: Vec<String> = Vec::new();
+    let code = read_loop(client, endpoint, &mut editor, &mut session).await;
+    if let Some(p) = history {
+        save_history(&p, &session);
+    }
+    code
+}
+
+/// Most history lines kept in `~/.ec_console_history`.
+const HISTORY_MAX: usize = 1000;
+
+fn history_file() -> Option<std::path::PathBuf> {
+    std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".ec_console_history"))
+}
+
+fn save_history(path: &std::path::Path, session: &[String]) {
+    if session.is_empty() {
+        return;
+    }
+    let mut lines: Vec<String> = std::fs::read_to_string(path)
+        .map(|t| t.lines().map(str::to_string).collect())
+        .unwrap_or_default();
+    lines.extend(session.iter().cloned());
+    let start = lines.len().saturating_sub(HISTORY_MAX);
+    let _ = std::fs::write(path, lines[start..].join("\n") + "\n");
+}
+
+async fn read_loop(
+    client: &mut ConsoleClient,
+    endpoint: &Endpoint,
+    editor: &mut rustyline::Editor<Complete, rustyline::history::DefaultHistory>,
+    session: &mut Vec<String>,
+) -> i32 {
     let mut pager = false;
     loop {
         let prompt = format!("{} {endpoint}> ", chrono::Local::now().format("%H:%M:%S"));
@@ -210,6 +263,7 @@ async fn interactive(client: &mut ConsoleClient, endpoint: &Endpoint) -> i32 {
             continue;
         }
         let _ = editor.add_history_entry(l);
+        session.push(l.to_string());
         if l == "quit" || l == "exit" {
             return 0;
         }
@@ -218,10 +272,24 @@ async fn interactive(client: &mut ConsoleClient, endpoint: &Endpoint) -> i32 {
             println!("Pager {}.", if pager { "on" } else { "off" });
             continue;
         }
-        match client.command(l).await {
+        let mut result = client.command(l).await;
+        if matches!(&result, Err(e) if e.kind() != std::io::ErrorKind::InvalidInput) {
+            // The server closes idle sessions (Control_Listener Timeout): reconnect once.
+            match ConsoleClient::connect(endpoint, CONNECT_TIMEOUT).await {
+                Ok(c) => {
+                    *client = c;
+                    result = client.command(l).await;
+                }
+                Err(e) => result = Err(e),
+            }
+        }
+        match result {
             Ok(reply) if reply.is_empty() => {}
             Ok(reply) if pager => page(&reply),
             Ok(reply) => println!("{reply}"),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                println!("Command line too long ({} bytes)", l.len());
+            }
             Err(e) => {
                 eprintln!("ec_console: connection lost: {e}");
                 return 1;

@@ -106,12 +106,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .or_else(|| opt("nodename"))
         .or_else(|| std::env::var("EC_NODE_NAME").ok())
         .unwrap_or_else(|| short(&host_name()).to_string());
+    let mut mbus_addr = None;
     let from_mbus = match &args.mbus_conf {
         Some(p) => {
-            let s = Subclusters::load(
-                &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
-                &p.display().to_string(),
-            );
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            // The node's cluster service address defaults to its mbus.conf address, port 4802.
+            if let Ok(cfg) = spread::config::Config::parse(&text, &p.display().to_string()) {
+                mbus_addr = cfg
+                    .find_host(&node)
+                    .map(|(_, h)| std::net::SocketAddr::new(h.addr.ip, 4802).to_string());
+            }
+            let s = Subclusters::load(&text, &p.display().to_string());
             s.of_host(&node).map(str::to_string)
         }
         None => None,
@@ -130,6 +136,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let subcluster = own.or(from_mbus).unwrap_or_else(|| "default".into());
     let mut id = NodeIdentity::new(&node, &subcluster);
+    if let Some(a) = mbus_addr {
+        id.address = a;
+    }
     id.apply_config(&config.root);
     let daemon = args
         .daemon

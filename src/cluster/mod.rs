@@ -34,9 +34,8 @@
 //! other code path: with `Embedded_Ring = true` (and `Mbus_Conf` naming the ring's
 //! `mbus.conf`, `Embedded_Name` this host's entry if it cannot be found by address) `eccmgr`
 //! starts the daemon shell of [`crate::daemon`] inside its own process and attaches to it
-//! like any client; node agents on other hosts join the same ring through their own daemons.
-//! (It becomes useful once that daemon serves client sessions; until then `eccmgr` logs that
-//! it cannot attach and keeps retrying.)
+//! like any client; node agents on other hosts join the same ring through their own daemons
+//! (`tests/it/cluster_process.rs`, `cluster_process_embedded_ring`).
 
 pub mod bus;
 pub mod cache;

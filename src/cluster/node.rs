@@ -541,6 +541,9 @@ impl NodeCore {
                 }
             }
             NodeCommand::Config(c) => self.config.console(&c.sub, &c.args),
+            NodeCommand::ClusterMembership if self.cluster_members.is_empty() => {
+                "Not connected to the cluster group: no membership information.".into()
+            }
             NodeCommand::ClusterMembership => render_membership(
                 &self.cluster_members,
                 &self.descs,
@@ -548,7 +551,11 @@ impl NodeCore {
                 xml,
             ),
             NodeCommand::ClusterInfo => {
-                let daemon = format!("{} [m:{}]", self.daemon, self.private);
+                let daemon = if self.cluster_members.is_empty() {
+                    "(not connected)".to_string()
+                } else {
+                    format!("{} [m:{}]", self.daemon, self.private)
+                };
                 render_info(
                     &daemon,
                     &self.id.control_group,

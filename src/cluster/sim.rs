@@ -64,6 +64,18 @@ impl Sim {
 
     /// Starts node `name` in `subcluster` with configuration text `conf`.
     pub fn add_node(&mut self, name: &str, subcluster: &str, conf: &str) -> Result<(), ConfError> {
+        self.add_node_no_run(name, subcluster, conf)?;
+        self.run();
+        Ok(())
+    }
+
+    /// Starts node `name` and queues its joins without delivering anything.
+    pub fn add_node_no_run(
+        &mut self,
+        name: &str,
+        subcluster: &str,
+        conf: &str,
+    ) -> Result<(), ConfError> {
         let config = Config::from_str(&format!("{name}.conf"), conf, Path::new("."))?;
         self.pids += 1;
         let conn = self
@@ -80,26 +92,29 @@ impl Sim {
             None,
         );
         core.start();
-        self.nodes.insert(
-            name.to_string(),
-            SimNode {
-                core,
-                conn,
-                plumb_log: Vec::new(),
-            },
-        );
-        self.run();
+        let mut node = SimNode {
+            core,
+            conn,
+            plumb_log: Vec::new(),
+        };
+        Self::flush_node(&mut node);
+        self.nodes.insert(name.to_string(), node);
         Ok(())
     }
 
     /// Kills node `name` (its connection drops without leaving cleanly).
     pub fn kill(&mut self, name: &str) {
+        self.kill_no_run(name);
+        self.run();
+    }
+
+    /// Kills node `name` without delivering anything afterwards.
+    pub fn kill_no_run(&mut self, name: &str) {
         if let Some(n) = self.nodes.remove(name) {
             let p = n.conn.private_name_owned();
             drop(n);
             self.hub.kill(&p);
         }
-        self.run();
     }
 
     /// Runs a line on the manager's console and returns the reply after the cluster is quiet.

@@ -4,10 +4,16 @@
 //! Client sessions are served by one core task ([`session`]): [`serve`] starts it and hands it
 //! every accepted connection; [`serve_core`] does the same for a core the caller started with
 //! [`spawn_core`] (to also open in-process sessions with [`CoreHandle::connect_in_process`]).
+//!
+//! With one configured host the core is the [`spread::Daemon`] alone (requests ordered by a
+//! local loop, what the single-daemon golden replays pin down). With several, [`serve`] runs a
+//! whole ring daemon in the core ([`ring_net::RingCore`]: sessions, groups, token ring and
+//! membership over the ring sockets of [`bind()`], one receive task per socket).
 
 mod bind;
 pub mod log_time;
 pub mod net;
+pub mod ring_net;
 pub mod session;
 
 use std::future::Future;
@@ -137,13 +143,70 @@ pub async fn serve(
 ) -> Result<(), DaemonError> {
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut stop = stop_tx.subscribe();
-    let (core, core_task) = spawn_core(core_config(&config, me), async move {
+    let core_stop = async move {
         let _ = stop.recv().await;
-    });
+    };
+    // One host: the local loop (what the single-daemon golden replays pin down). Several: the
+    // token ring over the ring sockets.
+    let (core, core_task, bound, mut receivers) = if config.host_count() > 1 {
+        let Bound {
+            port,
+            tcp,
+            unix,
+            unix_file,
+            data,
+            token,
+            send,
+        } = bound;
+        let send = Arc::new(send);
+        let (core, core_task) = session::spawn_core_with(
+            ring_net::RingCore::new(&config, me, send.clone()),
+            core_stop,
+        );
+        let mut receivers = tokio::task::JoinSet::new();
+        for (sock, is_token) in data
+            .into_iter()
+            .map(|s| (s, false))
+            .chain(token.into_iter().map(|s| (s, true)))
+        {
+            receivers.spawn(ring_net::receive(
+                sock,
+                is_token,
+                core.clone(),
+                stop_tx.subscribe(),
+            ));
+        }
+        let send_dup = dup_udp(&send).map_err(|e| BindError::Socket {
+            what: "ring send socket",
+            addr: "dup".to_owned(),
+            err: e,
+        })?;
+        let listeners = Bound {
+            port,
+            tcp,
+            unix,
+            unix_file,
+            data: Vec::new(),
+            token: Vec::new(),
+            send: send_dup,
+        };
+        (core, core_task, listeners, receivers)
+    } else {
+        let (core, core_task) = spawn_core(core_config(&config, me), core_stop);
+        (core, core_task, bound, tokio::task::JoinSet::new())
+    };
     let r = serve_core(config, me, core, bound, shutdown).await;
     let _ = stop_tx.send(());
     let _ = core_task.await;
+    while receivers.join_next().await.is_some() {}
     r
+}
+
+/// A second handle on a UDP socket (same file description).
+fn dup_udp(s: &tokio::net::UdpSocket) -> std::io::Result<tokio::net::UdpSocket> {
+    let dup = socket2::SockRef::from(s).try_clone()?;
+    dup.set_nonblocking(true)?;
+    tokio::net::UdpSocket::from_std(dup.into())
 }
 
 /// The core's settings for host `me`: [`spread::DaemonConfig::from_config`], the ring time

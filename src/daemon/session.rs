@@ -47,6 +47,54 @@ enum CoreMsg {
     },
     Input(Input),
     Stats(oneshot::Sender<Stats>),
+    /// A datagram for the ring (see [`Core::packet`]).
+    Packet(Packet),
+}
+
+/// A datagram received on a ring socket.
+#[derive(Debug)]
+pub struct Packet {
+    /// Source address.
+    pub from: std::net::SocketAddr,
+    /// Arrived on the token port (P+1), else the data port (P).
+    pub token: bool,
+    /// Payload.
+    pub bytes: Bytes,
+}
+
+/// What the core task drives: the sans-IO [`spread::Daemon`] alone (one daemon, local
+/// ordering) or a whole ring daemon ([`super::ring_net::RingCore`]).
+pub trait Core: Send + 'static {
+    /// A client-session input.
+    fn handle(&mut self, now: spread::time::Instant, input: Input);
+    /// Timers due at `now`.
+    fn handle_timeout(&mut self, now: spread::time::Instant);
+    /// Next output for a client session.
+    fn poll_output(&mut self) -> Option<Output>;
+    /// Next deadline.
+    fn poll_timeout(&self) -> Option<spread::time::Instant>;
+    /// Counters.
+    fn stats(&self) -> Stats;
+    /// A datagram from a ring socket (ignored without a ring).
+    fn packet(&mut self, _now: spread::time::Instant, _packet: Packet) {}
+}
+
+impl Core for Daemon {
+    fn handle(&mut self, now: spread::time::Instant, input: Input) {
+        Daemon::handle(self, now, input);
+    }
+    fn handle_timeout(&mut self, now: spread::time::Instant) {
+        Daemon::handle_timeout(self, now);
+    }
+    fn poll_output(&mut self) -> Option<Output> {
+        Daemon::poll_output(self)
+    }
+    fn poll_timeout(&self) -> Option<spread::time::Instant> {
+        Daemon::poll_timeout(self)
+    }
+    fn stats(&self) -> Stats {
+        Daemon::stats(self).clone()
+    }
 }
 
 enum WriterMsg {
@@ -105,6 +153,14 @@ impl CoreHandle {
         Ok(client)
     }
 
+    /// Hands a ring datagram to the core.
+    pub async fn packet(&self, packet: Packet) -> Result<(), CoreStopped> {
+        self.tx
+            .send(CoreMsg::Packet(packet))
+            .await
+            .map_err(|_| CoreStopped)
+    }
+
     /// The core's counters.
     pub async fn stats(&self) -> Result<Stats, CoreStopped> {
         let (tx, rx) = oneshot::channel();
@@ -121,12 +177,20 @@ pub fn spawn_core(
     config: DaemonConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> (CoreHandle, JoinHandle<()>) {
+    spawn_core_with(Daemon::new(config), shutdown)
+}
+
+/// [`spawn_core`] for any [`Core`].
+pub fn spawn_core_with<C: Core>(
+    core: C,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (CoreHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
     let handle = CoreHandle {
         tx,
         next_id: Arc::new(AtomicU64::new(1)),
     };
-    let task = tokio::spawn(core_loop(Daemon::new(config), rx, shutdown));
+    let task = tokio::spawn(core_loop(core, rx, shutdown));
     (handle, task)
 }
 
@@ -142,8 +206,8 @@ fn to_tokio(origin: Instant, t: spread::time::Instant) -> Instant {
     origin + std::time::Duration::from_micros(t.as_micros())
 }
 
-async fn core_loop(
-    mut daemon: Daemon,
+async fn core_loop<C: Core>(
+    mut daemon: C,
     mut rx: mpsc::Receiver<CoreMsg>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
@@ -183,8 +247,8 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-fn on_msg(
-    daemon: &mut Daemon,
+fn on_msg<C: Core>(
+    daemon: &mut C,
     writers: &mut BTreeMap<SessionId, mpsc::UnboundedSender<WriterMsg>>,
     now: spread::time::Instant,
     msg: CoreMsg,
@@ -201,14 +265,15 @@ fn on_msg(
             daemon.handle(now, input);
         }
         CoreMsg::Stats(tx) => {
-            let _ = tx.send(daemon.stats().clone());
+            let _ = tx.send(daemon.stats());
         }
+        CoreMsg::Packet(p) => daemon.packet(now, p),
     }
 }
 
 /// Hands every output to the writers, one batch per session.
-fn flush(
-    daemon: &mut Daemon,
+fn flush<C: Core>(
+    daemon: &mut C,
     writers: &mut BTreeMap<SessionId, mpsc::UnboundedSender<WriterMsg>>,
     batches: &mut BTreeMap<SessionId, Vec<Bytes>>,
 ) {
@@ -277,18 +342,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 Err(_) => break,
             }
         }
-        let n = pending.len();
-        if n > 0 {
-            if write_all_vectored(&mut wr, &mut pending).await.is_err() {
-                break;
-            }
-            let drained = Input::Drained {
-                session: id,
-                messages: n,
-            };
-            if core.send(CoreMsg::Input(drained)).await.is_err() {
-                break;
-            }
+        if !pending.is_empty()
+            && write_all_vectored(id, &mut wr, &mut pending, &core)
+                .await
+                .is_err()
+        {
+            break;
         }
     }
     if closing {
@@ -302,10 +361,14 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     drop(wr);
 }
 
-/// Writes every buffer, [`MAX_IOVECS`] at a time, consuming `bufs`.
+/// Writes every buffer, [`MAX_IOVECS`] at a time, consuming `bufs`; after each write call,
+/// tells the core how many messages are now completely written (5.0.1 counts a session's
+/// queue per message written).
 async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    id: SessionId,
     wr: &mut W,
     bufs: &mut Vec<Bytes>,
+    core: &mpsc::Sender<CoreMsg>,
 ) -> io::Result<()> {
     let mut start = 0;
     while start < bufs.len() {
@@ -318,6 +381,7 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
+        let before = start;
         while n > 0 {
             let Some(b) = bufs.get_mut(start) else { break };
             if n >= b.len() {
@@ -331,7 +395,105 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(
         while bufs.get(start).is_some_and(Bytes::is_empty) {
             start += 1;
         }
+        if start > before {
+            let drained = Input::Drained {
+                session: id,
+                messages: start - before,
+            };
+            if core.send(CoreMsg::Input(drained)).await.is_err() {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+        }
     }
     bufs.clear();
     wr.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    async fn handshake(p: &mut DuplexStream, name: &str) -> Vec<u8> {
+        let mut hello = vec![5, 0, 1, 1, name.len() as u8];
+        hello.extend(name.as_bytes());
+        p.write_all(&hello).await.unwrap();
+        let mut list = [0u8; 6];
+        p.read_exact(&mut list).await.unwrap();
+        assert_eq!(&list, b"\x05NULL ");
+        let mut auth = b"NULL".to_vec();
+        auth.resize(90, 0);
+        p.write_all(&auth).await.unwrap();
+        let mut acc = vec![0u8; 5 + 1 + name.len() + 10];
+        p.read_exact(&mut acc).await.unwrap();
+        acc
+    }
+
+    #[tokio::test]
+    async fn in_process_session_joins_and_gets_membership() {
+        let (core, _task) =
+            spawn_core(DaemonConfig::new("localhost", 7, 9), std::future::pending());
+        let mut p = core.connect_in_process().await.unwrap();
+        let acc = handshake(&mut p, "alice").await;
+        assert_eq!(&acc[..5], &[1, 5, 0, 1, 16]);
+        assert_eq!(&acc[5..], b"#alice#localhost");
+        let mut join = Vec::new();
+        spread::wire::client::encode_header(
+            &spread::wire::client::MessageHeader {
+                service: spread::wire::client::ServiceType::JOIN_MESS,
+                sender: spread::wire::client::GroupName::new(b"#alice#localhost"),
+                num_groups: 1,
+                hint: spread::wire::client::Hint::DAEMON,
+                data_len: 0,
+                order: spread::wire::client::ByteOrder::Little,
+            },
+            &mut join,
+        );
+        join.extend_from_slice(&spread::wire::client::GroupName::new(b"g").0);
+        p.write_all(&join).await.unwrap();
+        let mut memb = vec![0u8; 48 + 32 + 56];
+        p.read_exact(&mut memb).await.unwrap();
+        assert_eq!(&memb[..4], &[0x80, 0x11, 0x00, 0x80]);
+        assert_eq!(&memb[80..84], &7i32.to_le_bytes());
+        assert_eq!(core.stats().await.unwrap().accepted, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_connection_is_closed_after_one_second() {
+        let (core, _task) =
+            spawn_core(DaemonConfig::new("localhost", 7, 9), std::future::pending());
+        let mut p = core.connect_in_process().await.unwrap();
+        let start = Instant::now();
+        let mut b = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(5), p.read(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 0, "closed without a byte");
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_secs(1) && waited < Duration::from_millis(1100),
+            "{waited:?}"
+        );
+        assert_eq!(core.stats().await.unwrap().hello_timeouts, 1);
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_every_session() {
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (core, task) = spawn_core(DaemonConfig::new("localhost", 7, 9), async {
+            let _ = stop_rx.await;
+        });
+        let mut p = core.connect_in_process().await.unwrap();
+        handshake(&mut p, "bob").await;
+        stop_tx.send(()).unwrap();
+        task.await.unwrap();
+        let mut b = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(5), p.read(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 0);
+        assert!(core.connect_in_process().await.is_err());
+    }
 }

@@ -30,12 +30,14 @@ async fn in_process_sessions_share_groups_with_each_other() {
         .unwrap();
     assert_eq!(a.private_group(), "#a#embedded");
     a.join("g").await.unwrap();
-    b.join("g").await.unwrap();
+    // Wait for a's own join before b joins: the two pipes are read independently, so without
+    // this b's JOIN could be ordered first.
     let Message::Membership(m) = recv(&mut a).await else {
         panic!()
     };
     assert_eq!((m.cause, m.members.len()), (Cause::Join, 1));
     assert_eq!(m.group_id.proc_id, 7);
+    b.join("g").await.unwrap();
     let Message::Membership(m) = recv(&mut a).await else {
         panic!()
     };

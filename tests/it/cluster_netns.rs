@@ -74,7 +74,13 @@ fn cluster_netns_two_segments_two_subclusters() {
         std::fs::write(lab.nodes[i].tmp.join("mbus.conf"), &mbus).unwrap();
         lab.start_daemon(i, &bin, n, &mbus).unwrap();
     }
-    let daemon = format!("{port}@127.0.0.1");
+    // Each process attaches to the daemon of its own host, at the host's ring address.
+    let daemons: Vec<String> = lab
+        .nodes
+        .iter()
+        .map(|n| format!("{port}@{}", n.addr))
+        .collect();
+    let daemon = daemons[0].clone();
     // The manager's control socket lives in its node's /tmp, reachable from here.
     std::fs::write(
         lab.nodes[0].tmp.join("eccluster.conf"),
@@ -97,7 +103,7 @@ fn cluster_netns_two_segments_two_subclusters() {
     let mut node_pids = Vec::new();
     for (i, n) in names.iter().enumerate().skip(1) {
         let mut cmd = lab.command(i, env!("CARGO_BIN_EXE_mbus-node"));
-        cmd.args(["-s", &daemon, "-n", n, "-m", "/tmp/mbus.conf"]);
+        cmd.args(["-s", &daemons[i], "-n", n, "-m", "/tmp/mbus.conf"]);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(lab.nodes[i].tmp.join("node.log")).unwrap());

@@ -263,7 +263,6 @@ fn cluster_process_control_cache_survives_restart() {
 
 /// `Embedded_Ring = true`: the ring runs inside `eccmgr`; a node agent attaches to it.
 #[test]
-#[ignore = "needs our daemon to serve client sessions: cargo test --test it cluster_process_embedded -- --ignored"]
 fn cluster_process_embedded_ring() {
     let dir = tempfile::tempdir().unwrap();
     let port = crate::harness::free_port();
@@ -286,6 +285,8 @@ fn cluster_process_embedded_ring() {
             &format!("{port}@127.0.0.1"),
             "-n",
             "n1",
+            "-S",
+            "east",
             "-m",
             mbus.to_str().unwrap(),
         ])
@@ -308,4 +309,17 @@ fn cluster_process_embedded_ring() {
     let _ = node.kill();
     let _ = node.wait();
     assert!(ok, "node did not join the embedded ring");
+    // A clean shutdown also stops the embedded daemon and removes its Unix socket.
+    assert_eq!(
+        text(&console(&m, &["shutdown"], None)),
+        "Shutting down the cluster manager.\n"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/tmp/{port}")).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "embedded daemon left /tmp/{port} behind"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

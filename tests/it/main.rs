@@ -17,5 +17,8 @@ mod golden_client;
 mod golden_client_sock;
 mod harness;
 mod netns;
+mod ring;
+mod ring_interop;
+mod ring_netns;
 mod spread_cli;
 mod wire_interop;

@@ -13,9 +13,9 @@
 //! # Messages on the ring (5.0.1 layout, §7.1)
 //!
 //! Client header + groups + body, little-endian with the marker. JOIN `0x00010000` and LEAVE
-//! `0x00020000` name the group; a disconnect (KILL, closed socket or a session the daemon
-//! killed) is `KILL_MESS | SAFE_MESS` with no group and travels SAFE, as 5.0.1 sends it for a
-//! closed socket; data messages travel as the client sent them.
+//! `0x00020000` name the group; a session's own KILL is `KILL_MESS` naming its private group
+//! (AGREED); a closed socket or a session the daemon killed is `KILL_MESS | SAFE_MESS` with no
+//! group and travels SAFE; data messages travel as the client sent them.
 //!
 //! # Network changes
 //!
@@ -100,6 +100,8 @@ pub(crate) struct RingSide {
     lost: BTreeSet<GroupName>,
     exchange: Option<Exchange>,
     stats: RingStats,
+    /// The next disconnect is the session's own KILL request.
+    own_kill: bool,
 }
 
 /// The ring engine's service for a client message type.
@@ -169,6 +171,7 @@ impl Daemon {
             lost: BTreeSet::new(),
             exchange: None,
             stats: RingStats::default(),
+            own_kill: false,
         }));
     }
 
@@ -202,6 +205,13 @@ impl Daemon {
                 Service::Agreed,
                 request(ServiceType::LEAVE_MESS, member.name, &[g]),
             ),
+            // 5.0.1: a KILL request travels as the client sent it (AGREED, own private group
+            // as the group); a closed socket or a session the daemon killed as KILL|SAFE with
+            // no group, in a SAFE packet (§7.3).
+            Event::Disconnect(member) if std::mem::take(&mut ring.own_kill) => (
+                Service::Agreed,
+                request(ServiceType::KILL_MESS, member.name, &[member.name]),
+            ),
             Event::Disconnect(member) => (
                 Service::Safe,
                 request(ServiceType::KILL_MESS | ServiceType::SAFE, member.name, &[]),
@@ -212,6 +222,13 @@ impl Daemon {
         };
         ring.submissions.push_back(item);
         None
+    }
+
+    /// Marks whether the next disconnect ordered is a session's own KILL.
+    pub(super) fn note_own_kill(&mut self, own: bool) {
+        if let Some(r) = self.ring.as_mut() {
+            r.own_kill = own;
+        }
     }
 
     /// An ordered message from the ring.

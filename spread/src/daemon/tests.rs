@@ -18,6 +18,8 @@ struct Harness {
     sent: BTreeMap<SessionId, Vec<Bytes>>,
     closed: BTreeSet<SessionId>,
     auto_drain: bool,
+    /// Events handed out for ordering (external-order mode).
+    ordered: Vec<Event>,
 }
 
 impl Harness {
@@ -28,6 +30,7 @@ impl Harness {
             sent: BTreeMap::new(),
             closed: BTreeSet::new(),
             auto_drain: true,
+            ordered: Vec::new(),
         }
     }
 
@@ -59,6 +62,9 @@ impl Harness {
 
     fn input(&mut self, i: Input) {
         self.d.handle(self.now, i);
+        while let Some(ev) = self.d.poll_order() {
+            self.ordered.push(ev);
+        }
         self.pump();
     }
 
@@ -467,4 +473,70 @@ fn configuration_change_sends_transition_then_network_membership() {
         h.take(2).is_empty(),
         "no membership messages without the flag"
     );
+}
+
+#[test]
+fn join_beyond_local_member_limit_gets_reject_mess() {
+    let mut cfg = DaemonConfig::new("localhost", 1, 2);
+    cfg.max_sessions = MAX_LOCAL_GROUP_MEMBERS + 1;
+    let mut h = Harness::new(cfg);
+    for i in 0..=MAX_LOCAL_GROUP_MEMBERS as u64 {
+        let name = format!("s{i}");
+        h.connect(i, &name, false);
+        h.bytes(
+            i,
+            &request(
+                ServiceType::JOIN_MESS,
+                &format!("#{name}#localhost"),
+                &["big"],
+                b"",
+            ),
+        );
+    }
+    let last = MAX_LOCAL_GROUP_MEMBERS as u64;
+    let got = h.take(last);
+    let reject = got.last().unwrap();
+    assert_eq!(&reject[..4], &[0x80, 0, 0x40, 0x80], "REJECT_MESS");
+    assert_eq!(&reject[36..40], &2u32.to_le_bytes(), "group + requester");
+    assert_eq!(
+        &reject[48..52],
+        &[0x80, 0x01, 0, 0x80],
+        "old type: CAUSED_BY_JOIN"
+    );
+    assert_eq!(&reject[52 + 32..52 + 32 + 11], b"#s3122#loca");
+    assert_eq!(
+        h.d.groups().members(&GroupName::new(b"big")).len(),
+        MAX_LOCAL_GROUP_MEMBERS
+    );
+    assert_eq!(h.d.stats().rejected_joins, 1);
+}
+
+#[test]
+fn external_order_hands_events_out_and_applies_them_when_ordered() {
+    let mut cfg = DaemonConfig::new("localhost", 1, 2);
+    cfg.external_order = true;
+    let mut h = Harness::new(cfg);
+    h.connect(1, "a", true);
+    h.take(1);
+    h.bytes(
+        1,
+        &request(ServiceType::JOIN_MESS, "#a#localhost", &["g"], b""),
+    );
+    h.bytes(
+        1,
+        &request(ServiceType::AGREED, "#a#localhost", &["g"], b"x"),
+    );
+    assert!(
+        h.take(1).is_empty(),
+        "nothing happens before the order comes back"
+    );
+    assert_eq!(h.ordered.len(), 2);
+    for ev in std::mem::take(&mut h.ordered) {
+        h.d.apply(ev);
+        h.pump();
+    }
+    let got = h.take(1);
+    assert_eq!(got.len(), 2);
+    assert_eq!(&got[0][..4], &[0x80, 0x11, 0x00, 0x80]);
+    assert_eq!(&got[1][..4], &[0x90, 0x00, 0x00, 0x80]);
 }

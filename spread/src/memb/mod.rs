@@ -375,6 +375,7 @@ impl Engine {
                 extra: have,
                 safe_aru: r.aru,
                 trans: vec![me],
+                trans_time: 0,
             }),
         }
     }
@@ -423,10 +424,15 @@ impl Engine {
             return;
         }
         if idx == 0 {
+            // 5.0.1: transitional time T, ring id time T + 1, both fresh.
+            let t = self.next_time(now);
             f.new_ring = RingId {
                 leader: me,
                 time: self.next_time(now),
             };
+            for e in f.rings.iter_mut().filter(|e| e.trans_time == 0) {
+                e.trans_time = t;
+            }
         }
         f.visited += 1;
         let members = f.members.clone();
@@ -456,7 +462,7 @@ impl Engine {
         }
         let t = Token {
             ring: f.new_ring,
-            seq: f.last_seq,
+            seq: 0,
             aru: 0x7fff_ffff,
             aru_last: None,
             fc: 0,
@@ -510,7 +516,16 @@ impl Engine {
                     self.emit(Output::Configuration(trans_change.clone()));
                 }
             }
-            if !hole {
+            if hole {
+                // A hole is a packet no member of the transitional set holds, so its sender is
+                // not one of them (a daemon holds every packet it sent). A message of such a
+                // sender continuing after the hole could be spliced from two messages: drop
+                // those partial messages (every member skips the same holes, so all drop the
+                // same ones); messages of transitional members are whole.
+                self.ring
+                    .partial
+                    .retain(|sender, _| e.trans.contains(sender));
+            } else {
                 self.deliver_packet(s, !regular);
             }
             self.ring.delivered = s;

@@ -39,6 +39,11 @@ impl Net {
         let ids: Vec<DaemonId> = (0..count)
             .map(|i| DaemonId(0x5c8d_7a00u32.wrapping_add(i as u32 * 0x1111)))
             .collect();
+        Self::with_ids(ids, start)
+    }
+
+    fn with_ids(ids: Vec<DaemonId>, start: usize) -> Self {
+        let count = ids.len();
         let mut net = Self {
             now: Instant(1_000_000),
             ids,
@@ -482,4 +487,383 @@ fn brief(fs: &[Frame]) -> Vec<String> {
             format!("{:x} n={} {}", f.header.service.0, f.num_groups(), id)
         })
         .collect()
+}
+
+/// The daemon ids of the captures' three-daemon ring (d1, d2, d3).
+const CAPTURE_IDS: [u32; 3] = [0x5c8d_7aef, 0x14c5_65a0, 0xef46_226e];
+
+/// The recorded client `obs` of a `net_*.hex` capture: what it sent (one item per send), and
+/// everything the daemon sent it, cut into messages.
+fn capture(name: &str) -> (Vec<Vec<u8>>, Vec<Bytes>) {
+    let path = format!(
+        "{}/../tests/data/client/{name}.hex",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).expect("capture");
+    let hex = |h: &str| -> Vec<u8> {
+        (0..h.len() / 2)
+            .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).expect("hex"))
+            .collect()
+    };
+    let mut sent = Vec::new();
+    let mut recv = Vec::new();
+    for line in text.lines() {
+        if let Some(h) = line.strip_prefix("C> obs ") {
+            sent.push(hex(h.trim()));
+        } else if let Some(h) = line.strip_prefix("D> obs ") {
+            recv.extend(hex(h.trim()));
+        }
+    }
+    // Handshake replies first (2 + 12 bytes: auth list, accept), then whole messages.
+    let mut buf = BytesMut::from(&recv[..]);
+    let mut msgs = vec![buf.split_to(6).freeze(), buf.split_to(12).freeze()];
+    while let Some(f) = decode_frame(&mut buf, Direction::ToClient).expect("capture frames") {
+        msgs.push(f.raw);
+    }
+    assert!(buf.is_empty());
+    (sent, msgs)
+}
+
+/// Masks the formation time (group id word 2) of membership messages: it differs per run.
+fn mask_time(b: &Bytes) -> Vec<u8> {
+    let mut v = b.to_vec();
+    let mut buf = BytesMut::from(&b[..]);
+    if let Ok(Some(f)) = decode_frame(&mut buf, Direction::ToClient) {
+        if f.header.service.intersects(ServiceType::REG_MEMB_MESS)
+            || f.header.service.intersects(ServiceType::TRANSITION_MESS)
+        {
+            let at = v.len() - f.body().len() + 4;
+            v[at..at + 4].fill(0);
+        }
+    }
+    v
+}
+
+fn obs_send(net: &mut Net, sent: &mut std::vec::IntoIter<Vec<u8>>) {
+    let b = sent.next().expect("a recorded send");
+    net.client_bytes(0, 1, &b);
+    net.run_for(Duration::from_millis(300));
+}
+
+fn capture_start() -> Net {
+    let mut net = capture_net(3);
+    net.connect(2, 3, "m3");
+    net
+}
+
+/// The capture ring with the first `running` daemons started, obs connecting to d1 and m2
+/// connected to d2.
+fn capture_net(running: usize) -> Net {
+    let mut net = Net::with_ids(CAPTURE_IDS.iter().map(|&i| DaemonId(i)).collect(), running);
+    let all: Vec<usize> = (0..running).collect();
+    net.until_ring(&all, Duration::from_secs(10));
+    let node = net.nodes[0].as_mut().expect("d1");
+    node.handle(
+        net.now,
+        NodeInput::Client(Input::Connected {
+            session: SessionId(1),
+            peer: Peer::Tcp("10.98.3.1".parse().expect("ip")),
+        }),
+    );
+    net.connect(1, 2, "m2");
+    net
+}
+
+fn join_as(net: &mut Net, i: usize, s: u64, user: &str, group: &str) {
+    request_as(net, i, s, user, ServiceType::JOIN_MESS, group);
+}
+
+fn request_as(net: &mut Net, i: usize, s: u64, user: &str, service: ServiceType, group: &str) {
+    let mut out = BytesMut::new();
+    encode_header(
+        &MessageHeader {
+            service,
+            sender: GroupName::new(format!("#{user}#{}", name(i)).as_bytes()),
+            num_groups: 1,
+            hint: Hint::new(0, ByteOrder::Little),
+            data_len: 0,
+            order: ByteOrder::Little,
+        },
+        &mut out,
+    );
+    GroupName::new(group.as_bytes()).encode(&mut out);
+    let b = out.to_vec();
+    net.client_bytes(i, s, &b);
+    net.run_for(Duration::from_millis(300));
+}
+
+/// The capture's opening: obs connects, then obs, m2, m3 join netgrp; obs and m2 join twogrp.
+fn capture_opening(net: &mut Net, sent: &mut std::vec::IntoIter<Vec<u8>>) {
+    obs_send(net, sent); // hello
+    obs_send(net, sent); // auth choice
+    obs_send(net, sent); // JOIN netgrp
+    join_as(net, 1, 2, "m2", "netgrp");
+    join_as(net, 2, 3, "m3", "netgrp");
+    obs_send(net, sent); // JOIN twogrp
+    join_as(net, 1, 2, "m2", "twogrp");
+}
+
+/// Does the capture hold network memberships (CAUSED_BY_NETWORK `80 18 00 80`)?
+fn has_network_membership(want: &[Bytes]) -> bool {
+    want.iter()
+        .any(|m| m.starts_with(&[0x80, 0x18, 0x00, 0x80]))
+}
+
+fn assert_same_stream(net: &mut Net, want: &[Bytes]) {
+    let got = net.got.remove(&(0, 1)).unwrap_or_default();
+    let got: Vec<Vec<u8>> = got.iter().map(mask_time).collect();
+    let want: Vec<Vec<u8>> = want.iter().map(mask_time).collect();
+    assert_eq!(got.len(), want.len(), "message count");
+    eprintln!("{} messages equal to the capture's", want.len());
+    for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g, w, "message {k} differs from the capture");
+    }
+}
+
+/// `net_daemon_killed.hex`: byte for byte what the real ring gave obs@d1 (formation times
+/// masked; the representative ids in the group ids are compared).
+#[test]
+fn capture_daemon_killed_byte_for_byte() {
+    let (sent, want) = capture("net_daemon_killed");
+    let mut sent = sent.into_iter();
+    assert!(has_network_membership(&want));
+    let mut net = capture_start();
+    capture_opening(&mut net, &mut sent);
+    net.crash(2);
+    net.until_ring(&[0, 1], Duration::from_secs(15));
+    net.run_for(Duration::from_millis(300));
+    obs_send(&mut net, &mut sent); // AGREED to netgrp
+    obs_send(&mut net, &mut sent); // KILL
+    assert!(sent.next().is_none());
+    assert_same_stream(&mut net, &want);
+}
+
+/// `net_partition_merge.hex`: d3 partitioned away, then merged back.
+#[test]
+fn capture_partition_merge_byte_for_byte() {
+    let (sent, want) = capture("net_partition_merge");
+    let mut sent = sent.into_iter();
+    assert!(has_network_membership(&want));
+    let mut net = capture_start();
+    capture_opening(&mut net, &mut sent);
+    net.comp = vec![0, 0, 1];
+    net.until_ring(&[0, 1], Duration::from_secs(15));
+    net.until_ring(&[2], Duration::from_secs(15));
+    net.run_for(Duration::from_secs(5));
+    net.comp = vec![0, 0, 0];
+    net.until_ring(&[0, 1, 2], Duration::from_secs(40));
+    net.run_for(Duration::from_millis(300));
+    obs_send(&mut net, &mut sent); // AGREED to netgrp
+    obs_send(&mut net, &mut sent); // KILL
+    assert!(sent.next().is_none());
+    assert_same_stream(&mut net, &want);
+}
+
+/// `net_daemon_joins.hex`: d3 starts late; obs hears nothing of it until m3@d3 joins.
+#[test]
+fn capture_daemon_joins_byte_for_byte() {
+    let (sent, want) = capture("net_daemon_joins");
+    assert!(
+        !has_network_membership(&want),
+        "nothing for obs when d3 merges"
+    );
+    let mut sent = sent.into_iter();
+    let mut net = capture_net(2);
+    obs_send(&mut net, &mut sent); // hello
+    obs_send(&mut net, &mut sent); // auth choice
+    obs_send(&mut net, &mut sent); // JOIN netgrp
+    join_as(&mut net, 1, 2, "m2", "netgrp");
+    net.start(2);
+    net.until_ring(&[0, 1, 2], Duration::from_secs(10));
+    net.connect(2, 3, "m3");
+    join_as(&mut net, 2, 3, "m3", "netgrp");
+    obs_send(&mut net, &mut sent); // KILL
+    assert!(sent.next().is_none());
+    assert_same_stream(&mut net, &want);
+}
+
+/// `net_join_during_partition.hex`: a join on d3's side and a leave on d1's side during the
+/// partition, then the merge with two vs-sets.
+#[test]
+fn capture_join_during_partition_byte_for_byte() {
+    let (sent, want) = capture("net_join_during_partition");
+    assert!(has_network_membership(&want));
+    let mut sent = sent.into_iter();
+    let mut net = capture_net(3);
+    net.connect(2, 3, "m3");
+    net.connect(0, 4, "l1");
+    net.connect(2, 5, "j3");
+    obs_send(&mut net, &mut sent); // hello
+    obs_send(&mut net, &mut sent); // auth choice
+    obs_send(&mut net, &mut sent); // JOIN netgrp
+    join_as(&mut net, 0, 4, "l1", "netgrp");
+    join_as(&mut net, 1, 2, "m2", "netgrp");
+    join_as(&mut net, 2, 3, "m3", "netgrp");
+    net.comp = vec![0, 0, 1];
+    net.until_ring(&[0, 1], Duration::from_secs(15));
+    net.until_ring(&[2], Duration::from_secs(15));
+    net.run_for(Duration::from_millis(300));
+    join_as(&mut net, 2, 5, "j3", "netgrp");
+    request_as(&mut net, 0, 4, "l1", ServiceType::LEAVE_MESS, "netgrp");
+    net.comp = vec![0, 0, 0];
+    net.until_ring(&[0, 1, 2], Duration::from_secs(40));
+    net.run_for(Duration::from_millis(300));
+    obs_send(&mut net, &mut sent); // KILL
+    assert!(sent.next().is_none());
+    assert_same_stream(&mut net, &want);
+}
+
+/// `net_partition_merge_d2.hex`: d2 (the smallest id, not the first configured) partitioned.
+#[test]
+fn capture_partition_merge_d2_byte_for_byte() {
+    let (sent, want) = capture("net_partition_merge_d2");
+    assert!(has_network_membership(&want));
+    let mut sent = sent.into_iter();
+    let mut net = capture_net(3);
+    net.connect(2, 3, "m3");
+    obs_send(&mut net, &mut sent); // hello
+    obs_send(&mut net, &mut sent); // auth choice
+    obs_send(&mut net, &mut sent); // JOIN netgrp
+    join_as(&mut net, 1, 2, "m2", "netgrp");
+    join_as(&mut net, 2, 3, "m3", "netgrp");
+    net.comp = vec![0, 1, 0];
+    net.until_ring(&[0, 2], Duration::from_secs(15));
+    net.until_ring(&[1], Duration::from_secs(15));
+    net.run_for(Duration::from_millis(300));
+    net.comp = vec![0, 0, 0];
+    net.until_ring(&[0, 1, 2], Duration::from_secs(40));
+    net.run_for(Duration::from_millis(300));
+    obs_send(&mut net, &mut sent); // KILL
+    assert!(sent.next().is_none());
+    assert_same_stream(&mut net, &want);
+}
+
+/// Requests leave as 5.0.1 messages (§7.3): JOIN `80 00 01 80`, own KILL `80 00 04 80` naming
+/// the private group (AGREED), a closed socket `a0 00 04 80` with no group (SAFE).
+#[test]
+fn requests_leave_as_5_0_1_messages() {
+    let mut net = Net::new(1, 1);
+    net.until_ring(&[0], Duration::from_secs(10));
+    let mut d = Daemon::new(DaemonConfig::new("d1", 1, 0));
+    d.enable_ring(net.ids[0], net.ids.clone());
+    let now = net.now;
+    let mut auth = b"NULL".to_vec();
+    auth.resize(90, 0);
+    for s in [1u64, 2] {
+        d.handle(
+            now,
+            Input::Connected {
+                session: SessionId(s),
+                peer: Peer::Unix,
+            },
+        );
+        let mut hello = Vec::new();
+        encode_hello(
+            &Hello::new(format!("s{s}").as_bytes(), true, false),
+            &mut hello,
+        );
+        for b in [&hello, &auth] {
+            d.handle(
+                now,
+                Input::Bytes {
+                    session: SessionId(s),
+                    data: Bytes::copy_from_slice(b),
+                },
+            );
+        }
+    }
+    let req = |service: ServiceType, sender: &str, groups: &[&str]| {
+        let mut out = BytesMut::new();
+        encode_header(
+            &MessageHeader {
+                service,
+                sender: GroupName::new(sender.as_bytes()),
+                num_groups: groups.len() as i32,
+                hint: Hint::new(0, ByteOrder::Little),
+                data_len: 0,
+                order: ByteOrder::Little,
+            },
+            &mut out,
+        );
+        for g in groups {
+            GroupName::new(g.as_bytes()).encode(&mut out);
+        }
+        out.freeze()
+    };
+    d.handle(
+        now,
+        Input::Bytes {
+            session: SessionId(1),
+            data: req(ServiceType::JOIN_MESS, "#s1#d1", &["g"]),
+        },
+    );
+    d.handle(
+        now,
+        Input::Bytes {
+            session: SessionId(1),
+            data: req(ServiceType::KILL_MESS, "#s1#d1", &["#s1#d1"]),
+        },
+    );
+    d.handle(
+        now,
+        Input::Closed {
+            session: SessionId(2),
+        },
+    );
+    let subs: Vec<(crate::ring::Service, Bytes)> =
+        std::iter::from_fn(|| d.poll_submission()).collect();
+    assert_eq!(subs.len(), 3);
+    assert_eq!(subs[0].0, crate::ring::Service::Agreed);
+    assert_eq!(&subs[0].1[..4], &[0x80, 0x00, 0x01, 0x80]);
+    assert_eq!(subs[0].1.len(), 48 + 32);
+    assert_eq!(subs[1].0, crate::ring::Service::Agreed);
+    assert_eq!(&subs[1].1[..4], &[0x80, 0x00, 0x04, 0x80]);
+    assert_eq!(&subs[1].1[48..54], b"#s1#d1");
+    assert_eq!(subs[2].0, crate::ring::Service::Safe);
+    assert_eq!(&subs[2].1[..4], &[0xa0, 0x00, 0x04, 0x80]);
+    assert_eq!(subs[2].1.len(), 48);
+    assert_eq!(&subs[2].1[4..10], b"#s2#d1");
+}
+
+/// A burst far beyond the engine's send queue is delivered whole, in order, everywhere.
+#[test]
+fn burst_beyond_the_engine_queue_is_delivered() {
+    let mut net = three_with_group();
+    const BURST: usize = 5000;
+    let mut all = Vec::new();
+    for k in 0..BURST {
+        let mut out = BytesMut::new();
+        let body = format!("b{k}");
+        encode_header(
+            &MessageHeader {
+                service: ServiceType::AGREED,
+                sender: private(1, 0),
+                num_groups: 1,
+                hint: Hint::new(0, ByteOrder::Little),
+                data_len: body.len() as i32,
+                order: ByteOrder::Little,
+            },
+            &mut out,
+        );
+        GroupName::new(b"grp").encode(&mut out);
+        out.put_slice(body.as_bytes());
+        all.extend_from_slice(&out);
+    }
+    net.client_bytes(0, 1, &all);
+    assert!(net.nodes[0].as_ref().unwrap().backlog().0 > 0, "some wait");
+    net.run_for(Duration::from_secs(30));
+    for i in 0..3 {
+        let got: Vec<Bytes> = net
+            .take(i, i as u64 + 1)
+            .iter()
+            .filter(|f| is(f, ServiceType::AGREED))
+            .map(Frame::body)
+            .collect();
+        assert_eq!(got.len(), BURST, "at d{}", i + 1);
+        assert!(got
+            .iter()
+            .enumerate()
+            .all(|(k, b)| b[..] == *format!("b{k}").as_bytes()));
+    }
+    assert_eq!(net.nodes[0].as_ref().unwrap().backlog(), (0, 0));
 }

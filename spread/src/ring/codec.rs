@@ -8,9 +8,9 @@
 //! * JOIN: `members` = the daemons the sender brings into the next ring (5.0.1: the daemons
 //!   heard in its SEG phase; a ring leader's probe lists none), `reps[0]` = the sender as
 //!   SEG_REP or RING_REP (ring still alive), header `memb_id` = the sender's ring (5.0.1: 0);
-//! * ring_info: `aru` = every seq up to it is held by a daemon moving from that ring,
-//!   `holes` = the seqs above it none of them holds, `trans_time` = the largest ring-wide aru
-//!   any of them computed (5.0.1 stamps the transitional time there).
+//! * ring_info as 5.0.1: `aru` = the largest ring-wide aru of the daemons moving from that
+//!   ring, `holes` = the seqs above it none of them holds, `trans_time` stamped by the new
+//!   leader; `commit_rest` is not kept.
 //!
 //! Receive-side acceptance as 5.0.1 (§1.1): configuration hash, known transmitter (the shell
 //! has checked the source address), datagram length.
@@ -217,6 +217,8 @@ pub fn encode(me: DaemonId, hash: u32, p: &Packet) -> Bytes {
 }
 
 fn ring_info(e: &RingEntry) -> RingInfo {
+    // 5.0.1: `aru` is the ring-wide aru; `holes` the seqs above it nobody moving from that
+    // ring holds (everything up to `aru_max` is held by someone).
     let holes = (e.aru_max.saturating_add(1)..=e.highest)
         .take(4 * super::MAX_SEQ_GAP as usize)
         .filter(|s| e.extra.binary_search(s).is_err())
@@ -224,8 +226,8 @@ fn ring_info(e: &RingEntry) -> RingInfo {
         .collect();
     RingInfo {
         memb_id: memb(e.ring),
-        trans_time: e.safe_aru as i32,
-        aru: Seq(e.aru_max),
+        trans_time: e.trans_time as i32,
+        aru: Seq(e.safe_aru),
         highest_seq: Seq(e.highest),
         holes,
         trans: e.trans.iter().copied().map(pid).collect(),
@@ -242,16 +244,22 @@ fn ring_entry(r: &RingInfo) -> Result<RingEntry, CodecError> {
     }
     let mut holes: Vec<u32> = r.holes.iter().map(|s| s.0).collect();
     holes.sort_unstable();
-    let extra = (aru.saturating_add(1)..=highest)
+    let mut aru_max = aru;
+    let mut extra: Vec<u32> = (aru.saturating_add(1)..=highest)
         .filter(|s| holes.binary_search(s).is_err())
         .collect();
+    while extra.first() == Some(&(aru_max + 1)) {
+        extra.remove(0);
+        aru_max += 1;
+    }
     Ok(RingEntry {
         ring: ring(r.memb_id),
-        aru_max: aru,
+        aru_max,
         highest,
         extra,
-        safe_aru: r.trans_time as u32,
+        safe_aru: aru,
         trans: r.trans.iter().copied().map(did).collect(),
+        trans_time: r.trans_time as u32,
     })
 }
 
@@ -439,6 +447,7 @@ mod tests {
             extra: vec![6, 9],
             safe_aru: 3,
             trans: vec![DaemonId(1), DaemonId(3)],
+            trans_time: 0,
         };
         let form2 = Packet::Form2(Form {
             form_id: rid(1, 3),

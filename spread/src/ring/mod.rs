@@ -32,7 +32,27 @@
 //! RELIABLE/FIFO on receipt); SAFE messages wait until the ring-wide aru shows every member
 //! has them, or are delivered in the transitional configuration.
 //!
-//! # Guarantees checked by the simulator ([`crate::sim`])
+//! # Relation to Spread 5.0.1
+//!
+//! On the wire ([`codec`]): data packets, fragments and packing, HURRY, ALIVE, regular tokens
+//! (arq/retrans, aru rules, retransmission blocks, flow control), FORM1/FORM2 tokens and the
+//! EVS token (seq 0, aru climbing to the FORM seq = highest + 3333) are 5.0.1's, byte for
+//! byte; the captured traffic of real daemons decodes and (data, tokens, HURRY, ALIVE)
+//! re-encodes exactly. Behaviour reproduced: idle token held by the leader and re-sent every
+//! Hurry_timeout, HURRY to release it, FORM and first tokens sent twice, re-sent tokens three
+//! times when retrans > 1, leader = first member in configuration order, SEG_REPs before
+//! RING_REPs in FORM1, lookup JOIN every Lookup_timeout, original and Accelerated Ring. A real
+//! 5.0.1 daemon and this engine form one ring (tests/it/ring_interop.rs).
+//!
+//! Not reproduced: the SEG/REPRESENTED states (a gathering engine sends JOINs from the start
+//! and represents daemons it hears ALIVEs from; it never sends ALIVE or REFER), Rep/Seg
+//! timeouts, the commit sets of `ring_info`, monitor/status control packets, and anything
+//! specific to several segments (§15: ROUTED copies, relays, unicast JOINs to potential reps).
+//! The engine itself is segment-agnostic: `Dest::Broadcast` means "every configured daemon",
+//! which the network layer implements (5.0.1 way: segment broadcast plus ROUTED unicast copies
+//! to the other segments' relays); the token path is configuration order, as in 5.0.1.
+//!
+//! # Guarantees checked by the simulator (`spread::sim`, feature `sim`)
 //!
 //! Same order of AGREED/SAFE messages at every daemon of a configuration; identical delivered
 //! sets for daemons moving together; no duplicates, no inventions; per-sender FIFO; SAFE in a
@@ -146,6 +166,7 @@ impl RingState {
     }
 
     /// Has this daemon received `seq` of this ring (possibly discarded since)?
+    #[cfg(any(test, feature = "sim"))]
     pub(crate) fn holds(&self, seq: u32) -> bool {
         seq <= self.discarded || self.buf.contains_key(&seq)
     }

@@ -110,6 +110,8 @@ pub struct RingEntry {
     pub safe_aru: u32,
     /// Members of the new ring coming from this old ring (the transitional set).
     pub trans: Vec<DaemonId>,
+    /// 0 until the new leader stamps the transitional time (5.0.1 `trans_time`).
+    pub trans_time: u32,
 }
 
 impl RingEntry {

@@ -124,19 +124,13 @@ impl Engine {
         self.flush_after_token();
     }
 
-    /// The new ring's token while recovering the old ring's messages.
+    /// The new ring's token while recovering the old ring's messages (5.0.1: seq stays 0, aru
+    /// climbs to `last_seq` once everybody has everything).
     fn step_evs_token(&mut self, now: Instant, mut t: Token) {
         let me = self.cfg.me;
         let Some(last_seq) = self.future.as_ref().map(|f| f.last_seq) else {
             return;
         };
-        if t.seq != last_seq {
-            // Someone already installed: the ring aru reached last_seq, so everybody,
-            // including this daemon, has recovered everything.
-            self.install(now);
-            self.step_op_token(now, t);
-            return;
-        }
         self.evs_rounds += 1;
         if self.evs_rounds > MAX_EVS_ROUNDS {
             self.on_token_loss(now);
@@ -155,17 +149,15 @@ impl Engine {
         t.fc = retrans;
         let safe = t.aru.min(self.tok.prev_sent_aru);
         self.tok.prev_sent_aru = t.aru;
-        if done && safe == last_seq {
-            self.install(now);
-            t.seq = 0;
-            t.aru = 0;
-            t.aru_last = Some(me);
-            t.rtr.clear();
-            t.fc = 0;
-            self.step_op_token(now, t);
-            return;
-        }
+        // As 5.0.1: the EVS token keeps seq 0; a daemon that sees the ring aru at last_seq
+        // (every member has recovered everything) forwards the token unchanged and then
+        // installs. Every member installs within the next rotation, before any token of the
+        // installed ring reaches it.
+        let install = done && safe == last_seq;
         self.forward_token(now, t, false);
+        if install {
+            self.install(now);
+        }
     }
 
     /// Sends the token on (or, at the leader of an idle ring, holds it).

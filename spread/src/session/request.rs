@@ -13,8 +13,8 @@ use crate::wire::client::{
 /// One request from an open session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    /// JOIN of the first listed group.
-    Join(GroupName),
+    /// JOIN of the first listed group (the frame is kept for a REJECT_MESS).
+    Join(GroupName, Frame),
     /// LEAVE of the first listed group.
     Leave(GroupName),
     /// KILL: disconnect.
@@ -120,7 +120,7 @@ pub fn next_request(inbuf: &mut BytesMut, own: &GroupName) -> Result<Option<Requ
                 if g.is_private() {
                     return Err(Violation::GroupName);
                 }
-                Ok(Some(Request::Join(g.key())))
+                Ok(Some(Request::Join(g.key(), frame)))
             } else {
                 Ok(Some(Request::Leave(g.key())))
             }
@@ -240,10 +240,10 @@ mod tests {
         b.extend(data);
         // Incomplete body: nothing yet, nothing consumed.
         let mut partial = BytesMut::from(&b[..b.len() - 1]);
-        assert_eq!(
+        assert!(matches!(
             next_request(&mut partial, &own()),
-            Ok(Some(Request::Join(GroupName::new(b"a b"))))
-        );
+            Ok(Some(Request::Join(g, _))) if g == GroupName::new(b"a b")
+        ));
         assert_eq!(
             next_request(&mut partial, &own()),
             Ok(Some(Request::Leave(GroupName::new(b"a b"))))

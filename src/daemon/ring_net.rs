@@ -1,0 +1,237 @@
+//! The daemon of a ring over real UDP: the sans-IO [`spread::node::Node`] (sessions, groups,
+//! token ring, membership) owned by the one core task, the ring sockets opened by
+//! [`super::bind()`], one receive task per socket feeding the core.
+//!
+//! # Sending
+//!
+//! Every datagram leaves from the one send socket bound to the daemon's own address (receivers
+//! check the source address, fact sheet §1.1): unicasts to a daemon's configured address on
+//! port P or P+1; "broadcasts" to the segment address — **except when the segment address is a
+//! loopback address (127.0.0.0/8)**: then a copy is sent by unicast to every other daemon of
+//! the configuration. That is our convenience mode for several daemons on one machine at
+//! distinct 127.0.0.x addresses (Linux does not broadcast on `lo`); a 5.0.1 daemon would send
+//! to the loopback segment address instead. A full socket buffer drops the datagram (UDP
+//! loss, recovered by the ring) and counts it.
+//!
+//! # Receiving
+//!
+//! Datagrams whose source address is not a configured daemon's are dropped and counted here;
+//! everything else is for the engine, which checks the rest.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use spread::config::{Config, HostId};
+use spread::node::{ring_config, Node, NodeInput, NodeOutput};
+use spread::ring::{DaemonId, Dest, Port};
+use spread::{Input, Output, Stats};
+use tokio::net::UdpSocket;
+use tracing::{debug, trace};
+
+use super::session::{Core, CoreHandle, Packet};
+
+/// Counters of the UDP side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Datagrams from addresses that are not configured daemons.
+    pub unknown_source: u64,
+    /// Datagrams dropped because the send buffer was full (or the send failed).
+    pub send_drops: u64,
+    /// Datagrams sent.
+    pub sent: u64,
+}
+
+/// A ring daemon as the core task drives it.
+#[derive(Debug)]
+pub struct RingCore {
+    node: Node,
+    send: Arc<UdpSocket>,
+    port: u16,
+    /// Configured daemons: id → address.
+    daemons: Vec<(DaemonId, Ipv4Addr)>,
+    me: DaemonId,
+    /// Segment address "broadcasts" go to; `None`: unicast to every other daemon.
+    bcast: Option<Ipv4Addr>,
+    net: NetStats,
+}
+
+impl RingCore {
+    /// The ring daemon of host `me`, sending from `send`.
+    pub fn new(config: &Config, me: HostId, send: Arc<UdpSocket>) -> Self {
+        // bind() does not set it; segment broadcasts need it.
+        if let Err(e) = send.set_broadcast(true) {
+            tracing::warn!(error = %e, "SO_BROADCAST on the ring send socket failed");
+        }
+        let dcfg = super::core_config(config, me);
+        let rcfg = ring_config(config, me);
+        let port = config.segments.get(me.segment).map_or(0, |s| s.port);
+        let daemons: Vec<(DaemonId, Ipv4Addr)> = config
+            .hosts()
+            .filter_map(|(_, h)| match h.addr.ip {
+                IpAddr::V4(a) => Some((DaemonId(h.vid), a)),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        let seg_addr = config.segments.get(me.segment).and_then(|s| {
+            s.addrs.iter().find_map(|a| match a.ip {
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => None,
+            })
+        });
+        let bcast = seg_addr.filter(|a| !a.is_loopback());
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let me_id = rcfg.me;
+        let node = Node::new(
+            dcfg,
+            rcfg,
+            spread::time::Instant(0),
+            u32::try_from(clock).unwrap_or(u32::MAX),
+        );
+        let mut c = Self {
+            node,
+            send,
+            port,
+            daemons,
+            me: me_id,
+            bcast,
+            net: NetStats::default(),
+        };
+        c.flush_sends();
+        c
+    }
+
+    fn send_to(&mut self, ip: Ipv4Addr, port: Port, bytes: &[u8]) {
+        let p = match port {
+            Port::Data => self.port,
+            Port::Token => self.port.wrapping_add(1),
+        };
+        match self.send.try_send_to(bytes, SocketAddr::new(ip.into(), p)) {
+            Ok(_) => self.net.sent += 1,
+            Err(e) => {
+                trace!(error = %e, "ring send dropped");
+                self.net.send_drops += 1;
+            }
+        }
+    }
+
+    fn out(&mut self, to: Dest, port: Port, bytes: &[u8]) {
+        match to {
+            Dest::Unicast(id) => {
+                if let Some(&(_, ip)) = self.daemons.iter().find(|(d, _)| *d == id) {
+                    self.send_to(ip, port, bytes);
+                }
+            }
+            Dest::Broadcast => match self.bcast {
+                Some(b) => self.send_to(b, port, bytes),
+                None => {
+                    let others: Vec<Ipv4Addr> = self
+                        .daemons
+                        .iter()
+                        .filter(|(d, _)| *d != self.me)
+                        .map(|(_, a)| *a)
+                        .collect();
+                    for ip in others {
+                        self.send_to(ip, port, bytes);
+                    }
+                }
+            },
+        }
+    }
+
+    /// Counters of the UDP side.
+    pub fn net_stats(&self) -> NetStats {
+        self.net
+    }
+
+    /// Sends every queued datagram; client outputs stay queued (the node keeps their order).
+    fn flush_sends(&mut self) {
+        // Node outputs are drained in poll_output; this only runs at start-up when no session
+        // exists, so any client output here cannot occur.
+        while let Some(o) = self.node.poll_output() {
+            if let NodeOutput::Send { to, port, bytes } = o {
+                self.out(to, port, &bytes);
+            }
+        }
+    }
+}
+
+impl Core for RingCore {
+    fn handle(&mut self, now: spread::time::Instant, input: Input) {
+        self.node.handle(now, NodeInput::Client(input));
+    }
+
+    fn handle_timeout(&mut self, now: spread::time::Instant) {
+        self.node.handle_timeout(now);
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        loop {
+            match self.node.poll_output()? {
+                NodeOutput::Client(o) => return Some(o),
+                NodeOutput::Send { to, port, bytes } => self.out(to, port, &bytes),
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<spread::time::Instant> {
+        self.node.poll_timeout()
+    }
+
+    fn stats(&self) -> Stats {
+        self.node.daemon().stats().clone()
+    }
+
+    fn packet(&mut self, now: spread::time::Instant, p: Packet) {
+        let from = match p.from.ip() {
+            IpAddr::V4(a) => self.daemons.iter().find(|(_, x)| *x == a).map(|(d, _)| *d),
+            IpAddr::V6(_) => None,
+        };
+        let Some(from) = from else {
+            self.net.unknown_source += 1;
+            debug!(from = %p.from, "datagram from an unconfigured address dropped");
+            return;
+        };
+        let port = if p.token { Port::Token } else { Port::Data };
+        self.node.handle(
+            now,
+            NodeInput::Packet {
+                from,
+                port,
+                bytes: p.bytes,
+            },
+        );
+    }
+}
+
+/// Receive loop of one ring socket: every datagram goes to the core, until `stop` fires or the
+/// core stops.
+pub async fn receive(
+    sock: UdpSocket,
+    token: bool,
+    core: CoreHandle,
+    mut stop: tokio::sync::broadcast::Receiver<()>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        tokio::select! {
+            _ = stop.recv() => return,
+            r = sock.recv_from(&mut buf) => match r {
+                Ok((n, from)) => {
+                    let bytes = bytes::Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
+                    if core.packet(Packet { from, token, bytes }).await.is_err() {
+                        return;
+                    }
+                }
+                // ICMP errors on unconnected sockets: keep going (pause on anything else, so
+                // a persistent error cannot spin).
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                Err(e) => {
+                    trace!(error = %e, "ring recv error");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            },
+        }
+    }
+}
