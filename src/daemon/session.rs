@@ -7,8 +7,11 @@
 //! * the **reader** reads big chunks ([`READ_CHUNK`] bytes) and hands each chunk to the core,
 //!   which parses every message in it (many messages per read);
 //! * the **writer** takes every message queued for its connection and writes them with
-//!   vectored writes ([`MAX_IOVECS`] slices per call), then reports how many were written so
-//!   the core can apply `MaxSessionMessages`.
+//!   vectored writes ([`MAX_IOVECS`] slices per call), then reports how many were written,
+//!   and when the socket refuses bytes, that it is blocked, so the core can apply
+//!   `MaxSessionMessages` to the messages the socket refused (as 5.0.1), not to those merely
+//!   in flight. These reports go out of band on an unbounded progress channel that the core
+//!   drains before every input, never behind a flood of reads in the input queue.
 //!
 //! The core task drains inputs in batches ([`MAX_INPUT_BATCH`]) before flushing outputs, so a
 //! burst of messages to one session becomes one batch for its writer. There is no per-message
@@ -36,6 +39,10 @@ pub const MAX_INPUT_BATCH: usize = 256;
 pub const MAX_IOVECS: usize = 64;
 /// Capacity of the queue of inputs to the core (readers wait when it is full).
 pub const INPUT_QUEUE: usize = 4096;
+/// While the core is [`Core::backlogged`], it takes one input per this interval (or as soon
+/// as a writer reports progress): senders are paced to the slow reader, yet a reader that
+/// never reads still reaches `MaxSessionMessages` and is killed.
+pub const BACKLOG_PACE: std::time::Duration = std::time::Duration::from_millis(50);
 /// Capacity of each direction of an in-process pipe.
 pub const IN_PROCESS_PIPE: usize = 1 << 20;
 
@@ -77,6 +84,11 @@ pub trait Core: Send + 'static {
     fn stats(&self) -> Stats;
     /// A datagram from a ring socket (ignored without a ring).
     fn packet(&mut self, _now: spread::time::Instant, _packet: Packet) {}
+    /// Some session's socket is full with many messages waiting: read input slowly
+    /// (see [`BACKLOG_PACE`]).
+    fn backlogged(&self) -> bool {
+        false
+    }
 }
 
 impl Core for Daemon {
@@ -95,6 +107,9 @@ impl Core for Daemon {
     fn stats(&self) -> Stats {
         Daemon::stats(self).clone()
     }
+    fn backlogged(&self) -> bool {
+        Daemon::backlogged(self)
+    }
 }
 
 enum WriterMsg {
@@ -108,6 +123,7 @@ enum WriterMsg {
 #[derive(Clone, Debug)]
 pub struct CoreHandle {
     tx: mpsc::Sender<CoreMsg>,
+    progress: mpsc::UnboundedSender<Input>,
     next_id: Arc<AtomicU64>,
 }
 
@@ -141,7 +157,11 @@ impl CoreHandle {
         let (rd, wr) = tokio::io::split(stream);
         let span = tracing::debug_span!("session", id = id.0, ?peer);
         let reader = tokio::spawn(read_loop(id, rd, self.tx.clone()).instrument(span.clone()));
-        tokio::spawn(write_loop(id, wr, wrx, self.tx.clone(), reader).instrument(span));
+        let links = WriterLinks {
+            core: self.tx.clone(),
+            progress: self.progress.clone(),
+        };
+        tokio::spawn(write_loop(id, wr, wrx, links, reader).instrument(span));
         Ok(id)
     }
 
@@ -186,11 +206,13 @@ pub fn spawn_core_with<C: Core>(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> (CoreHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+    let (progress, progress_rx) = mpsc::unbounded_channel();
     let handle = CoreHandle {
         tx,
+        progress,
         next_id: Arc::new(AtomicU64::new(1)),
     };
-    let task = tokio::spawn(core_loop(core, rx, shutdown));
+    let task = tokio::spawn(core_loop(core, rx, progress_rx, shutdown));
     (handle, task)
 }
 
@@ -209,6 +231,7 @@ fn to_tokio(origin: Instant, t: spread::time::Instant) -> Instant {
 async fn core_loop<C: Core>(
     mut daemon: C,
     mut rx: mpsc::Receiver<CoreMsg>,
+    mut progress: mpsc::UnboundedReceiver<Input>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let origin = Instant::now();
@@ -217,16 +240,40 @@ async fn core_loop<C: Core>(
     tokio::pin!(shutdown);
     loop {
         let deadline = daemon.poll_timeout().map(|t| to_tokio(origin, t));
+        let paced = daemon.backlogged();
         tokio::select! {
+            biased;
             _ = &mut shutdown => break,
+            p = progress.recv() => {
+                let now = core_now(origin);
+                if let Some(p) = p {
+                    daemon.handle(now, p);
+                }
+                drain_progress(&mut daemon, &mut progress, now);
+            }
             () = sleep_until(deadline) => daemon.handle_timeout(core_now(origin)),
-            msg = rx.recv() => {
+            () = tokio::time::sleep(BACKLOG_PACE), if paced => {
+                // One input, then the writers get their turn again.
+                if let Ok(msg) = rx.try_recv() {
+                    let now = core_now(origin);
+                    drain_progress(&mut daemon, &mut progress, now);
+                    on_msg(&mut daemon, &mut writers, now, msg);
+                }
+            }
+            msg = rx.recv(), if !paced => {
                 let Some(msg) = msg else { break };
                 let now = core_now(origin);
+                drain_progress(&mut daemon, &mut progress, now);
                 on_msg(&mut daemon, &mut writers, now, msg);
                 for _ in 1..MAX_INPUT_BATCH {
+                    if daemon.backlogged() {
+                        break;
+                    }
                     match rx.try_recv() {
-                        Ok(msg) => on_msg(&mut daemon, &mut writers, now, msg),
+                        Ok(msg) => {
+                            drain_progress(&mut daemon, &mut progress, now);
+                            on_msg(&mut daemon, &mut writers, now, msg);
+                        }
                         Err(_) => break,
                     }
                 }
@@ -238,6 +285,18 @@ async fn core_loop<C: Core>(
         let _ = w.send(WriterMsg::Close);
     }
     debug!("core stopped");
+}
+
+/// Applies every write report already sent (so the slow-reader rule sees what the writers
+/// have really written before the next input is handled).
+fn drain_progress<C: Core>(
+    daemon: &mut C,
+    progress: &mut mpsc::UnboundedReceiver<Input>,
+    now: spread::time::Instant,
+) {
+    while let Ok(p) = progress.try_recv() {
+        daemon.handle(now, p);
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -317,11 +376,17 @@ async fn read_loop<R: AsyncRead + Unpin>(id: SessionId, mut rd: R, tx: mpsc::Sen
     let _ = tx.send(CoreMsg::Input(Input::Closed { session: id })).await;
 }
 
+/// Where a writer reports: the input queue (for a failed connection) and the progress channel.
+struct WriterLinks {
+    core: mpsc::Sender<CoreMsg>,
+    progress: mpsc::UnboundedSender<Input>,
+}
+
 async fn write_loop<W: AsyncWrite + Unpin>(
     id: SessionId,
     mut wr: W,
     mut rx: mpsc::UnboundedReceiver<WriterMsg>,
-    core: mpsc::Sender<CoreMsg>,
+    links: WriterLinks,
     reader: JoinHandle<()>,
 ) {
     let mut pending: Vec<Bytes> = Vec::new();
@@ -343,7 +408,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             }
         }
         if !pending.is_empty()
-            && write_all_vectored(id, &mut wr, &mut pending, &core)
+            && write_all_vectored(id, &mut wr, &mut pending, &links.progress)
                 .await
                 .is_err()
         {
@@ -354,7 +419,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         debug!("closing session");
     } else {
         // Write failed or the core dropped us: make sure the core knows (it ignores repeats).
-        let _ = core.try_send(CoreMsg::Input(Input::Closed { session: id }));
+        let _ = links
+            .core
+            .try_send(CoreMsg::Input(Input::Closed { session: id }));
     }
     let _ = wr.shutdown().await;
     reader.abort();
@@ -363,12 +430,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 
 /// Writes every buffer, [`MAX_IOVECS`] at a time, consuming `bufs`; after each write call,
 /// tells the core how many messages are now completely written (5.0.1 counts a session's
-/// queue per message written).
+/// queue per message written), and when the socket refuses bytes, that it is blocked.
 async fn write_all_vectored<W: AsyncWrite + Unpin>(
     id: SessionId,
     wr: &mut W,
     bufs: &mut Vec<Bytes>,
-    core: &mpsc::Sender<CoreMsg>,
+    progress: &mpsc::UnboundedSender<Input>,
 ) -> io::Result<()> {
     let mut start = 0;
     while start < bufs.len() {
@@ -377,7 +444,16 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(
             .take(MAX_IOVECS)
             .map(|b| IoSlice::new(b))
             .collect();
-        let mut n = wr.write_vectored(&slices).await?;
+        let mut told_blocked = false;
+        let mut n = std::future::poll_fn(|cx| {
+            let r = std::pin::Pin::new(&mut *wr).poll_write_vectored(cx, &slices);
+            if r.is_pending() && !told_blocked {
+                told_blocked = true;
+                let _ = progress.send(Input::Blocked { session: id });
+            }
+            r
+        })
+        .await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
@@ -395,12 +471,13 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(
         while bufs.get(start).is_some_and(Bytes::is_empty) {
             start += 1;
         }
-        if start > before {
+        // After a block, any progress (even inside one message) clears it in the core.
+        if start > before || told_blocked {
             let drained = Input::Drained {
                 session: id,
                 messages: start - before,
             };
-            if core.send(CoreMsg::Input(drained)).await.is_err() {
+            if progress.send(drained).is_err() {
                 return Err(io::ErrorKind::BrokenPipe.into());
             }
         }
