@@ -39,10 +39,15 @@ pub const MAX_INPUT_BATCH: usize = 256;
 pub const MAX_IOVECS: usize = 64;
 /// Capacity of the queue of inputs to the core (readers wait when it is full).
 pub const INPUT_QUEUE: usize = 4096;
-/// While the core is [`Core::backlogged`], it takes one input per this interval (or as soon
-/// as a writer reports progress): senders are paced to the slow reader, yet a reader that
-/// never reads still reaches `MaxSessionMessages` and is killed.
-pub const BACKLOG_PACE: std::time::Duration = std::time::Duration::from_millis(50);
+/// While the core is [`Core::backlogged`], it feeds one step of input per this interval
+/// (a write that unblocks the reader ends the pacing at once): senders are paced to the slow
+/// reader, yet a reader that never reads still reaches `MaxSessionMessages` and is killed.
+pub const BACKLOG_PACE: std::time::Duration = std::time::Duration::from_millis(20);
+/// Most bytes of a read chunk fed to the core at once; the writers get a turn between
+/// slices, so one big read cannot queue thousands of messages for a reader in one step.
+pub const SLICE: usize = 32 * 1024;
+/// First paced step while backlogged (doubles per step, up to [`READ_CHUNK`]).
+pub const PACED_SLICE_MIN: usize = 4 * 1024;
 /// Capacity of each direction of an in-process pipe.
 pub const IN_PROCESS_PIPE: usize = 1 << 20;
 
@@ -237,10 +242,21 @@ async fn core_loop<C: Core>(
     let origin = Instant::now();
     let mut writers: BTreeMap<SessionId, mpsc::UnboundedSender<WriterMsg>> = BTreeMap::new();
     let mut batches: BTreeMap<SessionId, Vec<Bytes>> = BTreeMap::new();
+    // The unfed rest of a read chunk (fed before any other input).
+    let mut held: Option<(SessionId, Bytes)> = None;
+    // While backlogged: when the next paced step is due, and how many bytes it feeds.
+    let mut pace_at: Option<Instant> = None;
+    let mut burst = PACED_SLICE_MIN;
     tokio::pin!(shutdown);
     loop {
         let deadline = daemon.poll_timeout().map(|t| to_tokio(origin, t));
         let paced = daemon.backlogged();
+        if paced {
+            pace_at.get_or_insert_with(|| Instant::now() + BACKLOG_PACE);
+        } else {
+            pace_at = None;
+            burst = PACED_SLICE_MIN;
+        }
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
@@ -252,29 +268,42 @@ async fn core_loop<C: Core>(
                 drain_progress(&mut daemon, &mut progress, now);
             }
             () = sleep_until(deadline) => daemon.handle_timeout(core_now(origin)),
-            () = tokio::time::sleep(BACKLOG_PACE), if paced => {
-                // One input, then the writers get their turn again.
-                if let Ok(msg) = rx.try_recv() {
-                    let now = core_now(origin);
-                    drain_progress(&mut daemon, &mut progress, now);
-                    on_msg(&mut daemon, &mut writers, now, msg);
-                }
-            }
-            msg = rx.recv(), if !paced => {
-                let Some(msg) = msg else { break };
+            step = next_step(&mut rx, paced, held.is_some(), pace_at) => {
                 let now = core_now(origin);
                 drain_progress(&mut daemon, &mut progress, now);
-                on_msg(&mut daemon, &mut writers, now, msg);
-                for _ in 1..MAX_INPUT_BATCH {
-                    if daemon.backlogged() {
-                        break;
+                match step {
+                    // Backlogged: one step per BACKLOG_PACE, growing while the reader
+                    // stays stuck.
+                    Step::Paced(msg) => {
+                        pace_at = None;
+                        held = match (held.take(), msg) {
+                            (Some((id, data)), _) => feed(&mut daemon, now, id, data, burst),
+                            (None, Some(msg)) => on_msg(&mut daemon, &mut writers, now, msg, burst),
+                            (None, None) => break,
+                        };
+                        burst = (burst * 2).min(READ_CHUNK);
                     }
-                    match rx.try_recv() {
-                        Ok(msg) => {
-                            drain_progress(&mut daemon, &mut progress, now);
-                            on_msg(&mut daemon, &mut writers, now, msg);
+                    // The rest of a chunk, after the writers had a turn.
+                    Step::Rest => {
+                        if let Some((id, data)) = held.take() {
+                            held = feed(&mut daemon, now, id, data, SLICE);
                         }
-                        Err(_) => break,
+                    }
+                    Step::Fresh(msg) => {
+                        let Some(msg) = msg else { break };
+                        held = on_msg(&mut daemon, &mut writers, now, msg, SLICE);
+                        for _ in 1..MAX_INPUT_BATCH {
+                            if held.is_some() || daemon.backlogged() {
+                                break;
+                            }
+                            match rx.try_recv() {
+                                Ok(msg) => {
+                                    drain_progress(&mut daemon, &mut progress, now);
+                                    held = on_msg(&mut daemon, &mut writers, now, msg, SLICE);
+                                }
+                                Err(_) => break,
+                            }
+                        }
                     }
                 }
             }
@@ -285,6 +314,49 @@ async fn core_loop<C: Core>(
         let _ = w.send(WriterMsg::Close);
     }
     debug!("core stopped");
+}
+
+/// What the core loop does next with client input.
+enum Step {
+    /// Backlogged: the paced step is due; feed the held chunk, else this input (`None`:
+    /// the queue closed).
+    Paced(Option<CoreMsg>),
+    /// Feed the rest of the held chunk.
+    Rest,
+    /// A new input, then a batch (`None`: the queue closed).
+    Fresh(Option<CoreMsg>),
+}
+
+async fn next_step(
+    rx: &mut mpsc::Receiver<CoreMsg>,
+    paced: bool,
+    held: bool,
+    at: Option<Instant>,
+) -> Step {
+    if paced {
+        if let Some(at) = at {
+            tokio::time::sleep_until(at).await;
+        }
+        Step::Paced(if held { None } else { rx.recv().await })
+    } else if held {
+        tokio::task::yield_now().await;
+        Step::Rest
+    } else {
+        Step::Fresh(rx.recv().await)
+    }
+}
+
+/// Feeds at most `limit` bytes of a read chunk to the core; returns the rest.
+fn feed<C: Core>(
+    daemon: &mut C,
+    now: spread::time::Instant,
+    session: SessionId,
+    mut data: Bytes,
+    limit: usize,
+) -> Option<(SessionId, Bytes)> {
+    let rest = (data.len() > limit).then(|| data.split_off(limit));
+    daemon.handle(now, Input::Bytes { session, data });
+    rest.map(|r| (session, r))
 }
 
 /// Applies every write report already sent (so the slow-reader rule sees what the writers
@@ -311,11 +383,15 @@ fn on_msg<C: Core>(
     writers: &mut BTreeMap<SessionId, mpsc::UnboundedSender<WriterMsg>>,
     now: spread::time::Instant,
     msg: CoreMsg,
-) {
+    limit: usize,
+) -> Option<(SessionId, Bytes)> {
     match msg {
         CoreMsg::Connected { id, peer, writer } => {
             writers.insert(id, writer);
             daemon.handle(now, Input::Connected { session: id, peer });
+        }
+        CoreMsg::Input(Input::Bytes { session, data }) => {
+            return feed(daemon, now, session, data, limit);
         }
         CoreMsg::Input(input) => {
             if let Input::Closed { session } = &input {
@@ -328,6 +404,7 @@ fn on_msg<C: Core>(
         }
         CoreMsg::Packet(p) => daemon.packet(now, p),
     }
+    None
 }
 
 /// Hands every output to the writers, one batch per session.
