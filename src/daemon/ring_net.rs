@@ -159,7 +159,7 @@ impl RingCore {
             }
             Dest::Broadcast => {
                 if self.segments > 1 {
-                    self.to_other_segments(port, bytes);
+                    self.send_other_segments(port, bytes);
                 }
                 self.scast(port, bytes);
             }
@@ -168,7 +168,7 @@ impl RingCore {
 
     /// A broadcast's copies for the other segments: a ROUTED copy to each relay for a data
     /// packet, a plain unicast to every daemon of the other segments for anything else.
-    fn to_other_segments(&mut self, port: Port, bytes: &[u8]) {
+    fn send_other_segments(&mut self, port: Port, bytes: &[u8]) {
         let data = port == Port::Data && packet_kind(bytes) & TypeBits::REGULAR != 0;
         if data {
             let members = self.node.engine().members();
