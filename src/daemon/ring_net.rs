@@ -361,3 +361,146 @@ pub async fn receive(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BufMut;
+    use spread::wire::daemon::HEADER_LEN;
+
+    /// Two loopback "segments": e1, e2 in segment 0 and w1 alone in segment 1, on a port free
+    /// on 127.0.0.1 (loopback mode: "scast" = unicast to the other daemons of my segment).
+    fn lab() -> (Config, u16) {
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        let text = format!(
+            "Spread_Segment 127.0.0.255:{port} {{\n e1 127.0.0.1\n e2 127.0.0.2\n}}\n\
+             Spread_Segment 127.0.1.255:{port} {{\n w1 127.0.1.1\n}}\n"
+        );
+        (Config::parse(&text, "t.conf").unwrap(), port)
+    }
+
+    /// An AGREED|ROUTED data packet with a 4-byte body from `from`.
+    fn routed(from: u32, hash: u32) -> Vec<u8> {
+        let mut h = PacketHeader::new(TypeBits::AGREED | TypeBits::ROUTED, ProcId(from), hash);
+        h.data_len = 4;
+        let mut v = Vec::new();
+        h.encode(&mut v);
+        v.put_slice(b"body");
+        assert_eq!(v.len(), HEADER_LEN + 4);
+        v
+    }
+
+    async fn core_at(config: &Config, me: HostId, ip: &str, port: u16) -> RingCore {
+        let s = UdpSocket::bind((ip, port)).await.unwrap();
+        // try_send_to fails until the reactor has seen the socket writable.
+        s.writable().await.unwrap();
+        RingCore::new(config, me, Arc::new(s))
+    }
+
+    fn vid(config: &Config, seg: usize, index: usize) -> u32 {
+        config
+            .host(HostId {
+                segment: seg,
+                index,
+            })
+            .unwrap()
+            .vid
+    }
+
+    /// Every data-class datagram arriving on `s` within `secs`.
+    async fn data_packets(s: &UdpSocket, secs: f64) -> Vec<PacketHeader> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 2048];
+        let end = tokio::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
+        while let Ok(Ok((n, _))) = tokio::time::timeout_at(end, s.recv_from(&mut buf)).await {
+            if let Ok(h) = PacketHeader::decode(&mut &buf[..n]) {
+                if h.kind.0 & TypeBits::REGULAR != 0 {
+                    out.push(h);
+                }
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn routed_packet_is_relayed_to_my_segment_with_my_id() {
+        let (config, port) = lab();
+        let e2 = UdpSocket::bind(("127.0.0.2", port)).await.unwrap();
+        let w1 = UdpSocket::bind(("127.0.1.1", port)).await.unwrap();
+        let me = HostId {
+            segment: 0,
+            index: 0,
+        };
+        let mut c = core_at(&config, me, "127.0.0.1", port).await;
+        let (e1_id, w1_id) = (vid(&config, 0, 0), vid(&config, 1, 0));
+        let hash = ring_config(&config, me).conf_hash;
+        c.packet(
+            spread::time::Instant(0),
+            Packet {
+                from: SocketAddr::new(Ipv4Addr::new(127, 0, 1, 1).into(), port),
+                token: false,
+                bytes: routed(w1_id, hash).into(),
+            },
+        );
+        assert_eq!(c.net_stats().relayed, 1);
+        let got = data_packets(&e2, 0.5).await;
+        assert_eq!(got.len(), 1, "one relayed copy to e2: {got:?}");
+        assert_eq!(got[0].kind.0, TypeBits::AGREED, "ROUTED cleared");
+        assert_eq!(got[0].transmiter_id, ProcId(e1_id));
+        assert_eq!(got[0].proc_id, ProcId(w1_id));
+        assert_eq!(got[0].data_len, 4);
+        // Nothing goes back to the other segment.
+        assert!(data_packets(&w1, 0.2).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn routed_packet_with_wrong_hash_or_source_is_not_relayed() {
+        let (config, port) = lab();
+        let _e2 = UdpSocket::bind(("127.0.0.2", port)).await.unwrap();
+        let me = HostId {
+            segment: 0,
+            index: 0,
+        };
+        let mut c = core_at(&config, me, "127.0.0.1", port).await;
+        let w1_id = vid(&config, 1, 0);
+        let hash = ring_config(&config, me).conf_hash;
+        let from = SocketAddr::new(Ipv4Addr::new(127, 0, 1, 1).into(), port);
+        for bytes in [routed(w1_id, hash ^ 1), routed(vid(&config, 0, 1), hash)] {
+            c.packet(
+                spread::time::Instant(0),
+                Packet {
+                    from,
+                    token: false,
+                    bytes: bytes.into(),
+                },
+            );
+        }
+        assert_eq!(c.net_stats().relayed, 0);
+    }
+
+    #[tokio::test]
+    async fn daemon_alone_in_its_segment_neither_relays_nor_scasts() {
+        let (config, port) = lab();
+        let e1 = UdpSocket::bind(("127.0.0.1", port)).await.unwrap();
+        let me = HostId {
+            segment: 1,
+            index: 0,
+        };
+        let mut c = core_at(&config, me, "127.0.1.1", port).await;
+        let hash = ring_config(&config, me).conf_hash;
+        let sent_before = c.net_stats().sent;
+        c.packet(
+            spread::time::Instant(0),
+            Packet {
+                from: SocketAddr::new(Ipv4Addr::new(127, 0, 0, 2).into(), port),
+                token: false,
+                bytes: routed(vid(&config, 0, 1), hash).into(),
+            },
+        );
+        assert_eq!(c.net_stats().relayed, 0);
+        assert_eq!(c.net_stats().sent, sent_before);
+        assert!(data_packets(&e1, 0.2).await.is_empty());
+    }
+}
