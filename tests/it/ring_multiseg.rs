@@ -19,6 +19,7 @@ use mbus::client::{Mailbox, Message, ServiceType};
 use crate::netns::NetLab;
 
 const HELPER_ENV: &str = "MBUS_MULTISEG_CLIENT";
+const REAL_ENV: &str = "MBUS_REAL_SPREAD";
 /// Messages each client sends.
 const N: usize = 30;
 /// Bound on the whole client run (ring formation across segments, joins, traffic).
@@ -47,6 +48,9 @@ fn multiseg_client_helper() {
 }
 
 async fn client(name: &str, addr: &str, n: usize, clients: usize) {
+    if let Ok(ms) = std::env::var("MBUS_MULTISEG_CLIENT_DELAY_MS") {
+        tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
+    }
     let mut mb = loop {
         match Mailbox::connect(addr, name, true).await {
             Ok(m) => break m,
@@ -82,8 +86,9 @@ async fn client(name: &str, addr: &str, n: usize, clients: usize) {
     println!("DONE");
 }
 
-/// Runs our daemons in segments of `sizes` and one client per daemon; asserts one total order.
-fn run(sizes: &[usize]) {
+/// Runs our daemons in segments of `sizes` (daemon `real.0` is the binary `real.1` if given)
+/// and one client per daemon; asserts one total order.
+fn run(sizes: &[usize], real: Option<(usize, &str)>) {
     let Some(mut lab) = NetLab::new(sizes) else {
         return;
     };
@@ -112,6 +117,10 @@ fn run(sizes: &[usize]) {
         .env(HELPER_ENV, spec)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+        if real.is_some() {
+            // The real daemon closes sessions that connect while it forms its first ring.
+            cmd.env("MBUS_MULTISEG_CLIENT_DELAY_MS", "8000");
+        }
         clients.push(cmd.spawn().expect("spawn client"));
     }
     let start = Instant::now();
@@ -164,11 +173,44 @@ fn run(sizes: &[usize]) {
 /// Two daemons east, one west (the `n_multiseg_*` layout): one ring, one total order.
 #[test]
 fn netns_two_segments_2_1_one_total_order() {
-    run(&[2, 1]);
+    run(&[2, 1], None);
 }
 
 /// Two daemons on each side (the `n_multiseg22_*` layout): one ring, one total order.
 #[test]
 fn netns_two_segments_2_2_one_total_order() {
-    run(&[2, 2]);
+    run(&[2, 2], None);
+}
+
+/// The real Spread 5.0.1 (only with `MBUS_REAL_SPREAD`) as the first east daemon (ring
+/// leader, east relay) with ours in 2+2: a mixed ring across two segments.
+#[test]
+fn netns_two_segments_mixed_real_leader() {
+    let Ok(real) = std::env::var(REAL_ENV) else {
+        eprintln!("skipped: set {REAL_ENV} to a Spread 5.0.1 daemon binary");
+        return;
+    };
+    run(&[2, 2], Some((0, &real)));
+}
+
+/// The real Spread 5.0.1 (only with `MBUS_REAL_SPREAD`) as the first west daemon (the relay
+/// of our ROUTED copies into the west) with ours in 2+2.
+#[test]
+fn netns_two_segments_mixed_real_west_relay() {
+    let Ok(real) = std::env::var(REAL_ENV) else {
+        eprintln!("skipped: set {REAL_ENV} to a Spread 5.0.1 daemon binary");
+        return;
+    };
+    run(&[2, 2], Some((2, &real)));
+}
+
+/// The real Spread 5.0.1 (only with `MBUS_REAL_SPREAD`) alone in the west (2+1) with ours in
+/// the east.
+#[test]
+fn netns_two_segments_mixed_real_alone_west() {
+    let Ok(real) = std::env::var(REAL_ENV) else {
+        eprintln!("skipped: set {REAL_ENV} to a Spread 5.0.1 daemon binary");
+        return;
+    };
+    run(&[2, 1], Some((2, &real)));
 }
