@@ -8,8 +8,10 @@
 //! * **Outputs**: after every input, drain [`Daemon::poll_output`] until `None`: bytes to write
 //!   to a session ([`Output::Send`], one message per item, in order) and sessions to close
 //!   ([`Output::Close`]: write what was queued for it, then close it).
-//! * **Back-pressure**: report written messages with [`Input::Drained`]; a session with
-//!   `max_session_messages` messages not yet written is killed (5.0.1's slow-reader rule).
+//! * **Back-pressure**: report written messages with [`Input::Drained`] and a socket that
+//!   refused bytes with [`Input::Blocked`]; a session whose socket is blocked with
+//!   `max_session_messages` messages not yet written is killed (5.0.1's slow-reader rule:
+//!   only messages the socket refused count, not messages merely in flight to the writer).
 //!
 //! Requests are ordered by a local loop (one daemon: each is ordered the moment it is read)
 //! and applied as [`Event`]s, the same events the token ring will later deliver from every
@@ -156,6 +158,12 @@ pub enum Input {
         session: SessionId,
         /// How many messages were written completely.
         messages: usize,
+    },
+    /// The session's socket refused bytes (it is full): the messages not yet written wait
+    /// for it. Cleared by the next [`Input::Drained`] for the session.
+    Blocked {
+        /// Which.
+        session: SessionId,
     },
 }
 
@@ -320,6 +328,17 @@ impl Daemon {
         self.names.len()
     }
 
+    /// Whether some session's socket is blocked with at least half of
+    /// `max_session_messages` messages not yet written. The shell should then read client
+    /// input slowly (let the reader catch up, as 5.0.1's ring paces senders) without
+    /// stopping, so a reader that never reads still reaches the limit and is killed.
+    pub fn backlogged(&self) -> bool {
+        let high = self.config.max_session_messages.div_ceil(2).max(1);
+        self.sessions
+            .values()
+            .any(|s| s.blocked && s.queued >= high)
+    }
+
     /// Number of connections, including those still in the handshake.
     pub fn connection_count(&self) -> usize {
         self.sessions.len()
@@ -338,7 +357,14 @@ impl Daemon {
                 }
             }
             Input::Drained { session, messages } => match self.sessions.get_mut(&session) {
-                Some(s) => s.queued = s.queued.saturating_sub(messages),
+                Some(s) => {
+                    s.queued = s.queued.saturating_sub(messages);
+                    s.blocked = false;
+                }
+                None => self.stats.unknown_session_inputs += 1,
+            },
+            Input::Blocked { session } => match self.sessions.get_mut(&session) {
+                Some(s) => s.blocked = true,
                 None => self.stats.unknown_session_inputs += 1,
             },
         }
@@ -611,11 +637,11 @@ impl Daemon {
         }
     }
 
-    /// Queues one message for a session, killing it (after the current event) if it has
-    /// not read `max_session_messages` earlier ones.
+    /// Queues one message for a session, killing it (after the current event) if its socket
+    /// is blocked with `max_session_messages` earlier ones not yet written.
     fn send(&mut self, id: SessionId, data: Bytes) {
         if let Some(s) = self.sessions.get_mut(&id) {
-            if s.is_open() && s.queued >= self.config.max_session_messages {
+            if s.is_open() && s.blocked && s.queued >= self.config.max_session_messages {
                 if !self.doomed.iter().any(|&(d, _)| d == id) {
                     self.doomed.push((id, EndReason::SlowReader));
                 }

@@ -240,12 +240,14 @@ fn run(args: &Args, parsed: Parsed, source: &Source) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    rt.block_on(daemon::run_with(
-        config,
-        me,
-        DaemonOptions::default(),
-        shutdown_signal(),
-    ))?;
+    // mbus extension (not in 5.0.1): `MBUS_UNIX_SOCKET_DIR` moves the client Unix socket
+    // `/tmp/PORT` elsewhere, so several daemons on one machine can share a port number.
+    let mut options = DaemonOptions::default();
+    if let Some(dir) = std::env::var_os("MBUS_UNIX_SOCKET_DIR") {
+        info!(dir = %std::path::Path::new(&dir).display(), "client Unix socket directory from MBUS_UNIX_SOCKET_DIR");
+        options.unix_socket_dir = dir.into();
+    }
+    rt.block_on(daemon::run_with(config, me, options, shutdown_signal()))?;
     info!("exit");
     Ok(())
 }

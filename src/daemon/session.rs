@@ -7,8 +7,11 @@
 //! * the **reader** reads big chunks ([`READ_CHUNK`] bytes) and hands each chunk to the core,
 //!   which parses every message in it (many messages per read);
 //! * the **writer** takes every message queued for its connection and writes them with
-//!   vectored writes ([`MAX_IOVECS`] slices per call), then reports how many were written so
-//!   the core can apply `MaxSessionMessages`.
+//!   vectored writes ([`MAX_IOVECS`] slices per call), then reports how many were written,
+//!   and when the socket refuses bytes, that it is blocked, so the core can apply
+//!   `MaxSessionMessages` to the messages the socket refused (as 5.0.1), not to those merely
+//!   in flight. These reports go out of band on an unbounded progress channel that the core
+//!   drains before every input, never behind a flood of reads in the input queue.
 //!
 //! The core task drains inputs in batches ([`MAX_INPUT_BATCH`]) before flushing outputs, so a
 //! burst of messages to one session becomes one batch for its writer. There is no per-message
@@ -36,6 +39,15 @@ pub const MAX_INPUT_BATCH: usize = 256;
 pub const MAX_IOVECS: usize = 64;
 /// Capacity of the queue of inputs to the core (readers wait when it is full).
 pub const INPUT_QUEUE: usize = 4096;
+/// While the core is [`Core::backlogged`], it feeds one step of input per this interval
+/// (a write that unblocks the reader ends the pacing at once): senders are paced to the slow
+/// reader, yet a reader that never reads still reaches `MaxSessionMessages` and is killed.
+pub const BACKLOG_PACE: std::time::Duration = std::time::Duration::from_millis(20);
+/// Most bytes of a read chunk fed to the core at once; the writers get a turn between
+/// slices, so one big read cannot queue thousands of messages for a reader in one step.
+pub const SLICE: usize = 32 * 1024;
+/// First paced step while backlogged (doubles per step, up to [`READ_CHUNK`]).
+pub const PACED_SLICE_MIN: usize = 4 * 1024;
 /// Capacity of each direction of an in-process pipe.
 pub const IN_PROCESS_PIPE: usize = 1 << 20;
 
@@ -77,6 +89,11 @@ pub trait Core: Send + 'static {
     fn stats(&self) -> Stats;
     /// A datagram from a ring socket (ignored without a ring).
     fn packet(&mut self, _now: spread::time::Instant, _packet: Packet) {}
+    /// Some session's socket is full with many messages waiting: read input slowly
+    /// (see [`BACKLOG_PACE`]).
+    fn backlogged(&self) -> bool {
+        false
+    }
 }
 
 impl Core for Daemon {
@@ -95,6 +112,9 @@ impl Core for Daemon {
     fn stats(&self) -> Stats {
         Daemon::stats(self).clone()
     }
+    fn backlogged(&self) -> bool {
+        Daemon::backlogged(self)
+    }
 }
 
 enum WriterMsg {
@@ -108,6 +128,7 @@ enum WriterMsg {
 #[derive(Clone, Debug)]
 pub struct CoreHandle {
     tx: mpsc::Sender<CoreMsg>,
+    progress: mpsc::UnboundedSender<Input>,
     next_id: Arc<AtomicU64>,
 }
 
@@ -141,7 +162,11 @@ impl CoreHandle {
         let (rd, wr) = tokio::io::split(stream);
         let span = tracing::debug_span!("session", id = id.0, ?peer);
         let reader = tokio::spawn(read_loop(id, rd, self.tx.clone()).instrument(span.clone()));
-        tokio::spawn(write_loop(id, wr, wrx, self.tx.clone(), reader).instrument(span));
+        let links = WriterLinks {
+            core: self.tx.clone(),
+            progress: self.progress.clone(),
+        };
+        tokio::spawn(write_loop(id, wr, wrx, links, reader).instrument(span));
         Ok(id)
     }
 
@@ -186,11 +211,13 @@ pub fn spawn_core_with<C: Core>(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> (CoreHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+    let (progress, progress_rx) = mpsc::unbounded_channel();
     let handle = CoreHandle {
         tx,
+        progress,
         next_id: Arc::new(AtomicU64::new(1)),
     };
-    let task = tokio::spawn(core_loop(core, rx, shutdown));
+    let task = tokio::spawn(core_loop(core, rx, progress_rx, shutdown));
     (handle, task)
 }
 
@@ -209,25 +236,74 @@ fn to_tokio(origin: Instant, t: spread::time::Instant) -> Instant {
 async fn core_loop<C: Core>(
     mut daemon: C,
     mut rx: mpsc::Receiver<CoreMsg>,
+    mut progress: mpsc::UnboundedReceiver<Input>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let origin = Instant::now();
     let mut writers: BTreeMap<SessionId, mpsc::UnboundedSender<WriterMsg>> = BTreeMap::new();
     let mut batches: BTreeMap<SessionId, Vec<Bytes>> = BTreeMap::new();
+    // The unfed rest of a read chunk (fed before any other input).
+    let mut held: Option<(SessionId, Bytes)> = None;
+    // While backlogged: when the next paced step is due, and how many bytes it feeds.
+    let mut pace_at: Option<Instant> = None;
+    let mut burst = PACED_SLICE_MIN;
     tokio::pin!(shutdown);
     loop {
         let deadline = daemon.poll_timeout().map(|t| to_tokio(origin, t));
+        let paced = daemon.backlogged();
+        if paced {
+            pace_at.get_or_insert_with(|| Instant::now() + BACKLOG_PACE);
+        } else {
+            pace_at = None;
+            burst = PACED_SLICE_MIN;
+        }
         tokio::select! {
+            biased;
             _ = &mut shutdown => break,
-            () = sleep_until(deadline) => daemon.handle_timeout(core_now(origin)),
-            msg = rx.recv() => {
-                let Some(msg) = msg else { break };
+            p = progress.recv() => {
                 let now = core_now(origin);
-                on_msg(&mut daemon, &mut writers, now, msg);
-                for _ in 1..MAX_INPUT_BATCH {
-                    match rx.try_recv() {
-                        Ok(msg) => on_msg(&mut daemon, &mut writers, now, msg),
-                        Err(_) => break,
+                if let Some(p) = p {
+                    daemon.handle(now, p);
+                }
+                drain_progress(&mut daemon, &mut progress, now);
+            }
+            () = sleep_until(deadline) => daemon.handle_timeout(core_now(origin)),
+            step = next_step(&mut rx, paced, held.is_some(), pace_at) => {
+                let now = core_now(origin);
+                drain_progress(&mut daemon, &mut progress, now);
+                match step {
+                    // Backlogged: one step per BACKLOG_PACE, growing while the reader
+                    // stays stuck.
+                    Step::Paced(msg) => {
+                        pace_at = None;
+                        held = match (held.take(), msg) {
+                            (Some((id, data)), _) => feed(&mut daemon, now, id, data, burst),
+                            (None, Some(msg)) => on_msg(&mut daemon, &mut writers, now, msg, burst),
+                            (None, None) => break,
+                        };
+                        burst = (burst * 2).min(READ_CHUNK);
+                    }
+                    // The rest of a chunk, after the writers had a turn.
+                    Step::Rest => {
+                        if let Some((id, data)) = held.take() {
+                            held = feed(&mut daemon, now, id, data, SLICE);
+                        }
+                    }
+                    Step::Fresh(msg) => {
+                        let Some(msg) = msg else { break };
+                        held = on_msg(&mut daemon, &mut writers, now, msg, SLICE);
+                        for _ in 1..MAX_INPUT_BATCH {
+                            if held.is_some() || daemon.backlogged() {
+                                break;
+                            }
+                            match rx.try_recv() {
+                                Ok(msg) => {
+                                    drain_progress(&mut daemon, &mut progress, now);
+                                    held = on_msg(&mut daemon, &mut writers, now, msg, SLICE);
+                                }
+                                Err(_) => break,
+                            }
+                        }
                     }
                 }
             }
@@ -238,6 +314,61 @@ async fn core_loop<C: Core>(
         let _ = w.send(WriterMsg::Close);
     }
     debug!("core stopped");
+}
+
+/// What the core loop does next with client input.
+enum Step {
+    /// Backlogged: the paced step is due; feed the held chunk, else this input (`None`:
+    /// the queue closed).
+    Paced(Option<CoreMsg>),
+    /// Feed the rest of the held chunk.
+    Rest,
+    /// A new input, then a batch (`None`: the queue closed).
+    Fresh(Option<CoreMsg>),
+}
+
+async fn next_step(
+    rx: &mut mpsc::Receiver<CoreMsg>,
+    paced: bool,
+    held: bool,
+    at: Option<Instant>,
+) -> Step {
+    if paced {
+        if let Some(at) = at {
+            tokio::time::sleep_until(at).await;
+        }
+        Step::Paced(if held { None } else { rx.recv().await })
+    } else if held {
+        tokio::task::yield_now().await;
+        Step::Rest
+    } else {
+        Step::Fresh(rx.recv().await)
+    }
+}
+
+/// Feeds at most `limit` bytes of a read chunk to the core; returns the rest.
+fn feed<C: Core>(
+    daemon: &mut C,
+    now: spread::time::Instant,
+    session: SessionId,
+    mut data: Bytes,
+    limit: usize,
+) -> Option<(SessionId, Bytes)> {
+    let rest = (data.len() > limit).then(|| data.split_off(limit));
+    daemon.handle(now, Input::Bytes { session, data });
+    rest.map(|r| (session, r))
+}
+
+/// Applies every write report already sent (so the slow-reader rule sees what the writers
+/// have really written before the next input is handled).
+fn drain_progress<C: Core>(
+    daemon: &mut C,
+    progress: &mut mpsc::UnboundedReceiver<Input>,
+    now: spread::time::Instant,
+) {
+    while let Ok(p) = progress.try_recv() {
+        daemon.handle(now, p);
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -252,11 +383,15 @@ fn on_msg<C: Core>(
     writers: &mut BTreeMap<SessionId, mpsc::UnboundedSender<WriterMsg>>,
     now: spread::time::Instant,
     msg: CoreMsg,
-) {
+    limit: usize,
+) -> Option<(SessionId, Bytes)> {
     match msg {
         CoreMsg::Connected { id, peer, writer } => {
             writers.insert(id, writer);
             daemon.handle(now, Input::Connected { session: id, peer });
+        }
+        CoreMsg::Input(Input::Bytes { session, data }) => {
+            return feed(daemon, now, session, data, limit);
         }
         CoreMsg::Input(input) => {
             if let Input::Closed { session } = &input {
@@ -269,6 +404,7 @@ fn on_msg<C: Core>(
         }
         CoreMsg::Packet(p) => daemon.packet(now, p),
     }
+    None
 }
 
 /// Hands every output to the writers, one batch per session.
@@ -317,11 +453,17 @@ async fn read_loop<R: AsyncRead + Unpin>(id: SessionId, mut rd: R, tx: mpsc::Sen
     let _ = tx.send(CoreMsg::Input(Input::Closed { session: id })).await;
 }
 
+/// Where a writer reports: the input queue (for a failed connection) and the progress channel.
+struct WriterLinks {
+    core: mpsc::Sender<CoreMsg>,
+    progress: mpsc::UnboundedSender<Input>,
+}
+
 async fn write_loop<W: AsyncWrite + Unpin>(
     id: SessionId,
     mut wr: W,
     mut rx: mpsc::UnboundedReceiver<WriterMsg>,
-    core: mpsc::Sender<CoreMsg>,
+    links: WriterLinks,
     reader: JoinHandle<()>,
 ) {
     let mut pending: Vec<Bytes> = Vec::new();
@@ -343,7 +485,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             }
         }
         if !pending.is_empty()
-            && write_all_vectored(id, &mut wr, &mut pending, &core)
+            && write_all_vectored(id, &mut wr, &mut pending, &links.progress)
                 .await
                 .is_err()
         {
@@ -354,7 +496,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         debug!("closing session");
     } else {
         // Write failed or the core dropped us: make sure the core knows (it ignores repeats).
-        let _ = core.try_send(CoreMsg::Input(Input::Closed { session: id }));
+        let _ = links
+            .core
+            .try_send(CoreMsg::Input(Input::Closed { session: id }));
     }
     let _ = wr.shutdown().await;
     reader.abort();
@@ -363,12 +507,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 
 /// Writes every buffer, [`MAX_IOVECS`] at a time, consuming `bufs`; after each write call,
 /// tells the core how many messages are now completely written (5.0.1 counts a session's
-/// queue per message written).
+/// queue per message written), and when the socket refuses bytes, that it is blocked.
 async fn write_all_vectored<W: AsyncWrite + Unpin>(
     id: SessionId,
     wr: &mut W,
     bufs: &mut Vec<Bytes>,
-    core: &mpsc::Sender<CoreMsg>,
+    progress: &mpsc::UnboundedSender<Input>,
 ) -> io::Result<()> {
     let mut start = 0;
     while start < bufs.len() {
@@ -377,7 +521,16 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(
             .take(MAX_IOVECS)
             .map(|b| IoSlice::new(b))
             .collect();
-        let mut n = wr.write_vectored(&slices).await?;
+        let mut told_blocked = false;
+        let mut n = std::future::poll_fn(|cx| {
+            let r = std::pin::Pin::new(&mut *wr).poll_write_vectored(cx, &slices);
+            if r.is_pending() && !told_blocked {
+                told_blocked = true;
+                let _ = progress.send(Input::Blocked { session: id });
+            }
+            r
+        })
+        .await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
@@ -395,12 +548,13 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(
         while bufs.get(start).is_some_and(Bytes::is_empty) {
             start += 1;
         }
-        if start > before {
+        // After a block, any progress (even inside one message) clears it in the core.
+        if start > before || told_blocked {
             let drained = Input::Drained {
                 session: id,
                 messages: start - before,
             };
-            if core.send(CoreMsg::Input(drained)).await.is_err() {
+            if progress.send(drained).is_err() {
                 return Err(io::ErrorKind::BrokenPipe.into());
             }
         }

@@ -196,3 +196,50 @@ async fn message_size_limits() {
         .unwrap();
     assert_eq!(&recv_data(&mut a).await.body[..], b"fine");
 }
+
+/// Regression: a reader that keeps up with a writer flooding small messages as fast as it
+/// can must get every one and not be killed as a slow reader (5.0.1 kills only when
+/// MaxSessionMessages messages wait because the socket refused them; progress reports from
+/// the writers must not lag behind the flood of input).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_reader_survives_a_flooding_writer() {
+    const MESSAGES: usize = 20_000;
+    const SIZE: usize = 1000;
+    let d = TestDaemon::start();
+    let mut reader = connect_and_join(&d, "reader", "flood").await;
+    let rd = tokio::spawn(async move {
+        let mut data = 0usize;
+        while data < MESSAGES {
+            match tokio::time::timeout(Duration::from_secs(30), reader.receive()).await {
+                Ok(Ok(Message::Data(m))) => {
+                    assert_eq!(m.body.len(), SIZE);
+                    assert_eq!(usize::from_le_bytes(m.body[..8].try_into().unwrap()), data);
+                    data += 1;
+                    // Reads as libspread does (a few syscalls per message), not faster.
+                    tokio::task::yield_now().await;
+                }
+                Ok(Ok(other)) => panic!("reader got {other:?} after {data} messages"),
+                Ok(Err(e)) => panic!("reader killed after {data} messages: {e}"),
+                Err(_) => panic!("reader stalled after {data} messages"),
+            }
+        }
+        reader
+    });
+    // The writer is no member and never waits for the reader.
+    let mut writer = connect(&d, "writer").await;
+    let mut body = vec![0u8; SIZE];
+    for i in 0..MESSAGES {
+        body[..8].copy_from_slice(&i.to_le_bytes());
+        writer
+            .multicast(ServiceType::FIFO, "flood", 0, &body)
+            .await
+            .unwrap();
+    }
+    let mut reader = rd.await.unwrap();
+    // Still connected: it gets the next message.
+    writer
+        .multicast(ServiceType::FIFO, "flood", 0, b"after")
+        .await
+        .unwrap();
+    assert_eq!(&recv_data(&mut reader).await.body[..], b"after");
+}

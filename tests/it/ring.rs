@@ -77,6 +77,10 @@ impl Ring {
             .arg(self.dir.path().join(format!("d{}.conf", i + 1)))
             .current_dir(self.dir.path())
             .env(
+                "MBUS_UNIX_SOCKET_DIR",
+                self.dir.path().join(format!("run{i}")),
+            )
+            .env(
                 "RUST_LOG",
                 std::env::var("MBUS_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
@@ -135,7 +139,6 @@ impl Drop for Ring {
         for i in 0..self.children.len() {
             self.kill(i);
         }
-        let _ = fs::remove_file(format!("/tmp/{}", self.port));
     }
 }
 

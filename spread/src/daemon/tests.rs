@@ -246,7 +246,10 @@ fn slow_reader_is_killed_and_others_keep_going() {
     }
     h.sent.clear();
     h.auto_drain = false;
-    // fast drains everything it gets; slow never does.
+    // slow's socket is full; fast drains everything it gets; slow never does.
+    h.input(Input::Blocked {
+        session: SessionId(2),
+    });
     for i in 0..10u8 {
         h.bytes(
             3,
@@ -269,6 +272,57 @@ fn slow_reader_is_killed_and_others_keep_going() {
         &request(ServiceType::AGREED, "#snd#localhost", &["g"], b"z"),
     );
     assert_eq!(h.take(1).len(), 1);
+}
+
+#[test]
+fn unwritten_messages_kill_only_while_the_socket_is_blocked() {
+    let mut cfg = DaemonConfig::new("localhost", 1, 2);
+    cfg.max_session_messages = 5;
+    let mut h = Harness::new(cfg);
+    h.connect(1, "rd", true);
+    h.connect(3, "snd", false);
+    h.bytes(
+        1,
+        &request(ServiceType::JOIN_MESS, "#rd#localhost", &["g"], b""),
+    );
+    h.sent.clear();
+    h.auto_drain = false;
+    // A burst far over the limit, none written yet, socket not full: all in flight, no kill.
+    for i in 0..20u8 {
+        h.bytes(
+            3,
+            &request(ServiceType::AGREED, "#snd#localhost", &["g"], &[i]),
+        );
+    }
+    assert_eq!(h.take(1).len(), 20);
+    assert!(!h.closed.contains(&SessionId(1)));
+    // The socket refuses bytes; writing 10 clears the block, so the next message is fine.
+    h.input(Input::Blocked {
+        session: SessionId(1),
+    });
+    h.input(Input::Drained {
+        session: SessionId(1),
+        messages: 10,
+    });
+    h.bytes(
+        3,
+        &request(ServiceType::AGREED, "#snd#localhost", &["g"], b"a"),
+    );
+    assert_eq!(h.take(1).len(), 1);
+    assert!(!h.closed.contains(&SessionId(1)));
+    // Blocked again with 11 unwritten (>= 5): the next message kills it.
+    h.input(Input::Blocked {
+        session: SessionId(1),
+    });
+    h.bytes(
+        3,
+        &request(ServiceType::AGREED, "#snd#localhost", &["g"], b"b"),
+    );
+    assert!(
+        h.closed.contains(&SessionId(1)),
+        "blocked slow reader killed"
+    );
+    assert_eq!(h.d.stats().slow_reader_kills, 1);
 }
 
 #[test]

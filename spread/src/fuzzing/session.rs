@@ -65,6 +65,7 @@ fn run(data: &[u8]) -> crate::daemon::Stats {
     for rec in records(data) {
         let id = SessionId(u64::from(rec.tag >> 3) % SESSION_IDS);
         let input = match rec.tag & 7 {
+            1 if rec.payload.first().is_some_and(|b| b & 1 == 1) => Input::Blocked { session: id },
             1 => {
                 let messages = conns
                     .get_mut(&id)

@@ -248,7 +248,12 @@ fn ring_entry(r: &RingInfo) -> Result<RingEntry, CodecError> {
     let mut extra: Vec<u32> = (aru.saturating_add(1)..=highest)
         .filter(|s| holes.binary_search(s).is_err())
         .collect();
-    while extra.first() == Some(&(aru_max + 1)) {
+    // `checked_add`: a hostile ring_info may carry aru = u32::MAX (found by the ring_packet
+    // corpus replay).
+    while aru_max
+        .checked_add(1)
+        .is_some_and(|next| extra.first() == Some(&next))
+    {
         extra.remove(0);
         aru_max += 1;
     }

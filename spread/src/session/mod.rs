@@ -87,6 +87,9 @@ pub struct Session {
     pub private_group: GroupName,
     /// Messages handed to the shell and not yet reported written.
     pub queued: usize,
+    /// The shell reported its socket full ([`crate::Input::Blocked`]) and has written
+    /// nothing since: the `queued` messages are waiting for the socket, not in flight.
+    pub blocked: bool,
     /// Stamp of the last data message delivered to it (deduplicates multi-group sends).
     pub last_delivery: u64,
 }
@@ -106,6 +109,7 @@ impl Session {
             priority: 0,
             private_group: GroupName::default(),
             queued: 0,
+            blocked: false,
             last_delivery: 0,
         }
     }
