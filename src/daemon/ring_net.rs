@@ -13,6 +13,23 @@
 //! to the loopback segment address instead. A full socket buffer drops the datagram (UDP
 //! loss, recovered by the ring) and counts it.
 //!
+//! # Several segments (fact sheet §15)
+//!
+//! "Scast to my segment" sends to my segment's address only if my *configured* segment has
+//! more than one daemon; otherwise nothing is sent. An engine broadcast of a data packet
+//! (message classes) first goes, for every other segment that has members in the installed
+//! ring (file order), as a copy with type bit ROUTED unicast to that segment's relay (its
+//! first ring member in configuration order), then to my segment. A daemon receiving a
+//! ROUTED data packet re-broadcasts it to its segment (ROUTED cleared, `transmiter_id` :=
+//! itself, header in the sender's byte order) if its configured segment has more than one
+//! daemon, then processes it (ROUTED cleared) as usual.
+//!
+//! Our membership engine treats the configuration as one flat set of daemons, so every other
+//! broadcast (ALIVE, JOIN, ...) goes to my segment plus a plain unicast to every daemon of the
+//! other segments. 5.0.1 keeps ALIVEs inside a segment and unicasts JOINs to the other
+//! segments' representatives only; a 5.0.1 daemon accepts the extra unicasts like any JOIN or
+//! ALIVE from a configured daemon.
+//!
 //! # Receiving
 //!
 //! Datagrams whose source address is not a configured daemon's are dropped and counted here;
@@ -24,6 +41,7 @@ use std::sync::Arc;
 use spread::config::{Config, HostId};
 use spread::node::{ring_config, Node, NodeInput, NodeOutput};
 use spread::ring::{DaemonId, Dest, Port};
+use spread::wire::daemon::{PacketHeader, ProcId, TypeBits};
 use spread::{Input, Output, Stats};
 use tokio::net::UdpSocket;
 use tracing::{debug, trace};
@@ -39,6 +57,8 @@ pub struct NetStats {
     pub send_drops: u64,
     /// Datagrams sent.
     pub sent: u64,
+    /// ROUTED packets re-broadcast to my segment.
+    pub relayed: u64,
 }
 
 /// A ring daemon as the core task drives it.
@@ -47,9 +67,17 @@ pub struct RingCore {
     node: Node,
     send: Arc<UdpSocket>,
     port: u16,
-    /// Configured daemons: id → address.
-    daemons: Vec<(DaemonId, Ipv4Addr)>,
+    /// Configured daemons in configuration order: id, address, segment index.
+    daemons: Vec<(DaemonId, Ipv4Addr, usize)>,
     me: DaemonId,
+    /// My segment index.
+    my_seg: usize,
+    /// Configured daemons of my segment (scast sends nothing when it is 1).
+    my_seg_size: usize,
+    /// Number of configured segments.
+    segments: usize,
+    /// Configuration hash (checked before relaying a ROUTED packet).
+    conf_hash: u32,
     /// Segment address "broadcasts" go to; `None`: unicast to every other daemon.
     bcast: Option<Ipv4Addr>,
     net: NetStats,
@@ -65,13 +93,14 @@ impl RingCore {
         let dcfg = super::core_config(config, me);
         let rcfg = ring_config(config, me);
         let port = config.segments.get(me.segment).map_or(0, |s| s.port);
-        let daemons: Vec<(DaemonId, Ipv4Addr)> = config
+        let daemons: Vec<(DaemonId, Ipv4Addr, usize)> = config
             .hosts()
-            .filter_map(|(_, h)| match h.addr.ip {
-                IpAddr::V4(a) => Some((DaemonId(h.vid), a)),
+            .filter_map(|(hid, h)| match h.addr.ip {
+                IpAddr::V4(a) => Some((DaemonId(h.vid), a, hid.segment)),
                 IpAddr::V6(_) => None,
             })
             .collect();
+        let my_seg_size = config.segments.get(me.segment).map_or(0, |s| s.hosts.len());
         let seg_addr = config.segments.get(me.segment).and_then(|s| {
             s.addrs.iter().find_map(|a| match a.ip {
                 IpAddr::V4(v4) => Some(v4),
@@ -83,6 +112,7 @@ impl RingCore {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let me_id = rcfg.me;
+        let conf_hash = rcfg.conf_hash;
         let node = Node::new(
             dcfg,
             rcfg,
@@ -95,6 +125,10 @@ impl RingCore {
             port,
             daemons,
             me: me_id,
+            my_seg: me.segment,
+            my_seg_size,
+            segments: config.segments.len(),
+            conf_hash,
             bcast,
             net: NetStats::default(),
         };
@@ -119,25 +153,107 @@ impl RingCore {
     fn out(&mut self, to: Dest, port: Port, bytes: &[u8]) {
         match to {
             Dest::Unicast(id) => {
-                if let Some(&(_, ip)) = self.daemons.iter().find(|(d, _)| *d == id) {
+                if let Some(&(_, ip, _)) = self.daemons.iter().find(|(d, _, _)| *d == id) {
                     self.send_to(ip, port, bytes);
                 }
             }
-            Dest::Broadcast => match self.bcast {
-                Some(b) => self.send_to(b, port, bytes),
-                None => {
-                    let others: Vec<Ipv4Addr> = self
-                        .daemons
-                        .iter()
-                        .filter(|(d, _)| *d != self.me)
-                        .map(|(_, a)| *a)
-                        .collect();
-                    for ip in others {
-                        self.send_to(ip, port, bytes);
-                    }
+            Dest::Broadcast => {
+                if self.segments > 1 {
+                    self.send_other_segments(port, bytes);
                 }
-            },
+                self.scast(port, bytes);
+            }
         }
+    }
+
+    /// A broadcast's copies for the other segments: a ROUTED copy to each relay for a data
+    /// packet, a plain unicast to every daemon of the other segments for anything else.
+    fn send_other_segments(&mut self, port: Port, bytes: &[u8]) {
+        let data = port == Port::Data && packet_kind(bytes) & TypeBits::REGULAR != 0;
+        if data {
+            let members = self.node.engine().members();
+            let mut relays: Vec<Ipv4Addr> = Vec::new();
+            let mut done: Vec<usize> = Vec::new();
+            for &(d, ip, seg) in &self.daemons {
+                if seg != self.my_seg && !done.contains(&seg) && members.contains(&d) {
+                    done.push(seg);
+                    relays.push(ip);
+                }
+            }
+            if relays.is_empty() {
+                return;
+            }
+            let mut routed = bytes.to_vec();
+            if PacketHeader::rewrite(&mut routed, |h| {
+                h.kind = TypeBits(h.kind.0 | TypeBits::ROUTED);
+            })
+            .is_err()
+            {
+                return;
+            }
+            for ip in relays {
+                self.send_to(ip, port, &routed);
+            }
+        } else {
+            let others: Vec<Ipv4Addr> = self
+                .daemons
+                .iter()
+                .filter(|(_, _, s)| *s != self.my_seg)
+                .map(|(_, a, _)| *a)
+                .collect();
+            for ip in others {
+                self.send_to(ip, port, bytes);
+            }
+        }
+    }
+
+    /// "Scast to my segment": nothing when my configured segment has only me; else the
+    /// segment address, or (loopback mode) a unicast to every other daemon of my segment.
+    fn scast(&mut self, port: Port, bytes: &[u8]) {
+        if self.my_seg_size <= 1 {
+            return;
+        }
+        match self.bcast {
+            Some(b) => self.send_to(b, port, bytes),
+            None => {
+                let others: Vec<Ipv4Addr> = self
+                    .daemons
+                    .iter()
+                    .filter(|(d, _, s)| *d != self.me && *s == self.my_seg)
+                    .map(|(_, a, _)| *a)
+                    .collect();
+                for ip in others {
+                    self.send_to(ip, port, bytes);
+                }
+            }
+        }
+    }
+
+    /// A ROUTED data packet from `from`: relays it to my segment (§15.3) and returns the copy
+    /// to process (ROUTED cleared, everything else as received). `None`: drop it (not an
+    /// acceptable packet; the engine would reject it too).
+    fn relay(&mut self, from: DaemonId, bytes: &[u8]) -> Option<bytes::Bytes> {
+        let h = PacketHeader::decode(&mut &bytes[..]).ok()?;
+        if h.conf_hash != self.conf_hash
+            || h.transmiter_id != ProcId(from.0)
+            || from == self.me
+            || bytes.len() != spread::wire::daemon::HEADER_LEN + usize::from(h.data_len)
+        {
+            return None;
+        }
+        let mut plain = bytes.to_vec();
+        PacketHeader::rewrite(&mut plain, |h| {
+            h.kind = TypeBits(h.kind.0 & !TypeBits::ROUTED);
+        })
+        .ok()?;
+        if self.my_seg_size > 1 {
+            let mut out = plain.clone();
+            let me = ProcId(self.me.0);
+            PacketHeader::rewrite(&mut out, |h| h.transmiter_id = me).ok()?;
+            self.net.relayed += 1;
+            self.scast(Port::Data, &out);
+        }
+        Some(plain.into())
     }
 
     /// Counters of the UDP side.
@@ -185,7 +301,11 @@ impl Core for RingCore {
 
     fn packet(&mut self, now: spread::time::Instant, p: Packet) {
         let from = match p.from.ip() {
-            IpAddr::V4(a) => self.daemons.iter().find(|(_, x)| *x == a).map(|(d, _)| *d),
+            IpAddr::V4(a) => self
+                .daemons
+                .iter()
+                .find(|(_, x, _)| *x == a)
+                .map(|(d, _, _)| *d),
             IpAddr::V6(_) => None,
         };
         let Some(from) = from else {
@@ -194,15 +314,21 @@ impl Core for RingCore {
             return;
         };
         let port = if p.token { Port::Token } else { Port::Data };
-        self.node.handle(
-            now,
-            NodeInput::Packet {
-                from,
-                port,
-                bytes: p.bytes,
-            },
-        );
+        let mut bytes = p.bytes;
+        if port == Port::Data && packet_kind(&bytes) & TypeBits::ROUTED != 0 {
+            match self.relay(from, &bytes) {
+                Some(b) => bytes = b,
+                None => return,
+            }
+        }
+        self.node
+            .handle(now, NodeInput::Packet { from, port, bytes });
     }
+}
+
+/// The type bits of a data-port datagram (0 if it has no valid header).
+fn packet_kind(bytes: &[u8]) -> u32 {
+    PacketHeader::decode(&mut &bytes[..]).map_or(0, |h| h.kind.0)
 }
 
 /// Receive loop of one ring socket: every datagram goes to the core, until `stop` fires or the
@@ -233,5 +359,148 @@ pub async fn receive(
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BufMut;
+    use spread::wire::daemon::HEADER_LEN;
+
+    /// Two loopback "segments": e1, e2 in segment 0 and w1 alone in segment 1, on a port free
+    /// on 127.0.0.1 (loopback mode: "scast" = unicast to the other daemons of my segment).
+    fn lab() -> (Config, u16) {
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        let text = format!(
+            "Spread_Segment 127.0.0.255:{port} {{\n e1 127.0.0.1\n e2 127.0.0.2\n}}\n\
+             Spread_Segment 127.0.1.255:{port} {{\n w1 127.0.1.1\n}}\n"
+        );
+        (Config::parse(&text, "t.conf").unwrap(), port)
+    }
+
+    /// An AGREED|ROUTED data packet with a 4-byte body from `from`.
+    fn routed(from: u32, hash: u32) -> Vec<u8> {
+        let mut h = PacketHeader::new(TypeBits::AGREED | TypeBits::ROUTED, ProcId(from), hash);
+        h.data_len = 4;
+        let mut v = Vec::new();
+        h.encode(&mut v);
+        v.put_slice(b"body");
+        assert_eq!(v.len(), HEADER_LEN + 4);
+        v
+    }
+
+    async fn core_at(config: &Config, me: HostId, ip: &str, port: u16) -> RingCore {
+        let s = UdpSocket::bind((ip, port)).await.unwrap();
+        // try_send_to fails until the reactor has seen the socket writable.
+        s.writable().await.unwrap();
+        RingCore::new(config, me, Arc::new(s))
+    }
+
+    fn vid(config: &Config, seg: usize, index: usize) -> u32 {
+        config
+            .host(HostId {
+                segment: seg,
+                index,
+            })
+            .unwrap()
+            .vid
+    }
+
+    /// Every data-class datagram arriving on `s` within `secs`.
+    async fn data_packets(s: &UdpSocket, secs: f64) -> Vec<PacketHeader> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 2048];
+        let end = tokio::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
+        while let Ok(Ok((n, _))) = tokio::time::timeout_at(end, s.recv_from(&mut buf)).await {
+            if let Ok(h) = PacketHeader::decode(&mut &buf[..n]) {
+                if h.kind.0 & TypeBits::REGULAR != 0 {
+                    out.push(h);
+                }
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn routed_packet_is_relayed_to_my_segment_with_my_id() {
+        let (config, port) = lab();
+        let e2 = UdpSocket::bind(("127.0.0.2", port)).await.unwrap();
+        let w1 = UdpSocket::bind(("127.0.1.1", port)).await.unwrap();
+        let me = HostId {
+            segment: 0,
+            index: 0,
+        };
+        let mut c = core_at(&config, me, "127.0.0.1", port).await;
+        let (e1_id, w1_id) = (vid(&config, 0, 0), vid(&config, 1, 0));
+        let hash = ring_config(&config, me).conf_hash;
+        c.packet(
+            spread::time::Instant(0),
+            Packet {
+                from: SocketAddr::new(Ipv4Addr::new(127, 0, 1, 1).into(), port),
+                token: false,
+                bytes: routed(w1_id, hash).into(),
+            },
+        );
+        assert_eq!(c.net_stats().relayed, 1);
+        let got = data_packets(&e2, 0.5).await;
+        assert_eq!(got.len(), 1, "one relayed copy to e2: {got:?}");
+        assert_eq!(got[0].kind.0, TypeBits::AGREED, "ROUTED cleared");
+        assert_eq!(got[0].transmiter_id, ProcId(e1_id));
+        assert_eq!(got[0].proc_id, ProcId(w1_id));
+        assert_eq!(got[0].data_len, 4);
+        // Nothing goes back to the other segment.
+        assert!(data_packets(&w1, 0.2).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn routed_packet_with_wrong_hash_or_source_is_not_relayed() {
+        let (config, port) = lab();
+        let _e2 = UdpSocket::bind(("127.0.0.2", port)).await.unwrap();
+        let me = HostId {
+            segment: 0,
+            index: 0,
+        };
+        let mut c = core_at(&config, me, "127.0.0.1", port).await;
+        let w1_id = vid(&config, 1, 0);
+        let hash = ring_config(&config, me).conf_hash;
+        let from = SocketAddr::new(Ipv4Addr::new(127, 0, 1, 1).into(), port);
+        for bytes in [routed(w1_id, hash ^ 1), routed(vid(&config, 0, 1), hash)] {
+            c.packet(
+                spread::time::Instant(0),
+                Packet {
+                    from,
+                    token: false,
+                    bytes: bytes.into(),
+                },
+            );
+        }
+        assert_eq!(c.net_stats().relayed, 0);
+    }
+
+    #[tokio::test]
+    async fn daemon_alone_in_its_segment_neither_relays_nor_scasts() {
+        let (config, port) = lab();
+        let e1 = UdpSocket::bind(("127.0.0.1", port)).await.unwrap();
+        let me = HostId {
+            segment: 1,
+            index: 0,
+        };
+        let mut c = core_at(&config, me, "127.0.1.1", port).await;
+        let hash = ring_config(&config, me).conf_hash;
+        let sent_before = c.net_stats().sent;
+        c.packet(
+            spread::time::Instant(0),
+            Packet {
+                from: SocketAddr::new(Ipv4Addr::new(127, 0, 0, 2).into(), port),
+                token: false,
+                bytes: routed(vid(&config, 0, 1), hash).into(),
+            },
+        );
+        assert_eq!(c.net_stats().relayed, 0);
+        assert_eq!(c.net_stats().sent, sent_before);
+        assert!(data_packets(&e1, 0.2).await.is_empty());
     }
 }

@@ -1,0 +1,216 @@
+//! Our daemons over two segments (fact sheet §15) in network namespaces: two bridges joined by
+//! a router namespace (`ip_forward=1`, no directed-broadcast forwarding), one
+//! `Spread_Segment` per bridge, one client per daemon inside its daemon's namespace. The
+//! daemons must form one ring across the router (ROUTED copies to the other segment's relay,
+//! relayed there as a segment broadcast) and every client must see the same total order of
+//! the AGREED messages all clients send concurrently. Skipped (with a message) when not root.
+//!
+//! The clients are this test binary re-executed inside the namespaces with
+//! `MBUS_MULTISEG_CLIENT=<name>|<connect string>|<messages>|<clients>`
+//! ([`multiseg_client_helper`]): they join `grp`, wait for every client, send, and print every
+//! body received as `GOT <body>`.
+
+use std::io::BufRead;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use mbus::client::{Mailbox, Message, ServiceType};
+
+use crate::netns::NetLab;
+
+const HELPER_ENV: &str = "MBUS_MULTISEG_CLIENT";
+const REAL_ENV: &str = "MBUS_REAL_SPREAD";
+/// Messages each client sends.
+const N: usize = 30;
+/// Bound on the whole client run (ring formation across segments, joins, traffic).
+const CLIENT_BOUND: Duration = Duration::from_secs(60);
+
+/// Client helper (run only when re-executed with `MBUS_MULTISEG_CLIENT`).
+#[test]
+#[ignore = "helper process of ring_multiseg tests"]
+fn multiseg_client_helper() {
+    let Ok(spec) = std::env::var(HELPER_ENV) else {
+        return;
+    };
+    let parts: Vec<&str> = spec.split('|').collect();
+    let (name, addr) = (parts[0], parts[1]);
+    let n = parts[2].parse::<usize>().unwrap();
+    let clients = parts[3].parse::<usize>().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        tokio::time::timeout(CLIENT_BOUND, client(name, addr, n, clients))
+            .await
+            .expect("client run timed out");
+    });
+}
+
+async fn client(name: &str, addr: &str, n: usize, clients: usize) {
+    if let Ok(ms) = std::env::var("MBUS_MULTISEG_CLIENT_DELAY_MS") {
+        tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
+    }
+    let mut mb = loop {
+        match Mailbox::connect(addr, name, true).await {
+            Ok(m) => break m,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    mb.join("grp").await.unwrap();
+    loop {
+        let msg = mb
+            .receive()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: receive: {e}"));
+        if let Message::Membership(m) = msg {
+            if m.members.len() == clients {
+                break;
+            }
+        }
+    }
+    println!("JOINED");
+    for k in 0..n {
+        let body = format!("{name}-{k}");
+        mb.multicast(ServiceType::AGREED, "grp", 0, body.as_bytes())
+            .await
+            .unwrap();
+    }
+    let mut got = 0;
+    while got < clients * n {
+        if let Message::Data(d) = mb.receive().await.unwrap() {
+            println!("GOT {}", String::from_utf8_lossy(&d.body));
+            got += 1;
+        }
+    }
+    println!("DONE");
+}
+
+/// Runs our daemons in segments of `sizes` (daemon `real.0` is the binary `real.1` if given)
+/// and one client per daemon; asserts one total order.
+fn run(sizes: &[usize], real: Option<(usize, &str)>) {
+    let Some(mut lab) = NetLab::new(sizes) else {
+        return;
+    };
+    let total: usize = sizes.iter().sum();
+    let port = 4803;
+    let names: Vec<String> = (1..=total).map(|i| format!("d{i}")).collect();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let conf = lab.spread_conf(&name_refs, port, "RuntimeDir = /tmp/rt\n");
+    let ours = env!("CARGO_BIN_EXE_spread");
+    for (i, name) in names.iter().enumerate() {
+        lab.start_daemon(i, ours, name, &conf)
+            .expect("start daemon");
+    }
+    let exe = std::env::current_exe().unwrap();
+    let mut clients = Vec::new();
+    for i in 0..total {
+        let spec = format!("c{}|{port}|{N}|{total}", i + 1);
+        let mut cmd = lab.command(i, exe.to_str().unwrap());
+        cmd.args([
+            "--exact",
+            "ring_multiseg::multiseg_client_helper",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HELPER_ENV, spec)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+        if real.is_some() {
+            // The real daemon closes sessions that connect while it forms its first ring.
+            cmd.env("MBUS_MULTISEG_CLIENT_DELAY_MS", "8000");
+        }
+        clients.push(cmd.spawn().expect("spawn client"));
+    }
+    let start = Instant::now();
+    let mut seqs = Vec::new();
+    for mut c in clients {
+        let out = c.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let lines: Vec<String> = std::io::BufReader::new(out)
+                .lines()
+                .map_while(Result::ok)
+                .collect();
+            let _ = tx.send(lines);
+        });
+        let left = (CLIENT_BOUND + Duration::from_secs(10)).saturating_sub(start.elapsed());
+        let lines = rx.recv_timeout(left).unwrap_or_default();
+        let _ = c.kill();
+        let _ = c.wait();
+        let got: Vec<String> = lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("GOT ").map(str::to_owned))
+            .collect();
+        if !lines.iter().any(|l| l == "DONE") {
+            let logs: Vec<String> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| format!("{n}: {}", lab.log(i, n)))
+                .collect();
+            panic!("client did not finish: {lines:?}\n{}", logs.join("\n"));
+        }
+        seqs.push(got);
+    }
+    eprintln!(
+        "{total} clients over segments {sizes:?} done in {:?}",
+        start.elapsed()
+    );
+    assert_eq!(seqs[0].len(), total * N);
+    for (i, s) in seqs.iter().enumerate().skip(1) {
+        assert_eq!(&seqs[0], s, "clients of d1 and d{} disagree", i + 1);
+    }
+    for i in 1..=total {
+        let mine = seqs[0]
+            .iter()
+            .filter(|b| b.starts_with(&format!("c{i}-")))
+            .count();
+        assert_eq!(mine, N, "every message of c{i} once");
+    }
+}
+
+/// Two daemons east, one west (the `n_multiseg_*` layout): one ring, one total order.
+#[test]
+fn netns_two_segments_2_1_one_total_order() {
+    run(&[2, 1], None);
+}
+
+/// Two daemons on each side (the `n_multiseg22_*` layout): one ring, one total order.
+#[test]
+fn netns_two_segments_2_2_one_total_order() {
+    run(&[2, 2], None);
+}
+
+/// The real Spread 5.0.1 (only with `MBUS_REAL_SPREAD`) as the first east daemon (ring
+/// leader, east relay) with ours in 2+2: a mixed ring across two segments.
+#[test]
+fn netns_two_segments_mixed_real_leader() {
+    let Ok(real) = std::env::var(REAL_ENV) else {
+        eprintln!("skipped: set {REAL_ENV} to a Spread 5.0.1 daemon binary");
+        return;
+    };
+    run(&[2, 2], Some((0, &real)));
+}
+
+/// The real Spread 5.0.1 (only with `MBUS_REAL_SPREAD`) as the first west daemon (the relay
+/// of our ROUTED copies into the west) with ours in 2+2.
+#[test]
+fn netns_two_segments_mixed_real_west_relay() {
+    let Ok(real) = std::env::var(REAL_ENV) else {
+        eprintln!("skipped: set {REAL_ENV} to a Spread 5.0.1 daemon binary");
+        return;
+    };
+    run(&[2, 2], Some((2, &real)));
+}
+
+/// The real Spread 5.0.1 (only with `MBUS_REAL_SPREAD`) alone in the west (2+1) with ours in
+/// the east.
+#[test]
+fn netns_two_segments_mixed_real_alone_west() {
+    let Ok(real) = std::env::var(REAL_ENV) else {
+        eprintln!("skipped: set {REAL_ENV} to a Spread 5.0.1 daemon binary");
+        return;
+    };
+    run(&[2, 1], Some((2, &real)));
+}
