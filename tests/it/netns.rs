@@ -598,3 +598,25 @@ fn lab_segments_broadcast_routing_cut_and_cleanup() {
     }
     assert!(!root.exists());
 }
+
+/// Reads a child's stdout lines until it closes or `deadline` passes, then kills and reaps the
+/// child. Lines read before the deadline are returned (none if the child hung silently).
+pub(crate) fn child_lines_until(child: &mut Child, deadline: Instant) -> Vec<String> {
+    use std::io::BufRead as _;
+    let Some(out) = child.stdout.take() else {
+        return Vec::new();
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let lines: Vec<String> = std::io::BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .collect();
+        let _ = tx.send(lines);
+    });
+    let left = deadline.saturating_duration_since(Instant::now());
+    let lines = rx.recv_timeout(left).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    lines
+}

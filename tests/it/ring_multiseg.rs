@@ -10,13 +10,12 @@
 //! ([`multiseg_client_helper`]): they join `grp`, wait for every client, send, and print every
 //! body received as `GOT <body>`.
 
-use std::io::BufRead;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use mbus::client::{Mailbox, Message, ServiceType};
 
-use crate::netns::NetLab;
+use crate::netns::{child_lines_until, NetLab};
 
 const HELPER_ENV: &str = "MBUS_MULTISEG_CLIENT";
 const REAL_ENV: &str = "MBUS_REAL_SPREAD";
@@ -125,20 +124,9 @@ fn run(sizes: &[usize], real: Option<(usize, &str)>) {
     }
     let start = Instant::now();
     let mut seqs = Vec::new();
+    let deadline = start + CLIENT_BOUND + Duration::from_secs(10);
     for mut c in clients {
-        let out = c.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let lines: Vec<String> = std::io::BufReader::new(out)
-                .lines()
-                .map_while(Result::ok)
-                .collect();
-            let _ = tx.send(lines);
-        });
-        let left = (CLIENT_BOUND + Duration::from_secs(10)).saturating_sub(start.elapsed());
-        let lines = rx.recv_timeout(left).unwrap_or_default();
-        let _ = c.kill();
-        let _ = c.wait();
+        let lines = child_lines_until(&mut c, deadline);
         let got: Vec<String> = lines
             .iter()
             .filter_map(|l| l.strip_prefix("GOT ").map(str::to_owned))
