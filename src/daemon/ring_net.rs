@@ -24,11 +24,10 @@
 //! itself, header in the sender's byte order) if its configured segment has more than one
 //! daemon, then processes it (ROUTED cleared) as usual.
 //!
-//! Our membership engine treats the configuration as one flat set of daemons, so every other
-//! broadcast (ALIVE, JOIN, ...) goes to my segment plus a plain unicast to every daemon of the
-//! other segments. 5.0.1 keeps ALIVEs inside a segment and unicasts JOINs to the other
-//! segments' representatives only; a 5.0.1 daemon accepts the extra unicasts like any JOIN or
-//! ALIVE from a configured daemon.
+//! The membership engine sends ALIVE and JOIN as `Dest::Segment` (scast only) and unicasts
+//! JOINs to the other segments' representatives itself, as 5.0.1 does; an engine broadcast
+//! that is not a data packet would still go to my segment plus a plain unicast to every
+//! daemon of the other segments.
 //!
 //! # Receiving
 //!
@@ -163,6 +162,7 @@ impl RingCore {
                 }
                 self.scast(port, bytes);
             }
+            Dest::Segment => self.scast(port, bytes),
         }
     }
 

@@ -91,7 +91,7 @@ fn run_engine(name: &str, run_for: Duration, path: &str, submit_after: Option<Du
                 Output::Send { to, port: p, bytes } => {
                     trace("TX", hash, p, &bytes);
                     let ip = match to {
-                        Dest::Broadcast => bcast,
+                        Dest::Broadcast | Dest::Segment => bcast,
                         Dest::Unicast(d) => addrs[&d],
                     };
                     let dport = if p == Port::Data { port } else { port + 1 };

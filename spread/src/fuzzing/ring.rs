@@ -237,7 +237,7 @@ impl World {
         };
         for i in 0..HONEST {
             let to_me = match d.to {
-                Dest::Broadcast => true,
+                Dest::Broadcast | Dest::Segment => true,
                 Dest::Unicast(id) => Self::index_of(id) == Some(i),
             };
             if to_me {

@@ -95,7 +95,9 @@ impl Net {
         let from = self.ids[i];
         for (to, port, bytes) in sends {
             let targets: Vec<usize> = match to {
-                Dest::Broadcast => (0..self.ids.len()).filter(|&j| j != i).collect(),
+                Dest::Broadcast | Dest::Segment => {
+                    (0..self.ids.len()).filter(|&j| j != i).collect()
+                }
                 Dest::Unicast(d) => self.ids.iter().position(|x| *x == d).into_iter().collect(),
             };
             for j in targets {

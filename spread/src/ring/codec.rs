@@ -5,9 +5,8 @@
 //! (arq/retrans bits, aru, aru_last_id, flow_control, retransmission blocks), FORM1/FORM2
 //! layouts (members_info, reps_info / new ring id, ring_info with holes and transitional
 //! sets). Where our membership carries facts 5.0.1 encodes differently the mapping is:
-//! * JOIN: `members` = the daemons the sender brings into the next ring (5.0.1: the daemons
-//!   heard in its SEG phase; a ring leader's probe lists none), `reps[0]` = the sender as
-//!   SEG_REP or RING_REP (ring still alive), header `memb_id` = the sender's ring (5.0.1: 0);
+//! * ALIVE, JOIN and REFER exactly as 5.0.1 (JOIN: F_members then F_reps, `rep_index` 0,
+//!   header `memb_id` 0; REFER: header only, `memb_id` = (referred rep, rep type));
 //! * ring_info as 5.0.1: `aru` = the largest ring-wide aru of the daemons moving from that
 //!   ring, `holes` = the seqs above it none of them holds, `trans_time` stamped by the new
 //!   leader; `commit_rest` is not kept.
@@ -17,7 +16,9 @@
 
 use bytes::Bytes;
 
-use super::packet::{DataPacket, Form, FormRep, Frag, Join, Packet, RingEntry, RtrBlock, Token};
+use super::packet::{
+    DataPacket, Form, Frag, Join, Packet, Rep, RepKind, RingEntry, RtrBlock, Token,
+};
 use super::types::{Class, DaemonId, RingId};
 use crate::wire::daemon::{
     self as w, DataBody, Form1Body, Form2Body, Fragment, JoinBody, MembersInfo, PacketBody,
@@ -102,26 +103,30 @@ pub fn encode(me: DaemonId, hash: u32, p: &Packet) -> Bytes {
             Bytes::from(w::Packet { header: h, body }.to_vec())
         }
         Packet::Join(j) => {
-            let mut h = PacketHeader::new(TypeBits::JOIN, me_p, hash);
-            h.memb_id = memb(j.ring);
-            let rep_type = if j.ring_alive {
-                RepType::RING
-            } else {
-                RepType::SEG
-            };
+            let h = PacketHeader::new(TypeBits::JOIN, me_p, hash);
             let body = PacketBody::Join(JoinBody {
                 members: AliveBody {
-                    members: j.represented.iter().copied().map(pid).collect(),
+                    members: j.members.iter().copied().map(pid).collect(),
                     num_pending: 0,
                 },
                 rep_index: 0,
-                reps: vec![RepInfo {
-                    proc_id: me_p,
-                    rep_type,
-                    seg_index: 0,
-                }],
+                reps: j.reps.iter().map(rep_info).collect(),
             });
             Bytes::from(w::Packet { header: h, body }.to_vec())
+        }
+        Packet::Refer { rep, kind } => {
+            let mut h = PacketHeader::new(TypeBits::REFER, me_p, hash);
+            h.memb_id = MembId {
+                proc_id: pid(*rep),
+                time: i32::from(rep_type(*kind).0),
+            };
+            Bytes::from(
+                w::Packet {
+                    header: h,
+                    body: PacketBody::Refer,
+                }
+                .to_vec(),
+            )
         }
         Packet::Alive(members) => {
             let h = PacketHeader::new(TypeBits::ALIVE, me_p, hash);
@@ -193,19 +198,7 @@ pub fn encode(me: DaemonId, hash: u32, p: &Packet) -> Bytes {
                     },
                     reps: RepsInfo {
                         rep_index: i16::try_from(f.rep_index).unwrap_or(i16::MAX),
-                        reps: f
-                            .reps
-                            .iter()
-                            .map(|r| RepInfo {
-                                proc_id: pid(r.id),
-                                rep_type: if r.ring_rep {
-                                    RepType::RING
-                                } else {
-                                    RepType::SEG
-                                },
-                                seg_index: 0,
-                            })
-                            .collect(),
+                        reps: f.reps.iter().map(rep_info).collect(),
                         stale: Vec::new(),
                     },
                     rings,
@@ -214,6 +207,40 @@ pub fn encode(me: DaemonId, hash: u32, p: &Packet) -> Bytes {
             Bytes::from(w::Token { header: h, body }.to_vec())
         }
     }
+}
+
+fn rep_type(k: RepKind) -> RepType {
+    match k {
+        RepKind::Potential => RepType::POTENTIAL,
+        RepKind::Seg => RepType::SEG,
+        RepKind::Ring => RepType::RING,
+    }
+}
+
+fn rep_kind(t: RepType) -> Option<RepKind> {
+    match t {
+        RepType::POTENTIAL => Some(RepKind::Potential),
+        RepType::SEG => Some(RepKind::Seg),
+        RepType::RING => Some(RepKind::Ring),
+        _ => None,
+    }
+}
+
+fn rep_info(r: &Rep) -> RepInfo {
+    RepInfo {
+        proc_id: pid(r.id),
+        rep_type: rep_type(r.kind),
+        seg_index: i16::try_from(r.seg).unwrap_or(i16::MAX),
+    }
+}
+
+/// A rep as received; `None` for an unknown type.
+fn rep(r: &RepInfo) -> Option<Rep> {
+    Some(Rep {
+        id: did(r.proc_id),
+        kind: rep_kind(r.rep_type)?,
+        seg: u16::try_from(r.seg_index).unwrap_or(u16::MAX),
+    })
 }
 
 fn ring_info(e: &RingEntry) -> RingInfo {
@@ -304,19 +331,22 @@ fn decode_data(hash: u32, bytes: &[u8]) -> Result<(DaemonId, Packet), CodecError
                     .collect(),
             })
         }
-        PacketBody::Join(j) => {
-            let ring_alive = j.reps.first().is_some_and(|r| r.rep_type == RepType::RING);
-            let mut represented: Vec<DaemonId> =
-                j.members.members.iter().copied().map(did).collect();
-            if represented.is_empty() {
-                represented.push(did(h.proc_id));
-            }
-            Packet::Join(Join {
-                ring: ring(h.memb_id),
-                ring_alive,
-                represented,
-            })
-        }
+        PacketBody::Join(j) => Packet::Join(Join {
+            members: j.members.members.iter().copied().map(did).collect(),
+            reps: j
+                .reps
+                .iter()
+                .map(rep)
+                .collect::<Option<_>>()
+                .ok_or(CodecError::Ignored(h.kind.0))?,
+        }),
+        PacketBody::Refer => Packet::Refer {
+            rep: did(h.memb_id.proc_id),
+            kind: i16::try_from(h.memb_id.time)
+                .ok()
+                .and_then(|t| rep_kind(RepType(t)))
+                .ok_or(CodecError::Ignored(h.kind.0))?,
+        },
         PacketBody::Hurry => Packet::Hurry,
         PacketBody::Alive(a) => Packet::Alive(a.members.iter().copied().map(did).collect()),
         _ => return Err(CodecError::Ignored(h.kind.0)),
@@ -358,11 +388,9 @@ fn decode_token(hash: u32, bytes: &[u8]) -> Result<(DaemonId, Packet), CodecErro
                 .reps
                 .reps
                 .iter()
-                .map(|r| FormRep {
-                    id: did(r.proc_id),
-                    ring_rep: r.rep_type == RepType::RING,
-                })
-                .collect(),
+                .map(rep)
+                .collect::<Option<_>>()
+                .ok_or(CodecError::Ignored(h.kind.0))?,
             rep_index: u16::try_from(f.reps.rep_index).unwrap_or(0),
             new_ring: RingId::default(),
             last_seq: h.seq.0,
@@ -441,10 +469,24 @@ mod tests {
             }],
         });
         let join = Packet::Join(Join {
-            ring: rid(5, 6),
-            ring_alive: true,
-            represented: vec![DaemonId(5), DaemonId(9)],
+            members: vec![DaemonId(5), DaemonId(9)],
+            reps: vec![
+                Rep {
+                    id: DaemonId(5),
+                    kind: RepKind::Ring,
+                    seg: 1,
+                },
+                Rep {
+                    id: DaemonId(7),
+                    kind: RepKind::Potential,
+                    seg: 0,
+                },
+            ],
         });
+        let refer = Packet::Refer {
+            rep: DaemonId(5),
+            kind: RepKind::Seg,
+        };
         let entry = RingEntry {
             ring: rid(1, 1),
             aru_max: 4,
@@ -471,13 +513,15 @@ mod tests {
             pending: vec![DaemonId(3)],
             visited: 0,
             reps: vec![
-                FormRep {
+                Rep {
                     id: DaemonId(1),
-                    ring_rep: false,
+                    kind: RepKind::Seg,
+                    seg: 0,
                 },
-                FormRep {
+                Rep {
                     id: DaemonId(7),
-                    ring_rep: true,
+                    kind: RepKind::Ring,
+                    seg: 2,
                 },
             ],
             rep_index: 1,
@@ -489,6 +533,7 @@ mod tests {
             (data, false),
             (token, true),
             (join, false),
+            (refer, false),
             (Packet::Hurry, false),
             (Packet::Alive(vec![DaemonId(42), DaemonId(3)]), false),
             (form1, true),

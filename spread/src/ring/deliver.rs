@@ -10,7 +10,7 @@ use crate::time::Instant;
 const MAX_EARLY: usize = MAX_SEQ_GAP as usize;
 
 impl Engine {
-    pub(crate) fn on_data(&mut self, now: Instant, from: DaemonId, d: DataPacket) {
+    pub(crate) fn on_data(&mut self, now: Instant, _from: DaemonId, d: DataPacket) {
         if d.ring == self.ring.id {
             let evs_skip = self.state == State::Evs
                 && self
@@ -36,11 +36,8 @@ impl Engine {
             }
         }
         self.stats.dropped += 1;
-        let foreign = !self.ring.members.contains(&d.sender) && !self.ring.members.contains(&from);
-        if foreign && self.state == State::Op && self.is_leader() {
-            // A packet of a ring we do not know: a partition healed. Look up at once.
-            self.on_lookup(now);
-        }
+        // A packet of a ring we do not know: a partition healed (crate::memb).
+        self.on_foreign(now, d);
     }
 
     /// Puts a packet of the installed ring into the buffer.

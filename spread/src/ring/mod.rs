@@ -94,6 +94,10 @@ pub const EVS_SEQ_GAP: u32 = 3333;
 pub enum State {
     /// A ring is installed and running.
     Op,
+    /// Ring lost: broadcasting ALIVEs in my segment to elect its representative.
+    Seg,
+    /// A daemon of my segment gathers for me (answering its JOINs with ALIVEs).
+    Represented,
     /// Gathering a new membership (the ring may still run at a merging leader).
     Gather,
     /// Committed to a FORM token; waiting for FORM2.
@@ -200,15 +204,6 @@ pub(crate) struct TokenState {
     pub(crate) after_token: Vec<DataPacket>,
 }
 
-/// A representative heard while gathering.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RepEntry {
-    /// It leads a live ring (RING_REP) rather than gathering alone (SEG_REP).
-    pub(crate) ring_rep: bool,
-    /// Daemons it brings into the next ring, itself included.
-    pub(crate) members: Vec<DaemonId>,
-}
-
 /// The ring this daemon is moving to (FORM2 seen, EVS in progress).
 #[derive(Debug, Clone)]
 pub(crate) struct Future {
@@ -236,8 +231,16 @@ pub struct Engine {
     pub(crate) stats: Stats,
     pub(crate) send_q: VecDeque<Pending>,
     pub(crate) tok: TokenState,
-    /// Gather: representative → what it brings.
-    pub(crate) reps: BTreeMap<DaemonId, RepEntry>,
+    /// 5.0.1 F_members: SEG/GATHER, the daemons of my segment heard by ALIVE (me first).
+    pub(crate) f_members: Vec<DaemonId>,
+    /// 5.0.1 F_reps: GATHER, the representatives gathered (me first).
+    pub(crate) f_reps: Vec<packet::Rep>,
+    /// 5.0.1 Potential_reps: where JOINs are unicast (other segments' representatives).
+    pub(crate) potential: Vec<packet::Rep>,
+    /// REPRESENTED: my segment's representative, once its JOIN was heard.
+    pub(crate) seg_rep: Option<DaemonId>,
+    /// A foreign packet was forwarded to the leader in this membership.
+    pub(crate) foreign_found: bool,
     /// Form: the FORM this daemon committed to.
     pub(crate) form_id: Option<RingId>,
     pub(crate) future: Option<Future>,
@@ -273,7 +276,11 @@ impl Engine {
             stats: Stats::default(),
             send_q: VecDeque::new(),
             tok: TokenState::default(),
-            reps: BTreeMap::new(),
+            f_members: vec![me],
+            f_reps: Vec::new(),
+            potential: Vec::new(),
+            seg_rep: None,
+            foreign_found: false,
             form_id: None,
             future: None,
             evs_rounds: 0,
@@ -282,7 +289,7 @@ impl Engine {
             #[cfg(any(test, feature = "sim"))]
             past: VecDeque::new(),
         };
-        e.enter_gather(now, false);
+        e.start_membership(now);
         e
     }
 
@@ -397,11 +404,17 @@ impl Engine {
             (Port::Data, Packet::Data(d)) if from != self.cfg.me => self.on_data(now, from, d),
             (Port::Data, Packet::Join(j)) if from != self.cfg.me => self.on_join(now, from, j),
             (Port::Data, Packet::Alive(m)) if from != self.cfg.me => self.on_alive(now, from, &m),
+            (Port::Data, Packet::Refer { rep, kind }) if from != self.cfg.me => {
+                self.on_refer(rep, kind);
+            }
             (Port::Data, Packet::Hurry) => self.on_hurry(now),
             (Port::Token, Packet::Token(t)) => self.on_token(now, from, t),
             (Port::Token, Packet::Form1(f)) => self.on_form1(now, f),
             (Port::Token, Packet::Form2(f)) => self.on_form2(now, f),
-            (Port::Data, Packet::Data(_) | Packet::Join(_) | Packet::Alive(_)) => {
+            (
+                Port::Data,
+                Packet::Data(_) | Packet::Join(_) | Packet::Alive(_) | Packet::Refer { .. },
+            ) => {
                 self.stats.dropped += 1;
             }
             _ => self.stats.malformed += 1,
@@ -415,6 +428,9 @@ impl Engine {
             Timer::Join => self.on_join_timer(now),
             Timer::Gather => self.on_gather_timer(now),
             Timer::Lookup => self.on_lookup(now),
+            Timer::Alive => self.on_alive_timer(now),
+            Timer::Seg => self.on_seg_timer(now),
+            Timer::Rep => self.on_rep_timer(now),
         }
     }
 
@@ -609,6 +625,6 @@ mod tests {
         assert_eq!(form2, 2, "{sent:?}");
         assert!(sent
             .iter()
-            .any(|s| s.0 == Dest::Broadcast && s.1 == Port::Data));
+            .any(|s| s.0 == Dest::Segment && s.1 == Port::Data));
     }
 }

@@ -83,15 +83,37 @@ pub struct Token {
     pub rtr: Vec<RtrBlock>,
 }
 
-/// JOIN: "I am gathering a membership and represent these daemons".
+/// Kind of a representative (5.0.1 `rep_info.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RepKind {
+    /// A daemon to send JOINs to, not known to gather (POTENTIAL_REP 0).
+    Potential,
+    /// Gathers for its segment, without a live ring (SEG_REP 1).
+    Seg,
+    /// Leader of a live ring, gathering to merge (RING_REP 2).
+    Ring,
+}
+
+/// A representative (5.0.1 `rep_info`): in JOINs, FORM1 and the potential-reps list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rep {
+    /// The representative.
+    pub id: DaemonId,
+    /// Its kind.
+    pub kind: RepKind,
+    /// Its configured segment index.
+    pub seg: u16,
+}
+
+/// JOIN: "I am gathering a membership" (5.0.1 layout: the daemons heard in the sender's SEG
+/// phase, then the representatives it gathered, itself first).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Join {
-    /// The ring the sender currently has (or last had).
-    pub ring: RingId,
-    /// Whether that ring is still running at the sender (it is a ring leader merging).
-    pub ring_alive: bool,
-    /// Daemons the sender brings into a new membership (itself, or its whole live ring).
-    pub represented: Vec<DaemonId>,
+    /// The sender's F_members (a ring leader's probe: none).
+    pub members: Vec<DaemonId>,
+    /// The sender's F_reps: itself first (SEG_REP, or RING_REP with a live ring), then the
+    /// representatives it heard.
+    pub reps: Vec<Rep>,
 }
 
 /// What one old ring contributes to a new membership (5.0.1's `ring_info`).
@@ -126,15 +148,6 @@ impl RingEntry {
     }
 }
 
-/// A representative listed in FORM1 (5.0.1 `rep_info`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FormRep {
-    /// The representative.
-    pub id: DaemonId,
-    /// RING_REP (leader of a live ring) rather than SEG_REP.
-    pub ring_rep: bool,
-}
-
 /// FORM1 / FORM2 token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Form {
@@ -148,7 +161,7 @@ pub struct Form {
     pub visited: u16,
     /// FORM1: representatives (SEG_REPs first, then configuration order); each adds the
     /// daemons it represents when visited.
-    pub reps: Vec<FormRep>,
+    pub reps: Vec<Rep>,
     /// FORM1: next representative to visit.
     pub rep_index: u16,
     /// New ring id (written by the new leader in FORM2).
@@ -168,6 +181,13 @@ pub enum Packet {
     Alive(Vec<DaemonId>),
     /// Membership JOIN (data port).
     Join(Join),
+    /// Membership REFER (data port, header only): "gather with this representative".
+    Refer {
+        /// The referred representative.
+        rep: DaemonId,
+        /// Its kind (SEG_REP from a REPRESENTED daemon, RING_REP from a ring member).
+        kind: RepKind,
+    },
     /// "Release the held token" (data port).
     Hurry,
     /// Regular token (token port).

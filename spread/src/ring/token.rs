@@ -197,7 +197,10 @@ impl Engine {
         if let Some((to, t)) = self.tok.last_tx.as_mut() {
             t.retrans = retrans & 0x0f;
             let (to, t) = (*to, t.clone());
-            self.send(Dest::Unicast(to), Port::Token, &Packet::Token(t));
+            let copies = 1 + usize::from(self.extra_token_copy());
+            for _ in 0..copies {
+                self.send(Dest::Unicast(to), Port::Token, &Packet::Token(t.clone()));
+            }
             self.tok.awaiting = true;
             self.arm(Timer::TokenHurry, now + self.cfg.hurry_timeout);
         }
@@ -207,7 +210,7 @@ impl Engine {
         if let Some((to, t)) = self.tok.last_tx.as_mut() {
             t.retrans = retrans & 0x0f;
             let (to, t) = (*to, t.clone());
-            let copies = if t.retrans > 1 { 3 } else { 1 };
+            let copies = if t.retrans > 1 { 3 } else { 1 } + usize::from(self.extra_token_copy());
             for _ in 0..copies {
                 self.send(Dest::Unicast(to), Port::Token, &Packet::Token(t.clone()));
             }

@@ -112,8 +112,12 @@ pub enum Port {
 /// Where a datagram goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Dest {
-    /// Every daemon of the segment (the sender drops its own copy).
+    /// A data packet for every daemon of the ring: my segment's broadcast plus, with several
+    /// segments, a ROUTED copy to each other segment's relay (the network layer, §15.2).
     Broadcast,
+    /// 5.0.1's "scast": only the other daemons of my configured segment (nothing at all when
+    /// I am alone in it). ALIVE, JOIN and the single-segment lookup JOIN go this way.
+    Segment,
     /// One daemon (possibly the sender itself, over loopback).
     Unicast(DaemonId),
 }
@@ -213,11 +217,17 @@ pub enum Timer {
     Form = 4,
     /// Lookup_timeout: the leader probes for daemons outside its ring.
     Lookup = 5,
+    /// Alive_timeout: SEG re-sends its ALIVE.
+    Alive = 6,
+    /// Seg_timeout: SEG decides between GATHER and REPRESENTED.
+    Seg = 7,
+    /// Rep_timeout: REPRESENTED without news from its representative goes back to SEG.
+    Rep = 8,
 }
 
 impl Timer {
     /// Number of timers.
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 9;
     /// All timers, in table order.
     pub const ALL: [Self; Self::COUNT] = [
         Self::TokenLoss,
@@ -226,6 +236,9 @@ impl Timer {
         Self::Gather,
         Self::Form,
         Self::Lookup,
+        Self::Alive,
+        Self::Seg,
+        Self::Rep,
     ];
 }
 
@@ -259,12 +272,24 @@ pub struct RingConfig {
     pub me: DaemonId,
     /// Every configured daemon, in configuration order (segment, then position).
     pub daemons: Vec<DaemonId>,
+    /// Segment index of each daemon of `daemons` (same length; missing entries count as
+    /// segment 0, so an empty list is one segment).
+    pub segments: Vec<u16>,
+    /// Wide-area mode (5.0.1 `Wide_network`: `WideAreaNetwork`, else several segments): the
+    /// last ring member of a segment adds one copy when it re-sends a token.
+    pub wide_area: bool,
     /// Token_timeout.
     pub token_timeout: Duration,
     /// Hurry_timeout.
     pub hurry_timeout: Duration,
     /// Join_timeout.
     pub join_timeout: Duration,
+    /// Alive_timeout.
+    pub alive_timeout: Duration,
+    /// Rep_timeout.
+    pub rep_timeout: Duration,
+    /// Seg_timeout.
+    pub seg_timeout: Duration,
     /// Gather_timeout.
     pub gather_timeout: Duration,
     /// Form_timeout.
@@ -287,12 +312,18 @@ pub struct RingConfig {
 impl RingConfig {
     /// 5.0.1's single-segment (LAN) defaults.
     pub fn lan(me: DaemonId, daemons: Vec<DaemonId>) -> Self {
+        let segments = vec![0; daemons.len()];
         Self {
             me,
             daemons,
+            segments,
+            wide_area: false,
             token_timeout: Duration::from_millis(1250),
             hurry_timeout: Duration::from_millis(500),
             join_timeout: Duration::from_millis(250),
+            alive_timeout: Duration::from_millis(250),
+            rep_timeout: Duration::from_millis(625),
+            seg_timeout: Duration::from_millis(500),
             gather_timeout: Duration::from_millis(1250),
             form_timeout: Duration::from_millis(1250),
             lookup_timeout: Duration::from_millis(30_000),
@@ -315,6 +346,10 @@ impl RingConfig {
         use crate::wire::daemon::ProcId;
         let (_, host) = cfg.find_host(me)?;
         let daemons = cfg.hosts().map(|(_, h)| DaemonId(h.vid)).collect();
+        let segments = cfg
+            .hosts()
+            .map(|(id, _)| u16::try_from(id.segment).unwrap_or(u16::MAX))
+            .collect();
         let t = cfg.timeouts();
         let ms = |v: u32| Duration::from_millis(u64::from(v));
         let hash = HashInput {
@@ -342,9 +377,14 @@ impl RingConfig {
         Some(Self {
             me: DaemonId(host.vid),
             daemons,
+            segments,
+            wide_area: cfg.wide_area(),
             token_timeout: ms(t.token_ms),
             hurry_timeout: ms(t.hurry_ms),
             join_timeout: ms(t.join_ms),
+            alive_timeout: ms(t.alive_ms),
+            rep_timeout: ms(t.rep_ms),
+            seg_timeout: ms(t.seg_ms),
             gather_timeout: ms(t.gather_ms),
             form_timeout: ms(t.form_ms),
             lookup_timeout: ms(t.lookup_ms),

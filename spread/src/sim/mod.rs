@@ -119,6 +119,10 @@ pub struct Scenario {
     pub seed: u64,
     /// Run the Accelerated Ring instead of the original ring.
     pub accelerated: bool,
+    /// Number of segments (≥ 1): the daemons are cut into this many consecutive blocks in
+    /// configuration order; ALIVE and segment JOINs reach only the own segment, and with
+    /// more than one the daemons use 5.0.1's wide-area timeout table.
+    pub segments: u8,
     /// Fault plan.
     pub faults: Vec<Step>,
     /// Workload.
@@ -129,8 +133,8 @@ impl fmt::Display for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "nodes={} seed={:#x} accelerated={}",
-            self.nodes, self.seed, self.accelerated
+            "nodes={} segments={} seed={:#x} accelerated={}",
+            self.nodes, self.segments, self.seed, self.accelerated
         )?;
         for s in &self.faults {
             writeln!(f, "  fault @{}ms {:?}", s.at_ms, s.fault)?;
@@ -199,6 +203,8 @@ pub struct Options {
     pub bug: Option<PlantedBug>,
     /// Accelerated Ring.
     pub accelerated: bool,
+    /// Number of segments (see [`Scenario::segments`]).
+    pub segments: u8,
 }
 
 impl Default for Options {
@@ -209,6 +215,7 @@ impl Default for Options {
             converge_bound: Duration::from_secs(30),
             bug: None,
             accelerated: false,
+            segments: 1,
         }
     }
 }
@@ -299,8 +306,25 @@ impl Sim {
         s
     }
 
+    /// Segment of node `i`: consecutive blocks in configuration order.
+    fn seg(&self, i: usize) -> u16 {
+        let n = self.nodes.len().max(self.ids.len()).max(1);
+        let segs = usize::from(self.opts.segments.max(1)).min(n);
+        u16::try_from(i * segs / n).unwrap_or(0)
+    }
+
     fn config(&self, i: usize) -> RingConfig {
         let mut c = RingConfig::lan(self.ids[i], self.ids.clone());
+        c.segments = (0..self.ids.len()).map(|j| self.seg(j)).collect();
+        if self.opts.segments > 1 {
+            // 5.0.1's wide-area table (several segments, no WideAreaNetwork line).
+            c.wide_area = true;
+            c.token_timeout = Duration::from_millis(5000);
+            c.hurry_timeout = Duration::from_millis(1500);
+            c.rep_timeout = Duration::from_millis(1250);
+            c.gather_timeout = Duration::from_millis(2500);
+            c.form_timeout = Duration::from_millis(2500);
+        }
         c.lookup_timeout = self.opts.lookup_timeout;
         c.accelerated = self.opts.accelerated;
         c
@@ -500,6 +524,9 @@ impl Sim {
     fn transmit(&mut self, from: usize, to: Dest, port: Port, bytes: Bytes) {
         let targets: Vec<usize> = match to {
             Dest::Broadcast => (0..self.nodes.len()).filter(|j| *j != from).collect(),
+            Dest::Segment => (0..self.nodes.len())
+                .filter(|j| *j != from && self.seg(*j) == self.seg(from))
+                .collect(),
             Dest::Unicast(d) => self.ids.iter().position(|x| *x == d).into_iter().collect(),
         };
         for j in targets {
@@ -591,6 +618,7 @@ impl Sim {
 /// violation, or when the healed cluster does not converge and deliver within the bound.
 pub fn run(sc: &Scenario, mut opts: Options) -> Result<Report, Failure> {
     opts.accelerated |= sc.accelerated;
+    opts.segments = sc.segments.max(opts.segments);
     let n = usize::from(sc.nodes.max(1));
     let bound = opts.converge_bound;
     let mut sim = Sim::new(n, sc.seed, opts);
@@ -685,6 +713,7 @@ mod tests {
             nodes: 3,
             seed: 1,
             accelerated: false,
+            segments: 1,
             faults: vec![],
             work: work(3, 30),
         };
@@ -698,6 +727,7 @@ mod tests {
             nodes: 4,
             seed: 7,
             accelerated: true,
+            segments: 1,
             faults: vec![
                 Step {
                     at_ms: 2100,
@@ -732,6 +762,7 @@ mod tests {
             nodes: 3,
             seed: 3,
             accelerated: false,
+            segments: 1,
             faults: vec![],
             work: work(3, 10),
         };

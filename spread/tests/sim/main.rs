@@ -88,20 +88,26 @@ fn scenario_of(shape: Shape) -> impl Strategy<Value = Scenario> {
                 size,
             }
         });
+    // Topology: one segment, or 2–3 segments (5.0.1 multi-segment membership, WAN timeouts).
+    let segments = prop_oneof![2 => Just(1u8), 1 => 2u8..=3];
     (
         2u8..=shape.nodes_max,
+        segments,
         any::<u64>(),
         any::<bool>(),
         proptest::collection::vec(step, 0..shape.faults_max),
         proptest::collection::vec(work, 0..shape.work_max),
     )
-        .prop_map(|(nodes, seed, accelerated, faults, work)| Scenario {
-            nodes,
-            seed,
-            accelerated,
-            faults,
-            work,
-        })
+        .prop_map(
+            |(nodes, segments, seed, accelerated, faults, work)| Scenario {
+                nodes,
+                seed,
+                accelerated,
+                segments,
+                faults,
+                work,
+            },
+        )
 }
 
 fn scenario() -> impl Strategy<Value = Scenario> {
@@ -196,6 +202,7 @@ fn canary_scenario() -> Scenario {
         nodes: 3,
         seed: 11,
         accelerated: false,
+        segments: 1,
         faults: vec![],
         work: (0..12)
             .map(|k| Work {
@@ -241,6 +248,7 @@ fn regression_fragments_spliced_across_an_evs_hole() {
         nodes: 3,
         seed: 0x3972_5130_76ca_15d6,
         accelerated: true,
+        segments: 1,
         faults: vec![
             Step {
                 at_ms: 16910,
@@ -540,6 +548,7 @@ fn regression_own_message_survives_an_evs_hole() {
         nodes: 4,
         seed: 0x02b9_8fb8_4c1f_2619,
         accelerated: false,
+        segments: 1,
         faults: faults
             .into_iter()
             .map(|(at_ms, fault)| Step { at_ms, fault })

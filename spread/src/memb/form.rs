@@ -1,0 +1,391 @@
+//! FORM1, FORM2 and installation — 5.0.1's `Create_form1`, `Fill_form1`, `Read_form2` and
+//! the EVS end (`Memb_transitional`, `Memb_regular`).
+
+use super::insert_rep;
+use crate::ring::packet::{
+    Form, Packet, Rep, RepKind, RingEntry, Token, MAX_ENTRY_EXTRA, MAX_FORM_RINGS,
+};
+use crate::ring::{
+    ConfigChange, ConfigKind, DaemonId, Dest, Engine, Future, Output, Port, RingId, RingState,
+    State, Timer, TokenState, EVS_SEQ_GAP, MAX_PROCS_RING, MAX_SEQ_GAP,
+};
+use crate::time::Instant;
+
+/// Copies of every FORM token and of a ring's first token (5.0.1 sends two).
+const FORM_COPIES: usize = 2;
+
+impl Engine {
+    /// Does a FORM token name only configured daemons?
+    fn all_configured(&self, f: &Form) -> bool {
+        let known = |d: &DaemonId| self.rank(*d).is_some();
+        f.members.iter().all(known)
+            && f.pending.iter().all(known)
+            && f.reps.iter().all(|r| known(&r.id))
+    }
+
+    /// The potential reps if this form fails: the FORM's reps of other segments.
+    fn potential_from_form(&mut self, reps: &[Rep]) {
+        self.potential.clear();
+        let mine = self.my_seg();
+        for r in reps {
+            if let Some(mut r) = self.known_rep(r.id, r.kind).filter(|r| r.seg != mine) {
+                r.kind = RepKind::Potential;
+                insert_rep(&mut self.potential, r);
+            }
+        }
+    }
+
+    /// The daemons this daemon adds to FORM1 besides itself: its ring (a RING_REP) or the
+    /// daemons it heard in SEG, minus `exclude` and my gathered reps.
+    fn brought(&self, exclude: impl Fn(DaemonId) -> bool) -> Vec<DaemonId> {
+        let me = self.cfg.me;
+        let base = if self.ring_alive {
+            &self.ring.members
+        } else {
+            &self.f_members
+        };
+        base.iter()
+            .copied()
+            .filter(|d| *d != me && !exclude(*d) && !self.f_reps.iter().any(|r| r.id == *d))
+            .collect()
+    }
+
+    pub(crate) fn create_form1(&mut self, now: Instant) {
+        let me = self.cfg.me;
+        let mut reps = std::mem::take(&mut self.f_reps);
+        self.sort_reps(&mut reps);
+        self.f_reps = reps.clone();
+        let pending = self.brought(|_| false);
+        let mut f = Form {
+            form_id: RingId {
+                leader: me,
+                time: self.next_time(now),
+            },
+            members: vec![me],
+            pending,
+            visited: 0,
+            reps,
+            rep_index: 1,
+            new_ring: RingId::default(),
+            last_seq: 0,
+            rings: Vec::new(),
+        };
+        f.pending.truncate(MAX_PROCS_RING - 1);
+        self.potential_from_form(&f.reps.clone());
+        tracing::debug!(%me, form = %f.form_id, pending = f.pending.len(), "create FORM1");
+        self.commit_to_form(now, &mut f);
+        self.forward_form1(f);
+    }
+
+    pub(crate) fn on_form1(&mut self, now: Instant, mut f: Form) {
+        let me = self.cfg.me;
+        let pending_ok = match self.state {
+            State::Op => !self.is_leader(),
+            State::Represented => true,
+            _ => false,
+        };
+        let rep = f.reps.get(usize::from(f.rep_index)).copied();
+        let want = if self.ring_alive {
+            RepKind::Ring
+        } else {
+            RepKind::Seg
+        };
+        let as_pending = pending_ok && f.pending.first() == Some(&me);
+        let as_rep = self.state == State::Gather
+            && f.pending.is_empty()
+            && rep.is_some_and(|r| r.id == me && r.kind == want);
+        if !(as_pending || as_rep)
+            || !self.all_configured(&f)
+            || self.form_id == Some(f.form_id)
+            || f.members.len() + f.pending.len() > MAX_PROCS_RING
+        {
+            self.stats.dropped += 1;
+            return;
+        }
+        if as_pending {
+            f.pending.remove(0);
+        } else {
+            let listed = |d: DaemonId| f.members.contains(&d) || f.reps.iter().any(|r| r.id == d);
+            let mut add = self.brought(listed);
+            if self.ring_alive {
+                // 5.0.1 adds a RING_REP's whole ring, without filtering.
+                add = self
+                    .ring
+                    .members
+                    .iter()
+                    .copied()
+                    .filter(|d| *d != me)
+                    .collect();
+            }
+            let room = MAX_PROCS_RING.saturating_sub(f.members.len() + 1);
+            add.truncate(room);
+            f.pending = add;
+            f.rep_index += 1;
+        }
+        f.members.push(me);
+        self.potential_from_form(&f.reps.clone());
+        self.commit_to_form(now, &mut f);
+        self.forward_form1(f);
+    }
+
+    /// Adds this daemon's old ring to FORM1 and stops the old ring here (or, if the FORM has
+    /// no room for another ring, leaves this daemon out as 5.0.1 does).
+    fn commit_to_form(&mut self, now: Instant, f: &mut Form) {
+        let me = self.cfg.me;
+        let known = f.rings.iter().any(|e| e.ring == self.ring.id);
+        if !known && f.rings.len() >= MAX_FORM_RINGS {
+            f.members.retain(|d| *d != me);
+        } else {
+            self.add_entry(f);
+        }
+        f.last_seq = f
+            .last_seq
+            .max(self.ring.highest.saturating_add(EVS_SEQ_GAP));
+        self.state = State::Form;
+        self.form_id = Some(f.form_id);
+        self.ring_alive = false;
+        for t in [
+            Timer::TokenLoss,
+            Timer::TokenHurry,
+            Timer::Join,
+            Timer::Gather,
+            Timer::Lookup,
+            Timer::Alive,
+            Timer::Seg,
+            Timer::Rep,
+        ] {
+            self.cancel(t);
+        }
+        self.tok = TokenState::default();
+        self.arm(Timer::Form, now + self.cfg.form_timeout);
+    }
+
+    /// Merges this daemon's view of its old ring into the FORM's entry for that ring.
+    fn add_entry(&self, f: &mut Form) {
+        let r = &self.ring;
+        let have: Vec<u32> = r
+            .buf
+            .range(r.my_aru.saturating_add(1)..)
+            .map(|(s, _)| *s)
+            .take(MAX_ENTRY_EXTRA)
+            .collect();
+        let me = self.cfg.me;
+        match f.rings.iter_mut().find(|e| e.ring == r.id) {
+            Some(e) => {
+                e.aru_max = e.aru_max.max(r.my_aru);
+                e.highest = e.highest.max(r.highest);
+                e.safe_aru = e.safe_aru.max(r.aru);
+                let mut extra: Vec<u32> = e.extra.iter().chain(have.iter()).copied().collect();
+                extra.sort_unstable();
+                extra.dedup();
+                extra.retain(|s| *s > e.aru_max);
+                while extra.first() == Some(&(e.aru_max + 1)) {
+                    extra.remove(0);
+                    e.aru_max += 1;
+                }
+                extra.truncate(MAX_ENTRY_EXTRA);
+                e.extra = extra;
+                if !e.trans.contains(&me) {
+                    e.trans.push(me);
+                }
+            }
+            None => f.rings.push(RingEntry {
+                ring: r.id,
+                aru_max: r.my_aru,
+                highest: r.highest,
+                extra: have,
+                safe_aru: r.aru,
+                trans: vec![me],
+                trans_time: 0,
+            }),
+        }
+    }
+
+    fn forward_form1(&mut self, mut f: Form) {
+        let next_rep = f.reps.get(usize::from(f.rep_index)).map(|r| r.id);
+        if let Some(next) = f.pending.first().copied().or(next_rep) {
+            for _ in 0..FORM_COPIES {
+                self.send(Dest::Unicast(next), Port::Token, &Packet::Form1(f.clone()));
+            }
+            return;
+        }
+        let mut members = std::mem::take(&mut f.members);
+        self.sort_by_rank(&mut members);
+        f.members = members;
+        f.visited = 0;
+        f.reps.clear();
+        f.rep_index = 0;
+        let leader = f.members[0];
+        for _ in 0..FORM_COPIES {
+            self.send(
+                Dest::Unicast(leader),
+                Port::Token,
+                &Packet::Form2(f.clone()),
+            );
+        }
+    }
+
+    pub(crate) fn on_form2(&mut self, now: Instant, mut f: Form) {
+        let me = self.cfg.me;
+        let idx = usize::from(f.visited);
+        if self.state != State::Form
+            || !self.all_configured(&f)
+            || self.form_id != Some(f.form_id)
+            || f.members.get(idx) != Some(&me)
+        {
+            self.stats.dropped += 1;
+            return;
+        }
+        let Some(entry) = f.rings.iter().find(|e| e.ring == self.ring.id).cloned() else {
+            self.stats.dropped += 1;
+            return;
+        };
+        if entry.last() > self.ring.my_aru.saturating_add(4 * MAX_SEQ_GAP) {
+            self.stats.dropped += 1;
+            return;
+        }
+        if idx == 0 {
+            // 5.0.1: transitional time T, ring id time T + 1, both fresh.
+            let t = self.next_time(now);
+            f.new_ring = RingId {
+                leader: me,
+                time: self.next_time(now),
+            };
+            for e in f.rings.iter_mut().filter(|e| e.trans_time == 0) {
+                e.trans_time = t;
+            }
+        }
+        f.visited += 1;
+        let members = f.members.clone();
+        tracing::debug!(%me, ring = %f.new_ring, "FORM2: enter EVS");
+        self.future = Some(Future {
+            ring: f.new_ring,
+            members: members.clone(),
+            last_seq: f.last_seq,
+            entry,
+            early: Default::default(),
+        });
+        self.state = State::Evs;
+        self.evs_rounds = 0;
+        self.cancel(Timer::Form);
+        self.arm(Timer::TokenLoss, now + self.cfg.token_timeout);
+        self.tok = TokenState::default();
+        if idx == 0 {
+            self.tok.awaiting = true;
+            self.tok.last_tx_arq = 0;
+            self.arm(Timer::TokenHurry, now + self.cfg.hurry_timeout);
+        }
+        if let Some(next) = members.get(idx + 1).copied() {
+            for _ in 0..FORM_COPIES {
+                self.send(Dest::Unicast(next), Port::Token, &Packet::Form2(f.clone()));
+            }
+            return;
+        }
+        let t = Token {
+            ring: f.new_ring,
+            seq: 0,
+            aru: 0x7fff_ffff,
+            aru_last: None,
+            fc: 0,
+            arq: 0,
+            retrans: 0,
+            rtr: Vec::new(),
+        };
+        if idx != 0 {
+            self.tok.last_rx_arq = Some(0);
+        }
+        for _ in 0..FORM_COPIES {
+            self.send(
+                Dest::Unicast(members[0]),
+                Port::Token,
+                &Packet::Token(t.clone()),
+            );
+        }
+        self.tok.last_tx = Some((members[0], t));
+    }
+
+    /// Ends EVS: delivers the old ring's remaining messages, the transitional and the
+    /// regular configuration, and starts the new ring.
+    pub(crate) fn install(&mut self, now: Instant) {
+        let Some(fut) = self.future.take() else {
+            return;
+        };
+        let e = fut.entry;
+        let mut trans = e.trans.clone();
+        self.sort_by_rank(&mut trans);
+        let trans_change = ConfigChange {
+            kind: ConfigKind::Transitional,
+            ring: self.ring.id,
+            id: RingId {
+                leader: fut.ring.leader,
+                time: fut.ring.time.wrapping_sub(1),
+            },
+            members: trans,
+        };
+        let real_old = self.ring.id.time != 0;
+        let mut regular = true;
+        let last = e.last();
+        let mut s = self.ring.delivered.saturating_add(1);
+        let mut steps = 0;
+        while s <= last && steps < 4 * MAX_SEQ_GAP {
+            let class = self.ring.buf.get(&s).map(|p| p.class);
+            let hole = !e.contains(s) || class.is_none();
+            let unsafe_here = class == Some(crate::ring::Class::Safe) && s > e.safe_aru;
+            if regular && (hole || unsafe_here) {
+                regular = false;
+                if real_old {
+                    self.emit(Output::Configuration(trans_change.clone()));
+                }
+            }
+            if hole {
+                // A hole is a packet no member of the transitional set holds, so its sender is
+                // not one of them (a daemon holds every packet it sent). A message of such a
+                // sender continuing after the hole could be spliced from two messages: drop
+                // those partial messages (every member skips the same holes, so all drop the
+                // same ones); messages of transitional members are whole.
+                self.ring
+                    .partial
+                    .retain(|sender, _| e.trans.contains(sender));
+            } else {
+                self.deliver_packet(s, !regular);
+            }
+            self.ring.delivered = s;
+            s += 1;
+            steps += 1;
+        }
+        if regular && real_old {
+            self.emit(Output::Configuration(trans_change));
+        }
+        tracing::debug!(me = %self.cfg.me, ring = %fut.ring, "install");
+        self.emit(Output::Configuration(ConfigChange {
+            kind: ConfigKind::Regular,
+            ring: fut.ring,
+            id: fut.ring,
+            members: fut.members.clone(),
+        }));
+        #[cfg(any(test, feature = "sim"))]
+        self.remember_ring();
+        self.ring = RingState::new(fut.ring, fut.members);
+        for (_, p) in fut.early {
+            self.insert_packet(p);
+        }
+        self.state = State::Op;
+        self.ring_alive = true;
+        self.f_reps.clear();
+        self.foreign_found = false;
+        self.form_id = None;
+        self.stats.installs += 1;
+        for p in self.send_q.iter_mut() {
+            // A message cut by the membership change is sent again whole.
+            p.next = 0;
+        }
+        self.tok.prev_sent_aru = 0;
+        self.tok.my_last_sent = 0;
+        self.tok.idle_rounds = 0;
+        self.tok.round = 0;
+        self.tok.prev_sent_seq = 0;
+        if self.is_leader() {
+            self.arm(Timer::Lookup, now + self.cfg.lookup_timeout);
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! Unit tests of the membership rules (5.0.1's rep ordering and insertion).
+
+use super::*;
+use crate::ring::RingConfig;
+use crate::time::Instant;
+
+fn rep(id: u32, kind: RepKind, seg: u16) -> Rep {
+    Rep {
+        id: DaemonId(id),
+        kind,
+        seg,
+    }
+}
+
+fn engine() -> Engine {
+    // e1 e2 | w1 w2 in configuration order.
+    let ids = vec![DaemonId(10), DaemonId(11), DaemonId(20), DaemonId(21)];
+    let mut cfg = RingConfig::lan(DaemonId(10), ids);
+    cfg.segments = vec![0, 0, 1, 1];
+    Engine::new(cfg, Instant(1_000_000), 1000)
+}
+
+#[test]
+fn seg_reps_sort_before_ring_reps_and_by_segment() {
+    let e = engine();
+    let mut v = vec![
+        rep(20, RepKind::Ring, 1),
+        rep(11, RepKind::Ring, 0),
+        rep(21, RepKind::Seg, 1),
+        rep(10, RepKind::Seg, 0),
+    ];
+    e.sort_reps(&mut v);
+    let ids: Vec<u32> = v.iter().map(|r| r.id.0).collect();
+    assert_eq!(ids, vec![10, 21, 11, 20]);
+}
+
+#[test]
+fn insert_rep_follows_5_0_1() {
+    let mut v = vec![rep(20, RepKind::Potential, 1)];
+    // A potential for a listed segment is not added.
+    assert!(!insert_rep(&mut v, rep(21, RepKind::Potential, 1)));
+    // A SEG_REP replaces the potential of its segment.
+    assert!(insert_rep(&mut v, rep(21, RepKind::Seg, 1)));
+    assert_eq!(v, vec![rep(21, RepKind::Seg, 1)]);
+    // Another SEG_REP of that segment is kept too; the same one is not added twice.
+    assert!(insert_rep(&mut v, rep(20, RepKind::Seg, 1)));
+    assert!(!insert_rep(&mut v, rep(20, RepKind::Seg, 1)));
+    // A SEG_REP that gains a ring becomes a RING_REP in place.
+    assert!(insert_rep(&mut v, rep(21, RepKind::Ring, 1)));
+    assert_eq!(v[0], rep(21, RepKind::Ring, 1));
+    assert_eq!(v.len(), 2);
+}
+
+#[test]
+fn start_up_potential_reps_are_the_other_segments_first_daemons() {
+    let e = engine();
+    assert_eq!(e.state, crate::ring::State::Seg);
+    assert_eq!(e.potential, vec![rep(20, RepKind::Potential, 1)]);
+    assert!(e.multi_segment());
+}
