@@ -322,7 +322,7 @@ impl Engine {
             },
             members: trans,
         };
-        let real_old = self.ring.id.time != 0;
+        let real_old = self.ring.id.time != crate::ring::NO_RING_TIME;
         let mut regular = true;
         let last = e.last();
         let mut s = self.ring.delivered.saturating_add(1);

@@ -191,4 +191,6 @@ pub(crate) fn insert_member(list: &mut Vec<DaemonId>, d: DaemonId) {
 }
 
 #[cfg(test)]
+mod replay;
+#[cfg(test)]
 mod tests;

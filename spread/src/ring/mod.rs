@@ -86,6 +86,9 @@ pub const MAX_SEQ_GAP: u32 = 1600;
 pub const MAX_OUTPUTS: usize = 1 << 16;
 /// EVS gives up after this many token rounds (MAX_EVS_ROUNDS).
 pub const MAX_EVS_ROUNDS: u32 = 500;
+/// Time of the ring id a daemon starts with, before its first ring (5.0.1: −1): FORM ring
+/// entries name it, so it must be 5.0.1's value.
+pub const NO_RING_TIME: u32 = u32::MAX;
 /// Gap 5.0.1 leaves between an old ring's highest seq and the EVS end marker.
 pub const EVS_SEQ_GAP: u32 = 3333;
 
@@ -266,7 +269,7 @@ impl Engine {
             ring: RingState::new(
                 RingId {
                     leader: me,
-                    time: 0,
+                    time: NO_RING_TIME,
                 },
                 vec![me],
             ),

@@ -228,16 +228,18 @@ pub enum Timer {
 impl Timer {
     /// Number of timers.
     pub const COUNT: usize = 9;
-    /// All timers, in table order.
+    /// All timers, in the order they fire when due together.
     pub const ALL: [Self; Self::COUNT] = [
         Self::TokenLoss,
         Self::TokenHurry,
-        Self::Join,
+        // Gather before Join, Seg before Alive: 5.0.1's periodic JOIN/ALIVE drift a little
+        // later each round, so its decision comes first when both fall due together.
         Self::Gather,
+        Self::Join,
         Self::Form,
         Self::Lookup,
-        Self::Alive,
         Self::Seg,
+        Self::Alive,
         Self::Rep,
     ];
 }
