@@ -95,11 +95,20 @@ fn run(sizes: &[usize], real: Option<(usize, &str)>) {
     let port = 4803;
     let names: Vec<String> = (1..=total).map(|i| format!("d{i}")).collect();
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let conf = lab.spread_conf(&name_refs, port, "RuntimeDir = /tmp/rt\n");
+    // The real daemon drops privileges to DaemonUser (default "spread", absent here).
+    let extra = if real.is_some() {
+        "RuntimeDir = /tmp/rt\nDaemonUser = nobody\nDaemonGroup = nogroup\n"
+    } else {
+        "RuntimeDir = /tmp/rt\n"
+    };
+    let conf = lab.spread_conf(&name_refs, port, extra);
     let ours = env!("CARGO_BIN_EXE_spread");
     for (i, name) in names.iter().enumerate() {
-        lab.start_daemon(i, ours, name, &conf)
-            .expect("start daemon");
+        let exe = match real {
+            Some((r, path)) if r == i => path,
+            _ => ours,
+        };
+        lab.start_daemon(i, exe, name, &conf).expect("start daemon");
     }
     let exe = std::env::current_exe().unwrap();
     let mut clients = Vec::new();
@@ -201,4 +210,16 @@ fn netns_two_segments_mixed_real_alone_west() {
         return;
     };
     run(&[2, 1], Some((2, &real)));
+}
+
+/// The real Spread 5.0.1 (only with `MBUS_REAL_SPREAD`) as the second east daemon in 2+2: our
+/// first east daemon is its segment representative (the real one is REPRESENTED by ours) and
+/// the ring leader.
+#[test]
+fn netns_two_segments_mixed_real_represented_by_ours() {
+    let Ok(real) = std::env::var(REAL_ENV) else {
+        eprintln!("skipped: set {REAL_ENV} to a Spread 5.0.1 daemon binary");
+        return;
+    };
+    run(&[2, 2], Some((1, &real)));
 }
