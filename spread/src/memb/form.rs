@@ -52,6 +52,7 @@ impl Engine {
 
     pub(crate) fn create_form1(&mut self, now: Instant) {
         let me = self.cfg.me;
+        self.join_rep_index = 1;
         let mut reps = std::mem::take(&mut self.f_reps);
         self.sort_reps(&mut reps);
         self.f_reps = reps.clone();

@@ -49,6 +49,7 @@ impl Engine {
         let j = Packet::Join(Join {
             members: self.f_members.clone(),
             reps: self.f_reps.clone(),
+            rep_index: self.join_rep_index,
         });
         if !self.ring_alive {
             self.send(Dest::Segment, Port::Data, &j);
@@ -215,6 +216,7 @@ impl Engine {
                 kind: RepKind::Ring,
                 seg: self.my_seg(),
             }],
+            rep_index: self.join_rep_index,
         });
         let missing: Vec<DaemonId> = if self.multi_segment() {
             self.cfg

@@ -5,8 +5,8 @@
 //! (arq/retrans bits, aru, aru_last_id, flow_control, retransmission blocks), FORM1/FORM2
 //! layouts (members_info, reps_info / new ring id, ring_info with holes and transitional
 //! sets). Where our membership carries facts 5.0.1 encodes differently the mapping is:
-//! * ALIVE, JOIN and REFER exactly as 5.0.1 (JOIN: F_members then F_reps, `rep_index` 0,
-//!   header `memb_id` 0; REFER: header only, `memb_id` = (referred rep, rep type));
+//! * ALIVE, JOIN and REFER exactly as 5.0.1 (JOIN: F_members then F_reps and the stale
+//!   `rep_index`, header `memb_id` 0; REFER: header only, `memb_id` = (referred rep, rep type));
 //! * ring_info as 5.0.1: `aru` = the largest ring-wide aru of the daemons moving from that
 //!   ring, `holes` = the seqs above it none of them holds, `trans_time` stamped by the new
 //!   leader; `commit_rest` is not kept.
@@ -109,7 +109,7 @@ pub fn encode(me: DaemonId, hash: u32, p: &Packet) -> Bytes {
                     members: j.members.iter().copied().map(pid).collect(),
                     num_pending: 0,
                 },
-                rep_index: 0,
+                rep_index: i16::try_from(j.rep_index).unwrap_or(i16::MAX),
                 reps: j.reps.iter().map(rep_info).collect(),
             });
             Bytes::from(w::Packet { header: h, body }.to_vec())
@@ -339,6 +339,7 @@ fn decode_data(hash: u32, bytes: &[u8]) -> Result<(DaemonId, Packet), CodecError
                 .map(rep)
                 .collect::<Option<_>>()
                 .ok_or(CodecError::Ignored(h.kind.0))?,
+            rep_index: u16::try_from(j.rep_index).unwrap_or(0),
         }),
         PacketBody::Refer => Packet::Refer {
             rep: did(h.memb_id.proc_id),
@@ -482,6 +483,7 @@ mod tests {
                     seg: 0,
                 },
             ],
+            rep_index: 1,
         });
         let refer = Packet::Refer {
             rep: DaemonId(5),

@@ -244,6 +244,8 @@ pub struct Engine {
     pub(crate) seg_rep: Option<DaemonId>,
     /// A foreign packet was forwarded to the leader in this membership.
     pub(crate) foreign_found: bool,
+    /// Rep index 5.0.1 leaves in its JOINs (1 once this daemon created a FORM1).
+    pub(crate) join_rep_index: u16,
     /// Form: the FORM this daemon committed to.
     pub(crate) form_id: Option<RingId>,
     pub(crate) future: Option<Future>,
@@ -284,6 +286,7 @@ impl Engine {
             potential: Vec::new(),
             seg_rep: None,
             foreign_found: false,
+            join_rep_index: 0,
             form_id: None,
             future: None,
             evs_rounds: 0,

@@ -114,6 +114,9 @@ pub struct Join {
     /// The sender's F_reps: itself first (SEG_REP, or RING_REP with a live ring), then the
     /// representatives it heard.
     pub reps: Vec<Rep>,
+    /// 5.0.1 leaves the rep index of the last FORM1 the sender created here (1, or 0 if it
+    /// never created one); receivers ignore it.
+    pub rep_index: u16,
 }
 
 /// What one old ring contributes to a new membership (5.0.1's `ring_info`).
