@@ -757,6 +757,39 @@ mod tests {
     }
 
     #[test]
+    fn three_segments_survive_a_router_cut_and_a_dead_representative() {
+        // e1 e2 | w1 w2 | s1 s2: cut the segments apart, kill the first daemon of the west
+        // (its representative and relay), heal, restart it.
+        let sc = Scenario {
+            nodes: 6,
+            seed: 5,
+            accelerated: false,
+            segments: 3,
+            faults: vec![
+                Step {
+                    at_ms: 6000,
+                    fault: Fault::Partition(vec![0, 0, 1, 1, 2, 2]),
+                },
+                Step {
+                    at_ms: 9000,
+                    fault: Fault::Crash(2),
+                },
+                Step {
+                    at_ms: 16000,
+                    fault: Fault::Heal,
+                },
+                Step {
+                    at_ms: 17000,
+                    fault: Fault::Restart(2),
+                },
+            ],
+            work: work(6, 60),
+        };
+        let r = run(&sc, Options::default()).unwrap_or_else(|f| panic!("{sc}{f}"));
+        assert!(r.installs >= 12 && r.configs >= 18, "{r:?}");
+    }
+
+    #[test]
     fn canary_duplicate_delivery_is_caught() {
         let sc = Scenario {
             nodes: 3,
