@@ -23,6 +23,10 @@ const REAL_ENV: &str = "MBUS_REAL_SPREAD";
 const N: usize = 30;
 /// Bound on the whole client run (ring formation across segments, joins, traffic).
 const CLIENT_BOUND: Duration = Duration::from_secs(60);
+/// A cut daemon loses its link this long after the start (the first ring has formed)...
+const CUT_FROM: Duration = Duration::from_secs(6);
+/// ... for this long (WAN Token_timeout 5 s, then SEG, GATHER 2.5 s, FORM: a ring of its own).
+const CUT_FOR: Duration = Duration::from_secs(12);
 
 /// Client helper (run only when re-executed with `MBUS_MULTISEG_CLIENT`).
 #[test]
@@ -88,6 +92,14 @@ async fn client(name: &str, addr: &str, n: usize, clients: usize) {
 /// Runs our daemons in segments of `sizes` (daemon `real.0` is the binary `real.1` if given)
 /// and one client per daemon; asserts one total order.
 fn run(sizes: &[usize], real: Option<(usize, &str)>) {
+    run_with(sizes, real, None);
+}
+
+/// [`run`], with daemon `cut` (if given) cut off from the start of its ring until it has
+/// formed a ring of its own ([`CUT_FROM`], [`CUT_FOR`]); the clients start after the heal, so
+/// the rings must merge first — through the first foreign packet (fact sheet §15.5: the
+/// first ring member of the cut daemon's segment forwards it to its leader, who looks up).
+fn run_with(sizes: &[usize], real: Option<(usize, &str)>, cut: Option<usize>) {
     let Some(mut lab) = NetLab::new(sizes) else {
         return;
     };
@@ -110,6 +122,12 @@ fn run(sizes: &[usize], real: Option<(usize, &str)>) {
         };
         lab.start_daemon(i, exe, name, &conf).expect("start daemon");
     }
+    if let Some(c) = cut {
+        std::thread::sleep(CUT_FROM);
+        lab.set_link(c, false).expect("cut");
+        std::thread::sleep(CUT_FOR);
+        lab.set_link(c, true).expect("heal");
+    }
     let exe = std::env::current_exe().unwrap();
     let mut clients = Vec::new();
     for i in 0..total {
@@ -125,7 +143,7 @@ fn run(sizes: &[usize], real: Option<(usize, &str)>) {
         .env(HELPER_ENV, spec)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-        if real.is_some() {
+        if real.is_some() && cut.is_none() {
             // The real daemon closes sessions that connect while it forms its first ring.
             cmd.env("MBUS_MULTISEG_CLIENT_DELAY_MS", "8000");
         }
@@ -222,4 +240,33 @@ fn netns_two_segments_mixed_real_represented_by_ours() {
         return;
     };
     run(&[2, 2], Some((1, &real)));
+}
+
+/// 2+2, ours only: w2 cut off until it runs a ring of its own; the rings merge when w1
+/// forwards w2's first foreign packet to the leader.
+#[test]
+fn netns_two_segments_2_2_cut_daemon_merges_on_a_foreign_packet() {
+    run_with(&[2, 2], None, Some(3));
+}
+
+/// As above with the real Spread 5.0.1 (only with `MBUS_REAL_SPREAD`) as w1, the first
+/// west daemon of the ring: it forwards the foreign packet to our leader.
+#[test]
+fn netns_two_segments_mixed_real_forwards_a_foreign_packet() {
+    let Ok(real) = std::env::var(REAL_ENV) else {
+        eprintln!("skipped: set {REAL_ENV} to a Spread 5.0.1 daemon binary");
+        return;
+    };
+    run_with(&[2, 2], Some((2, &real)), Some(3));
+}
+
+/// As above with the real Spread 5.0.1 (only with `MBUS_REAL_SPREAD`) as the ring leader e1:
+/// our w1 forwards the foreign packet to it, it looks up our cut w2.
+#[test]
+fn netns_two_segments_mixed_real_leader_looks_up_on_a_foreign_packet() {
+    let Ok(real) = std::env::var(REAL_ENV) else {
+        eprintln!("skipped: set {REAL_ENV} to a Spread 5.0.1 daemon binary");
+        return;
+    };
+    run_with(&[2, 2], Some((0, &real)), Some(3));
 }
