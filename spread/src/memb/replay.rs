@@ -126,7 +126,11 @@ fn replay(file: &str, me: &str, window: impl Fn(u64) -> Window) -> (Vec<String>,
         .map(|(id, h)| (DaemonId(h.vid), h.name.clone(), id.segment))
         .collect();
     let seg_letter = me.chars().next().unwrap();
-    let bcast = format!("bcast_{seg_letter}");
+    let bcast = if cap.cfg.segments.len() == 1 {
+        "bcast".to_string()
+    } else {
+        format!("bcast_{seg_letter}")
+    };
     let my_seg = names.iter().find(|n| n.1 == me).unwrap().2;
     // 5.0.1's scast sends nothing when the configured segment has only this daemon.
     let alone = names.iter().filter(|n| n.2 == my_seg).count() == 1;
@@ -563,4 +567,22 @@ fn wide_area_last_of_segment_re_sends_the_token_twice() {
         let release_first = c.chunks(3).all(|p| p == [copies, 1, 1]);
         assert!(c.len() >= 9 && release_first, "{file}: {c:?}");
     }
+}
+
+#[test]
+fn single_segment_formations_match_5_0_1() {
+    // a: alone; b: two together (d2 REPRESENTED, ALIVE per JOIN); l: three together.
+    assert_same("a_single_daemon.hex", "d1", membership(3.0, 0));
+    for me in ["d1", "d2"] {
+        assert_same("b_two_daemons_form_ring.hex", me, membership(3.0, 2));
+    }
+    for me in ["d1", "d2", "d3"] {
+        assert_same("l_three_start_services_packing.hex", me, membership(3.0, 2));
+    }
+}
+
+#[test]
+fn single_segment_joiner_matches_5_0_1() {
+    // c: d3 joins the running ring {d1,d2}.
+    assert_same("c_third_daemon_joins.hex", "d3", membership(2.7, 1));
 }
