@@ -4,7 +4,7 @@
 //! States ([`crate::ring::State`]), numbered in 5.0.1 OP 1, SEG 2, REPRESENTED 3, GATHER 4,
 //! FORM 5, EVS 6:
 //!
-//! * **Seg** ([`seg`]) — after a token loss (and at start) a daemon scasts an ALIVE listing the
+//! * **Seg** (`seg.rs`) — after a token loss (and at start) a daemon scasts an ALIVE listing the
 //!   daemons of its segment it heard (itself first) now and every `alive_timeout`; after
 //!   `seg_timeout` the smallest of them (configuration order) gathers, the others become
 //!   REPRESENTED. A JOIN from a SEG_REP of my segment makes me REPRESENTED at once.
@@ -12,14 +12,14 @@
 //!   without it (re-armed by any ALIVE or the rep's JOIN) goes back to SEG. A JOIN from
 //!   someone else is answered with a REFER to my representative. Filled into FORM1 as a
 //!   pending member.
-//! * **Gather** ([`gather`]) — F_reps = me (SEG_REP, or RING_REP for a ring leader merging
+//! * **Gather** (`gather.rs`) — F_reps = me (SEG_REP, or RING_REP for a ring leader merging
 //!   with its ring running) plus the reps of every JOIN heard. A JOIN goes out every
 //!   `join_timeout`: scast to my segment (only without a live ring) and unicast to every
 //!   potential rep (other segments' first daemons, reps learned from JOINs and REFERs).
 //!   After `gather_timeout` (re-armed by a JOIN from the smallest rep) the smallest rep
 //!   (SEG_REPs before RING_REPs) creates FORM1; a ring leader alone goes back to `Op`; others
 //!   gather again.
-//! * **Form** ([`form`]) — FORM1 visits the creator's pending members, then each rep (which
+//! * **Form** (`form.rs`) — FORM1 visits the creator's pending members, then each rep (which
 //!   adds its F_members, or its ring) and their pending members; each visitor stops its old
 //!   ring and merges that ring's entry. The last one sends FORM2 to the new leader (first
 //!   member in configuration order), which stamps the new ring id; FORM2 then visits every
@@ -29,7 +29,7 @@
 //!   packet some of them held, then install: old-ring messages up to the first hole (SAFE
 //!   ones only up to the largest ring-wide aru) in the regular configuration, the
 //!   transitional configuration, the rest, then the new regular configuration.
-//! * **Op** — the leader probes `lookup_timeout` after installing ([`gather`]: one segment,
+//! * **Op** — the leader probes `lookup_timeout` after installing (`gather.rs`: one segment,
 //!   scast JOIN; several, a unicast JOIN to every configured daemon missing from the ring,
 //!   nothing if none is). A JOIN from a non-member sends the leader to GATHER (ring running);
 //!   a non-leader answers it with a REFER to the leader when the joiner is from another

@@ -44,14 +44,16 @@
 //! RING_REPs in FORM1, lookup JOIN every Lookup_timeout, original and Accelerated Ring. A real
 //! 5.0.1 daemon and this engine form one ring (tests/it/ring_interop.rs).
 //!
-//! Not reproduced: the SEG/REPRESENTED states (a gathering engine sends JOINs from the start
-//! and represents daemons it hears ALIVEs from; it never sends ALIVE or REFER), Rep/Seg
-//! timeouts, the commit sets of `ring_info`, monitor/status control packets, and anything
-//! specific to several segments (§15: ROUTED copies, relays, unicast JOINs to potential reps).
-//! The engine itself is segment-agnostic: `Dest::Broadcast` means "every configured daemon",
-//! which the network layer implements (5.0.1 way: segment broadcast plus ROUTED unicast copies
-//! to the other segments' relays); the token path is configuration order, as in 5.0.1.
-//!
+//! Membership ([`crate::memb`]) follows 5.0.1's state machine, several segments included:
+//! SEG/REPRESENTED election by ALIVE, JOINs scast in the segment and unicast to the potential
+//! representatives of the other segments, REFER, the lookup (scast with one segment, unicast
+//! to every missing daemon with several), foreign packets forwarded to the leader, and the
+//! wide-area extra token copy. `Dest::Segment` is 5.0.1's scast; `Dest::Broadcast` (data
+//! packets only) is "every daemon of the ring", which the network layer implements (segment
+//! broadcast plus ROUTED unicast copies to the other segments' relays). The token path is
+//! configuration order, as in 5.0.1. Not reproduced: the commit sets of `ring_info` (a
+//! FORM's ring entry carries the transitional set only), monitor/status control packets.
+
 //! # Guarantees checked by the simulator (`spread::sim`, feature `sim`)
 //!
 //! Same order of AGREED/SAFE messages at every daemon of a configuration; identical delivered
