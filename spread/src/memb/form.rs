@@ -162,7 +162,7 @@ impl Engine {
     }
 
     /// Merges this daemon's view of its old ring into the FORM's entry for that ring.
-    fn add_entry(&self, f: &mut Form) {
+    pub(super) fn add_entry(&self, f: &mut Form) {
         let r = &self.ring;
         let have: Vec<u32> = r
             .buf
@@ -186,9 +186,18 @@ impl Engine {
                 }
                 extra.truncate(MAX_ENTRY_EXTRA);
                 e.extra = extra;
+                // 5.0.1: trans += me; commit = old rest, then my commit set, once each.
                 if !e.trans.contains(&me) {
                     e.trans.push(me);
                 }
+                let mut commit = std::mem::take(&mut e.commit);
+                commit.extend(self.commit_set.iter().copied());
+                for d in commit {
+                    if !e.trans.contains(&d) && !e.commit.contains(&d) {
+                        e.commit.push(d);
+                    }
+                }
+                e.commit.truncate(MAX_PROCS_RING);
             }
             None => f.rings.push(RingEntry {
                 ring: r.id,
@@ -197,8 +206,23 @@ impl Engine {
                 extra: have,
                 safe_aru: r.aru,
                 trans: vec![me],
+                commit: self
+                    .commit_set
+                    .iter()
+                    .copied()
+                    .filter(|d| *d != me)
+                    .collect(),
                 trans_time: 0,
             }),
+        }
+    }
+
+    /// EVS done here (5.0.1 `Memb_commit`): my commit set becomes the future ring's entry
+    /// for my old ring (its transitional set, then the rest).
+    pub(crate) fn on_evs_commit(&mut self) {
+        if let Some(f) = self.future.as_ref() {
+            let e = &f.entry;
+            self.commit_set = e.trans.iter().chain(e.commit.iter()).copied().collect();
         }
     }
 
@@ -374,6 +398,7 @@ impl Engine {
         self.ring_alive = true;
         self.f_reps.clear();
         self.foreign_found = false;
+        self.commit_set = vec![self.cfg.me];
         self.form_id = None;
         self.stats.installs += 1;
         for p in self.send_q.iter_mut() {

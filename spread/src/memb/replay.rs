@@ -586,3 +586,60 @@ fn single_segment_joiner_matches_5_0_1() {
     // c: d3 joins the running ring {d1,d2}.
     assert_same("c_third_daemon_joins.hex", "d3", membership(2.7, 1));
 }
+
+/// A FORM token with the unused tails of its fixed-size arrays zeroed: 5.0.1 sends its
+/// members_info (and FORM1's reps_info) whole, stale ids of earlier attempts included.
+fn used_bytes(b: &[u8], form1: bool) -> Vec<u8> {
+    const HEADER: usize = 40;
+    const MEMBERS: usize = 516;
+    const REPS: usize = 204;
+    let le16 = |at: usize| usize::from(u16::from_le_bytes([b[at], b[at + 1]]));
+    let mut v = b.to_vec();
+    let counted = HEADER + 4 + 4 * (le16(HEADER) + le16(HEADER + 2));
+    v[counted.min(HEADER + MEMBERS)..HEADER + MEMBERS].fill(0);
+    if form1 {
+        let reps = HEADER + MEMBERS;
+        let counted = reps + 4 + 8 * le16(reps);
+        v[counted.min(reps + REPS)..reps + REPS].fill(0);
+    }
+    v
+}
+
+#[test]
+fn captured_form_tokens_re_encode_exactly() {
+    // Every FORM1 of every capture, and every FORM2 past the new leader (earlier ones still
+    // hold stale reps bytes in the ring-id slot), decodes and re-encodes to the same bytes
+    // (but for stale array tails): members, reps with segments, ring entries with holes and
+    // commit sets.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/daemon/");
+    let (mut exact, mut differ) = (0, Vec::new());
+    for f in std::fs::read_dir(dir).unwrap() {
+        let name = f.unwrap().file_name().into_string().unwrap();
+        if !name.ends_with(".hex") || name.starts_with('h') || name.starts_with('k') {
+            continue;
+        }
+        let cap = load(&name);
+        for (i, d) in cap.dgrams.iter().enumerate() {
+            let Some(tx) = cap.cfg.find_host(&d.src).map(|h| DaemonId(h.1.vid)) else {
+                continue;
+            };
+            let hash = RingConfig::from_config(&cap.cfg, &d.src).unwrap().conf_hash;
+            let form1 = match codec::decode(hash, d.port == Port::Token, &d.bytes) {
+                Ok((_, Packet::Form1(_))) => true,
+                Ok((_, Packet::Form2(f))) if f.visited > 0 => false,
+                _ => continue,
+            };
+            let (_, p) = codec::decode(hash, true, &d.bytes).unwrap();
+            let ours = codec::encode(tx, hash, &p);
+            if used_bytes(&ours, form1) == used_bytes(&d.bytes, form1) {
+                exact += 1;
+            } else {
+                differ.push(format!("{name}#{i}"));
+            }
+        }
+    }
+    assert!(
+        differ.is_empty() && exact > 200,
+        "{exact} exact, differ: {differ:?}"
+    );
+}

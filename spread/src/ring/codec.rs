@@ -9,7 +9,7 @@
 //!   `rep_index`, header `memb_id` 0; REFER: header only, `memb_id` = (referred rep, rep type));
 //! * ring_info as 5.0.1: `aru` = the largest ring-wide aru of the daemons moving from that
 //!   ring, `holes` = the seqs above it none of them holds, `trans_time` stamped by the new
-//!   leader; `commit_rest` is not kept.
+//!   leader, the commit list = the transitional set, then the rest of the commit set.
 //!
 //! Receive-side acceptance as 5.0.1 (§1.1): configuration hash, known transmitter (the shell
 //! has checked the source address), datagram length.
@@ -258,7 +258,7 @@ fn ring_info(e: &RingEntry) -> RingInfo {
         highest_seq: Seq(e.highest),
         holes,
         trans: e.trans.iter().copied().map(pid).collect(),
-        commit_rest: Vec::new(),
+        commit_rest: e.commit.iter().copied().map(pid).collect(),
     }
 }
 
@@ -291,6 +291,7 @@ fn ring_entry(r: &RingInfo) -> Result<RingEntry, CodecError> {
         extra,
         safe_aru: aru,
         trans: r.trans.iter().copied().map(did).collect(),
+        commit: r.commit_rest.iter().copied().map(did).collect(),
         trans_time: r.trans_time as u32,
     })
 }
@@ -496,6 +497,7 @@ mod tests {
             extra: vec![6, 9],
             safe_aru: 3,
             trans: vec![DaemonId(1), DaemonId(3)],
+            commit: vec![DaemonId(4)],
             trans_time: 0,
         };
         let form2 = Packet::Form2(Form {

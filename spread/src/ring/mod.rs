@@ -51,8 +51,9 @@
 //! wide-area extra token copy. `Dest::Segment` is 5.0.1's scast; `Dest::Broadcast` (data
 //! packets only) is "every daemon of the ring", which the network layer implements (segment
 //! broadcast plus ROUTED unicast copies to the other segments' relays). The token path is
-//! configuration order, as in 5.0.1. Not reproduced: the commit sets of `ring_info` (a
-//! FORM's ring entry carries the transitional set only), monitor/status control packets.
+//! configuration order, as in 5.0.1. FORM ring entries carry 5.0.1's commit sets; the
+//! installation uses the transitional set alone (5.0.1 also delivers, after a hole, the
+//! messages of the rest of the commit set). Not reproduced: monitor/status control packets.
 
 //! # Guarantees checked by the simulator (`spread::sim`, feature `sim`)
 //!
@@ -248,6 +249,9 @@ pub struct Engine {
     pub(crate) foreign_found: bool,
     /// Rep index 5.0.1 leaves in its JOINs (1 once this daemon created a FORM1).
     pub(crate) join_rep_index: u16,
+    /// 5.0.1 Commit_set: me, or the members of the membership whose EVS I finished last
+    /// (until the next installation); carried in FORM ring entries.
+    pub(crate) commit_set: Vec<DaemonId>,
     /// Form: the FORM this daemon committed to.
     pub(crate) form_id: Option<RingId>,
     pub(crate) future: Option<Future>,
@@ -289,6 +293,7 @@ impl Engine {
             seg_rep: None,
             foreign_found: false,
             join_rep_index: 0,
+            commit_set: vec![me],
             form_id: None,
             future: None,
             evs_rounds: 0,

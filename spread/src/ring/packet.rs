@@ -135,6 +135,9 @@ pub struct RingEntry {
     pub safe_aru: u32,
     /// Members of the new ring coming from this old ring (the transitional set).
     pub trans: Vec<DaemonId>,
+    /// The rest of 5.0.1's commit set: daemons beyond `trans` that members of `trans` had
+    /// committed to (a membership that failed after they finished its EVS), in 5.0.1's order.
+    pub commit: Vec<DaemonId>,
     /// 0 until the new leader stamps the transitional time (5.0.1 `trans_time`).
     pub trans_time: u32,
 }

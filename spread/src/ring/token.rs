@@ -140,6 +140,9 @@ impl Engine {
         let retrans = self.answer_rtr(&mut t, rid);
         let wanted = self.evs_missing();
         let done = wanted.is_empty();
+        if done {
+            self.on_evs_commit();
+        }
         add_request(&mut t, rid, me, wanted);
         let mine = if done { last_seq } else { 0 };
         if t.aru > mine || t.aru_last == Some(me) || t.aru_last.is_none() {
