@@ -643,3 +643,30 @@ fn captured_form_tokens_re_encode_exactly() {
         "{exact} exact, differ: {differ:?}"
     );
 }
+
+#[test]
+fn represented_daemon_refers_a_foreign_join_to_its_representative() {
+    // REFER case (b) (source only, not in the captures): w2, REPRESENTED by w1, hears e1's
+    // JOIN (another segment) and points e1 at w1 as a SEG_REP.
+    let file = "n_multiseg22_form_data.hex";
+    let mut net = Net::new(file, &["e1", "e2", "w1", "w2"]);
+    net.run_for(0.8);
+    assert_eq!(net.engine("w2").state(), crate::ring::State::Represented);
+    let join = captured(file, 1.023073, "e1");
+    let out = net.inject("w2", "e1", Port::Data, &join);
+    let hash = net.engine("w2").cfg.conf_hash;
+    let refer = Packet::Refer {
+        rep: net.id("w1"),
+        kind: crate::ring::packet::RepKind::Seg,
+    };
+    let bytes = codec::encode(net.id("w2"), hash, &refer);
+    assert_eq!(out, vec![(Dest::Unicast(net.id("e1")), Port::Data, bytes)]);
+    // A JOIN of its own representative is answered with one ALIVE instead.
+    let rep_join = captured(file, 1.027985, "w1");
+    let out = net.inject("w2", "w1", Port::Data, &rep_join);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].0, kind(hash, out[0].1, &out[0].2)),
+        (Dest::Segment, "ALIVE")
+    );
+}
