@@ -191,6 +191,8 @@ pub(crate) fn insert_member(list: &mut Vec<DaemonId>, d: DaemonId) {
 }
 
 #[cfg(test)]
+mod answers;
+#[cfg(test)]
 mod replay;
 #[cfg(test)]
 mod tests;
