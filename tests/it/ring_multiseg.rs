@@ -92,14 +92,26 @@ async fn client(name: &str, addr: &str, n: usize, clients: usize) {
 /// Runs our daemons in segments of `sizes` (daemon `real.0` is the binary `real.1` if given)
 /// and one client per daemon; asserts one total order.
 fn run(sizes: &[usize], real: Option<(usize, &str)>) {
-    run_with(sizes, real, None);
+    run_with(sizes, real, Cut::None);
 }
 
-/// [`run`], with daemon `cut` (if given) cut off from the start of its ring until it has
-/// formed a ring of its own ([`CUT_FROM`], [`CUT_FOR`]); the clients start after the heal, so
-/// the rings must merge first — through the first foreign packet (fact sheet §15.5: the
-/// first ring member of the cut daemon's segment forwards it to its leader, who looks up).
-fn run_with(sizes: &[usize], real: Option<(usize, &str)>, cut: Option<usize>) {
+/// What goes wrong before the clients start.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// Nothing.
+    None,
+    /// Daemon `.0` loses its link ([`CUT_FROM`], [`CUT_FOR`]).
+    Daemon(usize),
+    /// The router stops forwarding for as long (LAN timeouts: `WideAreaNetwork = no`).
+    Router,
+}
+
+/// [`run`], with a daemon or the router cut ([`Cut`]) from the start of the first ring until
+/// the parts run rings of their own; the clients start after the heal, so the rings must
+/// merge first — a cut daemon's through its first foreign packet (fact sheet §15.5: the first
+/// ring member of its segment forwards it to the leader, who looks up), the segments' at the
+/// lookup (30 s after installation with `WideAreaNetwork = no`).
+fn run_with(sizes: &[usize], real: Option<(usize, &str)>, cut: Cut) {
     let Some(mut lab) = NetLab::new(sizes) else {
         return;
     };
@@ -108,12 +120,14 @@ fn run_with(sizes: &[usize], real: Option<(usize, &str)>, cut: Option<usize>) {
     let names: Vec<String> = (1..=total).map(|i| format!("d{i}")).collect();
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     // The real daemon drops privileges to DaemonUser (default "spread", absent here).
-    let extra = if real.is_some() {
-        "RuntimeDir = /tmp/rt\nDaemonUser = nobody\nDaemonGroup = nogroup\n"
-    } else {
-        "RuntimeDir = /tmp/rt\n"
-    };
-    let conf = lab.spread_conf(&name_refs, port, extra);
+    let mut extra = String::from("RuntimeDir = /tmp/rt\n");
+    if real.is_some() {
+        extra += "DaemonUser = nobody\nDaemonGroup = nogroup\n";
+    }
+    if cut == Cut::Router {
+        extra += "WideAreaNetwork = no\n";
+    }
+    let conf = lab.spread_conf(&name_refs, port, &extra);
     let ours = env!("CARGO_BIN_EXE_spread");
     for (i, name) in names.iter().enumerate() {
         let exe = match real {
@@ -122,11 +136,20 @@ fn run_with(sizes: &[usize], real: Option<(usize, &str)>, cut: Option<usize>) {
         };
         lab.start_daemon(i, exe, name, &conf).expect("start daemon");
     }
-    if let Some(c) = cut {
-        std::thread::sleep(CUT_FROM);
-        lab.set_link(c, false).expect("cut");
-        std::thread::sleep(CUT_FOR);
-        lab.set_link(c, true).expect("heal");
+    match cut {
+        Cut::None => {}
+        Cut::Daemon(c) => {
+            std::thread::sleep(CUT_FROM);
+            lab.set_link(c, false).expect("cut");
+            std::thread::sleep(CUT_FOR);
+            lab.set_link(c, true).expect("heal");
+        }
+        Cut::Router => {
+            std::thread::sleep(CUT_FROM);
+            lab.set_forwarding(false).expect("cut");
+            std::thread::sleep(CUT_FOR);
+            lab.set_forwarding(true).expect("heal");
+        }
     }
     let exe = std::env::current_exe().unwrap();
     let mut clients = Vec::new();
@@ -143,7 +166,7 @@ fn run_with(sizes: &[usize], real: Option<(usize, &str)>, cut: Option<usize>) {
         .env(HELPER_ENV, spec)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-        if real.is_some() && cut.is_none() {
+        if real.is_some() && cut == Cut::None {
             // The real daemon closes sessions that connect while it forms its first ring.
             cmd.env("MBUS_MULTISEG_CLIENT_DELAY_MS", "8000");
         }
@@ -246,7 +269,7 @@ fn netns_two_segments_mixed_real_represented_by_ours() {
 /// forwards w2's first foreign packet to the leader.
 #[test]
 fn netns_two_segments_2_2_cut_daemon_merges_on_a_foreign_packet() {
-    run_with(&[2, 2], None, Some(3));
+    run_with(&[2, 2], None, Cut::Daemon(3));
 }
 
 /// As above with the real Spread 5.0.1 (only with `MBUS_REAL_SPREAD`) as w1, the first
@@ -257,7 +280,7 @@ fn netns_two_segments_mixed_real_forwards_a_foreign_packet() {
         eprintln!("skipped: set {REAL_ENV} to a Spread 5.0.1 daemon binary");
         return;
     };
-    run_with(&[2, 2], Some((2, &real)), Some(3));
+    run_with(&[2, 2], Some((2, &real)), Cut::Daemon(3));
 }
 
 /// As above with the real Spread 5.0.1 (only with `MBUS_REAL_SPREAD`) as the ring leader e1:
@@ -268,5 +291,24 @@ fn netns_two_segments_mixed_real_leader_looks_up_on_a_foreign_packet() {
         eprintln!("skipped: set {REAL_ENV} to a Spread 5.0.1 daemon binary");
         return;
     };
-    run_with(&[2, 2], Some((0, &real)), Some(3));
+    run_with(&[2, 2], Some((0, &real)), Cut::Daemon(3));
+}
+
+/// 2+2 with the real Spread 5.0.1 (only with `MBUS_REAL_SPREAD`) as w2 and the router cut:
+/// rings {e1,e2} and {w1,w2}; after the heal e1's lookup (unicast JOINs to w1 and w2) is
+/// answered by the real w2 with a REFER to our w1 (fact sheet §15.5), and the rings merge.
+#[test]
+fn netns_two_segments_mixed_real_router_cut_merges_at_the_lookup() {
+    let Ok(real) = std::env::var(REAL_ENV) else {
+        eprintln!("skipped: set {REAL_ENV} to a Spread 5.0.1 daemon binary");
+        return;
+    };
+    run_with(&[2, 2], Some((3, &real)), Cut::Router);
+}
+
+/// 2+2, ours only, router cut: two rings, merged after the heal by the lookup (unicast JOINs
+/// to the missing daemons, REFER from the other ring's non-leader).
+#[test]
+fn netns_two_segments_2_2_router_cut_merges_at_the_lookup() {
+    run_with(&[2, 2], None, Cut::Router);
 }
