@@ -565,3 +565,66 @@ fn regression_own_message_survives_an_evs_hole() {
     };
     check(&sc).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Soak find (seed 0xaad0772a3c1ecc49, three daemons each alone in its segment): the ring
+/// looked converged at the heal but had lost its token; with WAN timeouts its re-formation
+/// takes longer than the 5 s probe bound of one segment. Kept as a regression case.
+#[test]
+fn regression_three_segments_token_lost_just_before_the_heal() {
+    let w = |at_ms, node, service, size| Work {
+        at_ms,
+        node,
+        service,
+        size,
+    };
+    use Service::*;
+    let sc = Scenario {
+        nodes: 3,
+        seed: 0xaad0_772a_3c1e_cc49,
+        accelerated: true,
+        segments: 3,
+        faults: vec![
+            Step {
+                at_ms: 5932,
+                fault: Fault::Loss(15),
+            },
+            Step {
+                at_ms: 8880,
+                fault: Fault::Heal,
+            },
+            Step {
+                at_ms: 942,
+                fault: Fault::Heal,
+            },
+        ],
+        work: vec![
+            w(6270, 1, Unreliable, 44),
+            w(5545, 2, Fifo, 166),
+            w(6959, 3, Agreed, 3434),
+            w(5393, 1, Causal, 296),
+            w(8556, 2, Unreliable, 3359),
+            w(5417, 1, Causal, 128),
+            w(4773, 0, Reliable, 2824),
+            w(1761, 4, Reliable, 222),
+            w(6833, 1, Fifo, 216),
+            w(1967, 1, Fifo, 224),
+            w(4784, 2, Causal, 4296),
+            w(1898, 3, Agreed, 111),
+            w(3805, 1, Fifo, 285),
+            w(2828, 3, Agreed, 21),
+            w(6146, 3, Fifo, 126),
+            w(3905, 0, Unreliable, 230),
+            w(4665, 0, Unreliable, 60),
+            w(4883, 0, Agreed, 273),
+            w(5415, 2, Unreliable, 274),
+            w(2702, 2, Safe, 252),
+            w(5477, 4, Unreliable, 169),
+            w(2473, 1, Agreed, 63),
+            w(4062, 4, Safe, 21),
+            w(7146, 0, Unreliable, 3275),
+            w(677, 3, Safe, 138),
+            w(4166, 4, Causal, 247),
+        ],
+    };
+    check(&sc).unwrap_or_else(|e| panic!("{e}"));
+}
