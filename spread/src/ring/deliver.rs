@@ -142,6 +142,10 @@ impl Engine {
             .collect();
         for s in ready {
             self.ring.early.insert(s);
+            #[cfg(any(test, feature = "sim"))]
+            if self.bug == Some(super::PlantedBug::LoseReliable) {
+                continue;
+            }
             self.deliver_whole(s);
         }
     }

@@ -114,6 +114,8 @@ pub enum PlantedBug {
     EarlySafe,
     /// Deliver every non-SAFE packet of whole messages on receipt, as if RELIABLE.
     OrderlessDelivery,
+    /// Mark RELIABLE packets delivered on receipt without delivering them.
+    LoseReliable,
 }
 
 /// A message waiting in the send queue.

@@ -62,6 +62,8 @@ struct View {
     in_trans: bool,
     /// Members of the transitional configuration this daemon is in (when `in_trans`).
     trans: Vec<DaemonId>,
+    /// Highest seq delivered in the current ring.
+    max_seq: u32,
     delivered: BTreeSet<MsgId>,
     in_ring: BTreeSet<MsgId>,
     fifo: BTreeMap<(usize, u32), u32>,
@@ -100,6 +102,9 @@ pub struct Checker {
     pub safe_transitional: u64,
     /// Configuration changes seen (all daemons).
     pub configs: u64,
+    /// Deliveries of a lower seq than one the same daemon delivered before in the same ring
+    /// (a RELIABLE packet delivered on receipt overtook them).
+    pub overtaken: u64,
 }
 
 impl Checker {
@@ -227,7 +232,11 @@ impl Checker {
         }
         self.check_late_reliability(who, d.ring, id);
         self.delivered_in.entry(d.ring).or_default().insert(id);
+        if d.seq < self.views[n].max_seq {
+            self.overtaken += 1;
+        }
         let v = &mut self.views[n];
+        v.max_seq = v.max_seq.max(d.seq);
         v.delivered.insert(id);
         v.in_ring.insert(id);
         if ordered {
@@ -413,6 +422,7 @@ impl Checker {
                 v.regular = Some(c.ring);
                 v.in_trans = false;
                 v.in_ring.clear();
+                v.max_seq = 0;
             }
         }
     }
