@@ -210,13 +210,9 @@ impl Engine {
             }
             after_hole |= hole;
             let already = self.ring.early.remove(&s);
-            match packet {
-                Some((_, sender)) if !hole && !already => {
-                    if !after_hole || e.trans.contains(&sender) {
-                        self.deliver_packet(s, !regular);
-                    }
-                }
-                _ => {}
+            let wanted = packet.is_some_and(|(_, sender)| !after_hole || e.trans.contains(&sender));
+            if !hole && !already && wanted {
+                self.deliver_packet(s, !regular);
             }
             self.ring.delivered = s;
             s += 1;

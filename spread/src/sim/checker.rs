@@ -70,6 +70,10 @@ struct View {
     own_pending: BTreeSet<MsgId>,
 }
 
+/// What the first daemon moving R → N delivered in R (reliability-filtered), who it was,
+/// and its transitional set.
+type Move = (BTreeSet<MsgId>, Who, Vec<DaemonId>);
+
 /// Submitted message facts.
 #[derive(Debug, Clone)]
 struct Sub {
@@ -89,7 +93,7 @@ pub struct Checker {
     orders: BTreeMap<RingId, BTreeMap<Who, Vec<MsgId>>>,
     /// Per move R → N: the set (reliability-filtered) the first daemon delivered in R, who,
     /// and the transitional set.
-    transitions: BTreeMap<(RingId, RingId), (BTreeSet<MsgId>, Who, Vec<DaemonId>)>,
+    transitions: BTreeMap<(RingId, RingId), Move>,
     /// Every message some daemon delivered in R (regular or transitional), with its sender.
     delivered_in: BTreeMap<RingId, BTreeSet<MsgId>>,
     /// Every violation seen, in order.
