@@ -91,7 +91,7 @@ impl Engine {
         }
     }
 
-    /// May the regular delivery rules run now?
+    /// May the regular delivery rules run now (not while forming a new ring)?
     fn delivering(&self) -> bool {
         self.state == State::Op || (self.state == State::Gather && self.ring_alive)
     }
