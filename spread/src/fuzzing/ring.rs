@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::records;
 use crate::ring::{codec, packet};
 use crate::ring::{
-    ConfigKind, DaemonId, Dest, Engine, Input, Output, Port, RingConfig, RingId, Service,
+    Class, ConfigKind, DaemonId, Dest, Engine, Input, Output, Port, RingConfig, RingId, Service,
     MAX_MESSAGE, MAX_OUTPUTS, MAX_SEND_QUEUE, MAX_SEQ_GAP,
 };
 use crate::time::Instant;
@@ -332,7 +332,8 @@ impl World {
                         "delivery from unknown {}",
                         d.sender
                     );
-                    if !d.transitional {
+                    // RELIABLE packets may be delivered on receipt, ahead of the order.
+                    if !d.transitional && d.class != Class::Reliable {
                         if let Some((ring, seq)) = self.last_delivered[i] {
                             assert!(
                                 ring != d.ring || seq <= d.seq,
