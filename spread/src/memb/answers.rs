@@ -321,3 +321,20 @@ fn represented_daemon_refers_a_foreign_join_to_its_representative() {
         (Dest::Segment, "ALIVE")
     );
 }
+
+#[test]
+fn last_form1_visitor_sends_5_0_1_s_form2_byte_for_byte() {
+    // b: d2, REPRESENTED by d1, is the last FORM1 visitor: its FORM2 to d1 (twice) carries
+    // the stale start of reps_info in the ring-id slot, as the real d2's.
+    let file = "b_two_daemons_form_ring.hex";
+    let mut net = Net::new(file, &["d2"]);
+    net.run_for(0.3);
+    let join = captured(file, 0.541894, "d1");
+    net.inject("d2", "d1", Port::Data, &join);
+    assert_eq!(net.engine("d2").state(), crate::ring::State::Represented);
+    let form1 = captured(file, 1.792441, "d1");
+    let out = net.inject("d2", "d1", Port::Token, &form1);
+    let form2 = captured(file, 1.792767, "d2");
+    let to_d1 = (Dest::Unicast(net.id("d1")), Port::Token, form2);
+    assert_eq!(out, vec![to_d1.clone(), to_d1]);
+}

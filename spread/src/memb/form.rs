@@ -238,6 +238,7 @@ impl Engine {
         self.sort_by_rank(&mut members);
         f.members = members;
         f.visited = 0;
+        f.new_ring = stale_reps_slot(&f);
         f.reps.clear();
         f.rep_index = 0;
         let leader = f.members[0];
@@ -381,5 +382,18 @@ impl Engine {
         if self.is_leader() {
             self.arm(Timer::Lookup, now + self.cfg.lookup_timeout);
         }
+    }
+}
+
+/// What 5.0.1 leaves in FORM2's ring-id slot until the new leader stamps it: the first 8
+/// bytes of FORM1's reps_info (number of reps, rep index, first rep), in native order.
+fn stale_reps_slot(f: &Form) -> RingId {
+    let count = i16::try_from(f.reps.len())
+        .unwrap_or(i16::MAX)
+        .to_ne_bytes();
+    let index = i16::try_from(f.rep_index).unwrap_or(i16::MAX).to_ne_bytes();
+    RingId {
+        leader: DaemonId(u32::from_ne_bytes([count[0], count[1], index[0], index[1]])),
+        time: f.reps.first().map_or(0, |r| r.id.0),
     }
 }
