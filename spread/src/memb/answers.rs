@@ -229,11 +229,16 @@ fn join_from_an_own_ring_member_is_a_token_loss_with_several_segments() {
         .find(|d| d.src == "w1" && d.dst == "e1" && kind(0xcb01_c83e, d.port, &d.bytes) == "JOIN")
         .unwrap()
         .bytes;
-    let out = net.inject("e1", "w1", Port::Data, &join);
+    net.inject("e1", "w1", Port::Data, &join);
     assert_eq!(net.engine("e1").state(), crate::ring::State::Seg);
-    assert!(out
+    // The ALIVE follows at once (a zero timeout, as in 5.0.1).
+    let lost = net.now;
+    net.run_for(0.001);
+    let e1 = net.idx("e1");
+    assert!(net
+        .log
         .iter()
-        .any(|o| o.0 == Dest::Segment && kind(0xcb01_c83e, o.1, &o.2) == "ALIVE"));
+        .any(|l| l.0 >= lost && l.1 == e1 && l.2 == "ALIVE"));
 }
 
 #[test]

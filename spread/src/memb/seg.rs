@@ -66,13 +66,14 @@ impl Engine {
         self.enter_seg(now);
     }
 
-    /// SEG: F_members = me; ALIVE now and every Alive_timeout; decide after Seg_timeout.
+    /// SEG: F_members = me; ALIVE at once (5.0.1: a zero timeout, so the ALIVE that made us
+    /// lose the token, or any datagram already waiting, is heard first) and every
+    /// Alive_timeout; decide after Seg_timeout.
     pub(crate) fn enter_seg(&mut self, now: Instant) {
         self.state = State::Seg;
         self.f_members = vec![self.cfg.me];
         self.cancel(Timer::Rep);
-        self.send_alive();
-        self.arm(Timer::Alive, now + self.cfg.alive_timeout);
+        self.arm(Timer::Alive, now);
         self.arm(Timer::Seg, now + self.cfg.seg_timeout);
     }
 
