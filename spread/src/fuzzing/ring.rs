@@ -16,7 +16,7 @@ use crate::time::Instant;
 
 /// The daemons of the captures' configuration (d1, d2, d3). d1 and d2 are honest engines, d3
 /// is the hostile peer the fuzzer plays.
-const DAEMONS: [DaemonId; 3] = [
+pub(super) const DAEMONS: [DaemonId; 3] = [
     DaemonId(0x5c8d_7aef),
     DaemonId(0x14c5_65a0),
     DaemonId(0xef46_226e),

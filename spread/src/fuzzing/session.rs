@@ -162,7 +162,7 @@ fn drain(daemon: &mut Daemon, conns: &mut BTreeMap<SessionId, Conn>) {
 }
 
 /// A `Send` is one whole daemon→client message, or a short handshake reply.
-fn check_send(data: &Bytes) {
+pub(super) fn check_send(data: &Bytes) {
     let mut buf = BytesMut::from(&data[..]);
     match decode_frame(&mut buf, Direction::ToClient) {
         Ok(Some(_)) if buf.is_empty() => {}
