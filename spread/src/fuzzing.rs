@@ -31,6 +31,7 @@ mod client;
 mod config;
 mod daemon;
 mod exchange;
+mod node;
 mod ring;
 mod session;
 mod structured;
@@ -40,6 +41,7 @@ pub use client::{client_handshake, client_message, client_stream};
 pub use config::spread_conf;
 pub use daemon::{daemon_packet, groups, membership, monitor, token};
 pub use exchange::group_exchange;
+pub use node::node_stateful;
 pub use ring::{daemon_stateful, ring_packet};
 pub use session::client_session;
 pub use structured::{client_message_structured, packing_structured, MessageSpec, PackingSpec};
@@ -101,6 +103,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "group_exchange",
         run: group_exchange,
+    },
+    Target {
+        name: "node_stateful",
+        run: node_stateful,
     },
 ];
 
