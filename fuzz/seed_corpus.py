@@ -37,7 +37,8 @@ alone. The input format of every target is documented in `spread/src/fuzzing.rs`
                      what the daemon sent after the handshake (whole stream, and each message
                      alone, also byte-swapped) - see `mbus::fuzzing::client_receive`.
 * node_stateful      a client_session script (sessions < 16, so tags < 0x80) between ring
-                     records (tag | 0x80) that let the two nodes form a ring first.
+                     records (tag | 0x80) that let the two nodes form a ring first; and the
+                     daemon_stateful script of each daemon capture as ring records.
 * group_exchange     each captured GROUPS body in a script: two local joins, a configuration
                      change to d1 + d2, the body as d2's last GROUPS message (then an empty one
                      naming d2's synced set), and the same body merged by `Groups::install` (record kinds of
@@ -415,6 +416,14 @@ def daemon_capture(path, seeds):
             out.append(rec)
             size += len(rec)
         seeds.files.setdefault("daemon_stateful", {})[f"cap-{stem}"] = b"".join(out)
+        # node_stateful: the same datagrams as ring records (tag | 0x80) against whole nodes.
+        node, size = [], 0
+        for rec in out:
+            if size + len(rec) > MAX_SEED_LEN:
+                break
+            node.append(bytes([rec[0] | 0x80]) + rec[1:])
+            size += len(rec)
+        seeds.add("node_stateful", stem, b"".join(node))
 
 
 def main():
