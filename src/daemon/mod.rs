@@ -13,6 +13,7 @@
 mod bind;
 pub mod log_time;
 pub mod net;
+pub mod privileges;
 pub mod ring_net;
 pub mod session;
 
