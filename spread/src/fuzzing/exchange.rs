@@ -396,8 +396,7 @@ fn check_table(gs: &Groups, names_in: usize) {
         let again = GroupsBody::decode(&mut &enc[..], endian);
         if enc.len() <= crate::wire::daemon::groups::MAX_GROUPS_BODY {
             assert_eq!(again.as_ref(), Ok(&body), "GROUPS re-encoding");
-            let back: Vec<(GroupName, Vec<Member>)> =
-                again.iter().flat_map(|b| table_of(b)).collect();
+            let back: Vec<(GroupName, Vec<Member>)> = again.iter().flat_map(table_of).collect();
             let want: Vec<(GroupName, Vec<Member>)> = gs
                 .snapshot()
                 .map(|(n, _, es)| (n, es.iter().map(|e| e.member).collect()))
