@@ -8,6 +8,8 @@ use crate::time::Instant;
 
 /// The leader holds the token after this many idle rotations in a row.
 const IDLE_ROUNDS_BEFORE_HOLD: u32 = 2;
+/// proc_id −1 in a 5.0.1 retransmission request: "whoever needs it" (a widened request).
+const ANY_REQUESTER: super::DaemonId = super::DaemonId(u32::MAX);
 /// Most sequence numbers scanned when looking for missing packets.
 const MAX_SCAN: u32 = 4 * super::MAX_SEQ_GAP;
 
@@ -271,7 +273,14 @@ impl Engine {
         let n = u16::try_from(answers.len()).unwrap_or(u16::MAX);
         for (to, p) in answers {
             self.stats.retransmitted += 1;
-            self.send(Dest::Unicast(to), Port::Data, &Packet::Data(p));
+            // 5.0.1 widens a request that a daemon on the way could not answer to proc_id −1
+            // (everyone); it is answered by a broadcast (Net_bcast).
+            let dest = if to == ANY_REQUESTER {
+                Dest::Broadcast
+            } else {
+                Dest::Unicast(to)
+            };
+            self.send(dest, Port::Data, &Packet::Data(p));
         }
         n
     }
