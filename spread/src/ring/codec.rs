@@ -221,11 +221,11 @@ fn ring_info(e: &RingEntry) -> RingInfo {
     // ring holds (everything up to `aru_max` is held by someone).
     // `checked_add`: with aru_max = u32::MAX there is nothing above it (found by the ring_packet
     // campaign: `saturating_add` listed u32::MAX itself as a hole).
-    let above = e
+    let holes = e
         .aru_max
         .checked_add(1)
-        .map_or(1..=0, |first| first..=e.highest);
-    let holes = above
+        .into_iter()
+        .flat_map(|first| first..=e.highest)
         .take(4 * super::MAX_SEQ_GAP as usize)
         .filter(|s| e.extra.binary_search(s).is_err())
         .map(Seq)
