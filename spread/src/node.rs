@@ -13,6 +13,12 @@
 //! the daemon in the order emitted ([`Daemon::on_delivery`], [`Daemon::on_configuration`]).
 //! The two are pumped until both are quiet, so one input's effects are complete when
 //! `handle` returns.
+//!
+//! Monitor control packets (`spmonitor`'s STATUS, PARTITION, FC, RELOAD) arriving on the data
+//! port are answered here ([`monitor`]), not by the engine; a PARTITION set by the monitor
+//! drops every other packet and token from daemons of another component before the engine
+//! sees it. The shell should call [`Node::configure_monitor`] with
+//! [`MonitorConfig::from_config`] (segments, `DangerousMonitor`).
 
 use std::collections::VecDeque;
 

@@ -46,11 +46,14 @@
 //!
 //! Not reproduced: the SEG/REPRESENTED states (a gathering engine sends JOINs from the start
 //! and represents daemons it hears ALIVEs from; it never sends ALIVE or REFER), Rep/Seg
-//! timeouts, the commit sets of `ring_info`, monitor/status control packets, and anything
+//! timeouts, the commit sets of `ring_info`, and anything
 //! specific to several segments (§15: ROUTED copies, relays, unicast JOINs to potential reps).
 //! The engine itself is segment-agnostic: `Dest::Broadcast` means "every configured daemon",
 //! which the network layer implements (5.0.1 way: segment broadcast plus ROUTED unicast copies
 //! to the other segments' relays); the token path is configuration order, as in 5.0.1.
+//! Monitor control packets (STATUS, PARTITION, FC, RELOAD) never reach the engine: the node
+//! handles them ([`crate::node::monitor`]), using [`Engine::status`] and
+//! [`Engine::set_flow_control`].
 //!
 //! # Guarantees checked by the simulator (`spread::sim`, feature `sim`)
 //!
