@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use mbus::daemon::privileges::{self, Outcome};
 use mbus::daemon::{self, log_time, DaemonOptions};
 use spread::config::{Config, Parsed, Priority, TimeStamp, MAX_HOST_NAME_LEN};
 use tracing::{info, warn};
@@ -247,7 +248,22 @@ fn run(args: &Args, parsed: Parsed, source: &Source) -> anyhow::Result<()> {
         info!(dir = %std::path::Path::new(&dir).display(), "client Unix socket directory from MBUS_UNIX_SOCKET_DIR");
         options.unix_socket_dir = dir.into();
     }
-    rt.block_on(daemon::run_with(config, me, options, shutdown_signal()))?;
+    rt.block_on(async {
+        let bound = daemon::bind(&config, me, &options)?;
+        // As 5.0.1: once the sockets are open, chroot into RuntimeDir and become DaemonUser.
+        match privileges::drop_privileges(&config)? {
+            Outcome::NotRoot => warn!("not running as root, won't chroot"),
+            Outcome::Dropped { user, group, dir } => info!(
+                "setugid and chroot successful: user {user}, group {group}, root {}",
+                dir.display()
+            ),
+            Outcome::KeptRoot { reason } => warn!(
+                "still running as root: {reason} (set DaemonUser, DaemonGroup and RuntimeDir to drop privileges)"
+            ),
+        }
+        daemon::serve(config, me, bound, shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
     info!("exit");
     Ok(())
 }

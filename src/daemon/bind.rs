@@ -46,10 +46,13 @@ pub enum BindError {
     },
 }
 
-/// Removes the Unix socket file when dropped.
+/// Removes the Unix socket file when dropped. It keeps its directory open, so the file is
+/// removed even after the daemon has chrooted into `RuntimeDir` (see
+/// [`privileges`](super::privileges)).
 #[derive(Debug)]
 pub struct UnixSocketFile {
     path: PathBuf,
+    dir: Option<std::fs::File>,
 }
 
 impl UnixSocketFile {
@@ -61,7 +64,14 @@ impl UnixSocketFile {
 
 impl Drop for UnixSocketFile {
     fn drop(&mut self) {
-        match std::fs::remove_file(&self.path) {
+        let removed = match (&self.dir, self.path.file_name()) {
+            (Some(dir), Some(name)) => {
+                nix::unistd::unlinkat(dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir)
+                    .map_err(io::Error::from)
+            }
+            _ => std::fs::remove_file(&self.path),
+        };
+        match removed {
             Ok(()) => info!(path = %self.path.display(), "removed client Unix socket"),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => {
@@ -207,7 +217,10 @@ pub fn bind(config: &Config, me: HostId, opts: &DaemonOptions) -> Result<Bound, 
         port,
         tcp: tcp_listeners,
         unix,
-        unix_file: UnixSocketFile { path },
+        unix_file: UnixSocketFile {
+            dir: path.parent().and_then(|d| std::fs::File::open(d).ok()),
+            path,
+        },
         data: ring.data,
         token: ring.token,
         send: ring.send,

@@ -14,6 +14,7 @@ mod bind;
 pub mod log_time;
 pub mod net;
 pub mod outbox;
+pub mod privileges;
 pub mod ring_net;
 pub mod session;
 

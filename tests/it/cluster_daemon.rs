@@ -82,7 +82,8 @@ fn start_daemon(dir: &Path, port: u16) -> Proc {
     Proc(child, "daemon")
 }
 
-fn console(sock: &Path, line: &str) -> String {
+/// Runs `ec_console SOCK LINE…` in batch mode and returns what it printed.
+pub(crate) fn console(sock: &Path, line: &str) -> String {
     let o = Command::new(env!("CARGO_BIN_EXE_ec_console"))
         .arg(sock)
         .args(line.split(' '))
@@ -91,11 +92,12 @@ fn console(sock: &Path, line: &str) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn eventually(
+/// Polls `f` every 100 ms until it gives a value; after `timeout` panics with `logs()`.
+pub(crate) fn eventually(
     what: &str,
     timeout: Duration,
     mut f: impl FnMut() -> Option<String>,
-    procs: &mut [Proc],
+    mut logs: impl FnMut() -> String,
 ) -> String {
     let deadline = Instant::now() + timeout;
     loop {
@@ -103,11 +105,15 @@ fn eventually(
             return v;
         }
         if Instant::now() > deadline {
-            let logs: Vec<String> = procs.iter_mut().map(Proc::stderr).collect();
-            panic!("timed out waiting for {what}\n{}", logs.join("\n"));
+            panic!("timed out waiting for {what}\n{}", logs());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+fn stderr_of(procs: &mut [Proc]) -> String {
+    let logs: Vec<String> = procs.iter_mut().map(Proc::stderr).collect();
+    logs.join("\n")
 }
 
 #[test]
@@ -190,7 +196,9 @@ fn cluster_daemon_three_nodes_two_subclusters_and_daemon_restart() {
             (m.matches("Node Type: Momentum").count() == want).then_some(m)
         }
     };
-    let m = eventually("3 nodes", Duration::from_secs(20), members(3), &mut procs);
+    let m = eventually("3 nodes", Duration::from_secs(20), members(3), || {
+        stderr_of(&mut procs)
+    });
     assert!(
         m.contains("Subcluster: west") && m.contains("Groups: ec_console, ec_sc_east, ec_cluster"),
         "{m}"
@@ -208,7 +216,7 @@ fn cluster_daemon_three_nodes_two_subclusters_and_daemon_restart() {
             let r = console(&sock, "retrieve cluster nodename");
             (!r.contains("no response yet")).then_some(r)
         },
-        &mut procs,
+        || stderr_of(&mut procs),
     );
     assert_eq!(r, "n3:\nn3\n");
 
@@ -221,7 +229,7 @@ fn cluster_daemon_three_nodes_two_subclusters_and_daemon_restart() {
             let r = console(&sock, "retrieve_node n1 big output");
             (!r.contains("no response yet")).then_some(r)
         },
-        &mut procs,
+        || stderr_of(&mut procs),
     );
     assert_eq!(
         big.trim_end().len(),
@@ -234,7 +242,9 @@ fn cluster_daemon_three_nodes_two_subclusters_and_daemon_restart() {
     // A node dies: a later broadcast shows it as not answered (it left the group).
     console(&sock, "broadcast version");
     drop(procs.remove(2)); // n2
-    eventually("n2 gone", Duration::from_secs(20), members(2), &mut procs);
+    eventually("n2 gone", Duration::from_secs(20), members(2), || {
+        stderr_of(&mut procs)
+    });
     console(&sock, "broadcast cluster nodeaddr");
     let r = eventually(
         "answers",
@@ -243,7 +253,7 @@ fn cluster_daemon_three_nodes_two_subclusters_and_daemon_restart() {
             let r = console(&sock, "retrieve cluster nodeaddr");
             (r == "n1:\n10.9.0.1:4802\n\nn3:\n10.9.1.3:4802\n").then_some(r)
         },
-        &mut procs,
+        || stderr_of(&mut procs),
     );
     assert!(!r.contains("n2:"), "{r}");
 
@@ -260,7 +270,7 @@ fn cluster_daemon_three_nodes_two_subclusters_and_daemon_restart() {
         "rejoin after daemon restart",
         Duration::from_secs(30),
         members(2),
-        &mut procs,
+        || stderr_of(&mut procs),
     );
     let info = console(&sock, "info");
     assert!(info.starts_with(&format!("Daemon: {addr} [#")), "{info}");

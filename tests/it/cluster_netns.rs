@@ -7,40 +7,11 @@
 //! segments through ROUTED copies and relays, fact sheet §15). Skips (with a message) when
 //! not root.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
+use crate::cluster_daemon::{console, eventually};
 use crate::netns::NetLab;
-
-fn console(sock: &Path, line: &str) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_ec_console"))
-        .arg(sock)
-        .args(line.split(' '))
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn eventually(
-    what: &str,
-    timeout: Duration,
-    mut f: impl FnMut() -> Option<String>,
-    logs: impl Fn() -> String,
-) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 #[test]
 fn cluster_netns_two_segments_two_subclusters() {

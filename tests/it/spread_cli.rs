@@ -392,3 +392,114 @@ fn second_daemon_on_same_port_fails_with_one_line() {
     assert!(st.success());
     assert!(!Path::new(&sock).exists());
 }
+
+fn proc_status_field(pid: u32, field: &str) -> String {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// As root, 5.0.1 chroots into `RuntimeDir` and becomes `DaemonUser`/`DaemonGroup` once its
+/// sockets are open; clients still connect, and the Unix socket is still removed at exit.
+#[test]
+fn drops_privileges_to_daemon_user_as_root() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = TempDir::new("privdrop");
+    let port = free_port();
+    let conf = loopback_config(&dir, port);
+    let rt_dir = dir.path().join("rt");
+    std::fs::create_dir_all(&rt_dir).unwrap();
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text += &format!(
+        "DaemonUser = nobody\nDaemonGroup = nogroup\nRuntimeDir = {}\nSocketPortReuse = ON\n",
+        rt_dir.display()
+    );
+    std::fs::write(&conf, text).unwrap();
+    let d = Daemon::start(&dir, &["-c", conf.to_str().unwrap()]);
+    wait_ready(port);
+    let deadline = Instant::now() + WAIT;
+    while proc_status_field(d.pid(), "Uid:").split_whitespace().next() != Some("65534") {
+        assert!(Instant::now() < deadline, "never became nobody");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        proc_status_field(d.pid(), "Uid:"),
+        "65534\t65534\t65534\t65534"
+    );
+    assert_eq!(
+        proc_status_field(d.pid(), "Gid:"),
+        "65534\t65534\t65534\t65534"
+    );
+    assert_eq!(proc_status_field(d.pid(), "Groups:"), "65534");
+    let root = std::fs::read_link(format!("/proc/{}/root", d.pid())).unwrap();
+    assert_eq!(root, rt_dir.canonicalize().unwrap());
+    // A client still gets a whole session: join, own membership, own message back.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use mbus::client::{Mailbox, Message, ServiceType};
+        let mut mb = tokio::time::timeout(
+            WAIT,
+            Mailbox::connect(&format!("{port}@127.0.0.1"), "priv", true),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        mb.join("g").await.unwrap();
+        mb.multicast(ServiceType::AGREED, "g", 1, b"after setuid")
+            .await
+            .unwrap();
+        let mut got_data = false;
+        while !got_data {
+            match tokio::time::timeout(WAIT, mb.receive())
+                .await
+                .unwrap()
+                .unwrap()
+            {
+                Message::Data(m) => {
+                    assert_eq!(&m.body[..], b"after setuid");
+                    got_data = true;
+                }
+                Message::Membership(_) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    });
+    d.signal("-TERM");
+    let (st, out, err) = d.wait();
+    assert!(st.success(), "status {st:?}\n{out}\n{err}");
+    assert!(
+        out.contains("setugid and chroot successful: user nobody, group nogroup"),
+        "{out}"
+    );
+}
+
+/// A `DaemonUser` that does not exist: as 5.0.1, the daemon refuses to run as root.
+#[test]
+fn unknown_daemon_user_is_fatal_as_root() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = TempDir::new("privbad");
+    let port = free_port();
+    let conf = loopback_config(&dir, port);
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text += "DaemonUser = no-such-user-mbus\nDaemonGroup = nogroup\n";
+    std::fs::write(&conf, text).unwrap();
+    let (st, out, err) = run_to_end(&dir, &["-c", conf.to_str().unwrap()]);
+    assert_eq!(st.code(), Some(1), "{out}\n{err}");
+    assert_eq!(
+        err,
+        "spread: FAILED privilege drop to user/group 'no-such-user-mbus/nogroup' (defined in spread.conf): no user 'no-such-user-mbus'\n"
+    );
+    assert!(!Path::new(&format!("/tmp/{port}")).exists());
+}

@@ -316,33 +316,11 @@ impl RingConfig {
     /// WAN with several segments unless `WideAreaNetwork = no`, else LAN), the windows, the ring
     /// protocol and the configuration hash. `None` if `me` is not a configured daemon.
     pub fn from_config(cfg: &crate::config::Config, me: &str) -> Option<Self> {
-        use crate::ids::{HashDaemon, HashInput, HashSegment};
-        use crate::wire::daemon::ProcId;
         let (_, host) = cfg.find_host(me)?;
         let daemons = cfg.hosts().map(|(_, h)| DaemonId(h.vid)).collect();
         let t = cfg.timeouts();
         let ms = |v: u32| Duration::from_millis(u64::from(v));
-        let hash = HashInput {
-            segments: cfg
-                .segments
-                .iter()
-                .map(|s| HashSegment {
-                    port: s.port,
-                    addrs: s.addrs.iter().map(|a| a.ip).collect(),
-                    daemons: s
-                        .hosts
-                        .iter()
-                        .map(|h| HashDaemon {
-                            name: h.name.clone(),
-                            addr: h.addr.ip,
-                            id: ProcId(h.vid),
-                        })
-                        .collect(),
-                })
-                .collect(),
-            accelerated_ring: cfg.accelerated_ring(),
-            exclude_seg_addrs: cfg.exclude_seg_addrs_from_hash(),
-        };
+        let hash = crate::ids::HashInput::from_config(cfg);
         let clamp = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
         Some(Self {
             me: DaemonId(host.vid),
