@@ -50,6 +50,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use spread::config::{Config, HostId};
 use spread::node::{ring_config, MonitorConfig, MonitorOutput, Node, NodeInput, NodeOutput};
 use spread::ring::{DaemonId, Dest, Port};
@@ -159,15 +160,13 @@ impl RingCore {
         c
     }
 
-    fn send_to(&mut self, ip: Ipv4Addr, port: Port, bytes: &[u8]) {
+    fn send_to(&mut self, ip: Ipv4Addr, port: Port, bytes: &Bytes) {
         let p = match port {
             Port::Data => self.port,
             Port::Token => self.port.wrapping_add(1),
         };
-        self.outbox.push(
-            SocketAddr::new(ip.into(), p),
-            bytes::Bytes::copy_from_slice(bytes),
-        );
+        self.outbox
+            .push(SocketAddr::new(ip.into(), p), bytes.clone());
     }
 
     /// A monitor outcome: a STATUS reply to send, or the order to exit.
@@ -192,7 +191,7 @@ impl RingCore {
         self.exit.clone()
     }
 
-    fn out(&mut self, to: Dest, port: Port, bytes: &[u8]) {
+    fn out(&mut self, to: Dest, port: Port, bytes: &Bytes) {
         match to {
             Dest::Unicast(id) => {
                 if let Some(&(_, ip, _)) = self.daemons.iter().find(|(d, _, _)| *d == id) {
@@ -210,7 +209,7 @@ impl RingCore {
 
     /// A broadcast's copies for the other segments: a ROUTED copy to each relay for a data
     /// packet, a plain unicast to every daemon of the other segments for anything else.
-    fn send_other_segments(&mut self, port: Port, bytes: &[u8]) {
+    fn send_other_segments(&mut self, port: Port, bytes: &Bytes) {
         let data = port == Port::Data && packet_kind(bytes) & TypeBits::REGULAR != 0;
         if data {
             let members = self.node.engine().members();
@@ -233,6 +232,7 @@ impl RingCore {
             {
                 return;
             }
+            let routed = Bytes::from(routed);
             for ip in relays {
                 self.send_to(ip, port, &routed);
             }
@@ -251,7 +251,7 @@ impl RingCore {
 
     /// "Scast to my segment": nothing when my configured segment has only me; else the
     /// segment address, or (loopback mode) a unicast to every other daemon of my segment.
-    fn scast(&mut self, port: Port, bytes: &[u8]) {
+    fn scast(&mut self, port: Port, bytes: &Bytes) {
         if self.my_seg_size <= 1 {
             return;
         }
@@ -293,7 +293,7 @@ impl RingCore {
             let me = ProcId(self.me.0);
             PacketHeader::rewrite(&mut out, |h| h.transmiter_id = me).ok()?;
             self.net.relayed += 1;
-            self.scast(Port::Data, &out);
+            self.scast(Port::Data, &Bytes::from(out));
         }
         Some(plain.into())
     }
