@@ -270,11 +270,22 @@ mod tests {
             assert_eq!(got, want, "batching {batching}");
             let s = o.stats();
             assert_eq!((s.sent, s.overflow_drops, s.errors), (200, 0, 0));
+            // The reactor had not polled the new socket: everything waited for writability.
+            assert_eq!(s.deferred, 200, "{s:?}");
             if batching {
                 assert!(s.syscalls <= 200 / MAX_BATCH as u64 + 2, "{s:?}");
             } else {
                 assert_eq!(s.syscalls, 200);
             }
+            // Now known writable: the next step goes straight out, in one call when batching.
+            for i in 0..10u16 {
+                o.push(to, Bytes::copy_from_slice(&i.to_be_bytes()));
+            }
+            o.flush();
+            assert_eq!(receive(&rx, 10).await.len(), 10);
+            let t = o.stats();
+            assert_eq!((t.sent, t.deferred), (210, 200), "{t:?}");
+            assert_eq!(t.syscalls - s.syscalls, if batching { 1 } else { 10 });
         }
     }
 
