@@ -31,6 +31,18 @@ alone. The input format of every target is documented in `spread/src/fuzzing.rs`
 * daemon_stateful    a script of what daemon d1 (resp. e1) received, see below.
 * spread_conf        configuration text from the capture headers (and mbus.conf.example).
 * mbus_conf          the same texts, read for their `# Subcluster:` comments.
+* accept             a selector byte (bit 0 token port, bits 1-2 the receiving daemon, bits 3-4
+                     the sender's address, 3 = unknown), then one data/token-port datagram.
+* client_receive     a length byte, the session's private group name (from the accept), then
+                     what the daemon sent after the handshake (whole stream, and each message
+                     alone, also byte-swapped) - see `mbus::fuzzing::client_receive`.
+* node_stateful      a client_session script (sessions < 16, so tags < 0x80) between ring
+                     records (tag | 0x80) that let the two nodes form a ring first; and the
+                     daemon_stateful script of each daemon capture as ring records.
+* group_exchange     each captured GROUPS body in a script: two local joins, a configuration
+                     change to d1 + d2, the body as d2's last GROUPS message (then an empty one
+                     naming d2's synced set), and the same body merged by `Groups::install` (record kinds of
+                     `spread::fuzzing::group_exchange`).
 
 Script format (client_session, daemon_stateful): a sequence of records
 `[tag u8][len u16 little-endian][len bytes]`, kind = tag & 7, argument = tag >> 3.
@@ -186,10 +198,30 @@ def split_daemon_side(buf, version):
     return pieces, buf[end:]
 
 
+def private_group(accept, version):
+    """The private group name in an accept piece (empty for a reject)."""
+    head = 4 if version >= 31500 else 3
+    if len(accept) <= head or accept[0] >= 0x80:
+        return b""
+    return accept[head + 1 : head + 1 + accept[head]]
+
+
+def receive_seed(me, stream):
+    """client_receive input: length byte, private group, daemon->client bytes."""
+    me = me[:32]
+    return bytes([len(me)]) + me + stream
+
+
+# Ring records (tag | 0x80) of node_stateful: 200 ms of time, repeated, so the nodes form a ring.
+def idle(n):
+    return script_record(0x80 | 2, struct.pack("<H", 200)) * n
+
+
 def client_capture(path, seeds):
     stem = os.path.basename(path)[: -len(".hex")]
     conns = {}  # conn -> {"C": bytearray, "D": bytearray}
     script = []  # client_session records of the whole file, one session id per connection
+    node_script = []  # the same with session ids below 16 (node_stateful)
     for line in open(path, encoding="utf-8"):
         parts = line.rstrip("\n").split(" ", 2)
         if parts[0] not in ("C>", "D>", "CX", "DX") or len(parts) < 2:
@@ -197,22 +229,37 @@ def client_capture(path, seeds):
         conn = parts[1]
         c = conns.setdefault(conn, {"C": bytearray(), "D": bytearray(), "id": len(conns) % 32})
         sid = c["id"] << 3
+        nid = (c["id"] % 16) << 3
         if parts[0] == "C>":
             data = unhex(parts[2])
             c["C"] += data
             script.append(script_record(sid | 0, data))
+            node_script.append(script_record(nid | 0, data))
         elif parts[0] == "D>":
             c["D"] += unhex(parts[2])
             script.append(script_record(sid | 1, b""))  # the client read it
+            node_script.append(script_record(nid | 1, b""))
         elif parts[0] == "CX":
             script.append(script_record(sid | 2, b""))
+            node_script.append(script_record(nid | 2, b""))
     for conn, c in conns.items():
         tag = f"{stem}-{conn}"
         hello, version, c_rest = split_hello(bytes(c["C"]))
         seeds.add("client_handshake", f"{tag}-hello", b"\x00" + hello)
         d_pieces, d_rest = split_daemon_side(bytes(c["D"]), version)
+        me = b""
         for sel, piece in d_pieces:
             seeds.add("client_handshake", f"{tag}-{sel}", bytes([sel]) + piece)
+            if sel == 3:
+                me = private_group(piece, version)
+        if d_rest:
+            seeds.add("client_receive", f"{tag}", receive_seed(me, d_rest))
+            for i, msg in enumerate(split_messages(d_rest)):
+                shape = (msg[:4], len(msg))
+                seeds.add("client_receive", f"{tag}-{i}", receive_seed(me, msg), shape)
+                swapped = swap_message(msg)
+                if swapped is not None:
+                    seeds.add("client_receive", f"{tag}-{i}be", receive_seed(me, swapped), shape + (1,))
         if version >= 31600 and c_rest:
             seeds.add("client_handshake", f"{tag}-authreply", b"\x02" + c_rest[:90])
             c_rest = c_rest[90:]
@@ -229,6 +276,10 @@ def client_capture(path, seeds):
                     seeds.add("client_message", f"{tag}-{side}{i}be", swapped, shape + (1,))
     if script:
         seeds.add("client_session", stem, b"".join(script))
+    if node_script:
+        # Ring formation first (kept whole), the conversation cut to fit, then time to finish.
+        body = b"".join(node_script)[: MAX_SEED_LEN - 40 * 5 - 10 * 5]
+        seeds.add("node_stateful", stem, idle(40) + body + idle(10))
 
 
 # ------------------------------------------------------------------ daemon captures
@@ -250,6 +301,19 @@ def packet_messages(pkt):
         index, flen = struct.unpack("<hh", body[pos : pos + 4])
         pos += 4
     return out
+
+
+def exchange_script(body):
+    """group_exchange script around one captured GROUPS body (see its documentation)."""
+    return (
+        script_record(4, b"\x01")  # #a#d1 joins netgrp
+        + script_record(4 | 1 << 3, b"\x02")  # #b#d1 joins twogrp
+        + script_record(3, b"\x02\x02\x00")  # configuration d1 d2: exchange
+        + script_record(1 | 1 << 3, body)  # d2's last GROUPS message
+        # d2's synced set {d2}, in case the captured body carries none (not a first message)
+        + script_record(1 | 1 << 3, bytes(8) + b"\x01" + struct.pack("<II", 1, 0x14C565A0))
+        + script_record(7 | 7 << 3, body)  # the same body merged by Groups::install
+    )
 
 
 def daemon_capture(path, seeds):
@@ -306,6 +370,12 @@ def daemon_capture(path, seeds):
         if port in (DATA_PORT, TOKEN_PORT):
             # The ring engine's codec reads the same 5.0.1 datagrams.
             seeds.add("ring_packet", name, pkt, shape)
+            # Acceptance check: received by the destination daemon (d1 for a broadcast) from
+            # the source's address (3 = not a configured address).
+            rx = names.index(host) if host in names else 0
+            tx = names.index(src) if src in names else 3
+            sel = (port == TOKEN_PORT) | (min(rx, 2) << 1) | (min(tx, 3) << 3)
+            seeds.add("accept", name, bytes([sel]) + pkt, shape)
         if target == "daemon_packet" and len(pkt) >= 24:
             # Reassemble per originator in seq order; retransmitted / relayed copies of a
             # packet already seen are skipped.
@@ -324,6 +394,8 @@ def daemon_capture(path, seeds):
                     mtyp = struct.unpack("<I", buf[:4])[0]
                     if mtyp & GROUPS_MESS:
                         seeds.add("groups", name, buf, (len(buf),))
+                        body = buf[48 + 32 * struct.unpack("<i", buf[36:40])[0] :]
+                        seeds.add("group_exchange", name, exchange_script(body), (len(buf),))
         if host.startswith("bcast") or host == me or src == me:
             if host.startswith("bcast") or host == me:
                 if last_t is not None and t > last_t:
@@ -344,6 +416,14 @@ def daemon_capture(path, seeds):
             out.append(rec)
             size += len(rec)
         seeds.files.setdefault("daemon_stateful", {})[f"cap-{stem}"] = b"".join(out)
+        # node_stateful: the same datagrams as ring records (tag | 0x80) against whole nodes.
+        node, size = [], 0
+        for rec in out:
+            if size + len(rec) > MAX_SEED_LEN:
+                break
+            node.append(bytes([rec[0] | 0x80]) + rec[1:])
+            size += len(rec)
+        seeds.add("node_stateful", stem, b"".join(node))
 
 
 def main():

@@ -1,13 +1,16 @@
 //! Entry points shared by the cargo-fuzz targets (`fuzz/fuzz_targets/*.rs`) and the stable
 //! corpus-replay test (`tests/it/fuzz_corpus.rs`) for the decoders of this crate: the ecelerity
-//! configuration language, console command lines and control-socket frames. Feature
+//! configuration language, console command lines and endpoints, control-socket frames, and the
+//! client library's receive decoder. Feature
 //! `fuzzing`; not a public API. The properties checked are the ones described in
 //! `spread::fuzzing`; how to run and add targets: `fuzz/README.md`.
 
+mod client;
 mod cluster;
 mod console;
 mod ecconf;
 
+pub use client::{client_receive, console_endpoint};
 pub use cluster::{cluster_message, control_cache, mbus_conf};
 pub use console::{console_command, control_frame};
 pub use ecconf::eccluster_conf;
@@ -38,5 +41,13 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "mbus_conf",
         run: mbus_conf,
+    },
+    Target {
+        name: "client_receive",
+        run: client_receive,
+    },
+    Target {
+        name: "console_endpoint",
+        run: console_endpoint,
     },
 ];

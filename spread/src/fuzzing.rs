@@ -26,16 +26,22 @@ pub struct Target {
     pub run: fn(&[u8]),
 }
 
+mod accept;
 mod client;
 mod config;
 mod daemon;
+mod exchange;
+mod node;
 mod ring;
 mod session;
 mod structured;
 
+pub use accept::accept;
 pub use client::{client_handshake, client_message, client_stream};
 pub use config::spread_conf;
 pub use daemon::{daemon_packet, groups, membership, monitor, token};
+pub use exchange::group_exchange;
+pub use node::node_stateful;
 pub use ring::{daemon_stateful, ring_packet};
 pub use session::client_session;
 pub use structured::{client_message_structured, packing_structured, MessageSpec, PackingSpec};
@@ -89,6 +95,18 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "ring_packet",
         run: ring_packet,
+    },
+    Target {
+        name: "accept",
+        run: accept,
+    },
+    Target {
+        name: "group_exchange",
+        run: group_exchange,
+    },
+    Target {
+        name: "node_stateful",
+        run: node_stateful,
     },
 ];
 

@@ -205,6 +205,8 @@ impl Node {
                     ring::Output::Deliver(d) => self.daemon.on_delivery(d),
                     ring::Output::Configuration(c) => self.daemon.on_configuration(c),
                 }
+                // 5.0.1: RELIABLE is not delivered on receipt during the group-state exchange.
+                self.engine.hold_reliable(self.daemon.exchanging());
             }
             while let Some(o) = self.daemon.poll_output() {
                 busy = true;

@@ -205,18 +205,23 @@ fn log_start(parsed: &Parsed, source: &Source, args: &Args) {
     }
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM/SIGINT handlers now (so a signal that arrives as soon as the sockets
+/// are open is not fatal) and returns the future that completes on the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        warn!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received"),
-        _ = int.recv() => info!("SIGINT received"),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            warn!("cannot install signal handlers; stop with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM received"),
+            _ = int.recv() => info!("SIGINT received"),
+        }
     }
 }
 
@@ -249,6 +254,7 @@ fn run(args: &Args, parsed: Parsed, source: &Source) -> anyhow::Result<()> {
         options.unix_socket_dir = dir.into();
     }
     rt.block_on(async {
+        let shutdown = shutdown_signal();
         let bound = daemon::bind(&config, me, &options)?;
         // As 5.0.1: once the sockets are open, chroot into RuntimeDir and become DaemonUser.
         match privileges::drop_privileges(&config)? {
@@ -261,7 +267,7 @@ fn run(args: &Args, parsed: Parsed, source: &Source) -> anyhow::Result<()> {
                 "still running as root: {reason} (set DaemonUser, DaemonGroup and RuntimeDir to drop privileges)"
             ),
         }
-        daemon::serve(config, me, bound, shutdown_signal()).await?;
+        daemon::serve(config, me, bound, shutdown).await?;
         anyhow::Ok(())
     })?;
     info!("exit");

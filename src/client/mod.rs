@@ -47,7 +47,7 @@
 
 mod address;
 mod connect;
-mod decode;
+pub(crate) mod decode;
 mod error;
 mod mailbox;
 mod message;

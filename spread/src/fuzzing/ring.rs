@@ -6,17 +6,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::records;
+use super::{records, Record};
 use crate::ring::{codec, packet};
 use crate::ring::{
-    ConfigKind, DaemonId, Dest, Engine, Input, Output, Port, RingConfig, RingId, Service,
+    Class, ConfigKind, DaemonId, Dest, Engine, Input, Output, Port, RingConfig, RingId, Service,
     MAX_MESSAGE, MAX_OUTPUTS, MAX_SEND_QUEUE, MAX_SEQ_GAP,
 };
 use crate::time::Instant;
 
 /// The daemons of the captures' configuration (d1, d2, d3). d1 and d2 are honest engines, d3
 /// is the hostile peer the fuzzer plays.
-const DAEMONS: [DaemonId; 3] = [
+pub(super) const DAEMONS: [DaemonId; 3] = [
     DaemonId(0x5c8d_7aef),
     DaemonId(0x14c5_65a0),
     DaemonId(0xef46_226e),
@@ -74,20 +74,213 @@ pub fn ring_packet(data: &[u8]) {
 
 /// One datagram on the simulated network.
 #[derive(Debug, Clone)]
-struct Datagram {
+pub(super) struct Datagram {
     from: DaemonId,
     to: Dest,
     port: Port,
     bytes: Bytes,
 }
 
-/// The simulated world: honest engines, the network between them, a clock.
-struct World {
-    engines: Vec<Engine>,
+/// One record of a ring script, decoded (the format of [`daemon_stateful`]; `node_stateful`
+/// reads the same records).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum RingStep<'a> {
+    /// The fuzzer sends `bytes` to `port` of every honest daemon, claiming to be `from`.
+    Inject {
+        /// Claimed sender.
+        from: DaemonId,
+        /// Port.
+        port: Port,
+        /// The datagram.
+        bytes: &'a [u8],
+    },
+    /// Time passes (ms).
+    Advance(u64),
+    /// Honest daemon `honest` (modulo their number) submits a message.
+    Submit {
+        /// Which honest daemon.
+        honest: usize,
+        /// Service.
+        service: Service,
+        /// Body.
+        payload: &'a [u8],
+    },
+    /// The next datagram in flight is lost.
+    Lose,
+    /// The next datagram in flight is delivered twice.
+    Replay,
+    /// The next datagram in flight is corrupted (pairs of offset, xor mask).
+    Corrupt(&'a [u8]),
+    /// The next n datagrams in flight are delivered.
+    Deliver(usize),
+}
+
+/// Decodes one record of a ring script (see [`daemon_stateful`]).
+pub(super) fn ring_step(rec: Record<'_>) -> RingStep<'_> {
+    let arg = usize::from(rec.tag >> 3);
+    match rec.tag & 7 {
+        k @ (0 | 1) => RingStep::Inject {
+            from: DAEMONS[arg % DAEMONS.len()],
+            port: if k == 0 { Port::Data } else { Port::Token },
+            bytes: rec.payload,
+        },
+        2 => RingStep::Advance(match rec.payload {
+            [a, b, ..] => u64::from(u16::from_le_bytes([*a, *b])),
+            [a] => u64::from(*a),
+            [] => 100,
+        }),
+        3 => RingStep::Submit {
+            honest: arg,
+            service: match rec.payload.first().map_or(0, |b| b % 6) {
+                0 => Service::Unreliable,
+                1 => Service::Reliable,
+                2 => Service::Fifo,
+                3 => Service::Causal,
+                4 => Service::Agreed,
+                _ => Service::Safe,
+            },
+            payload: rec.payload.get(1..).unwrap_or_default(),
+        },
+        4 => RingStep::Lose,
+        5 => RingStep::Replay,
+        6 => RingStep::Corrupt(rec.payload),
+        _ => RingStep::Deliver(rec.payload.first().map_or(1, |&n| usize::from(n))),
+    }
+}
+
+/// An honest daemon of the simulated ring: a bare [`Engine`] (`daemon_stateful`) or a whole
+/// `Node` (`node_stateful`).
+pub(super) trait Honest {
+    /// Its daemon id.
+    fn id(&self) -> DaemonId;
+    /// A datagram arrives.
+    fn packet(&mut self, now: Instant, from: DaemonId, port: Port, bytes: Bytes);
+    /// It submits a message (a `Node` submits only for its clients: ignored).
+    fn submit(&mut self, now: Instant, service: Service, payload: Bytes);
+    /// Its timers fire.
+    fn timeout(&mut self, now: Instant);
+    /// When its timers are due next.
+    fn next_timeout(&self) -> Option<Instant>;
+    /// Its next datagram to send; every other output is checked (and consumed) on the way.
+    fn poll_send(&mut self) -> Option<(Dest, Port, Bytes)>;
+    /// Most outputs one input may produce.
+    fn max_outputs(&self) -> usize;
+    /// Checks bounded state.
+    fn check(&self);
+}
+
+/// A bare engine and what the harness checks about its deliveries.
+pub(super) struct HonestEngine {
+    e: Engine,
+    /// Index among the honest daemons (for messages).
+    i: usize,
+    /// The last (ring, seq) delivered in a regular configuration.
+    last_delivered: Option<(RingId, u32)>,
+}
+
+impl Honest for HonestEngine {
+    fn id(&self) -> DaemonId {
+        self.e.id()
+    }
+
+    fn packet(&mut self, now: Instant, from: DaemonId, port: Port, bytes: Bytes) {
+        self.e.handle(now, Input::Packet { from, port, bytes });
+    }
+
+    fn submit(&mut self, now: Instant, service: Service, payload: Bytes) {
+        self.e.handle(now, Input::Submit { service, payload });
+    }
+
+    fn timeout(&mut self, now: Instant) {
+        self.e.handle_timeout(now);
+    }
+
+    fn next_timeout(&self) -> Option<Instant> {
+        self.e.poll_timeout()
+    }
+
+    fn poll_send(&mut self) -> Option<(Dest, Port, Bytes)> {
+        let i = self.i;
+        loop {
+            match self.e.poll_output()? {
+                Output::Send { to, port, bytes } => return Some((to, port, bytes)),
+                Output::Deliver(d) => {
+                    assert!(
+                        d.payload.len() <= MAX_MESSAGE,
+                        "delivered {} bytes",
+                        d.payload.len()
+                    );
+                    assert!(
+                        DAEMONS.contains(&d.sender),
+                        "delivery from unknown {}",
+                        d.sender
+                    );
+                    // RELIABLE packets may be delivered on receipt, ahead of the order.
+                    if !d.transitional && d.class != Class::Reliable {
+                        if let Some((ring, seq)) = self.last_delivered {
+                            assert!(
+                                ring != d.ring || seq <= d.seq,
+                                "engine {i}: seq {} delivered after {seq} in ring {ring}",
+                                d.seq
+                            );
+                        }
+                        self.last_delivered = Some((d.ring, d.seq));
+                    }
+                }
+                Output::Configuration(c) => {
+                    assert!(c.members.iter().all(|m| DAEMONS.contains(m)));
+                    assert!(c.members.len() <= DAEMONS.len());
+                    if c.kind == ConfigKind::Regular {
+                        self.last_delivered = None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn max_outputs(&self) -> usize {
+        MAX_OUTPUTS
+    }
+
+    fn check(&self) {
+        check_engine(&self.e, self.i);
+    }
+}
+
+/// Bounded state of one engine.
+pub(super) fn check_engine(e: &Engine, i: usize) {
+    assert!(e.send_q.len() <= MAX_SEND_QUEUE, "engine {i}: send queue");
+    assert!(e.out.len() <= MAX_OUTPUTS, "engine {i}: output queue");
+    let r = &e.ring;
+    assert!(
+        r.buf.len() <= MAX_SEQ_GAP as usize + packet::MAX_PACKET_BODY,
+        "engine {i}: {} packets buffered",
+        r.buf.len()
+    );
+    for p in r.partial.values() {
+        assert!(
+            p.data.len() <= MAX_MESSAGE,
+            "engine {i}: partial message too long"
+        );
+    }
+    assert!(e.members().len() <= DAEMONS.len());
+}
+
+/// The ring settings of honest daemon `i` (the captures' configuration hash).
+pub(super) fn honest_ring_config(i: usize) -> RingConfig {
+    let mut cfg = RingConfig::lan(DAEMONS[i], DAEMONS.to_vec());
+    cfg.conf_hash = CAPTURE_HASH;
+    cfg
+}
+
+/// Start of simulated time.
+pub(super) const START: Instant = Instant(10_000_000);
+
+/// The simulated world: honest daemons, the network between them, a clock.
+pub(super) struct World<P> {
+    pub(super) peers: Vec<P>,
     net: VecDeque<Datagram>,
-    now: Instant,
-    /// Per engine: the last (ring, seq) delivered in a regular configuration.
-    last_delivered: Vec<Option<(RingId, u32)>>,
+    pub(super) now: Instant,
     /// Simulated time used so far (ms).
     elapsed_ms: u64,
     /// Datagrams sent, kept only when recording (seed generation in tests).
@@ -111,87 +304,86 @@ struct World {
 ///
 /// Checks after every step: bounded state (send queue, output queue, retransmission buffer
 /// within `MAX_SEQ_GAP` of the ring's aru, partial reassemblies within `MAX_MESSAGE`); timers
-/// never stay due after `handle_timeout`; each engine delivers in increasing seq order within a
-/// ring; a delivered payload is never larger than `MAX_MESSAGE`; configuration changes list
-/// only configured daemons.
+/// never stay due after `handle_timeout`; each engine delivers (all but RELIABLE) in increasing
+/// seq order within a ring; a delivered payload is never larger than `MAX_MESSAGE`;
+/// configuration changes list only configured daemons.
 pub fn daemon_stateful(data: &[u8]) {
     run(data);
 }
 
 /// [`daemon_stateful`]; returns the world at the end.
-fn run(data: &[u8]) -> World {
-    let start = Instant(10_000_000);
-    let engines = DAEMONS
-        .iter()
-        .take(HONEST)
-        .enumerate()
-        .map(|(i, &me)| {
-            let mut cfg = RingConfig::lan(me, DAEMONS.to_vec());
-            cfg.conf_hash = CAPTURE_HASH;
-            Engine::new(cfg, start, 1_700_000_000 + u32::try_from(i).unwrap_or(0))
+fn run(data: &[u8]) -> World<HonestEngine> {
+    let peers = (0..HONEST)
+        .map(|i| HonestEngine {
+            e: Engine::new(
+                honest_ring_config(i),
+                START,
+                1_700_000_000 + u32::try_from(i).unwrap_or(0),
+            ),
+            i,
+            last_delivered: None,
         })
         .collect();
-    let mut w = World {
-        engines,
-        net: VecDeque::new(),
-        now: start,
-        last_delivered: vec![None; HONEST],
-        elapsed_ms: 0,
-        #[cfg(test)]
-        sent: None,
-    };
-    for i in 0..HONEST {
-        w.drain(i);
-    }
+    let mut w = World::new(peers);
     for rec in records(data) {
-        let arg = usize::from(rec.tag >> 3);
-        match rec.tag & 7 {
-            k @ (0 | 1) => {
-                let port = if k == 0 { Port::Data } else { Port::Token };
-                let from = DAEMONS[arg % DAEMONS.len()];
-                let bytes = Bytes::copy_from_slice(rec.payload);
-                for i in 0..HONEST {
-                    w.deliver_to(i, from, port, bytes.clone());
+        w.step(ring_step(rec));
+        w.check();
+    }
+    w
+}
+
+impl<P: Honest> World<P> {
+    /// A world of `peers` at [`START`], their first outputs drained.
+    pub(super) fn new(peers: Vec<P>) -> Self {
+        let mut w = Self {
+            peers,
+            net: VecDeque::new(),
+            now: START,
+            elapsed_ms: 0,
+            #[cfg(test)]
+            sent: None,
+        };
+        for i in 0..w.peers.len() {
+            w.drain(i);
+        }
+        w
+    }
+
+    /// Applies one step of a ring script.
+    pub(super) fn step(&mut self, step: RingStep<'_>) {
+        match step {
+            RingStep::Inject { from, port, bytes } => {
+                let bytes = Bytes::copy_from_slice(bytes);
+                for i in 0..self.peers.len() {
+                    self.deliver_to(i, from, port, bytes.clone());
                 }
             }
-            2 => {
-                let ms = match rec.payload {
-                    [a, b, ..] => u64::from(u16::from_le_bytes([*a, *b])),
-                    [a] => u64::from(*a),
-                    [] => 100,
-                };
-                w.advance(ms.min(MAX_ADVANCE_MS));
-            }
-            3 => {
-                let service = match rec.payload.first().map_or(0, |b| b % 6) {
-                    0 => Service::Unreliable,
-                    1 => Service::Reliable,
-                    2 => Service::Fifo,
-                    3 => Service::Causal,
-                    4 => Service::Agreed,
-                    _ => Service::Safe,
-                };
-                let payload = Bytes::copy_from_slice(rec.payload.get(1..).unwrap_or_default());
-                let i = arg % HONEST;
-                let now = w.now;
-                if let Some(e) = w.engines.get_mut(i) {
-                    e.handle(now, Input::Submit { service, payload });
+            RingStep::Advance(ms) => self.advance(ms.min(MAX_ADVANCE_MS)),
+            RingStep::Submit {
+                honest,
+                service,
+                payload,
+            } => {
+                let i = honest % self.peers.len().max(1);
+                let now = self.now;
+                if let Some(p) = self.peers.get_mut(i) {
+                    p.submit(now, service, Bytes::copy_from_slice(payload));
                 }
-                w.drain(i);
+                self.drain(i);
             }
-            4 => {
-                w.net.pop_front();
+            RingStep::Lose => {
+                self.net.pop_front();
             }
-            5 => {
-                if let Some(d) = w.net.front().cloned() {
-                    w.net.push_front(d);
-                    w.step_net();
+            RingStep::Replay => {
+                if let Some(d) = self.net.front().cloned() {
+                    self.net.push_front(d);
+                    self.step_net();
                 }
             }
-            6 => {
-                if let Some(d) = w.net.front_mut() {
+            RingStep::Corrupt(pairs) => {
+                if let Some(d) = self.net.front_mut() {
                     let mut b = d.bytes.to_vec();
-                    for pair in rec.payload.chunks(2) {
+                    for pair in pairs.chunks(2) {
                         if let ([off, mask], false) = (pair, b.is_empty()) {
                             let at = usize::from(*off) % b.len();
                             if let Some(x) = b.get_mut(at) {
@@ -202,30 +394,25 @@ fn run(data: &[u8]) -> World {
                     d.bytes = Bytes::from(b);
                 }
             }
-            _ => {
-                let n = rec.payload.first().map_or(1, |&n| usize::from(n));
+            RingStep::Deliver(n) => {
                 for _ in 0..n {
-                    if !w.step_net() {
+                    if !self.step_net() {
                         break;
                     }
                 }
             }
         }
-        w.check();
-    }
-    w
-}
-
-impl World {
-    fn index_of(id: DaemonId) -> Option<usize> {
-        DAEMONS.iter().take(HONEST).position(|&d| d == id)
     }
 
-    /// Hands one datagram to engine `i` and drains its outputs.
+    fn index_of(&self, id: DaemonId) -> Option<usize> {
+        self.peers.iter().position(|p| p.id() == id)
+    }
+
+    /// Hands one datagram to peer `i` and drains its outputs.
     fn deliver_to(&mut self, i: usize, from: DaemonId, port: Port, bytes: Bytes) {
         let now = self.now;
-        if let Some(e) = self.engines.get_mut(i) {
-            e.handle(now, Input::Packet { from, port, bytes });
+        if let Some(p) = self.peers.get_mut(i) {
+            p.packet(now, from, port, bytes);
         }
         self.drain(i);
     }
@@ -235,10 +422,10 @@ impl World {
         let Some(d) = self.net.pop_front() else {
             return false;
         };
-        for i in 0..HONEST {
+        for i in 0..self.peers.len() {
             let to_me = match d.to {
                 Dest::Broadcast => true,
-                Dest::Unicast(id) => Self::index_of(id) == Some(i),
+                Dest::Unicast(id) => self.index_of(id) == Some(i),
             };
             if to_me {
                 self.deliver_to(i, d.from, d.port, d.bytes.clone());
@@ -250,7 +437,7 @@ impl World {
     /// Lets `ms` milliseconds pass: every hop takes [`LATENCY`]; datagrams in flight at the
     /// start of a hop arrive at its end, and timers fire when due. When nothing is in flight
     /// the clock jumps to the next timer.
-    fn advance(&mut self, ms: u64) {
+    pub(super) fn advance(&mut self, ms: u64) {
         let ms = ms
             .min(MAX_ADVANCE_MS)
             .min(MAX_TOTAL_MS.saturating_sub(self.elapsed_ms));
@@ -258,7 +445,7 @@ impl World {
         let end = self.now + Duration::from_millis(ms);
         while self.now < end {
             let in_flight = self.net.len();
-            let next_timer = self.engines.iter().filter_map(Engine::poll_timeout).min();
+            let next_timer = self.peers.iter().filter_map(P::next_timeout).min();
             let step_to = if in_flight > 0 {
                 self.now + LATENCY
             } else {
@@ -271,13 +458,13 @@ impl World {
             for _ in 0..in_flight {
                 self.step_net();
             }
-            for i in 0..HONEST {
+            for i in 0..self.peers.len() {
                 let now = self.now;
-                if let Some(e) = self.engines.get_mut(i) {
-                    if e.poll_timeout().is_some_and(|t| t <= now) {
-                        e.handle_timeout(now);
-                        if let Some(t) = e.poll_timeout() {
-                            assert!(t > now, "engine {i}: a due timer survived handle_timeout");
+                if let Some(p) = self.peers.get_mut(i) {
+                    if p.next_timeout().is_some_and(|t| t <= now) {
+                        p.timeout(now);
+                        if let Some(t) = p.next_timeout() {
+                            assert!(t > now, "daemon {i}: a due timer survived handle_timeout");
                         }
                     }
                 }
@@ -290,89 +477,42 @@ impl World {
         self.now = self.now.max(end);
     }
 
-    /// Drains engine `i`'s outputs onto the network and checks deliveries.
-    fn drain(&mut self, i: usize) {
-        let Some(e) = self.engines.get_mut(i) else {
+    /// Drains peer `i`'s outputs onto the network (its other outputs it checks itself).
+    pub(super) fn drain(&mut self, i: usize) {
+        let Some(p) = self.peers.get_mut(i) else {
             return;
         };
-        let me = e.id();
-        for _ in 0..=MAX_OUTPUTS {
-            let Some(out) = e.poll_output() else {
+        let me = p.id();
+        for _ in 0..=p.max_outputs() {
+            let Some((to, port, bytes)) = p.poll_send() else {
                 return;
             };
-            match out {
-                Output::Send { to, port, bytes } => {
-                    #[cfg(test)]
-                    if let Some(log) = self.sent.as_mut() {
-                        log.push(Datagram {
-                            from: me,
-                            to,
-                            port,
-                            bytes: bytes.clone(),
-                        });
-                    }
-                    if self.net.len() >= MAX_IN_FLIGHT {
-                        self.net.pop_front();
-                    }
-                    self.net.push_back(Datagram {
-                        from: me,
-                        to,
-                        port,
-                        bytes,
-                    });
-                }
-                Output::Deliver(d) => {
-                    assert!(
-                        d.payload.len() <= MAX_MESSAGE,
-                        "delivered {} bytes",
-                        d.payload.len()
-                    );
-                    assert!(
-                        DAEMONS.contains(&d.sender),
-                        "delivery from unknown {}",
-                        d.sender
-                    );
-                    if !d.transitional {
-                        if let Some((ring, seq)) = self.last_delivered[i] {
-                            assert!(
-                                ring != d.ring || seq <= d.seq,
-                                "engine {i}: seq {} delivered after {seq} in ring {ring}",
-                                d.seq
-                            );
-                        }
-                        self.last_delivered[i] = Some((d.ring, d.seq));
-                    }
-                }
-                Output::Configuration(c) => {
-                    assert!(c.members.iter().all(|m| DAEMONS.contains(m)));
-                    assert!(c.members.len() <= DAEMONS.len());
-                    if c.kind == ConfigKind::Regular {
-                        self.last_delivered[i] = None;
-                    }
-                }
+            #[cfg(test)]
+            if let Some(log) = self.sent.as_mut() {
+                log.push(Datagram {
+                    from: me,
+                    to,
+                    port,
+                    bytes: bytes.clone(),
+                });
             }
+            if self.net.len() >= MAX_IN_FLIGHT {
+                self.net.pop_front();
+            }
+            self.net.push_back(Datagram {
+                from: me,
+                to,
+                port,
+                bytes,
+            });
         }
-        panic!("engine {i}: more than {MAX_OUTPUTS} outputs queued");
+        panic!("daemon {i}: more than {} outputs queued", p.max_outputs());
     }
 
-    /// Bounded state of every engine.
-    fn check(&self) {
-        for (i, e) in self.engines.iter().enumerate() {
-            assert!(e.send_q.len() <= MAX_SEND_QUEUE, "engine {i}: send queue");
-            assert!(e.out.len() <= MAX_OUTPUTS, "engine {i}: output queue");
-            let r = &e.ring;
-            assert!(
-                r.buf.len() <= MAX_SEQ_GAP as usize + packet::MAX_PACKET_BODY,
-                "engine {i}: {} packets buffered",
-                r.buf.len()
-            );
-            for p in r.partial.values() {
-                assert!(
-                    p.data.len() <= MAX_MESSAGE,
-                    "engine {i}: partial message too long"
-                );
-            }
-            assert!(e.members().len() <= DAEMONS.len());
+    /// Bounded state of every peer.
+    pub(super) fn check(&self) {
+        for p in &self.peers {
+            p.check();
         }
     }
 }
@@ -415,13 +555,8 @@ mod tests {
         // Record what the honest engines send while running the base script.
         let mut w = run(&base);
         w.sent = Some(Vec::new());
-        w.engines[0].handle(
-            w.now,
-            Input::Submit {
-                service: Service::Agreed,
-                payload: Bytes::from_static(b"late"),
-            },
-        );
+        let now = w.now;
+        w.peers[0].submit(now, Service::Agreed, Bytes::from_static(b"late"));
         w.drain(0);
         w.advance(4000);
         let log = w.sent.take().unwrap_or_default();
@@ -470,7 +605,8 @@ mod tests {
             script.extend(rec(2, &200u16.to_le_bytes()));
         }
         let w = run(&script);
-        for e in &w.engines {
+        for p in &w.peers {
+            let e = &p.e;
             let st = e.stats();
             assert!(st.installs >= 1, "{st:?}");
             assert!(st.delivered >= 1, "{st:?}");

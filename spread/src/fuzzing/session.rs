@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use bytes::{Bytes, BytesMut};
 
-use super::records;
+use super::{records, Record};
 use crate::daemon::{Daemon, DaemonConfig, Input, Output};
 use crate::session::{Peer, SessionId};
 use crate::time::Instant;
@@ -22,13 +22,13 @@ const MAX_SESSIONS: usize = 4;
 const MAX_SESSION_MESSAGES: usize = 16;
 /// Most outputs one input may produce (every member of every group gets at most one message
 /// per request, and a script names at most [`SESSION_IDS`] sessions).
-const MAX_OUTPUTS_PER_INPUT: usize = 4096;
+pub(super) const MAX_OUTPUTS_PER_INPUT: usize = 4096;
 /// Longest handshake reply (auth list: length byte + at most 255 bytes).
 const MAX_HANDSHAKE_REPLY: usize = 256;
 
 /// What the harness knows about one connection.
 #[derive(Debug, Default)]
-struct Conn {
+pub(super) struct Conn {
     /// Sends not yet reported as written.
     unread: usize,
 }
@@ -54,51 +54,83 @@ pub fn client_session(data: &[u8]) {
     run(data);
 }
 
+/// One record of a client script, decoded (the format of [`client_session`];
+/// `node_stateful` reads the same records).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum ClientStep {
+    /// Client events, in order (a connect comes before the first bytes of a session).
+    Inputs(Vec<Input>),
+    /// Time passes (ms); then due timers fire.
+    Advance(u64),
+}
+
+/// Decodes one record of a client script against the harness's view of the connections
+/// (`conns`: opened on connect / first bytes, forgotten on close, read counts taken on drain).
+pub(super) fn client_step(rec: Record<'_>, conns: &mut BTreeMap<SessionId, Conn>) -> ClientStep {
+    let id = SessionId(u64::from(rec.tag >> 3) % SESSION_IDS);
+    let input = match rec.tag & 7 {
+        1 if rec.payload.first().is_some_and(|b| b & 1 == 1) => Input::Blocked { session: id },
+        1 => {
+            let messages = conns
+                .get_mut(&id)
+                .map_or(0, |c| std::mem::take(&mut c.unread));
+            Input::Drained {
+                session: id,
+                messages,
+            }
+        }
+        2 => {
+            conns.remove(&id);
+            Input::Closed { session: id }
+        }
+        3 => {
+            let peer = match rec.payload.get(1).map_or(0, |b| b % 3) {
+                0 => Peer::Tcp(IpAddr::V4(Ipv4Addr::new(
+                    10,
+                    0,
+                    0,
+                    rec.payload.first().copied().unwrap_or(1),
+                ))),
+                1 => Peer::Unix,
+                _ => Peer::InProcess,
+            };
+            conns.entry(id).or_default();
+            Input::Connected { session: id, peer }
+        }
+        4 => {
+            return ClientStep::Advance(match rec.payload {
+                [a, b, ..] => u64::from(u16::from_le_bytes([*a, *b])),
+                [a] => u64::from(*a),
+                [] => 1,
+            })
+        }
+        _ => {
+            let bytes = Input::Bytes {
+                session: id,
+                data: Bytes::copy_from_slice(rec.payload),
+            };
+            if let Entry::Vacant(e) = conns.entry(id) {
+                e.insert(Conn::default());
+                let connect = Input::Connected {
+                    session: id,
+                    peer: Peer::Tcp(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                };
+                return ClientStep::Inputs(vec![connect, bytes]);
+            }
+            bytes
+        }
+    };
+    ClientStep::Inputs(vec![input])
+}
+
 /// [`client_session`]; returns the daemon's counters at the end.
 fn run(data: &[u8]) -> crate::daemon::Stats {
-    let mut config = DaemonConfig::new("localhost", 0x1cc5_9726, 0x6b05_e7de);
-    config.max_sessions = MAX_SESSIONS;
-    config.max_session_messages = MAX_SESSION_MESSAGES;
-    let mut daemon = Daemon::new(config);
+    let mut daemon = Daemon::new(daemon_config("localhost"));
     let mut conns: BTreeMap<SessionId, Conn> = BTreeMap::new();
     let mut now = Instant(1_000_000);
     for rec in records(data) {
-        let id = SessionId(u64::from(rec.tag >> 3) % SESSION_IDS);
-        let input = match rec.tag & 7 {
-            1 if rec.payload.first().is_some_and(|b| b & 1 == 1) => Input::Blocked { session: id },
-            1 => {
-                let messages = conns
-                    .get_mut(&id)
-                    .map_or(0, |c| std::mem::take(&mut c.unread));
-                Input::Drained {
-                    session: id,
-                    messages,
-                }
-            }
-            2 => {
-                conns.remove(&id);
-                Input::Closed { session: id }
-            }
-            3 => {
-                let peer = match rec.payload.get(1).map_or(0, |b| b % 3) {
-                    0 => Peer::Tcp(IpAddr::V4(Ipv4Addr::new(
-                        10,
-                        0,
-                        0,
-                        rec.payload.first().copied().unwrap_or(1),
-                    ))),
-                    1 => Peer::Unix,
-                    _ => Peer::InProcess,
-                };
-                conns.entry(id).or_default();
-                Input::Connected { session: id, peer }
-            }
-            4 => {
-                let ms = match rec.payload {
-                    [a, b, ..] => u64::from(u16::from_le_bytes([*a, *b])),
-                    [a] => u64::from(*a),
-                    [] => 1,
-                };
+        match client_step(rec, &mut conns) {
+            ClientStep::Advance(ms) => {
                 now = now + Duration::from_millis(ms);
                 daemon.handle_timeout(now);
                 drain(&mut daemon, &mut conns);
@@ -107,33 +139,34 @@ fn run(data: &[u8]) -> crate::daemon::Stats {
                 }
                 continue;
             }
-            _ => {
-                if let Entry::Vacant(e) = conns.entry(id) {
-                    e.insert(Conn::default());
-                    daemon.handle(
-                        now,
-                        Input::Connected {
-                            session: id,
-                            peer: Peer::Tcp(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-                        },
-                    );
+            ClientStep::Inputs(inputs) => {
+                for input in inputs {
+                    daemon.handle(now, input);
                     drain(&mut daemon, &mut conns);
                 }
-                Input::Bytes {
-                    session: id,
-                    data: Bytes::copy_from_slice(rec.payload),
-                }
             }
-        };
-        daemon.handle(now, input);
-        drain(&mut daemon, &mut conns);
-        assert!(daemon.connection_count() <= conns.len().max(1) + SESSION_IDS as usize);
-        assert!(daemon.session_count() <= MAX_SESSIONS);
-        assert!(daemon.session_count() <= daemon.connection_count());
-        let stats = daemon.stats();
-        assert!(stats.accepted <= stats.connections);
+        }
+        check_counts(&daemon, &conns);
     }
     daemon.stats().clone()
+}
+
+/// The fuzzed daemon's settings: quota [`MAX_SESSIONS`], slow-reader limit
+/// [`MAX_SESSION_MESSAGES`].
+pub(super) fn daemon_config(name: &str) -> DaemonConfig {
+    let mut config = DaemonConfig::new(name, 0x1cc5_9726, 0x6b05_e7de);
+    config.max_sessions = MAX_SESSIONS;
+    config.max_session_messages = MAX_SESSION_MESSAGES;
+    config
+}
+
+/// Connections and sessions stay within what the script opened and the quota.
+pub(super) fn check_counts(daemon: &Daemon, conns: &BTreeMap<SessionId, Conn>) {
+    assert!(daemon.connection_count() <= conns.len().max(1) + SESSION_IDS as usize);
+    assert!(daemon.session_count() <= MAX_SESSIONS);
+    assert!(daemon.session_count() <= daemon.connection_count());
+    let stats = daemon.stats();
+    assert!(stats.accepted <= stats.connections);
 }
 
 /// Drains the outputs of one input and checks them.
@@ -142,27 +175,33 @@ fn drain(daemon: &mut Daemon, conns: &mut BTreeMap<SessionId, Conn>) {
         let Some(out) = daemon.poll_output() else {
             return;
         };
-        match out {
-            Output::Send { session, data } => {
-                let conn = conns
-                    .get_mut(&session)
-                    .unwrap_or_else(|| panic!("Send to {session:?}, which is not connected"));
-                conn.unread += 1;
-                check_send(&data);
-            }
-            Output::Close { session } => {
-                assert!(
-                    conns.remove(&session).is_some(),
-                    "Close of {session:?}, which is not connected"
-                );
-            }
-        }
+        check_output(out, conns);
     }
     panic!("more than {MAX_OUTPUTS_PER_INPUT} outputs for one input");
 }
 
+/// One client output: only to an open connection, nothing after its `Close`; a `Send` is one
+/// whole message or a short handshake reply.
+pub(super) fn check_output(out: Output, conns: &mut BTreeMap<SessionId, Conn>) {
+    match out {
+        Output::Send { session, data } => {
+            let conn = conns
+                .get_mut(&session)
+                .unwrap_or_else(|| panic!("Send to {session:?}, which is not connected"));
+            conn.unread += 1;
+            check_send(&data);
+        }
+        Output::Close { session } => {
+            assert!(
+                conns.remove(&session).is_some(),
+                "Close of {session:?}, which is not connected"
+            );
+        }
+    }
+}
+
 /// A `Send` is one whole daemon→client message, or a short handshake reply.
-fn check_send(data: &Bytes) {
+pub(super) fn check_send(data: &Bytes) {
     let mut buf = BytesMut::from(&data[..]);
     match decode_frame(&mut buf, Direction::ToClient) {
         Ok(Some(_)) if buf.is_empty() => {}

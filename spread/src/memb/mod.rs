@@ -502,39 +502,7 @@ impl Engine {
             members: trans,
         };
         let real_old = self.ring.id.time != 0;
-        let mut regular = true;
-        let last = e.last();
-        let mut s = self.ring.delivered.saturating_add(1);
-        let mut steps = 0;
-        while s <= last && steps < 4 * MAX_SEQ_GAP {
-            let class = self.ring.buf.get(&s).map(|p| p.class);
-            let hole = !e.contains(s) || class.is_none();
-            let unsafe_here = class == Some(crate::ring::Class::Safe) && s > e.safe_aru;
-            if regular && (hole || unsafe_here) {
-                regular = false;
-                if real_old {
-                    self.emit(Output::Configuration(trans_change.clone()));
-                }
-            }
-            if hole {
-                // A hole is a packet no member of the transitional set holds, so its sender is
-                // not one of them (a daemon holds every packet it sent). A message of such a
-                // sender continuing after the hole could be spliced from two messages: drop
-                // those partial messages (every member skips the same holes, so all drop the
-                // same ones); messages of transitional members are whole.
-                self.ring
-                    .partial
-                    .retain(|sender, _| e.trans.contains(sender));
-            } else {
-                self.deliver_packet(s, !regular);
-            }
-            self.ring.delivered = s;
-            s += 1;
-            steps += 1;
-        }
-        if regular && real_old {
-            self.emit(Output::Configuration(trans_change));
-        }
+        self.deliver_old_ring(&e, &trans_change, real_old);
         tracing::debug!(me = %self.cfg.me, ring = %fut.ring, "install");
         self.emit(Output::Configuration(ConfigChange {
             kind: ConfigKind::Regular,

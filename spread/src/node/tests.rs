@@ -555,6 +555,11 @@ fn capture_start() -> Net {
 /// The capture ring with the first `running` daemons started, obs connecting to d1 and m2
 /// connected to d2.
 fn capture_net(running: usize) -> Net {
+    capture_net_as(running, "m2")
+}
+
+/// [`capture_net`] with the d2 client called `d2_user`.
+fn capture_net_as(running: usize, d2_user: &str) -> Net {
     let mut net = Net::with_ids(CAPTURE_IDS.iter().map(|&i| DaemonId(i)).collect(), running);
     let all: Vec<usize> = (0..running).collect();
     net.until_ring(&all, Duration::from_secs(10));
@@ -566,7 +571,7 @@ fn capture_net(running: usize) -> Net {
             peer: Peer::Tcp("10.98.3.1".parse().expect("ip")),
         }),
     );
-    net.connect(1, 2, "m2");
+    net.connect(1, 2, d2_user);
     net
 }
 
@@ -733,6 +738,75 @@ fn capture_partition_merge_d2_byte_for_byte() {
     net.run_for(Duration::from_millis(300));
     net.comp = vec![0, 0, 0];
     net.until_ring(&[0, 1, 2], Duration::from_secs(40));
+    net.run_for(Duration::from_millis(300));
+    obs_send(&mut net, &mut sent); // KILL
+    assert!(sent.next().is_none());
+    assert_same_stream(&mut net, &want);
+}
+
+/// The capture's data message N from snd@d2 to netgrp: AGREED "agreed-NNN" for even N, SAFE
+/// "safe-NNN" for odd N, mess_type N.
+fn snd_message(net: &mut Net, n: i16) {
+    let (service, body) = if n % 2 == 0 {
+        (ServiceType::AGREED, format!("agreed-{n:03}"))
+    } else {
+        (ServiceType::SAFE, format!("safe-{n:03}"))
+    };
+    let mut out = BytesMut::new();
+    encode_header(
+        &MessageHeader {
+            service,
+            sender: GroupName::new(b"#snd#d2"),
+            num_groups: 1,
+            hint: Hint::new(n, ByteOrder::Little),
+            data_len: body.len() as i32,
+            order: ByteOrder::Little,
+        },
+        &mut out,
+    );
+    GroupName::new(b"netgrp").encode(&mut out);
+    out.put_slice(body.as_bytes());
+    let b = out.to_vec();
+    net.client_bytes(1, 2, &b);
+}
+
+/// `net_messages_across_transition.hex` (client fact sheet §5.4): AGREED/SAFE messages from
+/// snd@d2 around d3's crash. obs@d1 gets agreed-010 in the old regular configuration, then
+/// TRANSITION_MESS, safe-011 … safe-021 (SAFE and the AGREED between them) in the
+/// transitional configuration, the CAUSED_BY_NETWORK membership, then 22 … 54.
+#[test]
+fn capture_messages_across_transition_byte_for_byte() {
+    let (sent, want) = capture("net_messages_across_transition");
+    assert!(has_network_membership(&want));
+    let mut sent = sent.into_iter();
+    let mut net = capture_net_as(3, "snd");
+    net.connect(2, 3, "m3");
+    obs_send(&mut net, &mut sent); // hello
+    obs_send(&mut net, &mut sent); // auth choice
+    obs_send(&mut net, &mut sent); // JOIN netgrp
+    join_as(&mut net, 1, 2, "snd", "netgrp");
+    join_as(&mut net, 2, 3, "m3", "netgrp");
+    for n in 0..10 {
+        snd_message(&mut net, n);
+        net.run_for(Duration::from_millis(100));
+    }
+    net.run_for(Duration::from_millis(300));
+    // SIGKILL of d3, and right after it the burst 10..21 back to back.
+    net.crash(2);
+    for n in 10..22 {
+        snd_message(&mut net, n);
+    }
+    // Then one every 100 ms while the ring re-forms (the capture's obs saw the new membership
+    // after 22..50), then 51..54.
+    for n in 22..51 {
+        net.run_for(Duration::from_millis(100));
+        snd_message(&mut net, n);
+    }
+    net.until_ring(&[0, 1], Duration::from_secs(15));
+    for n in 51..55 {
+        snd_message(&mut net, n);
+        net.run_for(Duration::from_millis(100));
+    }
     net.run_for(Duration::from_millis(300));
     obs_send(&mut net, &mut sent); // KILL
     assert!(sent.next().is_none());

@@ -1,9 +1,33 @@
-//! Receiving data packets, the retransmission buffer, reassembly and in-order delivery.
+//! Receiving data packets, the retransmission buffer, reassembly, and delivery by service as
+//! 5.0.1 does it (daemon fact sheet §7.3, `protocol.c`):
+//!
+//! * **RELIABLE packets** (UNRELIABLE and RELIABLE messages) made only of whole messages
+//!   (every fragment index −1) are delivered **on receipt** when they arrive out of order (a
+//!   hole before them), and a daemon's own ones right after it sent them; they are marked
+//!   delivered and skipped later. A RELIABLE packet that arrives in order simply takes its
+//!   place in the order below (5.0.1 quirk: behind a SAFE packet still waiting it waits too).
+//!   A RELIABLE message cut in several packets is delivered in order like AGREED.
+//! * **FIFO, AGREED (and CAUSAL)** packets: in sequence order once every lower seq is held
+//!   (`my_aru`), stopping at the first SAFE packet not yet stable. (5.0.1 gives FIFO nothing
+//!   special: it is ordered like AGREED.)
+//! * **SAFE** packets: once the ring-wide aru covers them; everything up to the aru is then
+//!   delivered too.
+//! * Nothing is delivered by these rules outside `Op` (or a merging leader's `Gather` with
+//!   its ring alive), nor while the shell holds RELIABLE delivery (5.0.1's delivery threshold
+//!   during the group-state exchange).
+//! * **At a configuration change** ([`Engine::deliver_old_ring`], 5.0.1 `Read_form2` +
+//!   `Discard_packets` in EVS): in the regular configuration, everything up to the FORM's
+//!   aru, then on up to the first hole or the first SAFE packet above that aru; then the
+//!   transitional configuration; then every remaining packet up to the first hole, and after
+//!   it only packets whose sender is in the transitional set (a message of a departed sender
+//!   after a hole could depend on the missing packet).
+
+use std::collections::BTreeSet;
 
 use bytes::BytesMut;
 
-use super::packet::DataPacket;
-use super::{Class, DaemonId, Delivery, Engine, Output, Partial, State, MAX_SEQ_GAP};
+use super::packet::{DataPacket, RingEntry};
+use super::{Class, ConfigChange, DaemonId, Delivery, Engine, Output, Partial, State, MAX_SEQ_GAP};
 use crate::time::Instant;
 
 /// Most packets of the next ring buffered before it is installed.
@@ -21,8 +45,14 @@ impl Engine {
                 self.stats.dropped += 1;
                 return;
             }
+            let seq = d.seq;
+            let in_order = seq == self.ring.my_aru.saturating_add(1);
             self.insert_packet(d);
-            self.deliver_regular();
+            if in_order {
+                self.deliver_regular();
+            } else {
+                self.deliver_reliable(seq..=seq);
+            }
             return;
         }
         if let Some(f) = self.future.as_mut() {
@@ -61,11 +91,15 @@ impl Engine {
         }
     }
 
-    /// Delivers what the regular configuration allows, then discards stable packets.
+    /// May the regular delivery rules run now (not while forming a new ring)?
+    fn delivering(&self) -> bool {
+        self.state == State::Op || (self.state == State::Gather && self.ring_alive)
+    }
+
+    /// Delivers what the regular configuration allows (AGREED order up to `my_aru`, SAFE up to
+    /// the ring-wide aru), then discards stable packets.
     pub(crate) fn deliver_regular(&mut self) {
-        let delivering =
-            self.state == State::Op || (self.state == State::Gather && self.ring_alive);
-        if !delivering {
+        if !self.delivering() {
             return;
         }
         while self.ring.delivered < self.ring.my_aru {
@@ -73,6 +107,11 @@ impl Engine {
             let Some(class) = self.ring.buf.get(&s).map(|p| p.class) else {
                 break;
             };
+            if self.ring.early.remove(&s) {
+                // A RELIABLE packet delivered on receipt.
+                self.ring.delivered = s;
+                continue;
+            }
             if class == Class::Safe && s > self.ring.aru && !self.early_safe_bug() {
                 break;
             }
@@ -80,6 +119,55 @@ impl Engine {
             self.ring.delivered = s;
         }
         self.discard();
+    }
+
+    /// Delivers, among `seqs`, the RELIABLE packets of whole messages not delivered yet
+    /// (5.0.1 `Deliver_reliable_packets`).
+    pub(crate) fn deliver_reliable(&mut self, seqs: std::ops::RangeInclusive<u32>) {
+        if !self.delivering() || self.hold_reliable {
+            return;
+        }
+        let start = (*seqs.start()).max(self.ring.delivered.saturating_add(1));
+        let end = *seqs.end();
+        if start > end {
+            return;
+        }
+        let ready: Vec<u32> = self
+            .ring
+            .buf
+            .range(start..=end)
+            .filter(|(s, p)| self.on_receipt(p) && !self.ring.early.contains(s))
+            .map(|(s, _)| *s)
+            .take(2 * MAX_SEQ_GAP as usize)
+            .collect();
+        for s in ready {
+            self.ring.early.insert(s);
+            #[cfg(any(test, feature = "sim"))]
+            if self.bug == Some(super::PlantedBug::LoseReliable) {
+                continue;
+            }
+            self.deliver_whole(s);
+        }
+    }
+
+    /// Is this packet delivered on receipt (RELIABLE, whole messages only)?
+    fn on_receipt(&self, p: &DataPacket) -> bool {
+        #[cfg(any(test, feature = "sim"))]
+        if self.bug == Some(super::PlantedBug::OrderlessDelivery) {
+            return p.class != Class::Safe && p.frags.iter().all(|f| f.index == -1);
+        }
+        p.class == Class::Reliable && p.frags.iter().all(|f| f.index == -1)
+    }
+
+    /// The shell holds RELIABLE delivery on receipt (5.0.1 raises its delivery threshold to
+    /// AGREED while the group-state exchange runs): while held, RELIABLE packets are delivered
+    /// in order. Releasing delivers every RELIABLE packet waiting above a hole.
+    pub fn hold_reliable(&mut self, hold: bool) {
+        let was = std::mem::replace(&mut self.hold_reliable, hold);
+        if was && !hold {
+            let top = self.ring.highest;
+            self.deliver_reliable(1..=top);
+        }
     }
 
     #[cfg(any(test, feature = "sim"))]
@@ -98,6 +186,62 @@ impl Engine {
         if upto > self.ring.discarded {
             self.ring.buf = self.ring.buf.split_off(&(upto + 1));
             self.ring.discarded = upto;
+        }
+    }
+
+    /// Ends the old ring at an installation (EVS done): delivers what is left of it by the
+    /// rules in the module documentation and emits `trans` (unless `real_old` is false: a
+    /// daemon that had no ring) at its place.
+    pub(crate) fn deliver_old_ring(&mut self, e: &RingEntry, trans: &ConfigChange, real_old: bool) {
+        let last = e.last();
+        let mut regular = true;
+        let mut after_hole = false;
+        let mut s = self.ring.delivered.saturating_add(1);
+        let mut steps = 0;
+        while s <= last && steps < 4 * MAX_SEQ_GAP {
+            let packet = self.ring.buf.get(&s).map(|p| (p.class, p.sender));
+            let hole = !e.contains(s) || packet.is_none();
+            let unsafe_here = packet.is_some_and(|p| p.0 == Class::Safe) && s > e.safe_aru;
+            if regular && (hole || unsafe_here) {
+                regular = false;
+                if real_old {
+                    self.emit(Output::Configuration(trans.clone()));
+                }
+            }
+            after_hole |= hole;
+            let already = self.ring.early.remove(&s);
+            let wanted = packet.is_some_and(|(_, sender)| !after_hole || e.trans.contains(&sender));
+            if !hole && !already && wanted {
+                self.deliver_packet(s, !regular);
+            }
+            self.ring.delivered = s;
+            s += 1;
+            steps += 1;
+        }
+        self.ring.early = BTreeSet::new();
+        if regular && real_old {
+            self.emit(Output::Configuration(trans.clone()));
+        }
+    }
+
+    /// Delivers a packet of whole messages outside the order (RELIABLE on receipt): no
+    /// reassembly state is touched.
+    fn deliver_whole(&mut self, seq: u32) {
+        let Some(p) = self.ring.buf.get(&seq) else {
+            return;
+        };
+        let (sender, class, ring) = (p.sender, p.class, self.ring.id);
+        let frags: Vec<_> = p.frags.iter().map(|f| f.data.clone()).collect();
+        for payload in frags {
+            self.stats.delivered += 1;
+            self.emit_delivery(Delivery {
+                sender,
+                class,
+                payload,
+                ring,
+                transitional: false,
+                seq,
+            });
         }
     }
 
@@ -160,5 +304,123 @@ impl Engine {
             self.emit(Output::Deliver(d.clone()));
         }
         self.emit(Output::Deliver(d));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::super::packet::{DataPacket, Frag};
+    use super::super::{Class, DaemonId, Engine, Output, RingConfig, State};
+    use crate::time::Instant;
+
+    /// A lone daemon (configured among 3) with its ring installed.
+    fn installed() -> (Engine, Instant) {
+        let ids = vec![DaemonId(1), DaemonId(2), DaemonId(3)];
+        let mut e = Engine::new(RingConfig::lan(DaemonId(1), ids), Instant(1_000_000), 1000);
+        let mut now = Instant(1_000_000);
+        for _ in 0..400 {
+            while let Some(o) = e.poll_output() {
+                if let Output::Send { to, port, bytes } = o {
+                    if to == super::super::Dest::Unicast(DaemonId(1)) {
+                        let from = DaemonId(1);
+                        e.handle(now, super::super::Input::Packet { from, port, bytes });
+                    }
+                }
+            }
+            if e.state() == State::Op && e.stats().installs == 1 {
+                return (e, now);
+            }
+            now = e.poll_timeout().expect("a timer");
+            e.handle_timeout(now);
+        }
+        panic!("no ring");
+    }
+
+    fn packet(e: &Engine, seq: u32, class: Class, indexes: &[i16]) -> DataPacket {
+        DataPacket {
+            ring: e.ring_id(),
+            seq,
+            sender: DaemonId(2),
+            round: 1,
+            class,
+            frags: indexes
+                .iter()
+                .map(|i| Frag {
+                    index: *i,
+                    data: Bytes::from(format!("m{seq}.{i}")),
+                })
+                .collect(),
+        }
+    }
+
+    /// Feeds packets, returns the seqs delivered (one entry per message).
+    fn feed(e: &mut Engine, now: Instant, ps: Vec<DataPacket>) -> Vec<u32> {
+        let mut got = Vec::new();
+        for p in ps {
+            e.on_data(now, DaemonId(2), p);
+            while let Some(o) = e.poll_output() {
+                if let Output::Deliver(d) = o {
+                    got.push(d.seq);
+                }
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn reliable_is_delivered_on_receipt_and_the_rest_in_order() {
+        let (mut e, now) = installed();
+        let ps = vec![
+            packet(&e, 2, Class::Reliable, &[-1, -1]),
+            packet(&e, 3, Class::Agreed, &[-1]),
+            packet(&e, 4, Class::Fifo, &[-1]),
+            // A RELIABLE message in two packets waits for the order.
+            packet(&e, 6, Class::Reliable, &[-2]),
+        ];
+        let p5 = packet(&e, 5, Class::Reliable, &[1]);
+        let p1 = packet(&e, 1, Class::Agreed, &[-1]);
+        // Hole at 1: only the packed RELIABLE packet 2 (two messages) goes at once.
+        assert_eq!(feed(&mut e, now, ps), vec![2, 2]);
+        assert_eq!(feed(&mut e, now, vec![p5]), vec![]);
+        // 1 fills the hole: 1, 3, 4 in order (2 is not delivered again), then 5+6.
+        assert_eq!(feed(&mut e, now, vec![p1]), vec![1, 3, 4, 6]);
+    }
+
+    #[test]
+    fn reliable_in_order_waits_behind_a_pending_safe_like_5_0_1() {
+        let (mut e, now) = installed();
+        let ps = vec![
+            packet(&e, 1, Class::Safe, &[-1]),
+            // In order (my_aru + 1): takes its place behind the SAFE packet.
+            packet(&e, 2, Class::Reliable, &[-1]),
+            // After a hole (3): on receipt.
+            packet(&e, 4, Class::Reliable, &[-1]),
+            packet(&e, 5, Class::Agreed, &[-1]),
+        ];
+        assert_eq!(feed(&mut e, now, ps), vec![4]);
+        assert_eq!(e.ring.my_aru, 2);
+    }
+
+    #[test]
+    fn held_reliable_waits_for_the_order_until_released() {
+        let (mut e, now) = installed();
+        e.hold_reliable(true);
+        let ps = vec![
+            packet(&e, 2, Class::Reliable, &[-1]),
+            packet(&e, 3, Class::Reliable, &[-1]),
+        ];
+        assert_eq!(feed(&mut e, now, ps), vec![]);
+        e.hold_reliable(false);
+        let mut got = Vec::new();
+        while let Some(o) = e.poll_output() {
+            if let Output::Deliver(d) = o {
+                got.push(d.seq);
+            }
+        }
+        assert_eq!(got, vec![2, 3]);
+        let p1 = packet(&e, 1, Class::Agreed, &[-1]);
+        assert_eq!(feed(&mut e, now, vec![p1]), vec![1]);
     }
 }

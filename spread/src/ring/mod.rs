@@ -28,9 +28,10 @@
 //!   every membership change (every message of the old ring that will ever be delivered has
 //!   been delivered before the regular configuration).
 //!
-//! Every service is delivered in the ring's total order (stronger than 5.0.1, which delivers
-//! RELIABLE/FIFO on receipt); SAFE messages wait until the ring-wide aru shows every member
-//! has them, or are delivered in the transitional configuration.
+//! Services are delivered by 5.0.1's rules (see the `deliver` module): RELIABLE (and
+//! UNRELIABLE) packets of whole messages on receipt, FIFO/AGREED/CAUSAL in sequence order,
+//! SAFE once the ring-wide aru shows every member has them, or in the transitional
+//! configuration.
 //!
 //! # Relation to Spread 5.0.1
 //!
@@ -57,9 +58,10 @@
 //!
 //! # Guarantees checked by the simulator (`spread::sim`, feature `sim`)
 //!
-//! Same order of AGREED/SAFE messages at every daemon of a configuration; identical delivered
-//! sets for daemons moving together; no duplicates, no inventions; per-sender FIFO; SAFE in a
-//! regular configuration only when every member has the message.
+//! Same order of AGREED/SAFE messages at every daemon of a configuration; per-sender FIFO for
+//! FIFO and stronger services; identical delivered sets for daemons moving together (RELIABLE
+//! messages of a sender outside the transitional set excepted, as in 5.0.1); no duplicates, no
+//! inventions; SAFE in a regular configuration only when every member has the message.
 
 pub mod codec;
 mod deliver;
@@ -68,7 +70,7 @@ mod send;
 mod token;
 pub mod types;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 
@@ -134,6 +136,10 @@ pub enum PlantedBug {
     DuplicateDelivery,
     /// Deliver the next SAFE message without waiting for the ring aru.
     EarlySafe,
+    /// Deliver every non-SAFE packet of whole messages on receipt, as if RELIABLE.
+    OrderlessDelivery,
+    /// Mark RELIABLE packets delivered on receipt without delivering them.
+    LoseReliable,
 }
 
 /// A message waiting in the send queue.
@@ -169,6 +175,8 @@ pub(crate) struct RingState {
     pub(crate) aru: u32,
     /// Delivered (or skipped) up to this seq.
     pub(crate) delivered: u32,
+    /// Seqs above `delivered` already delivered on receipt (RELIABLE).
+    pub(crate) early: BTreeSet<u32>,
     /// Everything up to this has been discarded from `buf`.
     pub(crate) discarded: u32,
     pub(crate) partial: BTreeMap<DaemonId, Partial>,
@@ -184,6 +192,7 @@ impl RingState {
             highest: 0,
             aru: 0,
             delivered: 0,
+            early: BTreeSet::new(),
             discarded: 0,
             partial: BTreeMap::new(),
         }
@@ -266,6 +275,8 @@ pub struct Engine {
     pub(crate) form_id: Option<RingId>,
     pub(crate) future: Option<Future>,
     pub(crate) evs_rounds: u32,
+    /// RELIABLE delivery on receipt held by the shell ([`Engine::hold_reliable`]).
+    pub(crate) hold_reliable: bool,
     #[cfg(any(test, feature = "sim"))]
     pub(crate) bug: Option<PlantedBug>,
     /// Sim checker: what this daemon held of the rings it left (ring, my_aru, seqs above).
@@ -301,6 +312,7 @@ impl Engine {
             form_id: None,
             future: None,
             evs_rounds: 0,
+            hold_reliable: false,
             #[cfg(any(test, feature = "sim"))]
             bug: None,
             #[cfg(any(test, feature = "sim"))]

@@ -122,6 +122,9 @@ impl Engine {
             self.ring.aru = safe;
         }
         self.deliver_regular();
+        // 5.0.1: own new RELIABLE packets are delivered right away.
+        let top = self.ring.highest;
+        self.deliver_reliable(top.saturating_sub(u32::from(sent)).saturating_add(1)..=top);
         let idle = t.aru == t.seq && total == 0 && t.rtr.is_empty() && self.send_q.is_empty();
         self.forward_token(now, t, idle);
         self.flush_after_token();

@@ -1,14 +1,23 @@
 //! The EVS checker: watches every delivery and configuration change of every daemon and
-//! records a violation the moment one of the properties breaks.
+//! records a violation the moment one of the properties breaks. The properties are the
+//! per-service guarantees of Spread 5.0.1 (client fact sheet §8, daemon fact sheet §7.3):
 //!
-//! * Agreed/Safe messages of one configuration are delivered in one order everywhere
-//!   (pairwise: two daemons never deliver two common messages in opposite orders);
-//! * daemons that move together from configuration R to N delivered the same set in R
-//!   (regular + its transitional configuration);
-//! * nothing is delivered twice and nothing that was not submitted is delivered (payload,
-//!   sender and class must match a submission);
-//! * per-sender FIFO;
-//! * a Safe message is delivered in a regular configuration only once every member has it;
+//! * **all services**: nothing is delivered twice and nothing that was not submitted is
+//!   delivered (payload, sender and class must match a submission); a message is delivered in
+//!   the regular configuration it belongs to or the transitional one closing it;
+//! * **AGREED/CAUSAL/SAFE** (AGREED and SAFE packets): one order everywhere in a
+//!   configuration (pairwise: two daemons never deliver two common messages in opposite
+//!   orders);
+//! * **FIFO and stronger**: per sender (incarnation), these messages are delivered in the
+//!   order sent; RELIABLE/UNRELIABLE messages have no order (5.0.1 delivers them on receipt);
+//! * **reliability** (every service but UNRELIABLE): daemons that move together from
+//!   configuration R to N delivered the same set in R (regular + its transitional
+//!   configuration), except RELIABLE messages whose sender is not in their transitional set
+//!   (5.0.1 may have delivered those on receipt at some of them and drops the rest after an
+//!   EVS hole); and a daemon moving R → N delivered in R every message that any daemon
+//!   delivered in R and whose sender moves with it;
+//! * **SAFE**: delivered in a regular configuration only once every member has it (else in
+//!   the transitional configuration);
 //! * configuration changes come transitional-then-regular, every daemon installing a ring
 //!   id reports the same members, and it is one of them.
 
@@ -51,11 +60,19 @@ fn decode_payload(p: &[u8]) -> Option<MsgId> {
 struct View {
     regular: Option<RingId>,
     in_trans: bool,
+    /// Members of the transitional configuration this daemon is in (when `in_trans`).
+    trans: Vec<DaemonId>,
+    /// Highest seq delivered in the current ring.
+    max_seq: u32,
     delivered: BTreeSet<MsgId>,
     in_ring: BTreeSet<MsgId>,
     fifo: BTreeMap<(usize, u32), u32>,
     own_pending: BTreeSet<MsgId>,
 }
+
+/// What the first daemon moving R → N delivered in R (reliability-filtered), who it was,
+/// and its transitional set.
+type Move = (BTreeSet<MsgId>, Who, Vec<DaemonId>);
 
 /// Submitted message facts.
 #[derive(Debug, Clone)]
@@ -74,7 +91,11 @@ pub struct Checker {
     ring_members: BTreeMap<RingId, Vec<DaemonId>>,
     installs: BTreeMap<RingId, BTreeMap<usize, u32>>,
     orders: BTreeMap<RingId, BTreeMap<Who, Vec<MsgId>>>,
-    transitions: BTreeMap<(RingId, RingId), (BTreeSet<MsgId>, Who)>,
+    /// Per move R → N: the set (reliability-filtered) the first daemon delivered in R, who,
+    /// and the transitional set.
+    transitions: BTreeMap<(RingId, RingId), Move>,
+    /// Every message some daemon delivered in R (regular or transitional), with its sender.
+    delivered_in: BTreeMap<RingId, BTreeSet<MsgId>>,
     /// Every violation seen, in order.
     pub violations: Vec<String>,
     /// Messages delivered (all daemons).
@@ -85,6 +106,9 @@ pub struct Checker {
     pub safe_transitional: u64,
     /// Configuration changes seen (all daemons).
     pub configs: u64,
+    /// Deliveries of a lower seq than one the same daemon delivered before in the same ring
+    /// (a RELIABLE packet delivered on receipt overtook them).
+    pub overtaken: u64,
 }
 
 impl Checker {
@@ -185,7 +209,8 @@ impl Checker {
         }
         let v = &self.views[n];
         let twice = v.delivered.contains(&id);
-        let fifo = v.fifo.get(&(id.0, id.1)).is_some_and(|c| *c >= id.2);
+        let ordered = d.class != Class::Reliable;
+        let fifo = ordered && v.fifo.get(&(id.0, id.1)).is_some_and(|c| *c >= id.2);
         let place = (v.regular, v.in_trans);
         if twice {
             self.fail(format!("{who:?} delivered {id:?} twice"));
@@ -209,11 +234,52 @@ impl Checker {
         if d.class == Class::Safe && !d.transitional {
             self.check_safe(who, d, id, holds);
         }
+        self.check_late_reliability(who, d.ring, id);
+        self.delivered_in.entry(d.ring).or_default().insert(id);
+        if d.seq < self.views[n].max_seq {
+            self.overtaken += 1;
+        }
         let v = &mut self.views[n];
+        v.max_seq = v.max_seq.max(d.seq);
         v.delivered.insert(id);
         v.in_ring.insert(id);
-        v.fifo.insert((id.0, id.1), id.2);
+        if ordered {
+            v.fifo.insert((id.0, id.1), id.2);
+        }
         v.own_pending.remove(&id);
+    }
+
+    /// Is `id` owed by reliability to a daemon whose transitional set is `trans`?
+    fn owed(&self, id: MsgId, trans: &[DaemonId]) -> bool {
+        let Some(sub) = self.submitted.get(&id) else {
+            return false;
+        };
+        let from_mover = self.ids.get(id.0).is_some_and(|d| trans.contains(d));
+        sub.service != Service::Unreliable && (sub.service.class() != Class::Reliable || from_mover)
+    }
+
+    /// `id` delivered in `ring` now: daemons that already moved on from `ring` together with
+    /// its sender must have delivered it there.
+    fn check_late_reliability(&mut self, who: Who, ring: RingId, id: MsgId) {
+        let sender = self.ids.get(id.0).copied();
+        let mut bad = Vec::new();
+        for ((old, new), (set, first, trans)) in self.transitions.range((ring, RingId::default())..)
+        {
+            if *old != ring {
+                break;
+            }
+            let sub = self.submitted.get(&id);
+            let owed = sub.is_some_and(|s| s.service != Service::Unreliable)
+                && sender.is_some_and(|s| trans.contains(&s));
+            if owed && !set.contains(&id) {
+                bad.push(format!(
+                    "reliability: {who:?} delivered {id:?} in {ring} but {first:?}, which moved {ring} -> {new} with its sender, did not"
+                ));
+            }
+        }
+        for b in bad {
+            self.fail(b);
+        }
     }
 
     fn check_order(&mut self, who: Who, ring: RingId, id: MsgId) {
@@ -298,6 +364,7 @@ impl Checker {
                     }
                 }
                 self.views[n].in_trans = true;
+                self.views[n].trans = c.members.clone();
             }
             ConfigKind::Regular => {
                 let (regular, in_trans) = (self.views[n].regular, self.views[n].in_trans);
@@ -305,9 +372,34 @@ impl Checker {
                     if !in_trans {
                         self.fail(format!("{who:?} regular {} without transitional", c.ring));
                     }
-                    let set = std::mem::take(&mut self.views[n].in_ring);
+                    let trans = std::mem::take(&mut self.views[n].trans);
+                    let all = std::mem::take(&mut self.views[n].in_ring);
+                    let set: BTreeSet<MsgId> = all
+                        .iter()
+                        .copied()
+                        .filter(|id| self.owed(*id, &trans))
+                        .collect();
+                    let missing: Vec<MsgId> = self
+                        .delivered_in
+                        .get(&old)
+                        .into_iter()
+                        .flatten()
+                        .filter(|id| {
+                            self.ids.get(id.0).is_some_and(|d| trans.contains(d))
+                                && self.owed(**id, &trans)
+                                && !all.contains(id)
+                        })
+                        .take(5)
+                        .copied()
+                        .collect();
+                    if !missing.is_empty() {
+                        self.fail(format!(
+                            "reliability: {who:?} moved {old} -> {} without {missing:?}, delivered there by others and sent by daemons moving with it",
+                            c.ring
+                        ));
+                    }
                     match self.transitions.get(&(old, c.ring)) {
-                        Some((s, first)) if *s != set => {
+                        Some((s, first, _)) if *s != set => {
                             let diff: Vec<_> = s.symmetric_difference(&set).take(5).collect();
                             self.fail(format!(
                                 "{who:?} and {first:?} moved together {old} -> {} but delivered different sets (e.g. {diff:?})",
@@ -316,7 +408,7 @@ impl Checker {
                         }
                         Some(_) => {}
                         None => {
-                            self.transitions.insert((old, c.ring), (set, who));
+                            self.transitions.insert((old, c.ring), (set, who, trans));
                         }
                     }
                 }
@@ -334,6 +426,7 @@ impl Checker {
                 v.regular = Some(c.ring);
                 v.in_trans = false;
                 v.in_ring.clear();
+                v.max_seq = 0;
             }
         }
     }

@@ -165,6 +165,8 @@ pub struct Report {
     pub safe_transitional: u64,
     /// Configuration changes delivered (all daemons).
     pub configs: u64,
+    /// Deliveries overtaken by a RELIABLE packet delivered on receipt (all daemons).
+    pub overtaken: u64,
 }
 
 /// Why a run failed.
@@ -583,6 +585,7 @@ impl Sim {
             transitional: self.checker.transitional,
             safe_transitional: self.checker.safe_transitional,
             configs: self.checker.configs,
+            overtaken: self.checker.overtaken,
         }
     }
 }
