@@ -204,8 +204,9 @@ enum Request {
 }
 
 /// Is this data-port datagram a control packet (type bits in 0x0f000000)?
+/// Only the type word is read (this runs on every data-port packet).
 pub(crate) fn is_control(datagram: &[u8]) -> bool {
-    PacketHeader::decode(&mut &datagram[..]).is_ok_and(|h| h.kind.has(TypeBits::CONTROL))
+    TypeBits::read(&mut &datagram[..]).is_ok_and(|(kind, _)| kind.has(TypeBits::CONTROL))
 }
 
 impl Node {

@@ -255,3 +255,22 @@ fn reload_is_counted_as_unsupported() {
     assert!(feed(&mut n, START, D3, &control(TypeBits::RELOAD, D3, &[])).is_empty());
     assert_eq!(n.monitor_stats().reloads_unsupported, 1);
 }
+
+#[test]
+fn control_type_on_the_token_port_or_short_datagrams_are_not_answered() {
+    let mut n = node(0, false);
+    let req = unhex(K_REQUEST);
+    n.handle(
+        START,
+        NodeInput::Packet {
+            from: D1,
+            port: Port::Token,
+            bytes: Bytes::copy_from_slice(&req),
+        },
+    );
+    assert!(!std::iter::from_fn(|| n.poll_output()).any(|o| matches!(o, NodeOutput::Monitor(_))));
+    assert!(feed(&mut n, START, D1, &req[..3]).is_empty());
+    assert!(!is_control(&req[..3]));
+    assert!(is_control(&req));
+    assert_eq!(n.monitor_stats(), MonitorStats::default());
+}
