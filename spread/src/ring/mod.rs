@@ -47,11 +47,14 @@
 //!
 //! Not reproduced: the SEG/REPRESENTED states (a gathering engine sends JOINs from the start
 //! and represents daemons it hears ALIVEs from; it never sends ALIVE or REFER), Rep/Seg
-//! timeouts, the commit sets of `ring_info`, monitor/status control packets, and anything
+//! timeouts, the commit sets of `ring_info`, and anything
 //! specific to several segments (§15: ROUTED copies, relays, unicast JOINs to potential reps).
 //! The engine itself is segment-agnostic: `Dest::Broadcast` means "every configured daemon",
 //! which the network layer implements (5.0.1 way: segment broadcast plus ROUTED unicast copies
 //! to the other segments' relays); the token path is configuration order, as in 5.0.1.
+//! Monitor control packets (STATUS, PARTITION, FC, RELOAD) never reach the engine: the node
+//! handles them ([`crate::node::monitor`]), using [`Engine::status`] and
+//! [`Engine::set_flow_control`].
 //!
 //! # Guarantees checked by the simulator (`spread::sim`, feature `sim`)
 //!
@@ -90,6 +93,27 @@ pub const MAX_OUTPUTS: usize = 1 << 16;
 pub const MAX_EVS_ROUNDS: u32 = 500;
 /// Gap 5.0.1 leaves between an old ring's highest seq and the EVS end marker.
 pub const EVS_SEQ_GAP: u32 = 3333;
+
+/// What [`Engine::status`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingStatus {
+    /// Ring-wide aru of the installed ring.
+    pub aru: u32,
+    /// Every seq up to this has been received.
+    pub my_aru: u32,
+    /// Highest seq seen in the installed ring.
+    pub highest_seq: u32,
+    /// Tokens processed in the installed ring.
+    pub token_rounds: u32,
+    /// Window in force.
+    pub window: u16,
+    /// PersonalWindow in force.
+    pub personal_window: u16,
+    /// Accelerated Ring protocol.
+    pub accelerated: bool,
+    /// AcceleratedWindow in force.
+    pub accelerated_window: u16,
+}
 
 /// Membership state (numbers as in 5.0.1's membership.h where they exist).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -351,6 +375,39 @@ impl Engine {
         &self.ring.members
     }
 
+    /// Figures of the installed ring for a monitor STATUS reply (fact sheet §11).
+    pub fn status(&self) -> RingStatus {
+        RingStatus {
+            aru: self.ring.aru,
+            my_aru: self.ring.my_aru,
+            highest_seq: self.ring.highest,
+            token_rounds: self.tok.round,
+            window: self.cfg.window,
+            personal_window: self.cfg.personal_window,
+            accelerated: self.cfg.accelerated,
+            accelerated_window: self.cfg.accelerated_window,
+        }
+    }
+
+    /// Monitor FC (fact sheet §11): new `Window`, `PersonalWindow`, `AcceleratedWindow`
+    /// (`None` keeps a value); used from the next token visit on.
+    pub fn set_flow_control(
+        &mut self,
+        window: Option<u16>,
+        personal_window: Option<u16>,
+        accelerated_window: Option<u16>,
+    ) {
+        if let Some(w) = window {
+            self.cfg.window = w;
+        }
+        if let Some(w) = personal_window {
+            self.cfg.personal_window = w;
+        }
+        if let Some(w) = accelerated_window {
+            self.cfg.accelerated_window = w;
+        }
+    }
+
     /// Messages waiting to be sent.
     pub fn send_queue_len(&self) -> usize {
         self.send_q.len()
@@ -406,7 +463,10 @@ impl Engine {
         }
         tracing::trace!(me = %self.cfg.me, %from, ?port, "packet");
         match (port, p) {
-            (Port::Data, Packet::Data(d)) if from != self.cfg.me => self.on_data(now, from, d),
+            (Port::Data, Packet::Data(d)) if from != self.cfg.me => {
+                self.stats.packets_received += 1;
+                self.on_data(now, from, d);
+            }
             (Port::Data, Packet::Join(j)) if from != self.cfg.me => self.on_join(now, from, j),
             (Port::Data, Packet::Alive(m)) if from != self.cfg.me => self.on_alive(now, from, &m),
             (Port::Data, Packet::Hurry) => self.on_hurry(now),
