@@ -13,6 +13,12 @@
 //! the daemon in the order emitted ([`Daemon::on_delivery`], [`Daemon::on_configuration`]).
 //! The two are pumped until both are quiet, so one input's effects are complete when
 //! `handle` returns.
+//!
+//! Monitor control packets (`spmonitor`'s STATUS, PARTITION, FC, RELOAD) arriving on the data
+//! port are answered here ([`monitor`]), not by the engine; a PARTITION set by the monitor
+//! drops every other packet and token from daemons of another component before the engine
+//! sees it. The shell should call [`Node::configure_monitor`] with
+//! [`MonitorConfig::from_config`] (segments, `DangerousMonitor`).
 
 use std::collections::VecDeque;
 
@@ -22,6 +28,9 @@ use crate::config::{Config, HostId};
 use crate::daemon::{self, Daemon, DaemonConfig};
 use crate::ring::{self, DaemonId, Dest, Engine, Port, RingConfig};
 use crate::time::Instant;
+
+pub mod monitor;
+pub use monitor::{MonitorConfig, MonitorOutput, MonitorStats};
 
 /// The ring settings of host `me` of `config` ([`RingConfig::from_config`]: daemon ids in
 /// configuration order, timeout table, windows, ring protocol, configuration hash).
@@ -74,6 +83,8 @@ pub enum NodeOutput {
         /// The datagram.
         bytes: Bytes,
     },
+    /// An answer to a monitor control packet ([`monitor`]).
+    Monitor(MonitorOutput),
 }
 
 /// A daemon of a ring. See the module documentation.
@@ -86,6 +97,8 @@ pub struct Node {
     waiting: VecDeque<(ring::Service, Bytes)>,
     /// Submissions dropped because [`MAX_WAITING`] were waiting.
     dropped: u64,
+    /// Monitor control packets and the simulated partition.
+    monitor: monitor::Monitor,
 }
 
 impl Node {
@@ -94,6 +107,7 @@ impl Node {
     pub fn new(config: DaemonConfig, ring: RingConfig, now: Instant, clock_secs: u32) -> Self {
         let mut daemon = Daemon::new(config);
         daemon.enable_ring(ring.me, ring.daemons.clone());
+        let monitor = monitor::Monitor::new(MonitorConfig::from_ring(&ring), now);
         let engine = Engine::new(ring, now, clock_secs);
         let mut n = Self {
             daemon,
@@ -101,6 +115,7 @@ impl Node {
             out: VecDeque::new(),
             waiting: VecDeque::new(),
             dropped: 0,
+            monitor,
         };
         n.pump(now);
         n
@@ -127,8 +142,12 @@ impl Node {
         match input {
             NodeInput::Client(i) => self.daemon.handle(now, i),
             NodeInput::Packet { from, port, bytes } => {
-                self.engine
-                    .handle(now, ring::Input::Packet { from, port, bytes });
+                if port == Port::Data && monitor::is_control(&bytes) {
+                    self.on_control(now, from, &bytes);
+                } else if self.monitor.admit(from) {
+                    self.engine
+                        .handle(now, ring::Input::Packet { from, port, bytes });
+                }
             }
         }
         self.pump(now);
@@ -136,6 +155,7 @@ impl Node {
 
     /// Fires what is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.monitor.handle_timeout(now);
         self.daemon.handle_timeout(now);
         self.engine.handle_timeout(now);
         self.pump(now);
@@ -148,10 +168,14 @@ impl Node {
 
     /// When [`Node::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.daemon.poll_timeout(), self.engine.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.daemon.poll_timeout(),
+            self.engine.poll_timeout(),
+            self.monitor.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn pump(&mut self, now: Instant) {

@@ -13,6 +13,7 @@
 mod bind;
 pub mod log_time;
 pub mod net;
+pub mod outbox;
 pub mod privileges;
 pub mod ring_net;
 pub mod session;
@@ -149,6 +150,7 @@ pub async fn serve(
     };
     // One host: the local loop (what the single-daemon golden replays pin down). Several: the
     // token ring over the ring sockets.
+    let mut monitor_exit = None;
     let (core, core_task, bound, mut receivers) = if config.host_count() > 1 {
         let Bound {
             port,
@@ -160,10 +162,9 @@ pub async fn serve(
             send,
         } = bound;
         let send = Arc::new(send);
-        let (core, core_task) = session::spawn_core_with(
-            ring_net::RingCore::new(&config, me, send.clone()),
-            core_stop,
-        );
+        let ring = ring_net::RingCore::new(&config, me, send.clone());
+        monitor_exit = Some(ring.exit_signal());
+        let (core, core_task) = session::spawn_core_with(ring, core_stop);
         let mut receivers = tokio::task::JoinSet::new();
         for (sock, is_token) in data
             .into_iter()
@@ -195,6 +196,16 @@ pub async fn serve(
     } else {
         let (core, core_task) = spawn_core(core_config(&config, me), core_stop);
         (core, core_task, bound, tokio::task::JoinSet::new())
+    };
+    // A monitor PARTITION with component -1 for this daemon ends it too (as 5.0.1 exits).
+    let shutdown = async move {
+        match monitor_exit {
+            Some(exit) => tokio::select! {
+                () = shutdown => {}
+                () = exit.notified() => warn!("shutting down: instructed to exit by the monitor"),
+            },
+            None => shutdown.await,
+        }
     };
     let r = serve_core(config, me, core, bound, shutdown).await;
     let _ = stop_tx.send(());

@@ -10,8 +10,20 @@
 //! loopback address (127.0.0.0/8)**: then a copy is sent by unicast to every other daemon of
 //! the configuration. That is our convenience mode for several daemons on one machine at
 //! distinct 127.0.0.x addresses (Linux does not broadcast on `lo`); a 5.0.1 daemon would send
-//! to the loopback segment address instead. A full socket buffer drops the datagram (UDP
-//! loss, recovered by the ring) and counts it.
+//! to the loopback segment address instead.
+//!
+//! The datagrams of one core step leave together through an [`Outbox`]: `sendmmsg(2)` batches,
+//! and a backlog sent when the socket is writable again instead of dropping on `WouldBlock`
+//! (set `MBUS_RING_SENDMMSG=0` in the environment for one `sendto` per datagram).
+//!
+//! # Monitor (fact sheet §11)
+//!
+//! Control packets from `spmonitor` arrive on the data port like any packet from a configured
+//! daemon's address and go to the node ([`spread::node::monitor`]). STATUS replies leave from
+//! the ring send socket (5.0.1 uses another socket of its own; the monitor does not check the
+//! source port) to the requester's configured address at the port it asked for. A PARTITION
+//! that puts this daemon in component −1 fires [`RingCore::exit_signal`], which ends
+//! [`super::serve`], as 5.0.1 exits.
 //!
 //! # Several segments (fact sheet §15)
 //!
@@ -37,14 +49,17 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use spread::config::{Config, HostId};
-use spread::node::{ring_config, Node, NodeInput, NodeOutput};
+use spread::node::{ring_config, MonitorConfig, MonitorOutput, Node, NodeInput, NodeOutput};
 use spread::ring::{DaemonId, Dest, Port};
 use spread::wire::daemon::{PacketHeader, ProcId, TypeBits};
 use spread::{Input, Output, Stats};
 use tokio::net::UdpSocket;
-use tracing::{debug, trace};
+use tokio::sync::Notify;
+use tracing::{debug, trace, warn};
 
+use super::outbox::Outbox;
 use super::session::{Core, CoreHandle, Packet};
 
 /// Counters of the UDP side.
@@ -52,10 +67,14 @@ use super::session::{Core, CoreHandle, Packet};
 pub struct NetStats {
     /// Datagrams from addresses that are not configured daemons.
     pub unknown_source: u64,
-    /// Datagrams dropped because the send buffer was full (or the send failed).
+    /// Datagrams dropped: the send backlog was full, or the kernel rejected them.
     pub send_drops: u64,
     /// Datagrams sent.
     pub sent: u64,
+    /// Send system calls (fewer than `sent` when `sendmmsg` batches).
+    pub send_calls: u64,
+    /// Datagrams that waited for the socket to become writable (none dropped for that).
+    pub deferred: u64,
     /// ROUTED packets re-broadcast to my segment.
     pub relayed: u64,
 }
@@ -64,7 +83,9 @@ pub struct NetStats {
 #[derive(Debug)]
 pub struct RingCore {
     node: Node,
-    send: Arc<UdpSocket>,
+    outbox: Outbox,
+    /// Fired when a monitor PARTITION tells this daemon to exit.
+    exit: Arc<Notify>,
     port: u16,
     /// Configured daemons in configuration order: id, address, segment index.
     daemons: Vec<(DaemonId, Ipv4Addr, usize)>,
@@ -112,15 +133,18 @@ impl RingCore {
             .map_or(0, |d| d.as_secs());
         let me_id = rcfg.me;
         let conf_hash = rcfg.conf_hash;
-        let node = Node::new(
+        let mut node = Node::new(
             dcfg,
             rcfg,
             spread::time::Instant(0),
             u32::try_from(clock).unwrap_or(u32::MAX),
         );
+        node.configure_monitor(MonitorConfig::from_config(config, me));
+        let batching = std::env::var("MBUS_RING_SENDMMSG").map_or(true, |v| v != "0");
         let mut c = Self {
             node,
-            send,
+            outbox: Outbox::new(send, batching),
+            exit: Arc::new(Notify::new()),
             port,
             daemons,
             me: me_id,
@@ -135,21 +159,38 @@ impl RingCore {
         c
     }
 
-    fn send_to(&mut self, ip: Ipv4Addr, port: Port, bytes: &[u8]) {
+    fn send_to(&mut self, ip: Ipv4Addr, port: Port, bytes: &Bytes) {
         let p = match port {
             Port::Data => self.port,
             Port::Token => self.port.wrapping_add(1),
         };
-        match self.send.try_send_to(bytes, SocketAddr::new(ip.into(), p)) {
-            Ok(_) => self.net.sent += 1,
-            Err(e) => {
-                trace!(error = %e, "ring send dropped");
-                self.net.send_drops += 1;
+        self.outbox
+            .push(SocketAddr::new(ip.into(), p), bytes.clone());
+    }
+
+    /// A monitor outcome: a STATUS reply to send, or the order to exit.
+    fn monitor(&mut self, m: MonitorOutput) {
+        match m {
+            MonitorOutput::StatusReply { to, port, bytes } => {
+                match self.daemons.iter().find(|(d, _, _)| *d == to) {
+                    Some(&(_, ip, _)) => self.outbox.push(SocketAddr::new(ip.into(), port), bytes),
+                    None => debug!(%to, "status reply for an unknown daemon dropped"),
+                }
+            }
+            MonitorOutput::Exit => {
+                warn!("instructed to exit by the monitor");
+                self.exit.notify_one();
             }
         }
     }
 
-    fn out(&mut self, to: Dest, port: Port, bytes: &[u8]) {
+    /// Fired (once) when a monitor PARTITION puts this daemon in component −1; the server
+    /// ([`super::serve`]) then shuts down.
+    pub fn exit_signal(&self) -> Arc<Notify> {
+        self.exit.clone()
+    }
+
+    fn out(&mut self, to: Dest, port: Port, bytes: &Bytes) {
         match to {
             Dest::Unicast(id) => {
                 if let Some(&(_, ip, _)) = self.daemons.iter().find(|(d, _, _)| *d == id) {
@@ -168,7 +209,7 @@ impl RingCore {
 
     /// A broadcast's copies for the other segments: a ROUTED copy to each relay for a data
     /// packet, a plain unicast to every daemon of the other segments for anything else.
-    fn send_other_segments(&mut self, port: Port, bytes: &[u8]) {
+    fn send_other_segments(&mut self, port: Port, bytes: &Bytes) {
         let data = port == Port::Data && packet_kind(bytes) & TypeBits::REGULAR != 0;
         if data {
             let members = self.node.engine().members();
@@ -191,6 +232,7 @@ impl RingCore {
             {
                 return;
             }
+            let routed = Bytes::from(routed);
             for ip in relays {
                 self.send_to(ip, port, &routed);
             }
@@ -209,7 +251,7 @@ impl RingCore {
 
     /// "Scast to my segment": nothing when my configured segment has only me; else the
     /// segment address, or (loopback mode) a unicast to every other daemon of my segment.
-    fn scast(&mut self, port: Port, bytes: &[u8]) {
+    fn scast(&mut self, port: Port, bytes: &Bytes) {
         if self.my_seg_size <= 1 {
             return;
         }
@@ -251,14 +293,26 @@ impl RingCore {
             let me = ProcId(self.me.0);
             PacketHeader::rewrite(&mut out, |h| h.transmiter_id = me).ok()?;
             self.net.relayed += 1;
-            self.scast(Port::Data, &out);
+            self.scast(Port::Data, &Bytes::from(out));
         }
         Some(plain.into())
     }
 
     /// Counters of the UDP side.
     pub fn net_stats(&self) -> NetStats {
-        self.net
+        let o = self.outbox.stats();
+        NetStats {
+            send_drops: o.overflow_drops + o.errors,
+            sent: o.sent,
+            send_calls: o.syscalls,
+            deferred: o.deferred,
+            ..self.net
+        }
+    }
+
+    /// The node (read-only: counters, monitor state).
+    pub fn node(&self) -> &Node {
+        &self.node
     }
 
     /// Sends every queued datagram; client outputs stay queued (the node keeps their order).
@@ -266,10 +320,13 @@ impl RingCore {
         // Node outputs are drained in poll_output; this only runs at start-up when no session
         // exists, so any client output here cannot occur.
         while let Some(o) = self.node.poll_output() {
-            if let NodeOutput::Send { to, port, bytes } = o {
-                self.out(to, port, &bytes);
+            match o {
+                NodeOutput::Send { to, port, bytes } => self.out(to, port, &bytes),
+                NodeOutput::Monitor(m) => self.monitor(m),
+                NodeOutput::Client(_) => {}
             }
         }
+        self.outbox.flush();
     }
 }
 
@@ -284,9 +341,15 @@ impl Core for RingCore {
 
     fn poll_output(&mut self) -> Option<Output> {
         loop {
-            match self.node.poll_output()? {
+            let Some(o) = self.node.poll_output() else {
+                // Everything of this step is out: send it in one go.
+                self.outbox.flush();
+                return None;
+            };
+            match o {
                 NodeOutput::Client(o) => return Some(o),
                 NodeOutput::Send { to, port, bytes } => self.out(to, port, &bytes),
+                NodeOutput::Monitor(m) => self.monitor(m),
             }
         }
     }
@@ -394,9 +457,13 @@ mod tests {
 
     async fn core_at(config: &Config, me: HostId, ip: &str, port: u16) -> RingCore {
         let s = UdpSocket::bind((ip, port)).await.unwrap();
-        // try_send_to fails until the reactor has seen the socket writable.
-        s.writable().await.unwrap();
         RingCore::new(config, me, Arc::new(s))
+    }
+
+    /// What the core loop does after every input: take the client outputs (none here), which
+    /// sends the step's datagrams.
+    fn drain(c: &mut RingCore) {
+        while c.poll_output().is_some() {}
     }
 
     fn vid(config: &Config, seg: usize, index: usize) -> u32 {
@@ -444,6 +511,7 @@ mod tests {
                 bytes: routed(w1_id, hash).into(),
             },
         );
+        drain(&mut c);
         assert_eq!(c.net_stats().relayed, 1);
         let got = data_packets(&e2, 0.5).await;
         assert_eq!(got.len(), 1, "one relayed copy to e2: {got:?}");
@@ -490,6 +558,11 @@ mod tests {
         };
         let mut c = core_at(&config, me, "127.0.1.1", port).await;
         let hash = ring_config(&config, me).conf_hash;
+        // The start-up datagrams wait for the fresh socket to be writable; let them go.
+        let settle = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while c.outbox.backlog_len() > 0 && tokio::time::Instant::now() < settle {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         let sent_before = c.net_stats().sent;
         c.packet(
             spread::time::Instant(0),
@@ -499,6 +572,7 @@ mod tests {
                 bytes: routed(vid(&config, 0, 1), hash).into(),
             },
         );
+        drain(&mut c);
         assert_eq!(c.net_stats().relayed, 0);
         assert_eq!(c.net_stats().sent, sent_before);
         assert!(data_packets(&e1, 0.2).await.is_empty());

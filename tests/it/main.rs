@@ -19,6 +19,7 @@ mod harness;
 mod netns;
 mod ring;
 mod ring_interop;
+mod ring_monitor;
 mod ring_multiseg;
 mod ring_netns;
 mod spread_cli;

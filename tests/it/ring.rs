@@ -14,20 +14,25 @@ use mbus::client::{Cause, Mailbox, Message, ServiceType};
 use crate::harness::{free_port, recv, recv_membership};
 
 /// Bound on forming the ring at start (5.0.1: ~2 s; generous for a loaded machine).
-const FORM_BOUND: Duration = Duration::from_secs(20);
+pub(crate) const FORM_BOUND: Duration = Duration::from_secs(20);
 
-struct Ring {
-    dir: tempfile::TempDir,
-    port: u16,
+pub(crate) struct Ring {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) port: u16,
     children: Vec<Option<Child>>,
 }
 
-fn addr(i: usize) -> String {
+pub(crate) fn addr(i: usize) -> String {
     format!("127.0.0.{}", i + 1)
 }
 
 impl Ring {
     fn new(n: usize) -> Self {
+        Self::with_options(n, "")
+    }
+
+    /// `n` daemons whose configuration ends with the option lines `extra`.
+    pub(crate) fn with_options(n: usize, extra: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("mbus-ring-")
             .tempdir()
@@ -43,7 +48,7 @@ impl Ring {
             let rt = dir.path().join(format!("run{i}"));
             fs::create_dir_all(&rt).expect("runtime dir");
             let text = format!(
-                "Spread_Segment 127.255.255.255:{port} {{\n{hosts}}}\nRuntimeDir = {}\n",
+                "Spread_Segment 127.255.255.255:{port} {{\n{hosts}}}\nRuntimeDir = {}\n{extra}",
                 rt.display()
             );
             fs::write(dir.path().join(format!("d{}.conf", i + 1)), text).expect("config");
@@ -92,14 +97,21 @@ impl Ring {
         self.children[i] = Some(child);
     }
 
-    fn kill(&mut self, i: usize) {
+    /// Whether daemon `i` has exited by itself (it was started and is no longer running).
+    pub(crate) fn exited(&mut self, i: usize) -> bool {
+        self.children[i]
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+    }
+
+    pub(crate) fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.children[i].take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         (0..self.children.len())
             .map(|i| {
                 format!(
@@ -115,7 +127,7 @@ impl Ring {
         format!("{}@{}", self.port, addr(i))
     }
 
-    async fn connect(&self, i: usize, name: &str) -> Mailbox {
+    pub(crate) async fn connect(&self, i: usize, name: &str) -> Mailbox {
         let deadline = Instant::now() + FORM_BOUND;
         loop {
             match Mailbox::connect(&self.tcp(i), name, true).await {

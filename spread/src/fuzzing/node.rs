@@ -59,6 +59,8 @@ impl Honest for HonestNode {
             match self.n.poll_output()? {
                 NodeOutput::Send { to, port, bytes } => return Some((to, port, bytes)),
                 NodeOutput::Client(out) => check_output(out, &mut self.conns),
+                // Monitor control packets: a STATUS reply or the order to exit, nothing to check.
+                NodeOutput::Monitor(_) => {}
             }
         }
     }

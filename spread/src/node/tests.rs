@@ -90,6 +90,7 @@ impl Net {
                 }
                 NodeOutput::Client(Output::Close { .. }) => {}
                 NodeOutput::Send { to, port, bytes } => sends.push((to, port, bytes)),
+                NodeOutput::Monitor(_) => {}
             }
         }
         let from = self.ids[i];

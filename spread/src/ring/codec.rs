@@ -246,7 +246,13 @@ fn rep(r: &RepInfo) -> Option<Rep> {
 fn ring_info(e: &RingEntry) -> RingInfo {
     // 5.0.1: `aru` is the ring-wide aru; `holes` the seqs above it nobody moving from that
     // ring holds (everything up to `aru_max` is held by someone).
-    let holes = (e.aru_max.saturating_add(1)..=e.highest)
+    // `checked_add`: with aru_max = u32::MAX there is nothing above it (found by the ring_packet
+    // campaign: `saturating_add` listed u32::MAX itself as a hole).
+    let holes = e
+        .aru_max
+        .checked_add(1)
+        .into_iter()
+        .flat_map(|first| first..=e.highest)
         .take(4 * super::MAX_SEQ_GAP as usize)
         .filter(|s| e.extra.binary_search(s).is_err())
         .map(Seq)

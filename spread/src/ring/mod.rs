@@ -52,9 +52,11 @@
 //! wide-area extra token copy. `Dest::Segment` is 5.0.1's scast; `Dest::Broadcast` (data
 //! packets only) is "every daemon of the ring", which the network layer implements (segment
 //! broadcast plus ROUTED unicast copies to the other segments' relays). The token path is
-//! configuration order, as in 5.0.1. FORM ring entries carry 5.0.1's commit sets; the
-//! installation uses the transitional set alone (5.0.1 also delivers, after a hole, the
-//! messages of the rest of the commit set). Not reproduced: monitor/status control packets.
+//! configuration order, as in 5.0.1. FORM ring entries carry 5.0.1's commit sets, and after a
+//! hole the old ring's messages of the commit set are delivered (5.0.1 `Commit_membership`).
+//! Monitor control packets (STATUS, PARTITION, FC, RELOAD) never reach the engine: the node
+//! handles them ([`crate::node::monitor`]), using [`Engine::status`] and
+//! [`Engine::set_flow_control`].
 
 //! # Guarantees checked by the simulator (`spread::sim`, feature `sim`)
 //!
@@ -96,6 +98,27 @@ pub const MAX_EVS_ROUNDS: u32 = 500;
 pub const NO_RING_TIME: u32 = u32::MAX;
 /// Gap 5.0.1 leaves between an old ring's highest seq and the EVS end marker.
 pub const EVS_SEQ_GAP: u32 = 3333;
+
+/// What [`Engine::status`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingStatus {
+    /// Ring-wide aru of the installed ring.
+    pub aru: u32,
+    /// Every seq up to this has been received.
+    pub my_aru: u32,
+    /// Highest seq seen in the installed ring.
+    pub highest_seq: u32,
+    /// Tokens processed in the installed ring.
+    pub token_rounds: u32,
+    /// Window in force.
+    pub window: u16,
+    /// PersonalWindow in force.
+    pub personal_window: u16,
+    /// Accelerated Ring protocol.
+    pub accelerated: bool,
+    /// AcceleratedWindow in force.
+    pub accelerated_window: u16,
+}
 
 /// Membership state (numbers as in 5.0.1's membership.h where they exist).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -371,6 +394,39 @@ impl Engine {
         &self.ring.members
     }
 
+    /// Figures of the installed ring for a monitor STATUS reply (fact sheet §11).
+    pub fn status(&self) -> RingStatus {
+        RingStatus {
+            aru: self.ring.aru,
+            my_aru: self.ring.my_aru,
+            highest_seq: self.ring.highest,
+            token_rounds: self.tok.round,
+            window: self.cfg.window,
+            personal_window: self.cfg.personal_window,
+            accelerated: self.cfg.accelerated,
+            accelerated_window: self.cfg.accelerated_window,
+        }
+    }
+
+    /// Monitor FC (fact sheet §11): new `Window`, `PersonalWindow`, `AcceleratedWindow`
+    /// (`None` keeps a value); used from the next token visit on.
+    pub fn set_flow_control(
+        &mut self,
+        window: Option<u16>,
+        personal_window: Option<u16>,
+        accelerated_window: Option<u16>,
+    ) {
+        if let Some(w) = window {
+            self.cfg.window = w;
+        }
+        if let Some(w) = personal_window {
+            self.cfg.personal_window = w;
+        }
+        if let Some(w) = accelerated_window {
+            self.cfg.accelerated_window = w;
+        }
+    }
+
     /// Messages waiting to be sent.
     pub fn send_queue_len(&self) -> usize {
         self.send_q.len()
@@ -426,7 +482,10 @@ impl Engine {
         }
         tracing::trace!(me = %self.cfg.me, %from, ?port, "packet");
         match (port, p) {
-            (Port::Data, Packet::Data(d)) if from != self.cfg.me => self.on_data(now, from, d),
+            (Port::Data, Packet::Data(d)) if from != self.cfg.me => {
+                self.stats.packets_received += 1;
+                self.on_data(now, from, d);
+            }
             (Port::Data, Packet::Join(j)) if from != self.cfg.me => self.on_join(now, from, j),
             (Port::Data, Packet::Alive(m)) if from != self.cfg.me => self.on_alive(now, from, &m),
             (Port::Data, Packet::Refer { rep, kind }) if from != self.cfg.me => {

@@ -74,6 +74,9 @@ impl Engine {
                 }
                 _ => {}
             }
+            if t.retrans > 0 {
+                self.stats.token_hurry += 1;
+            }
             self.tok.last_rx_arq = Some(t.arq);
             self.tok.last_rx_retrans = t.retrans;
         }
@@ -231,8 +234,10 @@ impl Engine {
             return;
         }
         if self.tok.holding {
+            self.stats.token_hurry += 1;
             self.release_held_token(now, 1);
         } else if self.tok.awaiting {
+            self.stats.token_hurry += 1;
             let r = self
                 .tok
                 .last_tx

@@ -265,6 +265,11 @@ pub struct Stats {
     pub installs: u64,
     /// Token losses (ring broken, form failed, EVS failed).
     pub token_losses: u64,
+    /// Data packets received from other daemons (5.0.1's `packet_recv`).
+    pub packets_received: u64,
+    /// Tokens re-sent by the leader on Hurry_timeout, plus re-sent tokens (retrans > 0)
+    /// accepted as a member (5.0.1's `token_hurry`).
+    pub token_hurry: u64,
 }
 
 /// Ring and membership settings (built from `spread::config`).
