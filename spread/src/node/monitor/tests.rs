@@ -98,7 +98,7 @@ fn status_request_of_capture_k_gets_5_0_1s_reply() {
     assert_eq!(rec, n.status_record(now));
     assert_eq!(rec.sec, 10);
     assert_eq!(rec.my_id as u32, D1.0);
-    assert_eq!(rec.state, STATE_GATHER, "just started: gathering");
+    assert_eq!(rec.state, STATE_SEG, "just started: SEG (ALIVEs), as 5.0.1");
     assert_eq!(rec.gstate, GSTATE_OP);
     // The defaults 5.0.1 reported in capture k.
     assert_eq!(
