@@ -81,6 +81,8 @@ pub use codec::CodecError;
 use packet::{DataPacket, Packet, RingEntry, Token};
 pub use types::*;
 
+/// How many passes [`Engine::handle_timeout`] makes over the timers at most.
+const TIMER_PASSES: usize = 4;
 /// Most messages waiting to be sent (5.0.1 blocks sessions at 500; we refuse beyond this).
 pub const MAX_SEND_QUEUE: usize = 2000;
 /// Largest message payload accepted by `Submit`.
@@ -351,10 +353,21 @@ impl Engine {
 
     /// Fires every timer whose deadline is at or before `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        for t in Timer::ALL {
-            if self.timers[t as usize].is_some_and(|d| d <= now) {
-                self.timers[t as usize] = None;
-                self.on_timer(now, t);
+        // A handler may arm another timer with a zero delay (5.0.1 queues such an event to run
+        // at once, e.g. SEG's first ALIVE): run passes until nothing is due. Bounded, so a
+        // handler that re-arms itself at `now` cannot spin (found by the daemon_stateful
+        // campaign: a due timer survived the call).
+        for _ in 0..TIMER_PASSES {
+            let mut fired = false;
+            for t in Timer::ALL {
+                if self.timers[t as usize].is_some_and(|d| d <= now) {
+                    self.timers[t as usize] = None;
+                    self.on_timer(now, t);
+                    fired = true;
+                }
+            }
+            if !fired {
+                break;
             }
         }
     }
@@ -482,6 +495,11 @@ impl Engine {
         }
         tracing::trace!(me = %self.cfg.me, %from, ?port, "packet");
         match (port, p) {
+            // As 5.0.1 (Prot_handle_bcast "unknown proc"): the originator must be a configured
+            // daemon (found by the daemon_stateful campaign: a spoofed sender was delivered).
+            (Port::Data, Packet::Data(d)) if self.rank(d.sender).is_none() => {
+                self.stats.dropped += 1;
+            }
             (Port::Data, Packet::Data(d)) if from != self.cfg.me => {
                 self.stats.packets_received += 1;
                 self.on_data(now, from, d);
