@@ -38,7 +38,7 @@ mod structured;
 
 pub use accept::accept;
 pub use client::{client_handshake, client_message, client_stream};
-pub use config::spread_conf;
+pub use config::{access_ip, spread_conf};
 pub use daemon::{daemon_packet, groups, membership, monitor, token};
 pub use exchange::group_exchange;
 pub use node::node_stateful;
@@ -95,6 +95,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "ring_packet",
         run: ring_packet,
+    },
+    Target {
+        name: "access_ip",
+        run: access_ip,
     },
     Target {
         name: "accept",

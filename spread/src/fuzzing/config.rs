@@ -86,3 +86,43 @@ mod tests {
         assert!(n >= 10);
     }
 }
+
+/// `spread.access_ip` text ([`crate::session::auth::parse_access_ip`]); input is the file's
+/// bytes (the daemon reads it as UTF-8 text, so other bytes are not a file it would parse).
+///
+/// Checks: at most one rule per line; every rule matches its own network address; an error names
+/// a line that exists; printing the rules (`unix` / `a.b.c.d/prefix`) and parsing that gives the
+/// same rules.
+pub fn access_ip(data: &[u8]) {
+    use crate::session::auth::{parse_access_ip, IpRule};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let lines = text.lines().count();
+    match parse_access_ip(text) {
+        Ok(rules) => {
+            assert!(
+                rules.len() <= lines,
+                "{} rules from {lines} lines",
+                rules.len()
+            );
+            let printed: String = rules
+                .iter()
+                .map(|r| {
+                    assert!(r.prefix <= 32);
+                    assert!(r.matches(r.network), "{r:?} does not match its network");
+                    if *r == IpRule::UNIX {
+                        "unix\n".to_owned()
+                    } else {
+                        format!("{}/{}\n", r.network, r.prefix)
+                    }
+                })
+                .collect();
+            assert_eq!(parse_access_ip(&printed), Ok(rules), "printed: {printed:?}");
+        }
+        Err(line) => assert!(
+            (1..=lines).contains(&line),
+            "error on line {line} of {lines}"
+        ),
+    }
+}
