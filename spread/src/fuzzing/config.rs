@@ -62,31 +62,6 @@ pub fn spread_conf(data: &[u8]) {
     assert_eq!(again.to_string(), printed, "printing is not a fixed point");
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The configurations of the captures parse, so the target checks the print/parse
-    /// property on them rather than stopping at an error.
-    #[test]
-    fn captured_configurations_parse() {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/spread_conf");
-        let mut n = 0;
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            if name.starts_with("cap-") || name == "mbus-subclusters.conf" {
-                let text = std::fs::read_to_string(&p).unwrap();
-                Config::parse_full(&text, &name, &mut fake_resolver)
-                    .unwrap_or_else(|e| panic!("{name}: {e}"));
-                n += 1;
-            }
-        }
-        assert!(n >= 10);
-    }
-}
-
 /// `spread.access_ip` text ([`crate::session::auth::parse_access_ip`]); input is the file's
 /// bytes (the daemon reads it as UTF-8 text, so other bytes are not a file it would parse).
 ///
@@ -124,5 +99,30 @@ pub fn access_ip(data: &[u8]) {
             (1..=lines).contains(&line),
             "error on line {line} of {lines}"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The configurations of the captures parse, so the target checks the print/parse
+    /// property on them rather than stopping at an error.
+    #[test]
+    fn captured_configurations_parse() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/spread_conf");
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with("cap-") || name == "mbus-subclusters.conf" {
+                let text = std::fs::read_to_string(&p).unwrap();
+                Config::parse_full(&text, &name, &mut fake_resolver)
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 10);
     }
 }
