@@ -13,7 +13,6 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use mbus::client::{Mailbox, Message, ServiceType};
 
 use crate::netns::{child_lines_until, NetLab};
 
@@ -44,49 +43,13 @@ fn multiseg_client_helper() {
         .build()
         .unwrap();
     rt.block_on(async {
-        tokio::time::timeout(CLIENT_BOUND, client(name, addr, n, clients))
-            .await
-            .expect("client run timed out");
+        tokio::time::timeout(
+            CLIENT_BOUND,
+            crate::ring_netns::client(name, addr, n, clients, "MBUS_MULTISEG_CLIENT_DELAY_MS"),
+        )
+        .await
+        .expect("client run timed out");
     });
-}
-
-async fn client(name: &str, addr: &str, n: usize, clients: usize) {
-    if let Ok(ms) = std::env::var("MBUS_MULTISEG_CLIENT_DELAY_MS") {
-        tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
-    }
-    let mut mb = loop {
-        match Mailbox::connect(addr, name, true).await {
-            Ok(m) => break m,
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    };
-    mb.join("grp").await.unwrap();
-    loop {
-        let msg = mb
-            .receive()
-            .await
-            .unwrap_or_else(|e| panic!("{name}: receive: {e}"));
-        if let Message::Membership(m) = msg {
-            if m.members.len() == clients {
-                break;
-            }
-        }
-    }
-    println!("JOINED");
-    for k in 0..n {
-        let body = format!("{name}-{k}");
-        mb.multicast(ServiceType::AGREED, "grp", 0, body.as_bytes())
-            .await
-            .unwrap();
-    }
-    let mut got = 0;
-    while got < clients * n {
-        if let Message::Data(d) = mb.receive().await.unwrap() {
-            println!("GOT {}", String::from_utf8_lossy(&d.body));
-            got += 1;
-        }
-    }
-    println!("DONE");
 }
 
 /// Runs our daemons in segments of `sizes` (daemon `real.0` is the binary `real.1` if given)

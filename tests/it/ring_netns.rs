@@ -35,14 +35,20 @@ fn ring_client_helper() {
         .build()
         .unwrap();
     rt.block_on(async {
-        tokio::time::timeout(CLIENT_BOUND, client(name, addr, n))
-            .await
-            .expect("client run timed out");
+        tokio::time::timeout(
+            CLIENT_BOUND,
+            client(name, addr, n, 3, "MBUS_RING_CLIENT_DELAY_MS"),
+        )
+        .await
+        .expect("client run timed out");
     });
 }
 
-async fn client(name: &str, addr: &str, n: usize) {
-    if let Ok(ms) = std::env::var("MBUS_RING_CLIENT_DELAY_MS") {
+/// One client process's work: after the delay in env `delay_var` (ms, if set), connect to
+/// `addr`, join `grp`, wait until `clients` members are in, send `n` AGREED messages and print
+/// every message of all `clients` senders (`JOINED`, `GOT …`, `DONE` on standard output).
+pub(crate) async fn client(name: &str, addr: &str, n: usize, clients: usize, delay_var: &str) {
+    if let Ok(ms) = std::env::var(delay_var) {
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
     }
     let mut mb = loop {
@@ -58,7 +64,7 @@ async fn client(name: &str, addr: &str, n: usize) {
             .await
             .unwrap_or_else(|e| panic!("{name}: receive: {e}"));
         if let Message::Membership(m) = msg {
-            if m.members.len() == 3 {
+            if m.members.len() == clients {
                 break;
             }
         }
@@ -71,7 +77,7 @@ async fn client(name: &str, addr: &str, n: usize) {
             .unwrap();
     }
     let mut got = 0;
-    while got < 3 * n {
+    while got < clients * n {
         if let Message::Data(d) = mb.receive().await.unwrap() {
             println!("GOT {}", String::from_utf8_lossy(&d.body));
             got += 1;
