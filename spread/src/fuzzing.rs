@@ -142,6 +142,23 @@ pub fn records(mut data: &[u8]) -> impl Iterator<Item = Record<'_>> {
     .take(MAX_SCRIPT_RECORDS)
 }
 
+/// The `cap-*` seeds (cut from the captures) of `target`'s committed corpus, for tests that
+/// check the seeds reach the code the target is about.
+#[cfg(test)]
+pub(crate) fn capture_seeds(target: &str) -> Vec<Vec<u8>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
+    let mut seeds = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name().unwrap().to_string_lossy().starts_with("cap-") {
+            seeds.push(std::fs::read(&p).unwrap());
+        }
+    }
+    seeds
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

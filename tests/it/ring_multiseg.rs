@@ -13,7 +13,6 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-
 use crate::netns::{child_lines_until, NetLab};
 
 const HELPER_ENV: &str = "MBUS_MULTISEG_CLIENT";

@@ -579,17 +579,9 @@ mod capture_tests {
     /// captured body, so the target merges real tables.
     #[test]
     fn captured_bodies_complete_exchanges() {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/group_exchange");
-        let (mut total, mut merged) = (0, 0);
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if !p.file_name().unwrap().to_string_lossy().starts_with("cap-") {
-                continue;
-            }
-            total += 1;
-            merged += usize::from(run(&std::fs::read(&p).unwrap()).exchanges >= 1);
-        }
+        let seeds = crate::fuzzing::capture_seeds("group_exchange");
+        let total = seeds.len();
+        let merged = seeds.iter().filter(|d| run(d).exchanges >= 1).count();
         assert!(
             total >= 10 && merged * 2 > total,
             "{merged} of {total} merged"

@@ -623,23 +623,18 @@ mod capture_tests {
     /// `ring_packet` checks its properties on real traffic.
     #[test]
     fn captured_datagrams_decode() {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/ring_packet");
-        let (mut total, mut decoded) = (0, 0);
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if !p.file_name().unwrap().to_string_lossy().starts_with("cap-") {
-                continue;
-            }
-            let data = std::fs::read(&p).unwrap();
-            total += 1;
-            let ok = [false, true].iter().any(|&token| {
-                carried_hashes(&data, token)
-                    .iter()
-                    .any(|&h| codec::decode(h, token, &data).is_ok())
-            });
-            decoded += usize::from(ok);
-        }
+        let seeds = crate::fuzzing::capture_seeds("ring_packet");
+        let total = seeds.len();
+        let decoded = seeds
+            .iter()
+            .filter(|data| {
+                [false, true].iter().any(|&token| {
+                    carried_hashes(data, token)
+                        .iter()
+                        .any(|&h| codec::decode(h, token, data).is_ok())
+                })
+            })
+            .count();
         assert!(
             total > 100 && decoded * 2 > total,
             "{decoded} of {total} decoded"
