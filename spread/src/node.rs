@@ -108,7 +108,8 @@ impl Node {
         let mut daemon = Daemon::new(config);
         daemon.enable_ring(ring.me, ring.daemons.clone());
         let monitor = monitor::Monitor::new(MonitorConfig::from_ring(&ring), now);
-        let engine = Engine::new(ring, now, clock_secs);
+        let mut engine = Engine::new(ring, now, clock_secs);
+        engine.enable_exchange_gate();
         let mut n = Self {
             daemon,
             engine,
@@ -181,6 +182,17 @@ impl Node {
     fn pump(&mut self, now: Instant) {
         for _ in 0..MAX_PUMP_ROUNDS {
             let mut busy = false;
+            while let Some((ring, service, payload)) = self.daemon.poll_exchange_submission() {
+                busy = true;
+                self.engine.handle(
+                    now,
+                    ring::Input::SubmitExchange {
+                        ring,
+                        service,
+                        payload,
+                    },
+                );
+            }
             while let Some(sub) = self.daemon.poll_submission() {
                 if self.waiting.len() < MAX_WAITING {
                     self.waiting.push_back(sub);
@@ -202,11 +214,25 @@ impl Node {
                     ring::Output::Send { to, port, bytes } => {
                         self.out.push_back(NodeOutput::Send { to, port, bytes });
                     }
-                    ring::Output::Deliver(d) => self.daemon.on_delivery(d),
-                    ring::Output::Configuration(c) => self.daemon.on_configuration(c),
+                    ring::Output::Deliver(d) => {
+                        let was = self.daemon.exchanging();
+                        self.daemon.on_delivery(d);
+                        if was && !self.daemon.exchanging() {
+                            // The exchange completed: 5.0.1 returns to the normal down queue
+                            // and lowers the delivery threshold.
+                            self.engine.set_exchanging(now, false);
+                        }
+                    }
+                    ring::Output::Configuration(c) => {
+                        let regular = c.kind == ring::ConfigKind::Regular;
+                        self.daemon.on_configuration(c);
+                        if regular {
+                            // The engine closed the gate at installation; it stays closed
+                            // while the group-state exchange of this configuration runs.
+                            self.engine.set_exchanging(now, self.daemon.exchanging());
+                        }
+                    }
                 }
-                // 5.0.1: RELIABLE is not delivered on receipt during the group-state exchange.
-                self.engine.hold_reliable(self.daemon.exchanging());
             }
             while let Some(o) = self.daemon.poll_output() {
                 busy = true;

@@ -16,6 +16,7 @@ mod fuzz_corpus;
 mod golden_client;
 mod golden_client_sock;
 mod harness;
+mod mixed_ring;
 mod netns;
 mod ring;
 mod ring_interop;

@@ -53,6 +53,27 @@ pub(crate) struct NetLab {
     pub(crate) segments: usize,
     root: PathBuf,
     children: Vec<Child>,
+    /// Real 5.0.1 daemons started here: (node, name, pid), checked by
+    /// [`NetLab::check_real_daemons`].
+    reals: Vec<(usize, String, u32)>,
+}
+
+/// Env var naming a real Spread 5.0.1 daemon binary (tests with it skip without it).
+pub(crate) const REAL_SPREAD_ENV: &str = "MBUS_REAL_SPREAD";
+
+/// The real Spread 5.0.1 daemon binary, if `MBUS_REAL_SPREAD` names one.
+pub(crate) fn real_spread() -> Option<String> {
+    std::env::var(REAL_SPREAD_ENV)
+        .ok()
+        .filter(|p| !p.is_empty())
+}
+
+/// Lines of a 5.0.1 log that mean it hit a fatal path (`Alarmp(SPLOG_FATAL…)` ends in
+/// "Exit caused by Alarm!").
+fn fatal_lines(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains("Alarm") || l.contains("FATAL"))
+        .collect()
 }
 
 fn run(args: &[&str]) -> Result<(), String> {
@@ -142,6 +163,7 @@ impl NetLab {
             segments: sizes.len(),
             root,
             children: Vec::new(),
+            reals: Vec::new(),
         };
         match lab.build(&id, sizes) {
             Ok(()) => Some(lab),
@@ -296,12 +318,57 @@ impl NetLab {
         std::fs::create_dir_all(&rt)?;
         std::fs::set_permissions(&rt, std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
         let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
-        let mut cmd = self.command(i, bin);
+        let real = real_spread().is_some_and(|r| r == bin);
+        let mut cmd = if real {
+            // 5.0.1 buffers stdout: line-buffered, its last words before dying are kept.
+            let mut c = self.command(i, "stdbuf");
+            c.args(["-oL", bin]);
+            c
+        } else {
+            self.command(i, bin)
+        };
         cmd.args(["-n", name, "-c", "/tmp/spread.conf"])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        self.spawn(cmd)
+        let pid = self.spawn(cmd)?;
+        if real {
+            self.reals.push((i, name.to_owned(), pid));
+        }
+        Ok(pid)
+    }
+
+    /// Is the process `pid` started by [`NetLab::spawn`] still running?
+    pub(crate) fn alive(&mut self, pid: u32) -> bool {
+        self.children
+            .iter_mut()
+            .find(|c| c.id() == pid)
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Every real 5.0.1 daemon started here (and not killed by the test) still runs and its
+    /// log shows no fatal alarm; else the reason, with the tail of its log.
+    pub(crate) fn check_real_daemons(&mut self) -> Result<(), String> {
+        for (i, name, pid) in self.reals.clone() {
+            let killed = !self.children.iter().any(|c| c.id() == pid);
+            let log = self.log(i, &name);
+            let fatal = fatal_lines(&log);
+            let tail: Vec<&str> = log.lines().rev().take(12).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            if !fatal.is_empty() {
+                return Err(format!(
+                    "real daemon {name}: fatal alarm {fatal:?}; log tail:\n{}",
+                    tail.join("\n")
+                ));
+            }
+            if !killed && !self.alive(pid) {
+                return Err(format!(
+                    "real daemon {name} is gone; log tail:\n{}",
+                    tail.join("\n")
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// What daemon `name` started with [`NetLab::start_daemon`] on node `i` logged so far.

@@ -93,6 +93,8 @@ pub(crate) struct RingSide {
     me: DaemonId,
     daemons: Vec<DaemonId>,
     submissions: VecDeque<(Service, Bytes)>,
+    /// GROUPS messages for the engine's exchange queue, with the ring they belong to.
+    exchange_out: VecDeque<(crate::ring::RingId, Service, Bytes)>,
     members: Vec<DaemonId>,
     synced: Vec<DaemonId>,
     trans: Option<Vec<DaemonId>>,
@@ -165,6 +167,7 @@ impl Daemon {
             me,
             daemons,
             submissions: VecDeque::new(),
+            exchange_out: VecDeque::new(),
             members: vec![me],
             synced: vec![me],
             trans: None,
@@ -185,9 +188,15 @@ impl Daemon {
         self.ring.as_ref().is_some_and(|r| r.exchange.is_some())
     }
 
-    /// The next message to submit to the ring engine.
+    /// The next client message to submit to the ring engine ([`crate::ring::Input::Submit`]).
     pub fn poll_submission(&mut self) -> Option<(Service, Bytes)> {
         self.ring.as_mut()?.submissions.pop_front()
+    }
+
+    /// The next GROUPS message of the exchange of the given ring, for the engine's exchange
+    /// queue ([`crate::ring::Input::SubmitExchange`]).
+    pub fn poll_exchange_submission(&mut self) -> Option<(crate::ring::RingId, Service, Bytes)> {
+        self.ring.as_mut()?.exchange_out.pop_front()
     }
 
     /// Ring backend: queues `ev` for ordering instead of applying it. Returns `ev` back if
@@ -467,7 +476,8 @@ impl Daemon {
             } else {
                 Service::Reliable
             };
-            r.submissions.push_back((service, Bytes::from(out)));
+            r.exchange_out
+                .push_back((ring_id, service, Bytes::from(out)));
             r.stats.groups_sent += 1;
         }
     }

@@ -307,9 +307,16 @@ impl Harness {
                     }
                 }
             }
-            if let Some((_, payload)) = self.d.poll_submission() {
+            // The engine's exchange gate: GROUPS first; client messages only once the
+            // exchange is over.
+            if let Some((_, _, payload)) = self.d.poll_exchange_submission() {
                 busy = true;
                 self.deliver_own(payload);
+            } else if !self.d.exchanging() {
+                if let Some((_, payload)) = self.d.poll_submission() {
+                    busy = true;
+                    self.deliver_own(payload);
+                }
             }
             if !busy {
                 return;

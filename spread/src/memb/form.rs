@@ -374,6 +374,12 @@ impl Engine {
             // A message cut by the membership change is sent again whole.
             p.next = 0;
         }
+        // The old ring's exchange is over; the group layer sends anew for this ring.
+        self.stats.stale_exchange += self.exchange_q.len() as u64;
+        self.exchange_q.clear();
+        if self.gate_at_install {
+            self.exchanging = true;
+        }
         self.tok.prev_sent_aru = 0;
         self.tok.my_last_sent = 0;
         self.tok.idle_rounds = 0;

@@ -121,7 +121,7 @@ impl Engine {
     /// Delivers, among `seqs`, the RELIABLE packets of whole messages not delivered yet
     /// (5.0.1 `Deliver_reliable_packets`).
     pub(crate) fn deliver_reliable(&mut self, seqs: std::ops::RangeInclusive<u32>) {
-        if !self.delivering() || self.hold_reliable {
+        if !self.delivering() || self.exchanging {
             return;
         }
         let start = (*seqs.start()).max(self.ring.delivered.saturating_add(1));
@@ -154,17 +154,6 @@ impl Engine {
             return p.class != Class::Safe && p.frags.iter().all(|f| f.index == -1);
         }
         p.class == Class::Reliable && p.frags.iter().all(|f| f.index == -1)
-    }
-
-    /// The shell holds RELIABLE delivery on receipt (5.0.1 raises its delivery threshold to
-    /// AGREED while the group-state exchange runs): while held, RELIABLE packets are delivered
-    /// in order. Releasing delivers every RELIABLE packet waiting above a hole.
-    pub fn hold_reliable(&mut self, hold: bool) {
-        let was = std::mem::replace(&mut self.hold_reliable, hold);
-        if was && !hold {
-            let top = self.ring.highest;
-            self.deliver_reliable(1..=top);
-        }
     }
 
     #[cfg(any(test, feature = "sim"))]
@@ -405,13 +394,13 @@ mod tests {
     #[test]
     fn held_reliable_waits_for_the_order_until_released() {
         let (mut e, now) = installed();
-        e.hold_reliable(true);
+        e.set_exchanging(now, true);
         let ps = vec![
             packet(&e, 2, Class::Reliable, &[-1]),
             packet(&e, 3, Class::Reliable, &[-1]),
         ];
         assert_eq!(feed(&mut e, now, ps), vec![]);
-        e.hold_reliable(false);
+        e.set_exchanging(now, false);
         let mut got = Vec::new();
         while let Some(o) = e.poll_output() {
             if let Output::Deliver(d) = o {

@@ -270,6 +270,10 @@ pub struct Engine {
     pub(crate) out: VecDeque<Output>,
     pub(crate) stats: Stats,
     pub(crate) send_q: VecDeque<Pending>,
+    /// 5.0.1's GROUPS down queue: the group-state exchange's messages
+    /// ([`Input::SubmitExchange`]), sent before `send_q` and even while the exchange gate holds
+    /// `send_q` back.
+    pub(crate) exchange_q: VecDeque<Pending>,
     pub(crate) tok: TokenState,
     /// 5.0.1 F_members: SEG/GATHER, the daemons of my segment heard by ALIVE (me first).
     pub(crate) f_members: Vec<DaemonId>,
@@ -290,8 +294,11 @@ pub struct Engine {
     pub(crate) form_id: Option<RingId>,
     pub(crate) future: Option<Future>,
     pub(crate) evs_rounds: u32,
-    /// RELIABLE delivery on receipt held by the shell ([`Engine::hold_reliable`]).
-    pub(crate) hold_reliable: bool,
+    /// The exchange gate ([`Engine::set_exchanging`]): while set, only `exchange_q` is sent
+    /// and RELIABLE is delivered in order, not on receipt.
+    pub(crate) exchanging: bool,
+    /// Close the exchange gate at every installation ([`Engine::enable_exchange_gate`]).
+    pub(crate) gate_at_install: bool,
     #[cfg(any(test, feature = "sim"))]
     pub(crate) bug: Option<PlantedBug>,
     /// Sim checker: what this daemon held of the rings it left (ring, my_aru, seqs above).
@@ -322,6 +329,7 @@ impl Engine {
             out: VecDeque::new(),
             stats: Stats::default(),
             send_q: VecDeque::new(),
+            exchange_q: VecDeque::new(),
             tok: TokenState::default(),
             f_members: vec![me],
             f_reps: Vec::new(),
@@ -333,7 +341,8 @@ impl Engine {
             form_id: None,
             future: None,
             evs_rounds: 0,
-            hold_reliable: false,
+            exchanging: false,
+            gate_at_install: false,
             #[cfg(any(test, feature = "sim"))]
             bug: None,
             #[cfg(any(test, feature = "sim"))]
@@ -346,7 +355,18 @@ impl Engine {
     /// Feeds one input.
     pub fn handle(&mut self, now: Instant, input: Input) {
         match input {
-            Input::Submit { service, payload } => self.on_submit(now, service, payload),
+            Input::Submit { service, payload } => self.on_submit(now, service, payload, false),
+            Input::SubmitExchange {
+                ring,
+                service,
+                payload,
+            } => {
+                if ring == self.ring.id {
+                    self.on_submit(now, service, payload, true);
+                } else {
+                    self.stats.stale_exchange += 1;
+                }
+            }
             Input::Packet { from, port, bytes } => self.on_datagram(now, from, port, bytes),
         }
     }
@@ -440,9 +460,14 @@ impl Engine {
         }
     }
 
-    /// Messages waiting to be sent.
+    /// Messages waiting to be sent (client messages; the exchange's own are not counted).
     pub fn send_queue_len(&self) -> usize {
         self.send_q.len()
+    }
+
+    /// Exchange messages waiting to be sent.
+    pub fn exchange_queue_len(&self) -> usize {
+        self.exchange_q.len()
     }
 
     /// Has this daemon received packet `seq` of ring `ring` (sim checker hook)?
@@ -480,20 +505,23 @@ impl Engine {
     fn on_datagram(&mut self, now: Instant, from: DaemonId, port: Port, bytes: Bytes) {
         let (tx, p) = match codec::decode(self.cfg.conf_hash, port == Port::Token, &bytes) {
             Ok(x) => x,
-            Err(CodecError::Malformed(_)) => {
+            Err(CodecError::Malformed(e)) => {
+                tracing::trace!(me = %self.cfg.me, %from, ?port, ?e, len = bytes.len(), "malformed");
                 self.stats.malformed += 1;
                 return;
             }
-            Err(_) => {
+            Err(e) => {
+                tracing::trace!(me = %self.cfg.me, %from, ?port, ?e, len = bytes.len(), "undecodable");
                 self.stats.dropped += 1;
                 return;
             }
         };
         if tx != from || self.rank(from).is_none() {
+            tracing::trace!(me = %self.cfg.me, %from, %tx, ?port, "transmitter mismatch");
             self.stats.dropped += 1;
             return;
         }
-        tracing::trace!(me = %self.cfg.me, %from, ?port, "packet");
+        tracing::trace!(me = %self.cfg.me, %from, ?port, seq = ?match &p { Packet::Data(d) => Some(d.seq), _ => None }, "packet");
         match (port, p) {
             // As 5.0.1 (Prot_handle_bcast "unknown proc"): the originator must be a configured
             // daemon (found by the daemon_stateful campaign: a spoofed sender was delivered).
@@ -536,27 +564,80 @@ impl Engine {
         }
     }
 
-    fn on_submit(&mut self, now: Instant, service: Service, payload: Bytes) {
-        if self.send_q.len() >= MAX_SEND_QUEUE || payload.len() > MAX_MESSAGE {
+    fn on_submit(&mut self, now: Instant, service: Service, payload: Bytes, exchange: bool) {
+        let q = if exchange {
+            &mut self.exchange_q
+        } else {
+            &mut self.send_q
+        };
+        if q.len() >= MAX_SEND_QUEUE || payload.len() > MAX_MESSAGE {
             self.stats.queue_full += 1;
             return;
         }
         let total = payload.len().div_ceil(packet::MAX_PACKET_BODY).max(1);
-        let was_empty = self.send_q.is_empty();
-        self.send_q.push_back(Pending {
+        let had = self.has_sendable();
+        let q = if exchange {
+            &mut self.exchange_q
+        } else {
+            &mut self.send_q
+        };
+        q.push_back(Pending {
             class: service.class(),
             payload,
             next: 0,
             total,
         });
-        if self.ring_alive && was_empty {
-            if self.is_leader() {
-                self.release_held_token(now, 0);
-            } else {
-                let leader = self.ring.members[0];
-                self.send(Dest::Unicast(leader), Port::Data, &Packet::Hurry);
+        if !had && self.has_sendable() {
+            self.hurry(now);
+        }
+    }
+
+    /// Something in the down queues may be sent now (the exchange gate holds `send_q`).
+    pub(crate) fn has_sendable(&self) -> bool {
+        !self.exchange_q.is_empty() || (!self.exchanging && !self.send_q.is_empty())
+    }
+
+    /// Asks for the token: the leader releases a held token, others send HURRY.
+    fn hurry(&mut self, now: Instant) {
+        if !self.ring_alive {
+            return;
+        }
+        if self.is_leader() {
+            self.release_held_token(now, 0);
+        } else {
+            let leader = self.ring.members[0];
+            self.send(Dest::Unicast(leader), Port::Data, &Packet::Hurry);
+        }
+    }
+
+    /// Closes the exchange gate at every installation of a regular configuration, as 5.0.1
+    /// does when its group layer starts a state exchange (`Prot_set_down_queue(GROUPS)`,
+    /// delivery threshold AGREED); the daemon opens it with [`Engine::set_exchanging`] once it
+    /// knows no exchange runs, or when the exchange completes. Off by default (an engine
+    /// without a group layer never closes it).
+    pub fn enable_exchange_gate(&mut self) {
+        self.gate_at_install = true;
+    }
+
+    /// The exchange gate. While closed, only [`Input::SubmitExchange`] messages are sent
+    /// (client messages wait in the send queue, unsent: 5.0.1's GROUPS down queue) and
+    /// RELIABLE packets are delivered in order instead of on receipt (5.0.1's delivery
+    /// threshold AGREED). Opening delivers every RELIABLE packet waiting above a hole and asks
+    /// for the token if messages wait.
+    pub fn set_exchanging(&mut self, now: Instant, exchanging: bool) {
+        let was = std::mem::replace(&mut self.exchanging, exchanging);
+        if was && !exchanging {
+            let top = self.ring.highest;
+            self.deliver_reliable(1..=top);
+            if !self.send_q.is_empty() && self.exchange_q.is_empty() {
+                self.hurry(now);
             }
         }
+    }
+
+    /// Is the exchange gate closed?
+    pub fn exchanging(&self) -> bool {
+        self.exchanging
     }
 
     // ---- helpers shared by ring and membership ----

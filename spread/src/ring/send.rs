@@ -15,7 +15,7 @@ impl Engine {
     /// Sends as many new packets as flow control allows; returns how many.
     pub(crate) fn send_new_packets(&mut self, t: &mut Token) -> u16 {
         let sending = self.state == State::Op || (self.state == State::Gather && self.ring_alive);
-        if !sending || self.send_q.is_empty() {
+        if !sending || !self.has_sendable() {
             return 0;
         }
         let others = t.fc.saturating_sub(self.tok.my_last_sent);
@@ -75,42 +75,55 @@ impl Engine {
         }
     }
 
-    /// Takes the next packet's worth of fragments from the send queue.
+    /// Takes the next packet's worth of fragments from the exchange queue, or (exchange gate
+    /// open) the send queue.
     fn build_packet(&mut self) -> Option<(Class, Vec<Frag>)> {
-        let front = self.send_q.front_mut()?;
-        let class = front.class;
-        let start = front.next * MAX_PACKET_BODY;
-        let end = (start + MAX_PACKET_BODY).min(front.payload.len());
-        let index = if front.next + 1 == front.total {
-            -i16::try_from(front.total).unwrap_or(i16::MAX)
-        } else {
-            i16::try_from(front.next + 1).unwrap_or(i16::MAX)
-        };
-        let mut frags = vec![Frag {
-            index,
-            data: front.payload.slice(start..end),
-        }];
-        let mut used = end - start;
-        front.next += 1;
-        if front.next < front.total {
-            return Some((class, frags));
+        if !self.exchange_q.is_empty() {
+            return take_packet(&mut self.exchange_q);
         }
-        self.send_q.pop_front();
-        // Pack following one-element messages of a compatible class while they fit.
-        while let Some(next) = self.send_q.front() {
-            let need = pad4(used) + FRAG_HEADER + next.payload.len();
-            if next.total != 1 || !class.packs_with(next.class) || need > MAX_PACKET_BODY {
-                break;
-            }
-            frags.push(Frag {
-                index: -1,
-                data: next.payload.clone(),
-            });
-            used = need;
-            self.send_q.pop_front();
+        if self.exchanging {
+            return None;
         }
-        Some((class, frags))
+        take_packet(&mut self.send_q)
     }
+}
+
+/// Takes the next packet's worth of fragments from `q`: the next fragment of its first
+/// message, or a whole small message packed with the following ones of a compatible class.
+fn take_packet(q: &mut std::collections::VecDeque<super::Pending>) -> Option<(Class, Vec<Frag>)> {
+    let front = q.front_mut()?;
+    let class = front.class;
+    let start = front.next * MAX_PACKET_BODY;
+    let end = (start + MAX_PACKET_BODY).min(front.payload.len());
+    let index = if front.next + 1 == front.total {
+        -i16::try_from(front.total).unwrap_or(i16::MAX)
+    } else {
+        i16::try_from(front.next + 1).unwrap_or(i16::MAX)
+    };
+    let mut frags = vec![Frag {
+        index,
+        data: front.payload.slice(start..end),
+    }];
+    let mut used = end - start;
+    front.next += 1;
+    if front.next < front.total {
+        return Some((class, frags));
+    }
+    q.pop_front();
+    // Pack following one-element messages of a compatible class while they fit.
+    while let Some(next) = q.front() {
+        let need = pad4(used) + FRAG_HEADER + next.payload.len();
+        if next.total != 1 || !class.packs_with(next.class) || need > MAX_PACKET_BODY {
+            break;
+        }
+        frags.push(Frag {
+            index: -1,
+            data: next.payload.clone(),
+        });
+        used = need;
+        q.pop_front();
+    }
+    Some((class, frags))
 }
 
 #[cfg(test)]

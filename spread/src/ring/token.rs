@@ -46,6 +46,8 @@ impl Engine {
             return;
         };
         let stale = self.state != State::Evs && t.seq < self.ring.highest;
+        tracing::trace!(me = %me, %from, seq = t.seq, aru = t.aru, arq = t.arq, retrans = t.retrans,
+            highest = self.ring.highest, my_aru = self.ring.my_aru, rtr = t.rtr.len(), stale, "token");
         if from != pred || stale {
             self.stats.dropped += 1;
             return;
@@ -108,6 +110,7 @@ impl Engine {
             .filter(|s| !self.ring.buf.contains_key(s))
             .take(MAX_RTR_SEQS)
             .collect();
+        tracing::trace!(me = %me, ?wanted, retrans, sent, "token visit");
         add_request(&mut t, rid, me, wanted);
         if t.aru > self.ring.my_aru || t.aru_last == Some(me) || t.aru_last.is_none() {
             t.aru = self.ring.my_aru;
@@ -127,7 +130,7 @@ impl Engine {
         // 5.0.1: own new RELIABLE packets are delivered right away.
         let top = self.ring.highest;
         self.deliver_reliable(top.saturating_sub(u32::from(sent)).saturating_add(1)..=top);
-        let idle = t.aru == t.seq && total == 0 && t.rtr.is_empty() && self.send_q.is_empty();
+        let idle = t.aru == t.seq && total == 0 && t.rtr.is_empty() && !self.has_sendable();
         self.forward_token(now, t, idle);
         self.flush_after_token();
     }

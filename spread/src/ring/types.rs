@@ -142,6 +142,18 @@ pub enum Input {
         /// Opaque message bytes (in mbus: the 5.0.1 message header, groups and body).
         payload: Bytes,
     },
+    /// A message of the group-state exchange of ring `ring` (5.0.1's GROUPS down queue):
+    /// sent ahead of [`Input::Submit`] messages and even while the exchange gate holds them
+    /// ([`crate::ring::Engine::set_exchanging`]). Dropped if `ring` is no longer installed,
+    /// and any still unsent when a new ring is installed.
+    SubmitExchange {
+        /// The regular configuration whose exchange this message belongs to.
+        ring: RingId,
+        /// Requested service.
+        service: Service,
+        /// Opaque message bytes.
+        payload: Bytes,
+    },
 }
 
 /// A message delivered in order.
@@ -261,6 +273,9 @@ pub struct Stats {
     pub delivered: u64,
     /// Submissions refused because the send queue was full.
     pub queue_full: u64,
+    /// Exchange messages dropped: submitted for a ring no longer installed, or left unsent
+    /// when a new ring was installed.
+    pub stale_exchange: u64,
     /// Regular configurations installed.
     pub installs: u64,
     /// Token losses (ring broken, form failed, EVS failed).

@@ -51,8 +51,11 @@ pub struct DataBody {
 
 impl DataBody {
     /// Decodes a body of exactly `buf.remaining()` bytes whose first fragment header is
-    /// `first` (from the packet header). The walk must cover the body exactly and padding
-    /// must be zero (5.0.1 never sends anything else).
+    /// `first` (from the packet header). The walk must cover the body exactly. Padding
+    /// before a packed fragment is skipped whatever it holds: 5.0.1 copies each packed
+    /// fragment into a reused buffer without clearing the gap, so a real daemon's padding
+    /// bytes are often not zero (a mixed ring stalled on such a packet, never retransmitted
+    /// in a form we accepted).
     pub fn decode(
         buf: &mut impl Buf,
         first: FragHeader,
@@ -79,7 +82,7 @@ impl DataBody {
                 return Err(DecodeError::Malformed("too many fragments"));
             }
             let pad = pad4(done);
-            r.zeros("fragment padding", pad)?;
+            r.skip("fragment padding", pad)?;
             let h = FragHeader::read(&mut r)?;
             done += pad + FragHeader::LEN;
             let len = super::codec::check_count("fragment_len", i64::from(h.len), data_len - done)?;
@@ -90,6 +93,22 @@ impl DataBody {
             done += len;
         }
         Ok(Self { fragments })
+    }
+
+    /// Where the padding before each packed fragment lies, as byte ranges of the body
+    /// (what [`DataBody::encode`] writes as zeros; a real 5.0.1 daemon may leave anything).
+    pub fn padding(&self) -> Vec<std::ops::Range<usize>> {
+        let mut out = Vec::new();
+        let mut n = 0;
+        for (i, f) in self.fragments.iter().enumerate() {
+            if i > 0 {
+                let pad = pad4(n);
+                out.push(n..n + pad);
+                n += pad + FragHeader::LEN;
+            }
+            n += f.data.len();
+        }
+        out
     }
 
     /// Header of the first fragment (goes into the packet header); (0, 0) if empty.
@@ -251,6 +270,28 @@ mod tests {
             assert!(b.try_pack(m()).is_ok());
         }
         assert_eq!(b.encoded_len(), 745);
+    }
+
+    #[test]
+    fn padding_left_over_by_5_0_1_is_skipped_not_refused() {
+        // Seen from a real 5.0.1 daemon packing small AGREED messages: the three bytes between
+        // a 5-byte fragment and the next fragment header held old buffer contents.
+        let mut body = Vec::new();
+        body.extend_from_slice(b"hello");
+        body.extend_from_slice(&[0xde, 0xad, 0xbe]);
+        body.extend_from_slice(&(-1i16).to_le_bytes());
+        body.extend_from_slice(&2i16.to_le_bytes());
+        body.extend_from_slice(b"ok");
+        let first = FragHeader { index: -1, len: 5 };
+        let b = DataBody::decode(&mut &body[..], first, Endian::Little).expect("decodes");
+        assert_eq!(b.fragments.len(), 2);
+        assert_eq!(&b.fragments[0].data[..], b"hello");
+        assert_eq!(&b.fragments[1].data[..], b"ok");
+        assert_eq!(b.padding(), vec![5..8]);
+        let mut again = Vec::new();
+        b.encode(&mut again, Endian::Little);
+        body[5..8].fill(0);
+        assert_eq!(again, body, "re-encoded with zero padding");
     }
 
     #[test]
