@@ -17,6 +17,7 @@
 //! and applied as [`Event`]s, the same events the token ring will later deliver from every
 //! daemon.
 
+mod exchange;
 mod handshake;
 mod ring;
 #[cfg(test)]

@@ -99,6 +99,9 @@ pub struct Node {
     dropped: u64,
     /// Monitor control packets and the simulated partition.
     monitor: monitor::Monitor,
+    /// Simulator canary: the exchange gate is never closed ([`Node::plant_no_exchange_gate`]).
+    #[cfg(any(test, feature = "sim"))]
+    no_gate: bool,
 }
 
 impl Node {
@@ -117,9 +120,29 @@ impl Node {
             waiting: VecDeque::new(),
             dropped: 0,
             monitor,
+            #[cfg(any(test, feature = "sim"))]
+            no_gate: false,
         };
         n.pump(now);
         n
+    }
+
+    /// Simulator canary: client messages are sent during the group-state exchange, as a
+    /// daemon that does not hold them would (the 5.0.1-state checker must notice).
+    #[cfg(any(test, feature = "sim"))]
+    pub fn plant_no_exchange_gate(&mut self, now: Instant) {
+        self.no_gate = true;
+        self.engine.set_exchanging(now, false);
+    }
+
+    #[cfg(any(test, feature = "sim"))]
+    fn gate_planted_off(&self) -> bool {
+        self.no_gate
+    }
+
+    #[cfg(not(any(test, feature = "sim")))]
+    fn gate_planted_off(&self) -> bool {
+        false
     }
 
     /// The session / group side.
@@ -217,7 +240,7 @@ impl Node {
                     ring::Output::Deliver(d) => {
                         let was = self.daemon.exchanging();
                         self.daemon.on_delivery(d);
-                        if was && !self.daemon.exchanging() {
+                        if was && !self.daemon.exchanging() && !self.gate_planted_off() {
                             // The exchange completed: 5.0.1 returns to the normal down queue
                             // and lowers the delivery threshold.
                             self.engine.set_exchanging(now, false);
@@ -229,7 +252,8 @@ impl Node {
                         if regular {
                             // The engine closed the gate at installation; it stays closed
                             // while the group-state exchange of this configuration runs.
-                            self.engine.set_exchanging(now, self.daemon.exchanging());
+                            let closed = self.daemon.exchanging() && !self.gate_planted_off();
+                            self.engine.set_exchanging(now, closed);
                         }
                     }
                 }

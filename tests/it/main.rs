@@ -23,5 +23,6 @@ mod ring_interop;
 mod ring_monitor;
 mod ring_multiseg;
 mod ring_netns;
+mod rolling;
 mod spread_cli;
 mod wire_interop;

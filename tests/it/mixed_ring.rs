@@ -13,8 +13,6 @@
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use mbus::client::{Mailbox, Message, ServiceType};
-
 use crate::netns::{child_lines_until, real_spread, NetLab};
 
 const HELPER_ENV: &str = "MBUS_MIXED_CLIENT";
@@ -41,59 +39,13 @@ fn mixed_client_helper() {
         .build()
         .unwrap();
     rt.block_on(async {
-        tokio::time::timeout(CLIENT_BOUND, client(name, addr, n, clients))
-            .await
-            .expect("client run timed out");
+        tokio::time::timeout(
+            CLIENT_BOUND,
+            crate::ring_netns::client(name, addr, n, clients, "MBUS_MIXED_CLIENT_DELAY_MS"),
+        )
+        .await
+        .expect("client run timed out");
     });
-}
-
-/// Connects (retrying while the daemon starts) and joins `grp` at once; a session the daemon
-/// closes before the group reached `clients` members is opened again (printed `RECONNECT`).
-/// Then sends `n` AGREED messages and prints every data message of all `clients` senders as
-/// `GOT <body>`, then `DONE`.
-async fn client(name: &str, addr: &str, n: usize, clients: usize) {
-    let mut mb = 'session: loop {
-        let mut mb = match Mailbox::connect(addr, name, true).await {
-            Ok(m) => m,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        if mb.join("grp").await.is_err() {
-            println!("RECONNECT");
-            continue;
-        }
-        loop {
-            match mb.receive().await {
-                Ok(Message::Membership(m)) if m.members.len() == clients => break 'session mb,
-                Ok(_) => {}
-                Err(e) => {
-                    println!("RECONNECT {e}");
-                    continue 'session;
-                }
-            }
-        }
-    };
-    println!("JOINED");
-    for k in 0..n {
-        let body = format!("{name}-{k}");
-        mb.multicast(ServiceType::AGREED, "grp", 0, body.as_bytes())
-            .await
-            .unwrap();
-    }
-    let mut got = 0;
-    while got < clients * n {
-        match mb.receive().await {
-            Ok(Message::Data(d)) => {
-                println!("GOT {}", String::from_utf8_lossy(&d.body));
-                got += 1;
-            }
-            Ok(_) => {}
-            Err(e) => panic!("{name}: receive: {e}"),
-        }
-    }
-    println!("DONE");
 }
 
 /// Two daemons on one bridge: `real_at` (if `MBUS_REAL_SPREAD` is set) is the real one.

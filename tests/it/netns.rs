@@ -317,7 +317,11 @@ impl NetLab {
         let rt = dir.join("rt");
         std::fs::create_dir_all(&rt)?;
         std::fs::set_permissions(&rt, std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
-        let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
+        // Appended: a daemon replaced on the same node keeps its predecessor's log.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("{name}.log")))?;
         let real = real_spread().is_some_and(|r| r == bin);
         let mut cmd = if real {
             // 5.0.1 buffers stdout: line-buffered, its last words before dying are kept.

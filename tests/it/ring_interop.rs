@@ -227,6 +227,9 @@ fn lab_run(
     // The test harness prints "test … ... " before the helper's first line: split it off.
     let text = String::from_utf8_lossy(&out.stdout).replace(" ... ", "\n");
     let log = lab.log(0, names[0]);
+    if let Err(e) = lab.check_real_daemons() {
+        panic!("{e}\nengine:\n{text}");
+    }
     if std::env::var_os("MBUS_RING_TRACE").is_some() {
         eprintln!("engine:\n{text}\nreal {} log:\n{log}", names[0]);
     }

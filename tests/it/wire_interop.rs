@@ -123,6 +123,9 @@ fn real_daemon_speaks_our_codecs() {
         status(conf_hash ^ 1).is_empty(),
         "answered a request with a wrong hash"
     );
+    if let Err(e) = lab.check_real_daemons() {
+        panic!("{e}");
+    }
 }
 
 #[test]
@@ -181,6 +184,9 @@ fn real_daemon_gathers_our_alive_and_sends_us_form1() {
     assert_eq!(f.members.pending, [d2]);
     assert_eq!(f.reps.reps.first().map(|r| r.proc_id), Some(d1));
     assert_eq!(f.rings.len(), 1, "one old-ring entry (d1's own)");
+    if let Err(e) = lab.check_real_daemons() {
+        panic!("{e}");
+    }
 }
 
 /// Asks daemon `name` on node `i` for its status, as spmonitor would (from its own address).
@@ -230,6 +236,9 @@ fn real_ring_forms(sizes: &[usize]) {
             })
         });
         if formed {
+            if let Err(e) = lab.check_real_daemons() {
+                panic!("{e}");
+            }
             return;
         }
         assert!(

@@ -19,38 +19,23 @@
 //!
 //! # Network changes
 //!
-//! * Transitional configuration: members on daemons that left are dropped; each local member
-//!   of a group that lost members gets TRANSITION_MESS with the ending view's id.
-//! * Regular configuration: the "synced set" (daemons that agree on the group state: the
-//!   previous synced set ∩ the transitional set) decides. If it is the whole new ring, groups
-//!   that lost members get a CAUSED_BY_NETWORK view with one vs-set and no GROUPS message is
-//!   sent. Otherwise the synced set's first daemon (configuration order) multicasts its table
-//!   as GROUPS messages (`GROUPS|RELIABLE`, the last `GROUPS|AGREED`); client messages
-//!   delivered meanwhile are held; when the last message of every synced set is in and the
-//!   set sizes add up to the ring's size, the tables are merged: a group present in several
-//!   sets (or flagged changed) gets a CAUSED_BY_NETWORK view with id (new ring, 1) and one
-//!   vs-set per set, ordered by the set's previous group id (signed), then its daemon; other
-//!   groups keep their id and nobody hears of them.
+//! Transitional and regular configurations drive 5.0.1's group-layer state machine
+//! (GOP / GTRANS / GGATHER / GGT) and its group-state exchange: see [`super::exchange`].
+//! While an exchange runs, client messages delivered are held and [`Daemon::exchanging`]
+//! tells the node to keep the engine's exchange gate closed.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 use bytes::{Bytes, BytesMut};
-use tracing::{debug, trace};
+use tracing::trace;
 
+use super::exchange::GState;
 use super::{Daemon, Event};
-use crate::groups::{message, Entry, Member, RingId};
+use crate::groups::{Entry, Member};
 use crate::ring::{ConfigChange, ConfigKind, DaemonId, Delivery, Service};
 use crate::wire::client::{
-    decode_frame, encode_header, ByteOrder, Direction, GroupId, GroupName, Hint, MessageHeader,
-    ServiceType,
+    decode_frame, encode_header, ByteOrder, Direction, GroupName, Hint, MessageHeader, ServiceType,
 };
-use crate::wire::daemon::groups::{
-    GroupBlock, GroupDaemon, GroupId as WireGroupId, GroupsBody, Message, MAX_GROUPS_BODY,
-};
-use crate::wire::daemon::{Endian, MembId, ProcId};
-
-/// `AGREED_MESS`: the service bit of the last GROUPS message of a daemon.
-const AGREED_BIT: u32 = 0x0000_0010;
 
 /// Counters of the ring backend.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -66,44 +51,44 @@ pub struct RingStats {
     pub exchanges: u64,
     /// Client messages held while an exchange ran.
     pub held: u64,
+    /// GROUPS messages delivered when no exchange expected them (5.0.1 would abort: a peer
+    /// that is not 5.0.1's rule-follower sent them; counted and dropped).
+    pub unexpected_groups: u64,
+    /// Exchanges that completed from GROUPS messages delivered after a transitional
+    /// configuration (5.0.1 GGT completion).
+    pub completed_in_transition: u64,
+    /// Deliveries on which a 5.0.1 daemon in this daemon's group state would have aborted
+    /// (`docs/interop.md` rows G1–G7); see [`Daemon::interop_violations`]. Zero when every
+    /// daemon of the ring follows 5.0.1's rules.
+    pub fatal_for_5_0_1: u64,
 }
 
-/// One synced set's table as received.
-#[derive(Debug, Default)]
-struct SetTable {
-    synced: Vec<DaemonId>,
-    blocks: Vec<GroupBlock>,
-    done: bool,
-}
-
-/// A group-state exchange in progress.
-#[derive(Debug)]
-struct Exchange {
-    ring: crate::ring::RingId,
-    members: Vec<DaemonId>,
-    /// By sending daemon (the set's representative).
-    sets: BTreeMap<DaemonId, SetTable>,
-    /// Client messages delivered before the exchange completed.
-    held: VecDeque<Delivery>,
-}
+/// Most descriptions kept by [`Daemon::interop_violations`].
+const MAX_VIOLATIONS: usize = 16;
 
 /// State of the ring backend.
 #[derive(Debug)]
 pub(crate) struct RingSide {
-    me: DaemonId,
-    daemons: Vec<DaemonId>,
-    submissions: VecDeque<(Service, Bytes)>,
+    pub(super) me: DaemonId,
+    pub(super) daemons: Vec<DaemonId>,
+    pub(super) submissions: VecDeque<(Service, Bytes)>,
     /// GROUPS messages for the engine's exchange queue, with the ring they belong to.
-    exchange_out: VecDeque<(crate::ring::RingId, Service, Bytes)>,
-    members: Vec<DaemonId>,
-    synced: Vec<DaemonId>,
-    trans: Option<Vec<DaemonId>>,
-    /// Groups that lost members since the last regular configuration.
-    lost: BTreeSet<GroupName>,
-    exchange: Option<Exchange>,
-    stats: RingStats,
+    pub(super) exchange_out: VecDeque<(crate::ring::RingId, Service, Bytes)>,
+    /// The regular configuration's daemons.
+    pub(super) members: Vec<DaemonId>,
+    /// 5.0.1's synced set: the daemons known to hold the same group state as this one
+    /// (configuration order, this daemon included).
+    pub(super) synced: Vec<DaemonId>,
+    /// 5.0.1's group-layer state.
+    pub(super) gstate: GState,
+    /// Groups marked changed (lost daemons, merged tables) since the last completed exchange
+    /// or network view.
+    pub(super) lost: BTreeSet<GroupName>,
+    pub(super) stats: RingStats,
+    /// The first deliveries a 5.0.1 daemon in our state would have aborted on.
+    pub(super) violations: Vec<String>,
     /// The next disconnect is the session's own KILL request.
-    own_kill: bool,
+    pub(super) own_kill: bool,
 }
 
 /// The ring engine's service for a client message type.
@@ -145,17 +130,6 @@ fn request(service: ServiceType, sender: GroupName, groups: &[GroupName]) -> Byt
     out.freeze()
 }
 
-fn memb_id(r: crate::ring::RingId) -> MembId {
-    MembId {
-        proc_id: ProcId(r.leader.0),
-        time: r.time as i32,
-    }
-}
-
-fn set_key(id: &WireGroupId, rep: DaemonId) -> (i32, i32, u32) {
-    (id.memb_id.proc_id.0 as i32, id.memb_id.time, rep.0)
-}
-
 impl Daemon {
     /// Switches to the ring backend: this daemon is `me` among `daemons` (configuration
     /// order). Its position (member sort key) becomes `me`'s index.
@@ -170,9 +144,9 @@ impl Daemon {
             exchange_out: VecDeque::new(),
             members: vec![me],
             synced: vec![me],
-            trans: None,
+            gstate: GState::Op,
             lost: BTreeSet::new(),
-            exchange: None,
+            violations: Vec::new(),
             stats: RingStats::default(),
             own_kill: false,
         }));
@@ -183,9 +157,26 @@ impl Daemon {
         self.ring.as_ref().map(|r| r.stats).unwrap_or_default()
     }
 
-    /// True while a group-state exchange runs (client messages are held).
+    /// True while a group-state exchange runs (5.0.1 GGATHER or GGT): client messages are
+    /// not sent and delivered ones are held.
     pub fn exchanging(&self) -> bool {
-        self.ring.as_ref().is_some_and(|r| r.exchange.is_some())
+        self.ring
+            .as_ref()
+            .is_some_and(|r| r.gstate.exchange().is_some())
+    }
+
+    /// What was delivered to this daemon that a 5.0.1 daemon in the same group state would
+    /// have aborted on (at most the first 16, with [`RingStats::fatal_for_5_0_1`] counting
+    /// all): a JOIN/LEAVE/KILL or a data message to a known group during the group-state
+    /// exchange, a GROUPS message outside it, overlapping or unknown synced sets. Empty in a
+    /// ring whose daemons all follow 5.0.1's rules; the simulator fails a case otherwise.
+    pub fn interop_violations(&self) -> &[String] {
+        self.ring.as_ref().map_or(&[], |r| &r.violations[..])
+    }
+
+    /// 5.0.1's group-layer state name (GOP, GTRANS, GGATHER, GGT), for status output.
+    pub fn group_state(&self) -> &'static str {
+        self.ring.as_ref().map_or("GOP", |r| r.gstate.name())
     }
 
     /// The next client message to submit to the ring engine ([`crate::ring::Input::Submit`]).
@@ -250,9 +241,14 @@ impl Daemon {
                 .is_ok_and(|h| h.is_groups());
         if is_groups {
             self.on_groups(&d);
-        } else if let Some(ex) = ring.exchange.as_mut() {
-            ring.stats.held += 1;
-            ex.held.push_back(d);
+        } else if ring.gstate.exchange().is_some() {
+            self.check_held(&d);
+            if let Some(ring) = self.ring.as_mut() {
+                ring.stats.held += 1;
+                if let Some(ex) = ring.gstate.exchange_mut() {
+                    ex.held.push_back(d);
+                }
+            }
         } else {
             self.apply_delivery(&d);
         }
@@ -271,13 +267,57 @@ impl Daemon {
         self.reap();
     }
 
-    fn position_of(&self, d: DaemonId) -> Option<u16> {
+    /// Records a delivery a 5.0.1 daemon in our state would abort on.
+    pub(super) fn violation(&mut self, what: String) {
+        let Some(r) = self.ring.as_mut() else {
+            return;
+        };
+        r.stats.fatal_for_5_0_1 += 1;
+        tracing::warn!(
+            state = r.gstate.name(),
+            "{what} (a 5.0.1 daemon would abort here)"
+        );
+        if r.violations.len() < MAX_VIOLATIONS {
+            r.violations.push(format!("{}: {what}", r.gstate.name()));
+        }
+    }
+
+    /// A client message delivered during the exchange: 5.0.1 aborts on JOIN/LEAVE/KILL
+    /// (G1/G2) and on data naming a group it knows (G3).
+    fn check_held(&mut self, d: &Delivery) {
+        let mut buf = BytesMut::from(&d.payload[..]);
+        let Ok(Some(frame)) = decode_frame(&mut buf, Direction::ToDaemon) else {
+            return;
+        };
+        let t = frame.header.service;
+        let what = if t.intersects(ServiceType::JOIN_MESS) {
+            "JOIN"
+        } else if t.intersects(ServiceType::LEAVE_MESS) {
+            "LEAVE"
+        } else if t.intersects(ServiceType::KILL_MESS) {
+            "KILL"
+        } else {
+            let known = (0..frame.header.num_groups.max(0) as usize)
+                .filter_map(|i| frame.group(i))
+                .any(|g| !g.is_private() && self.groups.group_id(&g.key()).is_some());
+            if !known {
+                return;
+            }
+            "data to a known group"
+        };
+        self.violation(format!(
+            "{what} from {} delivered during the group-state exchange",
+            d.sender
+        ));
+    }
+
+    pub(super) fn position_of(&self, d: DaemonId) -> Option<u16> {
         let ring = self.ring.as_ref()?;
         let p = ring.daemons.iter().position(|x| *x == d)?;
         u16::try_from(p).ok()
     }
 
-    fn local_entry(&self, member: Member) -> Entry {
+    pub(super) fn local_entry(&self, member: Member) -> Entry {
         let session = if member.daemon == self.config.position {
             self.names.get(&member.name).copied()
         } else {
@@ -286,7 +326,7 @@ impl Daemon {
         Entry { member, session }
     }
 
-    fn count(&mut self, malformed: bool) {
+    pub(super) fn count(&mut self, malformed: bool) {
         if let Some(r) = self.ring.as_mut() {
             if malformed {
                 r.stats.malformed += 1;
@@ -297,7 +337,7 @@ impl Daemon {
     }
 
     /// Decodes a client-level message and applies it as an event.
-    fn apply_delivery(&mut self, d: &Delivery) {
+    pub(super) fn apply_delivery(&mut self, d: &Delivery) {
         let Some(pos) = self.position_of(d.sender) else {
             self.count(false);
             return;
@@ -331,271 +371,6 @@ impl Daemon {
             self.apply(Event::Disconnect(member));
         } else {
             self.apply(Event::Data(member, frame));
-        }
-    }
-
-    fn on_transitional(&mut self, members: Vec<DaemonId>) {
-        // An exchange cut by a new change: what it held is applied in the order delivered
-        // (every daemon of this synced set does the same), the state stays unsynced.
-        if let Some(ex) = self.ring.as_mut().and_then(|r| r.exchange.take()) {
-            for d in ex.held {
-                self.apply_delivery(&d);
-            }
-        }
-        let keep: Vec<u16> = members
-            .iter()
-            .filter_map(|d| self.position_of(*d))
-            .collect();
-        let lost = self.groups.drop_daemons(|p| keep.contains(&p));
-        for l in &lost {
-            debug!(group = ?l.group, "group lost members to the network");
-            let bytes = message::transition(l.group, l.old_id);
-            for e in &l.members {
-                let Some(sid) = e.session else { continue };
-                if self.sessions.get(&sid).is_some_and(|s| s.membership) {
-                    self.send(sid, bytes.clone());
-                }
-            }
-        }
-        if let Some(r) = self.ring.as_mut() {
-            r.lost.extend(lost.iter().map(|l| l.group));
-            r.trans = Some(members);
-        }
-    }
-
-    fn on_regular(&mut self, ring_id: crate::ring::RingId, members: Vec<DaemonId>) {
-        let Some(r) = self.ring.as_mut() else {
-            return;
-        };
-        let trans = r.trans.take().unwrap_or_else(|| vec![r.me]);
-        let mut synced: Vec<DaemonId> = r
-            .synced
-            .iter()
-            .copied()
-            .filter(|d| trans.contains(d) && members.contains(d))
-            .collect();
-        if synced.is_empty() {
-            synced = vec![r.me];
-        }
-        r.synced = synced.clone();
-        r.members = members.clone();
-        self.groups.set_ring(RingId {
-            proc_id: ring_id.leader.0 as i32,
-            time: ring_id.time as i32,
-        });
-        let whole = members.iter().all(|d| synced.contains(d));
-        debug!(ring = %ring_id, ?synced, whole, "regular configuration");
-        if whole {
-            let lost = std::mem::take(&mut r.lost);
-            for g in lost {
-                let remaining = self.groups.members(&g).to_vec();
-                if let Some(c) = self.groups.network_view(g, &[remaining]) {
-                    self.deliver_change(&c);
-                }
-            }
-            return;
-        }
-        r.exchange = Some(Exchange {
-            ring: ring_id,
-            members,
-            sets: BTreeMap::new(),
-            held: VecDeque::new(),
-        });
-        if synced.first() == Some(&r.me) {
-            self.send_groups(ring_id, &synced);
-        }
-    }
-
-    /// Multicasts this synced set's table (§8).
-    fn send_groups(&mut self, ring_id: crate::ring::RingId, synced: &[DaemonId]) {
-        let Some(r) = self.ring.as_ref() else {
-            return;
-        };
-        let mut blocks = Vec::new();
-        for (name, id, entries) in self.groups.snapshot() {
-            let gid_memb = MembId {
-                proc_id: ProcId(id.proc_id as u32),
-                time: id.time,
-            };
-            let mut daemons: Vec<GroupDaemon> = Vec::new();
-            for e in entries {
-                let Some(pid) = r.daemons.get(usize::from(e.member.daemon)) else {
-                    continue;
-                };
-                match daemons.last_mut() {
-                    Some(gd) if gd.proc_id.0 == pid.0 => gd.members.push(e.member.name.0),
-                    _ => daemons.push(GroupDaemon {
-                        proc_id: ProcId(pid.0),
-                        memb_id: gid_memb,
-                        members: vec![e.member.name.0],
-                    }),
-                }
-            }
-            blocks.push(GroupBlock {
-                name: name.0,
-                group_id: WireGroupId {
-                    memb_id: gid_memb,
-                    index: id.index,
-                },
-                changed: u16::from(r.lost.contains(&name)),
-                daemons,
-            });
-        }
-        let synced_ids: Vec<ProcId> = synced.iter().map(|d| ProcId(d.0)).collect();
-        let mut bodies = vec![GroupsBody {
-            memb_id: memb_id(ring_id),
-            synced_set: Some(synced_ids),
-            groups: Vec::new(),
-        }];
-        for b in blocks {
-            let cur = bodies.last_mut().expect("bodies is never empty");
-            let mut probe = cur.clone();
-            probe.groups.push(b.clone());
-            if probe.encoded_len() > MAX_GROUPS_BODY && !cur.groups.is_empty() {
-                bodies.push(GroupsBody {
-                    memb_id: memb_id(ring_id),
-                    synced_set: None,
-                    groups: vec![b],
-                });
-            } else {
-                *cur = probe;
-            }
-        }
-        let n = bodies.len();
-        let name = self.config.name.clone();
-        let Some(r) = self.ring.as_mut() else {
-            return;
-        };
-        for (i, body) in bodies.iter().enumerate() {
-            let last = i + 1 == n;
-            let m = Message::groups(&name, synced.len() as u32, last, body, Endian::Little);
-            let mut out = Vec::with_capacity(m.encoded_len());
-            m.encode(&mut out);
-            let service = if last {
-                Service::Agreed
-            } else {
-                Service::Reliable
-            };
-            r.exchange_out
-                .push_back((ring_id, service, Bytes::from(out)));
-            r.stats.groups_sent += 1;
-        }
-    }
-
-    fn on_groups(&mut self, d: &Delivery) {
-        let mut buf = &d.payload[..];
-        let Ok(m) = Message::decode(&mut buf) else {
-            self.count(true);
-            return;
-        };
-        let Ok(body) = GroupsBody::decode(&mut m.body.clone(), m.header.endian) else {
-            self.count(true);
-            return;
-        };
-        let Some(r) = self.ring.as_mut() else {
-            return;
-        };
-        let Some(ex) = r.exchange.as_mut() else {
-            r.stats.ignored += 1;
-            return;
-        };
-        if body.memb_id != memb_id(ex.ring) || !ex.members.contains(&d.sender) {
-            r.stats.ignored += 1;
-            return;
-        }
-        let set = ex.sets.entry(d.sender).or_default();
-        if let Some(ids) = body.synced_set {
-            set.synced = ids.into_iter().map(|p| DaemonId(p.0)).collect();
-        }
-        set.blocks.extend(body.groups);
-        if m.header.kind & AGREED_BIT != 0 {
-            set.done = true;
-        }
-        let covered: usize = ex
-            .sets
-            .values()
-            .filter(|s| s.done)
-            .map(|s| s.synced.len())
-            .sum();
-        if covered >= ex.members.len() {
-            self.finish_exchange();
-        }
-    }
-
-    /// Merges the received tables into the new group state and tells the clients.
-    fn finish_exchange(&mut self) {
-        let Some(r) = self.ring.as_mut() else {
-            return;
-        };
-        let Some(ex) = r.exchange.take() else {
-            return;
-        };
-        r.stats.exchanges += 1;
-        r.synced = ex.members.clone();
-        r.lost.clear();
-        // group → [(set order key, id, changed, entries)]
-        type PerSet = ((i32, i32, u32), WireGroupId, bool, Vec<Entry>);
-        let mut merged: BTreeMap<GroupName, Vec<PerSet>> = BTreeMap::new();
-        for (rep, set) in &ex.sets {
-            if !set.done {
-                continue;
-            }
-            for b in &set.blocks {
-                let mut entries = Vec::new();
-                for gd in &b.daemons {
-                    let did = DaemonId(gd.proc_id.0);
-                    if !ex.members.contains(&did) {
-                        continue;
-                    }
-                    let Some(pos) = self.position_of(did) else {
-                        continue;
-                    };
-                    for n in &gd.members {
-                        let member = Member {
-                            daemon: pos,
-                            name: GroupName(*n).key(),
-                        };
-                        entries.push(self.local_entry(member));
-                    }
-                }
-                if entries.is_empty() {
-                    continue;
-                }
-                merged.entry(GroupName(b.name).key()).or_default().push((
-                    set_key(&b.group_id, *rep),
-                    b.group_id,
-                    b.changed != 0,
-                    entries,
-                ));
-            }
-        }
-        self.groups.clear();
-        for (g, mut sets) in merged {
-            sets.sort_by_key(|s| s.0);
-            let changed = sets.len() > 1 || sets.iter().any(|s| s.2);
-            if changed {
-                let vs: Vec<Vec<Entry>> = sets
-                    .into_iter()
-                    .map(|mut s| {
-                        s.3.sort_by_key(|e| e.member);
-                        s.3
-                    })
-                    .collect();
-                if let Some(c) = self.groups.network_view(g, &vs) {
-                    self.deliver_change(&c);
-                }
-            } else if let Some((_, id, _, entries)) = sets.into_iter().next() {
-                let id = GroupId {
-                    proc_id: id.memb_id.proc_id.0 as i32,
-                    time: id.memb_id.time,
-                    index: id.index,
-                };
-                self.groups.install_view(g, id, entries);
-            }
-        }
-        debug!(held = ex.held.len(), "group state exchange complete");
-        for d in ex.held {
-            self.apply_delivery(&d);
         }
     }
 }

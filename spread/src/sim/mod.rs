@@ -10,8 +10,10 @@
 //! daemon delivered everywhere. Same scenario ⇒ same run, bit for bit.
 
 mod checker;
+pub mod daemons;
+mod links;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -247,6 +249,34 @@ struct Node {
     wake: Option<Instant>,
 }
 
+/// Segment of node `i` of `n` cut into `segments` consecutive blocks in configuration order.
+fn segment_of(i: usize, n: usize, segments: u8) -> u16 {
+    let n = n.max(1);
+    let segs = usize::from(segments.max(1)).min(n);
+    u16::try_from(i * segs / n).unwrap_or(0)
+}
+
+/// Ring settings of simulated daemon `i`: LAN timeouts (5.0.1's wide-area table with several
+/// segments), the options' lookup timeout and ring protocol.
+fn sim_ring_config(ids: &[DaemonId], i: usize, opts: &Options) -> RingConfig {
+    let mut c = RingConfig::lan(ids[i], ids.to_vec());
+    c.segments = (0..ids.len())
+        .map(|j| segment_of(j, ids.len(), opts.segments))
+        .collect();
+    if opts.segments > 1 {
+        // 5.0.1's wide-area table (several segments, no WideAreaNetwork line).
+        c.wide_area = true;
+        c.token_timeout = Duration::from_millis(5000);
+        c.hurry_timeout = Duration::from_millis(1500);
+        c.rep_timeout = Duration::from_millis(1250);
+        c.gather_timeout = Duration::from_millis(2500);
+        c.form_timeout = Duration::from_millis(2500);
+    }
+    c.lookup_timeout = opts.lookup_timeout;
+    c.accelerated = opts.accelerated;
+    c
+}
+
 /// The simulated cluster.
 #[derive(Debug)]
 pub struct Sim {
@@ -257,12 +287,7 @@ pub struct Sim {
     next_seq: u64,
     rng: Rng,
     opts: Options,
-    loss: u8,
-    dup: u8,
-    reorder_us: u32,
-    comp: Vec<u8>,
-    cuts: BTreeSet<(usize, usize)>,
-    clogs: BTreeMap<(usize, usize), u8>,
+    links: links::Links,
     /// The checker (public so tests can read it).
     pub checker: Checker,
     events: u64,
@@ -283,13 +308,8 @@ impl Sim {
             queue: BTreeMap::new(),
             next_seq: 0,
             rng: Rng::new(seed),
+            links: links::Links::new(n, opts.latency),
             opts,
-            loss: 0,
-            dup: 0,
-            reorder_us: 0,
-            comp: vec![0; n],
-            cuts: BTreeSet::new(),
-            clogs: BTreeMap::new(),
             events: 0,
             faults: 0,
         };
@@ -310,26 +330,11 @@ impl Sim {
 
     /// Segment of node `i`: consecutive blocks in configuration order.
     fn seg(&self, i: usize) -> u16 {
-        let n = self.nodes.len().max(self.ids.len()).max(1);
-        let segs = usize::from(self.opts.segments.max(1)).min(n);
-        u16::try_from(i * segs / n).unwrap_or(0)
+        segment_of(i, self.nodes.len().max(self.ids.len()), self.opts.segments)
     }
 
     fn config(&self, i: usize) -> RingConfig {
-        let mut c = RingConfig::lan(self.ids[i], self.ids.clone());
-        c.segments = (0..self.ids.len()).map(|j| self.seg(j)).collect();
-        if self.opts.segments > 1 {
-            // 5.0.1's wide-area table (several segments, no WideAreaNetwork line).
-            c.wide_area = true;
-            c.token_timeout = Duration::from_millis(5000);
-            c.hurry_timeout = Duration::from_millis(1500);
-            c.rep_timeout = Duration::from_millis(1250);
-            c.gather_timeout = Duration::from_millis(2500);
-            c.form_timeout = Duration::from_millis(2500);
-        }
-        c.lookup_timeout = self.opts.lookup_timeout;
-        c.accelerated = self.opts.accelerated;
-        c
+        sim_ring_config(&self.ids, i, &self.opts)
     }
 
     fn start(&mut self, i: usize) {
@@ -459,21 +464,11 @@ impl Sim {
 
     fn apply(&mut self, f: Fault) {
         self.faults += 1;
-        let n = self.nodes.len();
-        let idx = |x: u8| usize::from(x) % n;
+        if self.links.apply(&f) {
+            return;
+        }
+        let idx = |x: u8| usize::from(x) % self.nodes.len();
         match f {
-            Fault::Loss(p) => self.loss = p.min(60),
-            Fault::Dup(p) => self.dup = p.min(50),
-            Fault::Reorder(us) => self.reorder_us = us.min(2_000),
-            Fault::Partition(c) => {
-                self.comp = (0..n).map(|i| c.get(i).copied().unwrap_or(0)).collect();
-            }
-            Fault::Cut { from, to } => {
-                self.cuts.insert((idx(from), idx(to)));
-            }
-            Fault::Clog { from, to, pct } => {
-                self.clogs.insert((idx(from), idx(to)), pct.min(95));
-            }
             Fault::Crash(x) => {
                 let i = idx(x);
                 self.nodes[i].engine = None;
@@ -484,14 +479,8 @@ impl Sim {
                     self.start(i);
                 }
             }
-            Fault::Heal => self.heal_links(),
+            _ => {}
         }
-    }
-
-    fn heal_links(&mut self) {
-        self.comp = vec![0; self.nodes.len()];
-        self.cuts.clear();
-        self.clogs.clear();
     }
 
     /// Drains node `i`'s outputs into the network and the checker; re-arms its wake-up.
@@ -531,46 +520,20 @@ impl Sim {
                 .collect(),
             Dest::Unicast(d) => self.ids.iter().position(|x| *x == d).into_iter().collect(),
         };
-        for j in targets {
-            if j == from {
-                let at = self.now + Duration::from_micros(5);
-                let ev = Event::Net {
-                    to: j,
-                    from: self.ids[from],
-                    port,
-                    bytes: bytes.clone(),
-                };
-                self.push(at, ev);
-                continue;
-            }
-            if self.comp[from] != self.comp[j] || self.cuts.contains(&(from, j)) {
-                continue;
-            }
-            let clog = self.clogs.get(&(from, j)).copied().unwrap_or(0);
-            if self.rng.chance(self.loss) || self.rng.chance(clog) {
-                continue;
-            }
-            let copies = if self.rng.chance(self.dup) { 2 } else { 1 };
-            for _ in 0..copies {
-                let extra = self.rng.below(u64::from(self.reorder_us) + 1);
-                let at = self.now + self.opts.latency + Duration::from_micros(extra);
-                let ev = Event::Net {
-                    to: j,
-                    from: self.ids[from],
-                    port,
-                    bytes: bytes.clone(),
-                };
-                self.push(at, ev);
-            }
+        for (j, delay) in self.links.route(&mut self.rng, from, targets) {
+            let ev = Event::Net {
+                to: j,
+                from: self.ids[from],
+                port,
+                bytes: bytes.clone(),
+            };
+            self.push(self.now + delay, ev);
         }
     }
 
     /// Heals everything: links, loss, crashed daemons.
     pub fn heal_all(&mut self) {
-        self.heal_links();
-        self.loss = 0;
-        self.dup = 0;
-        self.reorder_us = 0;
+        self.links.heal_all();
         for i in 0..self.nodes.len() {
             if self.nodes[i].engine.is_none() {
                 self.start(i);

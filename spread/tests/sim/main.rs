@@ -16,6 +16,8 @@ use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
 use spread::ring::{PlantedBug, Service};
 use spread::sim::{run, Fault, Options, Scenario, Step, Work};
 
+mod daemons;
+
 const NODES_MAX: u8 = 5;
 /// Faults and messages happen in this window (ms after start; the first ring forms at ~1.8 s).
 const PLAN_MS: std::ops::Range<u32> = 500..9_000;
