@@ -18,6 +18,8 @@
 //! daemon.
 
 mod exchange;
+#[cfg(test)]
+mod exchange_tests;
 mod handshake;
 mod ring;
 #[cfg(test)]

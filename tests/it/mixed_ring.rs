@@ -190,9 +190,9 @@ fn rounds() -> usize {
 /// The first daemon starts, the second as soon as the first listens, and a client on each
 /// connects and joins at once: the joins travel while the ring forms and the group state is
 /// exchanged. The real daemon is `real_at`.
-fn joins_during_formation(real_at: usize) {
+fn joins_during_formation(real_at: usize, extra: &str) {
     for round in 0..rounds() {
-        let Some(mut p) = Pair::new(real_at, "") else {
+        let Some(mut p) = Pair::new(real_at, extra) else {
             return;
         };
         let t0 = Instant::now();
@@ -205,12 +205,49 @@ fn joins_during_formation(real_at: usize) {
 
 #[test]
 fn clients_join_while_the_ring_forms_real_first() {
-    joins_during_formation(0);
+    joins_during_formation(0, "");
+}
+
+/// As [`clients_join_while_the_ring_forms_real_first`], both with `AcceleratedRing = true`.
+#[test]
+fn clients_join_while_the_accelerated_ring_forms() {
+    joins_during_formation(0, "AcceleratedRing = true\n");
 }
 
 #[test]
 fn clients_join_while_the_ring_forms_ours_first() {
-    joins_during_formation(1);
+    joins_during_formation(1, "");
+}
+
+/// A settled ring is cut in two (each daemon runs a ring of its own), then healed, and
+/// clients on both daemons connect and join at once, while the two rings merge and their
+/// group states are exchanged. The real daemon is `real_at`.
+fn joins_during_a_merge(real_at: usize) {
+    for round in 0..rounds() {
+        let Some(mut p) = Pair::new(real_at, "") else {
+            return;
+        };
+        p.start(0);
+        p.start(1);
+        std::thread::sleep(Duration::from_secs(3));
+        p.lab.set_link(1, false).expect("cut");
+        // 5.0.1 notices the lost token in ~3 s and forms a ring of its own.
+        std::thread::sleep(Duration::from_secs(6));
+        p.lab.set_link(1, true).expect("heal");
+        let t0 = Instant::now();
+        p.traffic(&format!("round {round} merge"), 50);
+        eprintln!("round {round}: merged and ordered in {:?}", t0.elapsed());
+    }
+}
+
+#[test]
+fn clients_join_while_two_rings_merge_real_first() {
+    joins_during_a_merge(0);
+}
+
+#[test]
+fn clients_join_while_two_rings_merge_ours_first() {
+    joins_during_a_merge(1);
 }
 
 /// A settled ring with traffic; then our daemon is killed and restarted and a client on it

@@ -74,6 +74,15 @@ enum Cut {
 /// ring member of its segment forwards it to the leader, who looks up), the segments' at the
 /// lookup (30 s after installation with `WideAreaNetwork = no`).
 fn run_with(sizes: &[usize], real: Option<(usize, &str)>, cut: Cut) {
+    match real {
+        Some((i, bin)) => run_mixed(sizes, &[i], bin, cut, ""),
+        None => run_mixed(sizes, &[], "", cut, ""),
+    }
+}
+
+/// [`run_with`] with the real binary `bin` at every daemon of `reals` and `conf_extra`
+/// appended to the configuration (e.g. `AcceleratedRing = true`).
+fn run_mixed(sizes: &[usize], reals: &[usize], bin: &str, cut: Cut, conf_extra: &str) {
     let Some(mut lab) = NetLab::new(sizes) else {
         return;
     };
@@ -89,13 +98,11 @@ fn run_with(sizes: &[usize], real: Option<(usize, &str)>, cut: Cut) {
     if cut == Cut::Router {
         extra += "WideAreaNetwork = no\n";
     }
+    extra += conf_extra;
     let conf = lab.spread_conf(&name_refs, port, &extra);
     let ours = env!("CARGO_BIN_EXE_spread");
     for (i, name) in names.iter().enumerate() {
-        let exe = match real {
-            Some((r, path)) if r == i => path,
-            _ => ours,
-        };
+        let exe = if reals.contains(&i) { bin } else { ours };
         lab.start_daemon(i, exe, name, &conf).expect("start daemon");
     }
     match cut {
@@ -272,4 +279,37 @@ fn netns_two_segments_mixed_real_router_cut_merges_at_the_lookup() {
 #[test]
 fn netns_two_segments_2_2_router_cut_merges_at_the_lookup() {
     run_with(&[2, 2], None, Cut::Router);
+}
+
+/// One real Spread 5.0.1 (only with `MBUS_REAL_SPREAD`) in each segment, ours beside each
+/// (e1 and w1 real, e2 and w2 ours); every client joins while the ring forms.
+#[test]
+fn netns_two_segments_mixed_a_real_daemon_in_each_segment() {
+    let Ok(real) = std::env::var(REAL_ENV) else {
+        eprintln!("skipped: set {REAL_ENV} to a Spread 5.0.1 daemon binary");
+        return;
+    };
+    run_mixed(&[2, 2], &[0, 2], &real, Cut::None, "");
+}
+
+/// As above with `AcceleratedRing = true` in every configuration.
+#[test]
+fn netns_two_segments_mixed_a_real_daemon_in_each_segment_accelerated() {
+    let Ok(real) = std::env::var(REAL_ENV) else {
+        eprintln!("skipped: set {REAL_ENV} to a Spread 5.0.1 daemon binary");
+        return;
+    };
+    run_mixed(
+        &[2, 2],
+        &[0, 2],
+        &real,
+        Cut::None,
+        "AcceleratedRing = true\n",
+    );
+}
+
+/// Ours only, 2+2, Accelerated Ring.
+#[test]
+fn netns_two_segments_2_2_accelerated_one_total_order() {
+    run_mixed(&[2, 2], &[], "", Cut::None, "AcceleratedRing = true\n");
 }

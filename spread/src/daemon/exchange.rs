@@ -145,6 +145,7 @@ impl Daemon {
                     .collect();
                 if let Some(r) = self.ring.as_mut() {
                     r.lost.extend(cascade);
+                    r.stats.exchanges_cut += 1;
                     r.gstate = GState::GatherTrans(ex, members);
                 }
             }

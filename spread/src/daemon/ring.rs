@@ -54,6 +54,8 @@ pub struct RingStats {
     /// GROUPS messages delivered when no exchange expected them (5.0.1 would abort: a peer
     /// that is not 5.0.1's rule-follower sent them; counted and dropped).
     pub unexpected_groups: u64,
+    /// Exchanges cut by a new configuration change (5.0.1 GGATHER → GGT).
+    pub exchanges_cut: u64,
     /// Exchanges that completed from GROUPS messages delivered after a transitional
     /// configuration (5.0.1 GGT completion).
     pub completed_in_transition: u64,

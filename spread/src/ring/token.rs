@@ -48,12 +48,12 @@ impl Engine {
         let stale = self.state != State::Evs && t.seq < self.ring.highest;
         tracing::trace!(me = %me, %from, seq = t.seq, aru = t.aru, arq = t.arq, retrans = t.retrans,
             highest = self.ring.highest, my_aru = self.ring.my_aru, rtr = t.rtr.len(), stale, "token");
-        if from != pred || stale {
+        if from != pred {
             self.stats.dropped += 1;
             return;
         }
         if self.token_leader() {
-            if !self.tok.awaiting || t.arq != self.tok.last_tx_arq {
+            if !self.tok.awaiting || t.arq != self.tok.last_tx_arq || stale {
                 self.stats.dropped += 1;
                 return;
             }
@@ -75,6 +75,13 @@ impl Engine {
                     return;
                 }
                 _ => {}
+            }
+            // A new token (by its arq) that is older than what this daemon has seen: only
+            // checked after the duplicate rules above, so a leader's re-sent copy (same arq,
+            // higher retrans) still makes this daemon re-send its last token, as 5.0.1 does.
+            if stale {
+                self.stats.dropped += 1;
+                return;
             }
             if t.retrans > 0 {
                 self.stats.token_hurry += 1;

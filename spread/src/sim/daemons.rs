@@ -83,6 +83,11 @@ pub struct DaemonScenario {
     pub segments: u8,
     /// Daemons that start late: (node, ms after start).
     pub late: Vec<(u8, u32)>,
+    /// Crashes timed to the group-state exchange: (ms after start, node): from that time on,
+    /// the first moment any daemon runs an exchange (5.0.1 GGATHER), the node crashes (it
+    /// comes back at the heal, or by a `Restart`). This drives cascades: exchanges cut by a
+    /// new membership (GGT), completed in the transitional configuration or not.
+    pub exchange_crashes: Vec<(u32, u8)>,
     /// Fault plan.
     pub faults: Vec<Step>,
     /// Client actions.
@@ -93,8 +98,13 @@ impl fmt::Display for DaemonScenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "daemons={} segments={} seed={:#x} accelerated={} late={:?}",
-            self.nodes, self.segments, self.seed, self.accelerated, self.late
+            "daemons={} segments={} seed={:#x} accelerated={} late={:?} exchange_crashes={:?}",
+            self.nodes,
+            self.segments,
+            self.seed,
+            self.accelerated,
+            self.late,
+            self.exchange_crashes
         )?;
         for s in &self.faults {
             writeln!(f, "  fault  @{}ms {:?}", s.at_ms, s.fault)?;
@@ -123,6 +133,8 @@ pub struct DaemonReport {
     pub held: u64,
     /// Exchanges completed in a transitional configuration (5.0.1 GGT).
     pub completed_in_transition: u64,
+    /// Exchanges cut by a new configuration change (5.0.1 GGT), all daemons.
+    pub exchanges_cut: u64,
 }
 
 #[derive(Debug)]
@@ -137,6 +149,8 @@ enum Event {
     Fault(Fault),
     Start(usize),
     Client(usize, Act),
+    /// Arm a crash of this node for the next exchange.
+    ArmExchangeCrash(usize),
 }
 
 #[derive(Debug)]
@@ -181,6 +195,8 @@ pub struct DaemonSim {
     events: u64,
     actions: u64,
     violations: Vec<String>,
+    /// Nodes to crash as soon as some daemon runs an exchange.
+    armed: Vec<usize>,
     /// Per daemon: the last (ring, group state) seen, and the changes with their times.
     seen: Vec<(Option<RingAndGstate>, Vec<String>)>,
 }
@@ -231,6 +247,7 @@ impl DaemonSim {
             events: 0,
             actions: 0,
             violations: Vec::new(),
+            armed: Vec::new(),
             seen: (0..n).map(|_| (None, Vec::new())).collect(),
         }
     }
@@ -283,6 +300,10 @@ impl DaemonSim {
         for a in &sc.actions {
             let at = base + Duration::from_millis(u64::from(a.at_ms));
             self.push(at, Event::Client(usize::from(a.node) % n, a.act));
+        }
+        for (ms, node) in &sc.exchange_crashes {
+            let at = base + Duration::from_millis(u64::from(*ms));
+            self.push(at, Event::ArmExchangeCrash(usize::from(*node) % n));
         }
     }
 
@@ -347,6 +368,19 @@ impl DaemonSim {
                 }
             }
             Event::Client(i, act) => self.client_act(i, act),
+            Event::ArmExchangeCrash(i) => self.armed.push(i),
+        }
+        if !self.armed.is_empty()
+            && self
+                .hosts
+                .iter()
+                .flat_map(|h| h.node.as_ref())
+                .any(|n| n.daemon().group_state() == "GGATHER")
+        {
+            for i in std::mem::take(&mut self.armed) {
+                self.hosts[i].node = None;
+                self.hosts[i].clients.clear();
+            }
         }
     }
 
@@ -697,6 +731,9 @@ impl DaemonSim {
     /// Heals links and restarts crashed daemons.
     pub fn heal_all(&mut self) {
         self.links.heal_all();
+        self.armed.clear();
+        self.queue
+            .retain(|_, ev| !matches!(ev, Event::ArmExchangeCrash(_)));
         for i in 0..self.hosts.len() {
             if self.hosts[i].node.is_none() {
                 self.start(i);
@@ -758,6 +795,7 @@ impl DaemonSim {
             exchanges: stats.iter().map(|s| s.exchanges).sum(),
             held: stats.iter().map(|s| s.held).sum(),
             completed_in_transition: stats.iter().map(|s| s.completed_in_transition).sum(),
+            exchanges_cut: stats.iter().map(|s| s.exchanges_cut).sum(),
         }
     }
 }
@@ -787,6 +825,7 @@ pub fn run_daemons(
         .map(|s| s.at_ms)
         .chain(sc.actions.iter().map(|a| a.at_ms))
         .chain(sc.late.iter().map(|l| l.1))
+        .chain(sc.exchange_crashes.iter().map(|c| c.0))
         .max()
         .unwrap_or(0);
     let end = sim.now() + Duration::from_millis(u64::from(plan_end) + 500);
@@ -918,6 +957,7 @@ mod tests {
             accelerated: false,
             segments: 1,
             late: vec![(2, 900)],
+            exchange_crashes: vec![],
             faults: vec![],
             actions,
         }
@@ -942,6 +982,7 @@ mod tests {
             accelerated: true,
             segments: 1,
             late: vec![(4, 274), (2, 1877)],
+            exchange_crashes: vec![],
             faults: vec![
                 Step {
                     at_ms: 6371,

@@ -44,6 +44,7 @@ fn daemon_scenario() -> impl Strategy<Value = DaemonScenario> {
     let at = prop_oneof![2 => 0u32..2_500, 1 => WINDOW_MS];
     let action = (at, 0u8..5, act()).prop_map(|(at_ms, node, act)| Action { at_ms, node, act });
     let late = proptest::collection::vec((0u8..5, 0u32..6_000), 0..3);
+    let exchange_crashes = proptest::collection::vec((0u32..6_000, 0u8..5), 0..3);
     let segments = prop_oneof![3 => Just(1u8), 1 => Just(2u8)];
     (
         2u8..=5,
@@ -53,16 +54,20 @@ fn daemon_scenario() -> impl Strategy<Value = DaemonScenario> {
         late,
         proptest::collection::vec(step, 0..6),
         proptest::collection::vec(action, 10..60),
+        exchange_crashes,
     )
         .prop_map(
-            |(nodes, segments, seed, accelerated, late, faults, actions)| DaemonScenario {
-                nodes,
-                seed,
-                accelerated,
-                segments,
-                late,
-                faults,
-                actions,
+            |(nodes, segments, seed, accelerated, late, faults, actions, exchange_crashes)| {
+                DaemonScenario {
+                    nodes,
+                    seed,
+                    accelerated,
+                    segments,
+                    late,
+                    exchange_crashes,
+                    faults,
+                    actions,
+                }
             },
         )
 }
@@ -101,7 +106,7 @@ fn canary_without_the_exchange_gate_fails_within_the_ci_cases() {
 fn soak_daemons() {
     let n = cases("MBUS_SOAK_CASES", 1_000);
     let started = WallInstant::now();
-    let sums: [AtomicU64; 6] = Default::default();
+    let sums: [AtomicU64; 7] = Default::default();
     let mut cfg = config(n);
     cfg.failure_persistence = None;
     cfg.max_shrink_iters = 60;
@@ -115,6 +120,7 @@ fn soak_daemons() {
             r.exchanges,
             r.held,
             r.completed_in_transition,
+            r.exchanges_cut,
         ]) {
             s.fetch_add(v, Ordering::Relaxed);
         }
@@ -122,8 +128,8 @@ fn soak_daemons() {
     });
     let v: Vec<u64> = sums.iter().map(|s| s.load(Ordering::Relaxed)).collect();
     println!(
-        "soak_daemons: {n} cases, {} events, {} client messages received, {} client actions, {} exchanges ({} completed in a transitional configuration), {} client messages held, {:.1} s, result {:?}",
-        v[0], v[1], v[2], v[3], v[5], v[4],
+        "soak_daemons: {n} cases, {} events, {} client messages received, {} client actions, {} exchanges ({} cut by a new membership, {} completed in a transitional configuration), {} client messages held, {:.1} s, result {:?}",
+        v[0], v[1], v[2], v[3], v[6], v[5], v[4],
         started.elapsed().as_secs_f64(),
         result.as_ref().map(|_| "0 violations")
     );
