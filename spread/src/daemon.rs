@@ -23,6 +23,8 @@
 mod handshake;
 mod ring;
 #[cfg(test)]
+mod slow_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
