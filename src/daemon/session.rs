@@ -429,6 +429,67 @@ mod tests {
         assert_eq!(core.stats().await.unwrap().accepted, 1);
     }
 
+    /// A request from `me` to group `g`.
+    fn request(me: &str, service: spread::wire::client::ServiceType, body: &[u8]) -> Vec<u8> {
+        use spread::wire::client::{ByteOrder, GroupName, Hint, MessageHeader};
+        let mut out = Vec::new();
+        spread::wire::client::encode_header(
+            &MessageHeader {
+                service,
+                sender: GroupName::new(me.as_bytes()),
+                num_groups: 1,
+                hint: Hint::new(0, ByteOrder::Little),
+                data_len: body.len() as i32,
+                order: ByteOrder::Little,
+            },
+            &mut out,
+        );
+        out.extend_from_slice(&GroupName::new(b"g").0);
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// A member that stops reading is killed once its pipe is full and 10 messages wait;
+    /// its pipe is closed at once (it reads what the pipe held, then the end), and a new
+    /// client is served meanwhile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stalled_in_process_reader_is_closed_at_once() {
+        use spread::wire::client::ServiceType;
+        let mut cfg = DaemonConfig::new("localhost", 7, 9);
+        cfg.max_session_messages = 10;
+        let (core, _task) = spawn_core(cfg, std::future::pending());
+        let mut stalled = core.connect_in_process().await.unwrap();
+        handshake(&mut stalled, "a").await;
+        stalled
+            .write_all(&request("#a#localhost", ServiceType::JOIN_MESS, b""))
+            .await
+            .unwrap();
+        let mut sender = core.connect_in_process().await.unwrap();
+        handshake(&mut sender, "b").await;
+        let body = vec![7u8; 10_000];
+        // The pipe holds about 100 of these; then 10 more wait, and the next kills.
+        for _ in 0..300 {
+            sender
+                .write_all(&request("#b#localhost", ServiceType::RELIABLE, &body))
+                .await
+                .unwrap();
+        }
+        let late = async {
+            let mut p = core.connect_in_process().await.unwrap();
+            handshake(&mut p, "c").await
+        };
+        tokio::time::timeout(Duration::from_secs(5), late)
+            .await
+            .expect("a new client is served");
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut got))
+            .await
+            .expect("the stalled reader's pipe is closed")
+            .unwrap();
+        assert!(got.len() <= IN_PROCESS_PIPE + 200, "{} bytes", got.len());
+        assert_eq!(core.stats().await.unwrap().slow_reader_kills, 1);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn silent_connection_is_closed_after_one_second() {
         let (core, _task) =
