@@ -145,6 +145,8 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
     reader: AbortHandle,
 ) {
     let mut pending = Pending::default();
+    // The core was told the socket is blocked and not yet that it moved again.
+    let mut blocked = false;
     let why = loop {
         // Take everything queued so far.
         let msg = if pending.is_empty() {
@@ -152,7 +154,7 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
         } else {
             tokio::select! {
                 biased;
-                r = write_some(id, &mut wr, &mut pending, &progress) => match r {
+                r = write_some(id, &mut wr, &mut pending, &progress, &mut blocked) => match r {
                     Ok(()) => continue,
                     Err(e) => break End::Failed(e),
                 },
@@ -262,22 +264,23 @@ impl Pending {
 }
 
 /// One vectored write (waiting for the socket); reports the messages it completed, and
-/// that the socket is blocked when it has to wait. Cancel-safe: nothing is written unless
-/// the future completes.
+/// that the socket is blocked when it has to wait (`blocked`: told and not yet cleared; any
+/// progress after a block clears it, even inside one message). Cancel-safe: nothing is
+/// written unless the future completes.
 async fn write_some<W: AsyncWrite + Unpin>(
     id: SessionId,
     wr: &mut W,
     pending: &mut Pending,
     progress: &mpsc::UnboundedSender<Input>,
+    blocked: &mut bool,
 ) -> io::Result<()> {
     let before = pending.len();
-    let mut told_blocked = false;
     let n = {
         let slices = pending.slices();
         std::future::poll_fn(|cx| {
             let r = Pin::new(&mut *wr).poll_write_vectored(cx, &slices);
-            if r.is_pending() && !told_blocked {
-                told_blocked = true;
+            if r.is_pending() && !*blocked {
+                *blocked = true;
                 let _ = progress.send(Input::Blocked { session: id });
             }
             r
@@ -289,8 +292,8 @@ async fn write_some<W: AsyncWrite + Unpin>(
     }
     pending.advance(n);
     let messages = before - pending.len();
-    // After a block, any progress (even inside one message) clears it in the core.
-    if messages > 0 || told_blocked {
+    if messages > 0 || *blocked {
+        *blocked = false;
         let drained = Input::Drained {
             session: id,
             messages,

@@ -152,13 +152,13 @@ impl FastReader {
     }
 
     /// Sends `messages` × `size` bytes RELIABLE to `group` from `sender`, never more than
-    /// [`WINDOW`] ahead of this reader (the sender's own flow control, as `spflooder`'s;
-    /// the daemon paces nobody).
-    fn flood(&self, sender: &mut RawClient, group: &str, messages: u64, size: usize) {
+    /// `window` ahead of this reader (the sender's own flow control, as `spflooder`'s;
+    /// the daemon paces nobody; `u64::MAX`: no window).
+    fn flood(&self, sender: &mut RawClient, group: &str, messages: u64, size: usize, window: u64) {
         let mut b = body(0, size);
         for i in 0..messages {
             let end = Instant::now() + SCENARIO_MAX;
-            while i >= self.progress.load(Ordering::Acquire) + WINDOW {
+            while i >= self.progress.load(Ordering::Acquire).saturating_add(window) {
                 assert!(
                     Instant::now() < end && !self.thread.is_finished(),
                     "reader stuck"
@@ -166,7 +166,11 @@ impl FastReader {
                 thread::sleep(Duration::from_micros(200));
             }
             b[..8].copy_from_slice(&i.to_le_bytes());
-            sender.multicast(ServiceType::RELIABLE, group, &b).unwrap();
+            if sender.multicast(ServiceType::RELIABLE, group, &b).is_err() {
+                // The sender was killed (it reads its own messages too slowly): the readers
+                // tell what arrived.
+                return;
+            }
         }
     }
 
@@ -193,9 +197,9 @@ struct SlowBurst {
 }
 
 /// Scenario 1: `slow` reads 64 KiB every 10 ms (≈ 6.6 MB/s) while `burster` (a member that
-/// reads everything) sends `messages` × 10 KB RELIABLE to the group, at most [`WINDOW`]
+/// reads everything) sends `messages` × 10 KB RELIABLE to the group, at most `window`
 /// ahead of its own reading; new clients probe meanwhile.
-fn slow_reader_during_burst(d: &TestDaemon, messages: u64) -> SlowBurst {
+fn slow_reader_during_burst(d: &TestDaemon, messages: u64, window: u64) -> SlowBurst {
     const SIZE: usize = 10_000;
     let group = "burst";
     let mut slow = RawClient::connect(d.port, "slow", true).unwrap();
@@ -235,7 +239,7 @@ fn slow_reader_during_burst(d: &TestDaemon, messages: u64) -> SlowBurst {
     });
     let probing = Arc::new(AtomicBool::new(false));
     let probes = probe_until(d.port, probing.clone());
-    reader.flood(&mut burster, group, messages, SIZE);
+    reader.flood(&mut burster, group, messages, SIZE, window);
     let burster_report = reader.join();
     let burst_took = start.elapsed();
     probing.store(true, Ordering::Relaxed);
@@ -279,8 +283,8 @@ struct Stalled {
 }
 
 /// Scenario 2: `stalled` joins and never reads; `fast` reads everything; a non-member sends
-/// `messages` × 10 KB RELIABLE to the group, at most [`WINDOW`] ahead of `fast`.
-fn stalled_reader_during_flood(d: &TestDaemon, messages: u64) -> Stalled {
+/// `messages` × 10 KB RELIABLE to the group, at most `window` ahead of `fast`.
+fn stalled_reader_during_flood(d: &TestDaemon, messages: u64, window: u64) -> Stalled {
     const SIZE: usize = 10_000;
     let group = "flood";
     let fds_before = d.fd_count();
@@ -303,7 +307,7 @@ fn stalled_reader_during_flood(d: &TestDaemon, messages: u64) -> Stalled {
     let fds_with_clients = d.fd_count();
     let stop_watch = Arc::new(AtomicBool::new(false));
     let fd_drop = watch_fds(d, fds_with_clients, stop_watch.clone());
-    reader.flood(&mut sender, group, messages, SIZE);
+    reader.flood(&mut sender, group, messages, SIZE, window);
     let fast_report = reader.join();
     if let Some(&(_, at)) = fast_report.disconnects.first() {
         while !fd_drop.is_finished() && at.elapsed() < CLOSE_WITHIN {
@@ -347,6 +351,9 @@ struct Vanished {
     fds_after_kills: usize,
     /// New sessions accepted before the first quota refusal.
     accepted_after: usize,
+    /// Descriptors with those sessions open.
+    fds_full: usize,
+    rss_peak_kb: u64,
     rss_after_kb: u64,
 }
 
@@ -370,7 +377,7 @@ fn killed_readers_keep_their_end_open(d: &TestDaemon, stalled: usize) -> Vanishe
     }
     let names: Vec<String> = clients.iter().map(|c| c.private_group.clone()).collect();
     let reader = FastReader::start(watcher.try_clone().unwrap(), group, MESSAGES, names);
-    reader.flood(&mut sender, group, MESSAGES, SIZE);
+    reader.flood(&mut sender, group, MESSAGES, SIZE, WINDOW);
     let report = reader.join();
     // The killed clients still hold their ends; the daemon must have let go of its own.
     let want = fds_before + 2;
@@ -384,15 +391,19 @@ fn killed_readers_keep_their_end_open(d: &TestDaemon, stalled: usize) -> Vanishe
         }
         assert!(extra.len() <= MAX_SESSIONS, "no quota");
     };
+    let fds_full = d.fd_count();
     drop(extra);
     drop(clients);
     watcher.close();
     sender.close();
+    thread::sleep(Duration::from_secs(1));
     Vanished {
         killed: report.disconnects.len(),
         fds_before,
         fds_after_kills,
         accepted_after,
+        fds_full,
+        rss_peak_kb: d.status_kb("VmHWM:").unwrap_or(0),
         rss_after_kb: d.rss_kb(),
     }
 }
@@ -413,7 +424,7 @@ fn wait_for_fds(d: &TestDaemon, want: usize, within: Duration) -> usize {
 fn slow_reader_is_killed_and_never_delays_new_clients() {
     const MESSAGES: u64 = 8_000;
     let d = TestDaemon::start();
-    let r = slow_reader_during_burst(&d, MESSAGES);
+    let r = slow_reader_during_burst(&d, MESSAGES, WINDOW);
     eprintln!("{r:#?}");
     assert!(
         r.slow_closed_after.is_some(),
@@ -433,7 +444,7 @@ fn slow_reader_is_killed_and_never_delays_new_clients() {
 #[test]
 fn stalled_reader_is_killed_and_its_socket_closed_at_once() {
     let d = TestDaemon::start();
-    let r = stalled_reader_during_flood(&d, 4_000);
+    let r = stalled_reader_during_flood(&d, 4_000, WINDOW);
     eprintln!("{r:#?}");
     assert_eq!(
         r.fast.data, 4_000,
@@ -469,52 +480,63 @@ fn killed_readers_free_their_sockets_and_quota_slots() {
 }
 
 /// Issue #19's table at full size; prints the measurements (`--ignored --nocapture`; set
-/// `MBUS_TEST_SPREAD` to measure another daemon).
+/// `MBUS_TEST_SPREAD` to measure another daemon). Rows 1 and 2 run twice: senders with
+/// spflooder's window of [`WINDOW`] messages, and senders that never wait.
 #[test]
 #[ignore = "measurement, not a check: run by hand"]
 fn slow_client_table() {
     let opts = DaemonOptions::default();
-    let d = TestDaemon::start_with(&opts);
-    let r = slow_reader_during_burst(&d, 15_000);
-    eprintln!(
-        "row 1: slow closed after {:?}, slow read {} B; burster got {} of 15000, saw kill {}; \
-         probes n={} p50 {:?} p99 {:?} max {:?}; RSS kB before {} peak {} after {}; burst {:?}",
-        r.slow_closed_after,
-        r.slow_bytes,
-        r.burster.data,
-        r.burster.disconnects.len(),
-        r.probes.len(),
-        percentile(&r.probes, 0.5),
-        percentile(&r.probes, 0.99),
-        r.probes.last(),
-        r.rss_before_kb,
-        r.rss_peak_kb,
-        r.rss_after_kb,
-        r.burst_took,
-    );
-    drop(d);
-    let d = TestDaemon::start_with(&opts);
-    let r = stalled_reader_during_flood(&d, 20_000);
-    eprintln!(
-        "row 2: fast got {} of 20000 (closed {}), saw kill {}; socket closed {:?} after the \
-         kill; stalled saw close {}; fds before {} after {}; RSS kB before {} peak {} after {}",
-        r.fast.data,
-        r.fast.closed,
-        r.fast.disconnects.len(),
-        r.socket_closed_after,
-        r.stalled_saw_close,
-        r.fds_before,
-        r.fds_after,
-        r.rss_before_kb,
-        r.rss_peak_kb,
-        r.rss_after_kb,
-    );
-    drop(d);
+    for (label, window) in [("window 200", WINDOW), ("no window", u64::MAX)] {
+        let d = TestDaemon::start_with(&opts);
+        let r = slow_reader_during_burst(&d, 15_000, window);
+        eprintln!(
+            "row 1 ({label}): slow closed after {:?}, slow read {} B; burster got {} of 15000 \
+             (closed {}), saw kill {}; probes n={} p50 {:?} p99 {:?} max {:?}; RSS kB before {} \
+             peak {} after {}; burst {:?}",
+            r.slow_closed_after,
+            r.slow_bytes,
+            r.burster.data,
+            r.burster.closed,
+            r.burster.disconnects.len(),
+            r.probes.len(),
+            percentile(&r.probes, 0.5),
+            percentile(&r.probes, 0.99),
+            r.probes.last(),
+            r.rss_before_kb,
+            r.rss_peak_kb,
+            r.rss_after_kb,
+            r.burst_took,
+        );
+        drop(d);
+        let d = TestDaemon::start_with(&opts);
+        let r = stalled_reader_during_flood(&d, 20_000, window);
+        eprintln!(
+            "row 2 ({label}): fast got {} of 20000 (closed {}), saw kill {}; socket closed {:?} \
+             after the kill; stalled saw close {}; fds before {} after {}; RSS kB before {} \
+             peak {} after {}",
+            r.fast.data,
+            r.fast.closed,
+            r.fast.disconnects.len(),
+            r.socket_closed_after,
+            r.stalled_saw_close,
+            r.fds_before,
+            r.fds_after,
+            r.rss_before_kb,
+            r.rss_peak_kb,
+            r.rss_after_kb,
+        );
+    }
     let d = TestDaemon::start_with(&opts);
     let r = killed_readers_keep_their_end_open(&d, 30);
     eprintln!(
-        "row 3: killed {} of 30; fds before {} after kills {}; new sessions accepted {}; RSS \
-         after {} kB",
-        r.killed, r.fds_before, r.fds_after_kills, r.accepted_after, r.rss_after_kb,
+        "row 3: killed {} of 30; fds before {} after kills {}; new sessions accepted {} (fds \
+         then {}); RSS kB peak {} after all left {}",
+        r.killed,
+        r.fds_before,
+        r.fds_after_kills,
+        r.accepted_after,
+        r.fds_full,
+        r.rss_peak_kb,
+        r.rss_after_kb,
     );
 }
