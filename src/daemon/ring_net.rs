@@ -500,10 +500,7 @@ mod tests {
     #[tokio::test]
     async fn client_input_stops_at_the_water_mark() {
         use spread::session::{Peer, SessionId};
-        use spread::wire::client::{
-            encode_header, encode_hello, ByteOrder, GroupName, Hello, Hint, MessageHeader,
-            ServiceType,
-        };
+        use spread::wire::client::{encode_hello, encode_message, GroupName, Hello, ServiceType};
         let (config, port) = lab();
         let me = HostId {
             segment: 0,
@@ -535,19 +532,8 @@ mod tests {
         drain(&mut c);
         assert!(c.accepts_input());
         let mut request = Vec::new();
-        encode_header(
-            &MessageHeader {
-                service: ServiceType::RELIABLE,
-                sender: GroupName::new(b"#a#e1"),
-                num_groups: 1,
-                hint: Hint::new(0, ByteOrder::Little),
-                data_len: 4,
-                order: ByteOrder::Little,
-            },
-            &mut request,
-        );
-        request.extend_from_slice(&GroupName::new(b"g").0);
-        request.extend_from_slice(b"body");
+        let (me, g) = (GroupName::new(b"#a#e1"), GroupName::new(b"g"));
+        encode_message(ServiceType::RELIABLE, me, &[g], b"body", &mut request);
         let mut sent = 0;
         while c.accepts_input() && sent < 4 * WATER_MARK {
             let data = request.clone().into();

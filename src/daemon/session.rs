@@ -431,21 +431,10 @@ mod tests {
 
     /// A request from `me` to group `g`.
     fn request(me: &str, service: spread::wire::client::ServiceType, body: &[u8]) -> Vec<u8> {
-        use spread::wire::client::{ByteOrder, GroupName, Hint, MessageHeader};
+        use spread::wire::client::GroupName;
         let mut out = Vec::new();
-        spread::wire::client::encode_header(
-            &MessageHeader {
-                service,
-                sender: GroupName::new(me.as_bytes()),
-                num_groups: 1,
-                hint: Hint::new(0, ByteOrder::Little),
-                data_len: body.len() as i32,
-                order: ByteOrder::Little,
-            },
-            &mut out,
-        );
-        out.extend_from_slice(&GroupName::new(b"g").0);
-        out.extend_from_slice(body);
+        let (me, g) = (GroupName::new(me.as_bytes()), GroupName::new(b"g"));
+        spread::wire::client::encode_message(service, me, &[g], body, &mut out);
         out
     }
 

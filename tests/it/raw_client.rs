@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use spread::wire::client::{
-    decode_accept, decode_auth_list, decode_frame, encode_auth_choice, encode_header, encode_hello,
-    AcceptReply, AuthListReply, ByteOrder, Direction, Frame, GroupName, Hello, Hint, MessageHeader,
-    ServiceType, Version,
+    decode_accept, decode_auth_list, decode_frame, encode_auth_choice, encode_hello,
+    encode_message, AcceptReply, AuthListReply, Direction, Frame, GroupName, Hello, ServiceType,
+    Version,
 };
 
 /// Longest wait for any one reply of the handshake or a frame.
@@ -87,22 +87,13 @@ impl RawClient {
     }
 
     fn request(&mut self, service: ServiceType, groups: &[&str], body: &[u8]) -> io::Result<()> {
-        let mut out = BytesMut::with_capacity(48 + 32 * groups.len() + body.len());
-        encode_header(
-            &MessageHeader {
-                service,
-                sender: GroupName::new(self.private_group.as_bytes()),
-                num_groups: groups.len() as i32,
-                hint: Hint::new(0, ByteOrder::Little),
-                data_len: body.len() as i32,
-                order: ByteOrder::Little,
-            },
-            &mut out,
-        );
-        for g in groups {
-            GroupName::new(g.as_bytes()).encode(&mut out);
-        }
-        out.extend_from_slice(body);
+        let groups: Vec<GroupName> = groups
+            .iter()
+            .map(|g| GroupName::new(g.as_bytes()))
+            .collect();
+        let mut out = Vec::with_capacity(48 + 32 * groups.len() + body.len());
+        let me = GroupName::new(self.private_group.as_bytes());
+        encode_message(service, me, &groups, body, &mut out);
         self.stream.write_all(&out)
     }
 

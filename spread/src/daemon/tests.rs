@@ -100,23 +100,19 @@ impl Harness {
 }
 
 pub(super) fn request(service: ServiceType, sender: &str, groups: &[&str], body: &[u8]) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    encode_header(
-        &MessageHeader {
-            service,
-            sender: GroupName::new(sender.as_bytes()),
-            num_groups: groups.len() as i32,
-            hint: Hint::new(0, ByteOrder::Little),
-            data_len: body.len() as i32,
-            order: ByteOrder::Little,
-        },
+    let groups: Vec<GroupName> = groups
+        .iter()
+        .map(|g| GroupName::new(g.as_bytes()))
+        .collect();
+    let mut out = Vec::new();
+    crate::wire::client::encode_message(
+        service,
+        GroupName::new(sender.as_bytes()),
+        &groups,
+        body,
         &mut out,
     );
-    for g in groups {
-        GroupName::new(g.as_bytes()).encode(&mut out);
-    }
-    out.put_slice(body);
-    out.to_vec()
+    out
 }
 
 #[test]
