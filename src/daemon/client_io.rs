@@ -13,9 +13,11 @@
 //!   call) and reports on the progress channel how many messages each call completed and
 //!   when the socket refused bytes, so the core applies `MaxSessionMessages` to the
 //!   messages the socket refused (as 5.0.1). It watches its queue while waiting for the
-//!   socket, so a `Close` takes effect at once: what the socket takes without waiting goes
-//!   out (a reject byte), the rest is dropped, the socket is shut down and closed, and the
-//!   reader is stopped. A killed slow reader's socket never outlives its session.
+//!   socket, so a `Close` takes effect at once: a short queue (a reject byte, the last
+//!   replies; [`CLOSE_FLUSH_MAX`]) still goes out within [`CLOSE_LINGER`], a long one (a
+//!   killed slow reader's) is dropped but for what the socket takes without waiting; then
+//!   the socket is shut down and closed and the reader stopped. A killed slow reader's
+//!   socket never outlives its session by more than [`CLOSE_LINGER`].
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -42,6 +44,13 @@ pub const INPUT_BUDGET: usize = 16 * READ_CHUNK;
 pub const CHUNKS_PER_SESSION: usize = 2;
 /// Most buffers passed to one vectored write.
 pub const MAX_IOVECS: usize = 64;
+/// A session the daemon closes with at most this many bytes queued (a reject byte, the last
+/// replies) gets them written, waiting at most [`CLOSE_LINGER`] for the socket; a longer
+/// queue (a killed slow reader's) is dropped at once, but for what the socket takes
+/// without waiting.
+pub const CLOSE_FLUSH_MAX: usize = 4 * 1024;
+/// See [`CLOSE_FLUSH_MAX`].
+pub const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What the reader hands the core.
 #[derive(Debug)]
@@ -169,8 +178,12 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
     };
     match why {
         End::Close => {
-            let dropped = write_now(&mut wr, &mut pending);
-            debug!(dropped, "session closed by the daemon");
+            if pending.bytes() <= CLOSE_FLUSH_MAX {
+                let _ = tokio::time::timeout(CLOSE_LINGER, write_rest(&mut wr, &mut pending)).await;
+            } else {
+                write_now(&mut wr, &mut pending);
+            }
+            debug!(dropped = pending.len(), "session closed by the daemon");
         }
         End::Forgotten => debug!("session forgotten by the daemon"),
         End::Failed(e) => {
@@ -257,6 +270,16 @@ impl Pending {
         }
     }
 
+    /// Bytes not yet written.
+    fn bytes(&self) -> usize {
+        self.bufs
+            .get(self.start..)
+            .unwrap_or_default()
+            .iter()
+            .map(Bytes::len)
+            .sum()
+    }
+
     /// Messages not yet completely written.
     fn len(&self) -> usize {
         self.bufs.len().saturating_sub(self.start)
@@ -305,8 +328,23 @@ async fn write_some<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Writes what the socket takes without waiting; returns how many messages were dropped.
-fn write_now<W: AsyncWrite + Unpin>(wr: &mut W, pending: &mut Pending) -> usize {
+/// Writes everything (the caller bounds the wait).
+async fn write_rest<W: AsyncWrite + Unpin>(wr: &mut W, pending: &mut Pending) -> io::Result<()> {
+    while !pending.is_empty() {
+        let n = {
+            let slices = pending.slices();
+            std::future::poll_fn(|cx| Pin::new(&mut *wr).poll_write_vectored(cx, &slices)).await?
+        };
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        pending.advance(n);
+    }
+    Ok(())
+}
+
+/// Writes what the socket takes without waiting.
+fn write_now<W: AsyncWrite + Unpin>(wr: &mut W, pending: &mut Pending) {
     let waker = std::task::Waker::noop();
     let mut cx = std::task::Context::from_waker(waker);
     // Each round writes at least one byte or stops; bounded by the bytes pending.
@@ -320,5 +358,4 @@ fn write_now<W: AsyncWrite + Unpin>(wr: &mut W, pending: &mut Pending) -> usize 
             _ => break,
         }
     }
-    pending.len()
 }

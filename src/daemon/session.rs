@@ -29,7 +29,10 @@ use tokio::time::Instant;
 use tracing::{debug, Instrument};
 
 use super::client_io::{self, ReadEvent, WriterMsg};
-pub use super::client_io::{CHUNKS_PER_SESSION, FIRST_READ, INPUT_BUDGET, MAX_IOVECS, READ_CHUNK};
+pub use super::client_io::{
+    CHUNKS_PER_SESSION, CLOSE_FLUSH_MAX, CLOSE_LINGER, FIRST_READ, INPUT_BUDGET, MAX_IOVECS,
+    READ_CHUNK,
+};
 
 /// Inputs taken from the queue before outputs are flushed.
 pub const MAX_INPUT_BATCH: usize = 256;
