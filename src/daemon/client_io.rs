@@ -157,7 +157,7 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
     // The core was told the socket is blocked and not yet that it moved again.
     let mut blocked = false;
     let why = loop {
-        // Take everything queued so far.
+        // Wait for the queue while idle; while writing, watch it too (a Close acts at once).
         let msg = if pending.is_empty() {
             rx.recv().await
         } else {
