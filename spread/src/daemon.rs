@@ -7,11 +7,14 @@
 //!   is due. Every method that needs the time takes `now`.
 //! * **Outputs**: after every input, drain [`Daemon::poll_output`] until `None`: bytes to write
 //!   to a session ([`Output::Send`], one message per item, in order) and sessions to close
-//!   ([`Output::Close`]: write what was queued for it, then close it).
+//!   ([`Output::Close`]: close it now, dropping whatever its socket does not take at once).
 //! * **Back-pressure**: report written messages with [`Input::Drained`] and a socket that
 //!   refused bytes with [`Input::Blocked`]; a session whose socket is blocked with
 //!   `max_session_messages` messages not yet written is killed (5.0.1's slow-reader rule:
-//!   only messages the socket refused count, not messages merely in flight to the writer).
+//!   only messages the socket refused count, not messages merely in flight to the writer),
+//!   and so is one whose unwritten bytes would pass `max_session_messages` ×
+//!   [`crate::session::LARGEST_MESSAGE`] (see [`crate::session::backlog`]). The daemon never
+//!   asks the caller to slow down: other sessions go on at their own pace.
 //!
 //! Requests are ordered by a local loop (one daemon: each is ordered the moment it is read)
 //! and applied as [`Event`]s, the same events the token ring will later deliver from every
@@ -22,6 +25,8 @@ mod exchange;
 mod exchange_tests;
 mod handshake;
 mod ring;
+#[cfg(test)]
+mod slow_tests;
 #[cfg(test)]
 mod tests;
 
@@ -180,7 +185,9 @@ pub enum Output {
         /// What.
         data: Bytes,
     },
-    /// Write what is queued for the session, then close it. The daemon has forgotten it.
+    /// Close the session now. Queued bytes its socket takes at once may still go out (a
+    /// reject byte, the last replies); the rest is dropped, as 5.0.1 frees a killed
+    /// session's queue. The daemon has forgotten it.
     Close {
         /// Which.
         session: SessionId,
@@ -331,17 +338,6 @@ impl Daemon {
         self.names.len()
     }
 
-    /// Whether some session's socket is blocked with at least half of
-    /// `max_session_messages` messages not yet written. The shell should then read client
-    /// input slowly (let the reader catch up, as 5.0.1's ring paces senders) without
-    /// stopping, so a reader that never reads still reaches the limit and is killed.
-    pub fn backlogged(&self) -> bool {
-        let high = self.config.max_session_messages.div_ceil(2).max(1);
-        self.sessions
-            .values()
-            .any(|s| s.blocked && s.queued >= high)
-    }
-
     /// Number of connections, including those still in the handshake.
     pub fn connection_count(&self) -> usize {
         self.sessions.len()
@@ -360,14 +356,11 @@ impl Daemon {
                 }
             }
             Input::Drained { session, messages } => match self.sessions.get_mut(&session) {
-                Some(s) => {
-                    s.queued = s.queued.saturating_sub(messages);
-                    s.blocked = false;
-                }
+                Some(s) => s.backlog.drained(messages),
                 None => self.stats.unknown_session_inputs += 1,
             },
             Input::Blocked { session } => match self.sessions.get_mut(&session) {
-                Some(s) => s.blocked = true,
+                Some(s) => s.backlog.block(),
                 None => self.stats.unknown_session_inputs += 1,
             },
         }
@@ -640,17 +633,27 @@ impl Daemon {
         }
     }
 
-    /// Queues one message for a session, killing it (after the current event) if its socket
-    /// is blocked with `max_session_messages` earlier ones not yet written.
+    /// Queues one message for a session, or kills the session (after the current event) if
+    /// its backlog refuses it ([`crate::session::Backlog::admit`]: 5.0.1's slow-reader rule,
+    /// plus the byte cap).
     fn send(&mut self, id: SessionId, data: Bytes) {
         if let Some(s) = self.sessions.get_mut(&id) {
-            if s.is_open() && s.blocked && s.queued >= self.config.max_session_messages {
+            let admit = s
+                .backlog
+                .admit(data.len(), self.config.max_session_messages);
+            if let (true, Err(why)) = (s.is_open(), admit) {
                 if !self.doomed.iter().any(|&(d, _)| d == id) {
+                    debug!(
+                        session = id.0,
+                        ?why,
+                        backlog = s.backlog.messages(),
+                        "slow reader: killing session"
+                    );
                     self.doomed.push((id, EndReason::SlowReader));
                 }
                 return;
             }
-            s.queued += 1;
+            s.backlog.push(data.len());
         }
         self.stats.messages_out += 1;
         self.outputs.push_back(Output::Send { session: id, data });

@@ -11,6 +11,7 @@
 //! membership over the ring sockets of [`bind()`], one receive task per socket).
 
 mod bind;
+mod client_io;
 pub mod log_time;
 pub mod net;
 pub mod outbox;

@@ -45,6 +45,13 @@
 //!
 //! Datagrams whose source address is not a configured daemon's are dropped and counted here;
 //! everything else is for the engine, which checks the rest.
+//!
+//! # Flow control
+//!
+//! While [`WATER_MARK`] client messages wait for the ring, the core handles no client input
+//! ([`Core::accepts_input`]), as 5.0.1 stops reading its sessions: the node's queue of
+//! waiting submissions stays near the mark instead of growing with a flood (the readers'
+//! input budget bounds what is read meanwhile).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -330,9 +337,20 @@ impl RingCore {
     }
 }
 
+/// Client messages waiting for the ring (not yet sent by the engine) at which the daemon
+/// stops handling client input until the ring has sent some (5.0.1's `WATER_MARK`: it stops
+/// reading sessions while its protocol queue is this long).
+pub const WATER_MARK: usize = 500;
+
 impl Core for RingCore {
     fn handle(&mut self, now: spread::time::Instant, input: Input) {
         self.node.handle(now, NodeInput::Client(input));
+    }
+
+    /// The ring's flow control, as 5.0.1's: no client input while [`WATER_MARK`] messages
+    /// wait to be sent (ring packets, timers and write progress go on).
+    fn accepts_input(&self) -> bool {
+        self.node.backlog().0 + self.node.engine().send_queue_len() < WATER_MARK
     }
 
     fn handle_timeout(&mut self, now: spread::time::Instant) {
@@ -474,6 +492,57 @@ mod tests {
             })
             .unwrap()
             .vid
+    }
+
+    /// The ring's flow control: with no token going round, client messages pile up for the
+    /// ring; at [`WATER_MARK`] the core stops taking client input (and takes it again
+    /// once the ring has sent them, which this test does not reach).
+    #[tokio::test]
+    async fn client_input_stops_at_the_water_mark() {
+        use spread::session::{Peer, SessionId};
+        use spread::wire::client::{encode_hello, encode_message, GroupName, Hello, ServiceType};
+        let (config, port) = lab();
+        let me = HostId {
+            segment: 0,
+            index: 0,
+        };
+        let mut c = core_at(&config, me, "127.0.0.1", port).await;
+        let now = spread::time::Instant(0);
+        let session = SessionId(1);
+        c.handle(
+            now,
+            Input::Connected {
+                session,
+                peer: Peer::Unix,
+            },
+        );
+        let mut hello = Vec::new();
+        encode_hello(&Hello::new(b"a", false, false), &mut hello);
+        let mut auth = b"NULL".to_vec();
+        auth.resize(90, 0);
+        for data in [hello, auth] {
+            c.handle(
+                now,
+                Input::Bytes {
+                    session,
+                    data: data.into(),
+                },
+            );
+        }
+        drain(&mut c);
+        assert!(c.accepts_input());
+        let mut request = Vec::new();
+        let (me, g) = (GroupName::new(b"#a#e1"), GroupName::new(b"g"));
+        encode_message(ServiceType::RELIABLE, me, &[g], b"body", &mut request);
+        let mut sent = 0;
+        while c.accepts_input() && sent < 4 * WATER_MARK {
+            let data = request.clone().into();
+            c.handle(now, Input::Bytes { session, data });
+            drain(&mut c);
+            sent += 1;
+        }
+        assert_eq!(sent, WATER_MARK, "client input stopped at the mark");
+        assert_eq!(c.stats().protocol_violations(), 0);
     }
 
     /// Every data-class datagram arriving on `s` within `secs`.

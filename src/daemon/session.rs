@@ -2,52 +2,45 @@
 //!
 //! One task owns the sans-IO [`spread::Daemon`] (no lock around it). Each connection — TCP,
 //! the Unix socket, or an in-process pipe — gets a reader task and a writer task that only move
-//! bytes:
+//! bytes ([`super::client_io`]): the reader hands what it reads to the core through one shared
+//! input queue bounded in bytes ([`INPUT_BUDGET`]); the writer writes what the core queued for
+//! its connection and reports progress out of band, on a progress channel the core drains
+//! before every input (never behind a flood of reads).
 //!
-//! * the **reader** reads big chunks ([`READ_CHUNK`] bytes) and hands each chunk to the core,
-//!   which parses every message in it (many messages per read);
-//! * the **writer** takes every message queued for its connection and writes them with
-//!   vectored writes ([`MAX_IOVECS`] slices per call), then reports how many were written,
-//!   and when the socket refuses bytes, that it is blocked, so the core can apply
-//!   `MaxSessionMessages` to the messages the socket refused (as 5.0.1), not to those merely
-//!   in flight. These reports go out of band on an unbounded progress channel that the core
-//!   drains before every input, never behind a flood of reads in the input queue.
-//!
-//! The core task drains inputs in batches ([`MAX_INPUT_BATCH`]) before flushing outputs, so a
-//! burst of messages to one session becomes one batch for its writer. There is no per-message
-//! syscall on the hot path.
+//! The core task never waits for a client: it handles inputs as they come, in batches
+//! ([`MAX_INPUT_BATCH`] inputs, [`MAX_BATCH_BYTES`] bytes) before flushing outputs, so a burst
+//! of messages to one session becomes one batch for its writer. A slow or stalled reader
+//! costs the others nothing: its messages wait in its own writer's queue until the
+//! slow-reader rule ([`spread::session::backlog`]) kills it, and its socket is closed at
+//! once. The only pacing of senders is the ring's flow control ([`Core::accepts_input`]), as
+//! in 5.0.1.
 
 use std::collections::BTreeMap;
-use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use spread::session::{Peer, SessionId};
 use spread::{Daemon, DaemonConfig, Input, Output, Stats};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{debug, trace, Instrument};
+use tracing::{debug, Instrument};
 
-/// Bytes asked for per read (the real daemon reads 1432-byte pieces).
-pub const READ_CHUNK: usize = 256 * 1024;
+use super::client_io::{self, ReadEvent, WriterMsg};
+pub use super::client_io::{
+    CHUNKS_PER_SESSION, CLOSE_FLUSH_MAX, CLOSE_LINGER, FIRST_READ, INPUT_BUDGET, MAX_IOVECS,
+    READ_CHUNK,
+};
+
 /// Inputs taken from the queue before outputs are flushed.
 pub const MAX_INPUT_BATCH: usize = 256;
-/// Most buffers passed to one vectored write.
-pub const MAX_IOVECS: usize = 64;
-/// Capacity of the queue of inputs to the core (readers wait when it is full).
-pub const INPUT_QUEUE: usize = 4096;
-/// While the core is [`Core::backlogged`], it feeds one step of input per this interval
-/// (a write that unblocks the reader ends the pacing at once): senders are paced to the slow
-/// reader, yet a reader that never reads still reaches `MaxSessionMessages` and is killed.
-pub const BACKLOG_PACE: std::time::Duration = std::time::Duration::from_millis(20);
-/// Most bytes of a read chunk fed to the core at once; the writers get a turn between
-/// slices, so one big read cannot queue thousands of messages for a reader in one step.
-pub const SLICE: usize = 32 * 1024;
-/// First paced step while backlogged (doubles per step, up to [`READ_CHUNK`]).
-pub const PACED_SLICE_MIN: usize = 4 * 1024;
+/// Client bytes handled before outputs are flushed (the writers get their batches).
+pub const MAX_BATCH_BYTES: usize = 4 * READ_CHUNK;
+/// Capacity (in items) of the queue of inputs to the core; its bytes are bounded by
+/// [`INPUT_BUDGET`].
+pub const INPUT_QUEUE: usize = 1024;
 /// Capacity of each direction of an in-process pipe.
 pub const IN_PROCESS_PIPE: usize = 1 << 20;
 
@@ -57,10 +50,8 @@ enum CoreMsg {
         peer: Peer,
         writer: mpsc::UnboundedSender<WriterMsg>,
     },
-    Input(Input),
+    Read(ReadEvent),
     Stats(oneshot::Sender<Stats>),
-    /// A datagram for the ring (see [`Core::packet`]).
-    Packet(Packet),
 }
 
 /// A datagram received on a ring socket.
@@ -89,10 +80,11 @@ pub trait Core: Send + 'static {
     fn stats(&self) -> Stats;
     /// A datagram from a ring socket (ignored without a ring).
     fn packet(&mut self, _now: spread::time::Instant, _packet: Packet) {}
-    /// Some session's socket is full with many messages waiting: read input slowly
-    /// (see [`BACKLOG_PACE`]).
-    fn backlogged(&self) -> bool {
-        false
+    /// Whether client bytes may be handled now. A ring daemon says no while its queue of
+    /// messages waiting for the ring is long (5.0.1 stops reading sessions then); ring
+    /// packets, timers and write progress are still handled.
+    fn accepts_input(&self) -> bool {
+        true
     }
 }
 
@@ -112,23 +104,15 @@ impl Core for Daemon {
     fn stats(&self) -> Stats {
         Daemon::stats(self).clone()
     }
-    fn backlogged(&self) -> bool {
-        Daemon::backlogged(self)
-    }
-}
-
-enum WriterMsg {
-    /// Messages to write, in order.
-    Data(Vec<Bytes>),
-    /// Write what is queued, then close.
-    Close,
 }
 
 /// Handle to the core task: hands it connections; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct CoreHandle {
     tx: mpsc::Sender<CoreMsg>,
+    packets: mpsc::Sender<Packet>,
     progress: mpsc::UnboundedSender<Input>,
+    budget: Arc<Semaphore>,
     next_id: Arc<AtomicU64>,
 }
 
@@ -161,12 +145,17 @@ impl CoreHandle {
             .map_err(|_| CoreStopped)?;
         let (rd, wr) = tokio::io::split(stream);
         let span = tracing::debug_span!("session", id = id.0, ?peer);
-        let reader = tokio::spawn(read_loop(id, rd, self.tx.clone()).instrument(span.clone()));
-        let links = WriterLinks {
-            core: self.tx.clone(),
-            progress: self.progress.clone(),
+        let tx = self.tx.clone();
+        let send = move |ev| {
+            let tx = tx.clone();
+            async move { tx.send(CoreMsg::Read(ev)).await.is_ok() }
         };
-        tokio::spawn(write_loop(id, wr, wrx, links, reader).instrument(span));
+        let reader = tokio::spawn(
+            client_io::read_loop(id, rd, self.budget.clone(), send).instrument(span.clone()),
+        );
+        let writer =
+            client_io::write_loop(id, wr, wrx, self.progress.clone(), reader.abort_handle());
+        tokio::spawn(writer.instrument(span));
         Ok(id)
     }
 
@@ -180,10 +169,7 @@ impl CoreHandle {
 
     /// Hands a ring datagram to the core.
     pub async fn packet(&self, packet: Packet) -> Result<(), CoreStopped> {
-        self.tx
-            .send(CoreMsg::Packet(packet))
-            .await
-            .map_err(|_| CoreStopped)
+        self.packets.send(packet).await.map_err(|_| CoreStopped)
     }
 
     /// The core's counters.
@@ -196,6 +182,9 @@ impl CoreHandle {
         rx.await.map_err(|_| CoreStopped)
     }
 }
+
+/// Capacity (datagrams) of the queue of ring packets to the core.
+pub const PACKET_QUEUE: usize = 4096;
 
 /// Starts the core task; it runs until `shutdown` completes (then every session is closed).
 pub fn spawn_core(
@@ -211,13 +200,21 @@ pub fn spawn_core_with<C: Core>(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> (CoreHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+    let (packets, packets_rx) = mpsc::channel(PACKET_QUEUE);
     let (progress, progress_rx) = mpsc::unbounded_channel();
     let handle = CoreHandle {
         tx,
+        packets,
         progress,
+        budget: client_io::input_budget(),
         next_id: Arc::new(AtomicU64::new(1)),
     };
-    let task = tokio::spawn(core_loop(core, rx, progress_rx, shutdown));
+    let inputs = Inputs {
+        rx,
+        packets: packets_rx,
+        progress: progress_rx,
+    };
+    let task = tokio::spawn(core_loop(core, inputs, shutdown));
     (handle, task)
 }
 
@@ -233,141 +230,93 @@ fn to_tokio(origin: Instant, t: spread::time::Instant) -> Instant {
     origin + std::time::Duration::from_micros(t.as_micros())
 }
 
+/// The core task's queues.
+struct Inputs {
+    /// Connections, client bytes, stats requests.
+    rx: mpsc::Receiver<CoreMsg>,
+    /// Ring datagrams.
+    packets: mpsc::Receiver<Packet>,
+    /// Writers' reports.
+    progress: mpsc::UnboundedReceiver<Input>,
+}
+
+/// The core's side of the sessions: their writers, and the batches being collected.
+#[derive(Default)]
+struct Writers {
+    writers: BTreeMap<SessionId, mpsc::UnboundedSender<WriterMsg>>,
+    batches: BTreeMap<SessionId, Vec<Bytes>>,
+}
+
 async fn core_loop<C: Core>(
     mut daemon: C,
-    mut rx: mpsc::Receiver<CoreMsg>,
-    mut progress: mpsc::UnboundedReceiver<Input>,
+    mut inputs: Inputs,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let origin = Instant::now();
-    let mut writers: BTreeMap<SessionId, mpsc::UnboundedSender<WriterMsg>> = BTreeMap::new();
-    let mut batches: BTreeMap<SessionId, Vec<Bytes>> = BTreeMap::new();
-    // The unfed rest of a read chunk (fed before any other input).
-    let mut held: Option<(SessionId, Bytes)> = None;
-    // While backlogged: when the next paced step is due, and how many bytes it feeds.
-    let mut pace_at: Option<Instant> = None;
-    let mut burst = PACED_SLICE_MIN;
+    let mut w = Writers::default();
     tokio::pin!(shutdown);
     loop {
         let deadline = daemon.poll_timeout().map(|t| to_tokio(origin, t));
-        let paced = daemon.backlogged();
-        if paced {
-            pace_at.get_or_insert_with(|| Instant::now() + BACKLOG_PACE);
-        } else {
-            pace_at = None;
-            burst = PACED_SLICE_MIN;
-        }
+        let open = daemon.accepts_input();
+        // Unbiased: ring packets and client input take turns under load.
         tokio::select! {
-            biased;
             _ = &mut shutdown => break,
-            p = progress.recv() => {
+            Some(p) = inputs.progress.recv() => {
                 let now = core_now(origin);
-                if let Some(p) = p {
-                    daemon.handle(now, p);
-                }
-                drain_progress(&mut daemon, &mut progress, now);
+                on_progress(&mut daemon, &mut w, now, p);
+                drain_progress(&mut daemon, &mut w, &mut inputs.progress, now);
             }
             () = sleep_until(deadline) => daemon.handle_timeout(core_now(origin)),
-            step = next_step(&mut rx, paced, held.is_some(), pace_at) => {
+            Some(p) = inputs.packets.recv() => {
                 let now = core_now(origin);
-                drain_progress(&mut daemon, &mut progress, now);
-                match step {
-                    // Backlogged: one step per BACKLOG_PACE, growing while the reader
-                    // stays stuck.
-                    Step::Paced(msg) => {
-                        pace_at = None;
-                        held = match (held.take(), msg) {
-                            (Some((id, data)), _) => feed(&mut daemon, now, id, data, burst),
-                            (None, Some(msg)) => on_msg(&mut daemon, &mut writers, now, msg, burst),
-                            (None, None) => break,
-                        };
-                        burst = (burst * 2).min(READ_CHUNK);
+                drain_progress(&mut daemon, &mut w, &mut inputs.progress, now);
+                daemon.packet(now, p);
+                for _ in 1..MAX_INPUT_BATCH {
+                    let Ok(p) = inputs.packets.try_recv() else { break };
+                    daemon.packet(now, p);
+                }
+            }
+            msg = inputs.rx.recv(), if open => {
+                let Some(msg) = msg else { break };
+                let now = core_now(origin);
+                drain_progress(&mut daemon, &mut w, &mut inputs.progress, now);
+                let mut bytes = on_msg(&mut daemon, &mut w, now, msg);
+                for _ in 1..MAX_INPUT_BATCH {
+                    if bytes >= MAX_BATCH_BYTES || !daemon.accepts_input() {
+                        break;
                     }
-                    // The rest of a chunk, after the writers had a turn.
-                    Step::Rest => {
-                        if let Some((id, data)) = held.take() {
-                            held = feed(&mut daemon, now, id, data, SLICE);
-                        }
-                    }
-                    Step::Fresh(msg) => {
-                        let Some(msg) = msg else { break };
-                        held = on_msg(&mut daemon, &mut writers, now, msg, SLICE);
-                        for _ in 1..MAX_INPUT_BATCH {
-                            if held.is_some() || daemon.backlogged() {
-                                break;
-                            }
-                            match rx.try_recv() {
-                                Ok(msg) => {
-                                    drain_progress(&mut daemon, &mut progress, now);
-                                    held = on_msg(&mut daemon, &mut writers, now, msg, SLICE);
-                                }
-                                Err(_) => break,
-                            }
-                        }
-                    }
+                    let Ok(msg) = inputs.rx.try_recv() else { break };
+                    drain_progress(&mut daemon, &mut w, &mut inputs.progress, now);
+                    bytes += on_msg(&mut daemon, &mut w, now, msg);
                 }
             }
         }
-        flush(&mut daemon, &mut writers, &mut batches);
+        flush(&mut daemon, &mut w);
     }
-    for w in writers.values() {
-        let _ = w.send(WriterMsg::Close);
+    for tx in w.writers.values() {
+        let _ = tx.send(WriterMsg::Close);
     }
     debug!("core stopped");
 }
 
-/// What the core loop does next with client input.
-enum Step {
-    /// Backlogged: the paced step is due; feed the held chunk, else this input (`None`:
-    /// the queue closed).
-    Paced(Option<CoreMsg>),
-    /// Feed the rest of the held chunk.
-    Rest,
-    /// A new input, then a batch (`None`: the queue closed).
-    Fresh(Option<CoreMsg>),
-}
-
-async fn next_step(
-    rx: &mut mpsc::Receiver<CoreMsg>,
-    paced: bool,
-    held: bool,
-    at: Option<Instant>,
-) -> Step {
-    if paced {
-        if let Some(at) = at {
-            tokio::time::sleep_until(at).await;
-        }
-        Step::Paced(if held { None } else { rx.recv().await })
-    } else if held {
-        tokio::task::yield_now().await;
-        Step::Rest
-    } else {
-        Step::Fresh(rx.recv().await)
+/// One writer report.
+fn on_progress<C: Core>(daemon: &mut C, w: &mut Writers, now: spread::time::Instant, p: Input) {
+    if let Input::Closed { session } = &p {
+        w.writers.remove(session);
     }
-}
-
-/// Feeds at most `limit` bytes of a read chunk to the core; returns the rest.
-fn feed<C: Core>(
-    daemon: &mut C,
-    now: spread::time::Instant,
-    session: SessionId,
-    mut data: Bytes,
-    limit: usize,
-) -> Option<(SessionId, Bytes)> {
-    let rest = (data.len() > limit).then(|| data.split_off(limit));
-    daemon.handle(now, Input::Bytes { session, data });
-    rest.map(|r| (session, r))
+    daemon.handle(now, p);
 }
 
 /// Applies every write report already sent (so the slow-reader rule sees what the writers
 /// have really written before the next input is handled).
 fn drain_progress<C: Core>(
     daemon: &mut C,
+    w: &mut Writers,
     progress: &mut mpsc::UnboundedReceiver<Input>,
     now: spread::time::Instant,
 ) {
     while let Ok(p) = progress.try_recv() {
-        daemon.handle(now, p);
+        on_progress(daemon, w, now, p);
     }
 }
 
@@ -378,195 +327,66 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// Handles one input; returns the client bytes it carried.
 fn on_msg<C: Core>(
     daemon: &mut C,
-    writers: &mut BTreeMap<SessionId, mpsc::UnboundedSender<WriterMsg>>,
+    w: &mut Writers,
     now: spread::time::Instant,
     msg: CoreMsg,
-    limit: usize,
-) -> Option<(SessionId, Bytes)> {
+) -> usize {
     match msg {
         CoreMsg::Connected { id, peer, writer } => {
-            writers.insert(id, writer);
+            w.writers.insert(id, writer);
             daemon.handle(now, Input::Connected { session: id, peer });
         }
-        CoreMsg::Input(Input::Bytes { session, data }) => {
-            return feed(daemon, now, session, data, limit);
+        CoreMsg::Read(ReadEvent::Bytes {
+            session,
+            data,
+            room,
+        }) => {
+            let n = data.len();
+            daemon.handle(now, Input::Bytes { session, data });
+            // The bytes are handled (copied into the session's buffer): give the room back.
+            drop(room);
+            return n;
         }
-        CoreMsg::Input(input) => {
-            if let Input::Closed { session } = &input {
-                writers.remove(session);
-            }
-            daemon.handle(now, input);
+        CoreMsg::Read(ReadEvent::Closed(session)) => {
+            w.writers.remove(&session);
+            daemon.handle(now, Input::Closed { session });
         }
         CoreMsg::Stats(tx) => {
             let _ = tx.send(daemon.stats());
         }
-        CoreMsg::Packet(p) => daemon.packet(now, p),
     }
-    None
+    0
 }
 
 /// Hands every output to the writers, one batch per session.
-fn flush<C: Core>(
-    daemon: &mut C,
-    writers: &mut BTreeMap<SessionId, mpsc::UnboundedSender<WriterMsg>>,
-    batches: &mut BTreeMap<SessionId, Vec<Bytes>>,
-) {
+fn flush<C: Core>(daemon: &mut C, w: &mut Writers) {
     let mut closes = Vec::new();
     while let Some(out) = daemon.poll_output() {
         match out {
-            Output::Send { session, data } => batches.entry(session).or_default().push(data),
+            Output::Send { session, data } => w.batches.entry(session).or_default().push(data),
             Output::Close { session } => closes.push(session),
         }
     }
-    for (id, batch) in std::mem::take(batches) {
-        if let Some(w) = writers.get(&id) {
-            let _ = w.send(WriterMsg::Data(batch));
+    for (id, batch) in std::mem::take(&mut w.batches) {
+        if let Some(tx) = w.writers.get(&id) {
+            let _ = tx.send(WriterMsg::Data(batch));
         }
     }
     for id in closes {
-        if let Some(w) = writers.remove(&id) {
-            let _ = w.send(WriterMsg::Close);
+        if let Some(tx) = w.writers.remove(&id) {
+            let _ = tx.send(WriterMsg::Close);
         }
     }
-}
-
-async fn read_loop<R: AsyncRead + Unpin>(id: SessionId, mut rd: R, tx: mpsc::Sender<CoreMsg>) {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    loop {
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
-        match rd.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                trace!(n, "read");
-                let data = buf.split().freeze();
-                let msg = CoreMsg::Input(Input::Bytes { session: id, data });
-                if tx.send(msg).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
-    let _ = tx.send(CoreMsg::Input(Input::Closed { session: id })).await;
-}
-
-/// Where a writer reports: the input queue (for a failed connection) and the progress channel.
-struct WriterLinks {
-    core: mpsc::Sender<CoreMsg>,
-    progress: mpsc::UnboundedSender<Input>,
-}
-
-async fn write_loop<W: AsyncWrite + Unpin>(
-    id: SessionId,
-    mut wr: W,
-    mut rx: mpsc::UnboundedReceiver<WriterMsg>,
-    links: WriterLinks,
-    reader: JoinHandle<()>,
-) {
-    let mut pending: Vec<Bytes> = Vec::new();
-    let mut closing = false;
-    while !closing {
-        let Some(first) = rx.recv().await else { break };
-        let take = |m: WriterMsg, pending: &mut Vec<Bytes>| match m {
-            WriterMsg::Data(d) => {
-                pending.extend(d);
-                false
-            }
-            WriterMsg::Close => true,
-        };
-        closing = take(first, &mut pending);
-        while !closing {
-            match rx.try_recv() {
-                Ok(m) => closing = take(m, &mut pending),
-                Err(_) => break,
-            }
-        }
-        if !pending.is_empty()
-            && write_all_vectored(id, &mut wr, &mut pending, &links.progress)
-                .await
-                .is_err()
-        {
-            break;
-        }
-    }
-    if closing {
-        debug!("closing session");
-    } else {
-        // Write failed or the core dropped us: make sure the core knows (it ignores repeats).
-        let _ = links
-            .core
-            .try_send(CoreMsg::Input(Input::Closed { session: id }));
-    }
-    let _ = wr.shutdown().await;
-    reader.abort();
-    drop(wr);
-}
-
-/// Writes every buffer, [`MAX_IOVECS`] at a time, consuming `bufs`; after each write call,
-/// tells the core how many messages are now completely written (5.0.1 counts a session's
-/// queue per message written), and when the socket refuses bytes, that it is blocked.
-async fn write_all_vectored<W: AsyncWrite + Unpin>(
-    id: SessionId,
-    wr: &mut W,
-    bufs: &mut Vec<Bytes>,
-    progress: &mpsc::UnboundedSender<Input>,
-) -> io::Result<()> {
-    let mut start = 0;
-    while start < bufs.len() {
-        let slices: Vec<IoSlice<'_>> = bufs[start..]
-            .iter()
-            .take(MAX_IOVECS)
-            .map(|b| IoSlice::new(b))
-            .collect();
-        let mut told_blocked = false;
-        let mut n = std::future::poll_fn(|cx| {
-            let r = std::pin::Pin::new(&mut *wr).poll_write_vectored(cx, &slices);
-            if r.is_pending() && !told_blocked {
-                told_blocked = true;
-                let _ = progress.send(Input::Blocked { session: id });
-            }
-            r
-        })
-        .await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        let before = start;
-        while n > 0 {
-            let Some(b) = bufs.get_mut(start) else { break };
-            if n >= b.len() {
-                n -= b.len();
-                start += 1;
-            } else {
-                let _ = b.split_to(n);
-                n = 0;
-            }
-        }
-        while bufs.get(start).is_some_and(Bytes::is_empty) {
-            start += 1;
-        }
-        // After a block, any progress (even inside one message) clears it in the core.
-        if start > before || told_blocked {
-            let drained = Input::Drained {
-                session: id,
-                messages: start - before,
-            };
-            if progress.send(drained).is_err() {
-                return Err(io::ErrorKind::BrokenPipe.into());
-            }
-        }
-    }
-    bufs.clear();
-    wr.flush().await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn handshake(p: &mut DuplexStream, name: &str) -> Vec<u8> {
         let mut hello = vec![5, 0, 1, 1, name.len() as u8];
@@ -610,6 +430,56 @@ mod tests {
         assert_eq!(&memb[..4], &[0x80, 0x11, 0x00, 0x80]);
         assert_eq!(&memb[80..84], &7i32.to_le_bytes());
         assert_eq!(core.stats().await.unwrap().accepted, 1);
+    }
+
+    /// A request from `me` to group `g`.
+    fn request(me: &str, service: spread::wire::client::ServiceType, body: &[u8]) -> Vec<u8> {
+        use spread::wire::client::GroupName;
+        let mut out = Vec::new();
+        let (me, g) = (GroupName::new(me.as_bytes()), GroupName::new(b"g"));
+        spread::wire::client::encode_message(service, me, &[g], body, &mut out);
+        out
+    }
+
+    /// A member that stops reading is killed once its pipe is full and 10 messages wait;
+    /// its pipe is closed at once (it reads what the pipe held, then the end), and a new
+    /// client is served meanwhile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stalled_in_process_reader_is_closed_at_once() {
+        use spread::wire::client::ServiceType;
+        let mut cfg = DaemonConfig::new("localhost", 7, 9);
+        cfg.max_session_messages = 10;
+        let (core, _task) = spawn_core(cfg, std::future::pending());
+        let mut stalled = core.connect_in_process().await.unwrap();
+        handshake(&mut stalled, "a").await;
+        stalled
+            .write_all(&request("#a#localhost", ServiceType::JOIN_MESS, b""))
+            .await
+            .unwrap();
+        let mut sender = core.connect_in_process().await.unwrap();
+        handshake(&mut sender, "b").await;
+        let body = vec![7u8; 10_000];
+        // The pipe holds about 100 of these; then 10 more wait, and the next kills.
+        for _ in 0..300 {
+            sender
+                .write_all(&request("#b#localhost", ServiceType::RELIABLE, &body))
+                .await
+                .unwrap();
+        }
+        let late = async {
+            let mut p = core.connect_in_process().await.unwrap();
+            handshake(&mut p, "c").await
+        };
+        tokio::time::timeout(Duration::from_secs(5), late)
+            .await
+            .expect("a new client is served");
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut got))
+            .await
+            .expect("the stalled reader's pipe is closed")
+            .unwrap();
+        assert!(got.len() <= IN_PROCESS_PIPE + 200, "{} bytes", got.len());
+        assert_eq!(core.stats().await.unwrap().slow_reader_kills, 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -154,6 +154,30 @@ impl TestDaemon {
         s
     }
 
+    /// The daemon's process id.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// A `kB` line of the daemon's `/proc/PID/status` (`VmRSS`, `VmHWM`: the peak).
+    pub(crate) fn status_kb(&self, field: &str) -> Option<u64> {
+        let text = fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let line = text.lines().find(|l| l.starts_with(field))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// The daemon's resident memory now, in kB.
+    pub(crate) fn rss_kb(&self) -> u64 {
+        self.status_kb("VmRSS:").unwrap_or(0)
+    }
+
+    /// The daemon's open file descriptors.
+    pub(crate) fn fd_count(&self) -> usize {
+        self.pid()
+            .and_then(|p| fs::read_dir(format!("/proc/{p}/fd")).ok())
+            .map_or(0, Iterator::count)
+    }
+
     /// True while the daemon process is alive.
     pub(crate) fn is_running(&mut self) -> bool {
         self.child

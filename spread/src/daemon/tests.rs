@@ -11,19 +11,19 @@ use crate::wire::client::{encode_hello, Hello, Hint};
 
 const T0: Instant = Instant(1_000_000);
 
-struct Harness {
-    d: Daemon,
+pub(super) struct Harness {
+    pub(super) d: Daemon,
     now: Instant,
     /// Bytes and closes per session, not auto-drained.
-    sent: BTreeMap<SessionId, Vec<Bytes>>,
-    closed: BTreeSet<SessionId>,
-    auto_drain: bool,
+    pub(super) sent: BTreeMap<SessionId, Vec<Bytes>>,
+    pub(super) closed: BTreeSet<SessionId>,
+    pub(super) auto_drain: bool,
     /// Events handed out for ordering (external-order mode).
     ordered: Vec<Event>,
 }
 
 impl Harness {
-    fn new(cfg: DaemonConfig) -> Self {
+    pub(super) fn new(cfg: DaemonConfig) -> Self {
         Self {
             d: Daemon::new(cfg),
             now: T0,
@@ -60,7 +60,7 @@ impl Harness {
         }
     }
 
-    fn input(&mut self, i: Input) {
+    pub(super) fn input(&mut self, i: Input) {
         self.d.handle(self.now, i);
         while let Some(ev) = self.d.poll_order() {
             self.ordered.push(ev);
@@ -68,14 +68,14 @@ impl Harness {
         self.pump();
     }
 
-    fn bytes(&mut self, id: u64, b: &[u8]) {
+    pub(super) fn bytes(&mut self, id: u64, b: &[u8]) {
         self.input(Input::Bytes {
             session: SessionId(id),
             data: Bytes::copy_from_slice(b),
         });
     }
 
-    fn connect(&mut self, id: u64, name: &str, membership: bool) {
+    pub(super) fn connect(&mut self, id: u64, name: &str, membership: bool) {
         self.input(Input::Connected {
             session: SessionId(id),
             peer: Peer::Tcp("127.0.0.1".parse().unwrap()),
@@ -88,7 +88,7 @@ impl Harness {
         self.bytes(id, &auth);
     }
 
-    fn take(&mut self, id: u64) -> Vec<Bytes> {
+    pub(super) fn take(&mut self, id: u64) -> Vec<Bytes> {
         self.sent.remove(&SessionId(id)).unwrap_or_default()
     }
 
@@ -99,24 +99,20 @@ impl Harness {
     }
 }
 
-fn request(service: ServiceType, sender: &str, groups: &[&str], body: &[u8]) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    encode_header(
-        &MessageHeader {
-            service,
-            sender: GroupName::new(sender.as_bytes()),
-            num_groups: groups.len() as i32,
-            hint: Hint::new(0, ByteOrder::Little),
-            data_len: body.len() as i32,
-            order: ByteOrder::Little,
-        },
+pub(super) fn request(service: ServiceType, sender: &str, groups: &[&str], body: &[u8]) -> Vec<u8> {
+    let groups: Vec<GroupName> = groups
+        .iter()
+        .map(|g| GroupName::new(g.as_bytes()))
+        .collect();
+    let mut out = Vec::new();
+    crate::wire::client::encode_message(
+        service,
+        GroupName::new(sender.as_bytes()),
+        &groups,
+        body,
         &mut out,
     );
-    for g in groups {
-        GroupName::new(g.as_bytes()).encode(&mut out);
-    }
-    out.put_slice(body);
-    out.to_vec()
+    out
 }
 
 #[test]

@@ -15,6 +15,7 @@
 //! The [`crate::Daemon`] drives sessions and owns the cross-session rules (names, quota).
 
 pub mod auth;
+pub mod backlog;
 pub mod request;
 
 use std::net::IpAddr;
@@ -26,6 +27,7 @@ use crate::time::Instant;
 use crate::wire::client::{GroupName, Version};
 
 pub use auth::{AuthConfig, AuthMethod, IpRule};
+pub use backlog::{Backlog, Overflow, LARGEST_MESSAGE};
 pub use request::{next_request, Request, Violation};
 
 /// How long a new connection may take to send its hello (5.0.1: 1 s).
@@ -85,11 +87,8 @@ pub struct Session {
     pub priority: u8,
     /// The private group `#name#daemon` (set after the hello).
     pub private_group: GroupName,
-    /// Messages handed to the shell and not yet reported written.
-    pub queued: usize,
-    /// The shell reported its socket full ([`crate::Input::Blocked`]) and has written
-    /// nothing since: the `queued` messages are waiting for the socket, not in flight.
-    pub blocked: bool,
+    /// Messages handed to the shell and not yet reported written (the slow-reader rule).
+    pub backlog: Backlog,
     /// Stamp of the last data message delivered to it (deduplicates multi-group sends).
     pub last_delivery: u64,
 }
@@ -108,8 +107,7 @@ impl Session {
             membership: false,
             priority: 0,
             private_group: GroupName::default(),
-            queued: 0,
-            blocked: false,
+            backlog: Backlog::default(),
             last_delivery: 0,
         }
     }

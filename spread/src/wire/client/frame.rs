@@ -4,9 +4,11 @@
 //! Every length is checked as soon as the header is in, before waiting for (or reserving
 //! room for) the rest, so an over-long announcement is refused after 48 bytes.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::header::{decode_header, GroupName, MessageHeader, ServiceType};
+use super::header::{
+    decode_header, encode_header, ByteOrder, GroupName, Hint, MessageHeader, ServiceType,
+};
 use super::{
     DecodeError, GROUP_NAME_LEN, HEADER_LEN, MAX_DATA_PLUS_GROUPS, MAX_DELIVERED_DATA_LEN,
     MAX_DELIVERED_GROUPS, MAX_GROUPS_PER_MESSAGE, MAX_MESSAGE_BODY_LEN, MAX_WIRE_MESSAGE,
@@ -111,6 +113,31 @@ pub fn check_lengths(header: &MessageHeader, dir: Direction) -> Result<usize, De
     Ok(total)
 }
 
+/// Encodes one whole client→daemon message in little-endian order, as libspread writes a
+/// request or a multicast with message type 0: the header (`num_groups` and `data_len` from
+/// `groups` and `body`), the group names, the body.
+pub fn encode_message(
+    service: ServiceType,
+    sender: GroupName,
+    groups: &[GroupName],
+    body: &[u8],
+    buf: &mut impl BufMut,
+) {
+    let header = MessageHeader {
+        service,
+        sender,
+        num_groups: i32::try_from(groups.len()).unwrap_or(i32::MAX),
+        hint: Hint::new(0, ByteOrder::Little),
+        data_len: i32::try_from(body.len()).unwrap_or(i32::MAX),
+        order: ByteOrder::Little,
+    };
+    encode_header(&header, buf);
+    for g in groups {
+        g.encode(buf);
+    }
+    buf.put_slice(body);
+}
+
 /// Takes one whole message off the front of `buf`.
 ///
 /// `Ok(None)`: not enough bytes yet (room for the rest has been reserved). `Err`: the
@@ -164,6 +191,22 @@ mod tests {
         }
         out.put_slice(body);
         out
+    }
+
+    #[test]
+    fn encode_message_frames_back_to_its_parts() {
+        let groups = [GroupName::new(b"g1"), GroupName::new(b"g2")];
+        let mut out = Vec::new();
+        let me = GroupName::new(b"#a#localhost");
+        encode_message(ServiceType::FIFO, me, &groups, b"body", &mut out);
+        let mut buf = BytesMut::from(&out[..]);
+        let f = decode_frame(&mut buf, Direction::ToDaemon)
+            .unwrap()
+            .unwrap();
+        assert!(buf.is_empty());
+        assert_eq!((f.header.service, f.header.sender), (ServiceType::FIFO, me));
+        assert_eq!(f.groups().collect::<Vec<_>>(), groups);
+        assert_eq!(&f.body()[..], b"body");
     }
 
     #[test]
