@@ -299,3 +299,60 @@ async fn daemon_killed_and_back() {
         }
     }
 }
+
+/// SAFE round trips between daemons are never held back by an idle token: a client on d1
+/// sends SAFE to a client on d2, which echoes it SAFE; with pauses between pings, so the ring
+/// goes idle in between (where an early token hold used to delay SAFE delivery until the
+/// leader's 500 ms hurry timer). A bound far above a round trip, far below that timer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safe_round_trips_are_not_held_by_an_idle_token() {
+    const PINGS: usize = 40;
+    const BOUND: Duration = Duration::from_millis(250);
+    let ring = Ring::new(3);
+    let mut mbs = three_clients(&ring).await;
+    let mut echo = mbs.remove(1);
+    let mut ping = mbs.remove(0);
+    let echoer = tokio::spawn(async move {
+        for _ in 0..PINGS {
+            loop {
+                if let Message::Data(d) = recv(&mut echo).await {
+                    if d.sender == "#c1#d1" {
+                        echo.multicast(ServiceType::SAFE, "#c1#d1", 0, &d.body)
+                            .await
+                            .expect("echo");
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let mut worst = Duration::ZERO;
+    for k in 0..PINGS {
+        // Let the ring go idle (the leader holds the token) before every ping.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let body = format!("ping-{k}");
+        let t0 = Instant::now();
+        ping.multicast(ServiceType::SAFE, "grp", 0, body.as_bytes())
+            .await
+            .expect("ping");
+        loop {
+            if let Message::Data(d) = recv(&mut ping).await {
+                if d.sender == "#c2#d2" && d.body == body.as_bytes() {
+                    break;
+                }
+            }
+        }
+        let took = t0.elapsed();
+        if took > Duration::from_millis(100) {
+            eprintln!("ping {k}: {took:?}");
+        }
+        worst = worst.max(took);
+    }
+    echoer.await.expect("echoer");
+    eprintln!("{PINGS} SAFE round trips d1 -> d2 -> d1, worst {worst:?}");
+    assert!(
+        worst < BOUND,
+        "a SAFE round trip took {worst:?}\n{}",
+        ring.logs()
+    );
+}

@@ -382,7 +382,7 @@ impl Engine {
         }
         self.tok.prev_sent_aru = 0;
         self.tok.my_last_sent = 0;
-        self.tok.idle_rounds = 0;
+        self.tok.token_counter = 0;
         self.tok.round = 0;
         self.tok.prev_sent_seq = 0;
         if self.is_leader() {

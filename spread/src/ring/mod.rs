@@ -234,8 +234,9 @@ pub(crate) struct TokenState {
     pub(crate) prev_sent_aru: u32,
     /// Packets this daemon sent on its last visit (flow control).
     pub(crate) my_last_sent: u16,
-    /// Leader: consecutive idle rotations.
-    pub(crate) idle_rounds: u32,
+    /// 5.0.1 `Token_counter`: consecutive token visits after which the ring-wide aru equalled
+    /// the highest seq (the leader holds the token once it passes 1).
+    pub(crate) token_counter: u32,
     /// Tokens processed in this ring.
     pub(crate) round: u32,
     /// seq of the token sent on the previous visit (accelerated ring's request limit).
@@ -597,13 +598,15 @@ impl Engine {
         !self.exchange_q.is_empty() || (!self.exchanging && !self.send_q.is_empty())
     }
 
-    /// Asks for the token: the leader releases a held token, others send HURRY.
+    /// Asks for the token when it is (about to be) held (5.0.1 `Prot_new_message`): the
+    /// leader handles it as a HURRY, others send HURRY to the leader. While the ring is busy
+    /// the token comes by anyway.
     fn hurry(&mut self, now: Instant) {
-        if !self.ring_alive {
+        if !self.ring_alive || !self.would_hold() {
             return;
         }
         if self.is_leader() {
-            self.release_held_token(now, 0);
+            self.on_hurry(now);
         } else {
             let leader = self.ring.members[0];
             self.send(Dest::Unicast(leader), Port::Data, &Packet::Hurry);

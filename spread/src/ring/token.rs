@@ -6,8 +6,6 @@ use super::packet::{Packet, RtrBlock, Token, MAX_RTR_BLOCKS, MAX_RTR_SEQS};
 use super::{neighbours, Dest, Engine, Port, RingId, State, Timer, MAX_EVS_ROUNDS};
 use crate::time::Instant;
 
-/// The leader holds the token after this many idle rotations in a row.
-const IDLE_ROUNDS_BEFORE_HOLD: u32 = 2;
 /// proc_id −1 in a 5.0.1 retransmission request: "whoever needs it" (a widened request).
 const ANY_REQUESTER: super::DaemonId = super::DaemonId(u32::MAX);
 /// Most sequence numbers scanned when looking for missing packets.
@@ -102,6 +100,11 @@ impl Engine {
     pub(crate) fn step_op_token(&mut self, now: Instant, mut t: Token) {
         let me = self.cfg.me;
         let rid = self.ring.id;
+        // 5.0.1 compares the received aru and seq ("everyone has everything so far").
+        let all_had_all = t.aru == t.seq;
+        // As 5.0.1: the token's seq is the ring's highest, even before its packets arrive
+        // (else an idle-looking leader could hold a token whose newest packet is in flight).
+        self.ring.highest = self.ring.highest.max(t.seq);
         let retrans = self.answer_rtr(&mut t, rid);
         let sent = self.send_new_packets(&mut t);
         t.seq = t.seq.max(self.ring.highest);
@@ -119,7 +122,8 @@ impl Engine {
             .collect();
         tracing::trace!(me = %me, ?wanted, retrans, sent, "token visit");
         add_request(&mut t, rid, me, wanted);
-        if t.aru > self.ring.my_aru || t.aru_last == Some(me) || t.aru_last.is_none() {
+        if t.aru > self.ring.my_aru || t.aru_last == Some(me) || t.aru_last.is_none() || all_had_all
+        {
             t.aru = self.ring.my_aru;
             t.aru_last = Some(me);
         }
@@ -128,18 +132,27 @@ impl Engine {
             t.fc.saturating_sub(self.tok.my_last_sent)
                 .saturating_add(total);
         self.tok.my_last_sent = total;
-        let safe = t.aru.min(self.tok.prev_sent_aru);
-        self.tok.prev_sent_aru = t.aru;
+        // 5.0.1 `To_hold_token`, decided before this visit's ring aru is computed: the ring
+        // aru has equalled the highest seq for two visits in a row (so every member has
+        // delivered every SAFE message), nothing new was sent, no re-sent token in between.
+        let hold = self.token_leader() && self.would_hold();
+        let sent_aru = t.aru;
+        self.forward_token(now, t, hold);
+        self.flush_after_token();
+        let safe = sent_aru.min(self.tok.prev_sent_aru);
+        self.tok.prev_sent_aru = sent_aru;
         if safe > self.ring.aru {
             self.ring.aru = safe;
+        }
+        if self.ring.highest == self.ring.aru {
+            self.tok.token_counter += 1;
+        } else {
+            self.tok.token_counter = 0;
         }
         self.deliver_regular();
         // 5.0.1: own new RELIABLE packets are delivered right away.
         let top = self.ring.highest;
         self.deliver_reliable(top.saturating_sub(u32::from(sent)).saturating_add(1)..=top);
-        let idle = t.aru == t.seq && total == 0 && t.rtr.is_empty() && !self.has_sendable();
-        self.forward_token(now, t, idle);
-        self.flush_after_token();
     }
 
     /// The new ring's token while recovering the old ring's messages (5.0.1: seq stays 0, aru
@@ -181,8 +194,8 @@ impl Engine {
         }
     }
 
-    /// Sends the token on (or, at the leader of an idle ring, holds it).
-    fn forward_token(&mut self, now: Instant, mut t: Token, idle: bool) {
+    /// Sends the token on (or, at the leader, holds it when `hold`).
+    fn forward_token(&mut self, now: Instant, mut t: Token, hold: bool) {
         let me = self.cfg.me;
         let Some((succ, _)) = neighbours(self.token_members(), me) else {
             return;
@@ -191,13 +204,9 @@ impl Engine {
             t.arq = (self.tok.last_tx_arq + 1) % 16;
             t.retrans = 0;
             self.tok.last_tx_arq = t.arq;
-            if idle {
-                self.tok.idle_rounds += 1;
-            } else {
-                self.tok.idle_rounds = 0;
-            }
             self.arm(Timer::TokenHurry, now + self.cfg.hurry_timeout);
-            if self.state != State::Evs && self.tok.idle_rounds > IDLE_ROUNDS_BEFORE_HOLD {
+            if self.state != State::Evs && hold {
+                tracing::trace!(me = %me, seq = t.seq, aru = t.aru, "token held");
                 self.tok.holding = true;
                 self.tok.last_tx = Some((succ, t));
                 return;
@@ -214,7 +223,8 @@ impl Engine {
             return;
         }
         self.tok.holding = false;
-        self.tok.idle_rounds = 0;
+        // 5.0.1 `Handle_hurry`: someone wants to send; no hold until everyone had a turn.
+        self.tok.token_counter = 0;
         if let Some((to, t)) = self.tok.last_tx.as_mut() {
             t.retrans = retrans & 0x0f;
             let (to, t) = (*to, t.clone());
@@ -244,6 +254,7 @@ impl Engine {
             return;
         }
         if self.tok.holding {
+            tracing::trace!(me = %self.cfg.me, "hurry timer: held token released");
             self.stats.token_hurry += 1;
             self.release_held_token(now, 1);
         } else if self.tok.awaiting {
@@ -258,12 +269,44 @@ impl Engine {
         }
     }
 
-    /// HURRY packet: a member has something to send.
+    /// 5.0.1 `Is_token_hold`: the ring is idle as far as this daemon knows (the ring aru has
+    /// equalled the highest seq for two visits, no re-sent token): the leader holds, or is
+    /// about to hold, the token.
+    pub(crate) fn would_hold(&self) -> bool {
+        let running = self.state == State::Op || (self.state == State::Gather && self.ring_alive);
+        running
+            && self.ring.aru == self.ring.highest
+            && self.tok.token_counter > 1
+            && self
+                .tok
+                .last_tx
+                .as_ref()
+                .is_none_or(|(_, l)| l.retrans <= 1)
+    }
+
+    /// HURRY (a member has something to send), or a message of the leader's own: as 5.0.1's
+    /// `Handle_hurry`, the leader that holds — or is about to hold — the token forgets the
+    /// idle rounds and sends the token (re-sends its last one if it is already out, so a
+    /// HURRY that overtook the returning token is not lost).
     pub(crate) fn on_hurry(&mut self, now: Instant) {
-        if self.token_ring().is_some() && self.tok.holding {
-            self.release_held_token(now, 0);
-        } else {
+        if self.token_ring().is_none() || !self.token_leader() || !self.would_hold() {
             self.stats.dropped += 1;
+            return;
+        }
+        self.tok.token_counter = 0;
+        if self.tok.holding {
+            tracing::trace!(me = %self.cfg.me, "HURRY: token released");
+            self.release_held_token(now, 0);
+        } else if self.tok.awaiting {
+            tracing::trace!(me = %self.cfg.me, "HURRY: token re-sent");
+            self.stats.token_hurry += 1;
+            let r = self
+                .tok
+                .last_tx
+                .as_ref()
+                .map_or(1, |(_, t)| (t.retrans + 1).min(15));
+            self.resend_last_token(r);
+            self.arm(Timer::TokenHurry, now + self.cfg.hurry_timeout);
         }
     }
 

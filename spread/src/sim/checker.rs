@@ -47,7 +47,7 @@ pub(crate) fn encode_payload(id: MsgId, service: Service, size: usize) -> Vec<u8
     v
 }
 
-fn decode_payload(p: &[u8]) -> Option<MsgId> {
+pub(crate) fn decode_payload(p: &[u8]) -> Option<MsgId> {
     if p.len() < PAYLOAD_HEADER || p[0] != MAGIC {
         return None;
     }

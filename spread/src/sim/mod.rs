@@ -173,6 +173,9 @@ pub struct Report {
     pub configs: u64,
     /// Deliveries overtaken by a RELIABLE packet delivered on receipt (all daemons).
     pub overtaken: u64,
+    /// Longest time from submission to delivery of a SAFE message at any daemon, over the
+    /// SAFE messages submitted while no fault was in force.
+    pub max_safe_latency: Duration,
 }
 
 /// Why a run failed.
@@ -290,6 +293,9 @@ pub struct Sim {
     links: links::Links,
     /// The checker (public so tests can read it).
     pub checker: Checker,
+    /// Submission times of SAFE messages submitted while no fault was in force.
+    safe_submitted: BTreeMap<MsgId, Instant>,
+    max_safe_latency: Duration,
     events: u64,
     faults: usize,
 }
@@ -310,6 +316,8 @@ impl Sim {
             rng: Rng::new(seed),
             links: links::Links::new(n, opts.latency),
             opts,
+            safe_submitted: BTreeMap::new(),
+            max_safe_latency: Duration::ZERO,
             events: 0,
             faults: 0,
         };
@@ -387,6 +395,9 @@ impl Sim {
         let id = (i, node.inc, node.counter);
         let payload = checker::encode_payload(id, service, size);
         self.checker.submitted(id, service, size);
+        if service == Service::Safe && self.faults == 0 {
+            self.safe_submitted.insert(id, self.now);
+        }
         let before = e.stats().queue_full;
         e.handle(
             self.now,
@@ -497,6 +508,14 @@ impl Sim {
             match o {
                 Output::Send { to, port, bytes } => self.transmit(i, to, port, bytes),
                 Output::Deliver(d) => {
+                    if let Some(at) = checker::decode_payload(&d.payload)
+                        .and_then(|id| self.safe_submitted.get(&id))
+                    {
+                        let lat = Duration::from_micros(
+                            self.now.as_micros().saturating_sub(at.as_micros()),
+                        );
+                        self.max_safe_latency = self.max_safe_latency.max(lat);
+                    }
                     let nodes = &self.nodes;
                     let holds = |n: usize, r, s| nodes[n].engine.as_ref().map(|e| e.holds(r, s));
                     self.checker.on_deliver(i, &d, &holds);
@@ -576,6 +595,7 @@ impl Sim {
             safe_transitional: self.checker.safe_transitional,
             configs: self.checker.configs,
             overtaken: self.checker.overtaken,
+            max_safe_latency: self.max_safe_latency,
         }
     }
 }

@@ -723,3 +723,59 @@ fn regression_three_segments_token_lost_just_before_the_heal() {
     };
     check(&sc).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Fault-free rings of 2–7 daemons (one segment, either ring protocol) with traffic of every
+/// service after the first ring formed: every SAFE message is delivered everywhere within
+/// four token rotations (plus one hop per daemon), never held by an idle token.
+fn safe_latency_scenario() -> impl Strategy<Value = Scenario> {
+    let work = (3_000u32..9_000, 0u8..7, service(), 12u16..2_000).prop_map(
+        |(at_ms, node, service, size)| Work {
+            at_ms,
+            node,
+            service,
+            size,
+        },
+    );
+    (
+        2u8..=7,
+        any::<u64>(),
+        any::<bool>(),
+        proptest::collection::vec(work, 1..40),
+    )
+        .prop_map(|(nodes, seed, accelerated, mut work)| {
+            // At least one SAFE message, alone on an idle ring.
+            work.push(Work {
+                at_ms: 9_500,
+                node: 0,
+                service: Service::Safe,
+                size: 100,
+            });
+            Scenario {
+                nodes,
+                seed,
+                accelerated,
+                segments: 1,
+                faults: Vec::new(),
+                work,
+            }
+        })
+}
+
+#[test]
+fn safe_delivery_follows_the_aru_without_waiting_for_a_held_token() {
+    let mut runner = TestRunner::new(config(cases("MBUS_SIM_CASES", 192)));
+    let result = runner.run(&safe_latency_scenario(), |sc| {
+        let r = check(&sc)?;
+        let latency = Options::default().latency;
+        let bound = latency * (4 * u32::from(sc.nodes) + 4);
+        prop_assert!(
+            r.max_safe_latency <= bound,
+            "SAFE took {:?} (bound {bound:?}) in\n{sc}",
+            r.max_safe_latency
+        );
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
