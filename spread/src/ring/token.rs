@@ -258,15 +258,21 @@ impl Engine {
             self.stats.token_hurry += 1;
             self.release_held_token(now, 1);
         } else if self.tok.awaiting {
-            self.stats.token_hurry += 1;
-            let r = self
-                .tok
-                .last_tx
-                .as_ref()
-                .map_or(1, |(_, t)| (t.retrans + 1).min(15));
-            self.resend_last_token(r);
-            self.arm(Timer::TokenHurry, now + self.cfg.hurry_timeout);
+            self.hurry_token_out(now);
         }
+    }
+
+    /// Leader, token out: re-sends the last token with one more retransmission (5.0.1
+    /// `Prot_token_hurry`) and re-arms the hurry timer.
+    fn hurry_token_out(&mut self, now: Instant) {
+        self.stats.token_hurry += 1;
+        let r = self
+            .tok
+            .last_tx
+            .as_ref()
+            .map_or(1, |(_, t)| (t.retrans + 1).min(15));
+        self.resend_last_token(r);
+        self.arm(Timer::TokenHurry, now + self.cfg.hurry_timeout);
     }
 
     /// 5.0.1 `Is_token_hold`: the ring is idle as far as this daemon knows (the ring aru has
@@ -299,14 +305,7 @@ impl Engine {
             self.release_held_token(now, 0);
         } else if self.tok.awaiting {
             tracing::trace!(me = %self.cfg.me, "HURRY: token re-sent");
-            self.stats.token_hurry += 1;
-            let r = self
-                .tok
-                .last_tx
-                .as_ref()
-                .map_or(1, |(_, t)| (t.retrans + 1).min(15));
-            self.resend_last_token(r);
-            self.arm(Timer::TokenHurry, now + self.cfg.hurry_timeout);
+            self.hurry_token_out(now);
         }
     }
 

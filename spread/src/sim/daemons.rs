@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use super::links::Links;
 use super::{sim_ring_config, Failure, Fault, Options, Rng, Step};
@@ -30,8 +30,7 @@ use crate::ring::{DaemonId, Dest, Port, State};
 use crate::session::{Peer, SessionId};
 use crate::time::Instant;
 use crate::wire::client::{
-    decode_frame, encode_header, encode_hello, ByteOrder, Direction, GroupName, Hello, Hint,
-    MessageHeader, ServiceType,
+    decode_frame, encode_hello, encode_message, Direction, GroupName, Hello, ServiceType,
 };
 
 /// The groups clients use.
@@ -546,22 +545,18 @@ impl DaemonSim {
         body: &[u8],
     ) {
         let sender = format!("#{user}#{}", daemon_name(i));
+        let groups: Vec<GroupName> = groups
+            .iter()
+            .map(|g| GroupName::new(g.as_bytes()))
+            .collect();
         let mut out = BytesMut::new();
-        encode_header(
-            &MessageHeader {
-                service,
-                sender: GroupName::new(sender.as_bytes()),
-                num_groups: groups.len() as i32,
-                hint: Hint::new(0, ByteOrder::Little),
-                data_len: body.len() as i32,
-                order: ByteOrder::Little,
-            },
+        encode_message(
+            service,
+            GroupName::new(sender.as_bytes()),
+            &groups,
+            body,
             &mut out,
         );
-        for g in groups {
-            GroupName::new(g.as_bytes()).encode(&mut out);
-        }
-        out.put_slice(body);
         self.input(
             i,
             Input::Bytes {
