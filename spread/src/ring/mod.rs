@@ -39,8 +39,9 @@
 //! (arq/retrans, aru rules, retransmission blocks, flow control), FORM1/FORM2 tokens and the
 //! EVS token (seq 0, aru climbing to the FORM seq = highest + 3333) are 5.0.1's, byte for
 //! byte; the captured traffic of real daemons decodes and (data, tokens, HURRY, ALIVE)
-//! re-encodes exactly. Behaviour reproduced: idle token held by the leader and re-sent every
-//! Hurry_timeout, HURRY to release it, FORM and first tokens sent twice, re-sent tokens three
+//! re-encodes exactly. Behaviour reproduced: idle token held by the leader by 5.0.1's rule
+//! (`Token_counter`: only once every member has seen every message stable, so SAFE never
+//! waits for it) and re-sent every Hurry_timeout, HURRY to release it, FORM and first tokens sent twice, re-sent tokens three
 //! times when retrans > 1, leader = first member in configuration order, SEG_REPs before
 //! RING_REPs in FORM1, lookup JOIN every Lookup_timeout, original and Accelerated Ring. A real
 //! 5.0.1 daemon and this engine form one ring (tests/it/ring_interop.rs).
