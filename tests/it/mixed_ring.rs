@@ -7,46 +7,19 @@
 //! Every scenario fails if a real daemon died or its log shows a fatal alarm
 //! ([`NetLab::check_real_daemons`]). `MBUS_MIXED_ROUNDS=N` repeats each scenario N times.
 //!
-//! The clients are this test binary re-executed inside the namespaces with
-//! `MBUS_MIXED_CLIENT=<name>|<connect string>|<messages>|<clients>` ([`mixed_client_helper`]).
+//! The clients are `ring_netns`'s client helper re-executed inside the namespaces.
 
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::netns::{child_lines_until, real_spread, NetLab};
 
-const HELPER_ENV: &str = "MBUS_MIXED_CLIENT";
 const ROUNDS_ENV: &str = "MBUS_MIXED_ROUNDS";
 const PORT: u16 = 4803;
 /// Bound on one client run (connect, join, traffic).
 const CLIENT_BOUND: Duration = Duration::from_secs(60);
 /// Longest a daemon may take to open its client socket.
 const LISTEN_BOUND: Duration = Duration::from_secs(10);
-
-/// Client helper (run only when re-executed with `MBUS_MIXED_CLIENT`).
-#[test]
-#[ignore = "helper process of mixed_ring tests"]
-fn mixed_client_helper() {
-    let Ok(spec) = std::env::var(HELPER_ENV) else {
-        return;
-    };
-    let parts: Vec<&str> = spec.split('|').collect();
-    let (name, addr) = (parts[0], parts[1]);
-    let n = parts[2].parse::<usize>().unwrap();
-    let clients = parts[3].parse::<usize>().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        tokio::time::timeout(
-            CLIENT_BOUND,
-            crate::ring_netns::client(name, addr, n, clients, "MBUS_MIXED_CLIENT_DELAY_MS"),
-        )
-        .await
-        .expect("client run timed out");
-    });
-}
 
 /// Two daemons on one bridge: `real_at` (if `MBUS_REAL_SPREAD` is set) is the real one.
 struct Pair {
@@ -106,19 +79,7 @@ impl Pair {
     }
 
     fn spawn_client(&self, i: usize, name: &str, n: usize) -> Child {
-        let exe = std::env::current_exe().unwrap();
-        let mut cmd = self.lab.command(i, exe.to_str().unwrap());
-        cmd.args([
-            "--exact",
-            "mixed_ring::mixed_client_helper",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(HELPER_ENV, format!("{name}|{PORT}|{n}|2"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-        cmd.spawn().expect("spawn client")
+        crate::ring_netns::spawn_client(&self.lab, i, &format!("{name}|{PORT}|{n}|2"))
     }
 
     /// One client per daemon, started now; both must finish with the same order of all

@@ -5,17 +5,14 @@
 //! relayed there as a segment broadcast) and every client must see the same total order of
 //! the AGREED messages all clients send concurrently. Skipped (with a message) when not root.
 //!
-//! The clients are this test binary re-executed inside the namespaces with
-//! `MBUS_MULTISEG_CLIENT=<name>|<connect string>|<messages>|<clients>`
-//! ([`multiseg_client_helper`]): they join `grp`, wait for every client, send, and print every
-//! body received as `GOT <body>`.
+//! The clients are `ring_netns`'s client helper re-executed inside the namespaces: they join
+//! `grp`, wait for every client, send, and print every body received as `GOT <body>`.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::netns::{child_lines_until, NetLab};
+use crate::ring_netns::spawn_client;
 
-const HELPER_ENV: &str = "MBUS_MULTISEG_CLIENT";
 const REAL_ENV: &str = "MBUS_REAL_SPREAD";
 /// Messages each client sends.
 const N: usize = 30;
@@ -25,31 +22,6 @@ const CLIENT_BOUND: Duration = Duration::from_secs(60);
 const CUT_FROM: Duration = Duration::from_secs(6);
 /// ... for this long (WAN Token_timeout 5 s, then SEG, GATHER 2.5 s, FORM: a ring of its own).
 const CUT_FOR: Duration = Duration::from_secs(12);
-
-/// Client helper (run only when re-executed with `MBUS_MULTISEG_CLIENT`).
-#[test]
-#[ignore = "helper process of ring_multiseg tests"]
-fn multiseg_client_helper() {
-    let Ok(spec) = std::env::var(HELPER_ENV) else {
-        return;
-    };
-    let parts: Vec<&str> = spec.split('|').collect();
-    let (name, addr) = (parts[0], parts[1]);
-    let n = parts[2].parse::<usize>().unwrap();
-    let clients = parts[3].parse::<usize>().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        tokio::time::timeout(
-            CLIENT_BOUND,
-            crate::ring_netns::client(name, addr, n, clients, "MBUS_MULTISEG_CLIENT_DELAY_MS"),
-        )
-        .await
-        .expect("client run timed out");
-    });
-}
 
 /// Runs our daemons in segments of `sizes` (daemon `real.0` is the binary `real.1` if given)
 /// and one client per daemon; asserts one total order.
@@ -120,23 +92,9 @@ fn run_mixed(sizes: &[usize], reals: &[usize], bin: &str, cut: Cut, conf_extra: 
             lab.set_forwarding(true).expect("heal");
         }
     }
-    let exe = std::env::current_exe().unwrap();
-    let mut clients = Vec::new();
-    for i in 0..total {
-        let spec = format!("c{}|{port}|{N}|{total}", i + 1);
-        let mut cmd = lab.command(i, exe.to_str().unwrap());
-        cmd.args([
-            "--exact",
-            "ring_multiseg::multiseg_client_helper",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(HELPER_ENV, spec)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-        clients.push(cmd.spawn().expect("spawn client"));
-    }
+    let clients: Vec<_> = (0..total)
+        .map(|i| spawn_client(&lab, i, &format!("c{}|{port}|{N}|{total}", i + 1)))
+        .collect();
     let start = Instant::now();
     let mut seqs = Vec::new();
     let deadline = start + CLIENT_BOUND + Duration::from_secs(10);

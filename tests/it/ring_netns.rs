@@ -4,7 +4,8 @@
 //! daemon is the real Spread 5.0.1: a mixed ring. Skipped (with a message) when not root.
 //!
 //! The clients are this test binary re-executed inside the namespaces with
-//! `MBUS_RING_CLIENT=<name>|<connect string>|<messages>` ([`ring_client_helper`]): they
+//! `MBUS_RING_CLIENT=<name>|<connect string>|<messages>[|<clients>]` ([`ring_client_helper`],
+//! spawned by [`spawn_client`], also for `ring_multiseg` and `mixed_ring`): they
 //! join `grp`, wait for three members, send, and print every body received as `GOT <body>`.
 
 use std::process::Stdio;
@@ -30,29 +31,41 @@ fn ring_client_helper() {
     };
     let parts: Vec<&str> = spec.split('|').collect();
     let (name, addr, n) = (parts[0], parts[1], parts[2].parse::<usize>().unwrap());
+    let clients = parts.get(3).map_or(3, |c| c.parse::<usize>().unwrap());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        tokio::time::timeout(
-            CLIENT_BOUND,
-            client(name, addr, n, 3, "MBUS_RING_CLIENT_DELAY_MS"),
-        )
-        .await
-        .expect("client run timed out");
+        tokio::time::timeout(CLIENT_BOUND, client(name, addr, n, clients))
+            .await
+            .expect("client run timed out");
     });
 }
 
-/// One client process's work: after the delay in env `delay_var` (ms, if set), connect to
-/// `addr` (retrying while the daemon starts), join `grp` at once, wait until `clients`
+/// Spawns [`ring_client_helper`] in node `i` of `lab` with `spec`
+/// (`<name>|<connect string>|<messages>|<clients>`), its standard output piped.
+pub(crate) fn spawn_client(lab: &NetLab, i: usize, spec: &str) -> std::process::Child {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = lab.command(i, exe.to_str().unwrap());
+    cmd.args([
+        "--exact",
+        "ring_netns::ring_client_helper",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(HELPER_ENV, spec)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
+    cmd.spawn().expect("spawn client")
+}
+
+/// One client process's work: connect to `addr` (retrying while the daemon starts), join `grp` at once, wait until `clients`
 /// members are in — a session the daemon closes before that is opened again (printed
 /// `RECONNECT`) — send `n` AGREED messages and print every message of all `clients` senders
 /// (`JOINED`, `GOT …`, `DONE` on standard output).
-pub(crate) async fn client(name: &str, addr: &str, n: usize, clients: usize, delay_var: &str) {
-    if let Ok(ms) = std::env::var(delay_var) {
-        tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
-    }
+async fn client(name: &str, addr: &str, n: usize, clients: usize) {
     let mut mb = 'session: loop {
         let mut mb = match Mailbox::connect(addr, name, true).await {
             Ok(m) => m,
@@ -114,24 +127,10 @@ fn run_ring(real_first: Option<&str>) {
         lab.start_daemon(i, bin, &format!("d{}", i + 1), &conf)
             .expect("start daemon");
     }
-    let exe = std::env::current_exe().unwrap();
-    let mut clients = Vec::new();
-    for i in 0..3 {
-        // The Unix socket /tmp/PORT in the node's private /tmp (both daemons listen there).
-        let spec = format!("c{}|{port}|{N}", i + 1);
-        let mut cmd = lab.command(i, exe.to_str().unwrap());
-        cmd.args([
-            "--exact",
-            "ring_netns::ring_client_helper",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(HELPER_ENV, spec)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-        clients.push(cmd.spawn().expect("spawn client"));
-    }
+    // The Unix socket /tmp/PORT in the node's private /tmp (both daemons listen there).
+    let clients: Vec<_> = (0..3)
+        .map(|i| spawn_client(&lab, i, &format!("c{}|{port}|{N}|3", i + 1)))
+        .collect();
     let start = Instant::now();
     let mut seqs = Vec::new();
     let deadline = start + CLIENT_BOUND + Duration::from_secs(10);
