@@ -1,739 +1,393 @@
-//! [`Daemon`]: the sans-IO composite of sessions, group state and delivery.
+//! [`Daemon`]: one whole Spread 5.0.1-compatible daemon, sans-IO — client sessions and group
+//! state ([`Clients`]) on top of the token ring and membership protocol ([`Engine`]), the
+//! network layer's rules ([`topology`]: acceptance, relays, where each datagram goes) and the
+//! monitor ([`monitor`]). A one-host configuration is a one-daemon ring: the same code path,
+//! its token handed back to itself without a socket.
 //!
-//! # Calling contract (as quinn's `Connection`)
+//! # Calling contract (quinn style)
 //!
-//! * **Inputs**: [`Daemon::handle`] with an [`Input`] (a connection opened, bytes read, the
-//!   peer closed, bytes written), and [`Daemon::handle_timeout`] when [`Daemon::poll_timeout`]
-//!   is due. Every method that needs the time takes `now`.
-//! * **Outputs**: after every input, drain [`Daemon::poll_output`] until `None`: bytes to write
-//!   to a session ([`Output::Send`], one message per item, in order) and sessions to close
-//!   ([`Output::Close`]: close it now, dropping whatever its socket does not take at once).
-//! * **Back-pressure**: report written messages with [`Input::Drained`] and a socket that
-//!   refused bytes with [`Input::Blocked`]; a session whose socket is blocked with
-//!   `max_session_messages` messages not yet written is killed (5.0.1's slow-reader rule:
-//!   only messages the socket refused count, not messages merely in flight to the writer),
-//!   and so is one whose unwritten bytes would pass `max_session_messages` ×
-//!   [`crate::session::LARGEST_MESSAGE`] (see [`crate::session::backlog`]). The daemon never
-//!   asks the caller to slow down: other sessions go on at their own pace.
+//! * build it in one step from the configuration file and the own host
+//!   ([`Daemon::from_config`]), or from explicit [`Settings`] ([`Daemon::new`]);
+//! * inputs: [`Daemon::handle`] with an [`Input`] (a client event, or a datagram from a
+//!   configured daemon's address) and [`Daemon::handle_timeout`] when [`Daemon::poll_timeout`]
+//!   is due; every method that needs the time takes `now`;
+//! * outputs: drain [`Daemon::poll_output`] after every input: bytes for client sessions,
+//!   sessions to close, datagrams to send ([`Transmit`]: to a configured daemon or to my
+//!   segment's broadcast address — the shell only maps them to socket addresses), monitor
+//!   replies.
 //!
-//! Requests are ordered by a local loop (one daemon: each is ordered the moment it is read)
-//! and applied as [`Event`]s, the same events the token ring will later deliver from every
-//! daemon.
+//! Inside, every client request becomes a 5.0.1 message submitted to the engine; the engine's
+//! deliveries and configuration changes go back to the client side in the order emitted. The
+//! two are pumped until both are quiet, so one input's effects are complete when `handle`
+//! returns.
+//!
+//! Monitor control packets (`spmonitor`'s STATUS, PARTITION, FC, RELOAD) arriving on the data
+//! port are answered here ([`monitor`]), not by the engine; a PARTITION set by the monitor
+//! drops every other packet and token from daemons of another component before the engine
+//! sees it.
 
-mod exchange;
-#[cfg(test)]
-mod exchange_tests;
-mod handshake;
-mod ring;
-#[cfg(test)]
-mod slow_tests;
-#[cfg(test)]
-mod tests;
+use std::collections::VecDeque;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use bytes::Bytes;
 
-use bytes::{Bytes, BytesMut};
-use tracing::{debug, trace};
-
-use crate::groups::{message, Change, Entry, Groups, Member, RingId, ViewPart};
-use crate::session::{
-    next_request, AuthConfig, AuthMethod, Peer, Phase, Request, Session, SessionId, Violation,
-};
+use crate::clients::{self, Clients, DaemonConfig};
+use crate::config::{Config, HostId};
+use crate::ring::{self, DaemonId, Engine, Port, RingConfig};
 use crate::time::Instant;
-use crate::wire::client::{
-    encode_header, ByteOrder, Frame, GroupName, MessageHeader, RejectCode, ServiceType, HEADER_LEN,
-    MAX_PROC_NAME,
-};
-pub use ring::RingStats;
 
-/// 5.0.1's `MAX_SESSIONS`: `(2000 - 5) / 2`.
-pub const DEFAULT_MAX_SESSIONS: usize = 997;
-/// 5.0.1's default `MaxSessionMessages`.
-pub const DEFAULT_MAX_SESSION_MESSAGES: usize = 1000;
-/// 5.0.1's `MAX_LOCAL_GROUP_MEMBERS`: a JOIN beyond it gets a REJECT_MESS (reachable only
-/// with `MaxSessions` raised above it).
-pub const MAX_LOCAL_GROUP_MEMBERS: usize = 3122;
-/// Bound on attempts to invent a unique name for a session that asked for none.
-const MAX_NAME_ATTEMPTS: usize = 10_000;
+pub mod monitor;
+pub mod topology;
+pub use monitor::{MonitorConfig, MonitorOutput, MonitorStats};
+pub use topology::{Target, Topology, TopologyStats, Transmit};
 
-/// What the daemon needs to know about itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DaemonConfig {
-    /// The daemon's name (config entry / `-n`), at most 19 bytes (longer is cut).
-    pub name: String,
-    /// The daemon's id (5.0.1 derives it from its address), word 1 of group ids.
-    pub proc_id: i32,
-    /// Position of this daemon in the configuration (member sort key).
-    pub position: u16,
-    /// Formation time of the first ring configuration (Unix seconds), word 2 of group ids.
-    pub ring_time: i32,
-    /// Session quota (`REJECT_QUOTA` beyond it).
-    pub max_sessions: usize,
-    /// Messages queued for a session before it is killed as a slow reader.
-    pub max_session_messages: usize,
-    /// Authentication methods.
-    pub auth: AuthConfig,
-    /// Seed of the generator used for invented private names.
-    pub seed: u64,
-    /// `false` (one daemon): requests are ordered by a local loop the moment they are read.
-    /// `true`: requests come out of [`Daemon::poll_order`] for the token ring, which hands
-    /// them back in the agreed order through [`Daemon::apply`].
-    pub external_order: bool,
+/// The ring settings of host `me` of `config` ([`RingConfig::from_config`]: daemon ids in
+/// configuration order, timeout table, windows, ring protocol, configuration hash).
+pub fn ring_config(config: &Config, me: HostId) -> RingConfig {
+    let name = config.host(me).map_or("", |h| h.name.as_str());
+    RingConfig::from_config(config, name).unwrap_or_else(|| {
+        let daemons: Vec<DaemonId> = config.hosts().map(|(_, h)| DaemonId(h.vid)).collect();
+        RingConfig::lan(DaemonId(0), daemons)
+    })
 }
 
-impl DaemonConfig {
-    /// A config with 5.0.1's defaults for daemon `name`.
-    pub fn new(name: &str, proc_id: i32, ring_time: i32) -> Self {
+/// Submissions handed to the engine while its send queue is shorter than this; the rest wait
+/// here in order (5.0.1 stops reading sessions instead; the engine refuses beyond
+/// [`ring::MAX_SEND_QUEUE`]).
+const ENGINE_BACKLOG: usize = ring::MAX_SEND_QUEUE / 2;
+/// Most submissions waiting for the engine; beyond it new ones are dropped and counted.
+pub const MAX_WAITING: usize = 100_000;
+
+/// Bound on pump rounds per input (each round drains both queues; the client side only adds
+/// submissions in answer to a delivery, and a singleton ring's token comes back once per
+/// round, so a bounded number of rounds per input suffices; what is left waits for
+/// [`Daemon::poll_timeout`], which is then `now`).
+const MAX_PUMP_ROUNDS: usize = 64;
+
+/// Everything a [`Daemon`] is built from.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This daemon's name, id, session limits and authentication.
+    pub clients: DaemonConfig,
+    /// Ring and membership settings.
+    pub ring: RingConfig,
+    /// Monitor settings (`DangerousMonitor`).
+    pub monitor: MonitorConfig,
+    /// The configured daemons as the network layer sees them.
+    pub topology: Topology,
+}
+
+impl Settings {
+    /// The settings of host `me` of a parsed configuration; `clock_secs` is the wall clock
+    /// (Unix seconds). IP allow rules (`spread.access_ip`) are the caller's to add.
+    pub fn from_config(config: &Config, me: HostId, clock_secs: u32) -> Self {
+        let ring = ring_config(config, me);
         Self {
-            name: name.to_owned(),
-            proc_id,
-            position: 0,
-            ring_time,
-            max_sessions: DEFAULT_MAX_SESSIONS,
-            max_session_messages: DEFAULT_MAX_SESSION_MESSAGES,
-            auth: AuthConfig::default(),
-            seed: 0x9e37_79b9_7f4a_7c15,
-            external_order: false,
+            clients: DaemonConfig::from_config(config, me, clock_secs as i32),
+            monitor: MonitorConfig::from_config(config, me),
+            topology: Topology::from_config(config, me, &ring),
+            ring,
+        }
+    }
+
+    /// A daemon alone in its configuration (an embedded one-daemon ring, no file): `name`, id
+    /// `proc_id`, 5.0.1's defaults.
+    pub fn single(name: &str, proc_id: u32) -> Self {
+        Self::from_parts(
+            DaemonConfig::new(name, proc_id as i32, 0),
+            RingConfig::lan(DaemonId(proc_id), vec![DaemonId(proc_id)]),
+        )
+    }
+
+    /// From explicit client and ring settings (one segment as the ring settings say, its
+    /// address broadcasting, `DangerousMonitor` off).
+    pub fn from_parts(clients: DaemonConfig, ring: RingConfig) -> Self {
+        Self {
+            clients,
+            monitor: MonitorConfig::from_ring(&ring),
+            topology: Topology::from_ring(&ring, true),
+            ring,
         }
     }
 }
 
-impl DaemonConfig {
-    /// The settings of host `me` in a parsed configuration file: its name, id (`VirtualID` or
-    /// derived from the name), position, `MaxSessions`, `MaxSessionMessages` and the
-    /// authentication lists (unknown method names are ignored; `PWORD` is not built in).
-    /// IP allow rules come from `spread.access_ip` ([`crate::session::auth::parse_access_ip`]),
-    /// which the caller reads.
-    pub fn from_config(
-        config: &crate::config::Config,
-        me: crate::config::HostId,
-        ring_time: i32,
-    ) -> Self {
-        let (position, host) = config
-            .hosts()
-            .enumerate()
-            .find(|(_, (id, _))| *id == me)
-            .map(|(pos, (_, h))| (pos, Some(h)))
-            .unwrap_or((0, None));
-        let name = host.map_or("localhost", |h| h.name.as_str());
-        let proc_id = host.map_or(0, |h| h.vid as i32);
-        let methods = |list: &Option<Vec<String>>| -> Option<Vec<AuthMethod>> {
-            list.as_ref().map(|l| {
-                l.iter()
-                    .filter_map(|m| AuthMethod::from_name(m.as_bytes()))
-                    .collect()
-            })
-        };
-        let mut cfg = Self::new(name, proc_id, ring_time);
-        cfg.position = u16::try_from(position).unwrap_or(u16::MAX);
-        cfg.max_sessions = config.max_sessions() as usize;
-        cfg.max_session_messages = config.max_session_messages() as usize;
-        if let Some(allowed) = methods(&config.options.allowed_auth_methods) {
-            cfg.auth.allowed = allowed;
-        }
-        if let Some(required) = methods(&config.options.required_auth_methods) {
-            cfg.auth.required = required;
-        }
-        cfg
-    }
-}
-
-/// An input to the daemon.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An input to a [`Daemon`].
+#[derive(Debug, Clone)]
 pub enum Input {
-    /// A client connected (TCP, Unix socket or in-process).
-    Connected {
-        /// Its id, unique while connected.
-        session: SessionId,
-        /// Where from.
-        peer: Peer,
-    },
-    /// Bytes read from a session (any split).
-    Bytes {
-        /// From whom.
-        session: SessionId,
-        /// What.
-        data: Bytes,
-    },
-    /// The peer closed (or the connection failed).
-    Closed {
-        /// Which.
-        session: SessionId,
-    },
-    /// The shell wrote this many of the session's [`Output::Send`] messages.
-    Drained {
-        /// Which.
-        session: SessionId,
-        /// How many messages were written completely.
-        messages: usize,
-    },
-    /// The session's socket refused bytes (it is full): the messages not yet written wait
-    /// for it. Cleared by the next [`Input::Drained`] for the session.
-    Blocked {
-        /// Which.
-        session: SessionId,
+    /// A client-session event.
+    Client(clients::SessionInput),
+    /// A datagram that came from configured daemon `from`'s address (the shell drops
+    /// datagrams from other addresses).
+    Packet {
+        /// Sending daemon.
+        from: DaemonId,
+        /// Port it arrived on.
+        port: Port,
+        /// The datagram.
+        bytes: Bytes,
     },
 }
 
-/// An output of the daemon.
+/// An output of a [`Daemon`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
-    /// Write these bytes (one whole message, or one handshake reply) to the session.
-    Send {
-        /// To whom.
-        session: SessionId,
-        /// What.
-        data: Bytes,
-    },
-    /// Close the session now. Queued bytes its socket takes at once may still go out (a
-    /// reject byte, the last replies); the rest is dropped, as 5.0.1 frees a killed
-    /// session's queue. The daemon has forgotten it.
-    Close {
-        /// Which.
-        session: SessionId,
-    },
+    /// For a client session.
+    Client(clients::SessionOutput),
+    /// A datagram to send.
+    Transmit(Transmit),
+    /// An answer to a monitor control packet ([`monitor`]).
+    Monitor(MonitorOutput),
 }
 
-/// An ordered event, applied to the group state in the agreed order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// A member joins a group.
-    Join(Entry, GroupName),
-    /// A member leaves a group.
-    Leave(Member, GroupName),
-    /// A member is gone.
-    Disconnect(Member),
-    /// A data message from a member.
-    Data(Member, Frame),
-    /// The daemon ring installed a new configuration made of these previous ones (from the
-    /// ring layer; see [`crate::groups::network`]).
-    Configuration(RingId, Vec<ViewPart>),
-}
-
-/// Counters; "dropped and counted" is observable here.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Connections seen.
-    pub connections: u64,
-    /// Sessions accepted.
-    pub accepted: u64,
-    /// Connect-time rejects sent, per code: quota, illegal name, not unique, version, auth.
-    pub rejects: [u64; 5],
-    /// Connections closed silently for not sending a hello in time.
-    pub hello_timeouts: u64,
-    /// Sessions killed for a protocol violation, per [`Violation::index`].
-    pub violations: [u64; Violation::COUNT],
-    /// Sessions killed for not reading.
-    pub slow_reader_kills: u64,
-    /// JOINs refused with REJECT_MESS (group full of local members).
-    pub rejected_joins: u64,
-    /// Requests processed.
-    pub requests: u64,
-    /// Messages handed out for writing.
-    pub messages_out: u64,
-    /// Inputs naming an unknown session (ignored).
-    pub unknown_session_inputs: u64,
-}
-
-impl Stats {
-    /// Total protocol violations (each closed only the offending session).
-    pub fn protocol_violations(&self) -> u64 {
-        self.violations.iter().sum()
-    }
-
-    fn count_reject(&mut self, code: RejectCode) {
-        let i = match code {
-            RejectCode::Quota => 0,
-            RejectCode::IllegalName | RejectCode::NoName => 1,
-            RejectCode::NotUnique => 2,
-            RejectCode::Version => 3,
-            _ => 4,
-        };
-        if let Some(c) = self.rejects.get_mut(i) {
-            *c += 1;
-        }
-    }
-}
-
-/// Why a session ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum EndReason {
-    /// It sent KILL.
-    Kill,
-    /// The peer closed.
-    PeerClosed,
-    /// It broke the protocol.
-    Violation(Violation),
-    /// It did not read.
-    SlowReader,
-}
-
-/// The daemon core. See the module doc for the calling contract.
+/// A whole daemon. See the module documentation.
 #[derive(Debug)]
 pub struct Daemon {
-    config: DaemonConfig,
-    sessions: BTreeMap<SessionId, Session>,
-    /// Private group names in use (reserved at hello, as 5.0.1).
-    names: BTreeMap<GroupName, SessionId>,
-    groups: Groups,
-    outputs: VecDeque<Output>,
-    /// Events waiting to be put in the total order (external ordering only).
-    to_order: VecDeque<Event>,
-    timers: BTreeSet<(Instant, SessionId)>,
-    /// Sessions to kill once the current event is applied.
-    doomed: Vec<(SessionId, EndReason)>,
-    rng: u64,
-    delivery_seq: u64,
-    stats: Stats,
-    /// The ring ordering backend ([`Daemon::enable_ring`]); `None`: the local loop.
-    ring: Option<Box<ring::RingSide>>,
+    clients: Clients,
+    engine: Engine,
+    topology: Topology,
+    out: VecDeque<Output>,
+    /// Datagrams to myself (a singleton ring's token), handed back without a socket.
+    looped: VecDeque<(Port, Bytes)>,
+    /// Submissions waiting for room in the engine's send queue, in order.
+    waiting: VecDeque<(ring::Service, Bytes)>,
+    /// Submissions dropped because [`MAX_WAITING`] were waiting.
+    dropped: u64,
+    /// Monitor control packets and the simulated partition.
+    monitor: monitor::Monitor,
+    /// When the daemon started (`poll_timeout` is at least this).
+    now: Instant,
+    /// Simulator canary: the exchange gate is never closed ([`Daemon::plant_no_exchange_gate`]).
+    #[cfg(any(test, feature = "sim"))]
+    no_gate: bool,
 }
 
 impl Daemon {
-    /// A daemon with no sessions.
-    pub fn new(mut config: DaemonConfig) -> Self {
-        let mut cut = config.name.len().min(MAX_PROC_NAME);
-        while !config.name.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        config.name.truncate(cut);
-        let ring = RingId {
-            proc_id: config.proc_id,
-            time: config.ring_time,
+    /// Host `me` of `config`, started at `now`; `clock_secs` is the wall clock (Unix seconds)
+    /// at `now`, for ring ids.
+    pub fn from_config(config: &Config, me: HostId, now: Instant, clock_secs: u32) -> Self {
+        Self::new(
+            Settings::from_config(config, me, clock_secs),
+            now,
+            clock_secs,
+        )
+    }
+
+    /// A freshly started daemon with these settings; `clock_secs` is the wall clock (Unix
+    /// seconds) at `now`, for ring ids.
+    pub fn new(settings: Settings, now: Instant, clock_secs: u32) -> Self {
+        let Settings {
+            clients: config,
+            ring,
+            monitor,
+            topology,
+        } = settings;
+        let mut clients = Clients::new(config);
+        clients.enable_ring(ring.me, ring.daemons.clone());
+        let monitor = monitor::Monitor::new(monitor, now);
+        let mut engine = Engine::new(ring, now, clock_secs);
+        engine.enable_exchange_gate();
+        let mut n = Self {
+            clients,
+            engine,
+            topology,
+            out: VecDeque::new(),
+            looped: VecDeque::new(),
+            waiting: VecDeque::new(),
+            dropped: 0,
+            monitor,
+            now,
+            #[cfg(any(test, feature = "sim"))]
+            no_gate: false,
         };
-        let rng = config.seed | 1;
-        Self {
-            config,
-            sessions: BTreeMap::new(),
-            names: BTreeMap::new(),
-            groups: Groups::new(ring),
-            outputs: VecDeque::new(),
-            to_order: VecDeque::new(),
-            timers: BTreeSet::new(),
-            doomed: Vec::new(),
-            rng,
-            delivery_seq: 0,
-            stats: Stats::default(),
-            ring: None,
-        }
+        n.pump(now);
+        n
     }
 
-    /// The configuration in use.
-    pub fn config(&self) -> &DaemonConfig {
-        &self.config
+    /// Simulator canary: client messages are sent during the group-state exchange, as a
+    /// daemon that does not hold them would (the 5.0.1-state checker must notice).
+    #[cfg(any(test, feature = "sim"))]
+    pub fn plant_no_exchange_gate(&mut self, now: Instant) {
+        self.no_gate = true;
+        self.engine.set_exchanging(now, false);
     }
 
-    /// Counters.
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    #[cfg(any(test, feature = "sim"))]
+    fn gate_planted_off(&self) -> bool {
+        self.no_gate
     }
 
-    /// Group state.
-    pub fn groups(&self) -> &Groups {
-        &self.groups
+    #[cfg(not(any(test, feature = "sim")))]
+    fn gate_planted_off(&self) -> bool {
+        false
     }
 
-    /// Number of sessions past the hello (what the quota counts).
-    pub fn session_count(&self) -> usize {
-        self.names.len()
+    /// The session / group side.
+    pub fn clients(&self) -> &Clients {
+        &self.clients
     }
 
-    /// Number of connections, including those still in the handshake.
-    pub fn connection_count(&self) -> usize {
-        self.sessions.len()
+    /// The ring side.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Counters of the network layer (§1.1 drops, relays).
+    pub fn topology_stats(&self) -> TopologyStats {
+        self.topology.stats()
+    }
+
+    /// Submissions waiting for room in the engine, and submissions dropped because too many
+    /// were waiting.
+    pub fn backlog(&self) -> (usize, u64) {
+        (self.waiting.len(), self.dropped)
+    }
+
+    /// Client messages waiting to be sent by the ring (waiting here plus the engine's send
+    /// queue): the shell stops reading clients while this is at 5.0.1's `WATER_MARK`.
+    pub fn unsent(&self) -> usize {
+        self.waiting.len() + self.engine.send_queue_len()
     }
 
     /// Applies one input.
     pub fn handle(&mut self, now: Instant, input: Input) {
+        self.now = now;
         match input {
-            Input::Connected { session, peer } => self.on_connected(now, session, peer),
-            Input::Bytes { session, data } => self.on_bytes(now, session, &data),
-            Input::Closed { session } => {
-                if self.sessions.contains_key(&session) {
-                    self.end(session, EndReason::PeerClosed);
-                } else {
-                    self.stats.unknown_session_inputs += 1;
+            Input::Client(i) => self.clients.handle(now, i),
+            Input::Packet { from, port, bytes } => {
+                let out = &mut self.out;
+                let accepted = self.topology.accept(from, port, bytes, &mut |t| {
+                    out.push_back(Output::Transmit(t));
+                });
+                match accepted {
+                    Some(topology::Accept::Control(b)) => self.on_control(now, from, &b),
+                    // 5.0.1's In_my_component: after the network checks, before the protocol.
+                    Some(topology::Accept::Protocol(bytes)) if self.monitor.admit(from) => {
+                        self.engine
+                            .handle(now, ring::Input::Packet { from, port, bytes });
+                    }
+                    Some(topology::Accept::Protocol(_)) | None => {}
                 }
             }
-            Input::Drained { session, messages } => match self.sessions.get_mut(&session) {
-                Some(s) => s.backlog.drained(messages),
-                None => self.stats.unknown_session_inputs += 1,
-            },
-            Input::Blocked { session } => match self.sessions.get_mut(&session) {
-                Some(s) => s.backlog.block(),
-                None => self.stats.unknown_session_inputs += 1,
-            },
         }
-        self.reap();
+        self.pump(now);
     }
 
-    /// Fires every timer due at `now`.
+    /// Fires what is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(&(at, id)) = self.timers.first() {
-            if at > now {
-                break;
-            }
-            self.timers.remove(&(at, id));
-            let Some(s) = self.sessions.get(&id) else {
-                continue;
-            };
-            if s.deadline() != Some(at) {
-                continue;
-            }
-            match s.phase {
-                Phase::Hello { .. } => {
-                    debug!(session = id.0, "no hello in time: silent close");
-                    self.stats.hello_timeouts += 1;
-                    self.drop_session(id);
-                    self.outputs.push_back(Output::Close { session: id });
-                }
-                Phase::Auth { .. } => self.reject(id, RejectCode::Auth),
-                Phase::Open => {}
-            }
-        }
-        self.reap();
+        self.now = now;
+        self.monitor.handle_timeout(now);
+        self.clients.handle_timeout(now);
+        self.engine.handle_timeout(now);
+        self.pump(now);
     }
 
-    /// The next output, if any.
+    /// The next output.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
-    }
-
-    /// The next event to put in the total order (only with
-    /// [`DaemonConfig::external_order`]; apply it with [`Daemon::apply`] once ordered).
-    pub fn poll_order(&mut self) -> Option<Event> {
-        self.to_order.pop_front()
+        self.out.pop_front()
     }
 
     /// When [`Daemon::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|&(t, _)| t)
+        if !self.looped.is_empty() {
+            return Some(self.now);
+        }
+        [
+            self.clients.poll_timeout(),
+            self.engine.poll_timeout(),
+            self.monitor.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
-    fn on_connected(&mut self, now: Instant, id: SessionId, peer: Peer) {
-        self.stats.connections += 1;
-        if self.sessions.contains_key(&id) {
-            self.stats.unknown_session_inputs += 1;
-            return;
-        }
-        if self.names.len() >= self.config.max_sessions {
-            // 5.0.1 refuses right after accept(), before reading anything.
-            self.stats.count_reject(RejectCode::Quota);
-            self.send(id, Bytes::copy_from_slice(&[RejectCode::Quota.byte()]));
-            self.outputs.push_back(Output::Close { session: id });
-            return;
-        }
-        let s = Session::new(id, peer, now);
-        if let Some(d) = s.deadline() {
-            self.timers.insert((d, id));
-        }
-        self.sessions.insert(id, s);
-    }
-
-    fn on_bytes(&mut self, now: Instant, id: SessionId, data: &[u8]) {
-        let Some(s) = self.sessions.get_mut(&id) else {
-            self.stats.unknown_session_inputs += 1;
-            return;
-        };
-        s.inbuf.extend_from_slice(data);
-        // Each round consumes bytes or changes phase; the number of rounds is bounded by the
-        // bytes buffered plus the two handshake phases.
-        loop {
-            let Some(s) = self.sessions.get(&id) else {
-                return;
-            };
-            let progressed = match s.phase {
-                Phase::Hello { .. } => self.step_hello(id),
-                Phase::Auth { .. } => self.step_auth(now, id),
-                Phase::Open => {
-                    self.step_open(id);
-                    false
-                }
-            };
-            if !progressed {
-                return;
-            }
-        }
-    }
-
-    /// Processes every complete request of an open session.
-    fn step_open(&mut self, id: SessionId) {
-        loop {
-            let Some(s) = self.sessions.get_mut(&id) else {
-                return;
-            };
-            if self.doomed.iter().any(|&(d, _)| d == id) {
-                return;
-            }
-            let own = s.private_group;
-            match next_request(&mut s.inbuf, &own) {
-                Ok(None) => return,
-                Err(v) => {
-                    debug!(session = id.0, violation = %v, "protocol violation: killing session");
-                    self.end(id, EndReason::Violation(v));
-                    return;
-                }
-                Ok(Some(req)) => {
-                    self.stats.requests += 1;
-                    self.on_request(id, own, req);
-                }
-            }
-        }
-    }
-
-    fn on_request(&mut self, id: SessionId, own: GroupName, req: Request) {
-        let member = Member {
-            daemon: self.config.position,
-            name: own,
-        };
-        trace!(session = id.0, ?req, "request");
-        match req {
-            Request::Join(g, frame) => {
-                let local = self
-                    .groups
-                    .members(&g)
-                    .iter()
-                    .filter(|e| e.session.is_some())
-                    .count();
-                if local >= MAX_LOCAL_GROUP_MEMBERS {
-                    // 5.0.1 refuses the join with a REJECT_MESS to the requester.
-                    let groups: Vec<GroupName> = frame.groups().collect();
-                    let reject = message::reject(&frame.header, &groups, &frame.body(), own);
-                    self.stats.rejected_joins += 1;
-                    self.send(id, reject);
-                    return;
-                }
-                self.order(Event::Join(
-                    Entry {
-                        member,
-                        session: Some(id),
+    fn pump(&mut self, now: Instant) {
+        for _ in 0..MAX_PUMP_ROUNDS {
+            let mut busy = false;
+            while let Some((ring, service, payload)) = self.clients.poll_exchange_submission() {
+                busy = true;
+                self.engine.handle(
+                    now,
+                    ring::Input::SubmitExchange {
+                        ring,
+                        service,
+                        payload,
                     },
-                    g,
-                ));
+                );
             }
-            Request::Leave(g) => self.order(Event::Leave(member, g)),
-            Request::Kill => self.end(id, EndReason::Kill),
-            Request::Multicast(frame) => self.order(Event::Data(member, frame)),
-        }
-    }
-
-    /// Orders an event: the local loop applies it at once; with a ring backend it leaves as
-    /// a submission and comes back through [`Daemon::on_delivery`]; with
-    /// [`DaemonConfig::external_order`] it waits in [`Daemon::poll_order`].
-    fn order(&mut self, ev: Event) {
-        if self.config.external_order {
-            self.to_order.push_back(ev);
-        } else if let Some(ev) = self.submit(ev) {
-            self.apply(ev);
-        }
-    }
-
-    /// Applies an ordered event.
-    pub fn apply(&mut self, ev: Event) {
-        match ev {
-            Event::Join(entry, g) => {
-                if let Some(c) = self.groups.join(entry, &g) {
-                    self.deliver_change(&c);
+            while let Some(sub) = self.clients.poll_submission() {
+                if self.waiting.len() < MAX_WAITING {
+                    self.waiting.push_back(sub);
+                } else {
+                    self.dropped += 1;
                 }
             }
-            Event::Leave(member, g) => {
-                if let Some(c) = self.groups.leave(&member, &g) {
-                    self.deliver_change(&c);
-                }
+            while self.engine.send_queue_len() < ENGINE_BACKLOG {
+                let Some((service, payload)) = self.waiting.pop_front() else {
+                    break;
+                };
+                busy = true;
+                self.engine
+                    .handle(now, ring::Input::Submit { service, payload });
             }
-            Event::Disconnect(member) => {
-                for c in self.groups.disconnect(&member) {
-                    self.deliver_change(&c);
-                }
-            }
-            Event::Data(member, frame) => self.deliver_data(&member, &frame),
-            Event::Configuration(ring, parts) => {
-                for nc in self.groups.install(ring, &parts) {
-                    if let Some(old) = nc.transition {
-                        let bytes = message::transition(nc.change.group, old);
-                        for sid in nc.change.members.iter().filter_map(|e| e.session) {
-                            if self.sessions.get(&sid).is_some_and(|s| s.membership) {
-                                self.send(sid, bytes.clone());
-                            }
+            while let Some(o) = self.engine.poll_output() {
+                busy = true;
+                match o {
+                    ring::Output::Send { to, port, bytes } => {
+                        let out = &mut self.out;
+                        let members = self.engine.members();
+                        if let Some(own) = self.topology.route(members, to, port, bytes, &mut |t| {
+                            out.push_back(Output::Transmit(t));
+                        }) {
+                            self.looped.push_back((port, own));
                         }
                     }
-                    self.deliver_change(&nc.change);
+                    ring::Output::Deliver(d) => {
+                        let was = self.clients.exchanging();
+                        self.clients.on_delivery(d);
+                        if was && !self.clients.exchanging() && !self.gate_planted_off() {
+                            // The exchange completed: 5.0.1 returns to the normal down queue
+                            // and lowers the delivery threshold.
+                            self.engine.set_exchanging(now, false);
+                        }
+                    }
+                    ring::Output::Configuration(c) => {
+                        let regular = c.kind == ring::ConfigKind::Regular;
+                        self.clients.on_configuration(c);
+                        if regular {
+                            // The engine closed the gate at installation; it stays closed
+                            // while the group-state exchange of this configuration runs.
+                            let closed = self.clients.exchanging() && !self.gate_planted_off();
+                            self.engine.set_exchanging(now, closed);
+                        }
+                    }
                 }
             }
-        }
-    }
-
-    fn deliver_change(&mut self, c: &Change) {
-        let mut by_set: Vec<Option<Bytes>> = vec![None; c.vs_sets.len().max(1)];
-        for e in &c.members {
-            let Some(sid) = e.session else { continue };
-            if !self.sessions.get(&sid).is_some_and(|s| s.membership) {
-                continue;
+            while let Some(o) = self.clients.poll_output() {
+                busy = true;
+                self.out.push_back(Output::Client(o));
             }
-            let set = c
-                .vs_sets
-                .iter()
-                .position(|s| s.contains(&e.member))
-                .unwrap_or(0);
-            let Some(slot) = by_set.get_mut(set) else {
-                continue;
-            };
-            let bytes = slot.get_or_insert_with(|| message::regular(c, set)).clone();
-            self.send(sid, bytes);
-        }
-        if let Some(sid) = c.self_leave {
-            if self.sessions.get(&sid).is_some_and(|s| s.membership) {
-                self.send(sid, message::self_leave(c.group));
+            // Datagrams to myself, in the order sent; what they cause is pumped next round.
+            let me = self.engine.id();
+            for _ in 0..self.looped.len() {
+                let Some((port, bytes)) = self.looped.pop_front() else {
+                    break;
+                };
+                busy = true;
+                self.engine.handle(
+                    now,
+                    ring::Input::Packet {
+                        from: me,
+                        port,
+                        bytes,
+                    },
+                );
             }
-        }
-    }
-
-    fn deliver_data(&mut self, sender: &Member, frame: &Frame) {
-        let bytes = if frame.header.order == ByteOrder::Little {
-            frame.raw.clone()
-        } else {
-            // Re-mark type/num_groups/data_len in our order; the hint stays as sent.
-            let mut out = BytesMut::with_capacity(frame.raw.len());
-            encode_header(
-                &MessageHeader {
-                    order: ByteOrder::Little,
-                    ..frame.header
-                },
-                &mut out,
-            );
-            out.extend_from_slice(frame.raw.get(HEADER_LEN..).unwrap_or_default());
-            out.freeze()
-        };
-        let self_discard = frame.header.service.intersects(ServiceType::SELF_DISCARD);
-        self.delivery_seq += 1;
-        let seq = self.delivery_seq;
-        let mut recipients = Vec::new();
-        for g in frame.groups() {
-            if g.is_private() {
-                if let Some(&sid) = self.names.get(&g.key()) {
-                    recipients.push(sid);
-                }
-            } else {
-                recipients.extend(self.groups.members(&g).iter().filter_map(|e| e.session));
-            }
-        }
-        let sender_sid = self.names.get(&sender.name).copied();
-        for sid in recipients {
-            if self_discard && Some(sid) == sender_sid {
-                continue;
-            }
-            let Some(s) = self.sessions.get_mut(&sid) else {
-                continue;
-            };
-            if s.last_delivery == seq || !s.is_open() {
-                continue;
-            }
-            s.last_delivery = seq;
-            self.send(sid, bytes.clone());
-        }
-    }
-
-    /// Queues one message for a session, or kills the session (after the current event) if
-    /// its backlog refuses it ([`crate::session::Backlog::admit`]: 5.0.1's slow-reader rule,
-    /// plus the byte cap).
-    fn send(&mut self, id: SessionId, data: Bytes) {
-        if let Some(s) = self.sessions.get_mut(&id) {
-            let admit = s
-                .backlog
-                .admit(data.len(), self.config.max_session_messages);
-            if let (true, Err(why)) = (s.is_open(), admit) {
-                if !self.doomed.iter().any(|&(d, _)| d == id) {
-                    debug!(
-                        session = id.0,
-                        ?why,
-                        backlog = s.backlog.messages(),
-                        "slow reader: killing session"
-                    );
-                    self.doomed.push((id, EndReason::SlowReader));
-                }
+            if !busy {
                 return;
             }
-            s.backlog.push(data.len());
         }
-        self.stats.messages_out += 1;
-        self.outputs.push_back(Output::Send { session: id, data });
-    }
-
-    /// Ends sessions marked during the last event (each end may mark more; each removes one
-    /// session, so this is bounded by the number of sessions).
-    fn reap(&mut self) {
-        while let Some((id, why)) = self.doomed.pop() {
-            self.end(id, why);
-        }
-    }
-
-    /// Ends a session: forgets it, tells its groups, closes it.
-    fn end(&mut self, id: SessionId, why: EndReason) {
-        self.doomed.retain(|&(d, _)| d != id);
-        let Some(s) = self.drop_session(id) else {
-            return;
-        };
-        match why {
-            EndReason::Violation(v) => {
-                if let Some(c) = self.stats.violations.get_mut(v.index()) {
-                    *c += 1;
-                }
-            }
-            EndReason::SlowReader => self.stats.slow_reader_kills += 1,
-            EndReason::Kill | EndReason::PeerClosed => {}
-        }
-        if s.is_open() {
-            let member = Member {
-                daemon: self.config.position,
-                name: s.private_group,
-            };
-            self.note_own_kill(why == EndReason::Kill);
-            self.order(Event::Disconnect(member));
-        }
-        if why != EndReason::PeerClosed {
-            self.outputs.push_back(Output::Close { session: id });
-        }
-    }
-
-    /// Removes a session and its name and timer.
-    fn drop_session(&mut self, id: SessionId) -> Option<Session> {
-        let s = self.sessions.remove(&id)?;
-        if let Some(d) = s.deadline() {
-            self.timers.remove(&(d, id));
-        }
-        if self.names.get(&s.private_group) == Some(&id) {
-            self.names.remove(&s.private_group);
-        }
-        Some(s)
-    }
-
-    /// Sends one reject byte and closes.
-    fn reject(&mut self, id: SessionId, code: RejectCode) {
-        debug!(session = id.0, ?code, "connect rejected");
-        self.stats.count_reject(code);
-        self.send(id, Bytes::copy_from_slice(&[code.byte()]));
-        self.drop_session(id);
-        self.outputs.push_back(Output::Close { session: id });
-    }
-
-    fn set_phase(&mut self, id: SessionId, phase: Phase) {
-        let Some(s) = self.sessions.get_mut(&id) else {
-            return;
-        };
-        if let Some(d) = s.deadline() {
-            self.timers.remove(&(d, id));
-        }
-        s.phase = phase;
-        if let Some(d) = s.deadline() {
-            self.timers.insert((d, id));
-        }
-    }
-
-    fn next_random(&mut self) -> u64 {
-        // xorshift64*: deterministic from the configured seed.
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 }
+
+#[cfg(test)]
+mod tests;

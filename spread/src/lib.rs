@@ -7,6 +7,7 @@
 //! drain outputs with `poll_output()` and sleep until `poll_timeout()`.
 #![forbid(unsafe_code)]
 
+pub mod clients;
 pub mod config;
 pub mod daemon;
 #[cfg(feature = "fuzzing")]
@@ -15,7 +16,6 @@ pub mod fuzzing;
 pub mod groups;
 pub mod ids;
 pub mod memb;
-pub mod node;
 pub mod ring;
 pub mod session;
 #[cfg(any(test, feature = "sim"))]
@@ -23,4 +23,5 @@ pub mod sim;
 pub mod time;
 pub mod wire;
 
-pub use daemon::{Daemon, DaemonConfig, Input, Output, Stats};
+pub use clients::{ClientStats, DaemonConfig, SessionInput, SessionOutput};
+pub use daemon::{Daemon, Input, Output};

@@ -26,31 +26,31 @@ use std::task::Poll;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use spread::session::SessionId;
-use spread::Input;
+use spread::SessionInput as Input;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 use tracing::{debug, trace};
 
 /// Most bytes handed to the core per read (the real daemon reads 1432-byte pieces).
-pub const READ_CHUNK: usize = 64 * 1024;
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
 /// First read size of a connection; doubles while reads fill it, up to [`READ_CHUNK`]
 /// (an idle session keeps a small buffer).
-pub const FIRST_READ: usize = 4 * 1024;
+pub(crate) const FIRST_READ: usize = 4 * 1024;
 /// Most bytes read from all clients and not yet handled by the core.
-pub const INPUT_BUDGET: usize = 16 * READ_CHUNK;
+pub(crate) const INPUT_BUDGET: usize = 16 * READ_CHUNK;
 /// Most chunks of one session waiting for the core (two: the next is ready when the core
 /// finishes one).
-pub const CHUNKS_PER_SESSION: usize = 2;
+pub(crate) const CHUNKS_PER_SESSION: usize = 2;
 /// Most buffers passed to one vectored write.
-pub const MAX_IOVECS: usize = 64;
+pub(crate) const MAX_IOVECS: usize = 64;
 /// A session the daemon closes with at most this many bytes queued (a reject byte, the last
 /// replies) gets them written, waiting at most [`CLOSE_LINGER`] for the socket; a longer
 /// queue (a killed slow reader's) is dropped at once, but for what the socket takes
 /// without waiting.
-pub const CLOSE_FLUSH_MAX: usize = 4 * 1024;
+pub(crate) const CLOSE_FLUSH_MAX: usize = 4 * 1024;
 /// See [`CLOSE_FLUSH_MAX`].
-pub const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_millis(100);
+pub(crate) const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What the reader hands the core.
 #[derive(Debug)]

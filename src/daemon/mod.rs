@@ -1,23 +1,22 @@
 //! The tokio shell of the daemon: finding which configured host this process is, opening its
 //! sockets ([`bind()`]) and running until shut down ([`run`], [`serve`]).
 //!
-//! Client sessions are served by one core task ([`session`]): [`serve`] starts it and hands it
+//! Client sessions are served by one core task (`session`): [`serve`] starts it and hands it
 //! every accepted connection; [`serve_core`] does the same for a core the caller started with
 //! [`spawn_core`] (to also open in-process sessions with [`CoreHandle::connect_in_process`]).
 //!
-//! With one configured host the core is the [`spread::Daemon`] alone (requests ordered by a
-//! local loop, what the single-daemon golden replays pin down). With several, [`serve`] runs a
-//! whole ring daemon in the core ([`ring_net::RingCore`]: sessions, groups, token ring and
-//! membership over the ring sockets of [`bind()`], one receive task per socket).
+//! The core task owns the sans-IO [`spread::Daemon`] — the whole daemon: sessions, groups,
+//! token ring, membership and the network layer's rules — for one configured host (a
+//! one-daemon ring) as for several, over the ring sockets of [`bind()`] with one receive task
+//! per socket. The shell only maps daemon ids to socket addresses and moves bytes.
 
 mod bind;
 mod client_io;
 pub mod log_time;
-pub mod net;
-pub mod outbox;
+pub(crate) mod outbox;
 pub mod privileges;
-pub mod ring_net;
-pub mod session;
+pub(crate) mod ring_net;
+pub(crate) mod session;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -25,6 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use bind::{bind, BindError, Bound, UnixSocketFile};
+pub use ring_net::{NetStats, WATER_MARK};
 pub use session::{spawn_core, CoreHandle, CoreStopped};
 use spread::config::{Config, HostId, UNIX_SOCKET_DIR};
 use spread::session::Peer;
@@ -149,63 +149,53 @@ pub async fn serve(
     let core_stop = async move {
         let _ = stop.recv().await;
     };
-    // One host: the local loop (what the single-daemon golden replays pin down). Several: the
-    // token ring over the ring sockets.
-    let mut monitor_exit = None;
-    let (core, core_task, bound, mut receivers) = if config.host_count() > 1 {
-        let Bound {
-            port,
-            tcp,
-            unix,
-            unix_file,
-            data,
-            token,
-            send,
-        } = bound;
-        let send = Arc::new(send);
-        let ring = ring_net::RingCore::new(&config, me, send.clone());
-        monitor_exit = Some(ring.exit_signal());
-        let (core, core_task) = session::spawn_core_with(ring, core_stop);
-        let mut receivers = tokio::task::JoinSet::new();
-        for (sock, is_token) in data
-            .into_iter()
-            .map(|s| (s, false))
-            .chain(token.into_iter().map(|s| (s, true)))
-        {
-            receivers.spawn(ring_net::receive(
-                sock,
-                is_token,
-                core.clone(),
-                stop_tx.subscribe(),
-            ));
-        }
-        let send_dup = dup_udp(&send).map_err(|e| BindError::Socket {
-            what: "ring send socket",
-            addr: "dup".to_owned(),
-            err: e,
-        })?;
-        let listeners = Bound {
-            port,
-            tcp,
-            unix,
-            unix_file,
-            data: Vec::new(),
-            token: Vec::new(),
-            send: send_dup,
-        };
-        (core, core_task, listeners, receivers)
-    } else {
-        let (core, core_task) = spawn_core(core_config(&config, me), core_stop);
-        (core, core_task, bound, tokio::task::JoinSet::new())
+    // One host or several: the same ring daemon (a one-host configuration is a one-daemon
+    // ring) over the ring sockets.
+    let Bound {
+        port,
+        tcp,
+        unix,
+        unix_file,
+        data,
+        token,
+        send,
+    } = bound;
+    let send = Arc::new(send);
+    let ring = ring_net::Core::with_sockets(&config, me, send.clone());
+    let exit = ring.exit_signal();
+    let (core, core_task) = session::spawn_core_with(ring, core_stop);
+    let mut receivers = tokio::task::JoinSet::new();
+    for (sock, is_token) in data
+        .into_iter()
+        .map(|s| (s, false))
+        .chain(token.into_iter().map(|s| (s, true)))
+    {
+        receivers.spawn(ring_net::receive(
+            sock,
+            is_token,
+            core.clone(),
+            stop_tx.subscribe(),
+        ));
+    }
+    let send_dup = dup_udp(&send).map_err(|e| BindError::Socket {
+        what: "ring send socket",
+        addr: "dup".to_owned(),
+        err: e,
+    })?;
+    let bound = Bound {
+        port,
+        tcp,
+        unix,
+        unix_file,
+        data: Vec::new(),
+        token: Vec::new(),
+        send: send_dup,
     };
     // A monitor PARTITION with component -1 for this daemon ends it too (as 5.0.1 exits).
     let shutdown = async move {
-        match monitor_exit {
-            Some(exit) => tokio::select! {
-                () = shutdown => {}
-                () = exit.notified() => warn!("shutting down: instructed to exit by the monitor"),
-            },
-            None => shutdown.await,
+        tokio::select! {
+            () = shutdown => {}
+            () = exit.notified() => warn!("shutting down: instructed to exit by the monitor"),
         }
     };
     let r = serve_core(config, me, core, bound, shutdown).await;
@@ -222,14 +212,9 @@ fn dup_udp(s: &tokio::net::UdpSocket) -> std::io::Result<tokio::net::UdpSocket> 
     tokio::net::UdpSocket::from_std(dup.into())
 }
 
-/// The core's settings for host `me`: [`spread::DaemonConfig::from_config`], the ring time
-/// from the wall clock, and the `IP` allow rules from `spread.access_ip` (looked up as 5.0.1
-/// does: `./spread.access_ip`, then `/etc/spread.access_ip`) when `IP` is enabled.
-pub fn core_config(config: &Config, me: HostId) -> spread::DaemonConfig {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut cfg = spread::DaemonConfig::from_config(config, me, now as i32);
+/// Adds the `IP` allow rules from `spread.access_ip` (looked up as 5.0.1 does:
+/// `./spread.access_ip`, then `/etc/spread.access_ip`) when `IP` is enabled.
+pub(crate) fn add_access_rules(cfg: &mut spread::DaemonConfig) {
     let wants_ip = cfg.auth.allowed.contains(&spread::session::AuthMethod::Ip)
         || cfg.auth.required.contains(&spread::session::AuthMethod::Ip);
     if wants_ip {
@@ -244,7 +229,6 @@ pub fn core_config(config: &Config, me: HostId) -> spread::DaemonConfig {
             break;
         }
     }
-    cfg
 }
 
 /// [`serve`] with a core the caller started ([`spawn_core`]); returns when `shutdown`

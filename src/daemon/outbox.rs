@@ -28,23 +28,23 @@ use tokio::sync::Notify;
 use tracing::trace;
 
 /// Most datagrams per `sendmmsg(2)` call.
-pub const MAX_BATCH: usize = 64;
+pub(crate) const MAX_BATCH: usize = 64;
 /// Most datagrams waiting for the socket to become writable.
-pub const MAX_BACKLOG: usize = 8192;
+pub(crate) const MAX_BACKLOG: usize = 8192;
 
 /// Counters of an [`Outbox`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct OutStats {
+pub(crate) struct OutStats {
     /// Datagrams handed to the kernel.
-    pub sent: u64,
+    pub(crate) sent: u64,
     /// Send system calls that sent at least one datagram.
-    pub syscalls: u64,
+    pub(crate) syscalls: u64,
     /// Datagrams that had to wait in the backlog for the socket to become writable.
-    pub deferred: u64,
+    pub(crate) deferred: u64,
     /// Datagrams dropped because the backlog was full.
-    pub overflow_drops: u64,
+    pub(crate) overflow_drops: u64,
     /// Datagrams the kernel rejected (skipped).
-    pub errors: u64,
+    pub(crate) errors: u64,
 }
 
 #[derive(Debug, Default)]
@@ -67,7 +67,7 @@ struct Shared {
 
 /// The send side of the ring socket. See the module documentation.
 #[derive(Debug)]
-pub struct Outbox {
+pub(crate) struct Outbox {
     shared: Arc<Shared>,
     batch: Vec<(SocketAddr, Bytes)>,
     task: Option<tokio::task::AbortHandle>,
@@ -77,7 +77,7 @@ impl Outbox {
     /// Sends from `sock`; `batching`: use `sendmmsg(2)` (Linux) rather than one `sendto` per
     /// datagram. Starts the backlog task when called inside a tokio runtime (without one, a
     /// datagram refused with `WouldBlock` stays in the backlog until a later flush).
-    pub fn new(sock: Arc<UdpSocket>, batching: bool) -> Self {
+    pub(crate) fn new(sock: Arc<UdpSocket>, batching: bool) -> Self {
         let shared = Arc::new(Shared {
             sock,
             backlog: Mutex::new(VecDeque::new()),
@@ -96,12 +96,12 @@ impl Outbox {
     }
 
     /// Queues one datagram for the next [`Outbox::flush`].
-    pub fn push(&mut self, to: SocketAddr, bytes: Bytes) {
+    pub(crate) fn push(&mut self, to: SocketAddr, bytes: Bytes) {
         self.batch.push((to, bytes));
     }
 
     /// Sends everything pushed since the last flush (see the module documentation).
-    pub fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         if self.batch.is_empty() {
             return;
         }
@@ -137,7 +137,7 @@ impl Outbox {
     }
 
     /// Counters.
-    pub fn stats(&self) -> OutStats {
+    pub(crate) fn stats(&self) -> OutStats {
         let c = &self.shared.counters;
         OutStats {
             sent: c.sent.load(Ordering::Relaxed),
@@ -146,11 +146,6 @@ impl Outbox {
             overflow_drops: c.overflow_drops.load(Ordering::Relaxed),
             errors: c.errors.load(Ordering::Relaxed),
         }
-    }
-
-    /// Datagrams waiting in the backlog.
-    pub fn backlog_len(&self) -> usize {
-        self.shared.backlog.lock().len()
     }
 }
 

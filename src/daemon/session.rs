@@ -3,7 +3,7 @@
 //! One task owns the sans-IO [`spread::Daemon`] (no lock around it). Each connection — TCP,
 //! the Unix socket, or an in-process pipe — gets a reader task and a writer task that only move
 //! bytes ([`super::client_io`]): the reader hands what it reads to the core through one shared
-//! input queue bounded in bytes ([`INPUT_BUDGET`]); the writer writes what the core queued for
+//! input queue bounded in bytes ([`client_io::INPUT_BUDGET`]); the writer writes what the core queued for
 //! its connection and reports progress out of band, on a progress channel the core drains
 //! before every input (never behind a flood of reads).
 //!
@@ -12,8 +12,8 @@
 //! of messages to one session becomes one batch for its writer. A slow or stalled reader
 //! costs the others nothing: its messages wait in its own writer's queue until the
 //! slow-reader rule ([`spread::session::backlog`]) kills it, and its socket is closed at
-//! once. The only pacing of senders is the ring's flow control ([`Core::accepts_input`]), as
-//! in 5.0.1.
+//! once. The only pacing of senders is the ring's flow control (5.0.1's `WATER_MARK`, see
+//! [`super::ring_net`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,28 +21,26 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use spread::session::{Peer, SessionId};
-use spread::{Daemon, DaemonConfig, Input, Output, Stats};
+use spread::{ClientStats as Stats, DaemonConfig, SessionInput as Input, SessionOutput as Output};
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, Instrument};
 
+use super::client_io::READ_CHUNK;
 use super::client_io::{self, ReadEvent, WriterMsg};
-pub use super::client_io::{
-    CHUNKS_PER_SESSION, CLOSE_FLUSH_MAX, CLOSE_LINGER, FIRST_READ, INPUT_BUDGET, MAX_IOVECS,
-    READ_CHUNK,
-};
+use super::ring_net::Core;
 
 /// Inputs taken from the queue before outputs are flushed.
-pub const MAX_INPUT_BATCH: usize = 256;
+pub(crate) const MAX_INPUT_BATCH: usize = 256;
 /// Client bytes handled before outputs are flushed (the writers get their batches).
-pub const MAX_BATCH_BYTES: usize = 4 * READ_CHUNK;
+pub(crate) const MAX_BATCH_BYTES: usize = 4 * READ_CHUNK;
 /// Capacity (in items) of the queue of inputs to the core; its bytes are bounded by
-/// [`INPUT_BUDGET`].
-pub const INPUT_QUEUE: usize = 1024;
+/// [`client_io::INPUT_BUDGET`].
+pub(crate) const INPUT_QUEUE: usize = 1024;
 /// Capacity of each direction of an in-process pipe.
-pub const IN_PROCESS_PIPE: usize = 1 << 20;
+pub(crate) const IN_PROCESS_PIPE: usize = 1 << 20;
 
 enum CoreMsg {
     Connected {
@@ -52,58 +50,18 @@ enum CoreMsg {
     },
     Read(ReadEvent),
     Stats(oneshot::Sender<Stats>),
+    NetStats(oneshot::Sender<super::ring_net::NetStats>),
 }
 
 /// A datagram received on a ring socket.
 #[derive(Debug)]
-pub struct Packet {
+pub(crate) struct Packet {
     /// Source address.
     pub from: std::net::SocketAddr,
     /// Arrived on the token port (P+1), else the data port (P).
     pub token: bool,
     /// Payload.
     pub bytes: Bytes,
-}
-
-/// What the core task drives: the sans-IO [`spread::Daemon`] alone (one daemon, local
-/// ordering) or a whole ring daemon ([`super::ring_net::RingCore`]).
-pub trait Core: Send + 'static {
-    /// A client-session input.
-    fn handle(&mut self, now: spread::time::Instant, input: Input);
-    /// Timers due at `now`.
-    fn handle_timeout(&mut self, now: spread::time::Instant);
-    /// Next output for a client session.
-    fn poll_output(&mut self) -> Option<Output>;
-    /// Next deadline.
-    fn poll_timeout(&self) -> Option<spread::time::Instant>;
-    /// Counters.
-    fn stats(&self) -> Stats;
-    /// A datagram from a ring socket (ignored without a ring).
-    fn packet(&mut self, _now: spread::time::Instant, _packet: Packet) {}
-    /// Whether client bytes may be handled now. A ring daemon says no while its queue of
-    /// messages waiting for the ring is long (5.0.1 stops reading sessions then); ring
-    /// packets, timers and write progress are still handled.
-    fn accepts_input(&self) -> bool {
-        true
-    }
-}
-
-impl Core for Daemon {
-    fn handle(&mut self, now: spread::time::Instant, input: Input) {
-        Daemon::handle(self, now, input);
-    }
-    fn handle_timeout(&mut self, now: spread::time::Instant) {
-        Daemon::handle_timeout(self, now);
-    }
-    fn poll_output(&mut self) -> Option<Output> {
-        Daemon::poll_output(self)
-    }
-    fn poll_timeout(&self) -> Option<spread::time::Instant> {
-        Daemon::poll_timeout(self)
-    }
-    fn stats(&self) -> Stats {
-        Daemon::stats(self).clone()
-    }
 }
 
 /// Handle to the core task: hands it connections; cheap to clone.
@@ -168,8 +126,18 @@ impl CoreHandle {
     }
 
     /// Hands a ring datagram to the core.
-    pub async fn packet(&self, packet: Packet) -> Result<(), CoreStopped> {
+    pub(crate) async fn packet(&self, packet: Packet) -> Result<(), CoreStopped> {
         self.packets.send(packet).await.map_err(|_| CoreStopped)
+    }
+
+    /// Counters of the UDP side (all zero for a daemon without sockets).
+    pub async fn net_stats(&self) -> Result<super::ring_net::NetStats, CoreStopped> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(CoreMsg::NetStats(tx))
+            .await
+            .map_err(|_| CoreStopped)?;
+        rx.await.map_err(|_| CoreStopped)
     }
 
     /// The core's counters.
@@ -184,19 +152,31 @@ impl CoreHandle {
 }
 
 /// Capacity (datagrams) of the queue of ring packets to the core.
-pub const PACKET_QUEUE: usize = 4096;
+pub(crate) const PACKET_QUEUE: usize = 4096;
 
-/// Starts the core task; it runs until `shutdown` completes (then every session is closed).
+/// Starts an embedded daemon with no socket at all: a one-daemon ring of its own (`config`
+/// names it; its token comes back without a socket), reached only through
+/// [`CoreHandle::connect_in_process`]. It runs until `shutdown` completes (then every session
+/// is closed).
 pub fn spawn_core(
     config: DaemonConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> (CoreHandle, JoinHandle<()>) {
-    spawn_core_with(Daemon::new(config), shutdown)
+    let me = spread::ring::DaemonId(config.proc_id as u32);
+    let ring = spread::ring::RingConfig::lan(me, vec![me]);
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let settings = spread::daemon::Settings::from_parts(config, ring);
+    spawn_core_with(
+        Core::new(settings, u32::try_from(clock).unwrap_or(u32::MAX)),
+        shutdown,
+    )
 }
 
-/// [`spawn_core`] for any [`Core`].
-pub fn spawn_core_with<C: Core>(
-    core: C,
+/// [`spawn_core`] for a core with sockets.
+pub(crate) fn spawn_core_with(
+    core: Core,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> (CoreHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
@@ -247,8 +227,8 @@ struct Writers {
     batches: BTreeMap<SessionId, Vec<Bytes>>,
 }
 
-async fn core_loop<C: Core>(
-    mut daemon: C,
+async fn core_loop(
+    mut daemon: Core,
     mut inputs: Inputs,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
@@ -300,7 +280,7 @@ async fn core_loop<C: Core>(
 }
 
 /// One writer report.
-fn on_progress<C: Core>(daemon: &mut C, w: &mut Writers, now: spread::time::Instant, p: Input) {
+fn on_progress(daemon: &mut Core, w: &mut Writers, now: spread::time::Instant, p: Input) {
     if let Input::Closed { session } = &p {
         w.writers.remove(session);
     }
@@ -309,8 +289,8 @@ fn on_progress<C: Core>(daemon: &mut C, w: &mut Writers, now: spread::time::Inst
 
 /// Applies every write report already sent (so the slow-reader rule sees what the writers
 /// have really written before the next input is handled).
-fn drain_progress<C: Core>(
-    daemon: &mut C,
+fn drain_progress(
+    daemon: &mut Core,
     w: &mut Writers,
     progress: &mut mpsc::UnboundedReceiver<Input>,
     now: spread::time::Instant,
@@ -328,12 +308,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// Handles one input; returns the client bytes it carried.
-fn on_msg<C: Core>(
-    daemon: &mut C,
-    w: &mut Writers,
-    now: spread::time::Instant,
-    msg: CoreMsg,
-) -> usize {
+fn on_msg(daemon: &mut Core, w: &mut Writers, now: spread::time::Instant, msg: CoreMsg) -> usize {
     match msg {
         CoreMsg::Connected { id, peer, writer } => {
             w.writers.insert(id, writer);
@@ -357,12 +332,15 @@ fn on_msg<C: Core>(
         CoreMsg::Stats(tx) => {
             let _ = tx.send(daemon.stats());
         }
+        CoreMsg::NetStats(tx) => {
+            let _ = tx.send(daemon.net_stats());
+        }
     }
     0
 }
 
 /// Hands every output to the writers, one batch per session.
-fn flush<C: Core>(daemon: &mut C, w: &mut Writers) {
+fn flush(daemon: &mut Core, w: &mut Writers) {
     let mut closes = Vec::new();
     while let Some(out) = daemon.poll_output() {
         match out {
@@ -456,6 +434,9 @@ mod tests {
             .write_all(&request("#a#localhost", ServiceType::JOIN_MESS, b""))
             .await
             .unwrap();
+        // Its own join (the one-daemon ring has formed; from here on it stops reading).
+        let mut memb = vec![0u8; 48 + 32 + 56];
+        stalled.read_exact(&mut memb).await.unwrap();
         let mut sender = core.connect_in_process().await.unwrap();
         handshake(&mut sender, "b").await;
         let body = vec![7u8; 10_000];

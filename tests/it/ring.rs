@@ -1,6 +1,6 @@
 //! Three `spread` daemons forming one ring on this machine, at 127.0.0.1, .2 and .3 on one
 //! free port (loopback convenience mode: the segment address is a loopback address, so
-//! "broadcasts" go by unicast to every other daemon; see `mbus::daemon::ring_net`), with
+//! "broadcasts" go by unicast to every other daemon; see `spread::daemon::topology`), with
 //! clients on different daemons: one total order for AGREED traffic sent concurrently from all
 //! three; network memberships when a daemon is SIGKILLed and when it comes back.
 

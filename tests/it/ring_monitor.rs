@@ -34,7 +34,7 @@ impl Monitor {
         let config = Config::parse(&text, "d1.conf").expect("config");
         let ids: Vec<u32> = config.hosts().map(|(_, h)| h.vid).collect();
         let first = config.hosts().next().expect("a host").0;
-        let hash = spread::node::ring_config(&config, first).conf_hash;
+        let hash = spread::daemon::ring_config(&config, first).conf_hash;
         let sock = UdpSocket::bind((addr(0).as_str(), 0))
             .await
             .expect("bind monitor");

@@ -14,7 +14,7 @@ const MAX_REASSEMBLY: usize = 100 * MAX_PACKET_BODY;
 /// One data-port datagram that carries messages (data packets, possibly packed, and HURRY).
 /// Input: the UDP payload.
 ///
-/// Checks: the generic packet properties (see [`check_packet`]); every fragment lies inside the
+/// Checks: the generic packet properties (see `check_packet`); every fragment lies inside the
 /// body; every message that is complete in this packet (and the run of fragments that
 /// reassembles in body order) decodes → encodes → decodes to the same value and bytes; GROUPS
 /// bodies inside such messages too; re-fragmenting a message with `split_message` gives
@@ -35,7 +35,7 @@ pub fn daemon_packet(data: &[u8]) {
 }
 
 /// One token-port datagram that is a regular token (retransmission requests). Input: the UDP
-/// payload. Checks the generic token properties ([`check_token`]) and that every request
+/// payload. Checks the generic token properties (`check_token`) and that every request
 /// block lies inside the body.
 pub fn token(data: &[u8]) {
     let Some(t) = check_token(data) else {

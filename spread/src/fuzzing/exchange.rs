@@ -1,5 +1,5 @@
 //! Target for the group-state exchange after a ring configuration change: GROUPS bodies from
-//! other daemons merged into a daemon's group state (`crate::daemon::ring`,
+//! other daemons merged into a daemon's group state (`crate::clients::ring`,
 //! `crate::groups::exchange`), and the merge of previous configurations' views
 //! (`crate::groups::network`).
 
@@ -11,7 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::records;
 use super::ring::DAEMONS;
 use super::session::check_send;
-use crate::daemon::{Daemon, DaemonConfig, Input, Output};
+use crate::clients::{Clients, DaemonConfig, SessionInput, SessionOutput};
 use crate::groups::{Entry, Groups, Member, RingId as GroupsRing, ViewPart};
 use crate::ring::{Class, ConfigChange, ConfigKind, DaemonId, Delivery, RingId};
 use crate::session::{Peer, SessionId};
@@ -32,7 +32,7 @@ const GROUP_NAMES: [&[u8]; 4] = [b"g0", b"netgrp", b"twogrp", b"#a#d1"];
 
 /// The fuzzed daemon (d1 of [`DAEMONS`]) and what the harness knows about it.
 struct Harness {
-    d: Daemon,
+    d: Clients,
     now: Instant,
     /// Current regular ring and its members.
     ring: RingId,
@@ -44,9 +44,9 @@ struct Harness {
     seq: u32,
 }
 
-/// A GROUPS state exchange driven by hostile daemons. Daemon d1 (of the captures' d1, d2, d3)
+/// A GROUPS state exchange driven by hostile daemons. Clients d1 (of the captures' d1, d2, d3)
 /// with two local clients (`#a#d1`, `#b#d1`, membership messages on) runs its ring backend;
-/// what it submits is ordered back to it at once. Input: a script of records
+/// what it submits is ordered back to it at once. SessionInput: a script of records
 /// `[tag u8][len u16 LE][payload]`, kind `tag & 7`, argument `tag >> 3`:
 ///
 /// * 0 / 1: daemon `arg % 3` delivers a GROUPS message (1: its last one, AGREED) whose body is
@@ -74,7 +74,7 @@ pub fn group_exchange(data: &[u8]) {
 }
 
 /// [`group_exchange`]; returns the daemon's ring counters.
-fn run(data: &[u8]) -> crate::daemon::RingStats {
+fn run(data: &[u8]) -> crate::clients::RingStats {
     let mut h = Harness::new();
     let mut table = Groups::new(GroupsRing {
         proc_id: DAEMONS[0].0 as i32,
@@ -125,7 +125,7 @@ fn run(data: &[u8]) -> crate::daemon::RingStats {
                 };
                 let me = format!("#{}#d1", LOCAL[s]);
                 let bytes = request(service, me.as_bytes(), g);
-                h.input(Input::Bytes {
+                h.input(SessionInput::Bytes {
                     session: SessionId(s as u64),
                     data: bytes,
                 });
@@ -179,7 +179,7 @@ impl Harness {
     fn new() -> Self {
         let mut config = DaemonConfig::new("d1", DAEMONS[0].0 as i32, 1);
         config.max_sessions = LOCAL.len();
-        let mut d = Daemon::new(config);
+        let mut d = Clients::new(config);
         d.enable_ring(DAEMONS[0], DAEMONS.to_vec());
         let mut h = Self {
             d,
@@ -198,19 +198,19 @@ impl Harness {
         for (i, name) in LOCAL.iter().enumerate() {
             let session = SessionId(i as u64);
             h.open.insert(session);
-            h.input(Input::Connected {
+            h.input(SessionInput::Connected {
                 session,
                 peer: Peer::Tcp(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             });
             let mut hello = Vec::new();
             encode_hello(&Hello::new(name.as_bytes(), true, false), &mut hello);
-            h.input(Input::Bytes {
+            h.input(SessionInput::Bytes {
                 session,
                 data: Bytes::from(hello),
             });
             let mut auth = b"NULL".to_vec();
             auth.resize(90, 0);
-            h.input(Input::Bytes {
+            h.input(SessionInput::Bytes {
                 session,
                 data: Bytes::from(auth),
             });
@@ -219,7 +219,7 @@ impl Harness {
     }
 
     /// One client event, then whatever it causes.
-    fn input(&mut self, i: Input) {
+    fn input(&mut self, i: SessionInput) {
         self.d.handle(self.now, i);
         self.pump();
     }
@@ -291,18 +291,18 @@ impl Harness {
             while let Some(o) = self.d.poll_output() {
                 busy = true;
                 match o {
-                    Output::Send { session, data } => {
+                    SessionOutput::Send { session, data } => {
                         assert!(self.open.contains(&session), "Send to closed {session:?}");
                         check_send(&data);
                         self.d.handle(
                             self.now,
-                            Input::Drained {
+                            SessionInput::Drained {
                                 session,
                                 messages: 1,
                             },
                         );
                     }
-                    Output::Close { session } => {
+                    SessionOutput::Close { session } => {
                         assert!(self.open.remove(&session), "Close of closed {session:?}");
                     }
                 }

@@ -1,4 +1,4 @@
-//! Stateful target for whole daemons: [`Node`]s (client sessions and group state on top of the
+//! Stateful target for whole daemons: [`Daemon`]s (client sessions and group state on top of the
 //! ring engine) with hostile clients and a hostile peer. The script records are the ones of
 //! `client_session` and `daemon_stateful`, decoded by the same functions.
 
@@ -11,7 +11,7 @@ use super::session::{
     check_counts, check_output, client_step, daemon_config, ClientStep, Conn, MAX_OUTPUTS_PER_INPUT,
 };
 use super::Record;
-use crate::node::{Node, NodeInput, NodeOutput, MAX_WAITING};
+use crate::daemon::{Daemon, Input, Output, Settings, Target, MAX_WAITING};
 use crate::ring::{DaemonId, Dest, Port, Service, MAX_OUTPUTS};
 use crate::session::SessionId;
 use crate::time::Instant;
@@ -21,17 +21,17 @@ const NODES: usize = 2;
 /// Client records name sessions `tag >> 3` below this (the high tag bit marks ring records).
 const CLIENT_SESSIONS: u64 = 16;
 
-/// One honest daemon: a [`Node`], and the client connections the harness opened to it.
+/// One honest daemon: a [`Daemon`], and the client connections the harness opened to it.
 struct HonestNode {
-    n: Node,
+    n: Daemon,
     i: usize,
     conns: BTreeMap<SessionId, Conn>,
 }
 
 impl HonestNode {
     /// A client event; its outputs (client and network) wait in the node until drained.
-    fn client(&mut self, now: Instant, input: crate::daemon::Input) {
-        self.n.handle(now, NodeInput::Client(input));
+    fn client(&mut self, now: Instant, input: crate::clients::SessionInput) {
+        self.n.handle(now, Input::Client(input));
     }
 }
 
@@ -41,7 +41,7 @@ impl Honest for HonestNode {
     }
 
     fn packet(&mut self, now: Instant, from: DaemonId, port: Port, bytes: Bytes) {
-        self.n.handle(now, NodeInput::Packet { from, port, bytes });
+        self.n.handle(now, Input::Packet { from, port, bytes });
     }
 
     fn submit(&mut self, _: Instant, _: Service, _: Bytes) {}
@@ -57,10 +57,16 @@ impl Honest for HonestNode {
     fn poll_send(&mut self) -> Option<(Dest, Port, Bytes)> {
         loop {
             match self.n.poll_output()? {
-                NodeOutput::Send { to, port, bytes } => return Some((to, port, bytes)),
-                NodeOutput::Client(out) => check_output(out, &mut self.conns),
+                Output::Transmit(t) => {
+                    let to = match t.to {
+                        Target::Daemon(d) => Dest::Unicast(d),
+                        Target::Segment => Dest::Segment,
+                    };
+                    return Some((to, t.port, t.bytes));
+                }
+                Output::Client(out) => check_output(out, &mut self.conns),
                 // Monitor control packets: a STATUS reply or the order to exit, nothing to check.
-                NodeOutput::Monitor(_) => {}
+                Output::Monitor(_) => {}
             }
         }
     }
@@ -71,10 +77,10 @@ impl Honest for HonestNode {
 
     fn check(&self) {
         check_engine(self.n.engine(), self.i);
-        check_counts(self.n.daemon(), &self.conns);
+        check_counts(self.n.clients(), &self.conns);
         let (waiting, _) = self.n.backlog();
         assert!(waiting <= MAX_WAITING, "node {}: {waiting} waiting", self.i);
-        for (id, _, members) in self.n.daemon().groups().snapshot() {
+        for (id, _, members) in self.n.clients().groups().snapshot() {
             assert!(
                 members.windows(2).all(|w| w[0].member < w[1].member),
                 "node {}: members of {id:?} not sorted and unique",
@@ -93,7 +99,7 @@ impl Honest for HonestNode {
     }
 }
 
-/// Two honest [`Node`]s (d1, d2 of the captures' configuration; quota 4 sessions, slow-reader
+/// Two honest [`Daemon`]s (d1, d2 of the captures' configuration; quota 4 sessions, slow-reader
 /// limit 16) with hostile clients, and a hostile peer (d3). Input: a script of records
 /// `[tag u8][len u16 LE][payload]`:
 ///
@@ -117,9 +123,8 @@ pub fn node_stateful(data: &[u8]) {
 fn run(data: &[u8]) -> World<HonestNode> {
     let peers = (0..NODES)
         .map(|i| HonestNode {
-            n: Node::new(
-                daemon_config(&format!("d{}", i + 1)),
-                honest_ring_config(i),
+            n: Daemon::new(
+                Settings::from_parts(daemon_config(&format!("d{}", i + 1)), honest_ring_config(i)),
                 START,
                 1_700_000_000 + u32::try_from(i).unwrap_or(0),
             ),
@@ -188,12 +193,12 @@ mod tests {
         for p in &w.peers {
             assert_eq!(p.n.engine().members().len(), NODES, "ring of both nodes");
         }
-        let accepted: u64 = w.peers.iter().map(|p| p.n.daemon().stats().accepted).sum();
+        let accepted: u64 = w.peers.iter().map(|p| p.n.clients().stats().accepted).sum();
         assert_eq!(accepted, 2);
         let delivered: u64 = w
             .peers
             .iter()
-            .map(|p| p.n.daemon().stats().messages_out)
+            .map(|p| p.n.clients().stats().messages_out)
             .sum();
         assert!(delivered >= 4, "{delivered} messages to clients");
     }

@@ -1,4 +1,4 @@
-//! Stateful target: hostile clients driving a [`Daemon`]'s sessions (handshake, requests,
+//! Stateful target: hostile clients driving a [`Clients`]'s sessions (handshake, requests,
 //! group state, delivery, timers, back-pressure: slow, stalled and vanishing readers).
 
 use std::collections::btree_map::Entry;
@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use bytes::{Bytes, BytesMut};
 
 use super::{records, Record};
-use crate::daemon::{Daemon, DaemonConfig, Input, Output};
+use crate::clients::{Clients, DaemonConfig, SessionInput, SessionOutput};
 use crate::session::{Peer, SessionId, LARGEST_MESSAGE};
 use crate::time::Instant;
 use crate::wire::client::{decode_frame, Direction};
@@ -35,8 +35,8 @@ pub(super) struct Conn {
     blocked: bool,
 }
 
-/// Hostile clients against one [`Daemon`] (named `localhost`, quota 4, slow-reader limit 16).
-/// Input: a script of records `[tag u8][len u16 LE][payload]` (see [`super::records`]); the
+/// Hostile clients against one [`Clients`] (named `localhost`, quota 4, slow-reader limit 16).
+/// SessionInput: a script of records `[tag u8][len u16 LE][payload]` (see [`super::records`]); the
 /// session is `tag >> 3`, the kind `tag & 7`:
 ///
 /// * 0: bytes from the client (the connection is opened first if it is not; TCP from
@@ -66,7 +66,7 @@ pub fn client_session(data: &[u8]) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum ClientStep {
     /// Client events, in order (a connect comes before the first bytes of a session).
-    Inputs(Vec<Input>),
+    Inputs(Vec<SessionInput>),
     /// Time passes (ms); then due timers fire.
     Advance(u64),
 }
@@ -83,7 +83,7 @@ pub(super) fn client_step(rec: Record<'_>, conns: &mut BTreeMap<SessionId, Conn>
                 if let Some(c) = conn {
                     c.blocked = true;
                 }
-                Input::Blocked { session: id }
+                SessionInput::Blocked { session: id }
             } else {
                 let want = match (flags & 2, rec.payload.get(1)) {
                     (2, Some(&n)) => usize::from(n),
@@ -95,7 +95,7 @@ pub(super) fn client_step(rec: Record<'_>, conns: &mut BTreeMap<SessionId, Conn>
                     c.blocked = false;
                     n
                 });
-                Input::Drained {
+                SessionInput::Drained {
                     session: id,
                     messages,
                 }
@@ -103,7 +103,7 @@ pub(super) fn client_step(rec: Record<'_>, conns: &mut BTreeMap<SessionId, Conn>
         }
         2 => {
             conns.remove(&id);
-            Input::Closed { session: id }
+            SessionInput::Closed { session: id }
         }
         3 => {
             let peer = match rec.payload.get(1).map_or(0, |b| b % 3) {
@@ -117,7 +117,7 @@ pub(super) fn client_step(rec: Record<'_>, conns: &mut BTreeMap<SessionId, Conn>
                 _ => Peer::InProcess,
             };
             conns.entry(id).or_default();
-            Input::Connected { session: id, peer }
+            SessionInput::Connected { session: id, peer }
         }
         4 => {
             return ClientStep::Advance(match rec.payload {
@@ -127,13 +127,13 @@ pub(super) fn client_step(rec: Record<'_>, conns: &mut BTreeMap<SessionId, Conn>
             })
         }
         _ => {
-            let bytes = Input::Bytes {
+            let bytes = SessionInput::Bytes {
                 session: id,
                 data: Bytes::copy_from_slice(rec.payload),
             };
             if let Entry::Vacant(e) = conns.entry(id) {
                 e.insert(Conn::default());
-                let connect = Input::Connected {
+                let connect = SessionInput::Connected {
                     session: id,
                     peer: Peer::Tcp(IpAddr::V4(Ipv4Addr::LOCALHOST)),
                 };
@@ -146,8 +146,8 @@ pub(super) fn client_step(rec: Record<'_>, conns: &mut BTreeMap<SessionId, Conn>
 }
 
 /// [`client_session`]; returns the daemon's counters at the end.
-fn run(data: &[u8]) -> crate::daemon::Stats {
-    let mut daemon = Daemon::new(daemon_config("localhost"));
+fn run(data: &[u8]) -> crate::clients::ClientStats {
+    let mut daemon = Clients::new(daemon_config("localhost"));
     let mut conns: BTreeMap<SessionId, Conn> = BTreeMap::new();
     let mut now = Instant(1_000_000);
     for rec in records(data) {
@@ -183,7 +183,7 @@ pub(super) fn daemon_config(name: &str) -> DaemonConfig {
 }
 
 /// Connections and sessions stay within what the script opened and the quota.
-pub(super) fn check_counts(daemon: &Daemon, conns: &BTreeMap<SessionId, Conn>) {
+pub(super) fn check_counts(daemon: &Clients, conns: &BTreeMap<SessionId, Conn>) {
     assert!(daemon.connection_count() <= conns.len().max(1) + SESSION_IDS as usize);
     assert!(daemon.session_count() <= MAX_SESSIONS);
     assert!(daemon.session_count() <= daemon.connection_count());
@@ -192,7 +192,7 @@ pub(super) fn check_counts(daemon: &Daemon, conns: &BTreeMap<SessionId, Conn>) {
 }
 
 /// Drains the outputs of one input and checks them.
-fn drain(daemon: &mut Daemon, conns: &mut BTreeMap<SessionId, Conn>) {
+fn drain(daemon: &mut Clients, conns: &mut BTreeMap<SessionId, Conn>) {
     for _ in 0..MAX_OUTPUTS_PER_INPUT {
         let Some(out) = daemon.poll_output() else {
             return;
@@ -204,9 +204,9 @@ fn drain(daemon: &mut Daemon, conns: &mut BTreeMap<SessionId, Conn>) {
 
 /// One client output: only to an open connection, nothing after its `Close`; a `Send` is one
 /// whole message or a short handshake reply.
-pub(super) fn check_output(out: Output, conns: &mut BTreeMap<SessionId, Conn>) {
+pub(super) fn check_output(out: SessionOutput, conns: &mut BTreeMap<SessionId, Conn>) {
     match out {
-        Output::Send { session, data } => {
+        SessionOutput::Send { session, data } => {
             let conn = conns
                 .get_mut(&session)
                 .unwrap_or_else(|| panic!("Send to {session:?}, which is not connected"));
@@ -215,7 +215,7 @@ pub(super) fn check_output(out: Output, conns: &mut BTreeMap<SessionId, Conn>) {
             }
             conn.unwritten.push_back(data.len());
         }
-        Output::Close { session } => {
+        SessionOutput::Close { session } => {
             assert!(
                 conns.remove(&session).is_some(),
                 "Close of {session:?}, which is not connected"

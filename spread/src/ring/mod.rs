@@ -56,7 +56,7 @@
 //! configuration order, as in 5.0.1. FORM ring entries carry 5.0.1's commit sets, and after a
 //! hole the old ring's messages of the commit set are delivered (5.0.1 `Commit_membership`).
 //! Monitor control packets (STATUS, PARTITION, FC, RELOAD) never reach the engine: the node
-//! handles them ([`crate::node::monitor`]), using [`Engine::status`] and
+//! handles them ([`crate::daemon::monitor`]), using [`Engine::status`] and
 //! [`Engine::set_flow_control`].
 
 //! # Guarantees checked by the simulator (`spread::sim`, feature `sim`)

@@ -5,8 +5,8 @@
 //! has `MaxSessionMessages` messages queued kills the session instead (`Sess_kill`: the queue
 //! is freed, the other members see the disconnect). Our shell writes from another task, so
 //! a message handed to it may still be *in flight* (never offered to the socket yet). The
-//! shell reports refusals ([`crate::Input::Blocked`]) and progress
-//! ([`crate::Input::Drained`]); only while the socket is blocked do the unwritten messages
+//! shell reports refusals ([`crate::SessionInput::Blocked`]) and progress
+//! ([`crate::SessionInput::Drained`]); only while the socket is blocked do the unwritten messages
 //! count, as in 5.0.1 only refused messages do.
 //!
 //! The count alone does not bound memory while the socket is not blocked (a writer that has

@@ -53,7 +53,7 @@ pub enum Violation {
 }
 
 impl Violation {
-    /// Index into the per-kind counters of [`crate::daemon::Stats`].
+    /// Index into the per-kind counters of [`crate::clients::ClientStats`].
     pub fn index(self) -> usize {
         match self {
             Self::TypeBits => 0,

@@ -1,4 +1,4 @@
-//! Whole-daemon simulator: N complete daemons ([`Node`]: client sessions, group state, the
+//! Whole-daemon simulator: N complete daemons ([`Daemon`]: client sessions, group state, the
 //! group-state exchange, ring and membership — what `spread` runs) on the simulated network
 //! of [`super::Sim`] (same [`Fault`]s), with simulated clients that connect, join, leave,
 //! multicast with every service, send KILL and close at random moments: while the first ring
@@ -6,7 +6,7 @@
 //!
 //! Checked after every step:
 //! * the **5.0.1-state checker**: no daemon is delivered anything that a Spread 5.0.1 daemon
-//!   in the same group state would abort on ([`crate::Daemon::interop_violations`];
+//!   in the same group state would abort on ([`crate::clients::Clients::interop_violations`];
 //!   `docs/interop.md` rows G1–G7). Every simulated daemon runs 5.0.1's group state machine,
 //!   so a real 5.0.1 daemon in any position of the ring would have survived the run;
 //! * at the clients: no message received twice; the ordered services (CAUSAL, AGREED, SAFE)
@@ -24,9 +24,9 @@ use bytes::{Bytes, BytesMut};
 
 use super::links::Links;
 use super::{sim_ring_config, Failure, Fault, Options, Rng, Step};
-use crate::daemon::{DaemonConfig, Input, Output};
-use crate::node::{Node, NodeInput, NodeOutput};
-use crate::ring::{DaemonId, Dest, Port, State};
+use crate::clients::{DaemonConfig, SessionInput, SessionOutput};
+use crate::daemon::{Daemon, Input, Output, Settings, Target};
+use crate::ring::{DaemonId, Port, State};
 use crate::session::{Peer, SessionId};
 use crate::time::Instant;
 use crate::wire::client::{
@@ -169,7 +169,7 @@ struct Inbox {
 
 #[derive(Debug)]
 struct Host {
-    node: Option<Node>,
+    node: Option<Daemon>,
     inc: u32,
     wake: Option<Instant>,
     clients: Vec<Client>,
@@ -262,7 +262,7 @@ impl DaemonSim {
         let clock = 1_000 + 100_000 * inc;
         let ring = sim_ring_config(&self.ids, i, &self.opts);
         let cfg = DaemonConfig::new(&daemon_name(i), self.ids[i].0 as i32, 0);
-        let mut node = Node::new(cfg, ring, self.now, clock);
+        let mut node = Daemon::new(Settings::from_parts(cfg, ring), self.now, clock);
         if self.no_gate {
             node.plant_no_exchange_gate(self.now);
         }
@@ -344,7 +344,7 @@ impl DaemonSim {
                 let Some(node) = self.hosts[to].node.as_mut() else {
                     return;
                 };
-                node.handle(now, NodeInput::Packet { from, port, bytes });
+                node.handle(now, Input::Packet { from, port, bytes });
                 self.after_input(to);
             }
             Event::Wake(i) => {
@@ -374,7 +374,7 @@ impl DaemonSim {
                 .hosts
                 .iter()
                 .flat_map(|h| h.node.as_ref())
-                .any(|n| n.daemon().group_state() == "GGATHER")
+                .any(|n| n.clients().group_state() == "GGATHER")
         {
             for i in std::mem::take(&mut self.armed) {
                 self.hosts[i].node = None;
@@ -404,10 +404,10 @@ impl DaemonSim {
         }
     }
 
-    fn input(&mut self, i: usize, input: Input) {
+    fn input(&mut self, i: usize, input: SessionInput) {
         let now = self.now;
         if let Some(node) = self.hosts[i].node.as_mut() {
-            node.handle(now, NodeInput::Client(input));
+            node.handle(now, Input::Client(input));
         }
         self.after_input(i);
     }
@@ -459,7 +459,7 @@ impl DaemonSim {
             Act::Close(k) => {
                 if let Some(k) = pick(k, &self.hosts[i]) {
                     let c = self.hosts[i].clients.remove(k);
-                    self.input(i, Input::Closed { session: c.session });
+                    self.input(i, SessionInput::Closed { session: c.session });
                 }
             }
         }
@@ -472,7 +472,7 @@ impl DaemonSim {
         let user = format!("u{}", session.0);
         self.input(
             i,
-            Input::Connected {
+            SessionInput::Connected {
                 session,
                 peer: Peer::Unix,
             },
@@ -481,7 +481,7 @@ impl DaemonSim {
         encode_hello(&Hello::new(user.as_bytes(), true, false), &mut hello);
         self.input(
             i,
-            Input::Bytes {
+            SessionInput::Bytes {
                 session,
                 data: hello.into(),
             },
@@ -490,7 +490,7 @@ impl DaemonSim {
         auth.resize(90, 0);
         self.input(
             i,
-            Input::Bytes {
+            SessionInput::Bytes {
                 session,
                 data: auth.into(),
             },
@@ -559,7 +559,7 @@ impl DaemonSim {
         );
         self.input(
             i,
-            Input::Bytes {
+            SessionInput::Bytes {
                 session,
                 data: out.freeze(),
             },
@@ -580,19 +580,19 @@ impl DaemonSim {
                 break;
             };
             match o {
-                NodeOutput::Client(Output::Send { session, data }) => {
+                Output::Client(SessionOutput::Send { session, data }) => {
                     node.handle(
                         now,
-                        NodeInput::Client(Input::Drained {
+                        Input::Client(SessionInput::Drained {
                             session,
                             messages: 1,
                         }),
                     );
                     to_clients.push((session, data));
                 }
-                NodeOutput::Client(Output::Close { session }) => closed.push(session),
-                NodeOutput::Send { to, port, bytes } => sends.push((to, port, bytes)),
-                NodeOutput::Monitor(_) => {}
+                Output::Client(SessionOutput::Close { session }) => closed.push(session),
+                Output::Transmit(t) => sends.push((t.to, t.port, t.bytes)),
+                Output::Monitor(_) => {}
             }
         }
         self.hosts[i]
@@ -604,7 +604,7 @@ impl DaemonSim {
         let Some(node) = self.hosts[i].node.as_ref() else {
             return;
         };
-        let now_state = (node.engine().ring_id(), node.daemon().group_state());
+        let now_state = (node.engine().ring_id(), node.clients().group_state());
         let seen = &mut self.seen[i];
         if seen.0 != Some(now_state) {
             seen.0 = Some(now_state);
@@ -617,7 +617,7 @@ impl DaemonSim {
                 ));
             }
         }
-        let v = node.daemon().interop_violations();
+        let v = node.clients().interop_violations();
         if !v.is_empty() {
             self.violations.extend(
                 v.iter()
@@ -627,16 +627,17 @@ impl DaemonSim {
         let next = node.poll_timeout();
         let from = self.ids[i];
         for (to, port, bytes) in sends {
+            // The core decided where each datagram goes (relays, ROUTED copies, scast): a
+            // segment broadcast reaches the other daemons of the sender's configured segment.
             let targets: Vec<usize> = match to {
-                Dest::Broadcast | Dest::Segment => (0..self.ids.len())
+                Target::Segment => (0..self.ids.len())
                     .filter(|j| {
                         *j != i
-                            && (to == Dest::Broadcast
-                                || super::segment_of(*j, self.ids.len(), self.opts.segments)
-                                    == super::segment_of(i, self.ids.len(), self.opts.segments))
+                            && super::segment_of(*j, self.ids.len(), self.opts.segments)
+                                == super::segment_of(i, self.ids.len(), self.opts.segments)
                     })
                     .collect(),
-                Dest::Unicast(d) => self.ids.iter().position(|x| *x == d).into_iter().collect(),
+                Target::Daemon(d) => self.ids.iter().position(|x| *x == d).into_iter().collect(),
             };
             for (j, delay) in self.links.route(&mut self.rng, i, targets) {
                 let ev = Event::Net {
@@ -745,7 +746,7 @@ impl DaemonSim {
                 let same = *ring.get_or_insert(e.ring_id()) == e.ring_id();
                 same && e.state() == State::Op
                     && e.members() == self.ids.as_slice()
-                    && !n.daemon().exchanging()
+                    && !n.clients().exchanging()
             })
         })
     }
@@ -761,9 +762,9 @@ impl DaemonSim {
                     n.engine().stats(),
                     n.engine().state(),
                     n.engine().ring_id(),
-                    n.daemon().group_state(),
+                    n.clients().group_state(),
                     n.engine().members().len(),
-                    n.daemon().ring_stats().exchanges,
+                    n.clients().ring_stats().exchanges,
                     n.engine().exchanging(),
                     n.engine().send_queue_len(),
                     n.engine().exchange_queue_len(),
@@ -780,7 +781,7 @@ impl DaemonSim {
             .hosts
             .iter()
             .filter_map(|h| h.node.as_ref())
-            .map(|n| n.daemon().ring_stats())
+            .map(|n| n.clients().ring_stats())
             .collect();
         DaemonReport {
             end: self.now,
@@ -911,8 +912,8 @@ pub fn run_daemons(
                         .map(|i| sim.hosts[i].node.as_ref().map(|x| {
                             let g = GroupName::new(PROBE.as_bytes()).key();
                             (
-                                x.daemon().groups().members(&g).to_vec(),
-                                x.daemon().groups().group_id(&g),
+                                x.clients().groups().members(&g).to_vec(),
+                                x.clients().groups().group_id(&g),
                             )
                         }))
                         .collect::<Vec<_>>()

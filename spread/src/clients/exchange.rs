@@ -23,7 +23,7 @@
 //!   changed); then daemons outside T' are dropped, S ← S ∩ T', and a new exchange
 //!   **always** starts → GGATHER.
 //!
-//! While GGATHER or GGT, [`Daemon::exchanging`] is true: the node keeps the engine's
+//! While GGATHER or GGT, [`Clients::exchanging`] is true: the node keeps the engine's
 //! exchange gate closed (only GROUPS messages are sent, client messages wait unsent) and
 //! client messages delivered meanwhile are held and applied after the exchange. A 5.0.1
 //! daemon aborts on a JOIN/LEAVE/KILL delivered in GGATHER/GGT and on a GROUPS message
@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::Bytes;
 use tracing::debug;
 
-use super::Daemon;
+use super::Clients;
 use crate::groups::{message, Entry, Member, RingId};
 use crate::ring::{DaemonId, Delivery, Service};
 use crate::wire::client::{GroupId, GroupName};
@@ -122,7 +122,7 @@ fn set_key(id: &WireGroupId, rep: DaemonId) -> (i32, i32, u32) {
 /// One set's entries of one group: (set order key, its group id, changed flag, entries).
 type PerSet = ((i32, i32, u32), WireGroupId, bool, Vec<Entry>);
 
-impl Daemon {
+impl Clients {
     /// A configuration change's transitional part.
     pub(super) fn on_transitional(&mut self, members: Vec<DaemonId>) {
         let Some(r) = self.ring.as_mut() else {

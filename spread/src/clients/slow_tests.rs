@@ -1,4 +1,4 @@
-//! 5.0.1's slow-reader rule as a property of the sans-IO [`Daemon`]: readers of one group
+//! 5.0.1's slow-reader rule as a property of the sans-IO [`Clients`]: readers of one group
 //! whose shells report random progress (writes, refusals, vanishing peers) while a sender
 //! multicasts, checked against a model of what each reader's socket has not taken.
 //!
@@ -136,7 +136,7 @@ fn apply(h: &mut Harness, readers: &mut [Reader], step: &Step, sent: &mut u64) -
                 readers[r].blocked = false;
             }
             let session = SessionId(Reader::id(r));
-            h.input(Input::Drained {
+            h.input(SessionInput::Drained {
                 session,
                 messages: n,
             });
@@ -145,7 +145,7 @@ fn apply(h: &mut Harness, readers: &mut [Reader], step: &Step, sent: &mut u64) -
             if live(&readers[r]) {
                 readers[r].blocked = true;
             }
-            h.input(Input::Blocked {
+            h.input(SessionInput::Blocked {
                 session: SessionId(Reader::id(r)),
             });
         }
@@ -153,7 +153,7 @@ fn apply(h: &mut Harness, readers: &mut [Reader], step: &Step, sent: &mut u64) -
             if live(&readers[r]) {
                 readers[r].life = Life::Vanished;
             }
-            h.input(Input::Closed {
+            h.input(SessionInput::Closed {
                 session: SessionId(Reader::id(r)),
             });
         }

@@ -17,14 +17,14 @@ fn ring(t: u32) -> RingId {
     RingId { leader: A, time: t }
 }
 
-/// Daemon A of the configuration A, B, C, fresh.
-fn daemon_a() -> Daemon {
-    let mut d = Daemon::new(DaemonConfig::new("a", A.0 as i32, 0));
+/// Clients A of the configuration A, B, C, fresh.
+fn daemon_a() -> Clients {
+    let mut d = Clients::new(DaemonConfig::new("a", A.0 as i32, 0));
     d.enable_ring(A, vec![A, B, C]);
     d
 }
 
-fn trans(d: &mut Daemon, r: RingId, members: &[DaemonId]) {
+fn trans(d: &mut Clients, r: RingId, members: &[DaemonId]) {
     d.on_configuration(ConfigChange {
         kind: ConfigKind::Transitional,
         ring: r,
@@ -33,7 +33,7 @@ fn trans(d: &mut Daemon, r: RingId, members: &[DaemonId]) {
     });
 }
 
-fn regular(d: &mut Daemon, r: RingId, members: &[DaemonId]) {
+fn regular(d: &mut Clients, r: RingId, members: &[DaemonId]) {
     d.on_configuration(ConfigChange {
         kind: ConfigKind::Regular,
         ring: r,
@@ -67,7 +67,7 @@ fn groups(sender: DaemonId, r: RingId, synced: &[DaemonId]) -> Delivery {
 }
 
 /// The synced-set sizes of the GROUPS messages A submitted since the last call.
-fn sent_sizes(d: &mut Daemon) -> Vec<u32> {
+fn sent_sizes(d: &mut Clients) -> Vec<u32> {
     std::iter::from_fn(|| d.poll_exchange_submission())
         .map(|(_, _, payload)| {
             let m = Message::decode(&mut &payload[..]).expect("GROUPS");

@@ -1,14 +1,14 @@
-//! The ring ordering backend of [`Daemon`]: requests leave as 5.0.1 messages to be ordered by
+//! The ring ordering backend of [`Clients`]: requests leave as 5.0.1 messages to be ordered by
 //! the token ring, ordered deliveries come back from every daemon, and daemon-configuration
 //! changes run the group-state exchange (daemon fact sheet §7–§8, client fact sheet §5.3–5.4).
 //!
-//! # Contract (used by [`crate::node::Node`])
+//! # Contract (used by [`crate::daemon::Node`])
 //!
-//! * [`Daemon::enable_ring`] once, before any input: from then on every JOIN / LEAVE / KILL /
+//! * [`Clients::enable_ring`] once, before any input: from then on every JOIN / LEAVE / KILL /
 //!   disconnect / data message is not applied at once but queued as a submission; drain them
-//!   with [`Daemon::poll_submission`] and hand them to the ring engine.
-//! * Every [`Delivery`] of the engine goes to [`Daemon::on_delivery`], every configuration
-//!   change to [`Daemon::on_configuration`], interleaved exactly as the engine emitted them.
+//!   with [`Clients::poll_submission`] and hand them to the ring engine.
+//! * Every [`Delivery`] of the engine goes to [`Clients::on_delivery`], every configuration
+//!   change to [`Clients::on_configuration`], interleaved exactly as the engine emitted them.
 //!
 //! # Messages on the ring (5.0.1 layout, §7.1)
 //!
@@ -21,7 +21,7 @@
 //!
 //! Transitional and regular configurations drive 5.0.1's group-layer state machine
 //! (GOP / GTRANS / GGATHER / GGT) and its group-state exchange: see [`super::exchange`].
-//! While an exchange runs, client messages delivered are held and [`Daemon::exchanging`]
+//! While an exchange runs, client messages delivered are held and [`Clients::exchanging`]
 //! tells the node to keep the engine's exchange gate closed.
 
 use std::collections::{BTreeSet, VecDeque};
@@ -30,7 +30,7 @@ use bytes::{Bytes, BytesMut};
 use tracing::trace;
 
 use super::exchange::GState;
-use super::{Daemon, Event};
+use super::{Clients, Event};
 use crate::groups::{Entry, Member};
 use crate::ring::{ConfigChange, ConfigKind, DaemonId, Delivery, Service};
 use crate::wire::client::{
@@ -60,12 +60,12 @@ pub struct RingStats {
     /// configuration (5.0.1 GGT completion).
     pub completed_in_transition: u64,
     /// Deliveries on which a 5.0.1 daemon in this daemon's group state would have aborted
-    /// (`docs/interop.md` rows G1–G7); see [`Daemon::interop_violations`]. Zero when every
+    /// (`docs/interop.md` rows G1–G7); see [`Clients::interop_violations`]. Zero when every
     /// daemon of the ring follows 5.0.1's rules.
     pub fatal_for_5_0_1: u64,
 }
 
-/// Most descriptions kept by [`Daemon::interop_violations`].
+/// Most descriptions kept by [`Clients::interop_violations`].
 const MAX_VIOLATIONS: usize = 16;
 
 /// State of the ring backend.
@@ -132,7 +132,7 @@ fn request(service: ServiceType, sender: GroupName, groups: &[GroupName]) -> Byt
     out.freeze()
 }
 
-impl Daemon {
+impl Clients {
     /// Switches to the ring backend: this daemon is `me` among `daemons` (configuration
     /// order). Its position (member sort key) becomes `me`'s index.
     pub fn enable_ring(&mut self, me: DaemonId, daemons: Vec<DaemonId>) {

@@ -4,7 +4,7 @@
 use bytes::{Buf, BytesMut};
 use tracing::debug;
 
-use super::{Daemon, MAX_NAME_ATTEMPTS};
+use super::{Clients, MAX_NAME_ATTEMPTS};
 use crate::session::{generated_name, private_group_name, Phase, SessionId};
 use crate::time::Instant;
 use crate::wire::client::{
@@ -12,7 +12,7 @@ use crate::wire::client::{
     AUTH_CHOICE_LEN,
 };
 
-impl Daemon {
+impl Clients {
     /// Hello phase. Returns true if the session moved on (more bytes may be processed).
     pub(super) fn step_hello(&mut self, id: SessionId) -> bool {
         let Some(s) = self.sessions.get_mut(&id) else {

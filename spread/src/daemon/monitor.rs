@@ -1,4 +1,4 @@
-//! Monitor / status control packets (fact sheet §11): what a [`Node`] does with the
+//! Monitor / status control packets (fact sheet §11): what a [`Daemon`] does with the
 //! STATUS, PARTITION, FC and RELOAD packets that 5.0.1's `spmonitor` sends to a daemon's data
 //! port, and the simulated partition they set up.
 //!
@@ -23,18 +23,17 @@
 //!   the last pair's first value = Window; −1 keeps a value. Applied to the ring engine at
 //!   once. (5.0.1 takes any other value as is; negative values other than −1 are kept here
 //!   too as "keep", since a negative window would stop the ring.)
-//! * RELOAD: 5.0.1 re-reads its configuration file and may form a singleton ring. A [`Node`]
+//! * RELOAD: 5.0.1 re-reads its configuration file and may form a singleton ring. A [`Daemon`]
 //!   cannot change its configuration while running: the request is logged as unsupported and
 //!   counted ([`MonitorStats::reloads_unsupported`]).
 
 use bytes::Bytes;
 use tracing::{info, warn};
 
-use super::{Node, NodeOutput};
+use super::{Daemon, Output};
 use crate::config::{Config, HostId};
 use crate::ring::{DaemonId, RingConfig, State};
 use crate::time::Instant;
-use crate::wire::daemon::accept::{self, Accepted};
 use crate::wire::daemon::{
     FcBody, Packet, PacketBody, PacketHeader, PartitionBody, ProcId, StatusRecord, TypeBits,
 };
@@ -71,11 +70,16 @@ pub struct MonitorConfig {
 }
 
 impl MonitorConfig {
-    /// From the ring settings alone: one segment, `DangerousMonitor` off.
+    /// From the ring settings alone: their segments, `DangerousMonitor` off.
     pub fn from_ring(ring: &RingConfig) -> Self {
         Self {
             me: ring.me,
-            daemons: ring.daemons.iter().map(|d| (*d, 0)).collect(),
+            daemons: ring
+                .daemons
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (*d, usize::from(ring.segments.get(i).copied().unwrap_or(0))))
+                .collect(),
             conf_hash: ring.conf_hash,
             dangerous: false,
         }
@@ -105,8 +109,6 @@ impl MonitorConfig {
 pub struct MonitorStats {
     /// STATUS replies produced.
     pub status_replies: u64,
-    /// Control packets dropped by the §1.1 checks (length, hash, transmitter, source).
-    pub rejected: u64,
     /// PARTITION / FC refused because `DangerousMonitor` is off.
     pub denied: u64,
     /// Control packets accepted but unusable (too short a body, unknown requester).
@@ -205,23 +207,10 @@ enum Request {
     Reload,
 }
 
-/// Is this data-port datagram a control packet (type bits in 0x0f000000)?
-/// Only the type word is read (this runs on every data-port packet).
-pub(crate) fn is_control(datagram: &[u8]) -> bool {
-    TypeBits::read(&mut &datagram[..]).is_ok_and(|(kind, _)| kind.has(TypeBits::CONTROL))
-}
-
-impl Node {
+impl Daemon {
     /// Counters of the monitor side.
     pub fn monitor_stats(&self) -> MonitorStats {
         self.monitor.stats()
-    }
-
-    /// Replaces the monitor settings (default: [`MonitorConfig::from_ring`]); clears any
-    /// partition in force.
-    pub fn configure_monitor(&mut self, cfg: MonitorConfig) {
-        let started = self.monitor.started;
-        self.monitor = Monitor::new(cfg, started);
     }
 
     /// The STATUS record this daemon would send at `now`. Figures 5.0.1 counts that we do
@@ -259,7 +248,7 @@ impl Node {
                 State::Form => STATE_FORM,
                 State::Evs => STATE_EVS,
             },
-            gstate: if self.daemon.exchanging() {
+            gstate: if self.clients.exchanging() {
                 GSTATE_GATHER
             } else {
                 GSTATE_OP
@@ -278,7 +267,7 @@ impl Node {
             token_rounds: r.token_rounds as i32,
             my_id: e.id().0 as i32,
             leader_id: e.ring_id().leader.0 as i32,
-            message_delivered: i32_of(self.daemon.stats().messages_out),
+            message_delivered: i32_of(self.clients.stats().messages_out),
             membership_changes: i16::try_from(s.installs).unwrap_or(i16::MAX),
             num_procs: i16_of(members.len()),
             num_segments: i16_of(segs),
@@ -286,8 +275,8 @@ impl Node {
             personal_window: u16_i16(r.personal_window),
             accelerated_ring: i16::from(r.accelerated),
             accelerated_window: u16_i16(r.accelerated_window),
-            num_sessions: i16_of(self.daemon.session_count()),
-            num_groups: i16_of(self.daemon.groups().len()),
+            num_sessions: i16_of(self.clients.session_count()),
+            num_groups: i16_of(self.clients.groups().len()),
             major_version: VERSION.0,
             minor_version: VERSION.1,
             patch_version: VERSION.2,
@@ -312,7 +301,7 @@ impl Node {
                 .encode(&mut v);
                 self.monitor.stats.status_replies += 1;
                 self.out
-                    .push_back(NodeOutput::Monitor(MonitorOutput::StatusReply {
+                    .push_back(Output::Monitor(MonitorOutput::StatusReply {
                         to,
                         port,
                         bytes: v.into(),
@@ -331,24 +320,10 @@ impl Node {
         }
     }
 
-    /// §1.1 checks, DangerousMonitor, body sizes; `None`: dropped (counted, logged).
+    /// DangerousMonitor and body sizes (§1.1 was checked by [`super::topology`]); `None`:
+    /// dropped (counted, logged).
     fn accept_control(&mut self, from: DaemonId, datagram: &[u8]) -> Option<Request> {
-        let cfg = &self.monitor.cfg;
-        let known = |id: ProcId| cfg.index(DaemonId(id.0)).map(|_| DaemonId(id.0));
-        let verdict = accept::check(
-            datagram,
-            accept::Port::Data,
-            &from,
-            cfg.conf_hash,
-            ProcId(cfg.me.0),
-            known,
-        );
         let m = &mut self.monitor;
-        if verdict != Ok(Accepted::Control) {
-            m.stats.rejected += 1;
-            tracing::debug!(%from, ?verdict, "control packet dropped");
-            return None;
-        }
         let Ok(p) = Packet::from_datagram(datagram) else {
             m.stats.ignored += 1;
             return None;
@@ -394,7 +369,7 @@ impl Node {
         let mine = m.component(m.cfg.me).unwrap_or(0);
         if mine == -1 {
             warn!("instructed to exit by the monitor");
-            self.out.push_back(NodeOutput::Monitor(MonitorOutput::Exit));
+            self.out.push_back(Output::Monitor(MonitorOutput::Exit));
             return;
         }
         info!(component = mine, "got a monitor partition message");
