@@ -16,9 +16,10 @@
 //!   [`crate::session::LARGEST_MESSAGE`] (see [`crate::session::backlog`]). The daemon never
 //!   asks the caller to slow down: other sessions go on at their own pace.
 //!
-//! Requests are ordered by a local loop (one daemon: each is ordered the moment it is read)
-//! and applied as [`Event`]s, the same events the token ring will later deliver from every
-//! daemon.
+//! Requests leave as 5.0.1 messages for the token ring ([`Clients::poll_submission`]) and
+//! come back from it in the agreed order ([`Clients::on_delivery`]), from every daemon of the
+//! ring, where they are applied as [`Event`]s. There is no other ordering path: a daemon alone
+//! is a one-daemon ring ([`crate::Daemon`] drives this part).
 
 mod exchange;
 #[cfg(test)]
@@ -35,7 +36,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::{Bytes, BytesMut};
 use tracing::{debug, trace};
 
-use crate::groups::{message, Change, Entry, Groups, Member, RingId, ViewPart};
+use crate::groups::{message, Change, Entry, Groups, Member, RingId};
+use crate::ring::DaemonId;
 use crate::session::{
     next_request, AuthConfig, AuthMethod, Peer, Phase, Request, Session, SessionId, Violation,
 };
@@ -75,10 +77,6 @@ pub struct DaemonConfig {
     pub auth: AuthConfig,
     /// Seed of the generator used for invented private names.
     pub seed: u64,
-    /// `false` (one daemon): requests are ordered by a local loop the moment they are read.
-    /// `true`: requests come out of [`Clients::poll_order`] for the token ring, which hands
-    /// them back in the agreed order through [`Clients::apply`].
-    pub external_order: bool,
 }
 
 impl DaemonConfig {
@@ -93,7 +91,6 @@ impl DaemonConfig {
             max_session_messages: DEFAULT_MAX_SESSION_MESSAGES,
             auth: AuthConfig::default(),
             seed: 0x9e37_79b9_7f4a_7c15,
-            external_order: false,
         }
     }
 }
@@ -196,7 +193,7 @@ pub enum SessionOutput {
 
 /// An ordered event, applied to the group state in the agreed order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     /// A member joins a group.
     Join(Entry, GroupName),
     /// A member leaves a group.
@@ -205,9 +202,6 @@ pub enum Event {
     Disconnect(Member),
     /// A data message from a member.
     Data(Member, Frame),
-    /// The daemon ring installed a new configuration made of these previous ones (from the
-    /// ring layer; see [`crate::groups::network`]).
-    Configuration(RingId, Vec<ViewPart>),
 }
 
 /// Counters; "dropped and counted" is observable here.
@@ -270,28 +264,30 @@ enum EndReason {
 
 /// The daemon core. See the module doc for the calling contract.
 #[derive(Debug)]
-pub struct Clients {
+pub(crate) struct Clients {
     config: DaemonConfig,
     sessions: BTreeMap<SessionId, Session>,
     /// Private group names in use (reserved at hello, as 5.0.1).
     names: BTreeMap<GroupName, SessionId>,
     groups: Groups,
     outputs: VecDeque<SessionOutput>,
-    /// Events waiting to be put in the total order (external ordering only).
-    to_order: VecDeque<Event>,
     timers: BTreeSet<(Instant, SessionId)>,
     /// Sessions to kill once the current event is applied.
     doomed: Vec<(SessionId, EndReason)>,
     rng: u64,
     delivery_seq: u64,
     stats: ClientStats,
-    /// The ring ordering backend ([`Clients::enable_ring`]); `None`: the local loop.
-    ring: Option<Box<ring::RingSide>>,
+    /// The ring side: submissions, the group-state exchange.
+    ring: Box<ring::RingSide>,
 }
 
 impl Clients {
-    /// A daemon with no sessions.
-    pub fn new(mut config: DaemonConfig) -> Self {
+    /// The client side of daemon `me` among `daemons` (configuration order; `me`'s index is
+    /// its position, the member sort key), with no sessions.
+    pub(crate) fn new(mut config: DaemonConfig, me: DaemonId, daemons: Vec<DaemonId>) -> Self {
+        if let Some(p) = daemons.iter().position(|d| *d == me) {
+            config.position = u16::try_from(p).unwrap_or(u16::MAX);
+        }
         let mut cut = config.name.len().min(MAX_PROC_NAME);
         while !config.name.is_char_boundary(cut) {
             cut -= 1;
@@ -308,43 +304,37 @@ impl Clients {
             names: BTreeMap::new(),
             groups: Groups::new(ring),
             outputs: VecDeque::new(),
-            to_order: VecDeque::new(),
             timers: BTreeSet::new(),
             doomed: Vec::new(),
             rng,
             delivery_seq: 0,
             stats: ClientStats::default(),
-            ring: None,
+            ring: Box::new(ring::RingSide::new(me, daemons)),
         }
     }
 
-    /// The configuration in use.
-    pub fn config(&self) -> &DaemonConfig {
-        &self.config
-    }
-
     /// Counters.
-    pub fn stats(&self) -> &ClientStats {
+    pub(crate) fn stats(&self) -> &ClientStats {
         &self.stats
     }
 
     /// Group state.
-    pub fn groups(&self) -> &Groups {
+    pub(crate) fn groups(&self) -> &Groups {
         &self.groups
     }
 
     /// Number of sessions past the hello (what the quota counts).
-    pub fn session_count(&self) -> usize {
+    pub(crate) fn session_count(&self) -> usize {
         self.names.len()
     }
 
     /// Number of connections, including those still in the handshake.
-    pub fn connection_count(&self) -> usize {
+    pub(crate) fn connection_count(&self) -> usize {
         self.sessions.len()
     }
 
     /// Applies one input.
-    pub fn handle(&mut self, now: Instant, input: SessionInput) {
+    pub(crate) fn handle(&mut self, now: Instant, input: SessionInput) {
         match input {
             SessionInput::Connected { session, peer } => self.on_connected(now, session, peer),
             SessionInput::Bytes { session, data } => self.on_bytes(now, session, &data),
@@ -368,7 +358,7 @@ impl Clients {
     }
 
     /// Fires every timer due at `now`.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         while let Some(&(at, id)) = self.timers.first() {
             if at > now {
                 break;
@@ -395,18 +385,12 @@ impl Clients {
     }
 
     /// The next output, if any.
-    pub fn poll_output(&mut self) -> Option<SessionOutput> {
+    pub(crate) fn poll_output(&mut self) -> Option<SessionOutput> {
         self.outputs.pop_front()
     }
 
-    /// The next event to put in the total order (only with
-    /// [`DaemonConfig::external_order`]; apply it with [`Clients::apply`] once ordered).
-    pub fn poll_order(&mut self) -> Option<Event> {
-        self.to_order.pop_front()
-    }
-
     /// When [`Clients::handle_timeout`] must next be called.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.timers.first().map(|&(t, _)| t)
     }
 
@@ -517,19 +501,14 @@ impl Clients {
         }
     }
 
-    /// Orders an event: the local loop applies it at once; with a ring backend it leaves as
-    /// a submission and comes back through [`Clients::on_delivery`]; with
-    /// [`DaemonConfig::external_order`] it waits in [`Clients::poll_order`].
+    /// Orders an event: it leaves as a submission for the ring and comes back through
+    /// [`Clients::on_delivery`].
     fn order(&mut self, ev: Event) {
-        if self.config.external_order {
-            self.to_order.push_back(ev);
-        } else if let Some(ev) = self.submit(ev) {
-            self.apply(ev);
-        }
+        self.submit(ev);
     }
 
     /// Applies an ordered event.
-    pub fn apply(&mut self, ev: Event) {
+    pub(crate) fn apply(&mut self, ev: Event) {
         match ev {
             Event::Join(entry, g) => {
                 if let Some(c) = self.groups.join(entry, &g) {
@@ -547,19 +526,6 @@ impl Clients {
                 }
             }
             Event::Data(member, frame) => self.deliver_data(&member, &frame),
-            Event::Configuration(ring, parts) => {
-                for nc in self.groups.install(ring, &parts) {
-                    if let Some(old) = nc.transition {
-                        let bytes = message::transition(nc.change.group, old);
-                        for sid in nc.change.members.iter().filter_map(|e| e.session) {
-                            if self.sessions.get(&sid).is_some_and(|s| s.membership) {
-                                self.send(sid, bytes.clone());
-                            }
-                        }
-                    }
-                    self.deliver_change(&nc.change);
-                }
-            }
         }
     }
 

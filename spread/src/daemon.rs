@@ -180,8 +180,7 @@ impl Daemon {
             monitor,
             topology,
         } = settings;
-        let mut clients = Clients::new(config);
-        clients.enable_ring(ring.me, ring.daemons.clone());
+        let clients = Clients::new(config, ring.me, ring.daemons.clone());
         let monitor = monitor::Monitor::new(monitor, now);
         let mut engine = Engine::new(ring, now, clock_secs);
         engine.enable_exchange_gate();
@@ -200,6 +199,28 @@ impl Daemon {
         };
         n.pump(now);
         n
+    }
+
+    /// A daemon alone in its configuration (`config` names it; [`Settings::from_parts`] of a
+    /// one-daemon ring), run on a virtual clock from `start` until its singleton ring is
+    /// installed and its group state exchanged (5.0.1's timeouts: about 1.75 s); returns it
+    /// and the time it got there. Its outputs until then (none for clients) are dropped. For
+    /// tests, fuzzing and the simulator.
+    #[cfg(any(test, feature = "sim", feature = "fuzzing"))]
+    pub fn settled_alone(config: DaemonConfig, start: Instant, clock_secs: u32) -> (Self, Instant) {
+        let me = DaemonId(config.proc_id as u32);
+        let settings = Settings::from_parts(config, RingConfig::lan(me, vec![me]));
+        let mut d = Self::new(settings, start, clock_secs);
+        let mut now = start;
+        for _ in 0..10_000 {
+            while d.poll_output().is_some() {}
+            if d.engine.state() == ring::State::Op && !d.clients.exchanging() {
+                break;
+            }
+            now = d.poll_timeout().map_or(now, |t| t.max(now));
+            d.handle_timeout(now);
+        }
+        (d, now)
     }
 
     /// Simulator canary: client messages are sent during the group-state exchange, as a
@@ -221,8 +242,44 @@ impl Daemon {
     }
 
     /// The session / group side.
-    pub fn clients(&self) -> &Clients {
+    pub(crate) fn clients(&self) -> &Clients {
         &self.clients
+    }
+
+    /// Counters of the client sessions.
+    pub fn client_stats(&self) -> &clients::ClientStats {
+        self.clients.stats()
+    }
+
+    /// Counters of the group layer on the ring (exchanges, 5.0.1-fatal deliveries).
+    pub fn group_stats(&self) -> clients::RingStats {
+        self.clients.ring_stats()
+    }
+
+    /// Group state: groups, their ids and members.
+    pub fn groups(&self) -> &crate::groups::Groups {
+        self.clients.groups()
+    }
+
+    /// Sessions past the hello (what the quota counts).
+    pub fn session_count(&self) -> usize {
+        self.clients.session_count()
+    }
+
+    /// True while a group-state exchange runs (5.0.1's GGATHER or GGT).
+    pub fn exchanging(&self) -> bool {
+        self.clients.exchanging()
+    }
+
+    /// 5.0.1's group-layer state name (GOP, GTRANS, GGATHER, GGT).
+    pub fn group_state(&self) -> &'static str {
+        self.clients.group_state()
+    }
+
+    /// Deliveries a 5.0.1 daemon in the same group state would have aborted on (see the
+    /// simulator's 5.0.1-state checker).
+    pub fn interop_violations(&self) -> &[String] {
+        self.clients.interop_violations()
     }
 
     /// The ring side.

@@ -7,7 +7,7 @@
 //! drain outputs with `poll_output()` and sleep until `poll_timeout()`.
 #![forbid(unsafe_code)]
 
-pub mod clients;
+pub(crate) mod clients;
 pub mod config;
 pub mod daemon;
 #[cfg(feature = "fuzzing")]
@@ -23,5 +23,8 @@ pub mod sim;
 pub mod time;
 pub mod wire;
 
-pub use clients::{ClientStats, DaemonConfig, SessionInput, SessionOutput};
+pub use clients::{
+    ClientStats, DaemonConfig, RingStats as GroupStats, SessionInput, SessionOutput,
+    DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSION_MESSAGES, MAX_LOCAL_GROUP_MEMBERS,
+};
 pub use daemon::{Daemon, Input, Output};

@@ -266,7 +266,7 @@ impl Core {
 
     /// Counters of the client side.
     pub(crate) fn stats(&self) -> ClientStats {
-        self.daemon.clients().stats().clone()
+        self.daemon.client_stats().clone()
     }
 
     /// A datagram from a ring socket.

@@ -259,7 +259,7 @@ impl CoreReplay {
         let mut d = Daemon::new(settings, start, clock);
         let mut now = start;
         for _ in 0..1000 {
-            if d.engine().state() == State::Op && !d.clients().exchanging() {
+            if d.engine().state() == State::Op && !d.exchanging() {
                 return (d, now);
             }
             now = now + std::time::Duration::from_millis(10);
@@ -350,7 +350,7 @@ fn fill_quota(r: &mut CoreReplay) {
     }
     r.drain();
     r.got.clear();
-    assert_eq!(r.daemon.clients().session_count(), 997);
+    assert_eq!(r.daemon.session_count(), 997);
 }
 
 /// In `connect_no_name.hex`: if `got` is an accept carrying a generated name of the right

@@ -125,9 +125,7 @@ type PerSet = ((i32, i32, u32), WireGroupId, bool, Vec<Entry>);
 impl Clients {
     /// A configuration change's transitional part.
     pub(super) fn on_transitional(&mut self, members: Vec<DaemonId>) {
-        let Some(r) = self.ring.as_mut() else {
-            return;
-        };
+        let r = &mut *self.ring;
         match std::mem::replace(&mut r.gstate, GState::Op) {
             GState::Op => self.enter_trans(members),
             GState::Gather(ex) => {
@@ -143,7 +141,8 @@ impl Clients {
                     .filter(|(_, _, es)| es.iter().any(|e| !keep.contains(&e.member.daemon)))
                     .map(|(g, _, _)| g)
                     .collect();
-                if let Some(r) = self.ring.as_mut() {
+                {
+                    let r = &mut *self.ring;
                     r.lost.extend(cascade);
                     r.stats.exchanges_cut += 1;
                     r.gstate = GState::GatherTrans(ex, members);
@@ -156,7 +155,8 @@ impl Clients {
                     state = other.name(),
                     "transitional configuration out of turn ignored"
                 );
-                if let Some(r) = self.ring.as_mut() {
+                {
+                    let r = &mut *self.ring;
                     r.gstate = other;
                 }
             }
@@ -180,7 +180,8 @@ impl Clients {
                 }
             }
         }
-        if let Some(r) = self.ring.as_mut() {
+        {
+            let r = &mut *self.ring;
             r.lost.extend(lost.iter().map(|l| l.group));
             r.synced.retain(|d| members.contains(d));
             if r.synced.is_empty() {
@@ -192,9 +193,7 @@ impl Clients {
 
     /// A configuration change's regular part.
     pub(super) fn on_regular(&mut self, ring_id: crate::ring::RingId, members: Vec<DaemonId>) {
-        let Some(r) = self.ring.as_mut() else {
-            return;
-        };
+        let r = &mut *self.ring;
         let me = r.me;
         let trans = match std::mem::replace(&mut r.gstate, GState::Op) {
             GState::Trans(t) => t,
@@ -202,7 +201,8 @@ impl Clients {
                 // A fresh daemon's first ring: 5.0.1 first delivers the transitional
                 // configuration {self} (GOP → GTRANS), then this regular one.
                 self.enter_trans(vec![me]);
-                if let Some(r) = self.ring.as_mut() {
+                {
+                    let r = &mut *self.ring;
                     r.gstate = GState::Op;
                 }
                 vec![me]
@@ -220,16 +220,13 @@ impl Clients {
             }
         };
         self.set_groups_ring(ring_id);
-        if let Some(r) = self.ring.as_mut() {
+        {
+            let r = &mut *self.ring;
             r.members = members.clone();
         }
         if trans.len() == members.len() {
             debug!(ring = %ring_id, "regular configuration, nothing joined: no exchange");
-            let lost = self
-                .ring
-                .as_mut()
-                .map(|r| std::mem::take(&mut r.lost))
-                .unwrap_or_default();
+            let lost = std::mem::take(&mut self.ring.lost);
             for g in lost {
                 let remaining = self.groups.members(&g).to_vec();
                 if let Some(c) = self.groups.network_view(g, &[remaining]) {
@@ -251,9 +248,7 @@ impl Clients {
     /// → GGATHER for regular configuration `ring_id`; S[0] sends S's table.
     fn start_exchange(&mut self, ring_id: crate::ring::RingId, members: Vec<DaemonId>) {
         self.set_groups_ring(ring_id);
-        let Some(r) = self.ring.as_mut() else {
-            return;
-        };
+        let r = &mut *self.ring;
         r.members = members.clone();
         let synced = r.synced.clone();
         debug!(ring = %ring_id, ?synced, "regular configuration: group state exchange");
@@ -275,9 +270,7 @@ impl Clients {
         for d in &ex.held {
             self.apply_delivery(d);
         }
-        let Some(r) = self.ring.as_mut() else {
-            return;
-        };
+        let r = &mut *self.ring;
         let own = r.synced.first().copied().unwrap_or(r.me);
         let own_done = ex.sets.get(&own).is_some_and(|s| s.done);
         if own_done {
@@ -303,7 +296,8 @@ impl Clients {
         }
         let keep: Vec<u16> = trans.iter().filter_map(|d| self.position_of(*d)).collect();
         let lost = self.groups.drop_daemons(|p| keep.contains(&p));
-        if let Some(r) = self.ring.as_mut() {
+        {
+            let r = &mut *self.ring;
             r.lost.extend(lost.iter().map(|l| l.group));
             r.synced.retain(|d| trans.contains(d));
             if r.synced.is_empty() {
@@ -314,9 +308,7 @@ impl Clients {
 
     /// Multicasts this synced set's table (§8).
     fn send_groups(&mut self, ring_id: crate::ring::RingId, synced: &[DaemonId]) {
-        let Some(r) = self.ring.as_ref() else {
-            return;
-        };
+        let r = &*self.ring;
         let mut blocks = Vec::new();
         for (name, id, entries) in self.groups.snapshot() {
             let gid_memb = MembId {
@@ -369,9 +361,7 @@ impl Clients {
         }
         let n = bodies.len();
         let name = self.config.name.clone();
-        let Some(r) = self.ring.as_mut() else {
-            return;
-        };
+        let r = &mut *self.ring;
         for (i, body) in bodies.iter().enumerate() {
             let last = i + 1 == n;
             let m = Message::groups(&name, synced.len() as u32, last, body, Endian::Little);
@@ -400,9 +390,7 @@ impl Clients {
             return;
         };
         let configured = self.position_of(d.sender).is_some();
-        let Some(r) = self.ring.as_mut() else {
-            return;
-        };
+        let r = &mut *self.ring;
         let Some(ex) = r.gstate.exchange_mut() else {
             r.stats.unexpected_groups += 1;
             let sender = d.sender;
@@ -456,9 +444,7 @@ impl Clients {
     /// Every set's table is in: merge them into the new group state and tell the clients;
     /// GOP (then GTRANS if a transitional configuration came meanwhile).
     fn complete_exchange(&mut self) {
-        let Some(r) = self.ring.as_mut() else {
-            return;
-        };
+        let r = &mut *self.ring;
         let (ex, trans) = match std::mem::replace(&mut r.gstate, GState::Op) {
             GState::Gather(ex) => (ex, None),
             GState::GatherTrans(ex, t) => {
@@ -490,7 +476,7 @@ impl Clients {
     /// The tables of the sets whose last message arrived, by group (`others_only`: all but
     /// this daemon's own set, for a merge in GGT).
     fn merge_tables(&self, ex: &Exchange, others_only: bool) -> BTreeMap<GroupName, Vec<PerSet>> {
-        let own = self.ring.as_ref().and_then(|r| r.synced.first().copied());
+        let own = self.ring.synced.first().copied();
         let mut merged: BTreeMap<GroupName, Vec<PerSet>> = BTreeMap::new();
         for (rep, set) in &ex.sets {
             if !set.done || (others_only && Some(*rep) == own) {
@@ -554,7 +540,8 @@ impl Clients {
             if let Some(id) = id {
                 self.groups.install_view(g, id, entries);
             }
-            if let Some(r) = self.ring.as_mut() {
+            {
+                let r = &mut *self.ring;
                 r.lost.insert(g);
             }
             return;

@@ -19,9 +19,7 @@ fn ring(t: u32) -> RingId {
 
 /// Clients A of the configuration A, B, C, fresh.
 fn daemon_a() -> Clients {
-    let mut d = Clients::new(DaemonConfig::new("a", A.0 as i32, 0));
-    d.enable_ring(A, vec![A, B, C]);
-    d
+    Clients::new(DaemonConfig::new("a", A.0 as i32, 0), A, vec![A, B, C])
 }
 
 fn trans(d: &mut Clients, r: RingId, members: &[DaemonId]) {

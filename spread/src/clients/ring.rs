@@ -93,6 +93,25 @@ pub(crate) struct RingSide {
     pub(super) own_kill: bool,
 }
 
+impl RingSide {
+    /// Daemon `me` among `daemons`, in 5.0.1's GOP with no exchange yet.
+    pub(super) fn new(me: DaemonId, daemons: Vec<DaemonId>) -> Self {
+        Self {
+            me,
+            daemons,
+            submissions: VecDeque::new(),
+            exchange_out: VecDeque::new(),
+            members: vec![me],
+            synced: vec![me],
+            gstate: GState::Op,
+            lost: BTreeSet::new(),
+            violations: Vec::new(),
+            stats: RingStats::default(),
+            own_kill: false,
+        }
+    }
+}
+
 /// The ring engine's service for a client message type.
 fn service_of(t: ServiceType) -> Service {
     if t.intersects(ServiceType::UNRELIABLE) {
@@ -133,38 +152,15 @@ fn request(service: ServiceType, sender: GroupName, groups: &[GroupName]) -> Byt
 }
 
 impl Clients {
-    /// Switches to the ring backend: this daemon is `me` among `daemons` (configuration
-    /// order). Its position (member sort key) becomes `me`'s index.
-    pub fn enable_ring(&mut self, me: DaemonId, daemons: Vec<DaemonId>) {
-        if let Some(p) = daemons.iter().position(|d| *d == me) {
-            self.config.position = u16::try_from(p).unwrap_or(u16::MAX);
-        }
-        self.ring = Some(Box::new(RingSide {
-            me,
-            daemons,
-            submissions: VecDeque::new(),
-            exchange_out: VecDeque::new(),
-            members: vec![me],
-            synced: vec![me],
-            gstate: GState::Op,
-            lost: BTreeSet::new(),
-            violations: Vec::new(),
-            stats: RingStats::default(),
-            own_kill: false,
-        }));
-    }
-
-    /// Counters of the ring backend (zero without one).
-    pub fn ring_stats(&self) -> RingStats {
-        self.ring.as_ref().map(|r| r.stats).unwrap_or_default()
+    /// Counters of the ring side.
+    pub(crate) fn ring_stats(&self) -> RingStats {
+        self.ring.stats
     }
 
     /// True while a group-state exchange runs (5.0.1 GGATHER or GGT): client messages are
     /// not sent and delivered ones are held.
-    pub fn exchanging(&self) -> bool {
-        self.ring
-            .as_ref()
-            .is_some_and(|r| r.gstate.exchange().is_some())
+    pub(crate) fn exchanging(&self) -> bool {
+        self.ring.gstate.exchange().is_some()
     }
 
     /// What was delivered to this daemon that a 5.0.1 daemon in the same group state would
@@ -172,32 +168,32 @@ impl Clients {
     /// all): a JOIN/LEAVE/KILL or a data message to a known group during the group-state
     /// exchange, a GROUPS message outside it, overlapping or unknown synced sets. Empty in a
     /// ring whose daemons all follow 5.0.1's rules; the simulator fails a case otherwise.
-    pub fn interop_violations(&self) -> &[String] {
-        self.ring.as_ref().map_or(&[], |r| &r.violations[..])
+    pub(crate) fn interop_violations(&self) -> &[String] {
+        &self.ring.violations
     }
 
     /// 5.0.1's group-layer state name (GOP, GTRANS, GGATHER, GGT), for status output.
-    pub fn group_state(&self) -> &'static str {
-        self.ring.as_ref().map_or("GOP", |r| r.gstate.name())
+    pub(crate) fn group_state(&self) -> &'static str {
+        self.ring.gstate.name()
     }
 
     /// The next client message to submit to the ring engine ([`crate::ring::Input::Submit`]).
-    pub fn poll_submission(&mut self) -> Option<(Service, Bytes)> {
-        self.ring.as_mut()?.submissions.pop_front()
+    pub(crate) fn poll_submission(&mut self) -> Option<(Service, Bytes)> {
+        self.ring.submissions.pop_front()
     }
 
     /// The next GROUPS message of the exchange of the given ring, for the engine's exchange
     /// queue ([`crate::ring::Input::SubmitExchange`]).
-    pub fn poll_exchange_submission(&mut self) -> Option<(crate::ring::RingId, Service, Bytes)> {
-        self.ring.as_mut()?.exchange_out.pop_front()
+    pub(crate) fn poll_exchange_submission(
+        &mut self,
+    ) -> Option<(crate::ring::RingId, Service, Bytes)> {
+        self.ring.exchange_out.pop_front()
     }
 
-    /// Ring backend: queues `ev` for ordering instead of applying it. Returns `ev` back if
-    /// there is no ring backend.
-    pub(super) fn submit(&mut self, ev: Event) -> Option<Event> {
-        let Some(ring) = self.ring.as_mut() else {
-            return Some(ev);
-        };
+    /// Queues `ev` for ordering by the ring (configuration changes come from the ring itself
+    /// and are applied at once).
+    pub(super) fn submit(&mut self, ev: Event) {
+        let ring = &mut *self.ring;
         let item = match ev {
             Event::Join(entry, g) => (
                 Service::Agreed,
@@ -219,25 +215,21 @@ impl Clients {
                 request(ServiceType::KILL_MESS | ServiceType::SAFE, member.name, &[]),
             ),
             Event::Data(_, frame) => (service_of(frame.header.service), frame.raw),
-            // Configuration changes come from the ring itself: applied locally, never ordered.
-            ev @ Event::Configuration(..) => return Some(ev),
         };
         ring.submissions.push_back(item);
-        None
     }
 
     /// Marks whether the next disconnect ordered is a session's own KILL.
     pub(super) fn note_own_kill(&mut self, own: bool) {
-        if let Some(r) = self.ring.as_mut() {
+        {
+            let r = &mut *self.ring;
             r.own_kill = own;
         }
     }
 
     /// An ordered message from the ring.
-    pub fn on_delivery(&mut self, d: Delivery) {
-        let Some(ring) = self.ring.as_mut() else {
-            return;
-        };
+    pub(crate) fn on_delivery(&mut self, d: Delivery) {
+        let ring = &mut *self.ring;
         let is_groups = d.payload.len() >= 4
             && crate::wire::daemon::groups::MessageHeader::decode(&mut &d.payload[..])
                 .is_ok_and(|h| h.is_groups());
@@ -245,7 +237,8 @@ impl Clients {
             self.on_groups(&d);
         } else if ring.gstate.exchange().is_some() {
             self.check_held(&d);
-            if let Some(ring) = self.ring.as_mut() {
+            {
+                let ring = &mut *self.ring;
                 ring.stats.held += 1;
                 if let Some(ex) = ring.gstate.exchange_mut() {
                     ex.held.push_back(d);
@@ -258,10 +251,7 @@ impl Clients {
     }
 
     /// A configuration change from the ring.
-    pub fn on_configuration(&mut self, c: ConfigChange) {
-        if self.ring.is_none() {
-            return;
-        }
+    pub(crate) fn on_configuration(&mut self, c: ConfigChange) {
         match c.kind {
             ConfigKind::Transitional => self.on_transitional(c.members),
             ConfigKind::Regular => self.on_regular(c.ring, c.members),
@@ -271,9 +261,7 @@ impl Clients {
 
     /// Records a delivery a 5.0.1 daemon in our state would abort on.
     pub(super) fn violation(&mut self, what: String) {
-        let Some(r) = self.ring.as_mut() else {
-            return;
-        };
+        let r = &mut *self.ring;
         r.stats.fatal_for_5_0_1 += 1;
         tracing::warn!(
             state = r.gstate.name(),
@@ -314,8 +302,7 @@ impl Clients {
     }
 
     pub(super) fn position_of(&self, d: DaemonId) -> Option<u16> {
-        let ring = self.ring.as_ref()?;
-        let p = ring.daemons.iter().position(|x| *x == d)?;
+        let p = self.ring.daemons.iter().position(|x| *x == d)?;
         u16::try_from(p).ok()
     }
 
@@ -329,7 +316,8 @@ impl Clients {
     }
 
     pub(super) fn count(&mut self, malformed: bool) {
-        if let Some(r) = self.ring.as_mut() {
+        {
+            let r = &mut *self.ring;
             if malformed {
                 r.stats.malformed += 1;
             } else {

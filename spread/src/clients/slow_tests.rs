@@ -288,8 +288,8 @@ proptest! {
             run_step(&mut h, &mut readers, max, s, &mut sent)?;
         }
         let killed = readers.iter().filter(|r| r.life == Life::Killed).count() as u64;
-        prop_assert_eq!(h.d.stats().slow_reader_kills, killed);
+        prop_assert_eq!(h.d.clients().stats().slow_reader_kills, killed);
         let live = readers.iter().filter(|r| r.life == Life::Live).count();
-        prop_assert_eq!(h.d.groups().members(&GroupName::new(b"g")).len(), live);
+        prop_assert_eq!(h.d.clients().groups().members(&GroupName::new(b"g")).len(), live);
     }
 }

@@ -6,31 +6,31 @@ use bytes::{BufMut, Bytes, BytesMut};
 use proptest::prelude::*;
 
 use super::*;
+use crate::daemon::{Daemon, Input, Output};
 use crate::session::{AuthMethod, IpRule};
 use crate::wire::client::{encode_hello, Hello, Hint};
 
 const T0: Instant = Instant(1_000_000);
 
+/// The whole daemon, alone (a one-daemon ring that has formed), driven by client inputs.
 pub(super) struct Harness {
-    pub(super) d: Clients,
+    pub(super) d: Daemon,
     now: Instant,
     /// Bytes and closes per session, not auto-drained.
     pub(super) sent: BTreeMap<SessionId, Vec<Bytes>>,
     pub(super) closed: BTreeSet<SessionId>,
     pub(super) auto_drain: bool,
-    /// Events handed out for ordering (external-order mode).
-    ordered: Vec<Event>,
 }
 
 impl Harness {
     pub(super) fn new(cfg: DaemonConfig) -> Self {
+        let (d, now) = Daemon::settled_alone(cfg, T0, 1_700_000_000);
         Self {
-            d: Clients::new(cfg),
-            now: T0,
+            d,
+            now,
             sent: BTreeMap::new(),
             closed: BTreeSet::new(),
             auto_drain: true,
-            ordered: Vec::new(),
         }
     }
 
@@ -41,30 +41,29 @@ impl Harness {
     fn pump(&mut self) {
         while let Some(o) = self.d.poll_output() {
             match o {
-                SessionOutput::Send { session, data } => {
+                Output::Client(SessionOutput::Send { session, data }) => {
                     self.sent.entry(session).or_default().push(data);
                     if self.auto_drain {
                         self.d.handle(
                             self.now,
-                            SessionInput::Drained {
+                            Input::Client(SessionInput::Drained {
                                 session,
                                 messages: 1,
-                            },
+                            }),
                         );
                     }
                 }
-                SessionOutput::Close { session } => {
+                Output::Client(SessionOutput::Close { session }) => {
                     self.closed.insert(session);
                 }
+                Output::Transmit(t) => panic!("a one-daemon ring sent a datagram: {t:?}"),
+                Output::Monitor(_) => {}
             }
         }
     }
 
     pub(super) fn input(&mut self, i: SessionInput) {
-        self.d.handle(self.now, i);
-        while let Some(ev) = self.d.poll_order() {
-            self.ordered.push(ev);
-        }
+        self.d.handle(self.now, Input::Client(i));
         self.pump();
     }
 
@@ -92,8 +91,15 @@ impl Harness {
         self.sent.remove(&SessionId(id)).unwrap_or_default()
     }
 
+    /// Runs the clock `d` forward, firing every timer on its way.
     fn advance(&mut self, d: Duration) {
-        self.now = self.now + d;
+        let until = self.now + d;
+        while let Some(t) = self.d.poll_timeout().filter(|t| *t <= until) {
+            self.now = t.max(self.now);
+            self.d.handle_timeout(self.now);
+            self.pump();
+        }
+        self.now = until;
         self.d.handle_timeout(self.now);
         self.pump();
     }
@@ -123,20 +129,20 @@ fn quota_counts_sessions_past_hello_and_is_configurable() {
     for i in 0..3 {
         h.connect(i, &format!("s{i}"), true);
     }
-    assert_eq!(h.d.session_count(), 3);
+    assert_eq!(h.d.clients().session_count(), 3);
     h.input(SessionInput::Connected {
         session: SessionId(9),
         peer: Peer::Unix,
     });
     assert_eq!(h.take(9), vec![Bytes::from_static(&[0xfd])]);
     assert!(h.closed.contains(&SessionId(9)));
-    assert_eq!(h.d.stats().rejects[0], 1);
+    assert_eq!(h.d.clients().stats().rejects[0], 1);
     // A slot frees when a session goes.
     h.input(SessionInput::Closed {
         session: SessionId(0),
     });
     h.connect(10, "again", true);
-    assert_eq!(h.d.session_count(), 3);
+    assert_eq!(h.d.clients().session_count(), 3);
 }
 
 #[test]
@@ -146,14 +152,18 @@ fn hello_timeout_is_one_second_and_silent() {
         session: SessionId(1),
         peer: Peer::Unix,
     });
-    assert_eq!(h.d.poll_timeout(), Some(T0 + Duration::from_secs(1)));
+    let start = h.now;
+    assert_eq!(
+        h.d.clients().poll_timeout(),
+        Some(start + Duration::from_secs(1))
+    );
     h.advance(Duration::from_millis(999));
     assert!(h.closed.is_empty());
     h.advance(Duration::from_millis(1));
     assert!(h.closed.contains(&SessionId(1)));
     assert!(h.take(1).is_empty(), "nothing sent");
-    assert_eq!(h.d.stats().hello_timeouts, 1);
-    assert_eq!(h.d.poll_timeout(), None);
+    assert_eq!(h.d.clients().stats().hello_timeouts, 1);
+    assert_eq!(h.d.clients().poll_timeout(), None);
 }
 
 #[test]
@@ -171,6 +181,7 @@ fn partial_auth_answer_times_out_with_reject_auth_but_split_answer_works() {
     h.bytes(1, &rest);
     assert!(h
         .d
+        .clients()
         .sessions
         .get(&SessionId(1))
         .is_some_and(Session::is_open));
@@ -259,8 +270,11 @@ fn slow_reader_is_killed_and_others_keep_going() {
     }
     assert!(h.closed.contains(&SessionId(2)), "slow reader killed");
     assert!(!h.closed.contains(&SessionId(1)));
-    assert_eq!(h.d.stats().slow_reader_kills, 1);
-    assert_eq!(h.d.groups().members(&GroupName::new(b"g")).len(), 1);
+    assert_eq!(h.d.clients().stats().slow_reader_kills, 1);
+    assert_eq!(
+        h.d.clients().groups().members(&GroupName::new(b"g")).len(),
+        1
+    );
     // The slow one got exactly 5 (its quota) before the kill; fast got everything.
     assert_eq!(h.take(2).len(), 5);
     h.bytes(
@@ -318,7 +332,7 @@ fn unwritten_messages_kill_only_while_the_socket_is_blocked() {
         h.closed.contains(&SessionId(1)),
         "blocked slow reader killed"
     );
-    assert_eq!(h.d.stats().slow_reader_kills, 1);
+    assert_eq!(h.d.clients().stats().slow_reader_kills, 1);
 }
 
 #[test]
@@ -340,8 +354,11 @@ fn violations_are_counted_and_kill_only_the_offender() {
         &request(ServiceType::AGREED, "#a#localhost", &["g"], b"spoof"),
     );
     assert!(h.closed.contains(&SessionId(2)));
-    assert_eq!(h.d.stats().violations[Violation::Sender.index()], 1);
-    assert_eq!(h.d.stats().protocol_violations(), 1);
+    assert_eq!(
+        h.d.clients().stats().violations[Violation::Sender.index()],
+        1
+    );
+    assert_eq!(h.d.clients().stats().protocol_violations(), 1);
     let got = h.take(1);
     assert_eq!(got.len(), 1);
     assert_eq!(
@@ -352,7 +369,7 @@ fn violations_are_counted_and_kill_only_the_offender() {
     assert!(h.take(2).is_empty());
     // Inputs for the dead session are ignored and counted.
     h.bytes(2, b"more");
-    assert_eq!(h.d.stats().unknown_session_inputs, 1);
+    assert_eq!(h.d.clients().stats().unknown_session_inputs, 1);
 }
 
 #[test]
@@ -426,7 +443,7 @@ fn generated_names_are_unique() {
         assert_eq!(accept[0], 1);
         assert!(names.insert(accept[5..].to_vec()));
     }
-    assert_eq!(h.d.session_count(), 200);
+    assert_eq!(h.d.clients().session_count(), 200);
 }
 
 proptest! {
@@ -474,55 +491,9 @@ proptest! {
             h.bytes(1, &out);
         }
         let killed = h.closed.contains(&SessionId(1));
-        prop_assert_eq!(killed, h.d.connection_count() == 0);
-        prop_assert!(h.d.stats().protocol_violations() <= 1);
+        prop_assert_eq!(killed, h.d.clients().connection_count() == 0);
+        prop_assert!(h.d.clients().stats().protocol_violations() <= 1);
     }
-}
-
-#[test]
-fn configuration_change_sends_transition_then_network_membership() {
-    use crate::groups::{Entry, Member, RingId};
-    let mut h = Harness::default();
-    h.connect(1, "obs", true);
-    h.connect(2, "quiet", false);
-    for (id, me) in [(1, "#obs#localhost"), (2, "#quiet#localhost")] {
-        h.bytes(id, &request(ServiceType::JOIN_MESS, me, &["g"], b""));
-    }
-    // A member on another daemon (position 1) joins through the ring.
-    let remote = Entry {
-        member: Member {
-            daemon: 1,
-            name: GroupName::new(b"#m2#d2"),
-        },
-        session: None,
-    };
-    h.d.apply(Event::Join(remote, GroupName::new(b"g")));
-    h.pump();
-    h.sent.clear();
-    // That daemon is lost.
-    let part = h.d.groups().part(&[0].into_iter().collect());
-    let ring = RingId {
-        proc_id: 1,
-        time: 99,
-    };
-    h.d.apply(Event::Configuration(ring, vec![part]));
-    h.pump();
-    let got = h.take(1);
-    assert_eq!(got.len(), 2);
-    assert_eq!(
-        &got[0][..4],
-        &[0x80, 0x20, 0x00, 0x80],
-        "TRANSITION_MESS first"
-    );
-    assert_eq!(
-        &got[1][..4],
-        &[0x80, 0x18, 0x00, 0x80],
-        "then CAUSED_BY_NETWORK"
-    );
-    assert!(
-        h.take(2).is_empty(),
-        "no membership messages without the flag"
-    );
 }
 
 #[test]
@@ -555,38 +526,11 @@ fn join_beyond_local_member_limit_gets_reject_mess() {
     );
     assert_eq!(&reject[52 + 32..52 + 32 + 11], b"#s3122#loca");
     assert_eq!(
-        h.d.groups().members(&GroupName::new(b"big")).len(),
+        h.d.clients()
+            .groups()
+            .members(&GroupName::new(b"big"))
+            .len(),
         MAX_LOCAL_GROUP_MEMBERS
     );
-    assert_eq!(h.d.stats().rejected_joins, 1);
-}
-
-#[test]
-fn external_order_hands_events_out_and_applies_them_when_ordered() {
-    let mut cfg = DaemonConfig::new("localhost", 1, 2);
-    cfg.external_order = true;
-    let mut h = Harness::new(cfg);
-    h.connect(1, "a", true);
-    h.take(1);
-    h.bytes(
-        1,
-        &request(ServiceType::JOIN_MESS, "#a#localhost", &["g"], b""),
-    );
-    h.bytes(
-        1,
-        &request(ServiceType::AGREED, "#a#localhost", &["g"], b"x"),
-    );
-    assert!(
-        h.take(1).is_empty(),
-        "nothing happens before the order comes back"
-    );
-    assert_eq!(h.ordered.len(), 2);
-    for ev in std::mem::take(&mut h.ordered) {
-        h.d.apply(ev);
-        h.pump();
-    }
-    let got = h.take(1);
-    assert_eq!(got.len(), 2);
-    assert_eq!(&got[0][..4], &[0x80, 0x11, 0x00, 0x80]);
-    assert_eq!(&got[1][..4], &[0x90, 0x00, 0x00, 0x80]);
+    assert_eq!(h.d.clients().stats().rejected_joins, 1);
 }

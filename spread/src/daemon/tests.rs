@@ -823,8 +823,7 @@ fn capture_messages_across_transition_byte_for_byte() {
 fn requests_leave_as_5_0_1_messages() {
     let mut net = Net::new(1, 1);
     net.until_ring(&[0], Duration::from_secs(10));
-    let mut d = Clients::new(DaemonConfig::new("d1", 1, 0));
-    d.enable_ring(net.ids[0], net.ids.clone());
+    let mut d = Clients::new(DaemonConfig::new("d1", 1, 0), net.ids[0], net.ids.clone());
     let now = net.now;
     let mut auth = b"NULL".to_vec();
     auth.resize(90, 0);

@@ -179,8 +179,7 @@ impl Harness {
     fn new() -> Self {
         let mut config = DaemonConfig::new("d1", DAEMONS[0].0 as i32, 1);
         config.max_sessions = LOCAL.len();
-        let mut d = Clients::new(config);
-        d.enable_ring(DAEMONS[0], DAEMONS.to_vec());
+        let d = Clients::new(config, DAEMONS[0], DAEMONS.to_vec());
         let mut h = Self {
             d,
             now: Instant(1_000_000),

@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::{records, Record};
 use crate::clients::{Clients, DaemonConfig, SessionInput, SessionOutput};
+use crate::daemon::{Daemon, Input, Output};
 use crate::session::{Peer, SessionId, LARGEST_MESSAGE};
 use crate::time::Instant;
 use crate::wire::client::{decode_frame, Direction};
@@ -147,13 +148,27 @@ pub(super) fn client_step(rec: Record<'_>, conns: &mut BTreeMap<SessionId, Conn>
 
 /// [`client_session`]; returns the daemon's counters at the end.
 fn run(data: &[u8]) -> crate::clients::ClientStats {
-    let mut daemon = Clients::new(daemon_config("localhost"));
+    // The whole daemon, alone: a one-daemon ring that has formed.
+    let (mut daemon, mut now) = Daemon::settled_alone(
+        daemon_config("localhost"),
+        Instant(1_000_000),
+        1_700_000_000,
+    );
     let mut conns: BTreeMap<SessionId, Conn> = BTreeMap::new();
-    let mut now = Instant(1_000_000);
     for rec in records(data) {
         match client_step(rec, &mut conns) {
             ClientStep::Advance(ms) => {
-                now = now + Duration::from_millis(ms);
+                let until = now + Duration::from_millis(ms);
+                // Every timer due by then fires (the ring's included), in order.
+                for _ in 0..MAX_OUTPUTS_PER_INPUT {
+                    now = match daemon.poll_timeout() {
+                        Some(t) if t <= until => t.max(now),
+                        _ => break,
+                    };
+                    daemon.handle_timeout(now);
+                    drain(&mut daemon, &mut conns);
+                }
+                now = until;
                 daemon.handle_timeout(now);
                 drain(&mut daemon, &mut conns);
                 if let Some(t) = daemon.poll_timeout() {
@@ -163,14 +178,14 @@ fn run(data: &[u8]) -> crate::clients::ClientStats {
             }
             ClientStep::Inputs(inputs) => {
                 for input in inputs {
-                    daemon.handle(now, input);
+                    daemon.handle(now, Input::Client(input));
                     drain(&mut daemon, &mut conns);
                 }
             }
         }
-        check_counts(&daemon, &conns);
+        check_counts(daemon.clients(), &conns);
     }
-    daemon.stats().clone()
+    daemon.clients().stats().clone()
 }
 
 /// The fuzzed daemon's settings: quota [`MAX_SESSIONS`], slow-reader limit
@@ -192,12 +207,14 @@ pub(super) fn check_counts(daemon: &Clients, conns: &BTreeMap<SessionId, Conn>) 
 }
 
 /// Drains the outputs of one input and checks them.
-fn drain(daemon: &mut Clients, conns: &mut BTreeMap<SessionId, Conn>) {
+fn drain(daemon: &mut Daemon, conns: &mut BTreeMap<SessionId, Conn>) {
     for _ in 0..MAX_OUTPUTS_PER_INPUT {
-        let Some(out) = daemon.poll_output() else {
-            return;
-        };
-        check_output(out, conns);
+        match daemon.poll_output() {
+            None => return,
+            Some(Output::Client(out)) => check_output(out, conns),
+            Some(Output::Transmit(t)) => panic!("a one-daemon ring sent a datagram: {t:?}"),
+            Some(Output::Monitor(_)) => {}
+        }
     }
     panic!("more than {MAX_OUTPUTS_PER_INPUT} outputs for one input");
 }
