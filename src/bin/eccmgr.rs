@@ -168,11 +168,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let host = host_name();
     let name = manager_name(&host);
     let mut daemon_task = None;
+    let mut embedded_core: Option<mbus::daemon::CoreHandle> = None;
     let mut daemon_arg = args.daemon.clone();
     if embedded {
-        // The ring runs inside this process: the daemon shell of `mbus::daemon` with the
-        // host entry of this machine from `Mbus_Conf`; the manager attaches to it like any
-        // client (same code path as an external daemon).
+        // The ring runs inside this process (`mbus::daemon::DaemonBuilder`, the host entry of
+        // this machine from `Mbus_Conf`, its sockets open for the node agents); the manager
+        // attaches to it over an in-memory pipe, not over TCP to itself.
         let path = mbus_conf
             .clone()
             .context("Embedded_Ring = true needs Mbus_Conf (or -m) naming the ring's mbus.conf")?;
@@ -181,29 +182,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let ring = spread::config::Config::parse(&text, &path.display().to_string())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let me_name = config.root.get_str("Embedded_Name").map(str::to_string);
-        let me = mbus::daemon::resolve_me(&ring, me_name.as_deref())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let host = ring.host(me).context("own host entry")?;
-        let port = ring.segments.get(me.segment).map_or(4803, |s| s.port);
-        daemon_arg = Some(format!("{port}@{}", host.addr.ip));
-        tracing::info!(
-            "running the ring in-process as '{}' on port {port}",
-            host.name
-        );
         let ring = std::sync::Arc::new(ring);
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        daemon_task = Some((
-            stop_tx,
-            tokio::spawn(async move {
-                if let Err(e) = mbus::daemon::run(ring, me, async {
-                    let _ = stop_rx.await;
-                })
-                .await
-                {
-                    tracing::error!("embedded ring stopped: {e}");
-                }
-            }),
-        ));
+        let mut builder = mbus::daemon::DaemonBuilder::new(ring);
+        if let Some(n) = me_name {
+            builder = builder.name(n);
+        }
+        let running = builder.start().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let own = running.handle().clone();
+        daemon_arg = Some(format!("{}@in-process", running.port()));
+        tracing::info!(
+            "running the ring in-process on port {}; the manager attaches without a socket",
+            running.port()
+        );
+        embedded_core = Some(own);
+        daemon_task = Some(running);
     }
     let daemon = daemon_arg
         .or_else(|| config.root.get_str("Daemon").map(str::to_string))
@@ -241,6 +233,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
             cache_file,
         ))
         .await;
+    } else if let Some(own) = embedded_core {
+        let d = daemon.clone();
+        until_signal(run_manager(
+            core,
+            move || {
+                let (own, d, n) = (own.clone(), d.clone(), name.clone());
+                async move {
+                    SpreadBus::connect_in_process(&own, &d, &n, Duration::from_secs(5)).await
+                }
+            },
+            listeners,
+            limits,
+            cache_file,
+        ))
+        .await;
     } else {
         let d = daemon.clone();
         until_signal(run_manager(
@@ -258,9 +265,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for (addr, _) in addresses.iter().filter(|(a, _)| a.starts_with('/')) {
         let _ = std::fs::remove_file(addr);
     }
-    if let Some((stop, task)) = daemon_task {
-        let _ = stop.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+    if let Some(running) = daemon_task {
+        let _ = tokio::time::timeout(Duration::from_secs(2), running.shutdown()).await;
     }
     Ok(())
 }

@@ -33,9 +33,11 @@
 //! `eccmgr` is written against [`bus::Bus`], so running without a separate daemon needs no
 //! other code path: with `Embedded_Ring = true` (and `Mbus_Conf` naming the ring's
 //! `mbus.conf`, `Embedded_Name` this host's entry if it cannot be found by address) `eccmgr`
-//! starts the daemon shell of [`crate::daemon`] inside its own process and attaches to it
-//! like any client; node agents on other hosts join the same ring through their own daemons
-//! (`tests/it/cluster_process.rs`, `cluster_process_embedded_ring`).
+//! starts the daemon inside its own process ([`crate::daemon::DaemonBuilder`]: its sockets
+//! open for other clients and the ring) and attaches to it over an in-memory pipe
+//! ([`spread_bus::SpreadBus::connect_in_process`]), not over TCP to itself; node agents on
+//! other hosts join the same ring through their own daemons (`tests/it/cluster_process.rs`,
+//! `cluster_process_embedded_ring`).
 
 pub mod bus;
 pub mod cache;

@@ -34,6 +34,31 @@ impl SpreadBus {
         let mb = Mailbox::connect_with(&addr, &opts)
             .await
             .map_err(|e| BusError::Refused(format!("{daemon}: {e}")))?;
+        Ok(Self::attach(mb, daemon))
+    }
+
+    /// A daemon embedded in this process ([`crate::daemon::RunningDaemon`]): a session over
+    /// an in-memory pipe, no socket; `daemon` names it in status output.
+    pub async fn connect_in_process(
+        core: &crate::daemon::CoreHandle,
+        daemon: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<Self, BusError> {
+        let pipe = core
+            .connect_in_process()
+            .await
+            .map_err(|e| BusError::Refused(format!("{daemon}: {e}")))?;
+        let mut opts = ConnectOptions::new(name, true);
+        opts.timeout = Some(timeout);
+        let mb = Mailbox::connect_stream(pipe, &opts)
+            .await
+            .map_err(|e| BusError::Refused(format!("{daemon}: {e}")))?;
+        Ok(Self::attach(mb, daemon))
+    }
+
+    /// The bus over a connected mailbox.
+    fn attach(mb: Mailbox, daemon: &str) -> Self {
         let private = mb.private_group().to_string();
         let (tx, mut rxh) = mb.split();
         let (etx, rx) = mpsc::channel(QUEUE);
@@ -66,13 +91,13 @@ impl SpreadBus {
                 }
             }
         });
-        Ok(Self {
+        Self {
             tx,
             rx,
             private,
             daemon: daemon.to_string(),
             pump,
-        })
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 //! per socket. The shell only maps daemon ids to socket addresses and moves bytes.
 
 mod bind;
+mod builder;
 mod client_io;
 pub mod log_time;
 pub(crate) mod outbox;
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use bind::{bind, BindError, Bound, UnixSocketFile};
+pub use builder::{DaemonBuilder, RunningDaemon};
 pub use ring_net::{NetStats, WATER_MARK};
 pub use session::{spawn_core, CoreHandle, CoreStopped};
 use spread::config::{Config, HostId, UNIX_SOCKET_DIR};
@@ -144,65 +146,111 @@ pub async fn serve(
     bound: Bound,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
-    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
-    let mut stop = stop_tx.subscribe();
-    let core_stop = async move {
-        let _ = stop.recv().await;
-    };
-    // One host or several: the same ring daemon (a one-host configuration is a one-daemon
-    // ring) over the ring sockets.
-    let Bound {
-        port,
-        tcp,
-        unix,
-        unix_file,
-        data,
-        token,
-        send,
-    } = bound;
-    let send = Arc::new(send);
-    let ring = ring_net::Core::with_sockets(&config, me, send.clone());
-    let exit = ring.exit_signal();
-    let (core, core_task) = session::spawn_core_with(ring, core_stop);
-    let mut receivers = tokio::task::JoinSet::new();
-    for (sock, is_token) in data
-        .into_iter()
-        .map(|s| (s, false))
-        .chain(token.into_iter().map(|s| (s, true)))
-    {
-        receivers.spawn(ring_net::receive(
-            sock,
-            is_token,
-            core.clone(),
-            stop_tx.subscribe(),
-        ));
-    }
-    let send_dup = dup_udp(&send).map_err(|e| BindError::Socket {
-        what: "ring send socket",
-        addr: "dup".to_owned(),
-        err: e,
-    })?;
-    let bound = Bound {
-        port,
-        tcp,
-        unix,
-        unix_file,
-        data: Vec::new(),
-        token: Vec::new(),
-        send: send_dup,
-    };
-    // A monitor PARTITION with component -1 for this daemon ends it too (as 5.0.1 exits).
-    let shutdown = async move {
-        tokio::select! {
-            () = shutdown => {}
-            () = exit.notified() => warn!("shutting down: instructed to exit by the monitor"),
+    Server::start(config, me, bound)?.run(shutdown).await
+}
+
+/// A daemon whose core and ring receivers run; [`Server::run`] serves its client listeners
+/// until shut down.
+struct Server {
+    config: Arc<Config>,
+    me: HostId,
+    core: CoreHandle,
+    core_task: tokio::task::JoinHandle<()>,
+    receivers: tokio::task::JoinSet<()>,
+    stop_tx: tokio::sync::broadcast::Sender<()>,
+    /// Fired when a monitor PARTITION tells this daemon to exit.
+    exit: Arc<tokio::sync::Notify>,
+    /// The client listeners (the ring receivers already run).
+    bound: Bound,
+}
+
+impl Server {
+    /// Starts the core (one host or several: the same ring daemon, a one-host configuration
+    /// being a one-daemon ring) and a receive task per ring socket.
+    fn start(config: Arc<Config>, me: HostId, bound: Bound) -> Result<Self, DaemonError> {
+        let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+        let mut stop = stop_tx.subscribe();
+        let core_stop = async move {
+            let _ = stop.recv().await;
+        };
+        let Bound {
+            port,
+            tcp,
+            unix,
+            unix_file,
+            data,
+            token,
+            send,
+        } = bound;
+        let send = Arc::new(send);
+        let ring = ring_net::Core::with_sockets(&config, me, send.clone());
+        let exit = ring.exit_signal();
+        let (core, core_task) = session::spawn_core_with(ring, core_stop);
+        let mut receivers = tokio::task::JoinSet::new();
+        for (sock, is_token) in data
+            .into_iter()
+            .map(|s| (s, false))
+            .chain(token.into_iter().map(|s| (s, true)))
+        {
+            receivers.spawn(ring_net::receive(
+                sock,
+                is_token,
+                core.clone(),
+                stop_tx.subscribe(),
+            ));
         }
-    };
-    let r = serve_core(config, me, core, bound, shutdown).await;
-    let _ = stop_tx.send(());
-    let _ = core_task.await;
-    while receivers.join_next().await.is_some() {}
-    r
+        let send_dup = dup_udp(&send).map_err(|e| BindError::Socket {
+            what: "ring send socket",
+            addr: "dup".to_owned(),
+            err: e,
+        })?;
+        let bound = Bound {
+            port,
+            tcp,
+            unix,
+            unix_file,
+            data: Vec::new(),
+            token: Vec::new(),
+            send: send_dup,
+        };
+        Ok(Self {
+            config,
+            me,
+            core,
+            core_task,
+            receivers,
+            stop_tx,
+            exit,
+            bound,
+        })
+    }
+
+    /// Serves the client listeners until `shutdown` completes or the monitor says exit, then
+    /// stops the core and the receivers.
+    async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+        let Self {
+            config,
+            me,
+            core,
+            core_task,
+            mut receivers,
+            stop_tx,
+            exit,
+            bound,
+        } = self;
+        // A monitor PARTITION with component -1 for this daemon ends it too (as 5.0.1 exits).
+        let shutdown = async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = exit.notified() => warn!("shutting down: instructed to exit by the monitor"),
+            }
+        };
+        let r = serve_core(config, me, core, bound, shutdown).await;
+        let _ = stop_tx.send(());
+        let _ = core_task.await;
+        while receivers.join_next().await.is_some() {}
+        r
+    }
 }
 
 /// A second handle on a UDP socket (same file description).

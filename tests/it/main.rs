@@ -12,6 +12,7 @@ mod cluster_netns;
 mod cluster_process;
 mod cluster_transcripts;
 mod config;
+mod daemon_builder;
 mod data;
 mod fuzz_corpus;
 mod golden_client;
