@@ -158,6 +158,10 @@ pub struct Daemon {
     /// Simulator canary: the exchange gate is never closed ([`Daemon::plant_no_exchange_gate`]).
     #[cfg(any(test, feature = "sim"))]
     no_gate: bool,
+    /// Simulator tap: copies of the engine's deliveries and configuration changes, in the
+    /// order the client side got them ([`Daemon::tap_ring_events`]).
+    #[cfg(any(test, feature = "sim"))]
+    tap: Option<VecDeque<ring::Output>>,
 }
 
 impl Daemon {
@@ -196,6 +200,8 @@ impl Daemon {
             now,
             #[cfg(any(test, feature = "sim"))]
             no_gate: false,
+            #[cfg(any(test, feature = "sim"))]
+            tap: None,
         };
         n.pump(now);
         n
@@ -235,6 +241,35 @@ impl Daemon {
     fn gate_planted_off(&self) -> bool {
         self.no_gate
     }
+
+    /// Simulator: from now on keep a copy of every delivery and configuration change the
+    /// engine hands the client side ([`Daemon::take_ring_event`]), for the EVS checker.
+    #[cfg(any(test, feature = "sim"))]
+    pub fn tap_ring_events(&mut self) {
+        self.tap.get_or_insert_with(VecDeque::new);
+    }
+
+    /// Simulator: the next tapped delivery or configuration change.
+    #[cfg(any(test, feature = "sim"))]
+    pub fn take_ring_event(&mut self) -> Option<ring::Output> {
+        self.tap.as_mut()?.pop_front()
+    }
+
+    /// Simulator: plants a bug in the engine (canaries).
+    #[cfg(any(test, feature = "sim"))]
+    pub fn plant_bug(&mut self, bug: ring::PlantedBug) {
+        self.engine.plant_bug(bug);
+    }
+
+    #[cfg(any(test, feature = "sim"))]
+    fn tapped(&mut self, o: &ring::Output) {
+        if let Some(t) = &mut self.tap {
+            t.push_back(o.clone());
+        }
+    }
+
+    #[cfg(not(any(test, feature = "sim")))]
+    fn tapped(&mut self, _: &ring::Output) {}
 
     #[cfg(not(any(test, feature = "sim")))]
     fn gate_planted_off(&self) -> bool {
@@ -388,6 +423,9 @@ impl Daemon {
             }
             while let Some(o) = self.engine.poll_output() {
                 busy = true;
+                if !matches!(o, ring::Output::Send { .. }) {
+                    self.tapped(&o);
+                }
                 match o {
                     ring::Output::Send { to, port, bytes } => {
                         let out = &mut self.out;

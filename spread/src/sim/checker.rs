@@ -47,7 +47,26 @@ pub(crate) fn encode_payload(id: MsgId, service: Service, size: usize) -> Vec<u8
     v
 }
 
+/// The simulated message inside a delivered payload: the payload itself (a bare engine's
+/// submission), or the body of the 5.0.1 client message a simulated client sent.
+pub(crate) fn body_of(p: &[u8]) -> Option<&[u8]> {
+    if p.first() == Some(&MAGIC) {
+        return Some(p);
+    }
+    let h = crate::wire::client::decode_header(&mut &p[..]).ok()?;
+    let skip = crate::wire::client::HEADER_LEN
+        + usize::try_from(h.num_groups).ok()? * crate::wire::client::GROUP_NAME_LEN;
+    p.get(skip..)
+}
+
+/// Whether a delivered payload is the daemons' own GROUPS message (group-state exchange),
+/// not a client's.
+fn is_groups(p: &[u8]) -> bool {
+    crate::wire::daemon::groups::MessageHeader::decode(&mut &p[..]).is_ok_and(|h| h.is_groups())
+}
+
 pub(crate) fn decode_payload(p: &[u8]) -> Option<MsgId> {
+    let p = body_of(p)?;
     if p.len() < PAYLOAD_HEADER || p[0] != MAGIC {
         return None;
     }
@@ -96,6 +115,8 @@ pub struct Checker {
     transitions: BTreeMap<(RingId, RingId), Move>,
     /// Every message some daemon delivered in R (regular or transitional), with its sender.
     delivered_in: BTreeMap<RingId, BTreeSet<MsgId>>,
+    /// The daemons' own GROUPS messages delivered, per daemon incarnation: none twice.
+    groups_seen: BTreeSet<(Who, RingId, u32, bytes::Bytes)>,
     /// Every violation seen, in order.
     pub violations: Vec<String>,
     /// Messages delivered (all daemons).
@@ -175,6 +196,19 @@ impl Checker {
         d: &Delivery,
         holds: &dyn Fn(usize, RingId, u32) -> Option<bool>,
     ) {
+        if is_groups(&d.payload) {
+            let who = (n, self.incs[n]);
+            if !self
+                .groups_seen
+                .insert((who, d.ring, d.seq, d.payload.clone()))
+            {
+                self.fail(format!(
+                    "{who:?} delivered a GROUPS message twice in {}",
+                    d.ring
+                ));
+            }
+            return;
+        }
         self.deliveries += 1;
         if d.transitional {
             self.transitional += 1;
@@ -195,7 +229,7 @@ impl Checker {
             return;
         };
         if !sub.service.class().packs_with(d.class)
-            || sub.size.max(PAYLOAD_HEADER) != d.payload.len()
+            || Some(sub.size.max(PAYLOAD_HEADER)) != body_of(&d.payload).map(<[u8]>::len)
             || self.ids.get(id.0) != Some(&d.sender)
         {
             self.fail(format!(

@@ -1,5 +1,9 @@
-//! Deterministic simulator: N ring engines on a simulated network, one event queue ordered
-//! by (time, insertion number), a seeded PRNG, and the EVS [`Checker`] after every step.
+//! Deterministic simulator: N whole daemons ([`crate::Daemon`]: client side, ring engine,
+//! network rules) on a simulated network, one event queue ordered by (time, insertion
+//! number), a seeded PRNG, and the EVS [`Checker`] after every step. Each daemon has one
+//! simulated client session; the workload's messages are that client's multicasts, so they
+//! take the production path (client frames, submission, the ring, delivery by service), and
+//! the checker sees every delivery and configuration change the engine hands the client side.
 //!
 //! Faults ([`Fault`]): loss, duplication, reordering by random extra delay, symmetric
 //! partitions (components), one-way cuts (asymmetric partitions), clogged links (heavy loss on
@@ -19,10 +23,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::ring::{
-    DaemonId, Dest, Engine, Input, Output, PlantedBug, Port, RingConfig, Service, State,
-};
+use crate::clients::{DaemonConfig, SessionInput, SessionOutput};
+use crate::daemon::{Daemon, Input, Output, Settings, Target};
+use crate::ring::{DaemonId, Engine, PlantedBug, Port, RingConfig, Service, State};
+use crate::session::{Peer, SessionId};
 use crate::time::Instant;
+use crate::wire::client::{encode_hello, encode_message, GroupName, Hello, ServiceType};
 pub use checker::{Checker, MsgId, Who};
 
 /// splitmix64: a small seeded PRNG (no global randomness).
@@ -246,10 +252,30 @@ enum Event {
 
 #[derive(Debug)]
 struct Node {
-    engine: Option<Engine>,
+    daemon: Option<Daemon>,
     inc: u32,
     counter: u32,
     wake: Option<Instant>,
+}
+
+/// The simulated client's session on every daemon.
+const CLIENT: SessionId = SessionId(1);
+
+/// Name of simulated daemon `i`.
+fn sim_name(i: usize) -> String {
+    format!("s{}", i + 1)
+}
+
+/// The client message type of a ring service.
+fn service_type(s: Service) -> ServiceType {
+    match s {
+        Service::Unreliable => ServiceType::UNRELIABLE,
+        Service::Reliable => ServiceType::RELIABLE,
+        Service::Fifo => ServiceType::FIFO,
+        Service::Causal => ServiceType::CAUSAL,
+        Service::Agreed => ServiceType::AGREED,
+        Service::Safe => ServiceType::SAFE,
+    }
 }
 
 /// Segment of node `i` of `n` cut into `segments` consecutive blocks in configuration order.
@@ -323,15 +349,15 @@ impl Sim {
         };
         for i in 0..n {
             s.nodes.push(Node {
-                engine: None,
+                daemon: None,
                 inc: 0,
                 counter: 0,
                 wake: None,
             });
             s.start(i);
         }
-        if let (Some(bug), Some(e)) = (s.opts.bug, s.nodes[0].engine.as_mut()) {
-            e.plant_bug(bug);
+        if let (Some(bug), Some(d)) = (s.opts.bug, s.nodes[0].daemon.as_mut()) {
+            d.plant_bug(bug);
         }
         s
     }
@@ -348,9 +374,33 @@ impl Sim {
     fn start(&mut self, i: usize) {
         let inc = self.nodes[i].inc + 1;
         let clock = 1_000 + 100_000 * inc;
-        let e = Engine::new(self.config(i), self.now, clock);
+        let cfg = DaemonConfig::new(&sim_name(i), self.ids[i].0 as i32, 0);
+        let mut d = Daemon::new(Settings::from_parts(cfg, self.config(i)), self.now, clock);
+        d.tap_ring_events();
+        // The daemon's one client: connected, hello, NULL authentication.
+        let now = self.now;
+        d.handle(
+            now,
+            Input::Client(SessionInput::Connected {
+                session: CLIENT,
+                peer: Peer::InProcess,
+            }),
+        );
+        let mut hello = Vec::new();
+        encode_hello(&Hello::new(b"sim", false, false), &mut hello);
+        let mut auth = b"NULL".to_vec();
+        auth.resize(90, 0);
+        for data in [hello, auth] {
+            d.handle(
+                now,
+                Input::Client(SessionInput::Bytes {
+                    session: CLIENT,
+                    data: data.into(),
+                }),
+            );
+        }
         let node = &mut self.nodes[i];
-        node.engine = Some(e);
+        node.daemon = Some(d);
         node.inc = inc;
         node.counter = 0;
         node.wake = None;
@@ -387,26 +437,37 @@ impl Sim {
         }
     }
 
-    /// Submits one message at node `i` now (if it is up).
+    /// Submits one message at node `i` now (if it is up): its client multicasts it to the
+    /// group `sim` (which nobody joins: only the checker reads deliveries).
     pub fn submit(&mut self, i: usize, service: Service, size: usize) -> Option<MsgId> {
+        let name = sim_name(i);
         let node = &mut self.nodes[i];
-        let e = node.engine.as_mut()?;
+        let d = node.daemon.as_mut()?;
         node.counter += 1;
         let id = (i, node.inc, node.counter);
-        let payload = checker::encode_payload(id, service, size);
+        let body = checker::encode_payload(id, service, size);
+        let mut msg = Vec::new();
+        let private = GroupName::new(format!("#sim#{name}").as_bytes());
+        encode_message(
+            service_type(service),
+            private,
+            &[GroupName::new(b"sim")],
+            &body,
+            &mut msg,
+        );
         self.checker.submitted(id, service, size);
         if service == Service::Safe && self.faults == 0 {
             self.safe_submitted.insert(id, self.now);
         }
-        let before = e.stats().queue_full;
-        e.handle(
+        let before = d.backlog().1;
+        d.handle(
             self.now,
-            Input::Submit {
-                service,
-                payload: Bytes::from(payload),
-            },
+            Input::Client(SessionInput::Bytes {
+                session: CLIENT,
+                data: msg.into(),
+            }),
         );
-        if e.stats().queue_full != before {
+        if d.backlog().1 != before || d.session_count() == 0 {
             self.checker.refused(id);
         }
         self.after_input(i);
@@ -443,10 +504,10 @@ impl Sim {
                 bytes,
             } => {
                 let now = self.now;
-                let Some(e) = self.nodes[to].engine.as_mut() else {
+                let Some(d) = self.nodes[to].daemon.as_mut() else {
                     return;
                 };
-                e.handle(now, Input::Packet { from, port, bytes });
+                d.handle(now, Input::Packet { from, port, bytes });
                 self.after_input(to);
             }
             Event::Wake(i) => {
@@ -454,11 +515,11 @@ impl Sim {
                 if self.nodes[i].wake.is_some_and(|w| w <= now) {
                     self.nodes[i].wake = None;
                 }
-                let Some(e) = self.nodes[i].engine.as_mut() else {
+                let Some(d) = self.nodes[i].daemon.as_mut() else {
                     return;
                 };
-                if e.poll_timeout().is_some_and(|d| d <= now) {
-                    e.handle_timeout(now);
+                if d.poll_timeout().is_some_and(|t| t <= now) {
+                    d.handle_timeout(now);
                 }
                 self.after_input(i);
             }
@@ -482,11 +543,11 @@ impl Sim {
         match f {
             Fault::Crash(x) => {
                 let i = idx(x);
-                self.nodes[i].engine = None;
+                self.nodes[i].daemon = None;
             }
             Fault::Restart(x) => {
                 let i = idx(x);
-                if self.nodes[i].engine.is_none() {
+                if self.nodes[i].daemon.is_none() {
                     self.start(i);
                 }
             }
@@ -496,18 +557,36 @@ impl Sim {
 
     /// Drains node `i`'s outputs into the network and the checker; re-arms its wake-up.
     fn after_input(&mut self, i: usize) {
-        let mut outs = Vec::new();
-        let Some(e) = self.nodes[i].engine.as_mut() else {
+        let now = self.now;
+        let mut sends = Vec::new();
+        let mut events = Vec::new();
+        let Some(d) = self.nodes[i].daemon.as_mut() else {
             return;
         };
-        while let Some(o) = e.poll_output() {
-            outs.push(o);
-        }
-        let next = e.poll_timeout();
-        for o in outs {
+        while let Some(o) = d.poll_output() {
             match o {
-                Output::Send { to, port, bytes } => self.transmit(i, to, port, bytes),
-                Output::Deliver(d) => {
+                Output::Transmit(t) => sends.push(t),
+                // The client reads everything at once (it joined nothing; accept bytes only).
+                Output::Client(SessionOutput::Send { session, .. }) => d.handle(
+                    now,
+                    Input::Client(SessionInput::Drained {
+                        session,
+                        messages: 1,
+                    }),
+                ),
+                Output::Client(SessionOutput::Close { .. }) | Output::Monitor(_) => {}
+            }
+        }
+        while let Some(e) = d.take_ring_event() {
+            events.push(e);
+        }
+        let next = d.poll_timeout();
+        for t in sends {
+            self.transmit(i, t.to, t.port, t.bytes);
+        }
+        for e in events {
+            match e {
+                crate::ring::Output::Deliver(d) => {
                     if let Some(at) = checker::decode_payload(&d.payload)
                         .and_then(|id| self.safe_submitted.get(&id))
                     {
@@ -517,10 +596,12 @@ impl Sim {
                         self.max_safe_latency = self.max_safe_latency.max(lat);
                     }
                     let nodes = &self.nodes;
-                    let holds = |n: usize, r, s| nodes[n].engine.as_ref().map(|e| e.holds(r, s));
+                    let holds =
+                        |n: usize, r, s| nodes[n].daemon.as_ref().map(|d| d.engine().holds(r, s));
                     self.checker.on_deliver(i, &d, &holds);
                 }
-                Output::Configuration(c) => self.checker.on_config(i, &c),
+                crate::ring::Output::Configuration(c) => self.checker.on_config(i, &c),
+                crate::ring::Output::Send { .. } => {}
             }
         }
         if let Some(t) = next {
@@ -531,13 +612,14 @@ impl Sim {
         }
     }
 
-    fn transmit(&mut self, from: usize, to: Dest, port: Port, bytes: Bytes) {
+    /// The daemons decided where each datagram goes (relays, ROUTED copies, scast): a
+    /// segment broadcast reaches the other daemons of the sender's configured segment.
+    fn transmit(&mut self, from: usize, to: Target, port: Port, bytes: Bytes) {
         let targets: Vec<usize> = match to {
-            Dest::Broadcast => (0..self.nodes.len()).filter(|j| *j != from).collect(),
-            Dest::Segment => (0..self.nodes.len())
+            Target::Segment => (0..self.nodes.len())
                 .filter(|j| *j != from && self.seg(*j) == self.seg(from))
                 .collect(),
-            Dest::Unicast(d) => self.ids.iter().position(|x| *x == d).into_iter().collect(),
+            Target::Daemon(d) => self.ids.iter().position(|x| *x == d).into_iter().collect(),
         };
         for (j, delay) in self.links.route(&mut self.rng, from, targets) {
             let ev = Event::Net {
@@ -554,7 +636,7 @@ impl Sim {
     pub fn heal_all(&mut self) {
         self.links.heal_all();
         for i in 0..self.nodes.len() {
-            if self.nodes[i].engine.is_none() {
+            if self.nodes[i].daemon.is_none() {
                 self.start(i);
             }
         }
@@ -566,16 +648,16 @@ impl Sim {
             return false;
         };
         let all_op = self.nodes.iter().enumerate().all(|(i, n)| {
-            n.engine.as_ref().is_some_and(|e| {
+            n.daemon.as_ref().map(Daemon::engine).is_some_and(|e| {
                 e.state() == State::Op && e.ring_id() == r && self.checker.regular(i) == Some(r)
             })
         });
         all_op && self.checker.members(r).is_some_and(|m| *m == self.ids)
     }
 
-    /// Engines (None when crashed).
+    /// The ring engine of daemon `i` (None when crashed).
     pub fn engine(&self, i: usize) -> Option<&Engine> {
-        self.nodes[i].engine.as_ref()
+        self.nodes[i].daemon.as_ref().map(Daemon::engine)
     }
 
     /// A report of the run so far.
@@ -587,8 +669,8 @@ impl Sim {
             installs: self
                 .nodes
                 .iter()
-                .filter_map(|n| n.engine.as_ref())
-                .map(|e| e.stats().installs)
+                .filter_map(|n| n.daemon.as_ref())
+                .map(|d| d.engine().stats().installs)
                 .sum(),
             faults: self.faults,
             transitional: self.checker.transitional,
