@@ -6,6 +6,7 @@
 
 pub use spread;
 
+pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod console;
