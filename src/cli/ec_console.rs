@@ -29,9 +29,12 @@ Examples:
     trailing_var_arg = true
 )]
 pub struct Args {
-    /// Where the console listens: a socket path, a port number N (/tmp/N), HOST:PORT or
-    /// [IPV6]:PORT
-    #[arg(value_name = "REMOTEADDR", default_value = DEFAULT_ENDPOINT)]
+    /// Where the console listens (see `--help`).
+    #[arg(
+        value_name = "REMOTEADDR",
+        default_value = DEFAULT_ENDPOINT,
+        help = "Where the console listens: a socket path, a port number N (/tmp/N), HOST:PORT or [IPV6]:PORT"
+    )]
     pub remoteaddr: String,
 
     /// A command to run in batch mode, passed through word for word (e.g. `show cluster

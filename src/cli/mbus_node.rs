@@ -20,8 +20,8 @@ Examples:
   mbus-node -c node.conf -l /tmp/2025 --plumb -v
 ";
 
-/// The cluster node agent: joins ec_console, ec_cluster and ec_sc_<subcluster> with private
-/// name ec0-<pid>, answers console commands relayed by eccmgr, and runs DuraVIP.
+/// The cluster node agent: joins `ec_console`, `ec_cluster` and `ec_sc_<subcluster>` with
+/// private name `ec0-<pid>`, answers console commands relayed by eccmgr, and runs DuraVIP.
 #[derive(Debug, Parser)]
 #[command(
     name = "mbus-node",
