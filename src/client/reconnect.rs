@@ -159,8 +159,10 @@ impl ReconnectingMailbox {
             cmds: cmd_rx,
             cmds_open: true,
             events: ev_tx,
-            shared: shared.clone(),
-            groups: Vec::new(),
+            groups: Groups {
+                list: Vec::new(),
+                shared: shared.clone(),
+            },
         };
         tokio::spawn(task.run(mb));
         Ok(Self {
@@ -329,9 +331,13 @@ struct Task {
     cmds: mpsc::Receiver<Command>,
     cmds_open: bool,
     events: mpsc::Sender<Result<Message, Error>>,
+    groups: Groups,
+}
+
+/// The joined groups, in join order: the ones to re-join.
+struct Groups {
+    list: Vec<String>,
     shared: Arc<Shared>,
-    /// Joined groups in join order: the ones to re-join.
-    groups: Vec<String>,
 }
 
 /// How a connected phase ended.
@@ -344,9 +350,10 @@ enum Ended {
 
 impl Task {
     async fn run(mut self, mut mb: Mailbox) {
+        let mut note = None;
         loop {
             let previous = mb.private_group().to_owned();
-            let cause = match self.serve(mb).await {
+            let cause = match self.serve(mb, note.take()).await {
                 Ended::Stop => return,
                 Ended::Lost(e) => e,
             };
@@ -354,29 +361,21 @@ impl Task {
             match self.reconnect().await {
                 Ok(Some((new, attempts))) => {
                     mb = new;
-                    let note = Reconnected {
+                    let r = Reconnected {
                         previous_private_group: previous,
                         private_group: mb.private_group().to_owned(),
-                        groups: self.groups.clone(),
+                        groups: self.groups.list.clone(),
                         cause: format!("{cause:#}"),
                         outage: lost_at.elapsed(),
                         attempts,
                     };
                     tracing::info!(
-                        "reconnected as {} after {:?}; re-joining {:?}",
-                        note.private_group,
-                        note.outage,
-                        note.groups
+                        "reconnected as {} after {:?}; re-joined {:?}",
+                        r.private_group,
+                        r.outage,
+                        r.groups
                     );
-                    if self
-                        .events
-                        .send(Ok(Message::Reconnected(note)))
-                        .await
-                        .is_err()
-                    {
-                        let _ = mb.disconnect().await;
-                        return;
-                    }
+                    note = Some(Message::Reconnected(r));
                 }
                 Ok(None) => return,
                 Err(e) => {
@@ -387,40 +386,134 @@ impl Task {
         }
     }
 
-    /// Runs one connected session until it is lost or stopped.
-    async fn serve(&mut self, mb: Mailbox) -> Ended {
+    /// Runs one connected session until it is lost or stopped; `first` is handed to the
+    /// caller before anything the session receives. Requests are served even while the caller
+    /// is not reading (a message is read from the daemon only when there is room for it).
+    async fn serve(&mut self, mb: Mailbox, mut first: Option<Message>) -> Ended {
         let (mut tx, mut rx) = mb.split();
+        let Self {
+            cmds,
+            cmds_open,
+            events,
+            groups,
+            ..
+        } = self;
         loop {
-            tokio::select! {
-                r = rx.receive() => match r {
-                    Ok(m) => {
-                        if self.events.send(Ok(m)).await.is_err() {
-                            let _ = tx.disconnect().await;
-                            return Ended::Stop;
-                        }
-                    }
-                    Err(e) => return Ended::Lost(e),
-                },
-                c = self.cmds.recv(), if self.cmds_open => match c {
-                    None => self.cmds_open = false,
-                    Some(Command::Disconnect(reply)) => {
-                        let _ = reply.send(tx.disconnect().await);
+            let permit = tokio::select! {
+                p = events.reserve() => match p {
+                    Ok(p) => p,
+                    Err(_) => {
+                        let _ = tx.disconnect_ref().await;
                         return Ended::Stop;
                     }
-                    Some(cmd) => {
-                        if let Err(e) = self.apply(&mut tx, cmd).await {
-                            return Ended::Lost(e);
-                        }
-                    }
                 },
-                () = self.events.closed() => {
-                    let _ = tx.disconnect().await;
+                c = cmds.recv(), if *cmds_open => {
+                    match serve_command(groups, &mut tx, c, cmds_open).await {
+                        Some(end) => return end,
+                        None => continue,
+                    }
+                }
+            };
+            if let Some(m) = first.take() {
+                permit.send(Ok(m));
+                continue;
+            }
+            tokio::select! {
+                r = rx.receive() => match r {
+                    Ok(m) => permit.send(Ok(m)),
+                    Err(e) => return Ended::Lost(e),
+                },
+                c = cmds.recv(), if *cmds_open => {
+                    drop(permit);
+                    if let Some(end) = serve_command(groups, &mut tx, c, cmds_open).await {
+                        return end;
+                    }
+                }
+                () = events.closed() => {
+                    let _ = tx.disconnect_ref().await;
                     return Ended::Stop;
                 }
             }
         }
     }
 
+    /// Reconnects with backoff and re-joins the groups: `Ok(Some)` when done, `Ok(None)` when
+    /// the caller stopped the session meanwhile, `Err` (the last error) when the policy gave
+    /// up.
+    async fn reconnect(&mut self) -> Result<Option<(Mailbox, u32)>, Error> {
+        let mut delay = self.policy.initial_delay;
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let err = match self.attempt().await {
+                Ok(mb) => {
+                    mb.private_group()
+                        .clone_into(&mut self.groups.shared.private_group.lock());
+                    return Ok(Some((mb, attempts)));
+                }
+                Err(e) => e,
+            };
+            if self.policy.max_attempts.is_some_and(|m| attempts >= m) {
+                tracing::warn!(
+                    "giving up reconnecting to {} after {attempts} attempt(s): {err:#}",
+                    self.addr
+                );
+                return Err(err);
+            }
+            tracing::debug!(
+                "reconnecting to {} (attempt {attempts}): {err:#}; next in {delay:?}",
+                self.addr
+            );
+            let deadline = tokio::time::Instant::now() + delay;
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(deadline) => break,
+                    c = self.cmds.recv(), if self.cmds_open => match c {
+                        None => self.cmds_open = false,
+                        Some(Command::Disconnect(reply)) => {
+                            let _ = reply.send(Ok(()));
+                            return Ok(None);
+                        }
+                        Some(cmd) => self.groups.offline(cmd),
+                    },
+                    () = self.events.closed() => return Ok(None),
+                }
+            }
+            delay = (delay * 2).min(self.policy.max_delay);
+        }
+    }
+
+    /// One connection attempt with the re-joins.
+    async fn attempt(&self) -> Result<Mailbox, Error> {
+        let mut mb = Mailbox::connect_with(&self.addr, &self.opts).await?;
+        for g in &self.groups.list {
+            mb.join(g).await?;
+        }
+        Ok(mb)
+    }
+}
+
+/// Serves one request while connected; `Some` if the session phase ends.
+async fn serve_command(
+    groups: &mut Groups,
+    tx: &mut MailboxSender,
+    cmd: Option<Command>,
+    cmds_open: &mut bool,
+) -> Option<Ended> {
+    match cmd {
+        None => {
+            *cmds_open = false;
+            None
+        }
+        Some(Command::Disconnect(reply)) => {
+            let _ = reply.send(tx.disconnect_ref().await);
+            Some(Ended::Stop)
+        }
+        Some(cmd) => groups.apply(tx, cmd).await.err().map(Ended::Lost),
+    }
+}
+
+impl Groups {
     /// Carries out a join, leave or multicast; `Err` if the connection failed doing it.
     async fn apply(&mut self, tx: &mut MailboxSender, cmd: Command) -> Result<(), Error> {
         match cmd {
@@ -491,13 +584,13 @@ impl Task {
 
     fn remember(&mut self, group: &str, join: bool) {
         if join {
-            if !self.groups.iter().any(|g| g == group) {
-                self.groups.push(group.to_owned());
+            if !self.list.iter().any(|g| g == group) {
+                self.list.push(group.to_owned());
             }
         } else {
-            self.groups.retain(|g| g != group);
+            self.list.retain(|g| g != group);
         }
-        self.shared.groups.lock().clone_from(&self.groups);
+        self.shared.groups.lock().clone_from(&self.list);
     }
 
     /// A request while disconnected.
@@ -523,60 +616,5 @@ impl Task {
                 let _ = reply.send(Ok(()));
             }
         }
-    }
-
-    /// Reconnects with backoff and re-joins the groups: `Ok(Some)` when done, `Ok(None)` when
-    /// the caller stopped the session meanwhile, `Err` (the last error) when the policy gave
-    /// up.
-    async fn reconnect(&mut self) -> Result<Option<(Mailbox, u32)>, Error> {
-        let mut delay = self.policy.initial_delay;
-        let mut attempts = 0u32;
-        loop {
-            attempts += 1;
-            let err = match self.attempt().await {
-                Ok(mb) => {
-                    mb.private_group()
-                        .clone_into(&mut self.shared.private_group.lock());
-                    return Ok(Some((mb, attempts)));
-                }
-                Err(e) => e,
-            };
-            if self.policy.max_attempts.is_some_and(|m| attempts >= m) {
-                tracing::warn!(
-                    "giving up reconnecting to {} after {attempts} attempt(s): {err:#}",
-                    self.addr
-                );
-                return Err(err);
-            }
-            tracing::debug!(
-                "reconnecting to {} (attempt {attempts}): {err:#}; next in {delay:?}",
-                self.addr
-            );
-            let deadline = tokio::time::Instant::now() + delay;
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep_until(deadline) => break,
-                    c = self.cmds.recv(), if self.cmds_open => match c {
-                        None => self.cmds_open = false,
-                        Some(Command::Disconnect(reply)) => {
-                            let _ = reply.send(Ok(()));
-                            return Ok(None);
-                        }
-                        Some(cmd) => self.offline(cmd),
-                    },
-                    () = self.events.closed() => return Ok(None),
-                }
-            }
-            delay = (delay * 2).min(self.policy.max_delay);
-        }
-    }
-
-    /// One connection attempt with the re-joins.
-    async fn attempt(&self) -> Result<Mailbox, Error> {
-        let mut mb = Mailbox::connect_with(&self.addr, &self.opts).await?;
-        for g in &self.groups {
-            mb.join(g).await?;
-        }
-        Ok(mb)
     }
 }

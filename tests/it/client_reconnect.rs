@@ -98,6 +98,35 @@ async fn reconnecting_mailbox_rejoins_after_daemon_restart_and_reports_the_gap()
 }
 
 #[tokio::test]
+async fn reconnecting_mailbox_serves_sends_while_the_caller_is_not_reading() {
+    // More own messages than the session queues for the caller (1024): every multicast still
+    // completes, and every message is then delivered in order.
+    let d = TestDaemon::start();
+    let mut mb = Mailbox::builder(&d.tcp())
+        .name("burst")
+        .group_membership(false)
+        .connect_reconnecting()
+        .await
+        .unwrap();
+    mb.join("burst").await.unwrap();
+    const N: u32 = 1500;
+    for i in 0..N {
+        let sent = tokio::time::timeout(
+            RECV_TIMEOUT,
+            mb.multicast(ServiceType::FIFO, "burst", 0, i.to_be_bytes().to_vec()),
+        )
+        .await;
+        assert!(matches!(sent, Ok(Ok(4))), "multicast {i}: {sent:?}");
+    }
+    for i in 0..N {
+        match next_of(&mut mb).await.unwrap() {
+            Message::Data(m) => assert_eq!(&m.body[..], &i.to_be_bytes()[..]),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
 async fn reconnecting_mailbox_gives_up_after_max_attempts_with_the_error() {
     let mut d = TestDaemon::start();
     let (tx, mut rx) = Mailbox::builder(&d.tcp())
