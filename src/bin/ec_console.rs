@@ -12,6 +12,8 @@
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::time::Duration;
 
+use clap::Parser as _;
+use mbus::cli::ec_console::Args;
 use mbus::console::client::{ConsoleClient, Endpoint};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -101,16 +103,8 @@ fn is_error(reply: &str) -> bool {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args
-        .iter()
-        .any(|a| a == "--man" || a == "-h" || a == "--help")
-    {
-        println!("usage: ec_console [remoteaddr [command ...]]\n  remoteaddr: /path/to/socket (default /tmp/2025), port, host:port, [ipv6]:port");
-        return;
-    }
-    let endpoint_text = args.first().cloned().unwrap_or_default();
-    let endpoint = match Endpoint::parse(&endpoint_text) {
+    let args = Args::parse();
+    let endpoint = match Endpoint::parse(&args.remoteaddr) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("ec_console: {e}");
@@ -135,8 +129,8 @@ fn main() {
                 return 1;
             }
         };
-        if args.len() > 1 {
-            return batch(&mut client, std::iter::once(args[1..].join(" "))).await;
+        if !args.command.is_empty() {
+            return batch(&mut client, std::iter::once(args.command.join(" "))).await;
         }
         if !std::io::stdin().is_terminal() {
             let lines: Vec<String> = std::io::stdin()

@@ -3,14 +3,18 @@
 //! ```text
 //! eccmgr [-c configfile] [-g group] [-s daemon] [-m mbus.conf] [-n] [-v]… [-e dir] [-D] [-d] [-V] [-x]
 //! ```
+//! The flags are defined in [`mbus::cli::eccmgr`] (see `eccmgr --help`).
 //! `-s` names the Spread-compatible daemon (`4803`, `4803@host`, a socket path), or
 //! `memory:east=n1,n2;west=n3` for a self-contained demo cluster of in-process node agents.
 //! The process always stays in the foreground (`-D`/`-d` are accepted for compatibility).
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use clap::Parser as _;
+use mbus::cli::eccmgr::{Args, DEFAULT_CONFIG, DEFAULT_MBUS_CONF};
 use mbus::cluster::bus::MemHub;
 use mbus::cluster::duravip::LogPlumber;
 use mbus::cluster::manager::{cache_limits, register_defaults, ManagerCore, ManagerSettings};
@@ -23,85 +27,25 @@ use mbus::cluster::subcluster::Subclusters;
 use mbus::console::server::Limits;
 use mbus::ecconf::Config;
 
-const DEFAULT_CONFIG: &str = "/opt/msys/ecelerity/etc/conf/default/eccluster.conf";
-const DEFAULT_MBUS_CONF: &str = "/opt/msys/ecelerity/etc/conf/global/mbus.conf";
-
-#[derive(Debug, Default)]
-struct Args {
-    config: Option<PathBuf>,
-    group: Option<String>,
-    daemon: Option<String>,
-    mbus_conf: Option<PathBuf>,
-    verbose: u8,
-    version: bool,
-    log_bus_errors: bool,
-}
-
-fn usage() -> ! {
-    eprintln!("usage: eccmgr [-c configfile] [-g group] [-s daemon] [-m mbus.conf] [-n] [-v]... [-e dir] [-D] [-d] [-V] [-x]");
-    std::process::exit(2)
-}
-
-fn parse_args() -> Args {
-    let mut a = Args::default();
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| {
-            it.next().unwrap_or_else(|| {
-                eprintln!("eccmgr: {name} needs a value");
-                usage()
-            })
-        };
-        match arg.as_str() {
-            "-c" => a.config = Some(value("-c").into()),
-            "-g" => a.group = Some(value("-g")),
-            "-s" => a.daemon = Some(value("-s")),
-            "-m" => a.mbus_conf = Some(value("-m").into()),
-            "-e" => {
-                let _ = value("-e"); // extensions directory: no loadable modules in mbus
-            }
-            "-n" | "-D" | "-d" => {}
-            "-x" => a.log_bus_errors = true,
-            "-V" => a.version = true,
-            "-h" | "--help" => usage(),
-            v if v.starts_with("-v") && v[1..].chars().all(|c| c == 'v') => {
-                a.verbose = a
-                    .verbose
-                    .saturating_add(u8::try_from(v.len() - 1).unwrap_or(4));
-            }
-            other => {
-                eprintln!("eccmgr: unknown option {other}");
-                usage()
-            }
-        }
-    }
-    a
-}
-
-fn main() -> anyhow::Result<()> {
-    let args = parse_args();
+fn main() -> ExitCode {
+    let args = Args::parse();
     if args.version {
         println!("{}", banner("eccmgr"));
-        return Ok(());
+        return ExitCode::SUCCESS;
     }
-    let level = match args.verbose {
-        0 if args.log_bus_errors => "info",
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    mbus::cli::init_logging(args.log_level());
+    let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()?;
-    rt.block_on(run(args))
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return mbus::cli::fail("eccmgr", &anyhow::Error::new(e)),
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => mbus::cli::fail("eccmgr", &e),
+    }
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -136,9 +80,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         cache: cache_limits(&config),
         ..ManagerSettings::default()
     };
-    if let Some(g) = &args.group {
-        settings.cluster_group.clone_from(g);
-    }
+    settings.cluster_group.clone_from(&args.group);
     let cache_file = config
         .root
         .child("Logs", None)

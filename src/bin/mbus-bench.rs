@@ -12,93 +12,15 @@
 //! join the group and count every message. The clock runs from the first send to the last
 //! delivery at every session; msgs/s and MB/s (10^6 bytes of body per second) are printed.
 
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use bytes::Bytes;
-use mbus::client::{Mailbox, Message, ServiceType};
+use clap::Parser as _;
+use mbus::cli::mbus_bench::Args;
+use mbus::client::{Mailbox, Message};
 use tokio::sync::Semaphore;
-
-/// Settings from the command line.
-#[derive(Debug, Clone)]
-struct Args {
-    daemons: Vec<String>,
-    messages: u64,
-    size: usize,
-    window: u32,
-    service: ServiceType,
-    receivers: usize,
-    group: String,
-    timeout: Duration,
-}
-
-fn usage() -> ! {
-    eprintln!(
-        "usage: mbus-bench --daemon PORT@HOST [--daemon …] [--messages N] [--size BYTES] \
-         [--window N] [--service unreliable|reliable|fifo|causal|agreed|safe] [--receivers N] \
-         [--group NAME] [--timeout SECS]"
-    );
-    std::process::exit(2)
-}
-
-fn parse_args() -> Result<Args> {
-    let mut a = Args {
-        daemons: Vec::new(),
-        messages: 100_000,
-        size: 1000,
-        window: 200,
-        service: ServiceType::RELIABLE,
-        receivers: 0,
-        group: "mbus-bench".into(),
-        timeout: Duration::from_secs(300),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "-h" || flag == "--help" {
-            usage();
-        }
-        let Some(v) = it.next() else { usage() };
-        match flag.as_str() {
-            "--daemon" | "-s" => a.daemons.push(v),
-            "--messages" | "-m" => a.messages = v.parse().context("--messages")?,
-            "--size" | "-b" => a.size = v.parse().context("--size")?,
-            "--window" | "-w" => a.window = v.parse().context("--window")?,
-            "--receivers" | "-r" => a.receivers = v.parse().context("--receivers")?,
-            "--group" | "-g" => a.group = v,
-            "--timeout" => a.timeout = Duration::from_secs(v.parse().context("--timeout")?),
-            "--service" => {
-                a.service = match v.to_ascii_lowercase().as_str() {
-                    "unreliable" => ServiceType::UNRELIABLE,
-                    "reliable" => ServiceType::RELIABLE,
-                    "fifo" => ServiceType::FIFO,
-                    "causal" => ServiceType::CAUSAL,
-                    "agreed" => ServiceType::AGREED,
-                    "safe" => ServiceType::SAFE,
-                    _ => bail!("unknown service {v}"),
-                }
-            }
-            _ => usage(),
-        }
-    }
-    if a.daemons.is_empty() {
-        a.daemons.push("4803@127.0.0.1".into());
-    }
-    if a.window == 0 || a.size > 140_000 {
-        bail!("--window must be ≥ 1 and --size ≤ 140000");
-    }
-    Ok(a)
-}
-
-fn service_name(s: ServiceType) -> &'static str {
-    match s {
-        ServiceType::UNRELIABLE => "UNRELIABLE",
-        ServiceType::RELIABLE => "RELIABLE",
-        ServiceType::FIFO => "FIFO",
-        ServiceType::CAUSAL => "CAUSAL",
-        ServiceType::AGREED => "AGREED",
-        _ => "SAFE",
-    }
-}
 
 /// One run's result.
 #[derive(Debug)]
@@ -107,14 +29,30 @@ struct Figures {
     delivered: u64,
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    let args = parse_args()?;
+fn main() -> ExitCode {
+    let args = Args::parse();
+    mbus::cli::init_logging(mbus::cli::level_for("warn", args.verbose));
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return mbus::cli::fail("mbus-bench", &e.into()),
+    };
+    if rt.block_on(bench(&args)) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Measures every daemon in turn; false if any failed.
+async fn bench(args: &Args) -> bool {
     println!(
         "mbus-bench: {} messages × {} bytes, {}, window {}, {} extra receiver(s)",
         args.messages,
         args.size,
-        service_name(args.service),
+        args.service.upper_name(),
         args.window,
         args.receivers
     );
@@ -122,22 +60,32 @@ async fn main() -> Result<()> {
         "{:<28} {:>10} {:>12} {:>10} {:>10}",
         "daemon", "seconds", "msgs/s", "MB/s", "delivered"
     );
+    let timeout = Duration::from_secs(args.timeout);
+    let mut ok = true;
     for d in &args.daemons {
-        match tokio::time::timeout(args.timeout, run_one(d, &args)).await {
+        match tokio::time::timeout(timeout, run_one(d, args)).await {
             Ok(Ok(f)) => {
                 let secs = f.elapsed.as_secs_f64();
                 let rate = args.messages as f64 / secs;
-                let mbs = rate * args.size as f64 / 1e6;
+                let mbs = rate * f64::from(args.size) / 1e6;
                 println!(
                     "{d:<28} {secs:>10.3} {rate:>12.0} {mbs:>10.2} {:>10}",
                     f.delivered
                 );
             }
-            Ok(Err(e)) => println!("{d:<28} failed: {e:#}"),
-            Err(_) => println!("{d:<28} timed out after {:?}", args.timeout),
+            Ok(Err(e)) => {
+                ok = false;
+                println!("{d:<28} failed");
+                eprintln!("mbus-bench: {d}: {e:#}");
+            }
+            Err(_) => {
+                ok = false;
+                println!("{d:<28} timed out");
+                eprintln!("mbus-bench: {d}: timed out after {timeout:?}");
+            }
         }
     }
-    Ok(())
+    ok
 }
 
 /// Waits until `mb` sees a membership of `group` with at least `n` members.
@@ -200,10 +148,11 @@ async fn run_one(daemon: &str, args: &Args) -> Result<Figures> {
         }
         anyhow::Ok(rx)
     });
-    let body = Bytes::from(vec![0x5au8; args.size]);
+    let body = Bytes::from(vec![0x5au8; args.size as usize]);
     for _ in 0..n {
         window.acquire().await?.forget();
-        tx.multicast(args.service, &args.group, 0, &body).await?;
+        tx.multicast(args.service.service_type(), &args.group, 0, &body)
+            .await?;
     }
     let rx = recv_task.await??;
     let mut delivered = n;

@@ -11,10 +11,12 @@
 //! Program Args Timeout Max_Output } }`, `Binding`/`Listen` scopes with `Enable_Duravip`,
 //! `Duravip_Preference`, `Duravip_Follow`. Without `--plumb` DuraVIP plumbing is only logged.
 
-use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use clap::Parser as _;
+use mbus::cli::mbus_node::Args;
 use mbus::cluster::duravip::{IpCommandPlumber, LogPlumber, Plumber};
 use mbus::cluster::node::{NodeCore, NodeIdentity};
 use mbus::cluster::run::{bind_control, control_addresses, host_name};
@@ -24,73 +26,21 @@ use mbus::cluster::subcluster::{short, Subclusters};
 use mbus::console::server::Limits;
 use mbus::ecconf::Config;
 
-#[derive(Debug, Default)]
-struct Args {
-    config: Option<PathBuf>,
-    daemon: Option<String>,
-    node: Option<String>,
-    subcluster: Option<String>,
-    mbus_conf: Option<PathBuf>,
-    listen: Vec<String>,
-    plumb: bool,
-    verbose: u8,
-}
-
-fn usage() -> ! {
-    eprintln!("usage: mbus-node [-c node.conf] [-s daemon] [-n nodename] [-S subcluster] [-m mbus.conf] [-l control-address]... [--plumb] [-v]...");
-    std::process::exit(2)
-}
-
-fn parse_args() -> Args {
-    let mut a = Args::default();
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| {
-            it.next().unwrap_or_else(|| {
-                eprintln!("mbus-node: {name} needs a value");
-                usage()
-            })
-        };
-        match arg.as_str() {
-            "-c" => a.config = Some(value("-c").into()),
-            "-s" => a.daemon = Some(value("-s")),
-            "-n" => a.node = Some(value("-n")),
-            "-S" => a.subcluster = Some(value("-S")),
-            "-m" => a.mbus_conf = Some(value("-m").into()),
-            "-l" => a.listen.push(value("-l")),
-            "--plumb" => a.plumb = true,
-            "-h" | "--help" => usage(),
-            v if v.starts_with("-v") && v[1..].chars().all(|c| c == 'v') => {
-                a.verbose = a
-                    .verbose
-                    .saturating_add(u8::try_from(v.len() - 1).unwrap_or(4));
-            }
-            other => {
-                eprintln!("mbus-node: unknown option {other}");
-                usage()
-            }
-        }
-    }
-    a
-}
-
-fn main() -> anyhow::Result<()> {
-    let args = parse_args();
-    let level = ["warn", "info", "debug"]
-        .get(usize::from(args.verbose))
-        .copied()
-        .unwrap_or("trace");
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
+fn main() -> ExitCode {
+    let args = Args::parse();
+    mbus::cli::init_logging(args.log_level());
+    let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()?;
-    rt.block_on(run(args))
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return mbus::cli::fail("mbus-node", &anyhow::Error::new(e)),
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => mbus::cli::fail("mbus-node", &e),
+    }
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

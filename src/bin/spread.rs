@@ -13,68 +13,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use mbus::cli::spread::{
+    parse_args, version_line, Args, ArgsError, DEFAULT_CONFIG, HELP_EXTRA, SYSTEM_CONFIG, USAGE,
+};
 use mbus::daemon::privileges::{self, Outcome};
 use mbus::daemon::{self, log_time, DaemonOptions};
-use spread::config::{Config, Parsed, Priority, TimeStamp, MAX_HOST_NAME_LEN};
+use spread::config::{Config, Parsed, Priority, TimeStamp};
 use tracing::{info, warn};
-
-/// 5.0.1's usage text.
-const USAGE: &str = "Usage: spread\n\
-\t[-l y/n]          : print log\n\
-\t[-n <proc name>]  : force computer name\n\
-\t[-c <file name>]  : specify configuration file\n";
-
-/// Where 5.0.1 (built with the default prefix) looks last.
-const SYSTEM_CONFIG: &str = "/usr/local/etc/spread.conf";
-/// 5.0.1's default `-c` value.
-const DEFAULT_CONFIG: &str = "spread.conf";
-
-#[derive(Debug)]
-struct Args {
-    name: Option<String>,
-    config: Option<PathBuf>,
-    log: bool,
-}
-
-enum ArgsError {
-    Help,
-    Usage,
-    Message(String),
-}
-
-/// 5.0.1 matches options by their first two characters (`-nX` is `-n`).
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
-    let mut out = Args {
-        name: None,
-        config: None,
-        log: false,
-    };
-    while let Some(a) = args.next() {
-        if a == "-h" || a == "--help" {
-            return Err(ArgsError::Help);
-        }
-        let flag = a.get(..2).unwrap_or_default();
-        if !matches!(flag, "-n" | "-c" | "-l") {
-            return Err(ArgsError::Usage);
-        }
-        let v = args.next().ok_or(ArgsError::Usage)?;
-        match flag {
-            "-n" => {
-                if v.len() > MAX_HOST_NAME_LEN {
-                    return Err(ArgsError::Message(format!("Usage: proc name {v} too long")));
-                }
-                out.name = Some(v);
-            }
-            "-c" => out.config = Some(PathBuf::from(v)),
-            _ => match v.as_str() {
-                "y" => out.log = true,
-                "n" => out.log = false,
-                _ => return Err(ArgsError::Usage),
-            },
-        }
-    }
-    Ok(out)
-}
 
 /// Looks up a host given by name only (system resolver).
 fn resolve(name: &str) -> Vec<IpAddr> {
@@ -278,7 +223,11 @@ fn main() -> ExitCode {
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(ArgsError::Help) => {
-            print!("{USAGE}");
+            print!("{USAGE}{HELP_EXTRA}");
+            return ExitCode::SUCCESS;
+        }
+        Err(ArgsError::Version) => {
+            println!("{}", version_line());
             return ExitCode::SUCCESS;
         }
         Err(ArgsError::Usage) => {
@@ -300,9 +249,6 @@ fn main() -> ExitCode {
     };
     match run(&args, parsed, &source) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("spread: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => mbus::cli::fail("spread", &e),
     }
 }

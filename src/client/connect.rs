@@ -13,8 +13,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::decode::NATIVE_ORDER;
 use super::{Address, Error};
 
-/// The authentication method this library offers (the only one the default daemon enables).
-const AUTH_NULL: &str = "NULL";
 /// Initial size of a session's receive buffer; reads are made in pieces of this size.
 pub(crate) const READ_CHUNK: usize = 64 * 1024;
 
@@ -36,6 +34,38 @@ pub struct ConnectOptions {
     pub byte_order: ByteOrder,
     /// Give up connecting after this long (`None`: wait as long as the OS does).
     pub timeout: Option<Duration>,
+    /// The authentication method to choose from the daemon's list (default `NULL`).
+    pub auth: AuthMethod,
+}
+
+/// An authentication method a session can choose in the handshake.
+///
+/// Spread 5.0.1 ships two: `NULL` (no check; the default daemon enables only this one) and
+/// `IP` (the daemon checks the client's address against its access file). Neither exchanges
+/// anything after the choice, and neither does any method this library can name: a method
+/// with its own client-side exchange (libspread's `SP_set_auth_method` callback) is not
+/// supported.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AuthMethod {
+    /// `NULL`: no authentication.
+    #[default]
+    Null,
+    /// `IP`: access by client address, checked by the daemon.
+    Ip,
+    /// Another method the daemon lists, by name (at most 29 bytes), with no exchange after the
+    /// choice.
+    Named(String),
+}
+
+impl AuthMethod {
+    /// The method's name as the daemon lists it.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Null => "NULL",
+            Self::Ip => "IP",
+            Self::Named(n) => n,
+        }
+    }
 }
 
 impl ConnectOptions {
@@ -47,6 +77,7 @@ impl ConnectOptions {
             priority: false,
             byte_order: NATIVE_ORDER,
             timeout: None,
+            auth: AuthMethod::Null,
         }
     }
 }
@@ -109,12 +140,13 @@ pub(crate) async fn handshake(
         }
         fill(&mut reader, &mut buf).await?;
     };
-    if !methods.iter().any(|m| m == AUTH_NULL) {
+    let auth = opts.auth.name();
+    if !methods.iter().any(|m| m == auth) {
         // libspread closes without sending anything when its method is not offered.
         return Err(Error::RejectAuth);
     }
     out.clear();
-    encode_auth_choice(&[AUTH_NULL], &mut out);
+    encode_auth_choice(&[auth], &mut out);
     send(&mut writer, &out).await?;
 
     loop {

@@ -280,11 +280,17 @@ impl MailboxSender {
 
     /// Sends the disconnect request and closes the connection.
     pub async fn disconnect(mut self) -> Result<(), Error> {
+        self.disconnect_ref().await
+    }
+
+    /// [`MailboxSender::disconnect`] without giving up `self`, which is unusable afterwards.
+    pub(crate) async fn disconnect_ref(&mut self) -> Result<(), Error> {
         self.check_alive()?;
         let me = self.sender;
         self.encode(ServiceType::KILL_MESS, std::slice::from_ref(&me), 0, &[]);
         self.flush_out().await?;
         let _ = self.writer.shutdown().await;
+        self.failed = true;
         Ok(())
     }
 

@@ -27,6 +27,9 @@ pub enum Message {
     },
     /// The daemon refused one of this session's requests.
     Reject(RejectMessage),
+    /// Only from a [`super::ReconnectingMailbox`]: the connection was lost and a new session
+    /// re-joined the groups. Messages sent to them in between were missed.
+    Reconnected(super::Reconnected),
 }
 
 /// An application message.

@@ -109,6 +109,7 @@ fn check_bounds(m: &Message, frame: &spread::wire::client::Frame, me: &str) {
         Message::Transitional { group, .. } | Message::SelfLeave { group } => {
             assert!(group.len() <= MAX_NAME_TEXT);
         }
+        Message::Reconnected(_) => panic!("the decoder made a Reconnected message"),
     }
 }
 
@@ -257,6 +258,8 @@ fn to_wire(m: &Message) -> Option<Wire> {
             body: Vec::new(),
             order: NATIVE_ORDER,
         },
+        // Made by `ReconnectingMailbox`, never on the wire.
+        Message::Reconnected(_) => return None,
     })
 }
 

@@ -72,23 +72,7 @@ impl TestDaemon {
         let (bin, real) = daemon_binary();
         let conf = dir.path().join("spread.conf");
         fs::write(&conf, config_text(port, dir.path(), opts, real)).map_err(|e| e.to_string())?;
-        let log = fs::File::create(dir.path().join("daemon.log")).map_err(|e| e.to_string())?;
-        let log2 = log.try_clone().map_err(|e| e.to_string())?;
-        let child = Command::new(&bin)
-            .arg("-n")
-            .arg("localhost")
-            .arg("-c")
-            .arg(&conf)
-            .current_dir(dir.path())
-            .env(
-                "RUST_LOG",
-                std::env::var("MBUS_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
+        let child = spawn_daemon(&bin, &conf, dir.path())?;
         let mut d = Self {
             child: Some(child),
             port,
@@ -97,6 +81,17 @@ impl TestDaemon {
         };
         d.wait_ready()?;
         Ok(d)
+    }
+
+    /// Kills the daemon (SIGKILL) and starts it again on the same port with the same
+    /// configuration: a daemon restart, as its clients see it.
+    pub(crate) fn restart(&mut self) {
+        self.kill();
+        let (bin, _) = daemon_binary();
+        let conf = self.dir.path().join("spread.conf");
+        let child = spawn_daemon(&bin, &conf, self.dir.path()).unwrap();
+        self.child = Some(child);
+        self.wait_ready().unwrap();
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
@@ -206,6 +201,31 @@ impl Drop for TestDaemon {
             let _ = fs::remove_file(p);
         }
     }
+}
+
+/// Starts `bin -n localhost -c conf` in `dir`, logging to `dir/daemon.log` (appended).
+fn spawn_daemon(bin: &Path, conf: &Path, dir: &Path) -> Result<Child, String> {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("daemon.log"))
+        .map_err(|e| e.to_string())?;
+    let log2 = log.try_clone().map_err(|e| e.to_string())?;
+    Command::new(bin)
+        .arg("-n")
+        .arg("localhost")
+        .arg("-c")
+        .arg(conf)
+        .current_dir(dir)
+        .env(
+            "RUST_LOG",
+            std::env::var("MBUS_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", bin.display()))
 }
 
 /// The daemon under test: `MBUS_TEST_SPREAD` if set, else the `spread` binary of this package.

@@ -1,9 +1,11 @@
 //! Multi-process and golden-vector tests (one binary to keep link time down).
 
+mod cli_docs;
 mod client_golden;
 mod client_inprocess;
 mod client_limits;
 mod client_membership;
+mod client_reconnect;
 mod client_services;
 mod client_slow;
 mod cluster_daemon;

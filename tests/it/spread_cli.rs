@@ -175,7 +175,15 @@ fn usage_and_bad_flags() {
     let dir = TempDir::new("usage");
     let (st, out, _) = run_to_end(&dir, &["--help"]);
     assert!(st.success());
-    assert_eq!(out, USAGE);
+    // 5.0.1's usage text first, then mbus's lines (configuration search, RUST_LOG).
+    assert!(out.starts_with(USAGE), "{out}");
+    assert!(
+        out.contains("/usr/local/etc/spread.conf") && out.contains("RUST_LOG"),
+        "{out}"
+    );
+    let (st, out, _) = run_to_end(&dir, &["--version"]);
+    assert!(st.success());
+    assert!(out.starts_with("spread (mbus) "), "{out}");
     for bad in [&["-x"][..], &["-n"], &["-l", "maybe"]] {
         let (st, _, err) = run_to_end(&dir, bad);
         assert_eq!(st.code(), Some(1), "{bad:?}");

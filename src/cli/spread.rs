@@ -1,0 +1,151 @@
+//! `spread`: the daemon's command line, exactly as Spread 5.0.1 parses it.
+//!
+//! The runtime parser ([`parse_args`]) is hand-written so that the usage text and the
+//! reaction to unknown flags stay 5.0.1's. [`command`] describes the same flags to clap, only
+//! to generate the man page and completions; a test checks that the two agree.
+
+use std::path::PathBuf;
+
+use spread::config::MAX_HOST_NAME_LEN;
+
+/// 5.0.1's usage text (printed on standard error for a bad command line, exit status 1).
+pub const USAGE: &str = "Usage: spread\n\
+\t[-l y/n]          : print log\n\
+\t[-n <proc name>]  : force computer name\n\
+\t[-c <file name>]  : specify configuration file\n";
+
+/// What `--help` prints after [`USAGE`] (mbus additions).
+pub const HELP_EXTRA: &str = "\n\
+mbus: a Spread 5.0.1-compatible daemon (`spread --version` prints the version).\n\
+\n\
+Configuration: the -c file (default spread.conf), then ./spread.conf, then\n\
+/usr/local/etc/spread.conf; the first that can be opened is used and must parse. If none\n\
+can be opened: one daemon 'localhost' on 127.0.0.1 port 4803.\n\
+\n\
+Logging: to standard output, or to EventLogFile; the level comes from EventPriority.\n\
+RUST_LOG (e.g. RUST_LOG=debug) overrides that level. Errors that stop the daemon are one\n\
+line on standard error, exit status 1.\n\
+\n\
+MBUS_UNIX_SOCKET_DIR moves the client Unix socket /tmp/PORT into another directory.\n";
+
+/// Where 5.0.1 (built with the default prefix) looks last.
+pub const SYSTEM_CONFIG: &str = "/usr/local/etc/spread.conf";
+/// 5.0.1's default `-c` value.
+pub const DEFAULT_CONFIG: &str = "spread.conf";
+
+/// The flags [`parse_args`] accepts (each takes one value), as 5.0.1 has them.
+pub const FLAGS: [&str; 3] = ["-l", "-n", "-c"];
+
+/// The parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Args {
+    /// `-n`: this daemon's name in the configuration.
+    pub name: Option<String>,
+    /// `-c`: the configuration file.
+    pub config: Option<PathBuf>,
+    /// `-l y`: print the membership log.
+    pub log: bool,
+}
+
+/// Why [`parse_args`] did not return arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgsError {
+    /// `-h` / `--help`: print [`USAGE`] and [`HELP_EXTRA`] on standard output, exit 0.
+    Help,
+    /// `--version`: print the version, exit 0.
+    Version,
+    /// A bad command line: print [`USAGE`] on standard error, exit 1 (as 5.0.1).
+    Usage,
+    /// A bad value with its own 5.0.1 message, exit 1.
+    Message(String),
+}
+
+/// Parses the arguments after the program name. 5.0.1 matches options by their first two
+/// characters (`-nX` is `-n`).
+pub fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
+    let mut out = Args::default();
+    while let Some(a) = args.next() {
+        if a == "-h" || a == "--help" {
+            return Err(ArgsError::Help);
+        }
+        if a == "--version" {
+            return Err(ArgsError::Version);
+        }
+        let flag = a.get(..2).unwrap_or_default();
+        if !FLAGS.contains(&flag) {
+            return Err(ArgsError::Usage);
+        }
+        let v = args.next().ok_or(ArgsError::Usage)?;
+        match flag {
+            "-n" => {
+                if v.len() > MAX_HOST_NAME_LEN {
+                    return Err(ArgsError::Message(format!("Usage: proc name {v} too long")));
+                }
+                out.name = Some(v);
+            }
+            "-c" => out.config = Some(PathBuf::from(v)),
+            _ => match v.as_str() {
+                "y" => out.log = true,
+                "n" => out.log = false,
+                _ => return Err(ArgsError::Usage),
+            },
+        }
+    }
+    Ok(out)
+}
+
+/// The version line `spread --version` prints.
+pub fn version_line() -> String {
+    format!(
+        "spread (mbus) {} — Spread 5.0.1 compatible",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// The same command line as a clap command, for the man page and completions only.
+pub fn command() -> clap::Command {
+    use clap::{Arg, ArgAction, Command};
+    Command::new("spread")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Spread 5.0.1-compatible group messaging daemon")
+        .long_about(
+            "Spread 5.0.1-compatible group messaging daemon: a drop-in replacement for \
+             Spread's `spread`, same configuration file, same client and daemon protocols.",
+        )
+        .after_help(HELP_EXTRA.trim_start().to_owned())
+        .disable_version_flag(true)
+        .disable_help_flag(true)
+        .arg(
+            Arg::new("log")
+                .short('l')
+                .value_name("y/n")
+                .value_parser(["y", "n"])
+                .help("print log (accepted; the membership log file is not written yet)"),
+        )
+        .arg(
+            Arg::new("name")
+                .short('n')
+                .value_name("proc name")
+                .help("force computer name: this daemon's host entry in the configuration"),
+        )
+        .arg(
+            Arg::new("config")
+                .short('c')
+                .value_name("file name")
+                .value_hint(clap::ValueHint::FilePath)
+                .help("specify configuration file [default: spread.conf]"),
+        )
+        .arg(
+            Arg::new("help")
+                .short('h')
+                .long("help")
+                .action(ArgAction::Help)
+                .help("print the usage and the search order of configuration files"),
+        )
+        .arg(
+            Arg::new("version")
+                .long("version")
+                .action(ArgAction::Version)
+                .help("print the version"),
+        )
+}
