@@ -74,19 +74,6 @@ impl Mailbox {
         Ok(Self::from_opened(opened, opts.byte_order))
     }
 
-    /// Opens a session on a daemon core running in this process (see
-    /// [`crate::daemon::spawn_core`]): the bytes go through an in-memory pipe, no socket.
-    pub async fn connect_in_process(
-        core: &crate::daemon::CoreHandle,
-        opts: &ConnectOptions,
-    ) -> Result<Self, Error> {
-        let pipe = core
-            .connect_in_process()
-            .await
-            .map_err(|e| Error::CouldNotConnect(std::io::Error::other(e)))?;
-        Self::connect_stream(pipe, opts).await
-    }
-
     fn from_opened(o: Opened, order: ByteOrder) -> Self {
         let sender = GroupName::new(o.private_group.as_bytes());
         Self {

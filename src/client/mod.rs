@@ -2,8 +2,9 @@
 //!
 //! Speaks the libspread 5.0.1 protocol to any Spread 5.0.1 daemon or mbus daemon, over TCP
 //! (`"<port>@<host>"`), a Unix-domain socket (`"<port>"` → `/tmp/<port>`, or a path), or
-//! in-process to a daemon embedded in the same program ([`Mailbox::connect_in_process`]: an
-//! in-memory pipe to the core task, no socket involved).
+//! any byte stream ([`Mailbox::connect_stream`]) — e.g. the in-memory pipe of a daemon embedded
+//! in the same program (`mbus::daemon`, which uses this library; this library does not depend
+//! on the daemon).
 //!
 //! Connecting, joining, sending and receiving:
 //!
@@ -72,7 +73,7 @@
 //!     spread::DaemonConfig::new("localhost", 1, 0),
 //!     std::future::pending(), // runs until the program ends
 //! );
-//! let mut mb = Mailbox::connect_in_process(&core, &ConnectOptions::new("me", true)).await?;
+//! let mut mb = core.connect_mailbox(&ConnectOptions::new("me", true)).await?;
 //! mb.join("local").await?;
 //! mb.multicast(ServiceType::SAFE, "local", 0, b"no socket involved").await?;
 //! # Ok(())

@@ -45,13 +45,10 @@ impl SpreadBus {
         name: &str,
         timeout: Duration,
     ) -> Result<Self, BusError> {
-        let pipe = core
-            .connect_in_process()
-            .await
-            .map_err(|e| BusError::Refused(format!("{daemon}: {e}")))?;
         let mut opts = ConnectOptions::new(name, true);
         opts.timeout = Some(timeout);
-        let mb = Mailbox::connect_stream(pipe, &opts)
+        let mb = core
+            .connect_mailbox(&opts)
             .await
             .map_err(|e| BusError::Refused(format!("{daemon}: {e}")))?;
         Ok(Self::attach(mb, daemon))

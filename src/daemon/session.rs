@@ -125,6 +125,20 @@ impl CoreHandle {
         Ok(client)
     }
 
+    /// Opens a session without a socket and speaks the client protocol over it: a
+    /// [`crate::client::Mailbox`] on this daemon (connect-time rejects as over a socket; a
+    /// stopped core is `Error::CouldNotConnect`).
+    pub async fn connect_mailbox(
+        &self,
+        opts: &crate::client::ConnectOptions,
+    ) -> Result<crate::client::Mailbox, crate::client::Error> {
+        let pipe = self
+            .connect_in_process()
+            .await
+            .map_err(|e| crate::client::Error::CouldNotConnect(std::io::Error::other(e)))?;
+        crate::client::Mailbox::connect_stream(pipe, opts).await
+    }
+
     /// Hands a ring datagram to the core.
     pub(crate) async fn packet(&self, packet: Packet) -> Result<(), CoreStopped> {
         self.packets.send(packet).await.map_err(|_| CoreStopped)

@@ -22,12 +22,8 @@ async fn in_process_sessions_share_groups_with_each_other() {
         },
     );
     let opts = |n: &str| ConnectOptions::new(n, true);
-    let mut a = Mailbox::connect_in_process(&core, &opts("a"))
-        .await
-        .unwrap();
-    let mut b = Mailbox::connect_in_process(&core, &opts("b"))
-        .await
-        .unwrap();
+    let mut a = core.connect_mailbox(&opts("a")).await.unwrap();
+    let mut b = core.connect_mailbox(&opts("b")).await.unwrap();
     assert_eq!(a.private_group(), "#a#embedded");
     a.join("g").await.unwrap();
     // Wait for a's own join before b joins: the two pipes are read independently, so without
@@ -96,9 +92,7 @@ async fn in_process_sessions_share_groups_with_each_other() {
     );
 
     // Same rules as over a socket: the name is taken.
-    let e = Mailbox::connect_in_process(&core, &opts("a"))
-        .await
-        .unwrap_err();
+    let e = core.connect_mailbox(&opts("a")).await.unwrap_err();
     assert_eq!(e.code(), -6);
     b.disconnect().await.unwrap();
     let Message::Membership(m) = recv(&mut a).await else {
@@ -109,8 +103,6 @@ async fn in_process_sessions_share_groups_with_each_other() {
     // After the core stops, connecting fails cleanly.
     stop_tx.send(()).unwrap();
     task.await.unwrap();
-    let e = Mailbox::connect_in_process(&core, &opts("late"))
-        .await
-        .unwrap_err();
+    let e = core.connect_mailbox(&opts("late")).await.unwrap_err();
     assert_eq!(e.code(), -2);
 }
