@@ -14,7 +14,7 @@ use super::proto::{Describe, Msg, NodeType};
 use super::subcluster::Subclusters;
 use crate::console::command::{parse_manager_line, ManagerCommand, MANAGER_HELP};
 use crate::console::server::Reply;
-use crate::ecconf::{Config, Value};
+use crate::ecconf::{Config, Transactions, Value};
 
 /// Manager settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +86,8 @@ pub struct ManagerCore {
     cache: ControlCache,
     next_req: u64,
     out: VecDeque<BusAction>,
+    /// Open `config begin` transactions by console session.
+    txns: Transactions,
 }
 
 impl ManagerCore {
@@ -110,6 +112,7 @@ impl ManagerCore {
             cache,
             next_req: 1,
             out: VecDeque::new(),
+            txns: Transactions::default(),
         }
     }
 
@@ -284,8 +287,19 @@ impl ManagerCore {
         );
     }
 
-    /// Runs one console line; `shutdown` in the reply asks the shell to stop.
+    /// Runs one console line of the local session `"local"`; `shutdown` in the reply asks
+    /// the shell to stop.
     pub fn console(&mut self, now: u64, line: &str) -> ManagerReply {
+        self.console_as(now, "local", line)
+    }
+
+    /// A console session ended: its open transaction (if any) is discarded.
+    pub fn session_closed(&mut self, session: &str) {
+        self.txns.close(session);
+    }
+
+    /// Runs one console line for console session `session` (transactions are per session).
+    pub fn console_as(&mut self, now: u64, session: &str, line: &str) -> ManagerReply {
         let parsed = match parse_manager_line(line) {
             Ok(p) => p,
             Err(e) => return ManagerReply::text(e.to_string()),
@@ -421,6 +435,19 @@ impl ManagerCore {
                 },
                 None => format!("No response stored from '{node}' for '{command}'"),
             },
+            M::Config(c)
+                if self.txns.is_open(session)
+                    || matches!(c.sub.as_str(), "begin" | "commit" | "rollback" | "replay") =>
+            {
+                let out = self
+                    .txns
+                    .console(&mut self.config, session, &c.sub, &c.args)
+                    .unwrap_or_default();
+                if c.sub == "commit" {
+                    self.cache.set_limits(cache_limits(&self.config));
+                }
+                out
+            }
             M::Config(c) if c.sub == "reload" => {
                 let path = if c.args.trim().is_empty() {
                     self.config_path.clone()

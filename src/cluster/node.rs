@@ -15,7 +15,7 @@ use super::duravip::{NodeView, Reducer};
 use super::members::{banner, leader, render_info, render_membership, VERSION};
 use super::proto::{chunk_response, Describe, EntryKind, Msg, NodeType, VipEntry};
 use crate::console::command::{parse_node_line, NodeCommand};
-use crate::ecconf::{Config, Scope};
+use crate::ecconf::{Config, Scope, Transactions};
 
 /// Who this node is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +155,8 @@ pub struct NodeCore {
     stop: bool,
     /// Canary: apply a reloaded view locally at once, bypassing the total order (the seed's bug).
     canary_local_reload: bool,
+    /// Open `config begin` transactions by session (`bus:<sender>` for relayed commands).
+    txns: Transactions,
 }
 
 impl NodeCore {
@@ -184,6 +186,7 @@ impl NodeCore {
             canary_local_reload: false,
             joined_at: 0,
             stop: false,
+            txns: Transactions::default(),
         }
     }
 
@@ -411,7 +414,8 @@ impl NodeCore {
                             req_id,
                             command: text.clone(),
                         };
-                        match self.execute(now, &text) {
+                        let session = format!("bus:{}", reply.sender);
+                        match self.execute_as(now, &session, &text) {
                             Exec::Text(t) => self.respond(&reply, &t),
                             Exec::Run(run) => self.out.push_back(NodeOutput::Run(reply, run)),
                         }
@@ -508,8 +512,23 @@ impl NodeCore {
         }
     }
 
-    /// Executes one console line (from the bus or the local console).
+    /// Executes one console line of the local session `"local"`.
     pub fn execute(&mut self, now: u64, line: &str) -> Exec {
+        self.execute_as(now, "local", line)
+    }
+
+    /// The live configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A console session ended: its open transaction (if any) is discarded.
+    pub fn session_closed(&mut self, session: &str) {
+        self.txns.close(session);
+    }
+
+    /// Executes one console line for `session` (from the bus: `bus:<sender>`).
+    pub fn execute_as(&mut self, now: u64, session: &str, line: &str) -> Exec {
         let parsed = match parse_node_line(line) {
             Ok(p) => p,
             Err(e) => return Exec::Text(e.to_string()),
@@ -523,6 +542,14 @@ impl NodeCore {
                 "Shutting down.".into()
             }
             NodeCommand::Help(_) | NodeCommand::ClusterHelp => NODE_HELP.to_string(),
+            NodeCommand::Config(c)
+                if self.txns.is_open(session)
+                    || matches!(c.sub.as_str(), "begin" | "commit" | "rollback" | "replay") =>
+            {
+                self.txns
+                    .console(&mut self.config, session, &c.sub, &c.args)
+                    .unwrap_or_default()
+            }
             NodeCommand::Config(c) if c.sub == "reload" => {
                 let path = if c.args.trim().is_empty() {
                     self.config_path.clone()

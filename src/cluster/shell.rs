@@ -14,7 +14,9 @@ use super::duravip::Plumber;
 use super::exec::run_blocking;
 use super::manager::ManagerCore;
 use super::node::{Exec, NodeCore, NodeOutput, ReplyTo};
-use crate::console::server::{serve, Limits, Listener, Reply, Request};
+use crate::console::access::Access;
+use crate::console::server::{serve, Event, Limits, Listener, Reply, Request};
+use crate::ecconf::Config;
 
 /// Wall-clock seconds since the Unix epoch.
 pub fn now_secs() -> u64 {
@@ -40,13 +42,19 @@ impl Backoff {
 /// Running control listeners: requests in, a shutdown switch, and a way to wait for every
 /// connection task to finish writing.
 struct Listeners {
-    requests: mpsc::Receiver<Request>,
+    requests: mpsc::Receiver<Event>,
     shutdown: watch::Sender<bool>,
     alive: mpsc::Receiver<()>,
 }
 
 impl Listeners {
-    fn start(listeners: Vec<Listener>, limits: Limits) -> Self {
+    /// Starts serving; who may log in and run what comes from `config` (read once).
+    fn start(listeners: Vec<Listener>, limits: Limits, config: &Config) -> Self {
+        let (access, warnings) = Access::from_config(config);
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        let access = std::sync::Arc::new(access);
         let (tx, requests) = mpsc::channel(64);
         let (shutdown, sd_rx) = watch::channel(false);
         let (alive_tx, alive) = mpsc::channel(1);
@@ -55,6 +63,7 @@ impl Listeners {
                 l,
                 tx.clone(),
                 limits,
+                access.clone(),
                 sd_rx.clone(),
                 alive_tx.clone(),
             ));
@@ -70,9 +79,10 @@ impl Listeners {
     async fn stop(mut self) {
         let _ = self.shutdown.send(true);
         self.requests.close();
-        while let Ok(Some(req)) =
+        while let Ok(Some(ev)) =
             tokio::time::timeout(Duration::from_millis(10), self.requests.recv()).await
         {
+            let Event::Line(req) = ev else { continue };
             let _ = req.reply.send(Reply {
                 text: "Shutting down.".into(),
                 close: true,
@@ -122,7 +132,7 @@ pub async fn run_manager<B, C, F>(
             }
         }
     }
-    let mut ls = Listeners::start(listeners, limits);
+    let mut ls = Listeners::start(listeners, limits, core.config());
     let mut bus: Option<B> = None;
     let mut backoff = Backoff(Backoff::MIN);
     let mut retry_at = Instant::now();
@@ -192,8 +202,20 @@ pub async fn run_manager<B, C, F>(
     }
 }
 
-fn manager_request(core: &mut ManagerCore, req: Request) -> bool {
-    let r = core.console(now_secs(), &req.line);
+/// Per-session state key of a console connection.
+fn session_key(id: u64) -> String {
+    format!("console:{id}")
+}
+
+fn manager_request(core: &mut ManagerCore, ev: Event) -> bool {
+    let req = match ev {
+        Event::Line(r) => r,
+        Event::Closed(id) => {
+            core.session_closed(&session_key(id));
+            return false;
+        }
+    };
+    let r = core.console_as(now_secs(), &session_key(req.session.id), &req.line);
     let stop = r.shutdown;
     let _ = req.reply.send(Reply::from(r));
     stop
@@ -212,7 +234,7 @@ pub async fn run_node<B, C, F>(
     C: FnMut() -> F,
     F: Future<Output = Result<B, BusError>>,
 {
-    let mut ls = Listeners::start(listeners, limits);
+    let mut ls = Listeners::start(listeners, limits, core.config());
     let (done_tx, mut done_rx) = mpsc::channel::<(ReplyTo, String)>(64);
     let mut bus: Option<B> = None;
     let mut backoff = Backoff(Backoff::MIN);
@@ -312,8 +334,15 @@ pub async fn run_node<B, C, F>(
     ls.stop().await;
 }
 
-fn node_request(core: &mut NodeCore, req: Request) {
-    match core.execute(now_secs(), &req.line) {
+fn node_request(core: &mut NodeCore, ev: Event) {
+    let req: Request = match ev {
+        Event::Line(r) => r,
+        Event::Closed(id) => {
+            core.session_closed(&session_key(id));
+            return;
+        }
+    };
+    match core.execute_as(now_secs(), &session_key(req.session.id), &req.line) {
         Exec::Text(text) => {
             let _ = req.reply.send(Reply { text, close: false });
         }

@@ -76,7 +76,8 @@ pub enum ManagerCommand {
 /// `config SUB ARGS` — the sub-command and its raw argument text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigCommand {
-    /// `get`, `set`, `eval`, `unset`, `show`, `showrecurse`, `locate` or `reload`.
+    /// `get`, `set`, `eval`, `unset`, `show`, `showrecurse`, `locate`, `reload`, or a
+    /// transaction command: `begin`, `commit`, `rollback`, `replay`.
     pub sub: String,
     /// Everything after the sub-command, verbatim.
     pub args: String,
@@ -177,19 +178,18 @@ fn nonempty(s: &str, usage: &'static str) -> Result<String, CommandError> {
 
 fn config(rest: &str) -> Result<ConfigCommand, CommandError> {
     const USAGE: &str =
-        "config {get|set|eval|unset|show|showrecurse|locate|reload} [scope …] [option [value]]";
+        "config {get|set|eval|unset|show|showrecurse|locate|reload|begin|commit|rollback|replay} [scope …] [option [value]]";
     let (w, args) = split_words(rest, 1);
     let sub = w
         .first()
         .ok_or(CommandError::Usage(USAGE))?
         .to_ascii_lowercase();
     match sub.as_str() {
-        "get" | "set" | "eval" | "unset" | "show" | "showrecurse" | "locate" | "reload" => {
-            Ok(ConfigCommand {
-                sub,
-                args: args.to_string(),
-            })
-        }
+        "get" | "set" | "eval" | "unset" | "show" | "showrecurse" | "locate" | "reload"
+        | "begin" | "commit" | "rollback" | "replay" => Ok(ConfigCommand {
+            sub,
+            args: args.to_string(),
+        }),
         _ => Err(CommandError::Usage(USAGE)),
     }
 }
