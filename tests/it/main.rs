@@ -6,6 +6,7 @@ mod client_limits;
 mod client_membership;
 mod client_services;
 mod client_slow;
+mod cluster_auth;
 mod cluster_daemon;
 mod cluster_duravip;
 mod cluster_netns;
