@@ -119,11 +119,17 @@ impl Sim {
 
     /// Runs a line on the manager's console and returns the reply after the cluster is quiet.
     pub fn console(&mut self, line: &str) -> String {
+        self.console_as("local", line)
+    }
+
+    /// Runs a line on the manager's console in console session `session` (transactions are
+    /// per session) and returns the reply after the cluster is quiet.
+    pub fn console_as(&mut self, session: &str, line: &str) -> String {
         let now = self.now;
         let Some((m, _)) = self.manager.as_mut() else {
             return "no manager".into();
         };
-        let r = m.console(now, line);
+        let r = m.console_as(now, session, line);
         self.run();
         r.text
     }

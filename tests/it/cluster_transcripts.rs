@@ -81,6 +81,12 @@ fn arg<'a>(directive: &'a str, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("missing {key}= in '{directive}'"))
 }
 
+fn opt_arg<'a>(directive: &'a str, key: &str) -> Option<&'a str> {
+    directive
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+}
+
 fn run_case(sim: &mut Sim, c: &Case) -> String {
     let name = c.directive.split_whitespace().next().unwrap_or("");
     match name {
@@ -122,8 +128,9 @@ fn run_case(sim: &mut Sim, c: &Case) -> String {
         "console" | "node-console" | "console-async" => {
             let mut out = Vec::new();
             for line in c.input.lines() {
+                let session = opt_arg(&c.directive, "session").unwrap_or("local");
                 let reply = if name == "console" {
-                    sim.console(line)
+                    sim.console_as(session, line)
                 } else if name == "console-async" {
                     sim.console_no_run(line)
                 } else {
