@@ -17,6 +17,8 @@
 //! * [`duravip`] — ownership as a pure function of (cluster-group membership, latest views),
 //!   so nodes that delivered the same prefix of the total order agree by construction.
 //! * [`subcluster`] — the `# Subcluster:` table of `mbus.conf`.
+//! * [`shared`] — replicated gauge tables (`cluster shared …`), merged in the agreed order;
+//!   [`arp`] — `cluster arp show` from the kernel's neighbour table.
 //! * [`shell`] — the tokio loops: one task owns a core, selects over control-socket requests,
 //!   the bus and timers, and reconnects (with back-off) when the daemon goes away.
 //! * [`sim`] — a deterministic single-process cluster over [`bus::MemHub`] for transcript and
@@ -37,6 +39,7 @@
 //! like any client; node agents on other hosts join the same ring through their own daemons
 //! (`tests/it/cluster_process.rs`, `cluster_process_embedded_ring`).
 
+pub mod arp;
 pub mod bus;
 pub mod cache;
 pub mod duravip;
@@ -46,6 +49,7 @@ pub mod members;
 pub mod node;
 pub mod proto;
 pub mod run;
+pub mod shared;
 pub mod shell;
 pub mod sim;
 pub mod spread_bus;

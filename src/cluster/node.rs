@@ -11,9 +11,10 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use super::bus::{BusAction, BusEvent};
-use super::duravip::{NodeView, Reducer};
+use super::duravip::{xml_escape, NodeView, Reducer};
 use super::members::{banner, leader, render_info, render_membership, VERSION};
 use super::proto::{chunk_response, Describe, EntryKind, Msg, NodeType, VipEntry};
+use super::shared::{SharedTables, CONNECTIONS};
 use crate::console::command::{parse_node_line, NodeCommand};
 use crate::ecconf::{Config, Scope, Transactions};
 
@@ -116,6 +117,9 @@ pub enum NodeOutput {
     Bus(BusAction),
     /// Run a mapped program, then call [`NodeCore::mapped_done`].
     Run(ReplyTo, MappedRun),
+    /// `cluster reset`: drop the bus connection and attach again (the core has already
+    /// released its DuraVIPs; [`NodeCore::reconnected`] follows as for any reconnect).
+    Reconnect,
     /// Bring a DuraVIP up (`add`) or down on an interface.
     Plumb {
         /// Add (true) or delete.
@@ -157,6 +161,15 @@ pub struct NodeCore {
     canary_local_reload: bool,
     /// Open `config begin` transactions by session (`bus:<sender>` for relayed commands).
     txns: Transactions,
+    /// Replicated objects (`cluster shared …`).
+    shared: SharedTables,
+    /// Open local console sessions (feeds the `connections` object).
+    sessions: BTreeSet<String>,
+    /// `cluster duravip release all`: announce no DuraVIPs until `announce view`, `reset`
+    /// or a reload.
+    released: bool,
+    /// The neighbour table file read by `cluster arp show`.
+    arp_path: PathBuf,
 }
 
 impl NodeCore {
@@ -187,6 +200,10 @@ impl NodeCore {
             joined_at: 0,
             stop: false,
             txns: Transactions::default(),
+            shared: SharedTables::new(),
+            sessions: BTreeSet::new(),
+            released: false,
+            arp_path: PathBuf::from(super::arp::PROC_ARP),
         }
     }
 
@@ -206,6 +223,7 @@ impl NodeCore {
     }
 
     fn reset(&mut self) {
+        self.shared.clear_seen();
         self.cluster_members.clear();
         self.descs.clear();
         self.duravip = Reducer::new();
@@ -281,9 +299,48 @@ impl NodeCore {
         })
     }
 
-    /// This node's DuraVIP configuration as announced in views.
+    /// This node's DuraVIP configuration as announced in views (none after `cluster duravip
+    /// release all`).
     pub fn local_view(&self) -> Vec<VipEntry> {
+        if self.released {
+            return Vec::new();
+        }
         local_view(&self.config.root)
+    }
+
+    /// Sets this node's value of `key` in replicated gauge table `object` (e.g. an MTA's
+    /// connection counts); announced at once, merged by every node in the agreed order.
+    pub fn set_gauge(&mut self, object: &str, key: &str, value: i64) -> bool {
+        let ok = self.shared.set_local(object, key, value);
+        self.announce_shared();
+        ok
+    }
+
+    /// The replicated objects (read-only).
+    pub fn shared(&self) -> &SharedTables {
+        &self.shared
+    }
+
+    /// Reads `cluster arp show` from `path` instead of `/proc/net/arp` (tests).
+    pub fn set_arp_path(&mut self, path: PathBuf) {
+        self.arp_path = path;
+    }
+
+    fn announce_shared(&mut self) {
+        if !self.cluster_members.contains(&self.private) {
+            return; // announced in full when (re)joining
+        }
+        let g = self.id.cluster_group.clone();
+        for m in self.shared.take_changed(&self.id.node) {
+            self.multicast(&g, &m);
+        }
+    }
+
+    fn session_seen(&mut self, session: &str) {
+        if session.starts_with("console:") && self.sessions.insert(session.to_string()) {
+            let n = i64::try_from(self.sessions.len()).unwrap_or(i64::MAX);
+            self.set_gauge(CONNECTIONS, "console", n);
+        }
     }
 
     fn announce(&mut self) {
@@ -383,12 +440,16 @@ impl NodeCore {
                 self.descs.retain(|p, _| members.contains(p));
                 self.heard.retain(|p| members.contains(p));
                 self.duravip.on_membership(now, &members);
+                self.shared.on_membership(&members);
                 if me_in {
                     // Tell (new) members who we are and what we manage.
                     let d = self.describe();
                     let g = self.id.cluster_group.clone();
                     self.multicast(&g, &d);
                     self.announce();
+                    for m in self.shared.all_snapshots(&self.id.node) {
+                        self.multicast(&g, &m);
+                    }
                 }
                 self.hear("");
                 self.reconcile();
@@ -442,6 +503,15 @@ impl NodeCore {
                         self.reconcile();
                     }
                     Msg::Move { vip, node } => self.on_move(&vip, &node),
+                    Msg::Shared {
+                        object,
+                        node,
+                        entries,
+                    } => {
+                        if self.cluster_members.contains(&sender) {
+                            self.shared.on_shared(&sender, &node, &object, &entries);
+                        }
+                    }
                     Msg::Response { .. } => {}
                 }
             }
@@ -525,16 +595,32 @@ impl NodeCore {
     /// A console session ended: its open transaction (if any) is discarded.
     pub fn session_closed(&mut self, session: &str) {
         self.txns.close(session);
+        if self.sessions.remove(session) {
+            let n = i64::try_from(self.sessions.len()).unwrap_or(i64::MAX);
+            self.set_gauge(CONNECTIONS, "console", n);
+        }
     }
 
     /// Executes one console line for `session` (from the bus: `bus:<sender>`).
     pub fn execute_as(&mut self, now: u64, session: &str, line: &str) -> Exec {
+        self.session_seen(session);
         let parsed = match parse_node_line(line) {
             Ok(p) => p,
             Err(e) => return Exec::Text(e.to_string()),
         };
         let xml = parsed.xml;
-        let text = match parsed.command {
+        let own_xml = matches!(
+            parsed.command,
+            NodeCommand::ClusterMembership | NodeCommand::DuravipShow { .. }
+        );
+        match self.run_command(now, session, xml, parsed.command) {
+            Exec::Text(t) if xml && !own_xml => Exec::Text(xml_wrap(line, &t)),
+            other => other,
+        }
+    }
+
+    fn run_command(&mut self, now: u64, session: &str, xml: bool, cmd: NodeCommand) -> Exec {
+        let text = match cmd {
             NodeCommand::Empty => String::new(),
             NodeCommand::Version => banner("ecelerity"),
             NodeCommand::Shutdown => {
@@ -611,6 +697,7 @@ impl NodeCore {
             }
             NodeCommand::DuravipMove { vip, node } => self.request_move(&vip, &node),
             NodeCommand::DuravipAnnounceView => {
+                self.released = false;
                 self.announce();
                 format!("View announced for {} DuraVIPs.", self.local_view().len())
             }
@@ -620,6 +707,43 @@ impl NodeCore {
                     "DuraVIP debugging {}.",
                     if on { "enabled" } else { "disabled" }
                 )
+            }
+            NodeCommand::DuravipRelease => {
+                let owned = self.plumbed.len();
+                self.released = true;
+                self.claims.clear();
+                self.announce();
+                format!("Releasing {owned} locally owned DuraVIP(s); 'cluster duravip announce view' takes part again.")
+            }
+            NodeCommand::ClusterAbort(id) => format!("No cluster job with id '{id}'."),
+            NodeCommand::ArpShow => {
+                let peers: BTreeMap<String, String> = self
+                    .descs
+                    .values()
+                    .filter_map(|d| {
+                        let ip = d
+                            .address
+                            .rsplit_once(':')
+                            .map_or(d.address.as_str(), |(h, _)| h);
+                        (!d.node.is_empty()).then(|| (ip.to_string(), d.node.clone()))
+                    })
+                    .collect();
+                match std::fs::read_to_string(&self.arp_path) {
+                    Ok(text) => super::arp::render(&text, &peers),
+                    Err(e) => format!("Cannot read {}: {e}", self.arp_path.display()),
+                }
+            }
+            NodeCommand::ClusterReset => {
+                self.released = false;
+                self.reset();
+                self.out.push_back(NodeOutput::Reconnect);
+                "Resetting the bus connection; DuraVIPs will be renegotiated.".into()
+            }
+            NodeCommand::SharedList => self.shared.list(),
+            NodeCommand::SharedShow { object, from } => self.shared.show(&object, from.as_deref()),
+            NodeCommand::ShowLogs => {
+                "No cluster logs are offered by this node (log aggregation is not configured)."
+                    .into()
             }
             NodeCommand::Other(line) => {
                 if let Some(run) = mapped(&self.config.root, &line) {
@@ -672,17 +796,38 @@ impl NodeCore {
     }
 }
 
+/// The `xml` form of a command without an XML rendering of its own: the command and its text
+/// output as elements.
+pub fn xml_wrap(line: &str, text: &str) -> String {
+    let (_, cmd) = crate::console::command::split_words(line.trim(), 1);
+    format!(
+        "<command_output>\n  <command>{}</command>\n  <output>{}</output>\n</command_output>",
+        xml_escape(cmd),
+        xml_escape(text)
+    )
+}
+
 /// Seconds a joining node waits to hear every cluster-group member before it trusts its
 /// DuraVIP table anyway (Momentum's `view_mature_time` default).
 pub const SETTLE_SECS: u64 = 5;
 
 const NODE_HELP: &str = "\
+cluster abort <id>                   abort a cluster job
+cluster arp show                     the kernel's neighbour table (cluster peers named)
 cluster duravip announce view        announce this node's DuraVIP view
+cluster duravip debug on|off         DuraVIP debug logging
 cluster duravip move <vip> to <node> move a DuraVIP (use broadcast from eccmgr)
+cluster duravip release all          give up every locally owned DuraVIP
 cluster duravip show [tables]        DuraVIP state (tables: XML)
+cluster help                         this list
 cluster info                         bus daemon, groups and leader
 cluster membership                   members of the cluster group
 cluster nodeaddr | cluster nodename  this node's address / name
+cluster reset                        reconnect to the bus (DuraVIPs renegotiated)
+cluster shared list                  replicated objects
+cluster shared show <obj> [from <n>] a replicated object, merged or one node's part
+cluster show logs                    aggregated logs offered to the manager
+xml <command>                        any command, answered as XML
 config {get|set|eval|unset|show|showrecurse|locate|reload} …
 help [command]                       this list
 version                              version banner";

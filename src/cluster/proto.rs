@@ -29,6 +29,11 @@ pub const MT_VIEW: i16 = 0x6304;
 /// `mess_type` of a DuraVIP move.
 pub const MT_MOVE: i16 = 0x6305;
 
+/// `mess_type` of a replicated-object snapshot (one sender's contribution).
+pub const MT_SHARED: i16 = 0x6306;
+/// Most keys in one replicated-object snapshot.
+pub const MAX_SHARED_KEYS: usize = 1024;
+
 /// A malformed bus message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtoError {
@@ -145,6 +150,16 @@ pub enum Msg {
         /// Target node.
         node: String,
     },
+    /// The sender's whole contribution to a replicated gauge table (replaces its previous
+    /// one when delivered; every node applies these in the agreed order).
+    Shared {
+        /// Object name.
+        object: String,
+        /// Sending node.
+        node: String,
+        /// Keys and values, at most [`MAX_SHARED_KEYS`].
+        entries: Vec<(String, i64)>,
+    },
 }
 
 fn put_str(out: &mut BytesMut, s: &str) {
@@ -215,6 +230,7 @@ impl Msg {
             Self::Describe(_) => MT_DESCRIBE,
             Self::View { .. } => MT_VIEW,
             Self::Move { .. } => MT_MOVE,
+            Self::Shared { .. } => MT_SHARED,
         }
     }
 
@@ -284,6 +300,20 @@ impl Msg {
             Self::Move { vip, node } => {
                 put_str(&mut o, vip);
                 put_str(&mut o, node);
+            }
+            Self::Shared {
+                object,
+                node,
+                entries,
+            } => {
+                put_str(&mut o, object);
+                put_str(&mut o, node);
+                let n = entries.len().min(MAX_SHARED_KEYS);
+                o.put_u32(u32::try_from(n).unwrap_or(0));
+                for (k, v) in entries.iter().take(n) {
+                    put_str(&mut o, k);
+                    o.put_i64(*v);
+                }
             }
         }
         o.freeze()
@@ -379,6 +409,24 @@ impl Msg {
                 vip: get_str(b)?,
                 node: get_str(b)?,
             },
+            MT_SHARED => {
+                let (object, node) = (get_str(b)?, get_str(b)?);
+                let n = get_count(b, 12)?;
+                if n > MAX_SHARED_KEYS {
+                    return Err(ProtoError::Length(n as u64));
+                }
+                let mut entries = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let k = get_str(b)?;
+                    let v = get_u64(b)?;
+                    entries.push((k, i64::from_be_bytes(v.to_be_bytes())));
+                }
+                Self::Shared {
+                    object,
+                    node,
+                    entries,
+                }
+            }
             other => return Err(ProtoError::Type(other)),
         };
         if b.has_remaining() {

@@ -290,6 +290,11 @@ pub async fn run_node<B, C, F>(
                         }
                     }
                 }
+                NodeOutput::Reconnect => {
+                    tracing::warn!("cluster reset: reattaching to the bus");
+                    bus = None;
+                    retry_at = Instant::now();
+                }
                 NodeOutput::Run(to, run) => {
                     let tx = done_tx.clone();
                     tokio::spawn(async move {

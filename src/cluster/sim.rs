@@ -20,6 +20,8 @@ pub struct SimNode {
     pub conn: MemConn,
     /// Plumbing actions taken (`+ip/prefix@iface`, `-…`).
     pub plumb_log: Vec<String>,
+    /// `cluster reset` asked for a new bus connection.
+    pub reset_pending: bool,
 }
 
 /// The simulated cluster.
@@ -96,6 +98,7 @@ impl Sim {
             core,
             conn,
             plumb_log: Vec::new(),
+            reset_pending: false,
         };
         Self::flush_node(&mut node);
         self.nodes.insert(name.to_string(), node);
@@ -200,6 +203,7 @@ impl Sim {
                     let out = run_blocking(&run);
                     n.core.mapped_done(&to, &out);
                 }
+                NodeOutput::Reconnect => n.reset_pending = true,
                 p @ NodeOutput::Plumb { .. } => {
                     if let Some(s) = super::node::describe_plumb(&p) {
                         n.plumb_log.push(s);
@@ -209,9 +213,33 @@ impl Sim {
         }
     }
 
+    /// Gives node `name` a new bus connection (as its shell does after `cluster reset` or a
+    /// lost daemon): the old one drops without leaving cleanly, the core starts afresh.
+    pub fn reconnect_node(&mut self, name: &str) {
+        self.pids += 1;
+        let pid = self.pids;
+        let Some(n) = self.nodes.get_mut(name) else {
+            return;
+        };
+        n.reset_pending = false;
+        let old = n.conn.private_name_owned();
+        let Ok(conn) = self.hub.connect(&format!("ec0-{pid:05}"), name) else {
+            return;
+        };
+        n.conn = conn;
+        self.hub.kill(&old);
+        let p = n.conn.private_name_owned();
+        n.core.reconnected(&p, &format!("memory:{name}"));
+        Self::flush_node(n);
+    }
+
     /// Delivers at most one pending event to node `name`; true if there was one.
     pub fn step_node(&mut self, name: &str) -> bool {
         let now = self.now;
+        if self.nodes.get(name).is_some_and(|n| n.reset_pending) {
+            self.reconnect_node(name);
+            return true;
+        }
         let Some(n) = self.nodes.get_mut(name) else {
             return false;
         };

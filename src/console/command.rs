@@ -131,6 +131,25 @@ pub enum NodeCommand {
     DuravipAnnounceView,
     /// `cluster duravip debug on|off`.
     DuravipDebug(bool),
+    /// `cluster abort <id>`: abort a cluster job.
+    ClusterAbort(String),
+    /// `cluster arp show`: the kernel's neighbour table (read-only).
+    ArpShow,
+    /// `cluster duravip release all`: give up every locally owned DuraVIP.
+    DuravipRelease,
+    /// `cluster reset`: reconnect to the bus (DuraVIPs are renegotiated).
+    ClusterReset,
+    /// `cluster shared list`.
+    SharedList,
+    /// `cluster shared show <object> [from <node>]`.
+    SharedShow {
+        /// Object name.
+        object: String,
+        /// One node's contribution only.
+        from: Option<String>,
+    },
+    /// `cluster show logs`.
+    ShowLogs,
     /// Anything else (possibly an operator-mapped command), verbatim.
     Other(String),
 }
@@ -302,10 +321,32 @@ pub fn parse_node_line(line: &str) -> Result<Parsed<NodeCommand>, CommandError> 
                 node: ws[5].to_string(),
             }
         }
+        ["cluster", "duravip", "release", "all"] if rest(4).is_empty() => N::DuravipRelease,
         ["cluster", "duravip", ..] => {
             return Err(CommandError::Usage(
-                "cluster duravip {show [tables]|move <vip> to <node>|announce view|debug on|off}",
+                "cluster duravip {show [tables]|move <vip> to <node>|announce view|debug on|off|release all}",
             ))
+        }
+        ["cluster", "abort", id] if rest(3).is_empty() => N::ClusterAbort((*id).to_string()),
+        ["cluster", "abort", ..] => return Err(CommandError::Usage("cluster abort <id>")),
+        ["cluster", "arp", "show"] if rest(3).is_empty() => N::ArpShow,
+        ["cluster", "reset"] if rest(2).is_empty() => N::ClusterReset,
+        ["cluster", "show", "logs"] if rest(3).is_empty() => N::ShowLogs,
+        ["cluster", "shared", "list"] if rest(3).is_empty() => N::SharedList,
+        ["cluster", "shared", "show", ..] => {
+            let (ws, tail) = split_words(line, 6);
+            let usage = CommandError::Usage("cluster shared show <object> [from <node>]");
+            match ws.len() {
+                4 if tail.is_empty() => N::SharedShow {
+                    object: ws[3].to_string(),
+                    from: None,
+                },
+                6 if tail.is_empty() && ws[4].eq_ignore_ascii_case("from") => N::SharedShow {
+                    object: ws[3].to_string(),
+                    from: Some(ws[5].to_string()),
+                },
+                _ => return Err(usage),
+            }
         }
         _ => N::Other(line.to_string()),
     };

@@ -113,6 +113,29 @@ fn run_case(sim: &mut Sim, c: &Case) -> String {
             }
             Err(e) => e.to_string(),
         },
+        "gauge" => {
+            let node = arg(&c.directive, "name");
+            let value = arg(&c.directive, "value").parse().expect("value");
+            let ok = sim.nodes.get_mut(node).is_some_and(|n| {
+                n.core
+                    .set_gauge(arg(&c.directive, "object"), arg(&c.directive, "key"), value)
+            });
+            sim.run();
+            if ok { "ok" } else { "refused" }.into()
+        }
+        // The same command on every node's local console, answers side by side: replicated
+        // objects must read the same everywhere.
+        "every-node" => {
+            let names: Vec<String> = sim.nodes.keys().cloned().collect();
+            let mut out = Vec::new();
+            for n in names {
+                for line in c.input.lines() {
+                    out.push(format!("{n}> {line}"));
+                    out.push(sim.node_console(&n, line));
+                }
+            }
+            out.join("\n")
+        }
         "kill" => {
             sim.kill(arg(&c.directive, "name"));
             "ok".into()
