@@ -248,9 +248,10 @@ impl Transactions {
         scopes(&t.mine.root, &mut Vec::new(), &mut ms);
         let removed: Vec<&Vec<Seg>> = bs.difference(&ms).collect();
         for r in &removed {
-            if let Some((k, (p, _))) = l.iter().find(|(k, _)| {
-                k.0.starts_with(&r.iter().cloned().collect::<Vec<_>>()) && !b.contains_key(*k)
-            }) {
+            if let Some((k, (p, _))) = l
+                .iter()
+                .find(|(k, _)| k.0.starts_with(r) && !b.contains_key(*k))
+            {
                 return format!(
                     "Commit failed: {} in scope '{}' was added by another session after 'config begin'; the transaction is still open (config replay / config rollback).",
                     k.1,
