@@ -713,6 +713,7 @@ pub fn describe_plumb(out: &NodeOutput) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::cmds::mapped;
     use super::*;
     use std::path::Path;
 
