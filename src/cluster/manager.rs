@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use super::bus::{BusAction, BusEvent};
 use super::cache::{CacheLimits, ControlCache};
+use super::logsink::{LogSink, LogWrite};
 use super::members::{banner, leader, render_info, render_membership, VERSION};
 use super::proto::{Describe, Msg, NodeType};
 use super::subcluster::Subclusters;
@@ -88,6 +89,9 @@ pub struct ManagerCore {
     out: VecDeque<BusAction>,
     /// Open `config begin` transactions by console session.
     txns: Transactions,
+    /// Log aggregation (`as_logger` configured).
+    logs: Option<LogSink>,
+    log_writes: VecDeque<LogWrite>,
 }
 
 impl ManagerCore {
@@ -99,6 +103,7 @@ impl ManagerCore {
         config_path: Option<PathBuf>,
     ) -> Self {
         let cache = ControlCache::new(settings.cache);
+        let logs = LogSink::from_config(&config.root);
         Self {
             settings,
             host: host.into(),
@@ -113,7 +118,23 @@ impl ManagerCore {
             next_req: 1,
             out: VecDeque::new(),
             txns: Transactions::default(),
+            logs,
+            log_writes: VecDeque::new(),
         }
+    }
+
+    /// Next log text to append (`as_logger`); report it with [`Self::log_written`].
+    pub fn poll_log_write(&mut self) -> Option<LogWrite> {
+        self.log_writes.pop_front()
+    }
+
+    /// `w` was appended: acknowledge it to the node (its subscriber position).
+    pub fn log_written(&mut self, w: &LogWrite) {
+        let Some(sink) = self.logs.as_mut() else {
+            return;
+        };
+        let (sender, log, offset) = sink.written(w);
+        self.send(&sender, &Msg::LogAck { log, offset });
     }
 
     /// The bus connection is up: join the cluster group (the manager never joins the control
@@ -181,6 +202,11 @@ impl ManagerCore {
                 let me = self.describe();
                 let g = self.settings.cluster_group.clone();
                 self.send(&g, &me);
+                if let Some(sink) = self.logs.as_mut() {
+                    sink.on_membership(&self.members);
+                    let subscriber = self.host.clone();
+                    self.send(&g, &Msg::LogSubscribe { subscriber });
+                }
             }
             BusEvent::Membership { .. } => {}
             BusEvent::Message {
@@ -202,6 +228,20 @@ impl ManagerCore {
                 }) => {
                     self.cache
                         .on_chunk(now, req_id, &command, &node, chunk, chunks, &data);
+                }
+                Ok(Msg::LogBatch {
+                    node,
+                    log,
+                    offset,
+                    lines,
+                }) if self.members.contains(&sender) => {
+                    if let Some(w) = self
+                        .logs
+                        .as_mut()
+                        .and_then(|s| s.on_batch(&sender, &node, &log, offset, &lines))
+                    {
+                        self.log_writes.push_back(w);
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => tracing::debug!("ignoring bad message from {sender}: {e}"),
@@ -352,6 +392,13 @@ impl ManagerCore {
                     )
                 }
             }
+            M::ShowLogs => match &self.logs {
+                Some(s) => s.show(&self.host),
+                None => {
+                    "Log aggregation is off: add as_logger { base_dir = \"…\" } to eccluster.conf."
+                        .into()
+                }
+            },
             M::Shutdown => {
                 return ManagerReply {
                     text: "Shutting down the cluster manager.".into(),

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use super::bus::{BusAction, BusEvent};
 use super::duravip::{NodeView, Reducer};
+use super::logship::{configured_logs, LogShipper};
 use super::members::VERSION;
 use super::proto::{chunk_response, Describe, EntryKind, Msg, NodeType, VipEntry};
 use super::shared::{SharedTables, CONNECTIONS};
@@ -172,6 +173,8 @@ pub struct NodeCore {
     released: bool,
     /// The neighbour table file read by `cluster arp show`.
     arp_path: PathBuf,
+    /// Log shipping to a manager with `as_logger`.
+    logs: LogShipper,
 }
 
 impl NodeCore {
@@ -183,7 +186,11 @@ impl NodeCore {
         config: Config,
         config_path: Option<PathBuf>,
     ) -> Self {
-        Self {
+        let names: Vec<String> = configured_logs(&config.root)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let mut core = Self {
             id,
             private: private.into(),
             daemon: daemon.into(),
@@ -206,6 +213,30 @@ impl NodeCore {
             sessions: BTreeSet::new(),
             released: false,
             arp_path: PathBuf::from(super::arp::PROC_ARP),
+            logs: LogShipper::default(),
+        };
+        core.logs = LogShipper::new(&names);
+        core
+    }
+
+    /// Lines read from this node's log `name` (`cluster { logs }`): buffered (bounded) and
+    /// shipped in batches when a manager subscribed.
+    pub fn log_lines(&mut self, name: &str, lines: Vec<String>) {
+        let dropped = self.logs.push_lines(name, lines);
+        if dropped > 0 {
+            tracing::debug!("log {name}: buffer full, dropped {dropped} line(s)");
+        }
+        self.ship_logs();
+    }
+
+    /// Log shipping state (read-only).
+    pub fn log_shipper(&self) -> &LogShipper {
+        &self.logs
+    }
+
+    fn ship_logs(&mut self) {
+        for (to, m) in self.logs.poll_batches(&self.id.node) {
+            self.multicast(&to, &m);
         }
     }
 
@@ -226,6 +257,7 @@ impl NodeCore {
 
     fn reset(&mut self) {
         self.shared.clear_seen();
+        self.logs.unsubscribe_if_gone(&[]);
         self.cluster_members.clear();
         self.descs.clear();
         self.duravip = Reducer::new();
@@ -443,6 +475,7 @@ impl NodeCore {
                 self.heard.retain(|p| members.contains(p));
                 self.duravip.on_membership(now, &members);
                 self.shared.on_membership(&members);
+                self.logs.unsubscribe_if_gone(&members);
                 if me_in {
                     // Tell (new) members who we are and what we manage.
                     let d = self.describe();
@@ -514,6 +547,17 @@ impl NodeCore {
                             self.shared.on_shared(&sender, &node, &object, &entries);
                         }
                     }
+                    Msg::LogSubscribe { subscriber } => {
+                        if self.cluster_members.contains(&sender) {
+                            self.logs.subscribe(&sender, &subscriber);
+                            self.ship_logs();
+                        }
+                    }
+                    Msg::LogAck { log, offset } => {
+                        self.logs.ack(&sender, &log, offset);
+                        self.ship_logs();
+                    }
+                    Msg::LogBatch { .. } => {}
                     Msg::Response { .. } => {}
                 }
             }

@@ -34,6 +34,15 @@ pub const MT_SHARED: i16 = 0x6306;
 /// Most keys in one replicated-object snapshot.
 pub const MAX_SHARED_KEYS: usize = 1024;
 
+/// `mess_type` of a manager's log subscription (as_logger configured).
+pub const MT_LOG_SUBSCRIBE: i16 = 0x6307;
+/// `mess_type` of a batch of shipped log lines.
+pub const MT_LOG_BATCH: i16 = 0x6308;
+/// `mess_type` of the manager's acknowledgement of written log bytes.
+pub const MT_LOG_ACK: i16 = 0x6309;
+/// Most lines in one log batch.
+pub const MAX_BATCH_LINES: usize = 1024;
+
 /// A malformed bus message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtoError {
@@ -160,6 +169,30 @@ pub enum Msg {
         /// Keys and values, at most [`MAX_SHARED_KEYS`].
         entries: Vec<(String, i64)>,
     },
+    /// A manager with `as_logger` wants the nodes' logs (multicast on the cluster group).
+    LogSubscribe {
+        /// Subscriber name shown in `cluster show logs`.
+        subscriber: String,
+    },
+    /// Log lines of one node's log, starting at byte `offset` of its shipped stream (each
+    /// line counts its bytes plus one for the newline).
+    LogBatch {
+        /// Shipping node.
+        node: String,
+        /// Log name (key of the node's `cluster { logs = [ … ] }`).
+        log: String,
+        /// Stream offset of the first line.
+        offset: u64,
+        /// The lines, at most [`MAX_BATCH_LINES`].
+        lines: Vec<String>,
+    },
+    /// The manager has written a log up to `offset` (its subscriber position).
+    LogAck {
+        /// Log name.
+        log: String,
+        /// Stream offset written.
+        offset: u64,
+    },
 }
 
 fn put_str(out: &mut BytesMut, s: &str) {
@@ -231,6 +264,9 @@ impl Msg {
             Self::View { .. } => MT_VIEW,
             Self::Move { .. } => MT_MOVE,
             Self::Shared { .. } => MT_SHARED,
+            Self::LogSubscribe { .. } => MT_LOG_SUBSCRIBE,
+            Self::LogBatch { .. } => MT_LOG_BATCH,
+            Self::LogAck { .. } => MT_LOG_ACK,
         }
     }
 
@@ -314,6 +350,26 @@ impl Msg {
                     put_str(&mut o, k);
                     o.put_i64(*v);
                 }
+            }
+            Self::LogSubscribe { subscriber } => put_str(&mut o, subscriber),
+            Self::LogBatch {
+                node,
+                log,
+                offset,
+                lines,
+            } => {
+                put_str(&mut o, node);
+                put_str(&mut o, log);
+                o.put_u64(*offset);
+                let n = lines.len().min(MAX_BATCH_LINES);
+                o.put_u32(u32::try_from(n).unwrap_or(0));
+                for l in lines.iter().take(n) {
+                    put_str(&mut o, l);
+                }
+            }
+            Self::LogAck { log, offset } => {
+                put_str(&mut o, log);
+                o.put_u64(*offset);
             }
         }
         o.freeze()
@@ -427,6 +483,27 @@ impl Msg {
                     entries,
                 }
             }
+            MT_LOG_SUBSCRIBE => Self::LogSubscribe {
+                subscriber: get_str(b)?,
+            },
+            MT_LOG_BATCH => {
+                let (node, log, offset) = (get_str(b)?, get_str(b)?, get_u64(b)?);
+                let n = get_count(b, 4)?;
+                if n > MAX_BATCH_LINES {
+                    return Err(ProtoError::Length(n as u64));
+                }
+                let lines = (0..n).map(|_| get_str(b)).collect::<Result<_, _>>()?;
+                Self::LogBatch {
+                    node,
+                    log,
+                    offset,
+                    lines,
+                }
+            }
+            MT_LOG_ACK => Self::LogAck {
+                log: get_str(b)?,
+                offset: get_u64(b)?,
+            },
             other => return Err(ProtoError::Type(other)),
         };
         if b.has_remaining() {
@@ -515,6 +592,24 @@ mod tests {
             Msg::Move {
                 vip: "10.0.0.5".into(),
                 node: "n2".into(),
+            },
+            Msg::Shared {
+                object: "connections".into(),
+                node: "n1".into(),
+                entries: vec![("console".into(), 2), ("smtp".into(), -1)],
+            },
+            Msg::LogSubscribe {
+                subscriber: "mgr".into(),
+            },
+            Msg::LogBatch {
+                node: "n1".into(),
+                log: "mainlog".into(),
+                offset: 65,
+                lines: vec!["a".into(), String::new()],
+            },
+            Msg::LogAck {
+                log: "mainlog".into(),
+                offset: 67,
             },
         ]
     }

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::bus::{Bus, BusError, BusEvent};
 use super::duravip::Plumber;
 use super::exec::run_blocking;
+use super::logship::{configured_logs, LogTail};
 use super::manager::ManagerCore;
 use super::node::{Exec, NodeCore, NodeOutput, ReplyTo};
 use crate::console::access::Access;
@@ -185,6 +186,7 @@ pub async fn run_manager<B, C, F>(
                 }
             }
         }
+        write_logs(&mut core);
         while let Some(a) = core.poll() {
             if let Some(b) = bus.as_mut() {
                 if let Err(e) = b.act(a).await {
@@ -205,6 +207,30 @@ pub async fn run_manager<B, C, F>(
 /// Per-session state key of a console connection.
 fn session_key(id: u64) -> String {
     format!("console:{id}")
+}
+
+/// Appends queued aggregated log text (as_logger) and acknowledges it to the nodes. A file
+/// that cannot be written is not acknowledged: the node keeps the lines and ships them again
+/// after its next subscription.
+fn write_logs(core: &mut ManagerCore) {
+    use std::io::Write as _;
+    while let Some(w) = core.poll_log_write() {
+        let written = w
+            .path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&w.path)
+            })
+            .and_then(|mut f| f.write_all(w.text.as_bytes()));
+        match written {
+            Ok(()) => core.log_written(&w),
+            Err(e) => tracing::warn!("cannot append to {}: {e}", w.path.display()),
+        }
+    }
 }
 
 fn manager_request(core: &mut ManagerCore, ev: Event) -> bool {
@@ -240,6 +266,10 @@ pub async fn run_node<B, C, F>(
     let mut backoff = Backoff(Backoff::MIN);
     let mut retry_at = Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut tails: Vec<(String, LogTail)> = configured_logs(&core.config().root)
+        .into_iter()
+        .map(|(name, path)| (name, LogTail::new(path)))
+        .collect();
     loop {
         match bus.as_mut() {
             None => {
@@ -260,6 +290,7 @@ pub async fn run_node<B, C, F>(
                     },
                     Some(req) = ls.requests.recv() => node_request(&mut core, req),
                     Some((to, out)) = done_rx.recv() => core.mapped_done(&to, &out),
+                    _ = ticker.tick() => read_logs(&mut core, &mut tails),
                     _ = stop.changed() => break,
                 }
             }
@@ -276,7 +307,10 @@ pub async fn run_node<B, C, F>(
                     },
                     Some(req) = ls.requests.recv() => node_request(&mut core, req),
                     Some((to, out)) = done_rx.recv() => core.mapped_done(&to, &out),
-                    _ = ticker.tick() => core.tick(now_secs()),
+                    _ = ticker.tick() => {
+                        read_logs(&mut core, &mut tails);
+                        core.tick(now_secs());
+                    }
                     _ = stop.changed() => break,
                 }
             }
@@ -337,6 +371,17 @@ pub async fn run_node<B, C, F>(
         }
     }
     ls.stop().await;
+}
+
+/// Reads new lines of the node's logs (bounded per tick) into the core, connected or not.
+fn read_logs(core: &mut NodeCore, tails: &mut [(String, LogTail)]) {
+    for (name, tail) in tails {
+        match tail.poll() {
+            Ok(lines) if !lines.is_empty() => core.log_lines(name, lines),
+            Ok(_) => {}
+            Err(e) => tracing::debug!("log {name}: {e}"),
+        }
+    }
 }
 
 fn node_request(core: &mut NodeCore, ev: Event) {

@@ -35,6 +35,8 @@ pub struct Sim {
     pub manager: Option<(ManagerCore, MemConn)>,
     /// Nodes by name.
     pub nodes: BTreeMap<String, SimNode>,
+    /// Aggregated log files the manager wrote (`as_logger`), by path.
+    pub log_files: BTreeMap<String, String>,
     pids: u32,
 }
 
@@ -213,6 +215,16 @@ impl Sim {
         }
     }
 
+    /// Runs `f` on node `name`'s core (e.g. feeding log lines or gauge values), sends what it
+    /// queued, and delivers everything until the cluster is quiet.
+    pub fn with_node(&mut self, name: &str, f: impl FnOnce(&mut NodeCore)) {
+        if let Some(n) = self.nodes.get_mut(name) {
+            f(&mut n.core);
+            Self::flush_node(n);
+        }
+        self.run();
+    }
+
     /// Gives node `name` a new bus connection (as its shell does after `cluster reset` or a
     /// lost daemon): the old one drops without leaving cleanly, the core starts afresh.
     pub fn reconnect_node(&mut self, name: &str) {
@@ -258,6 +270,14 @@ impl Sim {
             return false;
         };
         let mut did = false;
+        while let Some(w) = m.poll_log_write() {
+            self.log_files
+                .entry(w.path.display().to_string())
+                .or_default()
+                .push_str(&w.text);
+            m.log_written(&w);
+            did = true;
+        }
         while let Some(a) = m.poll() {
             let _ = c.act_now(a);
             did = true;

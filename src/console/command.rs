@@ -58,6 +58,8 @@ pub enum ManagerCommand {
     },
     /// `show cluster membership`.
     ShowClusterMembership,
+    /// `show logs`: aggregated logs (as_logger), sizes and positions.
+    ShowLogs,
     /// `shutdown`.
     Shutdown,
     /// `unicast NODE CMD`.
@@ -274,6 +276,7 @@ pub fn parse_manager_line(line: &str) -> Result<Parsed<ManagerCommand>, CommandE
             }
         }
         ["show", "cluster", "membership"] if rest(3).is_empty() => M::ShowClusterMembership,
+        ["show", "logs"] if rest(2).is_empty() => M::ShowLogs,
         ["shutdown"] if rest(1).is_empty() => M::Shutdown,
         ["version"] if rest(1).is_empty() => M::Version,
         ["config", ..] => M::Config(config(rest(1))?),
@@ -395,7 +398,7 @@ pub const MANAGER_HELP: &[(&str, &str)] = &[
     ),
     (
         "show",
-        "show cluster membership                    members and their roles",
+        "show cluster membership | show logs        members and their roles | aggregated logs",
     ),
     (
         "shutdown",

@@ -98,6 +98,7 @@ fn manager_line(c: &ManagerCommand) -> String {
         M::Retrieve(cmd) => format!("retrieve {cmd}"),
         M::RetrieveNode { node, command } => format!("retrieve_node {node} {command}"),
         M::ShowClusterMembership => "show cluster membership".into(),
+        M::ShowLogs => "show logs".into(),
         M::Shutdown => "shutdown".into(),
         M::Unicast { node, command } => format!("unicast {node} {command}"),
         M::Version => "version".into(),

@@ -95,7 +95,16 @@ fn run_case(sim: &mut Sim, c: &Case) -> String {
                 subclusters: Subclusters::from_mbus_conf(&c.input),
                 ..ManagerSettings::default()
             };
-            sim.add_manager(arg(&c.directive, "host"), settings, Config::default());
+            let config = match opt_arg(&c.directive, "as_logger") {
+                Some(dir) => Config::from_str(
+                    "eccluster.conf",
+                    &format!("as_logger {{ base_dir = \"{dir}\" }}"),
+                    std::path::Path::new("."),
+                )
+                .expect("as_logger config"),
+                None => Config::default(),
+            };
+            sim.add_manager(arg(&c.directive, "host"), settings, config);
             "ok".into()
         }
         "node" => match sim.add_node(
@@ -116,11 +125,10 @@ fn run_case(sim: &mut Sim, c: &Case) -> String {
         "gauge" => {
             let node = arg(&c.directive, "name");
             let value = arg(&c.directive, "value").parse().expect("value");
-            let ok = sim.nodes.get_mut(node).is_some_and(|n| {
-                n.core
-                    .set_gauge(arg(&c.directive, "object"), arg(&c.directive, "key"), value)
+            let mut ok = false;
+            sim.with_node(node, |core| {
+                ok = core.set_gauge(arg(&c.directive, "object"), arg(&c.directive, "key"), value);
             });
-            sim.run();
             if ok { "ok" } else { "refused" }.into()
         }
         // The same command on every node's local console, answers side by side: replicated
@@ -136,6 +144,19 @@ fn run_case(sim: &mut Sim, c: &Case) -> String {
             }
             out.join("\n")
         }
+        // Lines appended to a node's log (as its shell's tail reads them).
+        "log" => {
+            let node = arg(&c.directive, "name");
+            let lines: Vec<String> = c.input.lines().map(str::to_string).collect();
+            sim.with_node(node, |core| core.log_lines(arg(&c.directive, "log"), lines));
+            "ok".into()
+        }
+        "log-files" => sim
+            .log_files
+            .iter()
+            .map(|(p, t)| format!("{p}:\n{}", t.trim_end()))
+            .collect::<Vec<_>>()
+            .join("\n"),
         "kill" => {
             sim.kill(arg(&c.directive, "name"));
             "ok".into()

@@ -172,10 +172,7 @@ impl NodeCore {
             }
             NodeCommand::SharedList => self.shared.list(),
             NodeCommand::SharedShow { object, from } => self.shared.show(&object, from.as_deref()),
-            NodeCommand::ShowLogs => {
-                "No cluster logs are offered by this node (log aggregation is not configured)."
-                    .into()
-            }
+            NodeCommand::ShowLogs => self.logs.show(),
             NodeCommand::Other(line) => {
                 if let Some(run) = mapped(&self.config.root, &line) {
                     return Exec::Run(run);
