@@ -9,6 +9,7 @@ mod client_slow;
 mod cluster_auth;
 mod cluster_daemon;
 mod cluster_duravip;
+mod cluster_logs;
 mod cluster_netns;
 mod cluster_process;
 mod cluster_transcripts;
