@@ -16,7 +16,7 @@ use super::logship::{configured_logs, LogTail};
 use super::manager::ManagerCore;
 use super::node::{Exec, NodeCore, NodeOutput, ReplyTo};
 use crate::console::access::Access;
-use crate::console::server::{serve, Event, Limits, Listener, Reply, Request};
+use crate::console::server::{serve, AccessHandle, Event, Limits, Listener, Reply, Request};
 use crate::ecconf::Config;
 
 /// Wall-clock seconds since the Unix epoch.
@@ -44,6 +44,7 @@ impl Backoff {
 /// connection task to finish writing.
 struct Listeners {
     requests: mpsc::Receiver<Event>,
+    access: AccessHandle,
     shutdown: watch::Sender<bool>,
     alive: mpsc::Receiver<()>,
 }
@@ -55,7 +56,8 @@ impl Listeners {
         for w in warnings {
             tracing::warn!("{w}");
         }
-        let access = std::sync::Arc::new(access);
+        let access: AccessHandle =
+            std::sync::Arc::new(parking_lot::RwLock::new(std::sync::Arc::new(access)));
         let (tx, requests) = mpsc::channel(64);
         let (shutdown, sd_rx) = watch::channel(false);
         let (alive_tx, alive) = mpsc::channel(1);
@@ -71,9 +73,20 @@ impl Listeners {
         }
         Self {
             requests,
+            access,
             shutdown,
             alive,
         }
+    }
+
+    /// After a `config …` line: the new policy, password store and accounting file apply to
+    /// the next command of every session.
+    fn refresh(&self, config: &Config) {
+        let (new, warnings) = self.access.read().refreshed(config);
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        *self.access.write() = std::sync::Arc::new(new);
     }
 
     /// Stops accepting, lets open connections finish their last reply (bounded: 2 s).
@@ -163,7 +176,13 @@ pub async fn run_manager<B, C, F>(
                         }
                     },
                     req = ls.requests.recv() => match req {
-                        Some(req) => stop = manager_request(&mut core, req),
+                        Some(req) => {
+                            let changes = changes_config(&req);
+                            stop = manager_request(&mut core, req);
+                            if changes {
+                                ls.refresh(core.config());
+                            }
+                        }
                         None => return,
                     },
                 }
@@ -180,7 +199,13 @@ pub async fn run_manager<B, C, F>(
                         Some(ev) => core.on_bus(now_secs(), ev),
                     },
                     req = ls.requests.recv() => match req {
-                        Some(req) => stop = manager_request(&mut core, req),
+                        Some(req) => {
+                            let changes = changes_config(&req);
+                            stop = manager_request(&mut core, req);
+                            if changes {
+                                ls.refresh(core.config());
+                            }
+                        }
                         None => return,
                     },
                 }
@@ -202,6 +227,22 @@ pub async fn run_manager<B, C, F>(
             return;
         }
     }
+}
+
+/// True for a console line that may change the live configuration (`config set|unset|reload|
+/// commit`): the access rules are rebuilt after it.
+fn changes_config(ev: &Event) -> bool {
+    let Event::Line(r) = ev else { return false };
+    let (w, _) = crate::console::command::split_words(&r.line, 3);
+    let w: Vec<String> = w.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let w = if w.first().is_some_and(|x| x == "xml") {
+        &w[1..]
+    } else {
+        &w[..]
+    };
+    w.first().is_some_and(|c| c == "config")
+        && w.get(1)
+            .is_some_and(|s| matches!(s.as_str(), "set" | "unset" | "reload" | "commit"))
 }
 
 /// Per-session state key of a console connection.
@@ -288,7 +329,13 @@ pub async fn run_node<B, C, F>(
                             retry_at = Instant::now() + wait;
                         }
                     },
-                    Some(req) = ls.requests.recv() => node_request(&mut core, req),
+                    Some(req) = ls.requests.recv() => {
+                        let changes = changes_config(&req);
+                        node_request(&mut core, req);
+                        if changes {
+                            ls.refresh(core.config());
+                        }
+                    }
                     Some((to, out)) = done_rx.recv() => core.mapped_done(&to, &out),
                     _ = ticker.tick() => read_logs(&mut core, &mut tails),
                     _ = stop.changed() => break,
@@ -305,7 +352,13 @@ pub async fn run_node<B, C, F>(
                         }
                         Some(ev) => core.on_bus(now_secs(), ev),
                     },
-                    Some(req) = ls.requests.recv() => node_request(&mut core, req),
+                    Some(req) = ls.requests.recv() => {
+                        let changes = changes_config(&req);
+                        node_request(&mut core, req);
+                        if changes {
+                            ls.refresh(core.config());
+                        }
+                    }
                     Some((to, out)) = done_rx.recv() => core.mapped_done(&to, &out),
                     _ = ticker.tick() => {
                         read_logs(&mut core, &mut tails);

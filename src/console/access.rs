@@ -246,6 +246,13 @@ impl Access {
         (access, warnings)
     }
 
+    /// Rebuilt from a changed configuration, keeping the failed-login record.
+    pub fn refreshed(&self, cfg: &Config) -> (Self, Vec<String>) {
+        let (new, warnings) = Self::from_config(cfg);
+        *new.limiter.lock() = std::mem::take(&mut *self.limiter.lock());
+        (new, warnings)
+    }
+
     /// Rules for a Unix socket at `path` (never asks for a password: the peer's uid is the
     /// identity).
     pub fn for_unix(&self, path: &str) -> ListenerRules {

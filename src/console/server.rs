@@ -95,11 +95,12 @@ pub async fn serve(
     listener: Listener,
     requests: mpsc::Sender<Event>,
     limits: Limits,
-    access: Arc<Access>,
+    access: AccessHandle,
     mut shutdown: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let current = access.read().clone();
     let rules = match &listener {
         Listener::Unix(u) => {
             let path = u
@@ -107,10 +108,10 @@ pub async fn serve(
                 .ok()
                 .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
                 .unwrap_or_default();
-            access.for_unix(&path)
+            current.for_unix(&path)
         }
         Listener::Tcp(t) => match t.local_addr() {
-            Ok(a) => access.for_tcp(a),
+            Ok(a) => current.for_tcp(a),
             Err(_) => ListenerRules {
                 password: true,
                 authorize: true,
@@ -176,6 +177,11 @@ async fn accept(l: &Listener) -> std::io::Result<Conn> {
     }
 }
 
+/// The access rules shared by all listeners of a process; the owner replaces the `Arc` inside
+/// when the configuration changes (the per-listener password requirement is fixed when the
+/// listener starts).
+pub type AccessHandle = Arc<parking_lot::RwLock<Arc<Access>>>;
+
 /// Most failed logins on one connection before it is closed.
 pub const MAX_LOGINS_PER_CONNECTION: u32 = 3;
 
@@ -185,7 +191,7 @@ static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 struct SessionState {
     session: Session,
     rules: ListenerRules,
-    access: Arc<Access>,
+    handle: AccessHandle,
     /// Logged in (or needs no login).
     authenticated: bool,
     ip: Option<IpAddr>,
@@ -193,7 +199,7 @@ struct SessionState {
 }
 
 impl SessionState {
-    fn new(rules: ListenerRules, access: Arc<Access>) -> Self {
+    fn new(rules: ListenerRules, handle: AccessHandle) -> Self {
         Self {
             session: Session {
                 id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
@@ -201,10 +207,15 @@ impl SessionState {
             },
             authenticated: !rules.password,
             rules,
-            access,
+            handle,
             ip: None,
             failures: 0,
         }
+    }
+
+    /// The access rules in force now (a configuration change replaces them).
+    fn access(&self) -> Arc<Access> {
+        self.handle.read().clone()
     }
 
     /// A Unix-socket peer is its OS user (SO_PEERCRED); roles come from the store.
@@ -216,7 +227,7 @@ impl SessionState {
                     .ok()
                     .flatten()
                     .map_or_else(|| format!("uid{uid}"), |u| u.name);
-                self.session.roles = self.access.store.roles(&name);
+                self.session.roles = self.access().store.roles(&name);
                 self.session.peer = format!("uid {uid}");
                 self.session.user = Some(name);
             }
@@ -242,7 +253,7 @@ impl SessionState {
         let shown: String = line.trim().chars().take(200).collect::<String>();
         let verdict = if !self.authenticated {
             Err(AUTH_REQUIRED)
-        } else if self.rules.authorize && !self.access.policy.allows(&self.session.roles, line) {
+        } else if self.rules.authorize && !self.access().policy.allows(&self.session.roles, line) {
             Err(NOT_AUTHORIZED)
         } else {
             Ok(())
@@ -252,7 +263,7 @@ impl SessionState {
             Err(AUTH_REQUIRED) => "refused (not logged in)",
             Err(_) => "refused (not authorized)",
         };
-        self.access
+        self.access()
             .account(&format!("acct {} command={shown:?} {result}", self.who()));
         verdict
     }
@@ -262,8 +273,8 @@ impl SessionState {
         let now_ms = epoch_ms();
         let ip = self.ip;
         if let Some(ip) = ip {
-            if let Err(wait) = self.access.limiter.lock().check(ip, now_ms) {
-                self.access.account(&format!(
+            if let Err(wait) = self.access().limiter.lock().check(ip, now_ms) {
+                self.access().account(&format!(
                     "acct {} login user={user} refused (locked out)",
                     self.who()
                 ));
@@ -276,7 +287,7 @@ impl SessionState {
                 );
             }
         }
-        let access = self.access.clone();
+        let access = self.access();
         let u = user.clone();
         let roles = tokio::task::spawn_blocking(move || access.store.verify(&u, &password))
             .await
@@ -285,21 +296,21 @@ impl SessionState {
         match roles {
             Some(roles) => {
                 if let Some(ip) = ip {
-                    self.access.limiter.lock().success(ip);
+                    self.access().limiter.lock().success(ip);
                 }
                 self.session.user = Some(user.clone());
                 self.session.roles = roles;
                 self.authenticated = true;
-                self.access
+                self.access()
                     .account(&format!("acct {} login ok", self.who()));
                 (format!("Authenticated as {user}."), false)
             }
             None => {
                 self.failures += 1;
                 let delay = ip.map_or(FIRST_DELAY_MS, |ip| {
-                    self.access.limiter.lock().failure(ip, now_ms)
+                    self.access().limiter.lock().failure(ip, now_ms)
                 });
-                self.access
+                self.access()
                     .account(&format!("acct {} login user={user} failed", self.who()));
                 tokio::time::sleep(Duration::from_millis(delay)).await;
                 (

@@ -255,3 +255,25 @@ async fn two_sessions_conflicting_transaction_commits_first_wins() {
     );
     m.task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authorization_change_applies_to_open_sessions() {
+    let m = start().await;
+    let mut bob = login_client(&m, "bob", "bob-pw").await;
+    assert_eq!(
+        bob.command("broadcast version").await.unwrap(),
+        NOT_AUTHORIZED
+    );
+    let mut alice = login_client(&m, "alice", "alice-pw").await;
+    let r = alice
+        .command(r#"config set Authorization Role viewer allow ( "^retrieve " "^broadcast " )"#)
+        .await
+        .unwrap();
+    assert!(r.starts_with("\tallow = ("), "{r}");
+    assert_eq!(
+        bob.command("broadcast version").await.unwrap(),
+        "Sent to 0 node(s) on ec_console."
+    );
+    assert_eq!(bob.command("version").await.unwrap(), NOT_AUTHORIZED);
+    m.task.abort();
+}
