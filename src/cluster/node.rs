@@ -533,6 +533,14 @@ impl NodeCore {
                             entries: entries.into_iter().map(|e| (e.ip.clone(), e)).collect(),
                             claims: claims.into_iter().collect(),
                         };
+                        if self.debug {
+                            tracing::info!(
+                                target: "duravip",
+                                "view from {sender}: {} entries, {} claims",
+                                view.entries.len(),
+                                view.claims.len()
+                            );
+                        }
                         self.duravip.on_view(now, &sender, view);
                         self.hear(&sender);
                         self.reconcile();
@@ -614,6 +622,13 @@ impl NodeCore {
             .chain(up.into_iter().map(|i| (true, i)))
         {
             let (prefix, iface) = topology(&self.config.root, &ip);
+            if self.debug {
+                tracing::info!(
+                    target: "duravip",
+                    "{} {ip}/{prefix} on {iface}",
+                    if add { "taking" } else { "releasing" }
+                );
+            }
             if add {
                 self.plumbed.insert(ip.clone());
             } else {

@@ -11,6 +11,40 @@ use tokio::net::{TcpStream, UnixStream};
 use super::access::AUTH_REQUIRED;
 use super::frame::{decode_response, encode_auth, encode_request};
 
+/// The text `ec_console --man` prints.
+pub const MANUAL: &str = "\
+EC_CONSOLE(1)
+
+NAME
+    ec_console - console of eccmgr and the mbus node agents
+
+SYNOPSIS
+    ec_console [remoteaddr [command ...]] [--man]
+
+REMOTEADDR
+    (none)               the Unix socket /tmp/2025
+    /path/to/socket      a Unix socket; the server identifies you by your OS user
+    NNNN                 the Unix socket /tmp/NNNN
+    host:port, [v6]:port TCP
+    user@host:port       TCP, logging in as user: the server answers
+                         'Authorization required for console session' and
+                         ec_console asks 'Password:' without echo
+                         ($EC_CONSOLE_PASSWORD is used when set, for scripts)
+    ssh://...            not supported (refused with one line)
+
+MODES
+    Interactive (a terminal, no command words): the server's version banner, then the
+    prompt 'HH:MM:SS remoteaddr> ', line editing, history in ~/.ec_console_history and
+    tab completion. 'quit', 'exit' or end of file leave; '\\pager' toggles sending long
+    output through $PAGER (default less).
+    Batch (command words, or standard input not a terminal): each command's output is
+    printed; exit status 0, 1 if the connection or the login fails, 2 if a command was
+    refused.
+
+COMMANDS
+    'help' on eccmgr or on a node lists them; 'xml <command>' answers in XML.
+";
+
 /// Default control socket.
 pub const DEFAULT_SOCKET: &str = "/tmp/2025";
 
@@ -221,6 +255,20 @@ impl ConsoleClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn manual_names_every_endpoint_form() {
+        for form in [
+            "user@host:port",
+            "ssh://",
+            "/tmp/2025",
+            "--man",
+            "\\pager",
+            "exit",
+        ] {
+            assert!(MANUAL.contains(form), "{form}");
+        }
+    }
 
     #[test]
     fn endpoints() {
