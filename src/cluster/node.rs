@@ -6,20 +6,22 @@
 //! are processed in delivery order (fact sheet §6.5 corollary).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::fmt::Write as _;
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use super::bus::{BusAction, BusEvent};
 use super::duravip::{NodeView, Reducer};
 use super::logship::{configured_logs, LogShipper};
 use super::members::VERSION;
-use super::proto::{chunk_response, Describe, EntryKind, Msg, NodeType, VipEntry};
-use super::shared::{SharedTables, CONNECTIONS};
+use super::proto::{chunk_response, Describe, Msg, NodeType, VipEntry};
+use super::shared::SharedTables;
 use crate::ecconf::{Config, Scope, Transactions};
 
 mod cmds;
+mod replicated;
+mod view;
 pub use cmds::xml_wrap;
+use view::topology;
+pub use view::{describe_plumb, local_view};
 
 /// Who this node is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,27 +221,6 @@ impl NodeCore {
         core
     }
 
-    /// Lines read from this node's log `name` (`cluster { logs }`): buffered (bounded) and
-    /// shipped in batches when a manager subscribed.
-    pub fn log_lines(&mut self, name: &str, lines: Vec<String>) {
-        let dropped = self.logs.push_lines(name, lines);
-        if dropped > 0 {
-            tracing::debug!("log {name}: buffer full, dropped {dropped} line(s)");
-        }
-        self.ship_logs();
-    }
-
-    /// Log shipping state (read-only).
-    pub fn log_shipper(&self) -> &LogShipper {
-        &self.logs
-    }
-
-    fn ship_logs(&mut self) {
-        for (to, m) in self.logs.poll_batches(&self.id.node) {
-            self.multicast(&to, &m);
-        }
-    }
-
     /// Queues the joins of the control, subcluster and cluster groups.
     pub fn start(&mut self) {
         for g in self.id.groups() {
@@ -340,41 +321,6 @@ impl NodeCore {
             return Vec::new();
         }
         local_view(&self.config.root)
-    }
-
-    /// Sets this node's value of `key` in replicated gauge table `object` (e.g. an MTA's
-    /// connection counts); announced at once, merged by every node in the agreed order.
-    pub fn set_gauge(&mut self, object: &str, key: &str, value: i64) -> bool {
-        let ok = self.shared.set_local(object, key, value);
-        self.announce_shared();
-        ok
-    }
-
-    /// The replicated objects (read-only).
-    pub fn shared(&self) -> &SharedTables {
-        &self.shared
-    }
-
-    /// Reads `cluster arp show` from `path` instead of `/proc/net/arp` (tests).
-    pub fn set_arp_path(&mut self, path: PathBuf) {
-        self.arp_path = path;
-    }
-
-    fn announce_shared(&mut self) {
-        if !self.cluster_members.contains(&self.private) {
-            return; // announced in full when (re)joining
-        }
-        let g = self.id.cluster_group.clone();
-        for m in self.shared.take_changed(&self.id.node) {
-            self.multicast(&g, &m);
-        }
-    }
-
-    fn session_seen(&mut self, session: &str) {
-        if session.starts_with("console:") && self.sessions.insert(session.to_string()) {
-            let n = i64::try_from(self.sessions.len()).unwrap_or(i64::MAX);
-            self.set_gauge(CONNECTIONS, "console", n);
-        }
     }
 
     fn announce(&mut self) {
@@ -648,205 +594,5 @@ impl NodeCore {
 /// DuraVIP table anyway (Momentum's `view_mature_time` default).
 pub const SETTLE_SECS: u64 = 5;
 
-/// DuraVIP entries of a configuration: `Binding "name" { Bind_Address = ip Enable_Duravip = true
-/// [Duravip_Preference = node] }` and `Listen "ip:port" { Enable_Duravip = true | Duravip_Follow = b }`.
-pub fn local_view(root: &Scope) -> Vec<VipEntry> {
-    let mut by_ip: BTreeMap<String, VipEntry> = BTreeMap::new();
-    let mut stack = vec![root];
-    let mut listeners = Vec::new();
-    while let Some(s) = stack.pop() {
-        stack.extend(s.children.iter());
-        let enabled = s
-            .get("Enable_Duravip")
-            .and_then(|o| o.value.as_bool())
-            .unwrap_or(false);
-        let pref = s.get_str("Duravip_Preference").map(str::to_string);
-        if s.name.eq_ignore_ascii_case("Binding") && enabled {
-            let (Some(name), Some(ip)) = (s.instance.clone(), s.get_str("Bind_Address")) else {
-                continue;
-            };
-            let e = by_ip.entry(ip.to_string()).or_insert_with(|| VipEntry {
-                ip: ip.to_string(),
-                names: Vec::new(),
-                kind: EntryKind::Binding,
-                preference: None,
-                follow: None,
-            });
-            e.names.push(name);
-            e.names.sort();
-            if pref.is_some() {
-                e.preference = pref;
-            }
-        } else if s.name.eq_ignore_ascii_case("Listen") {
-            let follow = s.get_str("Duravip_Follow").map(str::to_string);
-            if !enabled && follow.is_none() {
-                continue;
-            }
-            let Some(inst) = s.instance.clone() else {
-                continue;
-            };
-            let ip = listen_ip(&inst);
-            listeners.push(VipEntry {
-                ip,
-                names: vec![inst],
-                kind: EntryKind::Listener,
-                preference: pref,
-                follow,
-            });
-        }
-    }
-    for l in listeners {
-        match by_ip.get_mut(&l.ip) {
-            Some(b) => {
-                b.names.extend(l.names);
-                b.names.sort();
-            }
-            None => {
-                by_ip.insert(l.ip.clone(), l);
-            }
-        }
-    }
-    by_ip.into_values().collect()
-}
-
-fn listen_ip(inst: &str) -> String {
-    if let Some(rest) = inst.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest).to_string();
-    }
-    inst.rsplit_once(':').map_or(inst, |(h, _)| h).to_string()
-}
-
-/// Interface and prefix for `ip` from `cluster { Topology "cidr" { interface = … cidrmask = … } }`.
-fn topology(root: &Scope, ip: &str) -> (u8, String) {
-    let default = (32, "eth0".to_string());
-    let Ok(addr) = ip.parse::<Ipv4Addr>() else {
-        return default;
-    };
-    let Some(cluster) = root.child("cluster", None) else {
-        return default;
-    };
-    for t in cluster.children_named("Topology") {
-        let Some((net, bits)) = t.instance.as_deref().and_then(|c| c.split_once('/')) else {
-            continue;
-        };
-        let (Ok(net), Ok(bits)) = (net.parse::<Ipv4Addr>(), bits.parse::<u32>()) else {
-            continue;
-        };
-        if bits > 32 {
-            continue;
-        }
-        let mask = if bits == 0 {
-            0
-        } else {
-            u32::MAX << (32 - bits)
-        };
-        if u32::from(addr) & mask == u32::from(net) & mask {
-            let iface = t.get_str("interface").unwrap_or("eth0").to_string();
-            let prefix = t
-                .get_str("cidrmask")
-                .and_then(|m| m.parse().ok())
-                .filter(|m| *m <= 32)
-                .unwrap_or(32);
-            return (prefix, iface);
-        }
-    }
-    default
-}
-
-/// Renders plumbing actions for logs: `+10.0.0.1/32@eth0`.
-pub fn describe_plumb(out: &NodeOutput) -> Option<String> {
-    match out {
-        NodeOutput::Plumb {
-            add,
-            ip,
-            prefix,
-            iface,
-        } => {
-            let mut s = String::new();
-            let _ = write!(s, "{}{ip}/{prefix}@{iface}", if *add { '+' } else { '-' });
-            Some(s)
-        }
-        _ => None,
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::cmds::mapped;
-    use super::*;
-    use std::path::Path;
-
-    #[test]
-    fn view_from_config_and_mapping() {
-        let cfg = Config::from_str(
-            "n.conf",
-            r#"
-Binding "b1" { Bind_Address = 10.0.0.1 Enable_Duravip = true Duravip_Preference = "n2" }
-Binding "b2" { Bind_Address = 10.0.0.2 Enable_Duravip = false }
-ESMTP_Listener { Listen "10.0.0.9:25" { Duravip_Follow = "b1" } Listen "10.0.0.1:587" { Enable_Duravip = on } }
-cluster {
-  Topology "10.0.0.0/24" { interface = eth1 cidrmask = 24 }
-  Command "sieve:s1 flush cache" { Program = "/bin/echo" Args = ( "flushed" ) Timeout = 2 }
-}
-"#,
-            Path::new("."),
-        )
-        .unwrap();
-        let v = local_view(&cfg.root);
-        assert_eq!(v.len(), 2);
-        assert_eq!(v[0].names, vec!["10.0.0.1:587", "b1"]);
-        assert_eq!(v[0].preference.as_deref(), Some("n2"));
-        assert_eq!(v[1].follow.as_deref(), Some("b1"));
-        assert_eq!(topology(&cfg.root, "10.0.0.1"), (24, "eth1".into()));
-        assert_eq!(topology(&cfg.root, "192.168.0.1"), (32, "eth0".into()));
-        let m = mapped(&cfg.root, "SIEVE:s1 flush cache now").unwrap();
-        assert_eq!(m.args, vec!["flushed", "now"]);
-        assert_eq!(m.timeout_ms, 2000);
-        assert!(mapped(&cfg.root, "sieve:s2 flush cache").is_none());
-    }
-
-    #[test]
-    fn joiner_waits_for_silent_members_then_settles() {
-        let cfg = Config::from_str(
-            "n.conf",
-            "Binding \"b1\" { Bind_Address = 10.0.0.1 Enable_Duravip = true }",
-            Path::new("."),
-        )
-        .unwrap();
-        let me = "#ec0-00001#n1";
-        let mut n = NodeCore::new(NodeIdentity::new("n1", "default"), me, "d", cfg, None);
-        n.start();
-        let members = vec!["#spuser#d".to_string(), me.to_string()];
-        n.on_bus(
-            100,
-            BusEvent::Membership {
-                group: "ec_cluster".into(),
-                members,
-            },
-        );
-        // Deliver our own announcements back (they were queued as outputs).
-        let mine: Vec<BusEvent> = std::iter::from_fn(|| n.poll())
-            .filter_map(|o| match o {
-                NodeOutput::Bus(BusAction::Multicast {
-                    msg_type, payload, ..
-                }) => Some(BusEvent::Message {
-                    sender: me.into(),
-                    groups: vec![],
-                    msg_type,
-                    payload,
-                }),
-                _ => None,
-            })
-            .collect();
-        for ev in mine {
-            n.on_bus(100, ev);
-        }
-        assert!(!n.is_synced());
-        assert!(n.plumbed().is_empty(), "no plumbing before settling");
-        n.tick(104);
-        assert!(!n.is_synced());
-        n.tick(105);
-        assert!(n.is_synced());
-        assert!(n.plumbed().contains("10.0.0.1"));
-    }
-}
+mod tests;
