@@ -104,6 +104,10 @@ fn is_error(reply: &str) -> bool {
 
 fn main() {
     let args = Args::parse();
+    if args.man {
+        print!("{}", mbus::console::client::MANUAL);
+        return;
+    }
     let endpoint = match Endpoint::parse(&args.remoteaddr) {
         Ok(e) => e,
         Err(e) => {
@@ -168,6 +172,11 @@ async fn batch(client: &mut ConsoleClient, lines: impl Iterator<Item = String>) 
             Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
                 let _ = writeln!(out, "Command line too long ({} bytes)", l.len());
                 code = 2;
+            }
+            // issue 16: a refused login is not a lost connection.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                eprintln!("ec_console: {e}");
+                return 1;
             }
             Err(e) => {
                 eprintln!("ec_console: connection lost: {e}");
@@ -267,7 +276,9 @@ async fn read_loop(
             continue;
         }
         let mut result = client.command(l).await;
-        if matches!(&result, Err(e) if e.kind() != std::io::ErrorKind::InvalidInput) {
+        if matches!(&result, Err(e) if e.kind() != std::io::ErrorKind::InvalidInput
+            && e.kind() != std::io::ErrorKind::PermissionDenied)
+        {
             // The server closes idle sessions (Control_Listener Timeout): reconnect once.
             match ConsoleClient::connect(endpoint, CONNECT_TIMEOUT).await {
                 Ok(c) => {
@@ -283,6 +294,11 @@ async fn read_loop(
             Ok(reply) => println!("{reply}"),
             Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
                 println!("Command line too long ({} bytes)", l.len());
+            }
+            // issue 16: a refused login is not a lost connection.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                eprintln!("ec_console: {e}");
+                return 1;
             }
             Err(e) => {
                 eprintln!("ec_console: connection lost: {e}");

@@ -42,7 +42,7 @@ pub struct Args {
     #[arg(value_name = "COMMAND", allow_hyphen_values = true, num_args = 0..)]
     pub command: Vec<String>,
 
-    /// Same as --help (Momentum's name)
-    #[arg(long = "man", action = ArgAction::Help)]
-    pub man: Option<bool>,
+    /// Print the manual (endpoints, authentication, batch and interactive use) and exit
+    #[arg(long = "man", action = ArgAction::SetTrue)]
+    pub man: bool,
 }

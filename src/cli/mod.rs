@@ -16,6 +16,7 @@ pub mod eccmgr;
 pub mod gen_docs;
 pub mod mbus_bench;
 pub mod mbus_node;
+pub mod mbus_passwd;
 pub mod spread;
 
 /// The `--help` paragraph on logging shared by the binaries that log.
@@ -60,6 +61,7 @@ pub fn commands() -> Vec<clap::Command> {
         mbus_node::Args::command(),
         mbus_bench::Args::command(),
         ec_console::Args::command(),
+        mbus_passwd::Args::command(),
         gen_docs::Args::command(),
     ]
 }

@@ -9,12 +9,13 @@ use std::path::PathBuf;
 
 use super::bus::{BusAction, BusEvent};
 use super::cache::{CacheLimits, ControlCache};
+use super::logsink::{LogSink, LogWrite};
 use super::members::{banner, leader, render_info, render_membership, VERSION};
 use super::proto::{Describe, Msg, NodeType};
 use super::subcluster::Subclusters;
 use crate::console::command::{parse_manager_line, ManagerCommand, MANAGER_HELP};
 use crate::console::server::Reply;
-use crate::ecconf::{Config, Value};
+use crate::ecconf::{Config, Transactions, Value};
 
 /// Manager settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +87,11 @@ pub struct ManagerCore {
     cache: ControlCache,
     next_req: u64,
     out: VecDeque<BusAction>,
+    /// Open `config begin` transactions by console session.
+    txns: Transactions,
+    /// Log aggregation (`as_logger` configured).
+    logs: Option<LogSink>,
+    log_writes: VecDeque<LogWrite>,
 }
 
 impl ManagerCore {
@@ -97,6 +103,7 @@ impl ManagerCore {
         config_path: Option<PathBuf>,
     ) -> Self {
         let cache = ControlCache::new(settings.cache);
+        let logs = LogSink::from_config(&config.root);
         Self {
             settings,
             host: host.into(),
@@ -110,7 +117,24 @@ impl ManagerCore {
             cache,
             next_req: 1,
             out: VecDeque::new(),
+            txns: Transactions::default(),
+            logs,
+            log_writes: VecDeque::new(),
         }
+    }
+
+    /// Next log text to append (`as_logger`); report it with [`Self::log_written`].
+    pub fn poll_log_write(&mut self) -> Option<LogWrite> {
+        self.log_writes.pop_front()
+    }
+
+    /// `w` was appended: acknowledge it to the node (its subscriber position).
+    pub fn log_written(&mut self, w: &LogWrite) {
+        let Some(sink) = self.logs.as_mut() else {
+            return;
+        };
+        let (sender, log, offset) = sink.written(w);
+        self.send(&sender, &Msg::LogAck { log, offset });
     }
 
     /// The bus connection is up: join the cluster group (the manager never joins the control
@@ -178,6 +202,11 @@ impl ManagerCore {
                 let me = self.describe();
                 let g = self.settings.cluster_group.clone();
                 self.send(&g, &me);
+                if let Some(sink) = self.logs.as_mut() {
+                    sink.on_membership(&self.members);
+                    let subscriber = self.host.clone();
+                    self.send(&g, &Msg::LogSubscribe { subscriber });
+                }
             }
             BusEvent::Membership { .. } => {}
             BusEvent::Message {
@@ -199,6 +228,20 @@ impl ManagerCore {
                 }) => {
                     self.cache
                         .on_chunk(now, req_id, &command, &node, chunk, chunks, &data);
+                }
+                Ok(Msg::LogBatch {
+                    node,
+                    log,
+                    offset,
+                    lines,
+                }) if self.members.contains(&sender) => {
+                    if let Some(w) = self
+                        .logs
+                        .as_mut()
+                        .and_then(|s| s.on_batch(&sender, &node, &log, offset, &lines))
+                    {
+                        self.log_writes.push_back(w);
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => tracing::debug!("ignoring bad message from {sender}: {e}"),
@@ -284,8 +327,19 @@ impl ManagerCore {
         );
     }
 
-    /// Runs one console line; `shutdown` in the reply asks the shell to stop.
+    /// Runs one console line of the local session `"local"`; `shutdown` in the reply asks
+    /// the shell to stop.
     pub fn console(&mut self, now: u64, line: &str) -> ManagerReply {
+        self.console_as(now, "local", line)
+    }
+
+    /// A console session ended: its open transaction (if any) is discarded.
+    pub fn session_closed(&mut self, session: &str) {
+        self.txns.close(session);
+    }
+
+    /// Runs one console line for console session `session` (transactions are per session).
+    pub fn console_as(&mut self, now: u64, session: &str, line: &str) -> ManagerReply {
         let parsed = match parse_manager_line(line) {
             Ok(p) => p,
             Err(e) => return ManagerReply::text(e.to_string()),
@@ -338,6 +392,13 @@ impl ManagerCore {
                     )
                 }
             }
+            M::ShowLogs => match &self.logs {
+                Some(s) => s.show(&self.host),
+                None => {
+                    "Log aggregation is off: add as_logger { base_dir = \"…\" } to eccluster.conf."
+                        .into()
+                }
+            },
             M::Shutdown => {
                 return ManagerReply {
                     text: "Shutting down the cluster manager.".into(),
@@ -421,6 +482,19 @@ impl ManagerCore {
                 },
                 None => format!("No response stored from '{node}' for '{command}'"),
             },
+            M::Config(c)
+                if self.txns.is_open(session)
+                    || matches!(c.sub.as_str(), "begin" | "commit" | "rollback" | "replay") =>
+            {
+                let out = self
+                    .txns
+                    .console(&mut self.config, session, &c.sub, &c.args)
+                    .unwrap_or_default();
+                if c.sub == "commit" {
+                    self.cache.set_limits(cache_limits(&self.config));
+                }
+                out
+            }
             M::Config(c) if c.sub == "reload" => {
                 let path = if c.args.trim().is_empty() {
                     self.config_path.clone()
@@ -534,91 +608,4 @@ pub fn manager_private_name(host: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_reload_discards_console_changes_and_applies_limits() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("eccluster.conf");
-        std::fs::write(
-            &path,
-            "Logs { Control_Cache_Max_Entries = 5 }\ninclude extra.conf\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("extra.conf"),
-            "Message_Expiration = 86400\n",
-        )
-        .unwrap();
-        let mut cfg = Config::load(&path, &[]).unwrap();
-        register_defaults(&mut cfg);
-        let settings = ManagerSettings {
-            cache: cache_limits(&cfg),
-            ..ManagerSettings::default()
-        };
-        assert_eq!(settings.cache.max_entries, 5);
-        let mut m = ManagerCore::new(settings, "mgr", cfg, Some(path.clone()));
-        assert_eq!(
-            m.console(1, "config set Message_Expiration 10").text,
-            "Message_Expiration = 10"
-        );
-        assert_eq!(
-            m.console(1, "config reload").text,
-            "Configuration reloaded."
-        );
-        assert_eq!(
-            m.console(1, "config get message_expiration").text,
-            "Message_Expiration = 86400"
-        );
-        std::fs::write(&path, "Logs {\n  Control_Cache_Max_Entries = \n}\n").unwrap();
-        let r = m.console(1, "config reload").text;
-        assert!(
-            r.starts_with("Reload failed: ")
-                && r.contains(
-                    "eccluster.conf:2:3: option 'Control_Cache_Max_Entries' has no value"
-                ),
-            "{r}"
-        );
-        // The live configuration is unchanged by a failed reload.
-        assert_eq!(
-            m.console(1, "config get message_expiration").text,
-            "Message_Expiration = 86400"
-        );
-    }
-
-    #[test]
-    fn commands_need_the_bus_and_name_targets() {
-        let mut m = ManagerCore::new(
-            ManagerSettings::default(),
-            "a-very-long-host.example.com",
-            Config::default(),
-            None,
-        );
-        assert_eq!(manager_private_name(m.host()), "a-very-lon");
-        assert!(m
-            .console(1, "broadcast version")
-            .text
-            .starts_with("Not connected to the bus"));
-        assert_eq!(
-            m.console(1, "info").text.lines().next(),
-            Some("Daemon: (not connected)")
-        );
-        m.connected("#a-very-lon#d", "d");
-        assert_eq!(m.poll(), Some(BusAction::Join("ec_cluster".into())));
-        assert_eq!(
-            m.console(1, "unicast n9 version").text,
-            "Unknown node 'n9' (known nodes: )"
-        );
-        assert_eq!(
-            m.console(1, "retrieve version").text,
-            "No responses stored for 'version'"
-        );
-        assert_eq!(
-            m.console(1, "retrieve_node n1 version").text,
-            "No response stored from 'n1' for 'version'"
-        );
-        assert!(m.console(1, "help").text.lines().count() >= 12);
-        assert!(m.console(1, "shutdown").shutdown);
-    }
-}
+mod tests;

@@ -17,6 +17,10 @@
 //! * [`duravip`] — ownership as a pure function of (cluster-group membership, latest views),
 //!   so nodes that delivered the same prefix of the total order agree by construction.
 //! * [`subcluster`] — the `# Subcluster:` table of `mbus.conf`.
+//! * [`shared`] — replicated gauge tables (`cluster shared …`), merged in the agreed order;
+//!   [`arp`] — `cluster arp show` from the kernel's neighbour table.
+//! * [`logship`] / [`logsink`] — log aggregation: nodes ship their `cluster { logs }` lines in
+//!   bounded batches to a manager with `as_logger`, which appends them per node.
 //! * [`shell`] — the tokio loops: one task owns a core, selects over control-socket requests,
 //!   the bus and timers, and reconnects (with back-off) when the daemon goes away.
 //! * [`sim`] — a deterministic single-process cluster over [`bus::MemHub`] for transcript and
@@ -39,15 +43,19 @@
 //! other hosts join the same ring through their own daemons (`tests/it/cluster_process.rs`,
 //! `cluster_process_embedded_ring`).
 
+pub mod arp;
 pub mod bus;
 pub mod cache;
 pub mod duravip;
 pub mod exec;
+pub mod logship;
+pub mod logsink;
 pub mod manager;
 pub mod members;
 pub mod node;
 pub mod proto;
 pub mod run;
+pub mod shared;
 pub mod shell;
 pub mod sim;
 pub mod spread_bus;

@@ -6,16 +6,22 @@
 //! are processed in delivery order (fact sheet §6.5 corollary).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::fmt::Write as _;
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use super::bus::{BusAction, BusEvent};
 use super::duravip::{NodeView, Reducer};
-use super::members::{banner, leader, render_info, render_membership, VERSION};
-use super::proto::{chunk_response, Describe, EntryKind, Msg, NodeType, VipEntry};
-use crate::console::command::{parse_node_line, NodeCommand};
-use crate::ecconf::{Config, Scope};
+use super::logship::{configured_logs, LogShipper};
+use super::members::VERSION;
+use super::proto::{chunk_response, Describe, Msg, NodeType, VipEntry};
+use super::shared::SharedTables;
+use crate::ecconf::{Config, Scope, Transactions};
+
+mod cmds;
+mod replicated;
+mod view;
+pub use cmds::xml_wrap;
+use view::topology;
+pub use view::{describe_plumb, local_view};
 
 /// Who this node is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +122,9 @@ pub enum NodeOutput {
     Bus(BusAction),
     /// Run a mapped program, then call [`NodeCore::mapped_done`].
     Run(ReplyTo, MappedRun),
+    /// `cluster reset`: drop the bus connection and attach again (the core has already
+    /// released its DuraVIPs; [`NodeCore::reconnected`] follows as for any reconnect).
+    Reconnect,
     /// Bring a DuraVIP up (`add`) or down on an interface.
     Plumb {
         /// Add (true) or delete.
@@ -155,6 +164,19 @@ pub struct NodeCore {
     stop: bool,
     /// Canary: apply a reloaded view locally at once, bypassing the total order (the seed's bug).
     canary_local_reload: bool,
+    /// Open `config begin` transactions by session (`bus:<sender>` for relayed commands).
+    txns: Transactions,
+    /// Replicated objects (`cluster shared …`).
+    shared: SharedTables,
+    /// Open local console sessions (feeds the `connections` object).
+    sessions: BTreeSet<String>,
+    /// `cluster duravip release all`: announce no DuraVIPs until `announce view`, `reset`
+    /// or a reload.
+    released: bool,
+    /// The neighbour table file read by `cluster arp show`.
+    arp_path: PathBuf,
+    /// Log shipping to a manager with `as_logger`.
+    logs: LogShipper,
 }
 
 impl NodeCore {
@@ -166,7 +188,11 @@ impl NodeCore {
         config: Config,
         config_path: Option<PathBuf>,
     ) -> Self {
-        Self {
+        let names: Vec<String> = configured_logs(&config.root)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let mut core = Self {
             id,
             private: private.into(),
             daemon: daemon.into(),
@@ -184,7 +210,15 @@ impl NodeCore {
             canary_local_reload: false,
             joined_at: 0,
             stop: false,
-        }
+            txns: Transactions::default(),
+            shared: SharedTables::new(),
+            sessions: BTreeSet::new(),
+            released: false,
+            arp_path: PathBuf::from(super::arp::PROC_ARP),
+            logs: LogShipper::default(),
+        };
+        core.logs = LogShipper::new(&names);
+        core
     }
 
     /// Queues the joins of the control, subcluster and cluster groups.
@@ -203,6 +237,8 @@ impl NodeCore {
     }
 
     fn reset(&mut self) {
+        self.shared.clear_seen();
+        self.logs.unsubscribe_if_gone(&[]);
         self.cluster_members.clear();
         self.descs.clear();
         self.duravip = Reducer::new();
@@ -278,8 +314,12 @@ impl NodeCore {
         })
     }
 
-    /// This node's DuraVIP configuration as announced in views.
+    /// This node's DuraVIP configuration as announced in views (none after `cluster duravip
+    /// release all`).
     pub fn local_view(&self) -> Vec<VipEntry> {
+        if self.released {
+            return Vec::new();
+        }
         local_view(&self.config.root)
     }
 
@@ -380,12 +420,17 @@ impl NodeCore {
                 self.descs.retain(|p, _| members.contains(p));
                 self.heard.retain(|p| members.contains(p));
                 self.duravip.on_membership(now, &members);
+                self.shared.on_membership(&members);
+                self.logs.unsubscribe_if_gone(&members);
                 if me_in {
                     // Tell (new) members who we are and what we manage.
                     let d = self.describe();
                     let g = self.id.cluster_group.clone();
                     self.multicast(&g, &d);
                     self.announce();
+                    for m in self.shared.all_snapshots(&self.id.node) {
+                        self.multicast(&g, &m);
+                    }
                 }
                 self.hear("");
                 self.reconcile();
@@ -411,7 +456,8 @@ impl NodeCore {
                             req_id,
                             command: text.clone(),
                         };
-                        match self.execute(now, &text) {
+                        let session = format!("bus:{}", reply.sender);
+                        match self.execute_as(now, &session, &text) {
                             Exec::Text(t) => self.respond(&reply, &t),
                             Exec::Run(run) => self.out.push_back(NodeOutput::Run(reply, run)),
                         }
@@ -433,11 +479,39 @@ impl NodeCore {
                             entries: entries.into_iter().map(|e| (e.ip.clone(), e)).collect(),
                             claims: claims.into_iter().collect(),
                         };
+                        if self.debug {
+                            tracing::info!(
+                                target: "duravip",
+                                "view from {sender}: {} entries, {} claims",
+                                view.entries.len(),
+                                view.claims.len()
+                            );
+                        }
                         self.duravip.on_view(now, &sender, view);
                         self.hear(&sender);
                         self.reconcile();
                     }
                     Msg::Move { vip, node } => self.on_move(&vip, &node),
+                    Msg::Shared {
+                        object,
+                        node,
+                        entries,
+                    } => {
+                        if self.cluster_members.contains(&sender) {
+                            self.shared.on_shared(&sender, &node, &object, &entries);
+                        }
+                    }
+                    Msg::LogSubscribe { subscriber } => {
+                        if self.cluster_members.contains(&sender) {
+                            self.logs.subscribe(&sender, &subscriber);
+                            self.ship_logs();
+                        }
+                    }
+                    Msg::LogAck { log, offset } => {
+                        self.logs.ack(&sender, &log, offset);
+                        self.ship_logs();
+                    }
+                    Msg::LogBatch { .. } => {}
                     Msg::Response { .. } => {}
                 }
             }
@@ -494,6 +568,13 @@ impl NodeCore {
             .chain(up.into_iter().map(|i| (true, i)))
         {
             let (prefix, iface) = topology(&self.config.root, &ip);
+            if self.debug {
+                tracing::info!(
+                    target: "duravip",
+                    "{} {ip}/{prefix} on {iface}",
+                    if add { "taking" } else { "releasing" }
+                );
+            }
             if add {
                 self.plumbed.insert(ip.clone());
             } else {
@@ -507,417 +588,11 @@ impl NodeCore {
             });
         }
     }
-
-    /// Executes one console line (from the bus or the local console).
-    pub fn execute(&mut self, now: u64, line: &str) -> Exec {
-        let parsed = match parse_node_line(line) {
-            Ok(p) => p,
-            Err(e) => return Exec::Text(e.to_string()),
-        };
-        let xml = parsed.xml;
-        let text = match parsed.command {
-            NodeCommand::Empty => String::new(),
-            NodeCommand::Version => banner("ecelerity"),
-            NodeCommand::Shutdown => {
-                self.stop = true;
-                "Shutting down.".into()
-            }
-            NodeCommand::Help(_) | NodeCommand::ClusterHelp => NODE_HELP.to_string(),
-            NodeCommand::Config(c) if c.sub == "reload" => {
-                let path = if c.args.trim().is_empty() {
-                    self.config_path.clone()
-                } else {
-                    Some(PathBuf::from(c.args.trim()))
-                };
-                match path {
-                    None => "No configuration file to reload.".into(),
-                    Some(p) => match Config::load(&p, &self.config.search_path) {
-                        Ok(cfg) => {
-                            self.reload(cfg);
-                            "Configuration reloaded.".into()
-                        }
-                        Err(e) => format!("Reload failed: {e}"),
-                    },
-                }
-            }
-            NodeCommand::Config(c) => self.config.console(&c.sub, &c.args),
-            NodeCommand::ClusterMembership if self.cluster_members.is_empty() => {
-                "Not connected to the cluster group: no membership information.".into()
-            }
-            NodeCommand::ClusterMembership => render_membership(
-                &self.cluster_members,
-                &self.descs,
-                &self.id.cluster_group,
-                xml,
-            ),
-            NodeCommand::ClusterInfo => {
-                let daemon = if self.cluster_members.is_empty() {
-                    "(not connected)".to_string()
-                } else {
-                    format!("{} [m:{}]", self.daemon, self.private)
-                };
-                render_info(
-                    &daemon,
-                    &self.id.control_group,
-                    &self.id.cluster_group,
-                    leader(&self.cluster_members, &self.descs),
-                )
-            }
-            NodeCommand::ClusterNodename => self.id.node.clone(),
-            NodeCommand::ClusterNodeaddr => self.id.address.clone(),
-            NodeCommand::DuravipShow { tables } => {
-                let body = if tables || xml {
-                    self.duravip.show_tables()
-                } else {
-                    self.duravip.show(now)
-                };
-                if self.synced {
-                    body
-                } else {
-                    let waiting = self
-                        .cluster_members
-                        .iter()
-                        .filter(|m| !self.heard.contains(*m))
-                        .count();
-                    format!("(settling: waiting for views from {waiting} member(s))\n{body}")
-                }
-            }
-            NodeCommand::DuravipMove { vip, node } => self.request_move(&vip, &node),
-            NodeCommand::DuravipAnnounceView => {
-                self.announce();
-                format!("View announced for {} DuraVIPs.", self.local_view().len())
-            }
-            NodeCommand::DuravipDebug(on) => {
-                self.debug = on;
-                format!(
-                    "DuraVIP debugging {}.",
-                    if on { "enabled" } else { "disabled" }
-                )
-            }
-            NodeCommand::Other(line) => {
-                if let Some(run) = mapped(&self.config.root, &line) {
-                    return Exec::Run(run);
-                }
-                sieve_stub(&line).unwrap_or_else(|| {
-                    crate::console::CommandError::Unknown(line.chars().take(80).collect())
-                        .to_string()
-                })
-            }
-        };
-        Exec::Text(text)
-    }
-
-    /// A move is checked against the local table, then multicast AGREED on the cluster group;
-    /// every participant (this node included) applies it when it is delivered.
-    fn request_move(&mut self, vip: &str, node: &str) -> String {
-        let Some(ip) = self.duravip.resolve(vip) else {
-            return format!("Unknown DuraVIP '{vip}'");
-        };
-        let Some(state) = self.duravip.table().get(&ip) else {
-            return format!("Unknown DuraVIP '{vip}'");
-        };
-        if !state.participants.iter().any(|(_, n)| n == node) {
-            let names: Vec<&str> = state.participants.iter().map(|(_, n)| n.as_str()).collect();
-            return format!(
-                "Unknown node '{node}' for DuraVIP {ip} (participants: {})",
-                names.join(", ")
-            );
-        }
-        if state.owner.as_deref() == Some(node) {
-            return format!("DuraVIP {ip} is already owned by {node}");
-        }
-        if let Some(f) = state
-            .participants
-            .iter()
-            .find_map(|(p, _)| self.duravip.entry(p, &ip).and_then(|e| e.follow.clone()))
-        {
-            return format!("DuraVIP {ip} follows '{f}'; move that instead");
-        }
-        let g = self.id.cluster_group.clone();
-        self.multicast(
-            &g,
-            &Msg::Move {
-                vip: ip.clone(),
-                node: node.to_string(),
-            },
-        );
-        format!("DuraVIP {ip} moving to {node}")
-    }
 }
 
 /// Seconds a joining node waits to hear every cluster-group member before it trusts its
 /// DuraVIP table anyway (Momentum's `view_mature_time` default).
 pub const SETTLE_SECS: u64 = 5;
 
-const NODE_HELP: &str = "\
-cluster duravip announce view        announce this node's DuraVIP view
-cluster duravip move <vip> to <node> move a DuraVIP (use broadcast from eccmgr)
-cluster duravip show [tables]        DuraVIP state (tables: XML)
-cluster info                         bus daemon, groups and leader
-cluster membership                   members of the cluster group
-cluster nodeaddr | cluster nodename  this node's address / name
-config {get|set|eval|unset|show|showrecurse|locate|reload} …
-help [command]                       this list
-version                              version banner";
-
-fn sieve_stub(line: &str) -> Option<String> {
-    let w: Vec<&str> = line.split_whitespace().collect();
-    match w.as_slice() {
-        [m, "flush", "cache"] if m.starts_with("sieve:") => {
-            Some("flushed 0 entries from the script cache".into())
-        }
-        _ => None,
-    }
-}
-
-/// Finds an operator-mapped command: `cluster { Command "prefix words" { Program = … } }`,
-/// matched case-insensitively on whole words.
-fn mapped(root: &Scope, line: &str) -> Option<MappedRun> {
-    let cluster = root.child("cluster", None)?;
-    let words: Vec<&str> = line.split_whitespace().collect();
-    for c in cluster.children_named("Command") {
-        let prefix: Vec<&str> = c
-            .instance
-            .as_deref()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        if prefix.is_empty() || prefix.len() > words.len() {
-            continue;
-        }
-        if !prefix
-            .iter()
-            .zip(&words)
-            .all(|(a, b)| a.eq_ignore_ascii_case(b))
-        {
-            continue;
-        }
-        let program = c.get_str("Program")?.to_string();
-        let mut args: Vec<String> = match c.get("Args").map(|o| &o.value) {
-            Some(crate::ecconf::Value::List(l)) => l
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect(),
-            Some(v) => v.as_str().map(|s| vec![s.to_string()]).unwrap_or_default(),
-            None => Vec::new(),
-        };
-        args.extend(words[prefix.len()..].iter().map(|s| (*s).to_string()));
-        let timeout_ms = c
-            .get_str("Timeout")
-            .and_then(|t| t.parse::<f64>().ok())
-            .map_or(10_000, |s| (s * 1000.0) as u64);
-        let max_output = c
-            .get_str("Max_Output")
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(64 * 1024);
-        return Some(MappedRun {
-            program,
-            args,
-            timeout_ms,
-            max_output,
-        });
-    }
-    None
-}
-
-/// DuraVIP entries of a configuration: `Binding "name" { Bind_Address = ip Enable_Duravip = true
-/// [Duravip_Preference = node] }` and `Listen "ip:port" { Enable_Duravip = true | Duravip_Follow = b }`.
-pub fn local_view(root: &Scope) -> Vec<VipEntry> {
-    let mut by_ip: BTreeMap<String, VipEntry> = BTreeMap::new();
-    let mut stack = vec![root];
-    let mut listeners = Vec::new();
-    while let Some(s) = stack.pop() {
-        stack.extend(s.children.iter());
-        let enabled = s
-            .get("Enable_Duravip")
-            .and_then(|o| o.value.as_bool())
-            .unwrap_or(false);
-        let pref = s.get_str("Duravip_Preference").map(str::to_string);
-        if s.name.eq_ignore_ascii_case("Binding") && enabled {
-            let (Some(name), Some(ip)) = (s.instance.clone(), s.get_str("Bind_Address")) else {
-                continue;
-            };
-            let e = by_ip.entry(ip.to_string()).or_insert_with(|| VipEntry {
-                ip: ip.to_string(),
-                names: Vec::new(),
-                kind: EntryKind::Binding,
-                preference: None,
-                follow: None,
-            });
-            e.names.push(name);
-            e.names.sort();
-            if pref.is_some() {
-                e.preference = pref;
-            }
-        } else if s.name.eq_ignore_ascii_case("Listen") {
-            let follow = s.get_str("Duravip_Follow").map(str::to_string);
-            if !enabled && follow.is_none() {
-                continue;
-            }
-            let Some(inst) = s.instance.clone() else {
-                continue;
-            };
-            let ip = listen_ip(&inst);
-            listeners.push(VipEntry {
-                ip,
-                names: vec![inst],
-                kind: EntryKind::Listener,
-                preference: pref,
-                follow,
-            });
-        }
-    }
-    for l in listeners {
-        match by_ip.get_mut(&l.ip) {
-            Some(b) => {
-                b.names.extend(l.names);
-                b.names.sort();
-            }
-            None => {
-                by_ip.insert(l.ip.clone(), l);
-            }
-        }
-    }
-    by_ip.into_values().collect()
-}
-
-fn listen_ip(inst: &str) -> String {
-    if let Some(rest) = inst.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest).to_string();
-    }
-    inst.rsplit_once(':').map_or(inst, |(h, _)| h).to_string()
-}
-
-/// Interface and prefix for `ip` from `cluster { Topology "cidr" { interface = … cidrmask = … } }`.
-fn topology(root: &Scope, ip: &str) -> (u8, String) {
-    let default = (32, "eth0".to_string());
-    let Ok(addr) = ip.parse::<Ipv4Addr>() else {
-        return default;
-    };
-    let Some(cluster) = root.child("cluster", None) else {
-        return default;
-    };
-    for t in cluster.children_named("Topology") {
-        let Some((net, bits)) = t.instance.as_deref().and_then(|c| c.split_once('/')) else {
-            continue;
-        };
-        let (Ok(net), Ok(bits)) = (net.parse::<Ipv4Addr>(), bits.parse::<u32>()) else {
-            continue;
-        };
-        if bits > 32 {
-            continue;
-        }
-        let mask = if bits == 0 {
-            0
-        } else {
-            u32::MAX << (32 - bits)
-        };
-        if u32::from(addr) & mask == u32::from(net) & mask {
-            let iface = t.get_str("interface").unwrap_or("eth0").to_string();
-            let prefix = t
-                .get_str("cidrmask")
-                .and_then(|m| m.parse().ok())
-                .filter(|m| *m <= 32)
-                .unwrap_or(32);
-            return (prefix, iface);
-        }
-    }
-    default
-}
-
-/// Renders plumbing actions for logs: `+10.0.0.1/32@eth0`.
-pub fn describe_plumb(out: &NodeOutput) -> Option<String> {
-    match out {
-        NodeOutput::Plumb {
-            add,
-            ip,
-            prefix,
-            iface,
-        } => {
-            let mut s = String::new();
-            let _ = write!(s, "{}{ip}/{prefix}@{iface}", if *add { '+' } else { '-' });
-            Some(s)
-        }
-        _ => None,
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::Path;
-
-    #[test]
-    fn view_from_config_and_mapping() {
-        let cfg = Config::from_str(
-            "n.conf",
-            r#"
-Binding "b1" { Bind_Address = 10.0.0.1 Enable_Duravip = true Duravip_Preference = "n2" }
-Binding "b2" { Bind_Address = 10.0.0.2 Enable_Duravip = false }
-ESMTP_Listener { Listen "10.0.0.9:25" { Duravip_Follow = "b1" } Listen "10.0.0.1:587" { Enable_Duravip = on } }
-cluster {
-  Topology "10.0.0.0/24" { interface = eth1 cidrmask = 24 }
-  Command "sieve:s1 flush cache" { Program = "/bin/echo" Args = ( "flushed" ) Timeout = 2 }
-}
-"#,
-            Path::new("."),
-        )
-        .unwrap();
-        let v = local_view(&cfg.root);
-        assert_eq!(v.len(), 2);
-        assert_eq!(v[0].names, vec!["10.0.0.1:587", "b1"]);
-        assert_eq!(v[0].preference.as_deref(), Some("n2"));
-        assert_eq!(v[1].follow.as_deref(), Some("b1"));
-        assert_eq!(topology(&cfg.root, "10.0.0.1"), (24, "eth1".into()));
-        assert_eq!(topology(&cfg.root, "192.168.0.1"), (32, "eth0".into()));
-        let m = mapped(&cfg.root, "SIEVE:s1 flush cache now").unwrap();
-        assert_eq!(m.args, vec!["flushed", "now"]);
-        assert_eq!(m.timeout_ms, 2000);
-        assert!(mapped(&cfg.root, "sieve:s2 flush cache").is_none());
-    }
-
-    #[test]
-    fn joiner_waits_for_silent_members_then_settles() {
-        let cfg = Config::from_str(
-            "n.conf",
-            "Binding \"b1\" { Bind_Address = 10.0.0.1 Enable_Duravip = true }",
-            Path::new("."),
-        )
-        .unwrap();
-        let me = "#ec0-00001#n1";
-        let mut n = NodeCore::new(NodeIdentity::new("n1", "default"), me, "d", cfg, None);
-        n.start();
-        let members = vec!["#spuser#d".to_string(), me.to_string()];
-        n.on_bus(
-            100,
-            BusEvent::Membership {
-                group: "ec_cluster".into(),
-                members,
-            },
-        );
-        // Deliver our own announcements back (they were queued as outputs).
-        let mine: Vec<BusEvent> = std::iter::from_fn(|| n.poll())
-            .filter_map(|o| match o {
-                NodeOutput::Bus(BusAction::Multicast {
-                    msg_type, payload, ..
-                }) => Some(BusEvent::Message {
-                    sender: me.into(),
-                    groups: vec![],
-                    msg_type,
-                    payload,
-                }),
-                _ => None,
-            })
-            .collect();
-        for ev in mine {
-            n.on_bus(100, ev);
-        }
-        assert!(!n.is_synced());
-        assert!(n.plumbed().is_empty(), "no plumbing before settling");
-        n.tick(104);
-        assert!(!n.is_synced());
-        n.tick(105);
-        assert!(n.is_synced());
-        assert!(n.plumbed().contains("10.0.0.1"));
-    }
-}
+mod tests;

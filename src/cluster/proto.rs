@@ -29,6 +29,20 @@ pub const MT_VIEW: i16 = 0x6304;
 /// `mess_type` of a DuraVIP move.
 pub const MT_MOVE: i16 = 0x6305;
 
+/// `mess_type` of a replicated-object snapshot (one sender's contribution).
+pub const MT_SHARED: i16 = 0x6306;
+/// Most keys in one replicated-object snapshot.
+pub const MAX_SHARED_KEYS: usize = 1024;
+
+/// `mess_type` of a manager's log subscription (as_logger configured).
+pub const MT_LOG_SUBSCRIBE: i16 = 0x6307;
+/// `mess_type` of a batch of shipped log lines.
+pub const MT_LOG_BATCH: i16 = 0x6308;
+/// `mess_type` of the manager's acknowledgement of written log bytes.
+pub const MT_LOG_ACK: i16 = 0x6309;
+/// Most lines in one log batch.
+pub const MAX_BATCH_LINES: usize = 1024;
+
 /// A malformed bus message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtoError {
@@ -145,6 +159,40 @@ pub enum Msg {
         /// Target node.
         node: String,
     },
+    /// The sender's whole contribution to a replicated gauge table (replaces its previous
+    /// one when delivered; every node applies these in the agreed order).
+    Shared {
+        /// Object name.
+        object: String,
+        /// Sending node.
+        node: String,
+        /// Keys and values, at most [`MAX_SHARED_KEYS`].
+        entries: Vec<(String, i64)>,
+    },
+    /// A manager with `as_logger` wants the nodes' logs (multicast on the cluster group).
+    LogSubscribe {
+        /// Subscriber name shown in `cluster show logs`.
+        subscriber: String,
+    },
+    /// Log lines of one node's log, starting at byte `offset` of its shipped stream (each
+    /// line counts its bytes plus one for the newline).
+    LogBatch {
+        /// Shipping node.
+        node: String,
+        /// Log name (key of the node's `cluster { logs = [ … ] }`).
+        log: String,
+        /// Stream offset of the first line.
+        offset: u64,
+        /// The lines, at most [`MAX_BATCH_LINES`].
+        lines: Vec<String>,
+    },
+    /// The manager has written a log up to `offset` (its subscriber position).
+    LogAck {
+        /// Log name.
+        log: String,
+        /// Stream offset written.
+        offset: u64,
+    },
 }
 
 fn put_str(out: &mut BytesMut, s: &str) {
@@ -215,6 +263,10 @@ impl Msg {
             Self::Describe(_) => MT_DESCRIBE,
             Self::View { .. } => MT_VIEW,
             Self::Move { .. } => MT_MOVE,
+            Self::Shared { .. } => MT_SHARED,
+            Self::LogSubscribe { .. } => MT_LOG_SUBSCRIBE,
+            Self::LogBatch { .. } => MT_LOG_BATCH,
+            Self::LogAck { .. } => MT_LOG_ACK,
         }
     }
 
@@ -284,6 +336,40 @@ impl Msg {
             Self::Move { vip, node } => {
                 put_str(&mut o, vip);
                 put_str(&mut o, node);
+            }
+            Self::Shared {
+                object,
+                node,
+                entries,
+            } => {
+                put_str(&mut o, object);
+                put_str(&mut o, node);
+                let n = entries.len().min(MAX_SHARED_KEYS);
+                o.put_u32(u32::try_from(n).unwrap_or(0));
+                for (k, v) in entries.iter().take(n) {
+                    put_str(&mut o, k);
+                    o.put_i64(*v);
+                }
+            }
+            Self::LogSubscribe { subscriber } => put_str(&mut o, subscriber),
+            Self::LogBatch {
+                node,
+                log,
+                offset,
+                lines,
+            } => {
+                put_str(&mut o, node);
+                put_str(&mut o, log);
+                o.put_u64(*offset);
+                let n = lines.len().min(MAX_BATCH_LINES);
+                o.put_u32(u32::try_from(n).unwrap_or(0));
+                for l in lines.iter().take(n) {
+                    put_str(&mut o, l);
+                }
+            }
+            Self::LogAck { log, offset } => {
+                put_str(&mut o, log);
+                o.put_u64(*offset);
             }
         }
         o.freeze()
@@ -379,6 +465,45 @@ impl Msg {
                 vip: get_str(b)?,
                 node: get_str(b)?,
             },
+            MT_SHARED => {
+                let (object, node) = (get_str(b)?, get_str(b)?);
+                let n = get_count(b, 12)?;
+                if n > MAX_SHARED_KEYS {
+                    return Err(ProtoError::Length(n as u64));
+                }
+                let mut entries = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let k = get_str(b)?;
+                    let v = get_u64(b)?;
+                    entries.push((k, i64::from_be_bytes(v.to_be_bytes())));
+                }
+                Self::Shared {
+                    object,
+                    node,
+                    entries,
+                }
+            }
+            MT_LOG_SUBSCRIBE => Self::LogSubscribe {
+                subscriber: get_str(b)?,
+            },
+            MT_LOG_BATCH => {
+                let (node, log, offset) = (get_str(b)?, get_str(b)?, get_u64(b)?);
+                let n = get_count(b, 4)?;
+                if n > MAX_BATCH_LINES {
+                    return Err(ProtoError::Length(n as u64));
+                }
+                let lines = (0..n).map(|_| get_str(b)).collect::<Result<_, _>>()?;
+                Self::LogBatch {
+                    node,
+                    log,
+                    offset,
+                    lines,
+                }
+            }
+            MT_LOG_ACK => Self::LogAck {
+                log: get_str(b)?,
+                offset: get_u64(b)?,
+            },
             other => return Err(ProtoError::Type(other)),
         };
         if b.has_remaining() {
@@ -428,81 +553,4 @@ pub fn chunk_response(req_id: u64, command: &str, node: &str, text: &str) -> Vec
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn samples() -> Vec<Msg> {
-        vec![
-            Msg::Command {
-                req_id: 7,
-                text: "version".into(),
-            },
-            Msg::Response {
-                req_id: 7,
-                command: "version".into(),
-                node: "n1".into(),
-                chunk: 0,
-                chunks: 1,
-                data: "x".into(),
-            },
-            Msg::Describe(Describe {
-                node_type: NodeType::Node,
-                node: "n1".into(),
-                subcluster: "east".into(),
-                version: "v".into(),
-                address: "1.2.3.4:4802".into(),
-                groups: vec!["ec_console".into(), "ec_cluster".into()],
-            }),
-            Msg::View {
-                node: "n1".into(),
-                entries: vec![VipEntry {
-                    ip: "10.0.0.5".into(),
-                    names: vec!["b1".into()],
-                    kind: EntryKind::Binding,
-                    preference: Some("n2".into()),
-                    follow: None,
-                }],
-                claims: vec![("10.0.0.5".into(), 3)],
-            },
-            Msg::Move {
-                vip: "10.0.0.5".into(),
-                node: "n2".into(),
-            },
-        ]
-    }
-
-    #[test]
-    fn roundtrip_and_truncation() {
-        for m in samples() {
-            let b = m.encode();
-            assert_eq!(Msg::decode(m.msg_type(), &b).unwrap(), m);
-            for cut in 0..b.len() {
-                assert!(Msg::decode(m.msg_type(), &b[..cut]).is_err());
-            }
-        }
-        assert_eq!(Msg::decode(99, &[1]), Err(ProtoError::Type(99)));
-        assert_eq!(Msg::decode(MT_MOVE, &[2]), Err(ProtoError::Version(2)));
-    }
-
-    #[test]
-    fn chunks_stay_below_spread_capacity() {
-        let text = "é".repeat(CHUNK_BYTES); // 2 bytes each: two chunks
-        let chunks = chunk_response(
-            1,
-            &"c".repeat(crate::console::MAX_LINE),
-            "node-with-a-long-name",
-            &text,
-        );
-        assert_eq!(chunks.len(), 2);
-        let mut joined = String::new();
-        for c in &chunks {
-            // Body + Spread header (48) + one group name (32) must fit.
-            assert!(c.encode().len() + 48 + 32 < MAX_MESSAGE);
-            if let Msg::Response { data, .. } = c {
-                joined.push_str(data);
-            }
-        }
-        assert_eq!(joined, text);
-        assert_eq!(chunk_response(1, "c", "n", "").len(), 1);
-    }
-}
+mod tests;

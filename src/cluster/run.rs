@@ -26,25 +26,11 @@ pub fn manager_name(host: &str) -> String {
 
 /// `Listen` addresses of `Control_Listener` (default `/tmp/2025`) with their `File_Mode`.
 ///
-/// TCP listeners whose effective `Enable_Authentication` is true (the `Listen` scope falls
-/// back to `Control_Listener`, §4.4) are left out with a warning: console authentication
-/// (DIGEST-MD5 etc.) is not implemented, and an unauthenticated TCP console must be asked for
-/// explicitly (§8 item 12). Unix sockets authenticate by file mode.
+/// Every listener is served: a TCP listener whose effective `Enable_Authentication` is true
+/// asks for a login before any command (see [`crate::console::access`]); Unix sockets
+/// identify the connecting OS user by peer credentials.
 pub fn control_addresses(cfg: &Config, default: &str) -> Vec<(String, Option<u32>)> {
     control_addresses_all(cfg, default)
-        .into_iter()
-        .filter(|(addr, _)| {
-            if addr.starts_with('/') {
-                return true;
-            }
-            let path = vec![("Control_Listener".to_string(), None), ("Listen".to_string(), Some(addr.clone()))];
-            let auth = cfg.eval(&path, "Enable_Authentication").and_then(|o| o.value.as_bool()).unwrap_or(false);
-            if auth {
-                tracing::warn!("not listening on {addr}: Enable_Authentication is true and console authentication is not supported; set it to false for this Listen to allow unauthenticated TCP");
-            }
-            !auth
-        })
-        .collect()
 }
 
 fn control_addresses_all(cfg: &Config, default: &str) -> Vec<(String, Option<u32>)> {
@@ -124,7 +110,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tcp_listeners_need_authentication_off() {
+    fn tcp_listeners_with_authentication_are_served() {
         let cfg = Config::from_str(
             "e.conf",
             r#"Control_Listener {
@@ -141,6 +127,7 @@ mod tests {
             control_addresses(&cfg, "/tmp/x"),
             vec![
                 ("/tmp/2025".to_string(), Some(0o640)),
+                ("127.0.0.1:2025".to_string(), Some(0o640)),
                 ("127.0.0.1:2026".to_string(), Some(0o640))
             ]
         );

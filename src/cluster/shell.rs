@@ -12,9 +12,12 @@ use tokio::time::Instant;
 use super::bus::{Bus, BusError, BusEvent};
 use super::duravip::Plumber;
 use super::exec::run_blocking;
+use super::logship::{configured_logs, LogTail};
 use super::manager::ManagerCore;
 use super::node::{Exec, NodeCore, NodeOutput, ReplyTo};
-use crate::console::server::{serve, Limits, Listener, Reply, Request};
+use crate::console::access::Access;
+use crate::console::server::{serve, AccessHandle, Event, Limits, Listener, Reply, Request};
+use crate::ecconf::Config;
 
 /// Wall-clock seconds since the Unix epoch.
 pub fn now_secs() -> u64 {
@@ -40,13 +43,21 @@ impl Backoff {
 /// Running control listeners: requests in, a shutdown switch, and a way to wait for every
 /// connection task to finish writing.
 struct Listeners {
-    requests: mpsc::Receiver<Request>,
+    requests: mpsc::Receiver<Event>,
+    access: AccessHandle,
     shutdown: watch::Sender<bool>,
     alive: mpsc::Receiver<()>,
 }
 
 impl Listeners {
-    fn start(listeners: Vec<Listener>, limits: Limits) -> Self {
+    /// Starts serving; who may log in and run what comes from `config` (read once).
+    fn start(listeners: Vec<Listener>, limits: Limits, config: &Config) -> Self {
+        let (access, warnings) = Access::from_config(config);
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        let access: AccessHandle =
+            std::sync::Arc::new(parking_lot::RwLock::new(std::sync::Arc::new(access)));
         let (tx, requests) = mpsc::channel(64);
         let (shutdown, sd_rx) = watch::channel(false);
         let (alive_tx, alive) = mpsc::channel(1);
@@ -55,24 +66,37 @@ impl Listeners {
                 l,
                 tx.clone(),
                 limits,
+                access.clone(),
                 sd_rx.clone(),
                 alive_tx.clone(),
             ));
         }
         Self {
             requests,
+            access,
             shutdown,
             alive,
         }
+    }
+
+    /// After a `config …` line: the new policy, password store and accounting file apply to
+    /// the next command of every session.
+    fn refresh(&self, config: &Config) {
+        let (new, warnings) = self.access.read().refreshed(config);
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        *self.access.write() = std::sync::Arc::new(new);
     }
 
     /// Stops accepting, lets open connections finish their last reply (bounded: 2 s).
     async fn stop(mut self) {
         let _ = self.shutdown.send(true);
         self.requests.close();
-        while let Ok(Some(req)) =
+        while let Ok(Some(ev)) =
             tokio::time::timeout(Duration::from_millis(10), self.requests.recv()).await
         {
+            let Event::Line(req) = ev else { continue };
             let _ = req.reply.send(Reply {
                 text: "Shutting down.".into(),
                 close: true,
@@ -122,7 +146,7 @@ pub async fn run_manager<B, C, F>(
             }
         }
     }
-    let mut ls = Listeners::start(listeners, limits);
+    let mut ls = Listeners::start(listeners, limits, core.config());
     let mut bus: Option<B> = None;
     let mut backoff = Backoff(Backoff::MIN);
     let mut retry_at = Instant::now();
@@ -152,7 +176,13 @@ pub async fn run_manager<B, C, F>(
                         }
                     },
                     req = ls.requests.recv() => match req {
-                        Some(req) => stop = manager_request(&mut core, req),
+                        Some(req) => {
+                            let changes = changes_config(&req);
+                            stop = manager_request(&mut core, req);
+                            if changes {
+                                ls.refresh(core.config());
+                            }
+                        }
                         None => return,
                     },
                 }
@@ -169,12 +199,19 @@ pub async fn run_manager<B, C, F>(
                         Some(ev) => core.on_bus(now_secs(), ev),
                     },
                     req = ls.requests.recv() => match req {
-                        Some(req) => stop = manager_request(&mut core, req),
+                        Some(req) => {
+                            let changes = changes_config(&req);
+                            stop = manager_request(&mut core, req);
+                            if changes {
+                                ls.refresh(core.config());
+                            }
+                        }
                         None => return,
                     },
                 }
             }
         }
+        write_logs(&mut core);
         while let Some(a) = core.poll() {
             if let Some(b) = bus.as_mut() {
                 if let Err(e) = b.act(a).await {
@@ -192,8 +229,60 @@ pub async fn run_manager<B, C, F>(
     }
 }
 
-fn manager_request(core: &mut ManagerCore, req: Request) -> bool {
-    let r = core.console(now_secs(), &req.line);
+/// True for a console line that may change the live configuration (`config set|unset|reload|
+/// commit`): the access rules are rebuilt after it.
+fn changes_config(ev: &Event) -> bool {
+    let Event::Line(r) = ev else { return false };
+    let (w, _) = crate::console::command::split_words(&r.line, 3);
+    let w: Vec<String> = w.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let w = if w.first().is_some_and(|x| x == "xml") {
+        &w[1..]
+    } else {
+        &w[..]
+    };
+    w.first().is_some_and(|c| c == "config")
+        && w.get(1)
+            .is_some_and(|s| matches!(s.as_str(), "set" | "unset" | "reload" | "commit"))
+}
+
+/// Per-session state key of a console connection.
+fn session_key(id: u64) -> String {
+    format!("console:{id}")
+}
+
+/// Appends queued aggregated log text (as_logger) and acknowledges it to the nodes. A file
+/// that cannot be written is not acknowledged: the node keeps the lines and ships them again
+/// after its next subscription.
+fn write_logs(core: &mut ManagerCore) {
+    use std::io::Write as _;
+    while let Some(w) = core.poll_log_write() {
+        let written = w
+            .path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&w.path)
+            })
+            .and_then(|mut f| f.write_all(w.text.as_bytes()));
+        match written {
+            Ok(()) => core.log_written(&w),
+            Err(e) => tracing::warn!("cannot append to {}: {e}", w.path.display()),
+        }
+    }
+}
+
+fn manager_request(core: &mut ManagerCore, ev: Event) -> bool {
+    let req = match ev {
+        Event::Line(r) => r,
+        Event::Closed(id) => {
+            core.session_closed(&session_key(id));
+            return false;
+        }
+    };
+    let r = core.console_as(now_secs(), &session_key(req.session.id), &req.line);
     let stop = r.shutdown;
     let _ = req.reply.send(Reply::from(r));
     stop
@@ -212,12 +301,16 @@ pub async fn run_node<B, C, F>(
     C: FnMut() -> F,
     F: Future<Output = Result<B, BusError>>,
 {
-    let mut ls = Listeners::start(listeners, limits);
+    let mut ls = Listeners::start(listeners, limits, core.config());
     let (done_tx, mut done_rx) = mpsc::channel::<(ReplyTo, String)>(64);
     let mut bus: Option<B> = None;
     let mut backoff = Backoff(Backoff::MIN);
     let mut retry_at = Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut tails: Vec<(String, LogTail)> = configured_logs(&core.config().root)
+        .into_iter()
+        .map(|(name, path)| (name, LogTail::new(path)))
+        .collect();
     loop {
         match bus.as_mut() {
             None => {
@@ -236,8 +329,15 @@ pub async fn run_node<B, C, F>(
                             retry_at = Instant::now() + wait;
                         }
                     },
-                    Some(req) = ls.requests.recv() => node_request(&mut core, req),
+                    Some(req) = ls.requests.recv() => {
+                        let changes = changes_config(&req);
+                        node_request(&mut core, req);
+                        if changes {
+                            ls.refresh(core.config());
+                        }
+                    }
                     Some((to, out)) = done_rx.recv() => core.mapped_done(&to, &out),
+                    _ = ticker.tick() => read_logs(&mut core, &mut tails),
                     _ = stop.changed() => break,
                 }
             }
@@ -252,9 +352,18 @@ pub async fn run_node<B, C, F>(
                         }
                         Some(ev) => core.on_bus(now_secs(), ev),
                     },
-                    Some(req) = ls.requests.recv() => node_request(&mut core, req),
+                    Some(req) = ls.requests.recv() => {
+                        let changes = changes_config(&req);
+                        node_request(&mut core, req);
+                        if changes {
+                            ls.refresh(core.config());
+                        }
+                    }
                     Some((to, out)) = done_rx.recv() => core.mapped_done(&to, &out),
-                    _ = ticker.tick() => core.tick(now_secs()),
+                    _ = ticker.tick() => {
+                        read_logs(&mut core, &mut tails);
+                        core.tick(now_secs());
+                    }
                     _ = stop.changed() => break,
                 }
             }
@@ -267,6 +376,11 @@ pub async fn run_node<B, C, F>(
                             tracing::warn!("bus request failed: {e}");
                         }
                     }
+                }
+                NodeOutput::Reconnect => {
+                    tracing::warn!("cluster reset: reattaching to the bus");
+                    bus = None;
+                    retry_at = Instant::now();
                 }
                 NodeOutput::Run(to, run) => {
                     let tx = done_tx.clone();
@@ -312,8 +426,26 @@ pub async fn run_node<B, C, F>(
     ls.stop().await;
 }
 
-fn node_request(core: &mut NodeCore, req: Request) {
-    match core.execute(now_secs(), &req.line) {
+/// Reads new lines of the node's logs (bounded per tick) into the core, connected or not.
+fn read_logs(core: &mut NodeCore, tails: &mut [(String, LogTail)]) {
+    for (name, tail) in tails {
+        match tail.poll() {
+            Ok(lines) if !lines.is_empty() => core.log_lines(name, lines),
+            Ok(_) => {}
+            Err(e) => tracing::debug!("log {name}: {e}"),
+        }
+    }
+}
+
+fn node_request(core: &mut NodeCore, ev: Event) {
+    let req: Request = match ev {
+        Event::Line(r) => r,
+        Event::Closed(id) => {
+            core.session_closed(&session_key(id));
+            return;
+        }
+    };
+    match core.execute_as(now_secs(), &session_key(req.session.id), &req.line) {
         Exec::Text(text) => {
             let _ = req.reply.send(Reply { text, close: false });
         }

@@ -20,6 +20,8 @@ pub struct SimNode {
     pub conn: MemConn,
     /// Plumbing actions taken (`+ip/prefix@iface`, `-…`).
     pub plumb_log: Vec<String>,
+    /// `cluster reset` asked for a new bus connection.
+    pub reset_pending: bool,
 }
 
 /// The simulated cluster.
@@ -33,6 +35,8 @@ pub struct Sim {
     pub manager: Option<(ManagerCore, MemConn)>,
     /// Nodes by name.
     pub nodes: BTreeMap<String, SimNode>,
+    /// Aggregated log files the manager wrote (`as_logger`), by path.
+    pub log_files: BTreeMap<String, String>,
     pids: u32,
 }
 
@@ -96,6 +100,7 @@ impl Sim {
             core,
             conn,
             plumb_log: Vec::new(),
+            reset_pending: false,
         };
         Self::flush_node(&mut node);
         self.nodes.insert(name.to_string(), node);
@@ -119,11 +124,17 @@ impl Sim {
 
     /// Runs a line on the manager's console and returns the reply after the cluster is quiet.
     pub fn console(&mut self, line: &str) -> String {
+        self.console_as("local", line)
+    }
+
+    /// Runs a line on the manager's console in console session `session` (transactions are
+    /// per session) and returns the reply after the cluster is quiet.
+    pub fn console_as(&mut self, session: &str, line: &str) -> String {
         let now = self.now;
         let Some((m, _)) = self.manager.as_mut() else {
             return "no manager".into();
         };
-        let r = m.console(now, line);
+        let r = m.console_as(now, session, line);
         self.run();
         r.text
     }
@@ -194,6 +205,7 @@ impl Sim {
                     let out = run_blocking(&run);
                     n.core.mapped_done(&to, &out);
                 }
+                NodeOutput::Reconnect => n.reset_pending = true,
                 p @ NodeOutput::Plumb { .. } => {
                     if let Some(s) = super::node::describe_plumb(&p) {
                         n.plumb_log.push(s);
@@ -203,9 +215,43 @@ impl Sim {
         }
     }
 
+    /// Runs `f` on node `name`'s core (e.g. feeding log lines or gauge values), sends what it
+    /// queued, and delivers everything until the cluster is quiet.
+    pub fn with_node(&mut self, name: &str, f: impl FnOnce(&mut NodeCore)) {
+        if let Some(n) = self.nodes.get_mut(name) {
+            f(&mut n.core);
+            Self::flush_node(n);
+        }
+        self.run();
+    }
+
+    /// Gives node `name` a new bus connection (as its shell does after `cluster reset` or a
+    /// lost daemon): the old one drops without leaving cleanly, the core starts afresh.
+    pub fn reconnect_node(&mut self, name: &str) {
+        self.pids += 1;
+        let pid = self.pids;
+        let Some(n) = self.nodes.get_mut(name) else {
+            return;
+        };
+        n.reset_pending = false;
+        let old = n.conn.private_name_owned();
+        let Ok(conn) = self.hub.connect(&format!("ec0-{pid:05}"), name) else {
+            return;
+        };
+        n.conn = conn;
+        self.hub.kill(&old);
+        let p = n.conn.private_name_owned();
+        n.core.reconnected(&p, &format!("memory:{name}"));
+        Self::flush_node(n);
+    }
+
     /// Delivers at most one pending event to node `name`; true if there was one.
     pub fn step_node(&mut self, name: &str) -> bool {
         let now = self.now;
+        if self.nodes.get(name).is_some_and(|n| n.reset_pending) {
+            self.reconnect_node(name);
+            return true;
+        }
         let Some(n) = self.nodes.get_mut(name) else {
             return false;
         };
@@ -224,6 +270,14 @@ impl Sim {
             return false;
         };
         let mut did = false;
+        while let Some(w) = m.poll_log_write() {
+            self.log_files
+                .entry(w.path.display().to_string())
+                .or_default()
+                .push_str(&w.text);
+            m.log_written(&w);
+            did = true;
+        }
         while let Some(a) = m.poll() {
             let _ = c.act_now(a);
             did = true;

@@ -58,6 +58,8 @@ pub enum ManagerCommand {
     },
     /// `show cluster membership`.
     ShowClusterMembership,
+    /// `show logs`: aggregated logs (as_logger), sizes and positions.
+    ShowLogs,
     /// `shutdown`.
     Shutdown,
     /// `unicast NODE CMD`.
@@ -76,7 +78,8 @@ pub enum ManagerCommand {
 /// `config SUB ARGS` — the sub-command and its raw argument text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigCommand {
-    /// `get`, `set`, `eval`, `unset`, `show`, `showrecurse`, `locate` or `reload`.
+    /// `get`, `set`, `eval`, `unset`, `show`, `showrecurse`, `locate`, `reload`, or a
+    /// transaction command: `begin`, `commit`, `rollback`, `replay`.
     pub sub: String,
     /// Everything after the sub-command, verbatim.
     pub args: String,
@@ -130,6 +133,25 @@ pub enum NodeCommand {
     DuravipAnnounceView,
     /// `cluster duravip debug on|off`.
     DuravipDebug(bool),
+    /// `cluster abort <id>`: abort a cluster job.
+    ClusterAbort(String),
+    /// `cluster arp show`: the kernel's neighbour table (read-only).
+    ArpShow,
+    /// `cluster duravip release all`: give up every locally owned DuraVIP.
+    DuravipRelease,
+    /// `cluster reset`: reconnect to the bus (DuraVIPs are renegotiated).
+    ClusterReset,
+    /// `cluster shared list`.
+    SharedList,
+    /// `cluster shared show <object> [from <node>]`.
+    SharedShow {
+        /// Object name.
+        object: String,
+        /// One node's contribution only.
+        from: Option<String>,
+    },
+    /// `cluster show logs`.
+    ShowLogs,
     /// Anything else (possibly an operator-mapped command), verbatim.
     Other(String),
 }
@@ -177,19 +199,18 @@ fn nonempty(s: &str, usage: &'static str) -> Result<String, CommandError> {
 
 fn config(rest: &str) -> Result<ConfigCommand, CommandError> {
     const USAGE: &str =
-        "config {get|set|eval|unset|show|showrecurse|locate|reload} [scope …] [option [value]]";
+        "config {get|set|eval|unset|show|showrecurse|locate|reload|begin|commit|rollback|replay} [scope …] [option [value]]";
     let (w, args) = split_words(rest, 1);
     let sub = w
         .first()
         .ok_or(CommandError::Usage(USAGE))?
         .to_ascii_lowercase();
     match sub.as_str() {
-        "get" | "set" | "eval" | "unset" | "show" | "showrecurse" | "locate" | "reload" => {
-            Ok(ConfigCommand {
-                sub,
-                args: args.to_string(),
-            })
-        }
+        "get" | "set" | "eval" | "unset" | "show" | "showrecurse" | "locate" | "reload"
+        | "begin" | "commit" | "rollback" | "replay" => Ok(ConfigCommand {
+            sub,
+            args: args.to_string(),
+        }),
         _ => Err(CommandError::Usage(USAGE)),
     }
 }
@@ -255,6 +276,7 @@ pub fn parse_manager_line(line: &str) -> Result<Parsed<ManagerCommand>, CommandE
             }
         }
         ["show", "cluster", "membership"] if rest(3).is_empty() => M::ShowClusterMembership,
+        ["show", "logs"] if rest(2).is_empty() => M::ShowLogs,
         ["shutdown"] if rest(1).is_empty() => M::Shutdown,
         ["version"] if rest(1).is_empty() => M::Version,
         ["config", ..] => M::Config(config(rest(1))?),
@@ -302,10 +324,32 @@ pub fn parse_node_line(line: &str) -> Result<Parsed<NodeCommand>, CommandError> 
                 node: ws[5].to_string(),
             }
         }
+        ["cluster", "duravip", "release", "all"] if rest(4).is_empty() => N::DuravipRelease,
         ["cluster", "duravip", ..] => {
             return Err(CommandError::Usage(
-                "cluster duravip {show [tables]|move <vip> to <node>|announce view|debug on|off}",
+                "cluster duravip {show [tables]|move <vip> to <node>|announce view|debug on|off|release all}",
             ))
+        }
+        ["cluster", "abort", id] if rest(3).is_empty() => N::ClusterAbort((*id).to_string()),
+        ["cluster", "abort", ..] => return Err(CommandError::Usage("cluster abort <id>")),
+        ["cluster", "arp", "show"] if rest(3).is_empty() => N::ArpShow,
+        ["cluster", "reset"] if rest(2).is_empty() => N::ClusterReset,
+        ["cluster", "show", "logs"] if rest(3).is_empty() => N::ShowLogs,
+        ["cluster", "shared", "list"] if rest(3).is_empty() => N::SharedList,
+        ["cluster", "shared", "show", ..] => {
+            let (ws, tail) = split_words(line, 6);
+            let usage = CommandError::Usage("cluster shared show <object> [from <node>]");
+            match ws.len() {
+                4 if tail.is_empty() => N::SharedShow {
+                    object: ws[3].to_string(),
+                    from: None,
+                },
+                6 if tail.is_empty() && ws[4].eq_ignore_ascii_case("from") => N::SharedShow {
+                    object: ws[3].to_string(),
+                    from: Some(ws[5].to_string()),
+                },
+                _ => return Err(usage),
+            }
         }
         _ => N::Other(line.to_string()),
     };
@@ -354,7 +398,7 @@ pub const MANAGER_HELP: &[(&str, &str)] = &[
     ),
     (
         "show",
-        "show cluster membership                    members and their roles",
+        "show cluster membership | show logs        members and their roles | aggregated logs",
     ),
     (
         "shutdown",

@@ -5,6 +5,9 @@
 //! response: u16 BE type | type 1: u16 BE length | payload
 //!                       | type 2: u32 BE length | payload   (output longer than 65535 bytes)
 //! ```
+//! Authentication (our own extension, §8 item 12): a client sends
+//! `u16 BE type = 3 | u16 BE length | user NUL password` and gets a type 1 response.
+//!
 //! Decoders are pure functions over a byte slice: `Ok(None)` means "need more bytes",
 //! `Err` means the stream is corrupt (the server closes only that connection).
 
@@ -14,6 +17,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 pub const TYPE_SHORT: u16 = 1;
 /// Frame type of a long (32-bit length) response.
 pub const TYPE_LONG: u16 = 2;
+/// Frame type of a login request (`user NUL password`).
+pub const TYPE_AUTH: u16 = 3;
 /// Largest response payload a client accepts (bounds its memory).
 pub const MAX_RESPONSE: usize = 64 * 1024 * 1024;
 
@@ -26,6 +31,83 @@ pub enum FrameError {
     /// The declared length exceeds the limit.
     #[error("frame length {0} exceeds the limit")]
     TooLarge(u64),
+    /// A login frame is not `user NUL password` with a valid user name.
+    #[error("malformed login frame")]
+    BadAuth,
+}
+
+/// A decoded client frame.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ClientFrame {
+    /// A command line.
+    Command(Bytes),
+    /// A login.
+    Auth {
+        /// User name (valid per [`super::auth::valid_user`]).
+        user: String,
+        /// Password (at most [`super::auth::MAX_PASSWORD`] bytes).
+        password: String,
+    },
+}
+
+impl std::fmt::Debug for ClientFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Command(b) => f.debug_tuple("Command").field(b).finish(),
+            Self::Auth { user, .. } => f
+                .debug_struct("Auth")
+                .field("user", user)
+                .field("password", &"<hidden>")
+                .finish(),
+        }
+    }
+}
+
+/// Decodes one client frame (command or login) and how many bytes it used.
+pub fn decode_client(mut buf: &[u8]) -> Result<Option<(ClientFrame, usize)>, FrameError> {
+    if buf.remaining() < 4 {
+        return Ok(None);
+    }
+    let ty = buf.get_u16();
+    if ty != TYPE_SHORT && ty != TYPE_AUTH {
+        return Err(FrameError::BadType(ty));
+    }
+    let len = usize::from(buf.get_u16());
+    if buf.remaining() < len {
+        return Ok(None);
+    }
+    let body = &buf[..len];
+    if ty == TYPE_SHORT {
+        return Ok(Some((
+            ClientFrame::Command(Bytes::copy_from_slice(body)),
+            4 + len,
+        )));
+    }
+    let (user, password) = parse_auth(body).ok_or(FrameError::BadAuth)?;
+    Ok(Some((ClientFrame::Auth { user, password }, 4 + len)))
+}
+
+fn parse_auth(body: &[u8]) -> Option<(String, String)> {
+    let nul = body.iter().position(|b| *b == 0)?;
+    let user = std::str::from_utf8(&body[..nul]).ok()?;
+    let password = std::str::from_utf8(&body[nul + 1..]).ok()?;
+    (super::auth::valid_user(user) && password.len() <= super::auth::MAX_PASSWORD)
+        .then(|| (user.to_string(), password.to_string()))
+}
+
+/// Encodes a login frame.
+pub fn encode_auth(user: &str, password: &str, out: &mut BytesMut) -> Result<(), FrameError> {
+    if !super::auth::valid_user(user) || password.len() > super::auth::MAX_PASSWORD {
+        return Err(FrameError::BadAuth);
+    }
+    let len = user.len() + 1 + password.len();
+    out.reserve(4 + len);
+    out.put_u16(TYPE_AUTH);
+    out.put_u16(u16::try_from(len).map_err(|_| FrameError::BadAuth)?);
+    out.put_slice(user.as_bytes());
+    out.put_u8(0);
+    out.put_slice(password.as_bytes());
+    Ok(())
 }
 
 /// A decoded frame and how many input bytes it used.
@@ -151,6 +233,38 @@ mod tests {
             Err(FrameError::TooLarge(0x7fff_ffff))
         );
         assert_eq!(decode_response(b"\x00\x07"), Err(FrameError::BadType(7)));
+    }
+
+    #[test]
+    fn login_frames_roundtrip_and_bad_ones_are_refused() {
+        let mut b = BytesMut::new();
+        encode_auth("alice", "p w", &mut b).unwrap();
+        assert_eq!(&b[..], b"\x00\x03\x00\x09alice\x00p w");
+        let (f, used) = decode_client(&b).unwrap().unwrap();
+        assert_eq!(used, b.len());
+        assert_eq!(
+            f,
+            ClientFrame::Auth {
+                user: "alice".into(),
+                password: "p w".into()
+            }
+        );
+        assert!(
+            !format!("{f:?}").contains("p w"),
+            "passwords never reach logs"
+        );
+        assert_eq!(
+            decode_client(b"\x00\x03\x00\x03abc"),
+            Err(FrameError::BadAuth)
+        );
+        assert_eq!(
+            decode_client(b"\x00\x03\x00\x02\x00x"),
+            Err(FrameError::BadAuth)
+        );
+        assert_eq!(decode_client(b"\x00\x03\x00\x09alice"), Ok(None));
+        assert!(encode_auth("a:b", "x", &mut b).is_err());
+        let (f, _) = decode_client(b"\x00\x01\x00\x01v").unwrap().unwrap();
+        assert_eq!(f, ClientFrame::Command(Bytes::from_static(b"v")));
     }
 
     proptest! {

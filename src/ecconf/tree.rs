@@ -59,7 +59,7 @@ impl Scope {
             .filter(move |c| c.name.eq_ignore_ascii_case(name))
     }
 
-    fn child_mut_or_insert(&mut self, name: &str, instance: Option<&str>) -> &mut Self {
+    pub(super) fn child_mut_or_insert(&mut self, name: &str, instance: Option<&str>) -> &mut Self {
         let idx =
             match self.children.iter().position(|c| {
                 c.name.eq_ignore_ascii_case(name) && c.instance.as_deref() == instance

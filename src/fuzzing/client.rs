@@ -272,7 +272,7 @@ const MAX_ENDPOINT: usize = 4096;
 /// Checks: parse → render → parse gives the same endpoint, and rendering is a fixed point;
 /// a Unix endpoint is an absolute path (the default socket for empty text); a TCP endpoint
 /// ends in `:<u16 port>`, keeps the text as given and is never an authenticated
-/// (`user@host`) or SSH endpoint; an error names the text it refuses, and is one line when
+/// (`user@host`, its own kind) or SSH endpoint; an error names the text it refuses, and is one line when
 /// the text is.
 pub fn console_endpoint(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -302,6 +302,16 @@ pub fn console_endpoint(data: &[u8]) {
                     } else {
                         assert_eq!(path, text);
                     }
+                }
+                Endpoint::Login { user, addr } => {
+                    assert_eq!(
+                        format!("{user}@{addr}"),
+                        text,
+                        "a login endpoint keeps its text"
+                    );
+                    assert!(!user.is_empty() && !user.contains(':'));
+                    let (_, port) = addr.rsplit_once(':').expect("host:port has a colon");
+                    assert!(port.parse::<u16>().is_ok(), "port {port:?}");
                 }
                 Endpoint::Tcp(addr) => {
                     assert_eq!(addr, text, "a TCP endpoint keeps its text");

@@ -76,6 +76,10 @@ const BINARIES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        env!("CARGO_BIN_EXE_mbus-passwd"),
+        &["<USER>", "-f, --file", "-r, --roles", "--stdin", "Argon2id"],
+    ),
+    (
         env!("CARGO_BIN_EXE_mbus-gen-docs"),
         &["[OUTDIR]", "target/gen-docs"],
     ),
@@ -140,6 +144,18 @@ fn bad_flags_are_named_with_a_suggestion_and_exit_2() {
 }
 
 #[test]
+fn ec_console_man_prints_the_manual_and_exits_0() {
+    let o = run(env!("CARGO_BIN_EXE_ec_console"), &["--man"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("EC_CONSOLE(1)"), "{out}");
+    assert!(
+        out.contains("user@host:port") || out.contains("USER@HOST"),
+        "{out}"
+    );
+}
+
+#[test]
 fn man_pages_build_in_process_and_name_every_flag() {
     let cmds = cli::commands();
     let names: Vec<&str> = cmds.iter().map(clap::Command::get_name).collect();
@@ -151,6 +167,7 @@ fn man_pages_build_in_process_and_name_every_flag() {
             "mbus-node",
             "mbus-bench",
             "ec_console",
+            "mbus-passwd",
             "mbus-gen-docs"
         ]
     );

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use mbus::cluster::manager::ManagerSettings;
+use mbus::cluster::shared::CONNECTIONS;
 use mbus::cluster::sim::Sim;
 use mbus::ecconf::Config;
 use proptest::prelude::*;
@@ -49,6 +50,10 @@ enum Op {
     Kill(usize),
     /// Start a killed node again (fresh state, new private name).
     Restart(usize),
+    /// `cluster reset` on a node: it releases its DuraVIPs and reattaches to the bus.
+    Reset(usize),
+    /// A node sets its value in the replicated `connections` gauge table.
+    Gauge(usize, i64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -60,6 +65,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::StepManager),
         1 => (0..3usize).prop_map(Op::Kill),
         1 => (0..3usize).prop_map(Op::Restart),
+        1 => (0..3usize).prop_map(Op::Reset),
+        1 => (0..3usize, 1..50i64).prop_map(|(n, v)| Op::Gauge(n, v)),
     ]
 }
 
@@ -109,12 +116,28 @@ fn run_schedule_with(ops: &[Op], canary: bool) -> Result<(), TestCaseError> {
     let mut hist: BTreeMap<String, Vec<Owners>> = BTreeMap::new();
     let mut killed = [false; 3];
     let mut restarts = 0;
+    let mut gauges: BTreeMap<&str, i64> = BTreeMap::new();
     for op in ops {
         match op {
             Op::Kill(n) => {
                 if sim.nodes.contains_key(NODES[*n]) && sim.nodes.len() > 1 {
                     sim.kill_no_run(NODES[*n]);
                     killed[*n] = true;
+                    gauges.remove(NODES[*n]);
+                }
+            }
+            Op::Reset(n) => {
+                if sim.nodes.contains_key(NODES[*n]) {
+                    sim.node_console_no_run(NODES[*n], "cluster reset");
+                    // A reset node leaves its old event stream: a new history from here.
+                    killed[*n] = true;
+                    hist.remove(NODES[*n]);
+                }
+            }
+            Op::Gauge(n, v) => {
+                if let Some(node) = sim.nodes.get_mut(NODES[*n]) {
+                    node.core.set_gauge(CONNECTIONS, "smtp", *v);
+                    gauges.insert(NODES[*n], *v);
                 }
             }
             Op::Restart(n) => {
@@ -193,6 +216,16 @@ fn run_schedule_with(ops: &[Op], canary: bool) -> Result<(), TestCaseError> {
         lens
     );
     check_prefixes(&hist, &survivors)?;
+    // The replicated gauge table reads the same on every node: the sum of live values.
+    let want: i64 = gauges.values().sum();
+    for n in &alive {
+        let got = sim.nodes[*n]
+            .core
+            .shared()
+            .values(CONNECTIONS, None)
+            .unwrap_or_default();
+        prop_assert_eq!(got.get("smtp").copied().unwrap_or(0), want, "on {}", n);
+    }
     let owners = sim.nodes[alive[0]].core.duravip().owners();
     for n in &alive {
         prop_assert!(sim.nodes[*n].core.is_synced());
@@ -225,7 +258,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
-    fn cluster_duravip_one_owner_per_vip_under_concurrent_reloads_and_moves(ops in proptest::collection::vec(op(), 0..80)) {
+    fn cluster_duravip_one_owner_per_vip_under_concurrent_reloads_moves_and_resets(ops in proptest::collection::vec(op(), 0..80)) {
         run_schedule(&ops)?;
     }
 }

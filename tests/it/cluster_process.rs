@@ -323,3 +323,92 @@ fn cluster_process_embedded_ring() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+fn add_user(passwd: &Path, user: &str, roles: &str, password: &str) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mbus-passwd"))
+        .args(["-f", passwd.to_str().unwrap(), "-r", roles, "--stdin", user])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mbus-passwd");
+    writeln!(c.stdin.as_mut().unwrap(), "{password}").unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// `mbus-passwd` fills the store; `ec_console user@host:port` logs in (password from
+/// `$EC_CONSOLE_PASSWORD` in batch use) and is authorized by role; a wrong password and an
+/// `ssh://` endpoint fail with one line and exit status 1.
+#[test]
+fn cluster_process_console_login_and_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = dir.path().join("console.passwd");
+    add_user(&passwd, "alice", "admin", "alice-pw");
+    add_user(&passwd, "bob", "viewer", "bob-pw");
+    let store = std::fs::read_to_string(&passwd).unwrap();
+    assert!(store.contains("alice:admin:$argon2id$") && !store.contains("alice-pw"));
+    let port = crate::harness::free_port();
+    let _m = start_manager(
+        dir.path(),
+        &format!(
+            "Control_Listener {{\n  Enable_Authorization = true\n  Password_File = \"{}\"\n  Listen \"127.0.0.1:{port}\" {{ Enable_Authentication = true }}\n}}\nAuthorization {{\n  Role \"admin\" {{ allow = ( \".*\" ) }}\n  Role \"viewer\" {{ allow = ( \"^retrieve \" ) }}\n}}\n",
+            passwd.display()
+        ),
+    );
+    let run = |user: &str, pw: &str, args: &[&str]| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let o = Command::new(env!("CARGO_BIN_EXE_ec_console"))
+                .arg(format!("{user}@127.0.0.1:{port}"))
+                .args(args)
+                .env("EC_CONSOLE_PASSWORD", pw)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            if !err.contains("cannot connect") || Instant::now() > deadline {
+                return o;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while text(&run(
+        "alice",
+        "alice-pw",
+        &["show", "cluster", "membership"],
+    ))
+    .matches("Node Type: Momentum")
+    .count()
+        < 3
+    {
+        assert!(Instant::now() < deadline, "nodes did not join");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = run("alice", "alice-pw", &["broadcast", "version"]);
+    assert_eq!(text(&o), "Sent to 3 node(s) on ec_console.\n");
+    let o = run("bob", "bob-pw", &["broadcast", "version"]);
+    assert_eq!(text(&o), "Not Authorized for this command\n");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let t = text(&run("bob", "bob-pw", &["retrieve", "version"]));
+        if t.starts_with("n1:\n#") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{t}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = run("bob", "wrong", &["retrieve", "version"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).ends_with("ec_console: Authentication failed.\n"));
+    let o = Command::new(env!("CARGO_BIN_EXE_ec_console"))
+        .args(["ssh://u@h/ecuser@h:2025", "version"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "ec_console: ssh://u@h/ecuser@h:2025: SSH-tunnelled endpoints are not supported\n"
+    );
+}

@@ -81,6 +81,12 @@ fn arg<'a>(directive: &'a str, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("missing {key}= in '{directive}'"))
 }
 
+fn opt_arg<'a>(directive: &'a str, key: &str) -> Option<&'a str> {
+    directive
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+}
+
 fn run_case(sim: &mut Sim, c: &Case) -> String {
     let name = c.directive.split_whitespace().next().unwrap_or("");
     match name {
@@ -89,7 +95,16 @@ fn run_case(sim: &mut Sim, c: &Case) -> String {
                 subclusters: Subclusters::from_mbus_conf(&c.input),
                 ..ManagerSettings::default()
             };
-            sim.add_manager(arg(&c.directive, "host"), settings, Config::default());
+            let config = match opt_arg(&c.directive, "as_logger") {
+                Some(dir) => Config::from_str(
+                    "eccluster.conf",
+                    &format!("as_logger {{ base_dir = \"{dir}\" }}"),
+                    std::path::Path::new("."),
+                )
+                .expect("as_logger config"),
+                None => Config::default(),
+            };
+            sim.add_manager(arg(&c.directive, "host"), settings, config);
             "ok".into()
         }
         "node" => match sim.add_node(
@@ -107,6 +122,41 @@ fn run_case(sim: &mut Sim, c: &Case) -> String {
             }
             Err(e) => e.to_string(),
         },
+        "gauge" => {
+            let node = arg(&c.directive, "name");
+            let value = arg(&c.directive, "value").parse().expect("value");
+            let mut ok = false;
+            sim.with_node(node, |core| {
+                ok = core.set_gauge(arg(&c.directive, "object"), arg(&c.directive, "key"), value);
+            });
+            if ok { "ok" } else { "refused" }.into()
+        }
+        // The same command on every node's local console, answers side by side: replicated
+        // objects must read the same everywhere.
+        "every-node" => {
+            let names: Vec<String> = sim.nodes.keys().cloned().collect();
+            let mut out = Vec::new();
+            for n in names {
+                for line in c.input.lines() {
+                    out.push(format!("{n}> {line}"));
+                    out.push(sim.node_console(&n, line));
+                }
+            }
+            out.join("\n")
+        }
+        // Lines appended to a node's log (as its shell's tail reads them).
+        "log" => {
+            let node = arg(&c.directive, "name");
+            let lines: Vec<String> = c.input.lines().map(str::to_string).collect();
+            sim.with_node(node, |core| core.log_lines(arg(&c.directive, "log"), lines));
+            "ok".into()
+        }
+        "log-files" => sim
+            .log_files
+            .iter()
+            .map(|(p, t)| format!("{p}:\n{}", t.trim_end()))
+            .collect::<Vec<_>>()
+            .join("\n"),
         "kill" => {
             sim.kill(arg(&c.directive, "name"));
             "ok".into()
@@ -122,8 +172,9 @@ fn run_case(sim: &mut Sim, c: &Case) -> String {
         "console" | "node-console" | "console-async" => {
             let mut out = Vec::new();
             for line in c.input.lines() {
+                let session = opt_arg(&c.directive, "session").unwrap_or("local");
                 let reply = if name == "console" {
-                    sim.console(line)
+                    sim.console_as(session, line)
                 } else if name == "console-async" {
                     sim.console_no_run(line)
                 } else {
