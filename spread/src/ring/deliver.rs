@@ -250,7 +250,8 @@ impl Engine {
                 self.ring.partial.remove(&sender);
                 Some(f.data)
             } else if pos == 0 {
-                let mut data = BytesMut::with_capacity(f.data.len() * 2);
+                // Room for the whole message at once: no regrowth (and copy) per fragment.
+                let mut data = BytesMut::with_capacity(super::MAX_MESSAGE.min(64 * f.data.len()));
                 data.extend_from_slice(&f.data);
                 self.ring.partial.insert(sender, Partial { next: 1, data });
                 None

@@ -655,6 +655,11 @@ impl Engine {
     }
 
     pub(crate) fn send(&mut self, to: Dest, port: Port, p: &Packet) {
+        // A daemon configured alone: a broadcast or scast reaches nobody (5.0.1's scast sends
+        // nothing when the segment has only me), so it is not even encoded.
+        if matches!(to, Dest::Broadcast | Dest::Segment) && self.cfg.daemons.len() <= 1 {
+            return;
+        }
         let bytes = codec::encode(self.cfg.me, self.cfg.conf_hash, p);
         self.emit(Output::Send { to, port, bytes });
     }
