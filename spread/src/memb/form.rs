@@ -1,13 +1,13 @@
-//! FORM1, FORM2 and installation — 5.0.1's `Create_form1`, `Fill_form1`, `Read_form2` and
-//! the EVS end (`Memb_transitional`, `Memb_regular`).
+//! FORM1 and FORM2 — 5.0.1's `Create_form1`, `Fill_form1`, `Read_form2`: the FORM phase,
+//! and the FORM2 that starts EVS (`evs.rs`).
 
-use super::insert_rep;
+use super::{insert_rep, Future, Phase};
 use crate::ring::packet::{
     Form, Packet, Rep, RepKind, RingEntry, Token, MAX_ENTRY_EXTRA, MAX_FORM_RINGS,
 };
 use crate::ring::{
-    ConfigChange, ConfigKind, DaemonId, Dest, Engine, Future, Output, Port, RingId, RingState,
-    State, Timer, TokenState, EVS_SEQ_GAP, MAX_PROCS_RING, MAX_SEQ_GAP,
+    DaemonId, Dest, Engine, Port, RingId, State, Timer, TokenState, EVS_SEQ_GAP, MAX_PROCS_RING,
+    MAX_SEQ_GAP,
 };
 use crate::time::Instant;
 
@@ -24,38 +24,51 @@ impl Engine {
     }
 
     /// The potential reps if this form fails: the FORM's reps of other segments.
-    fn potential_from_form(&mut self, reps: &[Rep]) {
-        self.potential.clear();
+    fn potential_from_form(&self, reps: &[Rep]) -> Vec<Rep> {
+        let mut potential = Vec::new();
         let mine = self.my_seg();
         for r in reps {
             if let Some(mut r) = self.known_rep(r.id, r.kind).filter(|r| r.seg != mine) {
                 r.kind = RepKind::Potential;
-                insert_rep(&mut self.potential, r);
+                insert_rep(&mut potential, r);
             }
         }
+        potential
     }
 
-    /// The daemons this daemon adds to FORM1 besides itself: its ring (a RING_REP) or the
-    /// daemons it heard in SEG, minus `exclude` and my gathered reps.
+    /// GATHER: the daemons this daemon adds to FORM1 besides itself: its ring (a RING_REP)
+    /// or the daemons it heard in SEG, minus `exclude` and my gathered reps.
     fn brought(&self, exclude: impl Fn(DaemonId) -> bool) -> Vec<DaemonId> {
+        let Phase::Gather {
+            ring_alive,
+            heard,
+            reps,
+            ..
+        } = &self.phase
+        else {
+            return Vec::new();
+        };
         let me = self.cfg.me;
-        let base = if self.ring_alive {
+        let base = if *ring_alive {
             &self.ring.members
         } else {
-            &self.f_members
+            heard
         };
         base.iter()
             .copied()
-            .filter(|d| *d != me && !exclude(*d) && !self.f_reps.iter().any(|r| r.id == *d))
+            .filter(|d| *d != me && !exclude(*d) && !reps.iter().any(|r| r.id == *d))
             .collect()
     }
 
+    /// GATHER, smallest rep at Gather_timeout: creates FORM1 and commits to it.
     pub(crate) fn create_form1(&mut self, now: Instant) {
         let me = self.cfg.me;
         self.join_rep_index = 1;
-        let mut reps = std::mem::take(&mut self.f_reps);
+        let Phase::Gather { reps, .. } = &self.phase else {
+            return;
+        };
+        let mut reps = reps.clone();
         self.sort_reps(&mut reps);
-        self.f_reps = reps.clone();
         let pending = self.brought(|_| false);
         let mut f = Form {
             form_id: RingId {
@@ -72,32 +85,35 @@ impl Engine {
             rings: Vec::new(),
         };
         f.pending.truncate(MAX_PROCS_RING - 1);
-        self.potential_from_form(&f.reps.clone());
+        let potential = self.potential_from_form(&f.reps);
         tracing::debug!(%me, form = %f.form_id, pending = f.pending.len(), "create FORM1");
-        self.commit_to_form(now, &mut f);
+        self.commit_to_form(now, &mut f, potential);
         self.forward_form1(f);
     }
 
+    /// FORM1: visited as a pending member (OP non-leader, REPRESENTED) or as the next rep
+    /// (GATHER); commits to it and forwards it.
     pub(crate) fn on_form1(&mut self, now: Instant, mut f: Form) {
         let me = self.cfg.me;
-        let pending_ok = match self.state {
+        let pending_ok = match self.state() {
             State::Op => !self.is_leader(),
             State::Represented => true,
             _ => false,
         };
         let rep = f.reps.get(usize::from(f.rep_index)).copied();
-        let want = if self.ring_alive {
+        let ring_alive = self.ring_alive();
+        let want = if ring_alive {
             RepKind::Ring
         } else {
             RepKind::Seg
         };
         let as_pending = pending_ok && f.pending.first() == Some(&me);
-        let as_rep = self.state == State::Gather
+        let as_rep = self.state() == State::Gather
             && f.pending.is_empty()
             && rep.is_some_and(|r| r.id == me && r.kind == want);
+        // (A daemon committed to a FORM is in FORM or EVS, where FORM1 is not accepted.)
         if !(as_pending || as_rep)
             || !self.all_configured(&f)
-            || self.form_id == Some(f.form_id)
             || f.members.len() + f.pending.len() > MAX_PROCS_RING
         {
             self.stats.dropped += 1;
@@ -108,7 +124,7 @@ impl Engine {
         } else {
             let listed = |d: DaemonId| f.members.contains(&d) || f.reps.iter().any(|r| r.id == d);
             let mut add = self.brought(listed);
-            if self.ring_alive {
+            if ring_alive {
                 // 5.0.1 adds a RING_REP's whole ring, without filtering.
                 add = self
                     .ring
@@ -124,14 +140,15 @@ impl Engine {
             f.rep_index += 1;
         }
         f.members.push(me);
-        self.potential_from_form(&f.reps.clone());
-        self.commit_to_form(now, &mut f);
+        let potential = self.potential_from_form(&f.reps);
+        self.commit_to_form(now, &mut f, potential);
         self.forward_form1(f);
     }
 
-    /// Adds this daemon's old ring to FORM1 and stops the old ring here (or, if the FORM has
-    /// no room for another ring, leaves this daemon out as 5.0.1 does).
-    fn commit_to_form(&mut self, now: Instant, f: &mut Form) {
+    /// Enters FORM: adds this daemon's old ring to FORM1 and stops the old ring here (or, if
+    /// the FORM has no room for another ring, leaves this daemon out as 5.0.1 does);
+    /// `potential` are the reps to try if this form fails.
+    fn commit_to_form(&mut self, now: Instant, f: &mut Form, potential: Vec<Rep>) {
         let me = self.cfg.me;
         let known = f.rings.iter().any(|e| e.ring == self.ring.id);
         if !known && f.rings.len() >= MAX_FORM_RINGS {
@@ -142,9 +159,10 @@ impl Engine {
         f.last_seq = f
             .last_seq
             .max(self.ring.highest.saturating_add(EVS_SEQ_GAP));
-        self.state = State::Form;
-        self.form_id = Some(f.form_id);
-        self.ring_alive = false;
+        self.phase = Phase::Form {
+            form_id: f.form_id,
+            potential,
+        };
         for t in [
             Timer::TokenLoss,
             Timer::TokenHurry,
@@ -217,15 +235,6 @@ impl Engine {
         }
     }
 
-    /// EVS done here (5.0.1 `Memb_commit`): my commit set becomes the future ring's entry
-    /// for my old ring (its transitional set, then the rest).
-    pub(crate) fn on_evs_commit(&mut self) {
-        if let Some(f) = self.future.as_ref() {
-            let e = &f.entry;
-            self.commit_set = e.trans.iter().chain(e.commit.iter()).copied().collect();
-        }
-    }
-
     fn forward_form1(&mut self, mut f: Form) {
         let next_rep = f.reps.get(usize::from(f.rep_index)).map(|r| r.id);
         if let Some(next) = f.pending.first().copied().or(next_rep) {
@@ -251,14 +260,13 @@ impl Engine {
         }
     }
 
+    /// FORM2 of the FORM this daemon committed to: enters EVS and forwards it (the last
+    /// member starts the new ring's token instead).
     pub(crate) fn on_form2(&mut self, now: Instant, mut f: Form) {
         let me = self.cfg.me;
         let idx = usize::from(f.visited);
-        if self.state != State::Form
-            || !self.all_configured(&f)
-            || self.form_id != Some(f.form_id)
-            || f.members.get(idx) != Some(&me)
-        {
+        let committed = matches!(self.phase, Phase::Form { form_id, .. } if form_id == f.form_id);
+        if !committed || !self.all_configured(&f) || f.members.get(idx) != Some(&me) {
             self.stats.dropped += 1;
             return;
         }
@@ -284,18 +292,16 @@ impl Engine {
         f.visited += 1;
         let members = f.members.clone();
         tracing::debug!(%me, ring = %f.new_ring, "FORM2: enter EVS");
-        self.future = Some(Future {
-            ring: f.new_ring,
-            members: members.clone(),
-            last_seq: f.last_seq,
-            entry,
-            early: Default::default(),
-        });
-        self.state = State::Evs;
-        self.evs_rounds = 0;
-        self.cancel(Timer::Form);
-        self.arm(Timer::TokenLoss, now + self.cfg.token_timeout);
-        self.tok = TokenState::default();
+        self.enter_evs(
+            now,
+            Future {
+                ring: f.new_ring,
+                members: members.clone(),
+                last_seq: f.last_seq,
+                entry,
+                early: Default::default(),
+            },
+        );
         if idx == 0 {
             self.tok.awaiting = true;
             self.tok.last_tx_arq = 0;
@@ -328,66 +334,6 @@ impl Engine {
             );
         }
         self.tok.last_tx = Some((members[0], t));
-    }
-
-    /// Ends EVS: delivers the old ring's remaining messages, the transitional and the
-    /// regular configuration, and starts the new ring.
-    pub(crate) fn install(&mut self, now: Instant) {
-        let Some(fut) = self.future.take() else {
-            return;
-        };
-        let e = fut.entry;
-        let mut trans = e.trans.clone();
-        self.sort_by_rank(&mut trans);
-        let trans_change = ConfigChange {
-            kind: ConfigKind::Transitional,
-            ring: self.ring.id,
-            id: RingId {
-                leader: fut.ring.leader,
-                time: fut.ring.time.wrapping_sub(1),
-            },
-            members: trans,
-        };
-        let real_old = self.ring.id.time != crate::ring::NO_RING_TIME;
-        self.deliver_old_ring(&e, &trans_change, real_old);
-        tracing::debug!(me = %self.cfg.me, ring = %fut.ring, "install");
-        self.emit(Output::Configuration(ConfigChange {
-            kind: ConfigKind::Regular,
-            ring: fut.ring,
-            id: fut.ring,
-            members: fut.members.clone(),
-        }));
-        #[cfg(any(test, feature = "sim"))]
-        self.remember_ring();
-        self.ring = RingState::new(fut.ring, fut.members);
-        for (_, p) in fut.early {
-            self.insert_packet(p);
-        }
-        self.state = State::Op;
-        self.ring_alive = true;
-        self.f_reps.clear();
-        self.foreign_found = false;
-        self.commit_set = vec![self.cfg.me];
-        self.form_id = None;
-        self.stats.installs += 1;
-        for p in self.send_q.iter_mut() {
-            // A message cut by the membership change is sent again whole.
-            p.next = 0;
-        }
-        // The old ring's exchange is over; the group layer sends anew for this ring.
-        self.stats.stale_exchange += self.exchange_q.len() as u64;
-        self.exchange_q.clear();
-        if self.gate_at_install {
-            self.exchanging = true;
-        }
-        self.tok.prev_sent_aru = 0;
-        self.tok.my_last_sent = 0;
-        self.tok.token_counter = 0;
-        self.tok.round = 0;
-        self.tok.prev_sent_seq = 0;
-        if self.is_leader() {
-            self.arm(Timer::Lookup, now + self.cfg.lookup_timeout);
-        }
     }
 }
 

@@ -1,14 +1,15 @@
 //! Membership: segment election, gather, form, EVS recovery and installation, after 5.0.1's
 //! `membership.c` (fact sheet §6 and §15).
 //!
-//! States ([`crate::ring::State`]), numbered in 5.0.1 OP 1, SEG 2, REPRESENTED 3, GATHER 4,
+//! States ([`crate::ring::State`]; inside the engine the phase enum `Phase`, whose variants
+//! hold what only that phase uses), numbered in 5.0.1 OP 1, SEG 2, REPRESENTED 3, GATHER 4,
 //! FORM 5, EVS 6:
 //!
 //! * **Seg** (`seg.rs`) — after a token loss (and at start) a daemon scasts an ALIVE listing the
 //!   daemons of its segment it heard (itself first) now and every `alive_timeout`; after
 //!   `seg_timeout` the smallest of them (configuration order) gathers, the others become
 //!   REPRESENTED. A JOIN from a SEG_REP of my segment makes me REPRESENTED at once.
-//! * **Represented** — answers each JOIN of its representative with one ALIVE; `rep_timeout`
+//! * **Represented** (`seg.rs`) — answers each JOIN of its representative with one ALIVE; `rep_timeout`
 //!   without it (re-armed by any ALIVE or the rep's JOIN) goes back to SEG. A JOIN from
 //!   someone else is answered with a REFER to my representative. Filled into FORM1 as a
 //!   pending member.
@@ -25,7 +26,7 @@
 //!   member in configuration order), which stamps the new ring id; FORM2 then visits every
 //!   member, which enters EVS; the last one starts the new ring's token. Every FORM token is
 //!   sent twice. A missing FORM2 within `form_timeout` is a token loss.
-//! * **Evs** — members of one old ring exchange that ring's packets until each holds every
+//! * **Evs** (`evs.rs`) — members of one old ring exchange that ring's packets until each holds every
 //!   packet some of them held, then install: old-ring messages up to the first hole (SAFE
 //!   ones only up to the largest ring-wide aru) in the regular configuration, the
 //!   transitional configuration, the rest, then the new regular configuration.
@@ -43,12 +44,111 @@
 //! the last ring or else its first configured daemon) and enters SEG with the ring stopped;
 //! the old ring's packets are kept for the next form.
 
+mod evs;
 mod form;
 mod gather;
 mod seg;
 
+pub(crate) use evs::Future;
+
 use crate::ring::packet::{Rep, RepKind};
-use crate::ring::{DaemonId, Engine, MAX_PROCS_RING};
+use crate::ring::{DaemonId, Engine, RingId, State, MAX_PROCS_RING};
+
+/// The membership phase with the data only that phase uses (quinn-proto's connection
+/// state). Each file of this module owns the transitions into its phases: `seg.rs` SEG and
+/// REPRESENTED, `gather.rs` GATHER (and the return to OP), `form.rs` FORM, `evs.rs` EVS and
+/// the installation that ends in OP.
+///
+/// What outlives a phase stays on [`Engine`]: the installed ring, the token bookkeeping,
+/// 5.0.1's `Commit_set` (until the next installation, across failed memberships) and the
+/// JOINs' stale rep index.
+#[derive(Debug, Clone)]
+pub(crate) enum Phase {
+    /// A ring is installed and running.
+    Op {
+        /// A foreign packet was forwarded to the leader in this membership.
+        foreign_forwarded: bool,
+    },
+    /// Ring lost: ALIVEs elect the segment's representative.
+    Seg {
+        /// 5.0.1 F_members: the daemons of my segment heard by ALIVE (me first).
+        heard: Vec<DaemonId>,
+        /// 5.0.1 Potential_reps: where a later GATHER unicasts its JOINs.
+        potential: Vec<Rep>,
+    },
+    /// A daemon of my segment gathers for me.
+    Represented {
+        /// F_members heard in SEG (sent in my ALIVEs).
+        heard: Vec<DaemonId>,
+        /// Potential reps kept for the next SEG.
+        potential: Vec<Rep>,
+        /// My segment's representative, once its JOIN was heard.
+        rep: Option<DaemonId>,
+    },
+    /// Gathering a new membership.
+    Gather {
+        /// The installed ring keeps running (a leader merging; RING_REP).
+        ring_alive: bool,
+        /// F_members: the daemons I bring (heard in SEG; none for a merging leader).
+        heard: Vec<DaemonId>,
+        /// 5.0.1 F_reps: the representatives gathered (me first).
+        reps: Vec<Rep>,
+        /// Potential reps: where JOINs are unicast (other segments' representatives).
+        potential: Vec<Rep>,
+    },
+    /// Committed to a FORM token; waiting for FORM2.
+    Form {
+        /// The FORM this daemon committed to.
+        form_id: RingId,
+        /// The FORM's reps of other segments, for the next SEG if this form fails.
+        potential: Vec<Rep>,
+    },
+    /// FORM2 seen: recovering the old ring's messages before installing the new ring.
+    Evs {
+        /// The ring being moved to.
+        future: Future,
+        /// EVS token rounds so far (bounded by [`crate::ring::MAX_EVS_ROUNDS`]).
+        rounds: u32,
+    },
+}
+
+impl Phase {
+    /// The phase's name (5.0.1's state).
+    pub(crate) fn state(&self) -> State {
+        match self {
+            Self::Op { .. } => State::Op,
+            Self::Seg { .. } => State::Seg,
+            Self::Represented { .. } => State::Represented,
+            Self::Gather { .. } => State::Gather,
+            Self::Form { .. } => State::Form,
+            Self::Evs { .. } => State::Evs,
+        }
+    }
+
+    /// Does the installed ring still run (OP, or a leader gathering to merge)?
+    pub(crate) fn ring_alive(&self) -> bool {
+        matches!(
+            self,
+            Self::Op { .. }
+                | Self::Gather {
+                    ring_alive: true,
+                    ..
+                }
+        )
+    }
+
+    /// The potential reps of the phases that keep them.
+    #[cfg(test)]
+    pub(crate) fn potential(&self) -> &[Rep] {
+        match self {
+            Self::Seg { potential, .. }
+            | Self::Represented { potential, .. }
+            | Self::Gather { potential, .. }
+            | Self::Form { potential, .. } => potential,
+            Self::Op { .. } | Self::Evs { .. } => &[],
+        }
+    }
+}
 
 /// Most representatives in one list (MAX_REPS in 5.0.1).
 pub const MAX_REPS: usize = 25;
@@ -98,7 +198,7 @@ impl Engine {
 
     /// 5.0.1's potential reps after a token loss: for each other segment, its first daemon in
     /// `members` (the last ring), else its first configured daemon.
-    pub(crate) fn add_segment_potentials(&mut self, members: &[DaemonId]) {
+    pub(crate) fn add_segment_potentials(&self, potential: &mut Vec<Rep>, members: &[DaemonId]) {
         for seg in self.other_segments() {
             let id = self
                 .first_in_seg(members, seg)
@@ -109,7 +209,7 @@ impl Engine {
                     kind: RepKind::Potential,
                     seg,
                 };
-                insert_rep(&mut self.potential, r);
+                insert_rep(potential, r);
             }
         }
     }

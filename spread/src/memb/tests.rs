@@ -54,8 +54,8 @@ fn insert_rep_follows_5_0_1() {
 #[test]
 fn start_up_potential_reps_are_the_other_segments_first_daemons() {
     let e = engine();
-    assert_eq!(e.state, crate::ring::State::Seg);
-    assert_eq!(e.potential, vec![rep(20, RepKind::Potential, 1)]);
+    assert_eq!(e.state(), crate::ring::State::Seg);
+    assert_eq!(e.phase.potential(), vec![rep(20, RepKind::Potential, 1)]);
     assert!(e.multi_segment());
 }
 

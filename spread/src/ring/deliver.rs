@@ -27,7 +27,8 @@ use std::collections::BTreeSet;
 use bytes::BytesMut;
 
 use super::packet::{DataPacket, RingEntry};
-use super::{Class, ConfigChange, DaemonId, Delivery, Engine, Output, Partial, State, MAX_SEQ_GAP};
+use super::{Class, ConfigChange, DaemonId, Delivery, Engine, Output, Partial, MAX_SEQ_GAP};
+use crate::memb::Phase;
 use crate::time::Instant;
 
 /// Most packets of the next ring buffered before it is installed.
@@ -36,11 +37,10 @@ const MAX_EARLY: usize = MAX_SEQ_GAP as usize;
 impl Engine {
     pub(crate) fn on_data(&mut self, now: Instant, _from: DaemonId, d: DataPacket) {
         if d.ring == self.ring.id {
-            let evs_skip = self.state == State::Evs
-                && self
-                    .future
-                    .as_ref()
-                    .is_some_and(|f| !f.entry.contains(d.seq));
+            let evs_skip = matches!(
+                &self.phase,
+                Phase::Evs { future, .. } if !future.entry.contains(d.seq)
+            );
             if evs_skip {
                 self.stats.dropped += 1;
                 return;
@@ -55,7 +55,7 @@ impl Engine {
             }
             return;
         }
-        if let Some(f) = self.future.as_mut() {
+        if let Phase::Evs { future: f, .. } = &mut self.phase {
             if d.ring == f.ring {
                 if f.early.len() < MAX_EARLY && !f.early.contains_key(&d.seq) {
                     f.early.insert(d.seq, d);
@@ -90,7 +90,7 @@ impl Engine {
 
     /// May the regular delivery rules run now (not while forming a new ring)?
     fn delivering(&self) -> bool {
-        self.state == State::Op || (self.state == State::Gather && self.ring_alive)
+        self.ring_alive()
     }
 
     /// Delivers what the regular configuration allows (AGREED order up to `my_aru`, SAFE up to

@@ -70,16 +70,17 @@ pub mod codec;
 mod deliver;
 pub mod packet;
 mod send;
-mod token;
+pub(crate) mod token;
 pub mod types;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 
+use crate::memb::Phase;
 use crate::time::Instant;
 pub use codec::CodecError;
-use packet::{DataPacket, Packet, RingEntry, Token};
+use packet::{DataPacket, Packet, Token};
 pub use types::*;
 
 /// How many passes [`Engine::handle_timeout`] makes over the timers at most.
@@ -246,28 +247,15 @@ pub(crate) struct TokenState {
     pub(crate) after_token: Vec<DataPacket>,
 }
 
-/// The ring this daemon is moving to (FORM2 seen, EVS in progress).
-#[derive(Debug, Clone)]
-pub(crate) struct Future {
-    pub(crate) ring: RingId,
-    pub(crate) members: Vec<DaemonId>,
-    pub(crate) last_seq: u32,
-    /// This daemon's old ring's entry from FORM2.
-    pub(crate) entry: RingEntry,
-    /// Packets of the new ring received before installing it.
-    pub(crate) early: BTreeMap<u32, DataPacket>,
-}
-
 /// One daemon's ring + membership protocol engine. See the module documentation.
 #[derive(Debug)]
 pub struct Engine {
     pub(crate) cfg: RingConfig,
     pub(crate) clock_base_secs: u32,
     pub(crate) last_time: u32,
-    pub(crate) state: State,
+    /// The membership phase and the data only it uses.
+    pub(crate) phase: Phase,
     pub(crate) ring: RingState,
-    /// The installed ring still runs (Op, or a leader gathering to merge).
-    pub(crate) ring_alive: bool,
     pub(crate) timers: [Option<Instant>; Timer::COUNT],
     pub(crate) out: VecDeque<Output>,
     pub(crate) stats: Stats,
@@ -277,25 +265,11 @@ pub struct Engine {
     /// `send_q` back.
     pub(crate) exchange_q: VecDeque<Pending>,
     pub(crate) tok: TokenState,
-    /// 5.0.1 F_members: SEG/GATHER, the daemons of my segment heard by ALIVE (me first).
-    pub(crate) f_members: Vec<DaemonId>,
-    /// 5.0.1 F_reps: GATHER, the representatives gathered (me first).
-    pub(crate) f_reps: Vec<packet::Rep>,
-    /// 5.0.1 Potential_reps: where JOINs are unicast (other segments' representatives).
-    pub(crate) potential: Vec<packet::Rep>,
-    /// REPRESENTED: my segment's representative, once its JOIN was heard.
-    pub(crate) seg_rep: Option<DaemonId>,
-    /// A foreign packet was forwarded to the leader in this membership.
-    pub(crate) foreign_found: bool,
     /// Rep index 5.0.1 leaves in its JOINs (1 once this daemon created a FORM1).
     pub(crate) join_rep_index: u16,
     /// 5.0.1 Commit_set: me, or the members of the membership whose EVS I finished last
     /// (until the next installation); carried in FORM ring entries.
     pub(crate) commit_set: Vec<DaemonId>,
-    /// Form: the FORM this daemon committed to.
-    pub(crate) form_id: Option<RingId>,
-    pub(crate) future: Option<Future>,
-    pub(crate) evs_rounds: u32,
     /// The exchange gate ([`Engine::set_exchanging`]): while set, only `exchange_q` is sent
     /// and RELIABLE is delivered in order, not on receipt.
     pub(crate) exchanging: bool,
@@ -318,7 +292,10 @@ impl Engine {
             cfg,
             clock_base_secs: clock_base_secs.wrapping_sub(secs(now)),
             last_time: 0,
-            state: State::Gather,
+            phase: Phase::Seg {
+                heard: vec![me],
+                potential: Vec::new(),
+            },
             ring: RingState::new(
                 RingId {
                     leader: me,
@@ -326,23 +303,14 @@ impl Engine {
                 },
                 vec![me],
             ),
-            ring_alive: false,
             timers: [None; Timer::COUNT],
             out: VecDeque::new(),
             stats: Stats::default(),
             send_q: VecDeque::new(),
             exchange_q: VecDeque::new(),
             tok: TokenState::default(),
-            f_members: vec![me],
-            f_reps: Vec::new(),
-            potential: Vec::new(),
-            seg_rep: None,
-            foreign_found: false,
             join_rep_index: 0,
             commit_set: vec![me],
-            form_id: None,
-            future: None,
-            evs_rounds: 0,
             exchanging: false,
             gate_at_install: false,
             #[cfg(any(test, feature = "sim"))]
@@ -416,7 +384,12 @@ impl Engine {
 
     /// Membership state.
     pub fn state(&self) -> State {
-        self.state
+        self.phase.state()
+    }
+
+    /// Does the installed ring still run (OP, or a leader gathering to merge)?
+    pub(crate) fn ring_alive(&self) -> bool {
+        self.phase.ring_alive()
     }
 
     /// Id of the installed ring.
@@ -603,7 +576,7 @@ impl Engine {
     /// leader handles it as a HURRY, others send HURRY to the leader. While the ring is busy
     /// the token comes by anyway.
     fn hurry(&mut self, now: Instant) {
-        if !self.ring_alive || !self.would_hold() {
+        if !self.ring_alive() || !self.would_hold() {
             return;
         }
         if self.is_leader() {

@@ -2,7 +2,7 @@
 //! fragmentation of large messages and packing of small ones (§7.2, §10).
 
 use super::packet::{DataPacket, Frag, Packet, Token, MAX_PACKET_BODY};
-use super::{Class, Dest, Engine, Port, State, MAX_SEQ_GAP};
+use super::{Class, Dest, Engine, Port, MAX_SEQ_GAP};
 
 /// Fragment header size of a packed (inline) element.
 const FRAG_HEADER: usize = 4;
@@ -14,8 +14,7 @@ fn pad4(n: usize) -> usize {
 impl Engine {
     /// Sends as many new packets as flow control allows; returns how many.
     pub(crate) fn send_new_packets(&mut self, t: &mut Token) -> u16 {
-        let sending = self.state == State::Op || (self.state == State::Gather && self.ring_alive);
-        if !sending || !self.has_sendable() {
+        if !self.ring_alive() || !self.has_sendable() {
             return 0;
         }
         let others = t.fc.saturating_sub(self.tok.my_last_sent);

@@ -3,7 +3,8 @@
 //! EVS token that ends in installation.
 
 use super::packet::{Packet, RtrBlock, Token, MAX_RTR_BLOCKS, MAX_RTR_SEQS};
-use super::{neighbours, Dest, Engine, Port, RingId, State, Timer, MAX_EVS_ROUNDS};
+use super::{neighbours, Dest, Engine, Port, RingId, State, Timer};
+use crate::memb::Phase;
 use crate::time::Instant;
 
 /// proc_id −1 in a 5.0.1 retransmission request: "whoever needs it" (a widened request).
@@ -14,17 +15,16 @@ const MAX_SCAN: u32 = 4 * super::MAX_SEQ_GAP;
 impl Engine {
     /// Members of the ring the token circulates in (the future ring during EVS).
     pub(crate) fn token_members(&self) -> &[super::DaemonId] {
-        match (&self.future, self.state) {
-            (Some(f), State::Evs) => &f.members,
+        match &self.phase {
+            Phase::Evs { future, .. } => &future.members,
             _ => &self.ring.members,
         }
     }
 
     fn token_ring(&self) -> Option<RingId> {
-        match self.state {
-            State::Op => Some(self.ring.id),
-            State::Gather if self.ring_alive => Some(self.ring.id),
-            State::Evs => self.future.as_ref().map(|f| f.ring),
+        match &self.phase {
+            Phase::Evs { future, .. } => Some(future.ring),
+            p if p.ring_alive() => Some(self.ring.id),
             _ => None,
         }
     }
@@ -43,7 +43,7 @@ impl Engine {
             self.stats.dropped += 1;
             return;
         };
-        let stale = self.state != State::Evs && t.seq < self.ring.highest;
+        let stale = self.state() != State::Evs && t.seq < self.ring.highest;
         tracing::trace!(me = %me, %from, seq = t.seq, aru = t.aru, arq = t.arq, retrans = t.retrans,
             highest = self.ring.highest, my_aru = self.ring.my_aru, rtr = t.rtr.len(), stale, "token");
         if from != pred {
@@ -89,7 +89,7 @@ impl Engine {
         }
         self.arm(Timer::TokenLoss, now + self.cfg.token_timeout);
         self.tok.round = self.tok.round.wrapping_add(1);
-        if self.state == State::Evs {
+        if self.state() == State::Evs {
             self.step_evs_token(now, t);
         } else {
             self.step_op_token(now, t);
@@ -155,47 +155,8 @@ impl Engine {
         self.deliver_reliable(top.saturating_sub(u32::from(sent)).saturating_add(1)..=top);
     }
 
-    /// The new ring's token while recovering the old ring's messages (5.0.1: seq stays 0, aru
-    /// climbs to `last_seq` once everybody has everything).
-    fn step_evs_token(&mut self, now: Instant, mut t: Token) {
-        let me = self.cfg.me;
-        let Some(last_seq) = self.future.as_ref().map(|f| f.last_seq) else {
-            return;
-        };
-        self.evs_rounds += 1;
-        if self.evs_rounds > MAX_EVS_ROUNDS {
-            self.on_token_loss(now);
-            return;
-        }
-        let rid = self.ring.id;
-        let retrans = self.answer_rtr(&mut t, rid);
-        let wanted = self.evs_missing();
-        let done = wanted.is_empty();
-        if done {
-            self.on_evs_commit();
-        }
-        add_request(&mut t, rid, me, wanted);
-        let mine = if done { last_seq } else { 0 };
-        if t.aru > mine || t.aru_last == Some(me) || t.aru_last.is_none() {
-            t.aru = mine;
-            t.aru_last = Some(me);
-        }
-        t.fc = retrans;
-        let safe = t.aru.min(self.tok.prev_sent_aru);
-        self.tok.prev_sent_aru = t.aru;
-        // As 5.0.1: the EVS token keeps seq 0; a daemon that sees the ring aru at last_seq
-        // (every member has recovered everything) forwards the token unchanged and then
-        // installs. Every member installs within the next rotation, before any token of the
-        // installed ring reaches it.
-        let install = done && safe == last_seq;
-        self.forward_token(now, t, false);
-        if install {
-            self.install(now);
-        }
-    }
-
     /// Sends the token on (or, at the leader, holds it when `hold`).
-    fn forward_token(&mut self, now: Instant, mut t: Token, hold: bool) {
+    pub(crate) fn forward_token(&mut self, now: Instant, mut t: Token, hold: bool) {
         let me = self.cfg.me;
         let Some((succ, _)) = neighbours(self.token_members(), me) else {
             return;
@@ -205,7 +166,7 @@ impl Engine {
             t.retrans = 0;
             self.tok.last_tx_arq = t.arq;
             self.arm(Timer::TokenHurry, now + self.cfg.hurry_timeout);
-            if self.state != State::Evs && hold {
+            if self.state() != State::Evs && hold {
                 tracing::trace!(me = %me, seq = t.seq, aru = t.aru, "token held");
                 self.tok.holding = true;
                 self.tok.last_tx = Some((succ, t));
@@ -279,8 +240,7 @@ impl Engine {
     /// equalled the highest seq for two visits, no re-sent token): the leader holds, or is
     /// about to hold, the token.
     pub(crate) fn would_hold(&self) -> bool {
-        let running = self.state == State::Op || (self.state == State::Gather && self.ring_alive);
-        running
+        self.ring_alive()
             && self.ring.aru == self.ring.highest
             && self.tok.token_counter > 1
             && self
@@ -310,7 +270,7 @@ impl Engine {
     }
 
     /// Answers the requests for `ring` this daemon can, removing them from the token.
-    fn answer_rtr(&mut self, t: &mut Token, ring: RingId) -> u16 {
+    pub(crate) fn answer_rtr(&mut self, t: &mut Token, ring: RingId) -> u16 {
         let me = self.cfg.me;
         let mut answers = Vec::new();
         for blk in t.rtr.iter_mut() {
@@ -341,23 +301,10 @@ impl Engine {
         }
         n
     }
-
-    /// EVS: packets of the old ring this daemon still lacks.
-    pub(crate) fn evs_missing(&self) -> Vec<u32> {
-        let Some(f) = self.future.as_ref() else {
-            return Vec::new();
-        };
-        let e = &f.entry;
-        (self.ring.my_aru.saturating_add(1)..=e.last())
-            .take(MAX_SCAN as usize)
-            .filter(|s| e.contains(*s) && !self.ring.buf.contains_key(s))
-            .take(MAX_RTR_SEQS)
-            .collect()
-    }
 }
 
 /// Replaces `me`'s request block for `ring` with one asking for `seqs`.
-fn add_request(t: &mut Token, ring: RingId, me: super::DaemonId, seqs: Vec<u32>) {
+pub(crate) fn add_request(t: &mut Token, ring: RingId, me: super::DaemonId, seqs: Vec<u32>) {
     t.rtr.retain(|b| !(b.ring == ring && b.requester == me));
     if !seqs.is_empty() && t.rtr.len() < MAX_RTR_BLOCKS {
         t.rtr.push(RtrBlock {
