@@ -502,7 +502,7 @@ fn configuration_change_sends_transition_then_network_membership() {
     // That daemon is lost.
     let part = h.d.groups().part(&[0].into_iter().collect());
     let ring = RingId {
-        proc_id: 1,
+        leader: crate::ids::DaemonId(1),
         time: 99,
     };
     h.d.apply(Event::Configuration(ring, vec![part]));

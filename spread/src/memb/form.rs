@@ -346,6 +346,6 @@ fn stale_reps_slot(f: &Form) -> RingId {
     let index = i16::try_from(f.rep_index).unwrap_or(i16::MAX).to_ne_bytes();
     RingId {
         leader: DaemonId(u32::from_ne_bytes([count[0], count[1], index[0], index[1]])),
-        time: f.reps.first().map_or(0, |r| r.id.0),
+        time: f.reps.first().map_or(0, |r| r.id.0 as i32),
     }
 }

@@ -164,7 +164,7 @@ fn replay(file: &str, me: &str, window: impl Fn(u64) -> Window) -> (Vec<String>,
         mine.iter().find_map(
             |d| match codec::decode(hash, d.port == Port::Token, &d.bytes) {
                 Ok((_, Packet::Form1(f))) if f.form_id.leader == me_id && f.members.len() == 1 => {
-                    Some((d.t_us, f.form_id.time))
+                    Some((d.t_us, f.form_id.time as u32))
                 }
                 _ => None,
             },

@@ -19,12 +19,12 @@ use bytes::Bytes;
 use super::packet::{
     DataPacket, Form, Frag, Join, Packet, Rep, RepKind, RingEntry, RtrBlock, Token,
 };
-use super::types::{Class, DaemonId, RingId};
+use super::types::Class;
 use crate::wire::daemon::{
     self as w, DataBody, Form1Body, Form2Body, Fragment, JoinBody, MembersInfo, PacketBody,
     PacketHeader, RepInfo, RepType, RepsInfo, RingInfo, RtrRequest, TokenBody, TokenHeader,
 };
-use crate::wire::daemon::{AliveBody, MembId, ProcId, Seq, TypeBits};
+use crate::wire::daemon::{AliveBody, DaemonId, RingId, Seq, TypeBits};
 
 /// Why a datagram was not turned into a packet. Nothing changes in the engine.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,28 +39,6 @@ pub enum CodecError {
     /// Valid 5.0.1 packet this engine does not act on (ALIVE, REFER, monitor…).
     #[error("ignored packet type {0:#x}")]
     Ignored(u32),
-}
-
-fn memb(r: RingId) -> MembId {
-    MembId {
-        proc_id: ProcId(r.leader.0),
-        time: r.time as i32,
-    }
-}
-
-fn ring(m: MembId) -> RingId {
-    RingId {
-        leader: DaemonId(m.proc_id.0),
-        time: m.time as u32,
-    }
-}
-
-fn pid(d: DaemonId) -> ProcId {
-    ProcId(d.0)
-}
-
-fn did(p: ProcId) -> DaemonId {
-    DaemonId(p.0)
 }
 
 fn class_bits(c: Class) -> u32 {
@@ -83,12 +61,12 @@ fn class_of(kind: TypeBits) -> Option<Class> {
 
 /// Encodes `p`, sent by `me`, in native byte order with configuration hash `hash`.
 pub fn encode(me: DaemonId, hash: u32, p: &Packet) -> Bytes {
-    let me_p = pid(me);
+    let me_p = me;
     match p {
         Packet::Data(d) => {
             let mut h = PacketHeader::new(class_bits(d.class), me_p, hash);
-            h.proc_id = pid(d.sender);
-            h.memb_id = memb(d.ring);
+            h.proc_id = d.sender;
+            h.memb_id = d.ring;
             h.seq = Seq(d.seq);
             h.token_round = d.round;
             let fragments = d
@@ -106,7 +84,7 @@ pub fn encode(me: DaemonId, hash: u32, p: &Packet) -> Bytes {
             let h = PacketHeader::new(TypeBits::JOIN, me_p, hash);
             let body = PacketBody::Join(JoinBody {
                 members: AliveBody {
-                    members: j.members.iter().copied().map(pid).collect(),
+                    members: j.members.to_vec(),
                     num_pending: 0,
                 },
                 rep_index: i16::try_from(j.rep_index).unwrap_or(i16::MAX),
@@ -116,8 +94,8 @@ pub fn encode(me: DaemonId, hash: u32, p: &Packet) -> Bytes {
         }
         Packet::Refer { rep, kind } => {
             let mut h = PacketHeader::new(TypeBits::REFER, me_p, hash);
-            h.memb_id = MembId {
-                proc_id: pid(*rep),
+            h.memb_id = RingId {
+                leader: *rep,
                 time: i32::from(rep_type(*kind).0),
             };
             Bytes::from(
@@ -131,7 +109,7 @@ pub fn encode(me: DaemonId, hash: u32, p: &Packet) -> Bytes {
         Packet::Alive(members) => {
             let h = PacketHeader::new(TypeBits::ALIVE, me_p, hash);
             let body = PacketBody::Alive(AliveBody {
-                members: members.iter().copied().map(pid).collect(),
+                members: members.to_vec(),
                 num_pending: 0,
             });
             Bytes::from(w::Packet { header: h, body }.to_vec())
@@ -148,17 +126,17 @@ pub fn encode(me: DaemonId, hash: u32, p: &Packet) -> Bytes {
         }
         Packet::Token(t) => {
             let kind = TypeBits(0).with_arq(t.arq).with_retrans(t.retrans);
-            let mut h = TokenHeader::new(kind.0, me_p, memb(t.ring), hash);
+            let mut h = TokenHeader::new(kind.0, me_p, t.ring, hash);
             h.seq = Seq(t.seq);
             h.aru = Seq(t.aru);
-            h.aru_last_id = t.aru_last.map_or(ProcId::ANY, pid);
+            h.aru_last_id = t.aru_last.unwrap_or(DaemonId::ANY);
             h.flow_control = i16::try_from(t.fc).unwrap_or(i16::MAX);
             let blocks = t
                 .rtr
                 .iter()
                 .map(|b| RtrRequest {
-                    memb_id: memb(b.ring),
-                    proc_id: pid(b.requester),
+                    memb_id: b.ring,
+                    proc_id: b.requester,
                     seg_index: 0,
                     seqs: b.seqs.iter().copied().map(Seq).collect(),
                 })
@@ -173,27 +151,27 @@ pub fn encode(me: DaemonId, hash: u32, p: &Packet) -> Bytes {
             } else {
                 TypeBits::FORM1
             };
-            let mut h = TokenHeader::new(kind, me_p, memb(f.form_id), hash);
+            let mut h = TokenHeader::new(kind, me_p, f.form_id, hash);
             h.seq = Seq(f.last_seq);
-            h.aru_last_id = ProcId(0);
+            h.aru_last_id = DaemonId(0);
             let rings = f.rings.iter().map(ring_info).collect();
             let body = if form2 {
                 let split = usize::from(f.visited).min(f.members.len());
                 let (done, rest) = f.members.split_at(split);
                 TokenBody::Form2(Box::new(Form2Body {
                     members: MembersInfo {
-                        members: done.iter().copied().map(pid).collect(),
-                        pending: rest.iter().copied().map(pid).collect(),
+                        members: done.to_vec(),
+                        pending: rest.to_vec(),
                         stale: Vec::new(),
                     },
-                    new_ring_id: memb(f.new_ring),
+                    new_ring_id: f.new_ring,
                     rings,
                 }))
             } else {
                 TokenBody::Form1(Box::new(Form1Body {
                     members: MembersInfo {
-                        members: f.members.iter().copied().map(pid).collect(),
-                        pending: f.pending.iter().copied().map(pid).collect(),
+                        members: f.members.to_vec(),
+                        pending: f.pending.to_vec(),
                         stale: Vec::new(),
                     },
                     reps: RepsInfo {
@@ -228,7 +206,7 @@ fn rep_kind(t: RepType) -> Option<RepKind> {
 
 fn rep_info(r: &Rep) -> RepInfo {
     RepInfo {
-        proc_id: pid(r.id),
+        proc_id: r.id,
         rep_type: rep_type(r.kind),
         seg_index: i16::try_from(r.seg).unwrap_or(i16::MAX),
     }
@@ -237,7 +215,7 @@ fn rep_info(r: &Rep) -> RepInfo {
 /// A rep as received; `None` for an unknown type.
 fn rep(r: &RepInfo) -> Option<Rep> {
     Some(Rep {
-        id: did(r.proc_id),
+        id: r.proc_id,
         kind: rep_kind(r.rep_type)?,
         seg: u16::try_from(r.seg_index).unwrap_or(u16::MAX),
     })
@@ -258,13 +236,13 @@ fn ring_info(e: &RingEntry) -> RingInfo {
         .map(Seq)
         .collect();
     RingInfo {
-        memb_id: memb(e.ring),
-        trans_time: e.trans_time as i32,
+        memb_id: e.ring,
+        trans_time: e.trans_time,
         aru: Seq(e.safe_aru),
         highest_seq: Seq(e.highest),
         holes,
-        trans: e.trans.iter().copied().map(pid).collect(),
-        commit_rest: e.commit.iter().copied().map(pid).collect(),
+        trans: e.trans.to_vec(),
+        commit_rest: e.commit.to_vec(),
     }
 }
 
@@ -291,14 +269,14 @@ fn ring_entry(r: &RingInfo) -> Result<RingEntry, CodecError> {
         aru_max += 1;
     }
     Ok(RingEntry {
-        ring: ring(r.memb_id),
+        ring: r.memb_id,
         aru_max,
         highest,
         extra,
         safe_aru: aru,
-        trans: r.trans.iter().copied().map(did).collect(),
-        commit: r.commit_rest.iter().copied().map(did).collect(),
-        trans_time: r.trans_time as u32,
+        trans: r.trans.to_vec(),
+        commit: r.commit_rest.to_vec(),
+        trans_time: r.trans_time,
     })
 }
 
@@ -318,14 +296,14 @@ fn decode_data(hash: u32, bytes: &[u8]) -> Result<(DaemonId, Packet), CodecError
     if h.conf_hash != hash {
         return Err(CodecError::OtherConfiguration(h.conf_hash));
     }
-    let tx = did(h.transmiter_id);
+    let tx = h.transmiter_id;
     let packet = match p.body {
         PacketBody::Data(body) => {
             let class = class_of(h.kind).ok_or(CodecError::Ignored(h.kind.0))?;
             Packet::Data(DataPacket {
-                ring: ring(h.memb_id),
+                ring: h.memb_id,
                 seq: h.seq.0,
-                sender: did(h.proc_id),
+                sender: h.proc_id,
                 round: h.token_round,
                 class,
                 frags: body
@@ -339,7 +317,7 @@ fn decode_data(hash: u32, bytes: &[u8]) -> Result<(DaemonId, Packet), CodecError
             })
         }
         PacketBody::Join(j) => Packet::Join(Join {
-            members: j.members.members.iter().copied().map(did).collect(),
+            members: j.members.members.to_vec(),
             reps: j
                 .reps
                 .iter()
@@ -349,14 +327,14 @@ fn decode_data(hash: u32, bytes: &[u8]) -> Result<(DaemonId, Packet), CodecError
             rep_index: u16::try_from(j.rep_index).unwrap_or(0),
         }),
         PacketBody::Refer => Packet::Refer {
-            rep: did(h.memb_id.proc_id),
+            rep: h.memb_id.leader,
             kind: i16::try_from(h.memb_id.time)
                 .ok()
                 .and_then(|t| rep_kind(RepType(t)))
                 .ok_or(CodecError::Ignored(h.kind.0))?,
         },
         PacketBody::Hurry => Packet::Hurry,
-        PacketBody::Alive(a) => Packet::Alive(a.members.iter().copied().map(did).collect()),
+        PacketBody::Alive(a) => Packet::Alive(a.members.to_vec()),
         _ => return Err(CodecError::Ignored(h.kind.0)),
     };
     Ok((tx, packet))
@@ -368,29 +346,29 @@ fn decode_token(hash: u32, bytes: &[u8]) -> Result<(DaemonId, Packet), CodecErro
     if h.conf_hash != hash {
         return Err(CodecError::OtherConfiguration(h.conf_hash));
     }
-    let tx = did(h.transmiter_id);
+    let tx = h.transmiter_id;
     let packet = match t.body {
         TokenBody::Regular(blocks) => Packet::Token(Token {
-            ring: ring(h.memb_id),
+            ring: h.memb_id,
             seq: h.seq.0,
             aru: h.aru.0,
-            aru_last: (h.aru_last_id != ProcId::ANY).then_some(did(h.aru_last_id)),
+            aru_last: (h.aru_last_id != DaemonId::ANY).then_some(h.aru_last_id),
             fc: u16::try_from(h.flow_control).unwrap_or(0),
             arq: h.kind.arq(),
             retrans: h.kind.retrans(),
             rtr: blocks
                 .into_iter()
                 .map(|b| RtrBlock {
-                    ring: ring(b.memb_id),
-                    requester: did(b.proc_id),
+                    ring: b.memb_id,
+                    requester: b.proc_id,
                     seqs: b.seqs.into_iter().map(|s| s.0).collect(),
                 })
                 .collect(),
         }),
         TokenBody::Form1(f) => Packet::Form1(Form {
-            form_id: ring(h.memb_id),
-            members: f.members.members.iter().copied().map(did).collect(),
-            pending: f.members.pending.iter().copied().map(did).collect(),
+            form_id: h.memb_id,
+            members: f.members.members.to_vec(),
+            pending: f.members.pending.to_vec(),
             visited: 0,
             reps: f
                 .reps
@@ -412,16 +390,15 @@ fn decode_token(hash: u32, bytes: &[u8]) -> Result<(DaemonId, Packet), CodecErro
                 .iter()
                 .chain(f.members.pending.iter())
                 .copied()
-                .map(did)
                 .collect();
             Packet::Form2(Form {
-                form_id: ring(h.memb_id),
+                form_id: h.memb_id,
                 members,
                 pending: Vec::new(),
                 visited,
                 reps: Vec::new(),
                 rep_index: 0,
-                new_ring: ring(f.new_ring_id),
+                new_ring: f.new_ring_id,
                 last_seq: h.seq.0,
                 rings: f.rings.iter().map(ring_entry).collect::<Result<_, _>>()?,
             })
@@ -436,7 +413,7 @@ mod tests {
 
     const HASH: u32 = 0x9f2a_d697;
 
-    fn rid(l: u32, t: u32) -> RingId {
+    fn rid(l: u32, t: i32) -> RingId {
         RingId {
             leader: DaemonId(l),
             time: t,

@@ -99,7 +99,7 @@ pub const MAX_OUTPUTS: usize = 1 << 16;
 pub const MAX_EVS_ROUNDS: u32 = 500;
 /// Time of the ring id a daemon starts with, before its first ring (5.0.1: −1): FORM ring
 /// entries name it, so it must be 5.0.1's value.
-pub const NO_RING_TIME: u32 = u32::MAX;
+pub const NO_RING_TIME: i32 = -1;
 /// Gap 5.0.1 leaves between an old ring's highest seq and the EVS end marker.
 pub const EVS_SEQ_GAP: u32 = 3333;
 
@@ -654,11 +654,12 @@ impl Engine {
         self.ring.members.first() == Some(&self.cfg.me)
     }
 
-    /// A fresh seconds-based time, strictly larger than any used before.
-    pub(crate) fn next_time(&mut self, now: Instant) -> u32 {
+    /// A fresh seconds-based time, strictly larger than any used before (5.0.1 keeps it in
+    /// an int32; the bits are the same).
+    pub(crate) fn next_time(&mut self, now: Instant) -> i32 {
         let t = self.clock_base_secs.wrapping_add(secs(now));
         self.last_time = t.max(self.last_time.wrapping_add(1)).max(1);
-        self.last_time
+        self.last_time as i32
     }
 }
 

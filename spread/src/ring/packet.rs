@@ -139,7 +139,7 @@ pub struct RingEntry {
     /// committed to (a membership that failed after they finished its EVS), in 5.0.1's order.
     pub commit: Vec<DaemonId>,
     /// 0 until the new leader stamps the transitional time (5.0.1 `trans_time`).
-    pub trans_time: u32,
+    pub trans_time: i32,
 }
 
 impl RingEntry {

@@ -1,6 +1,5 @@
 //! Public value types of the ring engine: ids, services, inputs, outputs, timers, settings.
 
-use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -8,31 +7,7 @@ use bytes::Bytes;
 /// Most daemons in one ring (MAX_PROCS_RING in 5.0.1).
 pub const MAX_PROCS_RING: usize = 128;
 
-/// A daemon id (5.0.1 "proc id"): a hash of the daemon name, compared as an integer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct DaemonId(pub u32);
-
-impl fmt::Display for DaemonId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:08x}", self.0)
-    }
-}
-
-/// A ring (membership) id: the leader that created it and a seconds-based time, strictly
-/// increasing per leader.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct RingId {
-    /// Leader that created the ring.
-    pub leader: DaemonId,
-    /// Creator's seconds-based timestamp.
-    pub time: u32,
-}
-
-impl fmt::Display for RingId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "({},{})", self.leader, self.time)
-    }
-}
+pub use crate::ids::{DaemonId, RingId};
 
 /// The six Spread services a message can be sent with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
