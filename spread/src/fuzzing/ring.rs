@@ -518,6 +518,36 @@ impl<P: Honest> World<P> {
 }
 
 #[cfg(test)]
+mod regressions {
+    use super::*;
+    use crate::wire::daemon::{Datagram, TokenBody};
+
+    /// A 15-second `ring_packet` run found this FORM1 (kept in its corpus): its second
+    /// representative's `seg_index` is −255, which the old engine-side packet model (`u16`
+    /// segments) read as segment 65535 and re-encoded as 32767. With one packet model the
+    /// wire value is what the engine holds and sends on.
+    #[test]
+    fn form1_with_a_rep_of_segment_65535_round_trips_byte_for_byte() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fuzz/corpus/ring_packet/ring_packet-crash-b11b4a27"
+        );
+        let data = std::fs::read(path).expect("the finding is in the ring_packet corpus");
+        let hash = carried_hashes(&data, true)[0];
+        let Ok(Datagram::Token(t)) = Datagram::decode(hash, true, &data) else {
+            panic!("a token-port datagram");
+        };
+        let TokenBody::Form1(f) = &t.body else {
+            panic!("a FORM1");
+        };
+        assert!(f.reps.reps.iter().any(|r| r.seg_index == -255));
+        assert_eq!(t.to_vec(), data, "decode → encode gives the same bytes");
+        // The fuzz target's own oracle (decode → encode → decode) holds on it.
+        ring_packet(&data);
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -2,14 +2,13 @@
 //! and the FORM2 that starts EVS (`evs.rs`).
 
 use super::{insert_rep, Future, Phase};
-use crate::ring::packet::{
-    Form, Packet, Rep, RepKind, RingEntry, Token, MAX_ENTRY_EXTRA, MAX_FORM_RINGS,
-};
+use crate::ring::packet::{Form, Packet, RingEntry, Token, MAX_ENTRY_EXTRA, MAX_FORM_RINGS};
 use crate::ring::{
     DaemonId, Dest, Engine, Port, RingId, State, Timer, TokenState, EVS_SEQ_GAP, MAX_PROCS_RING,
     MAX_SEQ_GAP,
 };
 use crate::time::Instant;
+use crate::wire::daemon::{RepInfo, RepType};
 
 /// Copies of every FORM token and of a ring's first token (5.0.1 sends two).
 const FORM_COPIES: usize = 2;
@@ -20,16 +19,17 @@ impl Engine {
         let known = |d: &DaemonId| self.rank(*d).is_some();
         f.members.iter().all(known)
             && f.pending.iter().all(known)
-            && f.reps.iter().all(|r| known(&r.id))
+            && f.reps.iter().all(|r| known(&r.proc_id))
     }
 
     /// The potential reps if this form fails: the FORM's reps of other segments.
-    fn potential_from_form(&self, reps: &[Rep]) -> Vec<Rep> {
+    fn potential_from_form(&self, reps: &[RepInfo]) -> Vec<RepInfo> {
         let mut potential = Vec::new();
         let mine = self.my_seg();
         for r in reps {
-            if let Some(mut r) = self.known_rep(r.id, r.kind).filter(|r| r.seg != mine) {
-                r.kind = RepKind::Potential;
+            let known = self.known_rep(r.proc_id, r.rep_type);
+            if let Some(mut r) = known.filter(|r| r.seg_index != mine) {
+                r.rep_type = RepType::POTENTIAL;
                 insert_rep(&mut potential, r);
             }
         }
@@ -56,7 +56,7 @@ impl Engine {
         };
         base.iter()
             .copied()
-            .filter(|d| *d != me && !exclude(*d) && !reps.iter().any(|r| r.id == *d))
+            .filter(|d| *d != me && !exclude(*d) && !reps.iter().any(|r| r.proc_id == *d))
             .collect()
     }
 
@@ -103,14 +103,14 @@ impl Engine {
         let rep = f.reps.get(usize::from(f.rep_index)).copied();
         let ring_alive = self.ring_alive();
         let want = if ring_alive {
-            RepKind::Ring
+            RepType::RING
         } else {
-            RepKind::Seg
+            RepType::SEG
         };
         let as_pending = pending_ok && f.pending.first() == Some(&me);
         let as_rep = self.state() == State::Gather
             && f.pending.is_empty()
-            && rep.is_some_and(|r| r.id == me && r.kind == want);
+            && rep.is_some_and(|r| r.proc_id == me && r.rep_type == want);
         // (A daemon committed to a FORM is in FORM or EVS, where FORM1 is not accepted.)
         if !(as_pending || as_rep)
             || !self.all_configured(&f)
@@ -122,7 +122,8 @@ impl Engine {
         if as_pending {
             f.pending.remove(0);
         } else {
-            let listed = |d: DaemonId| f.members.contains(&d) || f.reps.iter().any(|r| r.id == d);
+            let listed =
+                |d: DaemonId| f.members.contains(&d) || f.reps.iter().any(|r| r.proc_id == d);
             let mut add = self.brought(listed);
             if ring_alive {
                 // 5.0.1 adds a RING_REP's whole ring, without filtering.
@@ -148,7 +149,7 @@ impl Engine {
     /// Enters FORM: adds this daemon's old ring to FORM1 and stops the old ring here (or, if
     /// the FORM has no room for another ring, leaves this daemon out as 5.0.1 does);
     /// `potential` are the reps to try if this form fails.
-    fn commit_to_form(&mut self, now: Instant, f: &mut Form, potential: Vec<Rep>) {
+    fn commit_to_form(&mut self, now: Instant, f: &mut Form, potential: Vec<RepInfo>) {
         let me = self.cfg.me;
         let known = f.rings.iter().any(|e| e.ring == self.ring.id);
         if !known && f.rings.len() >= MAX_FORM_RINGS {
@@ -236,7 +237,7 @@ impl Engine {
     }
 
     fn forward_form1(&mut self, mut f: Form) {
-        let next_rep = f.reps.get(usize::from(f.rep_index)).map(|r| r.id);
+        let next_rep = f.reps.get(usize::from(f.rep_index)).map(|r| r.proc_id);
         if let Some(next) = f.pending.first().copied().or(next_rep) {
             for _ in 0..FORM_COPIES {
                 self.send(Dest::Unicast(next), Port::Token, &Packet::Form1(f.clone()));
@@ -346,6 +347,6 @@ fn stale_reps_slot(f: &Form) -> RingId {
     let index = i16::try_from(f.rep_index).unwrap_or(i16::MAX).to_ne_bytes();
     RingId {
         leader: DaemonId(u32::from_ne_bytes([count[0], count[1], index[0], index[1]])),
-        time: f.reps.first().map_or(0, |r| r.id.0 as i32),
+        time: f.reps.first().map_or(0, |r| r.proc_id.0 as i32),
     }
 }

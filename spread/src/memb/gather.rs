@@ -2,9 +2,9 @@
 //! `Memb_handle_join`, `Form_or_fail`, `Memb_lookup_new_members`.
 
 use super::{insert_rep, Phase};
-use crate::ring::packet::{Join, Packet, Rep, RepKind};
-use crate::ring::{DaemonId, Dest, Engine, Port, State, Timer, TokenState, MAX_PROCS_RING};
+use crate::ring::{DaemonId, Dest, Engine, State, Timer, TokenState, MAX_PROCS_RING};
 use crate::time::Instant;
+use crate::wire::daemon::{self as w, JoinBody, RepInfo, RepType};
 
 impl Engine {
     /// Enters GATHER, bringing the daemons `heard` in SEG and the `potential` reps. With
@@ -14,21 +14,21 @@ impl Engine {
         now: Instant,
         ring_alive: bool,
         heard: Vec<DaemonId>,
-        potential: Vec<Rep>,
+        potential: Vec<RepInfo>,
     ) {
         let me = self.cfg.me;
-        let kind = if ring_alive {
-            RepKind::Ring
+        let rep_type = if ring_alive {
+            RepType::RING
         } else {
-            RepKind::Seg
+            RepType::SEG
         };
         self.phase = Phase::Gather {
             ring_alive,
             heard,
-            reps: vec![Rep {
-                id: me,
-                kind,
-                seg: self.my_seg(),
+            reps: vec![RepInfo {
+                proc_id: me,
+                rep_type,
+                seg_index: self.my_seg(),
             }],
             potential,
         };
@@ -63,18 +63,15 @@ impl Engine {
         else {
             return;
         };
-        let j = Packet::Join(Join {
-            members: heard.clone(),
-            reps: reps.clone(),
-            rep_index: self.join_rep_index,
-        });
+        let (me, hash) = (self.cfg.me, self.cfg.conf_hash);
+        let j = w::Packet::join(me, hash, heard.clone(), reps.clone(), self.join_rep_index);
         let scast = !ring_alive;
-        let to: Vec<DaemonId> = potential.iter().map(|r| r.id).collect();
+        let to: Vec<DaemonId> = potential.iter().map(|r| r.proc_id).collect();
         if scast {
-            self.send(Dest::Segment, Port::Data, &j);
+            self.send_packet(Dest::Segment, &j);
         }
         for d in to {
-            self.send(Dest::Unicast(d), Port::Data, &j);
+            self.send_packet(Dest::Unicast(d), &j);
         }
     }
 
@@ -86,11 +83,11 @@ impl Engine {
     }
 
     /// A JOIN from `from` (configured, not me).
-    pub(crate) fn on_join(&mut self, now: Instant, from: DaemonId, j: Join) {
-        let reps: Option<Vec<Rep>> = j
+    pub(crate) fn on_join(&mut self, now: Instant, from: DaemonId, j: &JoinBody) {
+        let reps: Option<Vec<RepInfo>> = j
             .reps
             .iter()
-            .map(|r| self.known_rep(r.id, r.kind))
+            .map(|r| self.known_rep(r.proc_id, r.rep_type))
             .collect();
         let (Some(reps), Some(from_seg)) = (reps, self.seg_of(from)) else {
             self.stats.dropped += 1;
@@ -99,18 +96,18 @@ impl Engine {
         let Some(first) = reps
             .first()
             .copied()
-            .filter(|r| r.kind != RepKind::Potential)
+            .filter(|r| r.rep_type != RepType::POTENTIAL)
         else {
             self.stats.dropped += 1;
             return;
         };
-        if j.members.len() > MAX_PROCS_RING {
+        if j.members.members.len() > MAX_PROCS_RING {
             self.stats.dropped += 1;
             return;
         }
         let me = self.cfg.me;
         let my_seg = self.my_seg();
-        let my_seg_rep_join = from_seg == my_seg && first.kind == RepKind::Seg;
+        let my_seg_rep_join = from_seg == my_seg && first.rep_type == RepType::SEG;
         match &mut self.phase {
             Phase::Op { .. } => {
                 if self.ring.members.contains(&from) {
@@ -122,11 +119,11 @@ impl Engine {
                     }
                 } else if self.is_leader() {
                     self.enter_gather(now, true, Vec::new(), vec![first]);
-                } else if first.seg != my_seg
+                } else if first.seg_index != my_seg
                     || self.first_in_seg(&self.ring.members, my_seg) == Some(me)
                 {
                     let leader = self.ring.members[0];
-                    self.send_refer(from, leader, RepKind::Ring);
+                    self.send_refer(from, leader, RepType::RING);
                 }
             }
             Phase::Seg { .. } | Phase::Represented { .. } if my_seg_rep_join => {
@@ -143,8 +140,8 @@ impl Engine {
                     insert_rep(potential, r);
                 }
                 let gathered = gathered.clone();
-                let smallest = self.smallest_rep(&gathered).map(|i| gathered[i].id);
-                if smallest == Some(first.id) {
+                let smallest = self.smallest_rep(&gathered).map(|i| gathered[i].proc_id);
+                if smallest == Some(first.proc_id) {
                     self.arm(Timer::Gather, now + self.cfg.gather_timeout);
                 }
             }
@@ -170,7 +167,7 @@ impl Engine {
         };
         let (ring_alive, reps) = (*ring_alive, reps.clone());
         let me = self.cfg.me;
-        let smallest = self.smallest_rep(&reps).map(|i| reps[i].id);
+        let smallest = self.smallest_rep(&reps).map(|i| reps[i].proc_id);
         if smallest == Some(me) {
             if ring_alive && reps.len() == 1 {
                 self.back_to_op(now);
@@ -210,15 +207,18 @@ impl Engine {
             return;
         }
         let me = self.cfg.me;
-        let j = Packet::Join(Join {
-            members: Vec::new(),
-            reps: vec![Rep {
-                id: me,
-                kind: RepKind::Ring,
-                seg: self.my_seg(),
-            }],
-            rep_index: self.join_rep_index,
-        });
+        let rep = RepInfo {
+            proc_id: me,
+            rep_type: RepType::RING,
+            seg_index: self.my_seg(),
+        };
+        let j = w::Packet::join(
+            me,
+            self.cfg.conf_hash,
+            Vec::new(),
+            vec![rep],
+            self.join_rep_index,
+        );
         let missing: Vec<DaemonId> = if self.multi_segment() {
             self.cfg
                 .daemons
@@ -227,12 +227,12 @@ impl Engine {
                 .filter(|d| !self.ring.members.contains(d))
                 .collect()
         } else {
-            self.send(Dest::Segment, Port::Data, &j);
+            self.send_packet(Dest::Segment, &j);
             vec![me]
         };
         if self.multi_segment() {
             for d in &missing {
-                self.send(Dest::Unicast(*d), Port::Data, &j);
+                self.send_packet(Dest::Unicast(*d), &j);
             }
         }
         if !missing.is_empty() {

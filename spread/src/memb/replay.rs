@@ -11,6 +11,7 @@ use crate::ring::codec;
 use crate::ring::packet::Packet;
 use crate::ring::{DaemonId, Dest, Engine, Input, Output, Port, RingConfig};
 use crate::time::Instant;
+use crate::wire::daemon::{Datagram, PacketBody, TokenBody};
 
 /// One captured datagram.
 pub(super) struct Dgram {
@@ -69,15 +70,20 @@ pub(super) fn load(file: &str) -> Capture {
 
 /// Short name of a packet kind.
 pub(super) fn kind(hash: u32, port: Port, bytes: &[u8]) -> &'static str {
-    match codec::decode(hash, port == Port::Token, bytes) {
-        Ok((_, Packet::Alive(_))) => "ALIVE",
-        Ok((_, Packet::Join(_))) => "JOIN",
-        Ok((_, Packet::Refer { .. })) => "REFER",
-        Ok((_, Packet::Form1(_))) => "FORM1",
-        Ok((_, Packet::Form2(_))) => "FORM2",
-        Ok((_, Packet::Token(_))) => "TOKEN",
-        Ok((_, Packet::Hurry)) => "HURRY",
-        Ok((_, Packet::Data(_))) => "DATA",
+    match Datagram::decode(hash, port == Port::Token, bytes) {
+        Ok(Datagram::Packet(p)) => match p.body {
+            PacketBody::Alive(_) => "ALIVE",
+            PacketBody::Join(_) => "JOIN",
+            PacketBody::Refer => "REFER",
+            PacketBody::Hurry => "HURRY",
+            PacketBody::Data(_) => "DATA",
+            _ => "OTHER",
+        },
+        Ok(Datagram::Token(t)) => match t.body {
+            TokenBody::Form1(_) => "FORM1",
+            TokenBody::Form2(_) => "FORM2",
+            TokenBody::Regular(_) => "TOKEN",
+        },
         Err(_) => "OTHER",
     }
 }

@@ -3,9 +3,10 @@
 //! `Memb_handle_alive`, `Memb_handle_refer`, `Memb_handle_foreign`.
 
 use super::{insert_member, insert_rep, Phase};
-use crate::ring::packet::{DataPacket, Packet, Rep, RepKind};
+use crate::ring::packet::{DataPacket, Packet};
 use crate::ring::{DaemonId, Dest, Engine, Port, Timer, TokenState};
 use crate::time::Instant;
+use crate::wire::daemon::{self as w, RepInfo, RepType};
 
 /// Copies of a foreign packet a segment's first daemon forwards to its ring leader.
 const FOREIGN_COPIES: usize = 2;
@@ -78,7 +79,7 @@ impl Engine {
     /// SEG: F_members = me; ALIVE at once (5.0.1: a zero timeout, so the ALIVE that made us
     /// lose the token, or any datagram already waiting, is heard first) and every
     /// Alive_timeout; decide after Seg_timeout.
-    pub(crate) fn enter_seg(&mut self, now: Instant, potential: Vec<Rep>) {
+    pub(crate) fn enter_seg(&mut self, now: Instant, potential: Vec<RepInfo>) {
         self.phase = Phase::Seg {
             heard: vec![self.cfg.me],
             potential,
@@ -94,7 +95,8 @@ impl Engine {
             Phase::Seg { heard, .. } | Phase::Represented { heard, .. } => heard.clone(),
             _ => return,
         };
-        self.send(Dest::Segment, Port::Data, &Packet::Alive(heard));
+        let p = w::Packet::alive(self.cfg.me, self.cfg.conf_hash, heard);
+        self.send_packet(Dest::Segment, &p);
     }
 
     pub(crate) fn on_alive_timer(&mut self, now: Instant) {
@@ -123,7 +125,7 @@ impl Engine {
         &mut self,
         now: Instant,
         heard: Vec<DaemonId>,
-        potential: Vec<Rep>,
+        potential: Vec<RepInfo>,
         rep: Option<DaemonId>,
     ) {
         self.phase = Phase::Represented {
@@ -164,7 +166,7 @@ impl Engine {
     /// (nothing in SEG, or before the representative's JOIN was heard).
     pub(crate) fn refer_to_my_rep(&mut self, from: DaemonId) {
         if let Phase::Represented { rep: Some(rep), .. } = self.phase {
-            self.send_refer(from, rep, RepKind::Seg);
+            self.send_refer(from, rep, RepType::SEG);
         }
     }
 
@@ -197,8 +199,8 @@ impl Engine {
     }
 
     /// REFER: while gathering, the referred rep becomes a potential rep.
-    pub(crate) fn on_refer(&mut self, rep: DaemonId, kind: RepKind) {
-        let r = self.known_rep(rep, kind);
+    pub(crate) fn on_refer(&mut self, rep: DaemonId, rep_type: RepType) {
+        let r = self.known_rep(rep, rep_type);
         match (r, &mut self.phase) {
             (Some(r), Phase::Gather { potential, .. }) => {
                 insert_rep(potential, r);
@@ -208,8 +210,9 @@ impl Engine {
     }
 
     /// Sends a REFER to `to` pointing at `rep`.
-    pub(crate) fn send_refer(&mut self, to: DaemonId, rep: DaemonId, kind: RepKind) {
-        self.send(Dest::Unicast(to), Port::Data, &Packet::Refer { rep, kind });
+    pub(crate) fn send_refer(&mut self, to: DaemonId, rep: DaemonId, rep_type: RepType) {
+        let p = w::Packet::refer(self.cfg.me, self.cfg.conf_hash, rep, rep_type);
+        self.send_packet(Dest::Unicast(to), &p);
     }
 
     /// A data packet of a ring that is neither mine nor my next one.

@@ -16,15 +16,13 @@
 
 use bytes::Bytes;
 
-use super::packet::{
-    DataPacket, Form, Frag, Join, Packet, Rep, RepKind, RingEntry, RtrBlock, Token,
-};
+use super::packet::{DataPacket, Form, Frag, Packet, RingEntry, RtrBlock, Token};
 use super::types::Class;
 use crate::wire::daemon::{
-    self as w, DataBody, Form1Body, Form2Body, Fragment, JoinBody, MembersInfo, PacketBody,
-    PacketHeader, RepInfo, RepType, RepsInfo, RingInfo, RtrRequest, TokenBody, TokenHeader,
+    self as w, DataBody, Form1Body, Form2Body, Fragment, MembersInfo, PacketBody, PacketHeader,
+    RepInfo, RepType, RepsInfo, RingInfo, RtrRequest, TokenBody, TokenHeader,
 };
-use crate::wire::daemon::{AliveBody, DaemonId, RingId, Seq, TypeBits};
+use crate::wire::daemon::{DaemonId, RingId, Seq, TypeBits};
 
 /// Why a datagram was not turned into a packet. Nothing changes in the engine.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,50 +78,6 @@ pub fn encode(me: DaemonId, hash: u32, p: &Packet) -> Bytes {
             let body = PacketBody::Data(DataBody { fragments });
             Bytes::from(w::Packet { header: h, body }.to_vec())
         }
-        Packet::Join(j) => {
-            let h = PacketHeader::new(TypeBits::JOIN, me_p, hash);
-            let body = PacketBody::Join(JoinBody {
-                members: AliveBody {
-                    members: j.members.to_vec(),
-                    num_pending: 0,
-                },
-                rep_index: i16::try_from(j.rep_index).unwrap_or(i16::MAX),
-                reps: j.reps.iter().map(rep_info).collect(),
-            });
-            Bytes::from(w::Packet { header: h, body }.to_vec())
-        }
-        Packet::Refer { rep, kind } => {
-            let mut h = PacketHeader::new(TypeBits::REFER, me_p, hash);
-            h.memb_id = RingId {
-                leader: *rep,
-                time: i32::from(rep_type(*kind).0),
-            };
-            Bytes::from(
-                w::Packet {
-                    header: h,
-                    body: PacketBody::Refer,
-                }
-                .to_vec(),
-            )
-        }
-        Packet::Alive(members) => {
-            let h = PacketHeader::new(TypeBits::ALIVE, me_p, hash);
-            let body = PacketBody::Alive(AliveBody {
-                members: members.to_vec(),
-                num_pending: 0,
-            });
-            Bytes::from(w::Packet { header: h, body }.to_vec())
-        }
-        Packet::Hurry => {
-            let h = PacketHeader::new(TypeBits::HURRY, me_p, hash);
-            Bytes::from(
-                w::Packet {
-                    header: h,
-                    body: PacketBody::Hurry,
-                }
-                .to_vec(),
-            )
-        }
         Packet::Token(t) => {
             let kind = TypeBits(0).with_arq(t.arq).with_retrans(t.retrans);
             let mut h = TokenHeader::new(kind.0, me_p, t.ring, hash);
@@ -176,7 +130,7 @@ pub fn encode(me: DaemonId, hash: u32, p: &Packet) -> Bytes {
                     },
                     reps: RepsInfo {
                         rep_index: i16::try_from(f.rep_index).unwrap_or(i16::MAX),
-                        reps: f.reps.iter().map(rep_info).collect(),
+                        reps: f.reps.clone(),
                         stale: Vec::new(),
                     },
                     rings,
@@ -187,38 +141,12 @@ pub fn encode(me: DaemonId, hash: u32, p: &Packet) -> Bytes {
     }
 }
 
-fn rep_type(k: RepKind) -> RepType {
-    match k {
-        RepKind::Potential => RepType::POTENTIAL,
-        RepKind::Seg => RepType::SEG,
-        RepKind::Ring => RepType::RING,
-    }
-}
-
-fn rep_kind(t: RepType) -> Option<RepKind> {
-    match t {
-        RepType::POTENTIAL => Some(RepKind::Potential),
-        RepType::SEG => Some(RepKind::Seg),
-        RepType::RING => Some(RepKind::Ring),
-        _ => None,
-    }
-}
-
-fn rep_info(r: &Rep) -> RepInfo {
-    RepInfo {
-        proc_id: r.id,
-        rep_type: rep_type(r.kind),
-        seg_index: i16::try_from(r.seg).unwrap_or(i16::MAX),
-    }
-}
-
-/// A rep as received; `None` for an unknown type.
-fn rep(r: &RepInfo) -> Option<Rep> {
-    Some(Rep {
-        id: r.proc_id,
-        kind: rep_kind(r.rep_type)?,
-        seg: u16::try_from(r.seg_index).unwrap_or(u16::MAX),
-    })
+/// Is this a representative type 5.0.1 knows?
+fn known_rep_type(r: &RepInfo) -> bool {
+    matches!(
+        r.rep_type,
+        RepType::POTENTIAL | RepType::SEG | RepType::RING
+    )
 }
 
 fn ring_info(e: &RingEntry) -> RingInfo {
@@ -299,45 +227,30 @@ fn decode_data(hash: u32, bytes: &[u8]) -> Result<(DaemonId, Packet), CodecError
     let tx = h.transmiter_id;
     let packet = match p.body {
         PacketBody::Data(body) => {
-            let class = class_of(h.kind).ok_or(CodecError::Ignored(h.kind.0))?;
-            Packet::Data(DataPacket {
-                ring: h.memb_id,
-                seq: h.seq.0,
-                sender: h.proc_id,
-                round: h.token_round,
-                class,
-                frags: body
-                    .fragments
-                    .into_iter()
-                    .map(|f| Frag {
-                        index: f.index,
-                        data: f.data,
-                    })
-                    .collect(),
-            })
+            Packet::Data(data_packet(&h, body).ok_or(CodecError::Ignored(h.kind.0))?)
         }
-        PacketBody::Join(j) => Packet::Join(Join {
-            members: j.members.members.to_vec(),
-            reps: j
-                .reps
-                .iter()
-                .map(rep)
-                .collect::<Option<_>>()
-                .ok_or(CodecError::Ignored(h.kind.0))?,
-            rep_index: u16::try_from(j.rep_index).unwrap_or(0),
-        }),
-        PacketBody::Refer => Packet::Refer {
-            rep: h.memb_id.leader,
-            kind: i16::try_from(h.memb_id.time)
-                .ok()
-                .and_then(|t| rep_kind(RepType(t)))
-                .ok_or(CodecError::Ignored(h.kind.0))?,
-        },
-        PacketBody::Hurry => Packet::Hurry,
-        PacketBody::Alive(a) => Packet::Alive(a.members.to_vec()),
         _ => return Err(CodecError::Ignored(h.kind.0)),
     };
     Ok((tx, packet))
+}
+
+/// The engine's data packet of a received one (`None` without a message class).
+pub(crate) fn data_packet(h: &PacketHeader, body: DataBody) -> Option<DataPacket> {
+    Some(DataPacket {
+        ring: h.memb_id,
+        seq: h.seq.0,
+        sender: h.proc_id,
+        round: h.token_round,
+        class: class_of(h.kind)?,
+        frags: body
+            .fragments
+            .into_iter()
+            .map(|f| Frag {
+                index: f.index,
+                data: f.data,
+            })
+            .collect(),
+    })
 }
 
 fn decode_token(hash: u32, bytes: &[u8]) -> Result<(DaemonId, Packet), CodecError> {
@@ -346,7 +259,12 @@ fn decode_token(hash: u32, bytes: &[u8]) -> Result<(DaemonId, Packet), CodecErro
     if h.conf_hash != hash {
         return Err(CodecError::OtherConfiguration(h.conf_hash));
     }
-    let tx = h.transmiter_id;
+    Ok((h.transmiter_id, token_packet(t)?))
+}
+
+/// The engine's packet of a received token-port datagram.
+pub(crate) fn token_packet(t: w::Token) -> Result<Packet, CodecError> {
+    let h = t.header;
     let packet = match t.body {
         TokenBody::Regular(blocks) => Packet::Token(Token {
             ring: h.memb_id,
@@ -370,13 +288,11 @@ fn decode_token(hash: u32, bytes: &[u8]) -> Result<(DaemonId, Packet), CodecErro
             members: f.members.members.to_vec(),
             pending: f.members.pending.to_vec(),
             visited: 0,
-            reps: f
-                .reps
-                .reps
-                .iter()
-                .map(rep)
-                .collect::<Option<_>>()
-                .ok_or(CodecError::Ignored(h.kind.0))?,
+            reps: if f.reps.reps.iter().all(known_rep_type) {
+                f.reps.reps.clone()
+            } else {
+                return Err(CodecError::Ignored(h.kind.0));
+            },
             rep_index: u16::try_from(f.reps.rep_index).unwrap_or(0),
             new_ring: RingId::default(),
             last_seq: h.seq.0,
@@ -404,7 +320,7 @@ fn decode_token(hash: u32, bytes: &[u8]) -> Result<(DaemonId, Packet), CodecErro
             })
         }
     };
-    Ok((tx, packet))
+    Ok(packet)
 }
 
 #[cfg(test)]
@@ -453,26 +369,6 @@ mod tests {
                 seqs: vec![9, 10],
             }],
         });
-        let join = Packet::Join(Join {
-            members: vec![DaemonId(5), DaemonId(9)],
-            reps: vec![
-                Rep {
-                    id: DaemonId(5),
-                    kind: RepKind::Ring,
-                    seg: 1,
-                },
-                Rep {
-                    id: DaemonId(7),
-                    kind: RepKind::Potential,
-                    seg: 0,
-                },
-            ],
-            rep_index: 1,
-        });
-        let refer = Packet::Refer {
-            rep: DaemonId(5),
-            kind: RepKind::Seg,
-        };
         let entry = RingEntry {
             ring: rid(1, 1),
             aru_max: 4,
@@ -500,15 +396,15 @@ mod tests {
             pending: vec![DaemonId(3)],
             visited: 0,
             reps: vec![
-                Rep {
-                    id: DaemonId(1),
-                    kind: RepKind::Seg,
-                    seg: 0,
+                RepInfo {
+                    proc_id: DaemonId(1),
+                    rep_type: RepType::SEG,
+                    seg_index: 0,
                 },
-                Rep {
-                    id: DaemonId(7),
-                    kind: RepKind::Ring,
-                    seg: 2,
+                RepInfo {
+                    proc_id: DaemonId(7),
+                    rep_type: RepType::RING,
+                    seg_index: 2,
                 },
             ],
             rep_index: 1,
@@ -516,16 +412,7 @@ mod tests {
             last_seq: 3342,
             rings: vec![entry],
         });
-        for (p, tok) in [
-            (data, false),
-            (token, true),
-            (join, false),
-            (refer, false),
-            (Packet::Hurry, false),
-            (Packet::Alive(vec![DaemonId(42), DaemonId(3)]), false),
-            (form1, true),
-            (form2, true),
-        ] {
+        for (p, tok) in [(data, false), (token, true), (form1, true), (form2, true)] {
             let b = encode(DaemonId(42), HASH, &p);
             assert_eq!(
                 decode(HASH, tok, &b),
@@ -603,10 +490,7 @@ mod captures {
                 match decode(HASH, token, &bytes) {
                     Ok((tx, p)) => {
                         acted += 1;
-                        let exact_kind = matches!(
-                            p,
-                            Packet::Data(_) | Packet::Token(_) | Packet::Hurry | Packet::Alive(_)
-                        );
+                        let exact_kind = matches!(p, Packet::Data(_) | Packet::Token(_));
                         if exact_kind {
                             assert_eq!(&encode(tx, HASH, &p)[..], &bytes[..], "{f}: {line}");
                             exact += 1;

@@ -79,6 +79,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::memb::Phase;
 use crate::time::Instant;
+use crate::wire::daemon::{self as w, Datagram, DatagramError, PacketBody, RepType};
 pub use codec::CodecError;
 use packet::{DataPacket, Packet, Token};
 pub use types::*;
@@ -266,7 +267,7 @@ pub struct Engine {
     pub(crate) exchange_q: VecDeque<Pending>,
     pub(crate) tok: TokenState,
     /// Rep index 5.0.1 leaves in its JOINs (1 once this daemon created a FORM1).
-    pub(crate) join_rep_index: u16,
+    pub(crate) join_rep_index: i16,
     /// 5.0.1 Commit_set: me, or the members of the membership whose EVS I finished last
     /// (until the next installation); carried in FORM ring entries.
     pub(crate) commit_set: Vec<DaemonId>,
@@ -478,51 +479,89 @@ impl Engine {
     }
 
     fn on_datagram(&mut self, now: Instant, from: DaemonId, port: Port, bytes: Bytes) {
-        let (tx, p) = match codec::decode(self.cfg.conf_hash, port == Port::Token, &bytes) {
+        let me = self.cfg.me;
+        let dg = match Datagram::decode(self.cfg.conf_hash, port == Port::Token, &bytes) {
             Ok(x) => x,
-            Err(CodecError::Malformed(e)) => {
-                tracing::trace!(me = %self.cfg.me, %from, ?port, ?e, len = bytes.len(), "malformed");
+            Err(DatagramError::Malformed(e)) => {
+                tracing::trace!(%me, %from, ?port, ?e, len = bytes.len(), "malformed");
                 self.stats.malformed += 1;
                 return;
             }
             Err(e) => {
-                tracing::trace!(me = %self.cfg.me, %from, ?port, ?e, len = bytes.len(), "undecodable");
+                tracing::trace!(%me, %from, ?port, ?e, len = bytes.len(), "other configuration");
                 self.stats.dropped += 1;
                 return;
             }
         };
+        let tx = dg.transmitter();
+        match dg {
+            Datagram::Packet(p) => {
+                if self.accepted(tx, from, port) {
+                    self.on_packet(now, from, p);
+                }
+            }
+            Datagram::Token(t) => {
+                let p = match codec::token_packet(t) {
+                    Ok(p) => p,
+                    Err(CodecError::Malformed(e)) => {
+                        tracing::trace!(%me, %from, ?e, "malformed token");
+                        self.stats.malformed += 1;
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::trace!(%me, %from, ?e, "ignored token");
+                        self.stats.dropped += 1;
+                        return;
+                    }
+                };
+                if !self.accepted(tx, from, port) {
+                    return;
+                }
+                match p {
+                    Packet::Token(t) => self.on_token(now, from, t),
+                    Packet::Form1(f) => self.on_form1(now, f),
+                    Packet::Form2(f) => self.on_form2(now, f),
+                    Packet::Data(_) => self.stats.malformed += 1,
+                }
+            }
+        }
+    }
+
+    /// 5.0.1's transmitter check: the datagram names its (configured) sender.
+    fn accepted(&mut self, tx: DaemonId, from: DaemonId, port: Port) -> bool {
         if tx != from || self.rank(from).is_none() {
             tracing::trace!(me = %self.cfg.me, %from, %tx, ?port, "transmitter mismatch");
             self.stats.dropped += 1;
-            return;
+            return false;
         }
-        tracing::trace!(me = %self.cfg.me, %from, ?port, seq = ?match &p { Packet::Data(d) => Some(d.seq), _ => None }, "packet");
-        match (port, p) {
+        true
+    }
+
+    /// A data-port packet from `from` (hash and transmitter checked).
+    fn on_packet(&mut self, now: Instant, from: DaemonId, p: w::Packet) {
+        let own = from == self.cfg.me;
+        tracing::trace!(me = %self.cfg.me, %from, kind = %p.header.kind, seq = %p.header.seq, "packet");
+        match p.body {
             // As 5.0.1 (Prot_handle_bcast "unknown proc"): the originator must be a configured
             // daemon (found by the daemon_stateful campaign: a spoofed sender was delivered).
-            (Port::Data, Packet::Data(d)) if self.rank(d.sender).is_none() => {
-                self.stats.dropped += 1;
+            PacketBody::Data(body) => match codec::data_packet(&p.header, body) {
+                Some(d) if !own && self.rank(d.sender).is_some() => {
+                    self.stats.packets_received += 1;
+                    self.on_data(now, from, d);
+                }
+                _ => self.stats.dropped += 1,
+            },
+            PacketBody::Join(j) if !own => self.on_join(now, from, &j),
+            PacketBody::Alive(a) if !own => self.on_alive(now, from, &a.members),
+            PacketBody::Refer if !own => {
+                // REFER: the referred rep and its type travel in `memb_id`.
+                let id = p.header.memb_id;
+                let rep_type = RepType(i16::try_from(id.time).unwrap_or(-1));
+                self.on_refer(id.leader, rep_type);
             }
-            (Port::Data, Packet::Data(d)) if from != self.cfg.me => {
-                self.stats.packets_received += 1;
-                self.on_data(now, from, d);
-            }
-            (Port::Data, Packet::Join(j)) if from != self.cfg.me => self.on_join(now, from, j),
-            (Port::Data, Packet::Alive(m)) if from != self.cfg.me => self.on_alive(now, from, &m),
-            (Port::Data, Packet::Refer { rep, kind }) if from != self.cfg.me => {
-                self.on_refer(rep, kind);
-            }
-            (Port::Data, Packet::Hurry) => self.on_hurry(now),
-            (Port::Token, Packet::Token(t)) => self.on_token(now, from, t),
-            (Port::Token, Packet::Form1(f)) => self.on_form1(now, f),
-            (Port::Token, Packet::Form2(f)) => self.on_form2(now, f),
-            (
-                Port::Data,
-                Packet::Data(_) | Packet::Join(_) | Packet::Alive(_) | Packet::Refer { .. },
-            ) => {
-                self.stats.dropped += 1;
-            }
-            _ => self.stats.malformed += 1,
+            PacketBody::Hurry => self.on_hurry(now),
+            // Own membership packets, monitor control (handled by the daemon) and the rest.
+            _ => self.stats.dropped += 1,
         }
     }
 
@@ -583,7 +622,8 @@ impl Engine {
             self.on_hurry(now);
         } else {
             let leader = self.ring.members[0];
-            self.send(Dest::Unicast(leader), Port::Data, &Packet::Hurry);
+            let p = w::Packet::hurry(self.cfg.me, self.cfg.conf_hash);
+            self.send_packet(Dest::Unicast(leader), &p);
         }
     }
 
@@ -630,6 +670,16 @@ impl Engine {
     pub(crate) fn send(&mut self, to: Dest, port: Port, p: &Packet) {
         let bytes = codec::encode(self.cfg.me, self.cfg.conf_hash, p);
         self.emit(Output::Send { to, port, bytes });
+    }
+
+    /// Sends a data-port packet.
+    pub(crate) fn send_packet(&mut self, to: Dest, p: &w::Packet) {
+        let bytes = Bytes::from(p.to_vec());
+        self.emit(Output::Send {
+            to,
+            port: Port::Data,
+            bytes,
+        });
     }
 
     pub(crate) fn emit(&mut self, o: Output) {

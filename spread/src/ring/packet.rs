@@ -7,6 +7,7 @@
 use bytes::Bytes;
 
 use super::types::{Class, DaemonId, RingId, MAX_PROCS_RING};
+use crate::wire::daemon::RepInfo;
 
 /// Most daemons named in one list.
 pub const MAX_IDS: usize = MAX_PROCS_RING;
@@ -83,42 +84,6 @@ pub struct Token {
     pub rtr: Vec<RtrBlock>,
 }
 
-/// Kind of a representative (5.0.1 `rep_info.type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum RepKind {
-    /// A daemon to send JOINs to, not known to gather (POTENTIAL_REP 0).
-    Potential,
-    /// Gathers for its segment, without a live ring (SEG_REP 1).
-    Seg,
-    /// Leader of a live ring, gathering to merge (RING_REP 2).
-    Ring,
-}
-
-/// A representative (5.0.1 `rep_info`): in JOINs, FORM1 and the potential-reps list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rep {
-    /// The representative.
-    pub id: DaemonId,
-    /// Its kind.
-    pub kind: RepKind,
-    /// Its configured segment index.
-    pub seg: u16,
-}
-
-/// JOIN: "I am gathering a membership" (5.0.1 layout: the daemons heard in the sender's SEG
-/// phase, then the representatives it gathered, itself first).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Join {
-    /// The sender's F_members (a ring leader's probe: none).
-    pub members: Vec<DaemonId>,
-    /// The sender's F_reps: itself first (SEG_REP, or RING_REP with a live ring), then the
-    /// representatives it heard.
-    pub reps: Vec<Rep>,
-    /// 5.0.1 leaves the rep index of the last FORM1 the sender created here (1, or 0 if it
-    /// never created one); receivers ignore it.
-    pub rep_index: u16,
-}
-
 /// What one old ring contributes to a new membership (5.0.1's `ring_info`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RingEntry {
@@ -167,7 +132,7 @@ pub struct Form {
     pub visited: u16,
     /// FORM1: representatives (SEG_REPs first, then configuration order); each adds the
     /// daemons it represents when visited.
-    pub reps: Vec<Rep>,
+    pub reps: Vec<RepInfo>,
     /// FORM1: next representative to visit.
     pub rep_index: u16,
     /// New ring id (written by the new leader in FORM2).
@@ -183,19 +148,6 @@ pub struct Form {
 pub enum Packet {
     /// Ordered message fragments (data port).
     Data(DataPacket),
-    /// Membership ALIVE (data port): the daemons heard in the sender's SEG phase.
-    Alive(Vec<DaemonId>),
-    /// Membership JOIN (data port).
-    Join(Join),
-    /// Membership REFER (data port, header only): "gather with this representative".
-    Refer {
-        /// The referred representative.
-        rep: DaemonId,
-        /// Its kind (SEG_REP from a REPRESENTED daemon, RING_REP from a ring member).
-        kind: RepKind,
-    },
-    /// "Release the held token" (data port).
-    Hurry,
     /// Regular token (token port).
     Token(Token),
     /// FORM1 token (token port).

@@ -39,6 +39,7 @@
 pub mod accept;
 mod codec;
 pub mod data;
+pub mod datagram;
 pub mod groups;
 pub mod header;
 pub mod memb;
@@ -50,6 +51,7 @@ pub mod token;
 mod proptests;
 
 pub use data::{can_share_packet, packet_class, split_message, DataBody, Fragment};
+pub use datagram::{Datagram, DatagramError};
 pub use groups::{GroupBlock, GroupDaemon, GroupId, GroupsBody, Message, MessageHeader};
 pub use header::{FragHeader, PacketHeader, TokenHeader, HEADER_LEN};
 pub use memb::{
