@@ -7,12 +7,13 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{records, Record};
-use crate::ring::{codec, packet};
+use crate::ring::packet;
 use crate::ring::{
     Class, ConfigKind, DaemonId, Dest, Engine, Input, Output, Port, RingConfig, RingId, Service,
     MAX_MESSAGE, MAX_OUTPUTS, MAX_SEND_QUEUE, MAX_SEQ_GAP,
 };
 use crate::time::Instant;
+use crate::wire::daemon as w;
 
 /// The daemons of the captures' configuration (d1, d2, d3). d1 and d2 are honest engines, d3
 /// is the hostile peer the fuzzer plays.
@@ -47,27 +48,24 @@ fn carried_hashes(data: &[u8], token: bool) -> [u32; 2] {
     [u32::from_le_bytes(w), u32::from_be_bytes(w)]
 }
 
-/// The ring engine's packet codec (`ring::codec`, 5.0.1 datagrams ↔ the engine's typed
-/// packets). Input: one datagram, read as a data-port and as a token-port datagram, with the
-/// configuration hash it carries. Checks: what decodes re-encodes to a datagram that decodes to
-/// the same packet, and re-encoding that is a fixed point.
+/// The ring engine's datagram codec ([`w::Datagram`]: what the engine decodes and sends, with
+/// the configuration check). Input: one datagram, read as a data-port and as a token-port
+/// datagram, with the configuration hash it carries. Checks: what decodes re-encodes to a
+/// datagram that decodes to the same value, and re-encoding is a fixed point.
 pub fn ring_packet(data: &[u8]) {
     for token in [false, true] {
         for hash in carried_hashes(data, token) {
-            let Ok((tx, p)) = codec::decode(hash, token, data) else {
+            let Ok(d) = w::Datagram::decode(hash, token, data) else {
                 continue;
             };
-            let enc = codec::encode(tx, hash, &p);
+            let enc = d.to_bytes();
+            let again = w::Datagram::decode(hash, token, &enc);
             assert_eq!(
-                codec::decode(hash, token, &enc).ok(),
-                Some((tx, p.clone())),
+                again.as_ref().ok(),
+                Some(&d),
                 "re-encoded datagram decodes differently"
             );
-            assert_eq!(
-                codec::encode(tx, hash, &p),
-                enc,
-                "encoding is not deterministic"
-            );
+            assert_eq!(d.to_bytes(), enc, "encoding is not deterministic");
         }
     }
 }
@@ -649,7 +647,7 @@ mod tests {
 mod capture_tests {
     use super::*;
 
-    /// Captured 5.0.1 datagrams decode through the ring codec (with the hash they carry), so
+    /// Captured 5.0.1 datagrams decode as datagrams (with the hash they carry), so
     /// `ring_packet` checks its properties on real traffic.
     #[test]
     fn captured_datagrams_decode() {
@@ -661,7 +659,7 @@ mod capture_tests {
                 [false, true].iter().any(|&token| {
                     carried_hashes(data, token)
                         .iter()
-                        .any(|&h| codec::decode(h, token, data).is_ok())
+                        .any(|&h| w::Datagram::decode(h, token, data).is_ok())
                 })
             })
             .count();

@@ -5,13 +5,14 @@
 use std::collections::BTreeMap;
 
 use super::Phase;
-use crate::ring::packet::{DataPacket, RingEntry, Token, MAX_RTR_SEQS};
-use crate::ring::token::add_request;
+use crate::ring::packet::{DataPacket, RingEntry, MAX_RTR_SEQS};
+use crate::ring::token::{add_request, set_flow_control};
 use crate::ring::{
     ConfigChange, ConfigKind, DaemonId, Engine, Output, RingId, RingState, Timer, TokenState,
     MAX_EVS_ROUNDS, MAX_SEQ_GAP,
 };
 use crate::time::Instant;
+use crate::wire::daemon::{Seq, Token};
 
 /// Most sequence numbers scanned when looking for missing packets.
 const MAX_SCAN: u32 = 4 * MAX_SEQ_GAP;
@@ -59,13 +60,15 @@ impl Engine {
         }
         add_request(&mut t, rid, me, wanted);
         let mine = if done { last_seq } else { 0 };
-        if t.aru > mine || t.aru_last == Some(me) || t.aru_last.is_none() {
-            t.aru = mine;
-            t.aru_last = Some(me);
+        let h = &mut t.header;
+        if h.aru.0 > mine || h.aru_last_id == me || h.aru_last_id == DaemonId::ANY {
+            h.aru = Seq(mine);
+            h.aru_last_id = me;
         }
-        t.fc = retrans;
-        let safe = t.aru.min(self.tok.prev_sent_aru);
-        self.tok.prev_sent_aru = t.aru;
+        set_flow_control(h, retrans);
+        let aru = h.aru.0;
+        let safe = aru.min(self.tok.prev_sent_aru);
+        self.tok.prev_sent_aru = aru;
         // As 5.0.1: the EVS token keeps seq 0; a daemon that sees the ring aru at last_seq
         // (every member has recovered everything) forwards the token unchanged and then
         // installs. Every member installs within the next rotation, before any token of the

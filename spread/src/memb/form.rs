@@ -2,13 +2,13 @@
 //! and the FORM2 that starts EVS (`evs.rs`).
 
 use super::{insert_rep, Future, Phase};
-use crate::ring::packet::{Form, Packet, RingEntry, Token, MAX_ENTRY_EXTRA, MAX_FORM_RINGS};
+use crate::ring::packet::{Form, Packet, RingEntry, MAX_ENTRY_EXTRA, MAX_FORM_RINGS};
 use crate::ring::{
     DaemonId, Dest, Engine, Port, RingId, State, Timer, TokenState, EVS_SEQ_GAP, MAX_PROCS_RING,
     MAX_SEQ_GAP,
 };
 use crate::time::Instant;
-use crate::wire::daemon::{RepInfo, RepType};
+use crate::wire::daemon::{self as w, RepInfo, RepType};
 
 /// Copies of every FORM token and of a ring's first token (5.0.1 sends two).
 const FORM_COPIES: usize = 2;
@@ -314,25 +314,12 @@ impl Engine {
             }
             return;
         }
-        let t = Token {
-            ring: f.new_ring,
-            seq: 0,
-            aru: 0x7fff_ffff,
-            aru_last: None,
-            fc: 0,
-            arq: 0,
-            retrans: 0,
-            rtr: Vec::new(),
-        };
+        let t = w::Token::first_regular(me, f.new_ring, self.cfg.conf_hash);
         if idx != 0 {
             self.tok.last_rx_arq = Some(0);
         }
         for _ in 0..FORM_COPIES {
-            self.send(
-                Dest::Unicast(members[0]),
-                Port::Token,
-                &Packet::Token(t.clone()),
-            );
+            self.send_token(Dest::Unicast(members[0]), &t);
         }
         self.tok.last_tx = Some((members[0], t));
     }

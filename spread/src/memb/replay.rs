@@ -166,15 +166,14 @@ fn replay(file: &str, me: &str, window: impl Fn(u64) -> Window) -> (Vec<String>,
     let w = window(start);
     // Align the engine's seconds clock with the capture's: the first FORM1 this daemon
     // created carries its clock (the ring's FORM2 and tokens then carry the same ids).
-    let created =
-        mine.iter().find_map(
-            |d| match codec::decode(hash, d.port == Port::Token, &d.bytes) {
-                Ok((_, Packet::Form1(f))) if f.form_id.leader == me_id && f.members.len() == 1 => {
-                    Some((d.t_us, f.form_id.time as u32))
-                }
-                _ => None,
-            },
-        );
+    let created = mine.iter().find_map(|d| {
+        match codec::tests::decode(hash, d.port == Port::Token, &d.bytes) {
+            Ok((_, Packet::Form1(f))) if f.form_id.leader == me_id && f.members.len() == 1 => {
+                Some((d.t_us, f.form_id.time as u32))
+            }
+            _ => None,
+        }
+    });
     let clock = created.map_or(1_000, |(t, time)| {
         time.wrapping_sub(((t / 1_000_000) - (start / 1_000_000)) as u32)
     });
@@ -369,12 +368,12 @@ fn captured_form_tokens_re_encode_exactly() {
                 continue;
             };
             let hash = RingConfig::from_config(&cap.cfg, &d.src).unwrap().conf_hash;
-            let form1 = match codec::decode(hash, d.port == Port::Token, &d.bytes) {
+            let form1 = match codec::tests::decode(hash, d.port == Port::Token, &d.bytes) {
                 Ok((_, Packet::Form1(_))) => true,
                 Ok((_, Packet::Form2(_))) => false,
                 _ => continue,
             };
-            let (_, p) = codec::decode(hash, true, &d.bytes).unwrap();
+            let (_, p) = codec::tests::decode(hash, true, &d.bytes).unwrap();
             let ours = codec::encode(tx, hash, &p);
             if used_bytes(&ours, form1) == used_bytes(&d.bytes, form1) {
                 exact += 1;

@@ -16,11 +16,11 @@
 
 use bytes::Bytes;
 
-use super::packet::{DataPacket, Form, Frag, Packet, RingEntry, RtrBlock, Token};
+use super::packet::{DataPacket, Form, Frag, Packet, RingEntry};
 use super::types::Class;
 use crate::wire::daemon::{
     self as w, DataBody, Form1Body, Form2Body, Fragment, MembersInfo, PacketBody, PacketHeader,
-    RepInfo, RepType, RepsInfo, RingInfo, RtrRequest, TokenBody, TokenHeader,
+    RepInfo, RepType, RepsInfo, RingInfo, TokenBody, TokenHeader,
 };
 use crate::wire::daemon::{DaemonId, RingId, Seq, TypeBits};
 
@@ -77,26 +77,6 @@ pub fn encode(me: DaemonId, hash: u32, p: &Packet) -> Bytes {
                 .collect();
             let body = PacketBody::Data(DataBody { fragments });
             Bytes::from(w::Packet { header: h, body }.to_vec())
-        }
-        Packet::Token(t) => {
-            let kind = TypeBits(0).with_arq(t.arq).with_retrans(t.retrans);
-            let mut h = TokenHeader::new(kind.0, me_p, t.ring, hash);
-            h.seq = Seq(t.seq);
-            h.aru = Seq(t.aru);
-            h.aru_last_id = t.aru_last.unwrap_or(DaemonId::ANY);
-            h.flow_control = i16::try_from(t.fc).unwrap_or(i16::MAX);
-            let blocks = t
-                .rtr
-                .iter()
-                .map(|b| RtrRequest {
-                    memb_id: b.ring,
-                    proc_id: b.requester,
-                    seg_index: 0,
-                    seqs: b.seqs.iter().copied().map(Seq).collect(),
-                })
-                .collect();
-            let body = TokenBody::Regular(blocks);
-            Bytes::from(w::Token { header: h, body }.to_vec())
         }
         Packet::Form1(f) | Packet::Form2(f) => {
             let form2 = matches!(p, Packet::Form2(_));
@@ -208,32 +188,6 @@ fn ring_entry(r: &RingInfo) -> Result<RingEntry, CodecError> {
     })
 }
 
-/// Decodes a datagram from the data port (`token == false`) or the token port; returns the
-/// transmitter and the packet.
-pub fn decode(hash: u32, token: bool, bytes: &[u8]) -> Result<(DaemonId, Packet), CodecError> {
-    if token {
-        decode_token(hash, bytes)
-    } else {
-        decode_data(hash, bytes)
-    }
-}
-
-fn decode_data(hash: u32, bytes: &[u8]) -> Result<(DaemonId, Packet), CodecError> {
-    let p = w::Packet::from_datagram(bytes)?;
-    let h = p.header;
-    if h.conf_hash != hash {
-        return Err(CodecError::OtherConfiguration(h.conf_hash));
-    }
-    let tx = h.transmiter_id;
-    let packet = match p.body {
-        PacketBody::Data(body) => {
-            Packet::Data(data_packet(&h, body).ok_or(CodecError::Ignored(h.kind.0))?)
-        }
-        _ => return Err(CodecError::Ignored(h.kind.0)),
-    };
-    Ok((tx, packet))
-}
-
 /// The engine's data packet of a received one (`None` without a message class).
 pub(crate) fn data_packet(h: &PacketHeader, body: DataBody) -> Option<DataPacket> {
     Some(DataPacket {
@@ -253,37 +207,23 @@ pub(crate) fn data_packet(h: &PacketHeader, body: DataBody) -> Option<DataPacket
     })
 }
 
-fn decode_token(hash: u32, bytes: &[u8]) -> Result<(DaemonId, Packet), CodecError> {
-    let t = w::Token::from_datagram(bytes)?;
-    let h = t.header;
-    if h.conf_hash != hash {
-        return Err(CodecError::OtherConfiguration(h.conf_hash));
-    }
-    Ok((h.transmiter_id, token_packet(t)?))
+/// A received token-port datagram as the engine takes it.
+#[derive(Debug)]
+pub(crate) enum Received {
+    /// A regular token, as received.
+    Token(w::Token),
+    /// FORM1.
+    Form1(Form),
+    /// FORM2.
+    Form2(Form),
 }
 
-/// The engine's packet of a received token-port datagram.
-pub(crate) fn token_packet(t: w::Token) -> Result<Packet, CodecError> {
+/// The engine's view of a received token-port datagram.
+pub(crate) fn token_packet(t: w::Token) -> Result<Received, CodecError> {
     let h = t.header;
     let packet = match t.body {
-        TokenBody::Regular(blocks) => Packet::Token(Token {
-            ring: h.memb_id,
-            seq: h.seq.0,
-            aru: h.aru.0,
-            aru_last: (h.aru_last_id != DaemonId::ANY).then_some(h.aru_last_id),
-            fc: u16::try_from(h.flow_control).unwrap_or(0),
-            arq: h.kind.arq(),
-            retrans: h.kind.retrans(),
-            rtr: blocks
-                .into_iter()
-                .map(|b| RtrBlock {
-                    ring: b.memb_id,
-                    requester: b.proc_id,
-                    seqs: b.seqs.into_iter().map(|s| s.0).collect(),
-                })
-                .collect(),
-        }),
-        TokenBody::Form1(f) => Packet::Form1(Form {
+        TokenBody::Regular(_) => Received::Token(t),
+        TokenBody::Form1(f) => Received::Form1(Form {
             form_id: h.memb_id,
             members: f.members.members.to_vec(),
             pending: f.members.pending.to_vec(),
@@ -307,7 +247,7 @@ pub(crate) fn token_packet(t: w::Token) -> Result<Packet, CodecError> {
                 .chain(f.members.pending.iter())
                 .copied()
                 .collect();
-            Packet::Form2(Form {
+            Received::Form2(Form {
                 form_id: h.memb_id,
                 members,
                 pending: Vec::new(),
@@ -324,10 +264,37 @@ pub(crate) fn token_packet(t: w::Token) -> Result<Packet, CodecError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::wire::daemon::{Datagram, DatagramError};
 
     const HASH: u32 = 0x9f2a_d697;
+
+    /// The engine's view of a datagram (what the engine's receive path does).
+    pub(crate) fn decode(
+        hash: u32,
+        token: bool,
+        bytes: &[u8],
+    ) -> Result<(DaemonId, Packet), CodecError> {
+        let d = Datagram::decode(hash, token, bytes).map_err(|e| match e {
+            DatagramError::Malformed(e) => CodecError::Malformed(e),
+            DatagramError::OtherConfiguration(h) => CodecError::OtherConfiguration(h),
+        })?;
+        let tx = d.transmitter();
+        let p = match d {
+            Datagram::Packet(p) => match p.body {
+                PacketBody::Data(b) => data_packet(&p.header, b).map(Packet::Data),
+                _ => None,
+            }
+            .ok_or(CodecError::Ignored(p.header.kind.0))?,
+            Datagram::Token(t) => match token_packet(t)? {
+                Received::Form1(f) => Packet::Form1(f),
+                Received::Form2(f) => Packet::Form2(f),
+                Received::Token(t) => return Err(CodecError::Ignored(t.header.kind.0)),
+            },
+        };
+        Ok((tx, p))
+    }
 
     fn rid(l: u32, t: i32) -> RingId {
         RingId {
@@ -354,20 +321,6 @@ mod tests {
                     data: Bytes::from_static(b"xy"),
                 },
             ],
-        });
-        let token = Packet::Token(Token {
-            ring: rid(1, 2),
-            seq: 10,
-            aru: 8,
-            aru_last: Some(DaemonId(2)),
-            fc: 3,
-            arq: 15,
-            retrans: 2,
-            rtr: vec![RtrBlock {
-                ring: rid(1, 1),
-                requester: DaemonId(2),
-                seqs: vec![9, 10],
-            }],
         });
         let entry = RingEntry {
             ring: rid(1, 1),
@@ -412,7 +365,7 @@ mod tests {
             last_seq: 3342,
             rings: vec![entry],
         });
-        for (p, tok) in [(data, false), (token, true), (form1, true), (form2, true)] {
+        for (p, tok) in [(data, false), (form1, true), (form2, true)] {
             let b = encode(DaemonId(42), HASH, &p);
             assert_eq!(
                 decode(HASH, tok, &b),
@@ -431,29 +384,11 @@ mod tests {
             }
         }
     }
-
-    #[test]
-    fn idle_token_is_40_bytes_with_5_0_1_type_word() {
-        let t = Packet::Token(Token {
-            ring: rid(0x5c8d_7aef, 100),
-            seq: 0,
-            aru: 0,
-            aru_last: Some(DaemonId(0x5c8d_7aef)),
-            fc: 0,
-            arq: 7,
-            retrans: 1,
-            rtr: vec![],
-        });
-        let b = encode(DaemonId(0x5c8d_7aef), HASH, &t);
-        assert_eq!(b.len(), 40);
-        if cfg!(target_endian = "little") {
-            assert_eq!(&b[..4], &[0x80, 0x00, 0x17, 0x80]);
-        }
-    }
 }
 
 #[cfg(test)]
 mod captures {
+    use super::tests::decode;
     use super::*;
 
     /// Single-segment captures of real 5.0.1 daemons (default configuration hash).
@@ -478,7 +413,7 @@ mod captures {
     }
 
     #[test]
-    fn real_5_0_1_traffic_decodes_and_data_and_tokens_re_encode_exactly() {
+    fn real_5_0_1_traffic_decodes_and_data_re_encodes_exactly() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/daemon/");
         let (mut exact, mut acted, mut ignored) = (0, 0, 0);
         for f in FILES {
@@ -490,7 +425,7 @@ mod captures {
                 match decode(HASH, token, &bytes) {
                     Ok((tx, p)) => {
                         acted += 1;
-                        let exact_kind = matches!(p, Packet::Data(_) | Packet::Token(_));
+                        let exact_kind = matches!(p, Packet::Data(_));
                         if exact_kind {
                             assert_eq!(&encode(tx, HASH, &p)[..], &bytes[..], "{f}: {line}");
                             exact += 1;
@@ -501,6 +436,6 @@ mod captures {
                 }
             }
         }
-        assert!(exact > 500 && acted > exact, "{exact} {acted} {ignored}");
+        assert!(exact >= 50 && acted > exact, "{exact} {acted} {ignored}");
     }
 }

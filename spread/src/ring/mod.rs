@@ -81,7 +81,8 @@ use crate::memb::Phase;
 use crate::time::Instant;
 use crate::wire::daemon::{self as w, Datagram, DatagramError, PacketBody, RepType};
 pub use codec::CodecError;
-use packet::{DataPacket, Packet, Token};
+use codec::Received;
+use packet::{DataPacket, Packet};
 pub use types::*;
 
 /// How many passes [`Engine::handle_timeout`] makes over the timers at most.
@@ -223,7 +224,7 @@ impl RingState {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TokenState {
     /// Last token this daemon sent, with its destination.
-    pub(crate) last_tx: Option<(DaemonId, Token)>,
+    pub(crate) last_tx: Option<(DaemonId, w::Token)>,
     /// Leader: arq of the token it is waiting for.
     pub(crate) last_tx_arq: u8,
     /// Leader: a token is out and expected back.
@@ -518,10 +519,9 @@ impl Engine {
                     return;
                 }
                 match p {
-                    Packet::Token(t) => self.on_token(now, from, t),
-                    Packet::Form1(f) => self.on_form1(now, f),
-                    Packet::Form2(f) => self.on_form2(now, f),
-                    Packet::Data(_) => self.stats.malformed += 1,
+                    Received::Token(t) => self.on_token(now, from, t),
+                    Received::Form1(f) => self.on_form1(now, f),
+                    Received::Form2(f) => self.on_form2(now, f),
                 }
             }
         }
@@ -670,6 +670,16 @@ impl Engine {
     pub(crate) fn send(&mut self, to: Dest, port: Port, p: &Packet) {
         let bytes = codec::encode(self.cfg.me, self.cfg.conf_hash, p);
         self.emit(Output::Send { to, port, bytes });
+    }
+
+    /// Sends a token-port datagram.
+    pub(crate) fn send_token(&mut self, to: Dest, t: &w::Token) {
+        let bytes = Bytes::from(t.to_vec());
+        self.emit(Output::Send {
+            to,
+            port: Port::Token,
+            bytes,
+        });
     }
 
     /// Sends a data-port packet.

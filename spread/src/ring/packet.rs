@@ -52,38 +52,6 @@ pub struct DataPacket {
     pub frags: Vec<Frag>,
 }
 
-/// Retransmission request block carried on the token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RtrBlock {
-    /// Ring the requested sequence numbers belong to.
-    pub ring: RingId,
-    /// Daemon asking.
-    pub requester: DaemonId,
-    /// Requested sequence numbers, ascending.
-    pub seqs: Vec<u32>,
-}
-
-/// Regular token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Token {
-    /// Ring this token circulates in.
-    pub ring: RingId,
-    /// Highest sequence number assigned so far (EVS: the FORM's last_seq).
-    pub seq: u32,
-    /// All-received-up-to, lowered by anyone missing something.
-    pub aru: u32,
-    /// Daemon that last set `aru` (None on a ring's first token).
-    pub aru_last: Option<DaemonId>,
-    /// Packets sent in the last rotation.
-    pub fc: u16,
-    /// 4-bit rotation counter, bumped by the leader.
-    pub arq: u8,
-    /// 4-bit re-send counter.
-    pub retrans: u8,
-    /// Retransmission requests.
-    pub rtr: Vec<RtrBlock>,
-}
-
 /// What one old ring contributes to a new membership (5.0.1's `ring_info`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RingEntry {
@@ -148,8 +116,6 @@ pub struct Form {
 pub enum Packet {
     /// Ordered message fragments (data port).
     Data(DataPacket),
-    /// Regular token (token port).
-    Token(Token),
     /// FORM1 token (token port).
     Form1(Form),
     /// FORM2 token (token port).

@@ -1,8 +1,10 @@
 //! Sending new packets on a token visit: flow control (Window / PersonalWindow / MAX_SEQ_GAP),
 //! fragmentation of large messages and packing of small ones (§7.2, §10).
 
-use super::packet::{DataPacket, Frag, Packet, Token, MAX_PACKET_BODY};
+use super::packet::{DataPacket, Frag, Packet, MAX_PACKET_BODY};
+use super::token::flow_control;
 use super::{Class, Dest, Engine, Port, MAX_SEQ_GAP};
+use crate::wire::daemon::{Seq, TokenHeader};
 
 /// Fragment header size of a packed (inline) element.
 const FRAG_HEADER: usize = 4;
@@ -12,12 +14,13 @@ fn pad4(n: usize) -> usize {
 }
 
 impl Engine {
-    /// Sends as many new packets as flow control allows; returns how many.
-    pub(crate) fn send_new_packets(&mut self, t: &mut Token) -> u16 {
+    /// Sends as many new packets as flow control allows (raising the token's `seq`);
+    /// returns how many.
+    pub(crate) fn send_new_packets(&mut self, t: &mut TokenHeader) -> u16 {
         if !self.ring_alive() || !self.has_sendable() {
             return 0;
         }
-        let others = t.fc.saturating_sub(self.tok.my_last_sent);
+        let others = flow_control(t).saturating_sub(self.tok.my_last_sent);
         let allowed = self
             .cfg
             .personal_window
@@ -25,7 +28,7 @@ impl Engine {
         let mut sent = 0u16;
         let mut fresh = Vec::new();
         while sent < allowed {
-            let next = t.seq.max(self.ring.highest).saturating_add(1);
+            let next = t.seq.0.max(self.ring.highest).saturating_add(1);
             if next > self.ring.aru.saturating_add(MAX_SEQ_GAP) {
                 break;
             }
@@ -40,7 +43,7 @@ impl Engine {
                 class,
                 frags,
             };
-            t.seq = next;
+            t.seq = Seq(next);
             self.stats.packets_sent += 1;
             self.insert_packet(p.clone());
             fresh.push(p);
