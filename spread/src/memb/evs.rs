@@ -5,14 +5,14 @@
 use std::collections::BTreeMap;
 
 use super::Phase;
-use crate::ring::packet::{DataPacket, RingEntry, MAX_RTR_SEQS};
+use crate::ring::packet::{RingEntry, MAX_RTR_SEQS};
 use crate::ring::token::{add_request, set_flow_control};
 use crate::ring::{
     ConfigChange, ConfigKind, DaemonId, Engine, Output, RingId, RingState, Timer, TokenState,
     MAX_EVS_ROUNDS, MAX_SEQ_GAP,
 };
 use crate::time::Instant;
-use crate::wire::daemon::{Seq, Token};
+use crate::wire::daemon::{Packet, Seq, Token};
 
 /// Most sequence numbers scanned when looking for missing packets.
 const MAX_SCAN: u32 = 4 * MAX_SEQ_GAP;
@@ -26,7 +26,7 @@ pub(crate) struct Future {
     /// This daemon's old ring's entry from FORM2.
     pub(crate) entry: RingEntry,
     /// Packets of the new ring received before installing it.
-    pub(crate) early: BTreeMap<u32, DataPacket>,
+    pub(crate) early: BTreeMap<u32, Packet>,
 }
 
 impl Engine {

@@ -3,8 +3,7 @@
 //! `Memb_handle_alive`, `Memb_handle_refer`, `Memb_handle_foreign`.
 
 use super::{insert_member, insert_rep, Phase};
-use crate::ring::packet::{DataPacket, Packet};
-use crate::ring::{DaemonId, Dest, Engine, Port, Timer, TokenState};
+use crate::ring::{DaemonId, Dest, Engine, Timer, TokenState};
 use crate::time::Instant;
 use crate::wire::daemon::{self as w, RepInfo, RepType};
 
@@ -216,8 +215,8 @@ impl Engine {
     }
 
     /// A data packet of a ring that is neither mine nor my next one.
-    pub(crate) fn on_foreign(&mut self, now: Instant, d: DataPacket) {
-        if !matches!(self.phase, Phase::Op { .. }) || self.rank(d.sender).is_none() {
+    pub(crate) fn on_foreign(&mut self, now: Instant, d: w::Packet) {
+        if !matches!(self.phase, Phase::Op { .. }) || self.rank(d.header.proc_id).is_none() {
             return;
         }
         let me = self.cfg.me;
@@ -232,9 +231,8 @@ impl Engine {
         if seg_leader == Some(me) && !*foreign_forwarded {
             *foreign_forwarded = true;
             let leader = self.ring.members[0];
-            let p = Packet::Data(d);
             for _ in 0..FOREIGN_COPIES {
-                self.send(Dest::Unicast(leader), Port::Data, &p);
+                self.send_packet(Dest::Unicast(leader), &d);
             }
         }
     }

@@ -16,11 +16,10 @@
 
 use bytes::Bytes;
 
-use super::packet::{DataPacket, Form, Frag, Packet, RingEntry};
-use super::types::Class;
+use super::packet::{Form, Packet, RingEntry};
 use crate::wire::daemon::{
-    self as w, DataBody, Form1Body, Form2Body, Fragment, MembersInfo, PacketBody, PacketHeader,
-    RepInfo, RepType, RepsInfo, RingInfo, TokenBody, TokenHeader,
+    self as w, Form1Body, Form2Body, MembersInfo, RepInfo, RepType, RepsInfo, RingInfo, TokenBody,
+    TokenHeader,
 };
 use crate::wire::daemon::{DaemonId, RingId, Seq, TypeBits};
 
@@ -39,45 +38,10 @@ pub enum CodecError {
     Ignored(u32),
 }
 
-fn class_bits(c: Class) -> u32 {
-    c as u32
-}
-
-fn class_of(kind: TypeBits) -> Option<Class> {
-    if kind.has(TypeBits::SAFE) {
-        Some(Class::Safe)
-    } else if kind.has(TypeBits::AGREED) {
-        Some(Class::Agreed)
-    } else if kind.has(TypeBits::FIFO) {
-        Some(Class::Fifo)
-    } else if kind.has(TypeBits::RELIABLE | TypeBits::UNRELIABLE) {
-        Some(Class::Reliable)
-    } else {
-        None
-    }
-}
-
 /// Encodes `p`, sent by `me`, in native byte order with configuration hash `hash`.
 pub fn encode(me: DaemonId, hash: u32, p: &Packet) -> Bytes {
     let me_p = me;
     match p {
-        Packet::Data(d) => {
-            let mut h = PacketHeader::new(class_bits(d.class), me_p, hash);
-            h.proc_id = d.sender;
-            h.memb_id = d.ring;
-            h.seq = Seq(d.seq);
-            h.token_round = d.round;
-            let fragments = d
-                .frags
-                .iter()
-                .map(|f| Fragment {
-                    index: f.index,
-                    data: f.data.clone(),
-                })
-                .collect();
-            let body = PacketBody::Data(DataBody { fragments });
-            Bytes::from(w::Packet { header: h, body }.to_vec())
-        }
         Packet::Form1(f) | Packet::Form2(f) => {
             let form2 = matches!(p, Packet::Form2(_));
             let kind = if form2 {
@@ -188,25 +152,6 @@ fn ring_entry(r: &RingInfo) -> Result<RingEntry, CodecError> {
     })
 }
 
-/// The engine's data packet of a received one (`None` without a message class).
-pub(crate) fn data_packet(h: &PacketHeader, body: DataBody) -> Option<DataPacket> {
-    Some(DataPacket {
-        ring: h.memb_id,
-        seq: h.seq.0,
-        sender: h.proc_id,
-        round: h.token_round,
-        class: class_of(h.kind)?,
-        frags: body
-            .fragments
-            .into_iter()
-            .map(|f| Frag {
-                index: f.index,
-                data: f.data,
-            })
-            .collect(),
-    })
-}
-
 /// A received token-port datagram as the engine takes it.
 #[derive(Debug)]
 pub(crate) enum Received {
@@ -282,11 +227,7 @@ pub(crate) mod tests {
         })?;
         let tx = d.transmitter();
         let p = match d {
-            Datagram::Packet(p) => match p.body {
-                PacketBody::Data(b) => data_packet(&p.header, b).map(Packet::Data),
-                _ => None,
-            }
-            .ok_or(CodecError::Ignored(p.header.kind.0))?,
+            Datagram::Packet(p) => return Err(CodecError::Ignored(p.header.kind.0)),
             Datagram::Token(t) => match token_packet(t)? {
                 Received::Form1(f) => Packet::Form1(f),
                 Received::Form2(f) => Packet::Form2(f),
@@ -305,23 +246,6 @@ pub(crate) mod tests {
 
     #[test]
     fn typed_packets_round_trip_through_5_0_1_layouts() {
-        let data = Packet::Data(DataPacket {
-            ring: rid(1, 2),
-            seq: 7,
-            sender: DaemonId(3),
-            round: 4,
-            class: Class::Safe,
-            frags: vec![
-                Frag {
-                    index: -1,
-                    data: Bytes::from_static(b"abcde"),
-                },
-                Frag {
-                    index: -1,
-                    data: Bytes::from_static(b"xy"),
-                },
-            ],
-        });
         let entry = RingEntry {
             ring: rid(1, 1),
             aru_max: 4,
@@ -365,7 +289,7 @@ pub(crate) mod tests {
             last_seq: 3342,
             rings: vec![entry],
         });
-        for (p, tok) in [(data, false), (form1, true), (form2, true)] {
+        for (p, tok) in [(form1, true), (form2, true)] {
             let b = encode(DaemonId(42), HASH, &p);
             assert_eq!(
                 decode(HASH, tok, &b),
@@ -383,59 +307,5 @@ pub(crate) mod tests {
                 );
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod captures {
-    use super::tests::decode;
-    use super::*;
-
-    /// Single-segment captures of real 5.0.1 daemons (default configuration hash).
-    const FILES: &[&str] = &[
-        "a_single_daemon.hex",
-        "b_two_daemons_form_ring.hex",
-        "c_third_daemon_joins.hex",
-        "d_data_messages.hex",
-        "e_client_join_leave.hex",
-        "f_partition_merge.hex",
-        "g_daemon_killed.hex",
-        "i_loss_retransmission_packing.hex",
-        "l_three_start_services_packing.hex",
-        "m_idle_ring_lookup_probe.hex",
-    ];
-    const HASH: u32 = 0x9f2a_d697;
-
-    fn unhex(s: &str) -> Vec<u8> {
-        (0..s.len() / 2)
-            .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
-            .collect()
-    }
-
-    #[test]
-    fn real_5_0_1_traffic_decodes_and_data_re_encodes_exactly() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/daemon/");
-        let (mut exact, mut acted, mut ignored) = (0, 0, 0);
-        for f in FILES {
-            let text = std::fs::read_to_string(format!("{dir}{f}")).unwrap();
-            for line in text.lines().filter(|l| l.starts_with("P ")) {
-                let cols: Vec<&str> = line.split_whitespace().collect();
-                let token = cols[3].ends_with(":4804");
-                let bytes = unhex(cols[5]);
-                match decode(HASH, token, &bytes) {
-                    Ok((tx, p)) => {
-                        acted += 1;
-                        let exact_kind = matches!(p, Packet::Data(_));
-                        if exact_kind {
-                            assert_eq!(&encode(tx, HASH, &p)[..], &bytes[..], "{f}: {line}");
-                            exact += 1;
-                        }
-                    }
-                    Err(CodecError::Ignored(_)) => ignored += 1,
-                    Err(e) => panic!("{f}: {e}: {line}"),
-                }
-            }
-        }
-        assert!(exact >= 50 && acted > exact, "{exact} {acted} {ignored}");
     }
 }

@@ -82,7 +82,7 @@ use crate::time::Instant;
 use crate::wire::daemon::{self as w, Datagram, DatagramError, PacketBody, RepType};
 pub use codec::CodecError;
 use codec::Received;
-use packet::{DataPacket, Packet};
+use packet::Packet;
 pub use types::*;
 
 /// How many passes [`Engine::handle_timeout`] makes over the timers at most.
@@ -181,7 +181,7 @@ pub(crate) struct RingState {
     pub(crate) id: RingId,
     pub(crate) members: Vec<DaemonId>,
     /// Received packets not yet discarded.
-    pub(crate) buf: BTreeMap<u32, DataPacket>,
+    pub(crate) buf: BTreeMap<u32, w::Packet>,
     /// Every seq up to this has been received.
     pub(crate) my_aru: u32,
     /// Highest seq seen.
@@ -246,7 +246,7 @@ pub(crate) struct TokenState {
     /// seq of the token sent on the previous visit (accelerated ring's request limit).
     pub(crate) prev_sent_seq: u32,
     /// Accelerated ring: new packets to send right after the token.
-    pub(crate) after_token: Vec<DataPacket>,
+    pub(crate) after_token: Vec<w::Packet>,
 }
 
 /// One daemon's ring + membership protocol engine. See the module documentation.
@@ -544,9 +544,10 @@ impl Engine {
         match p.body {
             // As 5.0.1 (Prot_handle_bcast "unknown proc"): the originator must be a configured
             // daemon (found by the daemon_stateful campaign: a spoofed sender was delivered).
-            PacketBody::Data(body) => match codec::data_packet(&p.header, body) {
-                Some(d) if !own && self.rank(d.sender).is_some() => {
+            PacketBody::Data(_) => match Class::of(p.header.kind) {
+                Some(class) if !own && self.rank(p.header.proc_id).is_some() => {
                     self.stats.packets_received += 1;
+                    let d = deliver::own_data_copy(p, class, self.cfg.me, self.cfg.conf_hash);
                     self.on_data(now, from, d);
                 }
                 _ => self.stats.dropped += 1,

@@ -4,9 +4,7 @@
 //! The state machines only ever work on these typed values; [`super::codec`] is the single
 //! place where they become Spread 5.0.1 datagrams and back.
 
-use bytes::Bytes;
-
-use super::types::{Class, DaemonId, RingId, MAX_PROCS_RING};
+use super::types::{DaemonId, RingId, MAX_PROCS_RING};
 use crate::wire::daemon::RepInfo;
 
 /// Most daemons named in one list.
@@ -24,33 +22,6 @@ pub const MAX_FORM_RINGS: usize = 20;
 pub const MAX_ENTRY_EXTRA: usize = 4096;
 /// Most fragments in one data packet.
 pub const MAX_FRAGS: usize = 1 + MAX_PACKET_BODY / 4;
-
-/// One fragment of a message inside a data packet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frag {
-    /// k+1 if element k of a message with more elements following, −(number of elements)
-    /// for the last element (5.0.1's convention).
-    pub index: i16,
-    /// The bytes of this element.
-    pub data: Bytes,
-}
-
-/// A data packet: one or more message fragments with a ring sequence number.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DataPacket {
-    /// Ring the sequence number belongs to.
-    pub ring: RingId,
-    /// Sequence number in that ring.
-    pub seq: u32,
-    /// Originating daemon.
-    pub sender: DaemonId,
-    /// Sender's token round when sent.
-    pub round: u32,
-    /// Delivery class of every message in the packet.
-    pub class: Class,
-    /// Fragments, in order.
-    pub frags: Vec<Frag>,
-}
 
 /// What one old ring contributes to a new membership (5.0.1's `ring_info`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,8 +85,6 @@ pub struct Form {
 /// Every packet the engine sends or receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet {
-    /// Ordered message fragments (data port).
-    Data(DataPacket),
     /// FORM1 token (token port).
     Form1(Form),
     /// FORM2 token (token port).

@@ -2,8 +2,8 @@
 //! requests and answers, aru rules, flow-control accounting, holding an idle token, and the
 //! EVS token that ends in installation.
 
-use super::packet::{Packet, MAX_RTR_BLOCKS, MAX_RTR_SEQS};
-use super::{neighbours, Dest, Engine, Port, RingId, State, Timer};
+use super::packet::{MAX_RTR_BLOCKS, MAX_RTR_SEQS};
+use super::{neighbours, Dest, Engine, RingId, State, Timer};
 use crate::memb::Phase;
 use crate::time::Instant;
 use crate::wire::daemon::{self as w, DaemonId, RtrRequest, Seq, Token, TokenBody, TokenHeader};
@@ -309,7 +309,7 @@ impl Engine {
             } else {
                 Dest::Unicast(to)
             };
-            self.send(dest, Port::Data, &Packet::Data(p));
+            self.send_packet(dest, &p);
         }
         n
     }

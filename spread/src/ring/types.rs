@@ -64,6 +64,23 @@ impl Class {
         }
     }
 
+    /// The class a data packet's type bits carry (5.0.1 reads the highest: SAFE, AGREED,
+    /// FIFO, then RELIABLE or UNRELIABLE); `None` without one.
+    pub fn of(kind: crate::wire::daemon::TypeBits) -> Option<Self> {
+        use crate::wire::daemon::TypeBits as T;
+        if kind.has(T::SAFE) {
+            Some(Self::Safe)
+        } else if kind.has(T::AGREED) {
+            Some(Self::Agreed)
+        } else if kind.has(T::FIFO) {
+            Some(Self::Fifo)
+        } else if kind.has(T::RELIABLE | T::UNRELIABLE) {
+            Some(Self::Reliable)
+        } else {
+            None
+        }
+    }
+
     /// May messages of classes `self` and `other` share one packet (§7.2: FIFO and AGREED mix,
     /// the others only with themselves)?
     pub fn packs_with(self, other: Self) -> bool {
