@@ -7,7 +7,6 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{records, Record};
-use crate::ring::packet;
 use crate::ring::{
     Class, ConfigKind, DaemonId, Dest, Engine, Input, Output, Port, RingConfig, RingId, Service,
     MAX_MESSAGE, MAX_OUTPUTS, MAX_SEND_QUEUE, MAX_SEQ_GAP,
@@ -251,7 +250,7 @@ pub(super) fn check_engine(e: &Engine, i: usize) {
     assert!(e.out.len() <= MAX_OUTPUTS, "engine {i}: output queue");
     let r = &e.ring;
     assert!(
-        r.buf.len() <= MAX_SEQ_GAP as usize + packet::MAX_PACKET_BODY,
+        r.buf.len() <= MAX_SEQ_GAP as usize + w::MAX_PACKET_BODY,
         "engine {i}: {} packets buffered",
         r.buf.len()
     );

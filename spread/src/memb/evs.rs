@@ -5,14 +5,13 @@
 use std::collections::BTreeMap;
 
 use super::Phase;
-use crate::ring::packet::{RingEntry, MAX_RTR_SEQS};
 use crate::ring::token::{add_request, set_flow_control};
 use crate::ring::{
     ConfigChange, ConfigKind, DaemonId, Engine, Output, RingId, RingState, Timer, TokenState,
-    MAX_EVS_ROUNDS, MAX_SEQ_GAP,
+    MAX_EVS_ROUNDS, MAX_RTR_SEQS, MAX_SEQ_GAP,
 };
 use crate::time::Instant;
-use crate::wire::daemon::{Packet, Seq, Token};
+use crate::wire::daemon::{Packet, RingInfo, Seq, Token};
 
 /// Most sequence numbers scanned when looking for missing packets.
 const MAX_SCAN: u32 = 4 * MAX_SEQ_GAP;
@@ -24,7 +23,7 @@ pub(crate) struct Future {
     pub(crate) members: Vec<DaemonId>,
     pub(crate) last_seq: u32,
     /// This daemon's old ring's entry from FORM2.
-    pub(crate) entry: RingEntry,
+    pub(crate) entry: RingInfo,
     /// Packets of the new ring received before installing it.
     pub(crate) early: BTreeMap<u32, Packet>,
 }
@@ -98,7 +97,12 @@ impl Engine {
     fn on_evs_commit(&mut self) {
         if let Phase::Evs { future, .. } = &self.phase {
             let e = &future.entry;
-            self.commit_set = e.trans.iter().chain(e.commit.iter()).copied().collect();
+            self.commit_set = e
+                .trans
+                .iter()
+                .chain(e.commit_rest.iter())
+                .copied()
+                .collect();
         }
     }
 

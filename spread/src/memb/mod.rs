@@ -44,11 +44,13 @@
 //! the last ring or else its first configured daemon) and enters SEG with the ring stopped;
 //! the old ring's packets are kept for the next form.
 
+mod entry;
 mod evs;
 mod form;
 mod gather;
 mod seg;
 
+pub(crate) use entry::{check_form, own_form_copy, FormRefusal};
 pub(crate) use evs::Future;
 
 use crate::ring::{DaemonId, Engine, RingId, State, MAX_PROCS_RING};

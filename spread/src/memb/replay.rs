@@ -7,8 +7,6 @@
 use bytes::Bytes;
 
 use crate::config::Config;
-use crate::ring::codec;
-use crate::ring::packet::Packet;
 use crate::ring::{DaemonId, Dest, Engine, Input, Output, Port, RingConfig};
 use crate::time::Instant;
 use crate::wire::daemon::{Datagram, PacketBody, TokenBody};
@@ -167,9 +165,13 @@ fn replay(file: &str, me: &str, window: impl Fn(u64) -> Window) -> (Vec<String>,
     // Align the engine's seconds clock with the capture's: the first FORM1 this daemon
     // created carries its clock (the ring's FORM2 and tokens then carry the same ids).
     let created = mine.iter().find_map(|d| {
-        match codec::tests::decode(hash, d.port == Port::Token, &d.bytes) {
-            Ok((_, Packet::Form1(f))) if f.form_id.leader == me_id && f.members.len() == 1 => {
-                Some((d.t_us, f.form_id.time as u32))
+        let Ok(Datagram::Token(t)) = Datagram::decode(hash, d.port == Port::Token, &d.bytes) else {
+            return None;
+        };
+        let id = t.header.memb_id;
+        match t.body {
+            TokenBody::Form1(f) if id.leader == me_id && f.members.members.len() == 1 => {
+                Some((d.t_us, id.time as u32))
             }
             _ => None,
         }
@@ -368,13 +370,17 @@ fn captured_form_tokens_re_encode_exactly() {
                 continue;
             };
             let hash = RingConfig::from_config(&cap.cfg, &d.src).unwrap().conf_hash;
-            let form1 = match codec::tests::decode(hash, d.port == Port::Token, &d.bytes) {
-                Ok((_, Packet::Form1(_))) => true,
-                Ok((_, Packet::Form2(_))) => false,
-                _ => continue,
+            let Ok(Datagram::Token(t)) = Datagram::decode(hash, d.port == Port::Token, &d.bytes)
+            else {
+                continue;
             };
-            let (_, p) = codec::tests::decode(hash, true, &d.bytes).unwrap();
-            let ours = codec::encode(tx, hash, &p);
+            let form1 = match t.body {
+                TokenBody::Form1(_) => true,
+                TokenBody::Form2(_) => false,
+                TokenBody::Regular(_) => continue,
+            };
+            // What this engine sends for the same FORM (its own copy, re-encoded).
+            let ours = super::own_form_copy(t, tx, hash).to_vec();
             if used_bytes(&ours, form1) == used_bytes(&d.bytes, form1) {
                 exact += 1;
             } else {

@@ -61,7 +61,6 @@ fn start_up_potential_reps_are_the_other_segments_first_daemons() {
 
 #[test]
 fn form_ring_entries_carry_5_0_1_commit_sets() {
-    use crate::ring::packet::Form;
     use crate::ring::RingId;
     let ids = vec![DaemonId(10), DaemonId(11), DaemonId(20), DaemonId(21)];
     let engine_of = |me: u32, commit: &[u32]| {
@@ -75,28 +74,17 @@ fn form_ring_entries_carry_5_0_1_commit_sets() {
         e.commit_set = commit.iter().copied().map(DaemonId).collect();
         e
     };
-    let mut f = Form {
-        form_id: RingId::default(),
-        members: Vec::new(),
-        pending: Vec::new(),
-        visited: 0,
-        reps: Vec::new(),
-        rep_index: 0,
-        new_ring: RingId::default(),
-        last_seq: 0,
-        rings: Vec::new(),
-    };
+    let mut rings = Vec::new();
     // First visitor: trans = itself, commit rest = its commit set without itself.
-    engine_of(10, &[10, 11, 20]).add_entry(&mut f);
-    assert_eq!(f.rings[0].trans, vec![DaemonId(10)]);
-    assert_eq!(f.rings[0].commit, vec![DaemonId(11), DaemonId(20)]);
+    engine_of(10, &[10, 11, 20]).add_entry(&mut rings);
+    assert_eq!(rings[0].trans, vec![DaemonId(10)]);
+    assert_eq!(rings[0].commit_rest, vec![DaemonId(11), DaemonId(20)]);
     // Second visitor of the same old ring: joins trans; its commit set adds what is new.
-    engine_of(11, &[11, 21]).add_entry(&mut f);
-    assert_eq!(f.rings[0].trans, vec![DaemonId(10), DaemonId(11)]);
-    assert_eq!(f.rings[0].commit, vec![DaemonId(20), DaemonId(21)]);
+    engine_of(11, &[11, 21]).add_entry(&mut rings);
+    assert_eq!(rings[0].trans, vec![DaemonId(10), DaemonId(11)]);
+    assert_eq!(rings[0].commit_rest, vec![DaemonId(20), DaemonId(21)]);
     // Fresh daemons carry no commit rest.
-    let mut g = f.clone();
-    g.rings.clear();
-    engine_of(20, &[20]).add_entry(&mut g);
-    assert!(g.rings[0].commit.is_empty());
+    let mut fresh = Vec::new();
+    engine_of(20, &[20]).add_entry(&mut fresh);
+    assert!(fresh[0].commit_rest.is_empty());
 }

@@ -26,11 +26,10 @@ use std::collections::BTreeSet;
 
 use bytes::BytesMut;
 
-use super::packet::RingEntry;
 use super::{Class, ConfigChange, DaemonId, Delivery, Engine, Output, Partial, MAX_SEQ_GAP};
 use crate::memb::Phase;
 use crate::time::Instant;
-use crate::wire::daemon::{self as w, Fragment, PacketBody, PacketHeader};
+use crate::wire::daemon::{self as w, Fragment, PacketBody, PacketHeader, RingInfo};
 
 /// Most packets of the next ring buffered before it is installed.
 const MAX_EARLY: usize = MAX_SEQ_GAP as usize;
@@ -182,7 +181,7 @@ impl Engine {
     /// Ends the old ring at an installation (EVS done): delivers what is left of it by the
     /// rules in the module documentation and emits `trans` (unless `real_old` is false: a
     /// daemon that had no ring) at its place.
-    pub(crate) fn deliver_old_ring(&mut self, e: &RingEntry, trans: &ConfigChange, real_old: bool) {
+    pub(crate) fn deliver_old_ring(&mut self, e: &RingInfo, trans: &ConfigChange, real_old: bool) {
         let last = e.last();
         let mut regular = true;
         let mut after_hole = false;
@@ -195,7 +194,7 @@ impl Engine {
                 .get(&s)
                 .map(|p| (class_of(p), p.header.proc_id));
             let hole = !e.contains(s) || packet.is_none();
-            let unsafe_here = packet.is_some_and(|p| p.0 == Class::Safe) && s > e.safe_aru;
+            let unsafe_here = packet.is_some_and(|p| p.0 == Class::Safe) && s > e.aru.0;
             if regular && (hole || unsafe_here) {
                 regular = false;
                 if real_old {
@@ -205,7 +204,7 @@ impl Engine {
             after_hole |= hole;
             let already = self.ring.early.remove(&s);
             // 5.0.1 `Commit_membership`: the transitional set and the rest of the commit set.
-            let committed = |d: &DaemonId| e.trans.contains(d) || e.commit.contains(d);
+            let committed = |d: &DaemonId| e.trans.contains(d) || e.commit_rest.contains(d);
             let wanted = packet.is_some_and(|(_, sender)| !after_hole || committed(&sender));
             if !hole && !already && wanted {
                 self.deliver_packet(s, !regular);

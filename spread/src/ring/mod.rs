@@ -66,9 +66,7 @@
 //! messages of a sender outside the transitional set excepted, as in 5.0.1); no duplicates, no
 //! inventions; SAFE in a regular configuration only when every member has the message.
 
-pub mod codec;
 mod deliver;
-pub mod packet;
 mod send;
 pub(crate) mod token;
 pub mod types;
@@ -77,12 +75,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::memb::Phase;
+use crate::memb::{self, Phase};
 use crate::time::Instant;
-use crate::wire::daemon::{self as w, Datagram, DatagramError, PacketBody, RepType};
-pub use codec::CodecError;
-use codec::Received;
-use packet::Packet;
+use crate::wire::daemon::{self as w, Datagram, DatagramError, PacketBody, RepType, TokenBody};
 pub use types::*;
 
 /// How many passes [`Engine::handle_timeout`] makes over the timers at most.
@@ -97,6 +92,12 @@ pub const MAX_SEQ_GAP: u32 = 1600;
 /// Most outputs queued before the shell drains them (a safety net; the shell drains after
 /// every input).
 pub const MAX_OUTPUTS: usize = 1 << 16;
+/// Most sequence numbers this daemon asks for in one retransmission request.
+pub const MAX_RTR_SEQS: usize = 512;
+/// Most retransmission request blocks one token carries.
+pub const MAX_RTR_BLOCKS: usize = MAX_PROCS_RING;
+/// Most packets above its aru this daemon reports holding in a FORM ring entry.
+pub const MAX_ENTRY_EXTRA: usize = 4096;
 /// EVS gives up after this many token rounds (MAX_EVS_ROUNDS).
 pub const MAX_EVS_ROUNDS: u32 = 500;
 /// Time of the ring id a daemon starts with, before its first ring (5.0.1: −1): FORM ring
@@ -502,26 +503,32 @@ impl Engine {
                 }
             }
             Datagram::Token(t) => {
-                let p = match codec::token_packet(t) {
-                    Ok(p) => p,
-                    Err(CodecError::Malformed(e)) => {
-                        tracing::trace!(%me, %from, ?e, "malformed token");
+                match memb::check_form(&t) {
+                    Ok(()) => {}
+                    Err(memb::FormRefusal::EntryTooLong) => {
+                        tracing::trace!(%me, %from, "malformed FORM ring entry");
                         self.stats.malformed += 1;
                         return;
                     }
                     Err(e) => {
-                        tracing::trace!(%me, %from, ?e, "ignored token");
+                        tracing::trace!(%me, %from, ?e, "FORM refused");
                         self.stats.dropped += 1;
                         return;
                     }
-                };
+                }
                 if !self.accepted(tx, from, port) {
                     return;
                 }
-                match p {
-                    Received::Token(t) => self.on_token(now, from, t),
-                    Received::Form1(f) => self.on_form1(now, f),
-                    Received::Form2(f) => self.on_form2(now, f),
+                match &t.body {
+                    TokenBody::Regular(_) => self.on_token(now, from, t),
+                    TokenBody::Form1(_) => {
+                        let t = memb::own_form_copy(t, me, self.cfg.conf_hash);
+                        self.on_form1(now, t);
+                    }
+                    TokenBody::Form2(_) => {
+                        let t = memb::own_form_copy(t, me, self.cfg.conf_hash);
+                        self.on_form2(now, t);
+                    }
                 }
             }
         }
@@ -589,7 +596,7 @@ impl Engine {
             self.stats.queue_full += 1;
             return;
         }
-        let total = payload.len().div_ceil(packet::MAX_PACKET_BODY).max(1);
+        let total = payload.len().div_ceil(w::MAX_PACKET_BODY).max(1);
         let had = self.has_sendable();
         let q = if exchange {
             &mut self.exchange_q
@@ -666,11 +673,6 @@ impl Engine {
 
     pub(crate) fn cancel(&mut self, t: Timer) {
         self.timers[t as usize] = None;
-    }
-
-    pub(crate) fn send(&mut self, to: Dest, port: Port, p: &Packet) {
-        let bytes = codec::encode(self.cfg.me, self.cfg.conf_hash, p);
-        self.emit(Output::Send { to, port, bytes });
     }
 
     /// Sends a token-port datagram.

@@ -1,10 +1,9 @@
 //! Sending new packets on a token visit: flow control (Window / PersonalWindow / MAX_SEQ_GAP),
 //! fragmentation of large messages and packing of small ones (§7.2, §10).
 
-use super::packet::MAX_PACKET_BODY;
 use super::token::flow_control;
 use super::{Class, Dest, Engine, MAX_SEQ_GAP};
-use crate::wire::daemon::{self as w, DataBody, Fragment, Seq, TokenHeader};
+use crate::wire::daemon::{self as w, DataBody, Fragment, Seq, TokenHeader, MAX_PACKET_BODY};
 
 /// Fragment header size of a packed (inline) element.
 const FRAG_HEADER: usize = 4;

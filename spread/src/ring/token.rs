@@ -2,8 +2,7 @@
 //! requests and answers, aru rules, flow-control accounting, holding an idle token, and the
 //! EVS token that ends in installation.
 
-use super::packet::{MAX_RTR_BLOCKS, MAX_RTR_SEQS};
-use super::{neighbours, Dest, Engine, RingId, State, Timer};
+use super::{neighbours, Dest, Engine, RingId, State, Timer, MAX_RTR_BLOCKS, MAX_RTR_SEQS};
 use crate::memb::Phase;
 use crate::time::Instant;
 use crate::wire::daemon::{self as w, DaemonId, RtrRequest, Seq, Token, TokenBody, TokenHeader};
