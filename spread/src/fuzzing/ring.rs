@@ -1,4 +1,4 @@
-//! Targets for the ring engine (`crate::ring`): its packet codec, and a stateful target where
+//! Targets for the ring engine (`crate::ring`): its datagram codec, and a stateful target where
 //! a hostile peer attacks a ring of honest engines.
 
 use std::collections::VecDeque;
@@ -527,7 +527,7 @@ mod regressions {
     fn form1_with_a_rep_of_segment_65535_round_trips_byte_for_byte() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../fuzz/corpus/ring_packet/ring_packet-crash-b11b4a27"
+            "/../fuzz/corpus/ring_packet/crash-b11b4a27-form1-rep-segment-65535"
         );
         let data = std::fs::read(path).expect("the finding is in the ring_packet corpus");
         let hash = carried_hashes(&data, true)[0];
