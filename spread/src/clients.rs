@@ -294,7 +294,7 @@ impl Clients {
         }
         config.name.truncate(cut);
         let ring = RingId {
-            proc_id: config.proc_id,
+            leader: crate::ids::DaemonId(config.proc_id as u32),
             time: config.ring_time,
         };
         let rng = config.seed | 1;

@@ -1,11 +1,51 @@
-//! Daemon ids and the configuration hash, exactly as Spread 5.0.1 computes them
-//! (fact sheet §1, §9, §15.7).
+//! The ids every layer shares — [`DaemonId`] and [`RingId`], one type each, used by the wire
+//! codecs, the ring, membership, groups and sessions — and the daemon ids and configuration
+//! hash exactly as Spread 5.0.1 computes them (fact sheet §1, §9, §15.7).
 
-use core::fmt::Write as _;
+use core::fmt::{self, Write as _};
 use std::net::IpAddr;
 
 use crate::config::Config;
-use crate::wire::daemon::ProcId;
+
+/// A daemon id (5.0.1 "proc id", VID): a hash of the daemon name ([`daemon_id`]) or its
+/// `VirtualID`, compared as an unsigned integer. On the wire: 4 bytes in the sender's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct DaemonId(pub u32);
+
+impl DaemonId {
+    /// 0: no daemon.
+    pub const NONE: Self = Self(0);
+    /// −1: "anyone" (retransmission widening, first token's aru_last_id).
+    pub const ANY: Self = Self(u32::MAX);
+}
+
+impl fmt::Display for DaemonId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:08x}", self.0)
+    }
+}
+
+/// A ring (membership) id, 5.0.1's `membership_id`: the leader that created the ring and
+/// its seconds-based time, strictly increasing per leader (−1 before a daemon's first ring).
+/// Also the id of a FORM attempt and the first words of every group id. On the wire: 8 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct RingId {
+    /// Leader that created the ring (5.0.1 `proc_id`).
+    pub leader: DaemonId,
+    /// Creator's seconds-based timestamp.
+    pub time: i32,
+}
+
+impl RingId {
+    /// Size on the wire.
+    pub const LEN: usize = 8;
+}
+
+impl fmt::Display for RingId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "({},{})", self.leader, self.time)
+    }
+}
 
 pub use crate::config::oaat;
 
@@ -13,8 +53,8 @@ pub use crate::config::oaat;
 /// value = length, signed chars) of its name including the terminating NUL; 0 and 0xffffffff
 /// are replaced by `(name length + 1) << 16`. Same function as
 /// [`crate::config::vid_from_name`], which fills [`crate::config::Host::vid`].
-pub fn daemon_id(name: &str) -> ProcId {
-    ProcId(crate::config::vid_from_name(name))
+pub fn daemon_id(name: &str) -> DaemonId {
+    DaemonId(crate::config::vid_from_name(name))
 }
 
 /// One configured daemon as it enters the hash.
@@ -25,7 +65,7 @@ pub struct HashDaemon {
     /// Its configured address.
     pub addr: IpAddr,
     /// Its id (from [`daemon_id`] or `VirtualID`).
-    pub id: ProcId,
+    pub id: DaemonId,
 }
 
 /// One `Spread_Segment` as it enters the hash.
@@ -68,7 +108,7 @@ impl HashInput {
                         .map(|h| HashDaemon {
                             name: h.name.clone(),
                             addr: h.addr.ip,
-                            id: ProcId(h.vid),
+                            id: DaemonId(h.vid),
                         })
                         .collect(),
                 })
@@ -135,11 +175,11 @@ mod tests {
 
     #[test]
     fn ids_match_captures() {
-        assert_eq!(daemon_id("d1"), ProcId(0x5c8d_7aef));
-        assert_eq!(daemon_id("d2"), ProcId(0x14c5_65a0));
-        assert_eq!(daemon_id("d3"), ProcId(0xef46_226e));
-        assert_eq!(daemon_id("d4"), ProcId(0xd5c3_0851));
-        assert_eq!(daemon_id("localhost"), ProcId(482_711_334));
+        assert_eq!(daemon_id("d1"), DaemonId(0x5c8d_7aef));
+        assert_eq!(daemon_id("d2"), DaemonId(0x14c5_65a0));
+        assert_eq!(daemon_id("d3"), DaemonId(0xef46_226e));
+        assert_eq!(daemon_id("d4"), DaemonId(0xd5c3_0851));
+        assert_eq!(daemon_id("localhost"), DaemonId(482_711_334));
     }
 
     #[test]

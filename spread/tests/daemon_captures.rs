@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use spread::ids::{daemon_id, HashDaemon, HashInput, HashSegment};
 use spread::wire::daemon::{
-    GroupsBody, Message, Packet, PacketBody, ProcId, Token, TokenBody, TypeBits,
+    DaemonId, GroupsBody, Message, Packet, PacketBody, Token, TokenBody, TypeBits,
 };
 
 fn data_dir() -> PathBuf {
@@ -128,7 +128,7 @@ fn every_captured_datagram_round_trips_and_matches_its_decode_line() {
             assert_eq!(h.proc_id.0, id_of(&names, f["proc_id"]), "{at}");
             let (mp, mt) = memb(&names, f["memb"]);
             assert_eq!(
-                (h.memb_id.proc_id.0, i64::from(h.memb_id.time)),
+                (h.memb_id.leader.0, i64::from(h.memb_id.time)),
                 (mp, mt),
                 "{at}"
             );
@@ -183,7 +183,7 @@ fn every_captured_datagram_round_trips_and_matches_its_decode_line() {
             assert_eq!(h.proc_id.0, id_of(&names, f["proc_id"]), "{at}");
             let (mp, mt) = memb(&names, f["memb"]);
             assert_eq!(
-                (h.memb_id.proc_id.0, i64::from(h.memb_id.time)),
+                (h.memb_id.leader.0, i64::from(h.memb_id.time)),
                 (mp, mt),
                 "{at}"
             );
@@ -279,7 +279,7 @@ fn retransmission_request_of_capture_i() {
         panic!("not regular")
     };
     assert_eq!(blocks.len(), 1);
-    assert_eq!(blocks[0].proc_id, ProcId(names["d2"]));
+    assert_eq!(blocks[0].proc_id, DaemonId(names["d2"]));
     assert_eq!(blocks[0].seg_index, 0);
     assert_eq!(blocks[0].memb_id, tok.header.memb_id);
     let seqs: Vec<u32> = blocks[0].seqs.iter().map(|s| s.0).collect();
@@ -328,7 +328,7 @@ fn ids_and_hashes_listed_in_the_readme() {
         ("w2", 0x3a8a_a246),
         ("s1", 0x03ca_d19e),
     ] {
-        assert_eq!(daemon_id(n), ProcId(id), "{n}");
+        assert_eq!(daemon_id(n), DaemonId(id), "{n}");
     }
     let d3 = [
         ("d1", "10.98.0.1"),
@@ -419,7 +419,7 @@ fn captured_hashes_are_the_computed_ones() {
 fn constructors_reproduce_captured_bytes() {
     use spread::wire::daemon::{RepInfo, RepType};
     let names = names();
-    let id = |n: &str| ProcId(names[n]);
+    let id = |n: &str| DaemonId(names[n]);
     let all = load();
     let first = |file: &str, pred: &dyn Fn(&Datagram) -> bool| -> Vec<u8> {
         all.iter()

@@ -232,11 +232,11 @@ impl CoreReplay {
         // the ring time comes out as the capture's.
         let start = Instant(1_000_000);
         let (first, _) = Self::formed(proc_id, time as u32, start);
-        let formed = first.engine().ring_id().time;
+        let formed = first.engine().ring_id().time as u32;
         let lag = formed.wrapping_sub(time as u32);
         let (daemon, at) = Self::formed(proc_id, (time as u32).wrapping_sub(lag), start);
         let id = daemon.engine().ring_id();
-        assert_eq!((id.leader.0 as i32, id.time as i32), (proc_id, time));
+        assert_eq!((id.leader.0 as i32, id.time), (proc_id, time));
         Self {
             daemon,
             now: at,

@@ -164,7 +164,7 @@ fn trace(dir: &str, hash: u32, port: Port, bytes: &[u8]) {
     if std::env::var_os("MBUS_RING_TRACE").is_none() {
         return;
     }
-    let d = spread::ring::codec::decode(hash, port == Port::Token, bytes);
+    let d = spread::wire::daemon::Datagram::decode(hash, port == Port::Token, bytes);
     let mut s = format!("{d:?}");
     s.truncate(1200);
     println!("{dir} {port:?} {} {s}", bytes.len());

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use spread::config::Config;
 use spread::wire::daemon::{
-    FcBody, Packet, PacketBody, PacketHeader, PartitionBody, ProcId, Seq, StatusRecord, TypeBits,
+    DaemonId, FcBody, Packet, PacketBody, PacketHeader, PartitionBody, Seq, StatusRecord, TypeBits,
     MAX_PROCS_RING,
 };
 use tokio::net::UdpSocket;
@@ -47,7 +47,7 @@ impl Monitor {
     }
 
     fn packet(&self, kind: u32, body: PacketBody) -> Vec<u8> {
-        let mut h = PacketHeader::new(kind, ProcId(self.ids[0]), self.hash);
+        let mut h = PacketHeader::new(kind, DaemonId(self.ids[0]), self.hash);
         let port = self.sock.local_addr().expect("local addr").port();
         h.seq = Seq(u32::from(port));
         Packet { header: h, body }.to_vec()
@@ -72,7 +72,7 @@ impl Monitor {
                 continue;
             };
             if let PacketBody::Status(Some(rec)) = p.body {
-                if p.header.proc_id == ProcId(self.ids[i]) {
+                if p.header.proc_id == DaemonId(self.ids[i]) {
                     return Some((p.header, rec));
                 }
             }
@@ -168,7 +168,7 @@ async fn status_replies_follow_the_ring_and_sessions() {
     let (h, _) = mon.status(1).await.expect("status of d2");
     assert_eq!(
         (h.transmiter_id, h.conf_hash, h.data_len),
-        (ProcId(0), 0, StatusRecord::LEN as u16)
+        (DaemonId(0), 0, StatusRecord::LEN as u16)
     );
 
     // A session on d2 joins a group: d2 counts the session, everybody the group, and the

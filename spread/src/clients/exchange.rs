@@ -41,7 +41,7 @@ use crate::wire::client::{GroupId, GroupName};
 use crate::wire::daemon::groups::{
     GroupBlock, GroupDaemon, GroupId as WireGroupId, GroupsBody, Message, MAX_GROUPS_BODY,
 };
-use crate::wire::daemon::{Endian, MembId, ProcId};
+use crate::wire::daemon::Endian;
 
 /// `AGREED_MESS`: the service bit of the last GROUPS message of a set.
 const AGREED_BIT: u32 = 0x0000_0010;
@@ -108,15 +108,8 @@ pub(super) struct Exchange {
     pub(super) held: VecDeque<Delivery>,
 }
 
-fn memb_id(r: crate::ring::RingId) -> MembId {
-    MembId {
-        proc_id: ProcId(r.leader.0),
-        time: r.time as i32,
-    }
-}
-
 fn set_key(id: &WireGroupId, rep: DaemonId) -> (i32, i32, u32) {
-    (id.memb_id.proc_id.0 as i32, id.memb_id.time, rep.0)
+    (id.memb_id.leader.0 as i32, id.memb_id.time, rep.0)
 }
 
 /// One set's entries of one group: (set order key, its group id, changed flag, entries).
@@ -239,10 +232,7 @@ impl Clients {
     }
 
     fn set_groups_ring(&mut self, ring_id: crate::ring::RingId) {
-        self.groups.set_ring(RingId {
-            proc_id: ring_id.leader.0 as i32,
-            time: ring_id.time as i32,
-        });
+        self.groups.set_ring(ring_id);
     }
 
     /// → GGATHER for regular configuration `ring_id`; S[0] sends S's table.
@@ -311,8 +301,8 @@ impl Clients {
         let r = &*self.ring;
         let mut blocks = Vec::new();
         for (name, id, entries) in self.groups.snapshot() {
-            let gid_memb = MembId {
-                proc_id: ProcId(id.proc_id as u32),
+            let gid_memb = RingId {
+                leader: DaemonId(id.proc_id as u32),
                 time: id.time,
             };
             let mut daemons: Vec<GroupDaemon> = Vec::new();
@@ -323,7 +313,7 @@ impl Clients {
                 match daemons.last_mut() {
                     Some(gd) if gd.proc_id.0 == pid.0 => gd.members.push(e.member.name.0),
                     _ => daemons.push(GroupDaemon {
-                        proc_id: ProcId(pid.0),
+                        proc_id: DaemonId(pid.0),
                         memb_id: gid_memb,
                         members: vec![e.member.name.0],
                     }),
@@ -339,9 +329,9 @@ impl Clients {
                 daemons,
             });
         }
-        let synced_ids: Vec<ProcId> = synced.iter().map(|d| ProcId(d.0)).collect();
+        let synced_ids: Vec<DaemonId> = synced.iter().map(|d| DaemonId(d.0)).collect();
         let mut bodies = vec![GroupsBody {
-            memb_id: memb_id(ring_id),
+            memb_id: ring_id,
             synced_set: Some(synced_ids),
             groups: Vec::new(),
         }];
@@ -351,7 +341,7 @@ impl Clients {
             probe.groups.push(b.clone());
             if probe.encoded_len() > MAX_GROUPS_BODY && !cur.groups.is_empty() {
                 bodies.push(GroupsBody {
-                    memb_id: memb_id(ring_id),
+                    memb_id: ring_id,
                     synced_set: None,
                     groups: vec![b],
                 });
@@ -397,7 +387,7 @@ impl Clients {
             self.violation(format!("GROUPS message from {sender} delivered (G4/G5)"));
             return;
         };
-        if body.memb_id != memb_id(ex.ring) || !configured {
+        if body.memb_id != ex.ring || !configured {
             r.stats.ignored += 1;
             return;
         }
@@ -526,7 +516,7 @@ impl Clients {
             let mut id = self.groups.group_id(&g);
             for s in sets {
                 id.get_or_insert(GroupId {
-                    proc_id: s.1.memb_id.proc_id.0 as i32,
+                    proc_id: s.1.memb_id.leader.0 as i32,
                     time: s.1.memb_id.time,
                     index: s.1.index,
                 });
@@ -560,7 +550,7 @@ impl Clients {
             }
         } else if let Some((_, id, _, entries)) = sets.into_iter().next() {
             let id = GroupId {
-                proc_id: id.memb_id.proc_id.0 as i32,
+                proc_id: id.memb_id.leader.0 as i32,
                 time: id.memb_id.time,
                 index: id.index,
             };

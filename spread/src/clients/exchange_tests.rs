@@ -7,13 +7,13 @@ use super::*;
 use crate::ring::{Class, ConfigChange, ConfigKind, DaemonId, Delivery, RingId};
 use crate::wire::client::{encode_header, ByteOrder, GroupName, Hint, MessageHeader, ServiceType};
 use crate::wire::daemon::groups::{GroupsBody, Message};
-use crate::wire::daemon::{Endian, MembId, ProcId};
+use crate::wire::daemon::Endian;
 
 const A: DaemonId = DaemonId(0x0a00_0001);
 const B: DaemonId = DaemonId(0x0a00_0002);
 const C: DaemonId = DaemonId(0x0a00_0003);
 
-fn ring(t: u32) -> RingId {
+fn ring(t: i32) -> RingId {
     RingId { leader: A, time: t }
 }
 
@@ -44,11 +44,8 @@ fn regular(d: &mut Clients, r: RingId, members: &[DaemonId]) {
 /// no groups.
 fn groups(sender: DaemonId, r: RingId, synced: &[DaemonId]) -> Delivery {
     let body = GroupsBody {
-        memb_id: MembId {
-            proc_id: ProcId(r.leader.0),
-            time: r.time as i32,
-        },
-        synced_set: Some(synced.iter().map(|d| ProcId(d.0)).collect()),
+        memb_id: r,
+        synced_set: Some(synced.iter().map(|d| DaemonId(d.0)).collect()),
         groups: Vec::new(),
     };
     let m = Message::groups("x", synced.len() as u32, true, &body, Endian::Little);

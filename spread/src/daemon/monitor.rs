@@ -35,7 +35,7 @@ use crate::config::{Config, HostId};
 use crate::ring::{DaemonId, RingConfig, State};
 use crate::time::Instant;
 use crate::wire::daemon::{
-    FcBody, Packet, PacketBody, PacketHeader, PartitionBody, ProcId, StatusRecord, TypeBits,
+    FcBody, Packet, PacketBody, PacketHeader, PartitionBody, StatusRecord, TypeBits,
 };
 use core::time::Duration;
 
@@ -292,8 +292,8 @@ impl Daemon {
             Request::Status { to, port } => {
                 let mut v = Vec::with_capacity(40 + StatusRecord::LEN);
                 // As 5.0.1: only type, proc_id and data_len are set.
-                let mut h = PacketHeader::new(TypeBits::STATUS, ProcId(0), 0);
-                h.proc_id = ProcId(self.engine.id().0);
+                let mut h = PacketHeader::new(TypeBits::STATUS, DaemonId(0), 0);
+                h.proc_id = DaemonId(self.engine.id().0);
                 Packet {
                     header: h,
                     body: PacketBody::Status(Some(self.status_record(now))),

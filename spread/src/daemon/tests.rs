@@ -368,7 +368,7 @@ fn crash_then_late_restart() {
         assert_eq!(reg.header.data_len, 88);
         let b = memb(reg);
         assert_eq!(b.group_id.proc_id, ring.leader.0 as i32);
-        assert_eq!(b.group_id.time, ring.time as i32);
+        assert_eq!(b.group_id.time, ring.time);
         assert_eq!(b.group_id.index, 1);
         assert_eq!(b.vs_sets, vec![vec![private(1, 0), private(2, 1)]]);
     }

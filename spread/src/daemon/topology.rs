@@ -25,7 +25,7 @@ use bytes::Bytes;
 use crate::config::{Config, HostId};
 use crate::ring::{DaemonId, Dest, Port, RingConfig};
 use crate::wire::daemon::accept::{self, Accepted, Rejected};
-use crate::wire::daemon::{PacketHeader, ProcId, TypeBits};
+use crate::wire::daemon::{PacketHeader, TypeBits};
 
 /// Where the shell sends a datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -153,7 +153,7 @@ impl Topology {
         &self.daemons
     }
 
-    fn known(&self, id: ProcId) -> Option<DaemonId> {
+    fn known(&self, id: DaemonId) -> Option<DaemonId> {
         let d = DaemonId(id.0);
         self.daemons.iter().any(|(x, _)| *x == d).then_some(d)
     }
@@ -176,7 +176,7 @@ impl Topology {
             wport,
             &from,
             self.conf_hash,
-            ProcId(self.me.0),
+            DaemonId(self.me.0),
             |id| self.known(id),
         );
         match verdict {
@@ -204,7 +204,7 @@ impl Topology {
         .ok()?;
         if self.my_seg_size > 1 {
             let mut copy = plain.clone();
-            let me = ProcId(self.me.0);
+            let me = DaemonId(self.me.0);
             PacketHeader::rewrite(&mut copy, |h| h.transmiter_id = me).ok()?;
             self.stats.relayed += 1;
             self.scast(Port::Data, &Bytes::from(copy), out);

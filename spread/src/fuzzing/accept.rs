@@ -1,14 +1,14 @@
 //! Target for the receive-side acceptance checks (`crate::wire::daemon::accept`).
 
 use crate::wire::daemon::accept::{check, Accepted, Port, Rejected};
-use crate::wire::daemon::{PacketHeader, ProcId, TokenHeader, TypeBits, HEADER_LEN};
+use crate::wire::daemon::{DaemonId, PacketHeader, TokenHeader, TypeBits, HEADER_LEN};
 
 /// The configured daemons of the fuzzed acceptance check (the captures' d1, d2, d3), with the
 /// "address" (an index) each is configured at.
-const DAEMONS: [(ProcId, u8); 3] = [
-    (ProcId(0x5c8d_7aef), 1),
-    (ProcId(0x14c5_65a0), 2),
-    (ProcId(0xef46_226e), 3),
+const DAEMONS: [(DaemonId, u8); 3] = [
+    (DaemonId(0x5c8d_7aef), 1),
+    (DaemonId(0x14c5_65a0), 2),
+    (DaemonId(0xef46_226e), 3),
 ];
 /// Configuration hash of the captures (`tests/data/daemon`).
 const CAPTURE_HASH: u32 = 0x9f2a_d697;
@@ -17,7 +17,7 @@ const CAPTURE_HASH: u32 = 0x9f2a_d697;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Fields {
     kind: TypeBits,
-    transmiter: ProcId,
+    transmiter: DaemonId,
     hash: u32,
     data_len: Option<u16>,
 }
@@ -99,7 +99,7 @@ pub fn accept(data: &[u8]) {
         (false, Some((f, _))) => f.hash,
         _ => CAPTURE_HASH,
     };
-    let addr_of = |id: ProcId| DAEMONS.iter().find(|(p, _)| *p == id).map(|(_, a)| *a);
+    let addr_of = |id: DaemonId| DAEMONS.iter().find(|(p, _)| *p == id).map(|(_, a)| *a);
     let verdict = check(datagram, port, &source, conf_hash, me, addr_of);
 
     let Some((f, enc)) = decoded else {
@@ -171,7 +171,7 @@ mod tests {
                 3 => 0,
                 i => DAEMONS[usize::from(i)].1,
             };
-            let addr_of = |id: ProcId| DAEMONS.iter().find(|(p, _)| *p == id).map(|(_, a)| *a);
+            let addr_of = |id: DaemonId| DAEMONS.iter().find(|(p, _)| *p == id).map(|(_, a)| *a);
             assert_eq!(
                 check(&input[1..], port, &source, CAPTURE_HASH, me, addr_of),
                 want

@@ -12,7 +12,7 @@ use super::records;
 use super::ring::DAEMONS;
 use super::session::check_send;
 use crate::clients::{Clients, DaemonConfig, SessionInput, SessionOutput};
-use crate::groups::{Entry, Groups, Member, RingId as GroupsRing, ViewPart};
+use crate::groups::{Entry, Groups, Member, ViewPart};
 use crate::ring::{Class, ConfigChange, ConfigKind, DaemonId, Delivery, RingId};
 use crate::session::{Peer, SessionId};
 use crate::time::Instant;
@@ -23,7 +23,7 @@ use crate::wire::client::{
 use crate::wire::daemon::groups::{
     GroupBlock, GroupDaemon, GroupId as WireGroupId, GroupsBody, Message,
 };
-use crate::wire::daemon::{Endian, MembId, ProcId};
+use crate::wire::daemon::Endian;
 
 /// Local client sessions of the fuzzed daemon (d1), connected at the start.
 const LOCAL: [&str; 2] = ["a", "b"];
@@ -76,8 +76,8 @@ pub fn group_exchange(data: &[u8]) {
 /// [`group_exchange`]; returns the daemon's ring counters.
 fn run(data: &[u8]) -> crate::clients::RingStats {
     let mut h = Harness::new();
-    let mut table = Groups::new(GroupsRing {
-        proc_id: DAEMONS[0].0 as i32,
+    let mut table = Groups::new(RingId {
+        leader: DAEMONS[0],
         time: 1,
     });
     for rec in records(data) {
@@ -86,9 +86,9 @@ fn run(data: &[u8]) -> crate::clients::RingStats {
         match rec.tag & 7 {
             k @ (0 | 1) => {
                 let mut body = rec.payload.to_vec();
-                let id = memb_id(h.ring);
+                let id = h.ring;
                 let mut head = Vec::with_capacity(8);
-                head.put_u32_le(id.proc_id.0);
+                head.put_u32_le(id.leader.0);
                 head.put_i32_le(id.time);
                 for (b, s) in body.iter_mut().zip(head) {
                     *b = s;
@@ -148,13 +148,6 @@ fn run(data: &[u8]) -> crate::clients::RingStats {
         check_table(&table, h.names_in);
     }
     h.d.ring_stats()
-}
-
-fn memb_id(r: RingId) -> MembId {
-    MembId {
-        proc_id: ProcId(r.leader.0),
-        time: r.time as i32,
-    }
 }
 
 /// A JOIN / LEAVE request of `sender` for `group`, as a client sends it.
@@ -385,11 +378,8 @@ fn check_table(gs: &Groups, names_in: usize) {
     }
     // Re-encode: the table as a GROUPS body (as `send_groups` writes it), both byte orders.
     let body = GroupsBody {
-        memb_id: MembId {
-            proc_id: ProcId(gs.ring().proc_id as u32),
-            time: gs.ring().time,
-        },
-        synced_set: Some(vec![ProcId(DAEMONS[0].0)]),
+        memb_id: gs.ring(),
+        synced_set: Some(vec![DaemonId(DAEMONS[0].0)]),
         groups: gs
             .snapshot()
             .map(|(name, id, entries)| block(name, id, entries))
@@ -414,13 +404,13 @@ fn check_table(gs: &Groups, names_in: usize) {
 
 /// One group's block: members by daemon, in list order (grouped by daemon position).
 fn block(name: GroupName, id: GroupId, entries: &[Entry]) -> GroupBlock {
-    let memb_id = MembId {
-        proc_id: ProcId(id.proc_id as u32),
+    let memb_id = RingId {
+        leader: DaemonId(id.proc_id as u32),
         time: id.time,
     };
     let mut daemons: Vec<GroupDaemon> = Vec::new();
     for e in entries {
-        let pid = ProcId(DAEMONS[usize::from(e.member.daemon) % DAEMONS.len()].0);
+        let pid = DaemonId(DAEMONS[usize::from(e.member.daemon) % DAEMONS.len()].0);
         match daemons.last_mut() {
             Some(gd) if gd.proc_id == pid => gd.members.push(e.member.name.0),
             _ => daemons.push(GroupDaemon {
@@ -474,10 +464,7 @@ fn merge(table: &mut Groups, arg: u8, payload: &[u8]) {
     let keep: BTreeSet<u16> = (0..3u16).filter(|i| arg & (1 << i) != 0).collect();
     let ours = table.part(&keep);
     let mut theirs = ViewPart {
-        prev_ring: GroupsRing {
-            proc_id: body.memb_id.proc_id.0 as i32,
-            time: body.memb_id.time,
-        },
+        prev_ring: body.memb_id,
         groups: BTreeMap::new(),
     };
     for (name, members) in table_of(&body) {
@@ -491,8 +478,8 @@ fn merge(table: &mut Groups, arg: u8, payload: &[u8]) {
             }));
     }
     let before: BTreeMap<GroupName, GroupId> = table.snapshot().map(|(n, id, _)| (n, id)).collect();
-    let new_ring = GroupsRing {
-        proc_id: table.ring().proc_id,
+    let new_ring = RingId {
+        leader: table.ring().leader,
         time: table.ring().time.wrapping_add(1),
     };
     let changes = table.install(new_ring, &[ours, theirs]);
@@ -504,7 +491,7 @@ fn merge(table: &mut Groups, arg: u8, payload: &[u8]) {
         assert_eq!(
             c.group_id,
             GroupId {
-                proc_id: new_ring.proc_id,
+                proc_id: new_ring.leader.0 as i32,
                 time: new_ring.time,
                 index: 1
             }
@@ -554,8 +541,8 @@ mod tests {
         // d2 joins: d1's synced set is {d1}, so an exchange starts and d1 sends its table.
         s.extend(rec(3, &[0, 2, 0]));
         let body = GroupsBody {
-            memb_id: MembId::default(),
-            synced_set: Some(vec![ProcId(DAEMONS[1].0)]),
+            memb_id: RingId::default(),
+            synced_set: Some(vec![DaemonId(DAEMONS[1].0)]),
             groups: vec![block(
                 GroupName::new(b"netgrp"),
                 GroupId::default(),

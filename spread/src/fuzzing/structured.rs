@@ -9,7 +9,7 @@ use crate::wire::client::{
     GROUP_NAME_LEN, HEADER_LEN, MAX_DATA_PLUS_GROUPS, MAX_GROUPS_PER_MESSAGE, MAX_WIRE_MESSAGE,
 };
 use crate::wire::daemon::{
-    split_message, DataBody, Endian, MembId, Packet, PacketBody, ProcId, Seq, TypeBits,
+    split_message, DaemonId, DataBody, Endian, Packet, PacketBody, RingId, Seq, TypeBits,
     MAX_PACKET_SIZE,
 };
 
@@ -182,11 +182,11 @@ pub fn packing_structured(spec: &PackingSpec) {
     let mut partial: Vec<u8> = Vec::new();
     for (i, body) in bodies.into_iter().enumerate() {
         let seq = Seq(u32::try_from(i + 1).unwrap_or(u32::MAX));
-        let memb = MembId {
-            proc_id: ProcId(0x5c8d_7aef),
+        let memb = RingId {
+            leader: DaemonId(0x5c8d_7aef),
             time: 1_795_549_150,
         };
-        let mut p = Packet::data(kind, ProcId(0x5c8d_7aef), 0x9f2a_d697, memb, seq, 7, body);
+        let mut p = Packet::data(kind, DaemonId(0x5c8d_7aef), 0x9f2a_d697, memb, seq, 7, body);
         p.header.endian = endian;
         let wire = p.to_vec();
         assert!(

@@ -78,7 +78,7 @@ impl Groups {
             return None;
         }
         let id = GroupId {
-            proc_id: self.ring.proc_id,
+            proc_id: self.ring.leader.0 as i32,
             time: self.ring.time,
             index: 1,
         };
@@ -153,7 +153,7 @@ mod tests {
     #[test]
     fn drop_then_network_view() {
         let mut gs = Groups::new(RingId {
-            proc_id: 5,
+            leader: crate::ids::DaemonId(5),
             time: 10,
         });
         let g = GroupName::new(b"g");
@@ -169,7 +169,7 @@ mod tests {
         assert!(lost[1].members.is_empty());
         assert_eq!(gs.len(), 1, "h emptied");
         gs.set_ring(RingId {
-            proc_id: 5,
+            leader: crate::ids::DaemonId(5),
             time: 11,
         });
         let c = gs.network_view(g, &[lost[0].members.clone()]).unwrap();

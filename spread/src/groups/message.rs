@@ -145,7 +145,7 @@ mod tests {
     #[test]
     fn captured_membership_bytes() {
         let mut gs = Groups::new(RingId {
-            proc_id: 0x1cc5_9726,
+            leader: crate::ids::DaemonId(0x1cc5_9726),
             time: 0x6b05_e7de,
         });
         let g = GroupName::new(b"grp1");

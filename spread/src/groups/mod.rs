@@ -30,14 +30,9 @@ pub struct Member {
     pub name: GroupName,
 }
 
-/// Id of a daemon-ring configuration: the words 1-2 of every group id formed in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct RingId {
-    /// Id of the ring's representative daemon.
-    pub proc_id: i32,
-    /// Formation time (Unix seconds).
-    pub time: i32,
-}
+/// Id of a daemon-ring configuration: the words 1-2 of every group id formed in it (the one
+/// ring id type of the crate).
+pub use crate::ids::RingId;
 
 /// Why a regular membership changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,7 +139,7 @@ impl Groups {
         let ring = self.ring;
         let g = self.groups.entry(key).or_insert_with(|| Group {
             id: GroupId {
-                proc_id: ring.proc_id,
+                proc_id: ring.leader.0 as i32,
                 time: ring.time,
                 index: 0,
             },
@@ -233,7 +228,7 @@ mod tests {
     #[test]
     fn join_leave_disconnect_indexes_and_order() {
         let ring = RingId {
-            proc_id: 7,
+            leader: crate::ids::DaemonId(7),
             time: 99,
         };
         let mut gs = Groups::new(ring);

@@ -43,7 +43,8 @@ impl Groups {
     /// group name.
     pub fn install(&mut self, new_ring: RingId, parts: &[ViewPart]) -> Vec<NetworkChange> {
         let mut order: Vec<&ViewPart> = parts.iter().collect();
-        order.sort_by_key(|p| (p.prev_ring.proc_id, p.prev_ring.time));
+        // 5.0.1 compares the int32 words.
+        order.sort_by_key(|p| (p.prev_ring.leader.0 as i32, p.prev_ring.time));
         let mut names: BTreeSet<GroupName> = self.groups.keys().copied().collect();
         for p in parts {
             names.extend(
@@ -88,7 +89,7 @@ impl Groups {
                 continue;
             }
             let id = GroupId {
-                proc_id: new_ring.proc_id,
+                proc_id: new_ring.leader.0 as i32,
                 time: new_ring.time,
                 index: 1,
             };
@@ -183,7 +184,7 @@ mod tests {
     }
 
     const D1: RingId = RingId {
-        proc_id: 0x5c8d_7aef,
+        leader: crate::ids::DaemonId(0x5c8d_7aef),
         time: 0x6b06_e3f7,
     };
 
@@ -202,7 +203,7 @@ mod tests {
     fn split_then_merge_like_net_partition_merge() {
         let (mut gs, net, two) = three_daemon_groups();
         let split = RingId {
-            proc_id: D1.proc_id,
+            leader: D1.leader,
             time: D1.time + 5,
         };
         let part = gs.part(&[0, 1].into_iter().collect());
@@ -212,7 +213,7 @@ mod tests {
         assert_eq!(
             c.transition,
             Some(GroupId {
-                proc_id: D1.proc_id,
+                proc_id: D1.leader.0 as i32,
                 time: D1.time,
                 index: 3
             })
@@ -234,7 +235,7 @@ mod tests {
         );
         // Merge: d3's side had [m3] in a configuration whose id is negative (d3's own id).
         let d3_ring = RingId {
-            proc_id: 0xef46_226e_u32 as i32,
+            leader: crate::ids::DaemonId(0xef46_226e),
             time: split.time,
         };
         let mut theirs = ViewPart {
@@ -244,7 +245,7 @@ mod tests {
         theirs.groups.insert(net, vec![e(2, "#m3#d3", false)]);
         let ours = gs.part(&[0, 1, 2].into_iter().collect());
         let merged = RingId {
-            proc_id: D1.proc_id,
+            leader: D1.leader,
             time: split.time + 31,
         };
         let changes = gs.install(merged, &[ours, theirs]);

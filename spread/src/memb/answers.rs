@@ -7,10 +7,9 @@ use bytes::Bytes;
 
 use super::replay::{kind, load, ORIGIN_US};
 use crate::config::Config;
-use crate::ring::codec;
-use crate::ring::packet::Packet;
 use crate::ring::{DaemonId, Dest, Engine, Input, Output, Port, RingConfig};
 use crate::time::Instant;
+use crate::wire::daemon as w;
 
 /// A few engines of a capture's configuration on a perfect network (100 µs latency;
 /// `Segment` reaches the running daemons of the sender's configured segment), for
@@ -311,11 +310,8 @@ fn represented_daemon_refers_a_foreign_join_to_its_representative() {
     let join = captured(file, 1.023073, "e1");
     let out = net.inject("w2", "e1", Port::Data, &join);
     let hash = net.engine("w2").cfg.conf_hash;
-    let refer = Packet::Refer {
-        rep: net.id("w1"),
-        kind: crate::ring::packet::RepKind::Seg,
-    };
-    let bytes = codec::encode(net.id("w2"), hash, &refer);
+    let refer = w::Packet::refer(net.id("w2"), hash, net.id("w1"), w::RepType::SEG);
+    let bytes = Bytes::from(refer.to_vec());
     assert_eq!(out, vec![(Dest::Unicast(net.id("e1")), Port::Data, bytes)]);
     // A JOIN of its own representative is answered with one ALIVE instead.
     let rep_join = captured(file, 1.027985, "w1");

@@ -1,114 +1,146 @@
-//! FORM1, FORM2 and installation — 5.0.1's `Create_form1`, `Fill_form1`, `Read_form2` and
-//! the EVS end (`Memb_transitional`, `Memb_regular`).
+//! FORM1 and FORM2 — 5.0.1's `Create_form1`, `Fill_form1`, `Read_form2`: the FORM phase,
+//! and the FORM2 that starts EVS (`evs.rs`). The FORM tokens are [`w::Token`]s with a
+//! [`Form1Body`] or [`Form2Body`]; their old rings' entries are handled in `entry.rs`.
 
-use super::insert_rep;
-use crate::ring::packet::{
-    Form, Packet, Rep, RepKind, RingEntry, Token, MAX_ENTRY_EXTRA, MAX_FORM_RINGS,
-};
+use super::{insert_rep, Future, Phase};
 use crate::ring::{
-    ConfigChange, ConfigKind, DaemonId, Dest, Engine, Future, Output, Port, RingId, RingState,
-    State, Timer, TokenState, EVS_SEQ_GAP, MAX_PROCS_RING, MAX_SEQ_GAP,
+    DaemonId, Dest, Engine, RingId, State, Timer, TokenState, EVS_SEQ_GAP, MAX_PROCS_RING,
+    MAX_SEQ_GAP,
 };
 use crate::time::Instant;
+use crate::wire::daemon::{
+    self as w, Form1Body, Form2Body, MembersInfo, RepInfo, RepType, RepsInfo, Seq, TokenBody,
+    MAX_FORM_REPS,
+};
 
 /// Copies of every FORM token and of a ring's first token (5.0.1 sends two).
 const FORM_COPIES: usize = 2;
 
 impl Engine {
     /// Does a FORM token name only configured daemons?
-    fn all_configured(&self, f: &Form) -> bool {
+    fn all_configured(&self, m: &MembersInfo, reps: &[RepInfo]) -> bool {
         let known = |d: &DaemonId| self.rank(*d).is_some();
-        f.members.iter().all(known)
-            && f.pending.iter().all(known)
-            && f.reps.iter().all(|r| known(&r.id))
+        m.members.iter().all(known)
+            && m.pending.iter().all(known)
+            && reps.iter().all(|r| known(&r.proc_id))
     }
 
     /// The potential reps if this form fails: the FORM's reps of other segments.
-    fn potential_from_form(&mut self, reps: &[Rep]) {
-        self.potential.clear();
+    fn potential_from_form(&self, reps: &[RepInfo]) -> Vec<RepInfo> {
+        let mut potential = Vec::new();
         let mine = self.my_seg();
         for r in reps {
-            if let Some(mut r) = self.known_rep(r.id, r.kind).filter(|r| r.seg != mine) {
-                r.kind = RepKind::Potential;
-                insert_rep(&mut self.potential, r);
+            let known = self.known_rep(r.proc_id, r.rep_type);
+            if let Some(mut r) = known.filter(|r| r.seg_index != mine) {
+                r.rep_type = RepType::POTENTIAL;
+                insert_rep(&mut potential, r);
             }
         }
+        potential
     }
 
-    /// The daemons this daemon adds to FORM1 besides itself: its ring (a RING_REP) or the
-    /// daemons it heard in SEG, minus `exclude` and my gathered reps.
+    /// GATHER: the daemons this daemon adds to FORM1 besides itself: its ring (a RING_REP)
+    /// or the daemons it heard in SEG, minus `exclude` and my gathered reps.
     fn brought(&self, exclude: impl Fn(DaemonId) -> bool) -> Vec<DaemonId> {
+        let Phase::Gather {
+            ring_alive,
+            heard,
+            reps,
+            ..
+        } = &self.phase
+        else {
+            return Vec::new();
+        };
         let me = self.cfg.me;
-        let base = if self.ring_alive {
+        let base = if *ring_alive {
             &self.ring.members
         } else {
-            &self.f_members
+            heard
         };
         base.iter()
             .copied()
-            .filter(|d| *d != me && !exclude(*d) && !self.f_reps.iter().any(|r| r.id == *d))
+            .filter(|d| *d != me && !exclude(*d) && !reps.iter().any(|r| r.proc_id == *d))
             .collect()
     }
 
+    /// GATHER, smallest rep at Gather_timeout: creates FORM1 and commits to it.
     pub(crate) fn create_form1(&mut self, now: Instant) {
         let me = self.cfg.me;
         self.join_rep_index = 1;
-        let mut reps = std::mem::take(&mut self.f_reps);
+        let Phase::Gather { reps, .. } = &self.phase else {
+            return;
+        };
+        let mut reps = reps.clone();
         self.sort_reps(&mut reps);
-        self.f_reps = reps.clone();
-        let pending = self.brought(|_| false);
-        let mut f = Form {
-            form_id: RingId {
-                leader: me,
-                time: self.next_time(now),
+        let mut pending = self.brought(|_| false);
+        let form_id = RingId {
+            leader: me,
+            time: self.next_time(now),
+        };
+        pending.truncate(MAX_PROCS_RING - 1);
+        let potential = self.potential_from_form(&reps);
+        let body = Form1Body {
+            members: MembersInfo {
+                members: vec![me],
+                pending,
+                stale: Vec::new(),
             },
-            members: vec![me],
-            pending,
-            visited: 0,
-            reps,
-            rep_index: 1,
-            new_ring: RingId::default(),
-            last_seq: 0,
+            reps: RepsInfo {
+                rep_index: 1,
+                reps,
+                stale: Vec::new(),
+            },
             rings: Vec::new(),
         };
-        f.pending.truncate(MAX_PROCS_RING - 1);
-        self.potential_from_form(&f.reps.clone());
-        tracing::debug!(%me, form = %f.form_id, pending = f.pending.len(), "create FORM1");
-        self.commit_to_form(now, &mut f);
-        self.forward_form1(f);
+        let mut t = w::Token::form1(me, form_id, Seq(0), self.cfg.conf_hash, body);
+        tracing::debug!(%me, form = %form_id, "create FORM1");
+        self.commit_to_form(now, &mut t, potential);
+        self.forward_form1(t);
     }
 
-    pub(crate) fn on_form1(&mut self, now: Instant, mut f: Form) {
+    /// FORM1 (this daemon's own copy): visited as a pending member (OP non-leader,
+    /// REPRESENTED) or as the next rep (GATHER); commits to it and forwards it.
+    pub(crate) fn on_form1(&mut self, now: Instant, mut t: w::Token) {
         let me = self.cfg.me;
-        let pending_ok = match self.state {
+        let pending_ok = match self.state() {
             State::Op => !self.is_leader(),
             State::Represented => true,
             _ => false,
         };
-        let rep = f.reps.get(usize::from(f.rep_index)).copied();
-        let want = if self.ring_alive {
-            RepKind::Ring
-        } else {
-            RepKind::Seg
+        let ring_alive = self.ring_alive();
+        let TokenBody::Form1(f) = &mut t.body else {
+            return;
         };
-        let as_pending = pending_ok && f.pending.first() == Some(&me);
-        let as_rep = self.state == State::Gather
-            && f.pending.is_empty()
-            && rep.is_some_and(|r| r.id == me && r.kind == want);
+        let rep = usize::try_from(f.reps.rep_index)
+            .ok()
+            .and_then(|i| f.reps.reps.get(i))
+            .copied();
+        let want = if ring_alive {
+            RepType::RING
+        } else {
+            RepType::SEG
+        };
+        let m = &mut f.members;
+        let as_pending = pending_ok && m.pending.first() == Some(&me);
+        let as_rep = self.state() == State::Gather
+            && m.pending.is_empty()
+            && rep.is_some_and(|r| r.proc_id == me && r.rep_type == want);
+        // (A daemon committed to a FORM is in FORM or EVS, where FORM1 is not accepted.)
         if !(as_pending || as_rep)
-            || !self.all_configured(&f)
-            || self.form_id == Some(f.form_id)
-            || f.members.len() + f.pending.len() > MAX_PROCS_RING
+            || !self.all_configured(m, &f.reps.reps)
+            || m.members.len() + m.pending.len() > MAX_PROCS_RING
         {
             self.stats.dropped += 1;
             return;
         }
         if as_pending {
-            f.pending.remove(0);
+            m.pending.remove(0);
         } else {
-            let listed = |d: DaemonId| f.members.contains(&d) || f.reps.iter().any(|r| r.id == d);
+            let reps = &f.reps.reps;
+            let listed =
+                |d: DaemonId| m.members.contains(&d) || reps.iter().any(|r| r.proc_id == d);
             let mut add = self.brought(listed);
-            if self.ring_alive {
+            if ring_alive {
                 // 5.0.1 adds a RING_REP's whole ring, without filtering.
                 add = self
                     .ring
@@ -118,33 +150,36 @@ impl Engine {
                     .filter(|d| *d != me)
                     .collect();
             }
-            let room = MAX_PROCS_RING.saturating_sub(f.members.len() + 1);
+            let room = MAX_PROCS_RING.saturating_sub(m.members.len() + 1);
             add.truncate(room);
-            f.pending = add;
-            f.rep_index += 1;
+            m.pending = add;
+            f.reps.rep_index = f.reps.rep_index.saturating_add(1);
         }
-        f.members.push(me);
-        self.potential_from_form(&f.reps.clone());
-        self.commit_to_form(now, &mut f);
-        self.forward_form1(f);
+        f.members.members.push(me);
+        let potential = self.potential_from_form(&f.reps.reps);
+        self.commit_to_form(now, &mut t, potential);
+        self.forward_form1(t);
     }
 
-    /// Adds this daemon's old ring to FORM1 and stops the old ring here (or, if the FORM has
-    /// no room for another ring, leaves this daemon out as 5.0.1 does).
-    fn commit_to_form(&mut self, now: Instant, f: &mut Form) {
+    /// Enters FORM: adds this daemon's old ring to FORM1 and stops the old ring here (or, if
+    /// the FORM has no room for another ring, leaves this daemon out as 5.0.1 does);
+    /// `potential` are the reps to try if this form fails.
+    fn commit_to_form(&mut self, now: Instant, t: &mut w::Token, potential: Vec<RepInfo>) {
         let me = self.cfg.me;
-        let known = f.rings.iter().any(|e| e.ring == self.ring.id);
-        if !known && f.rings.len() >= MAX_FORM_RINGS {
-            f.members.retain(|d| *d != me);
-        } else {
-            self.add_entry(f);
+        if let TokenBody::Form1(f) = &mut t.body {
+            let known = f.rings.iter().any(|e| e.memb_id == self.ring.id);
+            if !known && f.rings.len() >= MAX_FORM_REPS {
+                f.members.members.retain(|d| *d != me);
+            } else {
+                self.add_entry(&mut f.rings);
+            }
         }
-        f.last_seq = f
-            .last_seq
-            .max(self.ring.highest.saturating_add(EVS_SEQ_GAP));
-        self.state = State::Form;
-        self.form_id = Some(f.form_id);
-        self.ring_alive = false;
+        let last_seq = t.header.seq.0;
+        t.header.seq = Seq(last_seq.max(self.ring.highest.saturating_add(EVS_SEQ_GAP)));
+        self.phase = Phase::Form {
+            form_id: t.header.memb_id,
+            potential,
+        };
         for t in [
             Timer::TokenLoss,
             Timer::TokenHurry,
@@ -161,108 +196,61 @@ impl Engine {
         self.arm(Timer::Form, now + self.cfg.form_timeout);
     }
 
-    /// Merges this daemon's view of its old ring into the FORM's entry for that ring.
-    pub(super) fn add_entry(&self, f: &mut Form) {
-        let r = &self.ring;
-        let have: Vec<u32> = r
-            .buf
-            .range(r.my_aru.saturating_add(1)..)
-            .map(|(s, _)| *s)
-            .take(MAX_ENTRY_EXTRA)
-            .collect();
-        let me = self.cfg.me;
-        match f.rings.iter_mut().find(|e| e.ring == r.id) {
-            Some(e) => {
-                e.aru_max = e.aru_max.max(r.my_aru);
-                e.highest = e.highest.max(r.highest);
-                e.safe_aru = e.safe_aru.max(r.aru);
-                let mut extra: Vec<u32> = e.extra.iter().chain(have.iter()).copied().collect();
-                extra.sort_unstable();
-                extra.dedup();
-                extra.retain(|s| *s > e.aru_max);
-                while extra.first() == Some(&(e.aru_max + 1)) {
-                    extra.remove(0);
-                    e.aru_max += 1;
-                }
-                extra.truncate(MAX_ENTRY_EXTRA);
-                e.extra = extra;
-                // 5.0.1: trans += me; commit = old rest, then my commit set, once each.
-                if !e.trans.contains(&me) {
-                    e.trans.push(me);
-                }
-                let mut commit = std::mem::take(&mut e.commit);
-                commit.extend(self.commit_set.iter().copied());
-                for d in commit {
-                    if !e.trans.contains(&d) && !e.commit.contains(&d) {
-                        e.commit.push(d);
-                    }
-                }
-                e.commit.truncate(MAX_PROCS_RING);
-            }
-            None => f.rings.push(RingEntry {
-                ring: r.id,
-                aru_max: r.my_aru,
-                highest: r.highest,
-                extra: have,
-                safe_aru: r.aru,
-                trans: vec![me],
-                commit: self
-                    .commit_set
-                    .iter()
-                    .copied()
-                    .filter(|d| *d != me)
-                    .collect(),
-                trans_time: 0,
-            }),
-        }
-    }
-
-    /// EVS done here (5.0.1 `Memb_commit`): my commit set becomes the future ring's entry
-    /// for my old ring (its transitional set, then the rest).
-    pub(crate) fn on_evs_commit(&mut self) {
-        if let Some(f) = self.future.as_ref() {
-            let e = &f.entry;
-            self.commit_set = e.trans.iter().chain(e.commit.iter()).copied().collect();
-        }
-    }
-
-    fn forward_form1(&mut self, mut f: Form) {
-        let next_rep = f.reps.get(usize::from(f.rep_index)).map(|r| r.id);
-        if let Some(next) = f.pending.first().copied().or(next_rep) {
+    /// FORM1 on to the next pending member or rep; after the last one, FORM2 to the new
+    /// leader (first member in configuration order).
+    fn forward_form1(&mut self, mut t: w::Token) {
+        let TokenBody::Form1(f) = &mut t.body else {
+            return;
+        };
+        let next_rep = usize::try_from(f.reps.rep_index)
+            .ok()
+            .and_then(|i| f.reps.reps.get(i))
+            .map(|r| r.proc_id);
+        if let Some(next) = f.members.pending.first().copied().or(next_rep) {
             for _ in 0..FORM_COPIES {
-                self.send(Dest::Unicast(next), Port::Token, &Packet::Form1(f.clone()));
+                self.send_token(Dest::Unicast(next), &t);
             }
             return;
         }
-        let mut members = std::mem::take(&mut f.members);
+        let mut members = std::mem::take(&mut f.members.members);
         self.sort_by_rank(&mut members);
-        f.members = members;
-        f.visited = 0;
-        f.new_ring = stale_reps_slot(&f);
-        f.reps.clear();
-        f.rep_index = 0;
-        let leader = f.members[0];
+        let Some(leader) = members.first().copied() else {
+            return;
+        };
+        let body = Form2Body {
+            new_ring_id: stale_reps_slot(&f.reps),
+            members: MembersInfo {
+                members: Vec::new(),
+                pending: members,
+                stale: Vec::new(),
+            },
+            rings: std::mem::take(&mut f.rings),
+        };
+        let (me, hash) = (self.cfg.me, self.cfg.conf_hash);
+        let form2 = w::Token::form2(me, t.header.memb_id, t.header.seq, hash, body);
         for _ in 0..FORM_COPIES {
-            self.send(
-                Dest::Unicast(leader),
-                Port::Token,
-                &Packet::Form2(f.clone()),
-            );
+            self.send_token(Dest::Unicast(leader), &form2);
         }
     }
 
-    pub(crate) fn on_form2(&mut self, now: Instant, mut f: Form) {
+    /// FORM2 (this daemon's own copy) of the FORM this daemon committed to: enters EVS and
+    /// forwards it (the last member starts the new ring's token instead).
+    pub(crate) fn on_form2(&mut self, now: Instant, mut t: w::Token) {
         let me = self.cfg.me;
-        let idx = usize::from(f.visited);
-        if self.state != State::Form
-            || !self.all_configured(&f)
-            || self.form_id != Some(f.form_id)
-            || f.members.get(idx) != Some(&me)
+        let form_id = t.header.memb_id;
+        let committed = matches!(self.phase, Phase::Form { form_id: id, .. } if id == form_id);
+        let TokenBody::Form2(f) = &mut t.body else {
+            return;
+        };
+        let idx = f.members.members.len();
+        if !committed
+            || !self.all_configured(&f.members, &[])
+            || f.members.pending.first() != Some(&me)
         {
             self.stats.dropped += 1;
             return;
         }
-        let Some(entry) = f.rings.iter().find(|e| e.ring == self.ring.id).cloned() else {
+        let Some(entry) = f.rings.iter().find(|e| e.memb_id == self.ring.id).cloned() else {
             self.stats.dropped += 1;
             return;
         };
@@ -272,30 +260,37 @@ impl Engine {
         }
         if idx == 0 {
             // 5.0.1: transitional time T, ring id time T + 1, both fresh.
-            let t = self.next_time(now);
-            f.new_ring = RingId {
+            let time = self.next_time(now);
+            f.new_ring_id = RingId {
                 leader: me,
                 time: self.next_time(now),
             };
             for e in f.rings.iter_mut().filter(|e| e.trans_time == 0) {
-                e.trans_time = t;
+                e.trans_time = time;
             }
         }
-        f.visited += 1;
-        let members = f.members.clone();
-        tracing::debug!(%me, ring = %f.new_ring, "FORM2: enter EVS");
-        self.future = Some(Future {
-            ring: f.new_ring,
-            members: members.clone(),
-            last_seq: f.last_seq,
-            entry,
-            early: Default::default(),
-        });
-        self.state = State::Evs;
-        self.evs_rounds = 0;
-        self.cancel(Timer::Form);
-        self.arm(Timer::TokenLoss, now + self.cfg.token_timeout);
-        self.tok = TokenState::default();
+        // One more member has received it.
+        let next = f.members.pending.remove(0);
+        f.members.members.push(next);
+        let members: Vec<DaemonId> = f
+            .members
+            .members
+            .iter()
+            .chain(&f.members.pending)
+            .copied()
+            .collect();
+        let ring = f.new_ring_id;
+        tracing::debug!(%me, %ring, "FORM2: enter EVS");
+        self.enter_evs(
+            now,
+            Future {
+                ring,
+                members: members.clone(),
+                last_seq: t.header.seq.0,
+                entry,
+                early: Default::default(),
+            },
+        );
         if idx == 0 {
             self.tok.awaiting = true;
             self.tok.last_tx_arq = 0;
@@ -303,103 +298,30 @@ impl Engine {
         }
         if let Some(next) = members.get(idx + 1).copied() {
             for _ in 0..FORM_COPIES {
-                self.send(Dest::Unicast(next), Port::Token, &Packet::Form2(f.clone()));
+                self.send_token(Dest::Unicast(next), &t);
             }
             return;
         }
-        let t = Token {
-            ring: f.new_ring,
-            seq: 0,
-            aru: 0x7fff_ffff,
-            aru_last: None,
-            fc: 0,
-            arq: 0,
-            retrans: 0,
-            rtr: Vec::new(),
-        };
+        let first = w::Token::first_regular(me, ring, self.cfg.conf_hash);
         if idx != 0 {
             self.tok.last_rx_arq = Some(0);
         }
         for _ in 0..FORM_COPIES {
-            self.send(
-                Dest::Unicast(members[0]),
-                Port::Token,
-                &Packet::Token(t.clone()),
-            );
+            self.send_token(Dest::Unicast(members[0]), &first);
         }
-        self.tok.last_tx = Some((members[0], t));
-    }
-
-    /// Ends EVS: delivers the old ring's remaining messages, the transitional and the
-    /// regular configuration, and starts the new ring.
-    pub(crate) fn install(&mut self, now: Instant) {
-        let Some(fut) = self.future.take() else {
-            return;
-        };
-        let e = fut.entry;
-        let mut trans = e.trans.clone();
-        self.sort_by_rank(&mut trans);
-        let trans_change = ConfigChange {
-            kind: ConfigKind::Transitional,
-            ring: self.ring.id,
-            id: RingId {
-                leader: fut.ring.leader,
-                time: fut.ring.time.wrapping_sub(1),
-            },
-            members: trans,
-        };
-        let real_old = self.ring.id.time != crate::ring::NO_RING_TIME;
-        self.deliver_old_ring(&e, &trans_change, real_old);
-        tracing::debug!(me = %self.cfg.me, ring = %fut.ring, "install");
-        self.emit(Output::Configuration(ConfigChange {
-            kind: ConfigKind::Regular,
-            ring: fut.ring,
-            id: fut.ring,
-            members: fut.members.clone(),
-        }));
-        #[cfg(any(test, feature = "sim"))]
-        self.remember_ring();
-        self.ring = RingState::new(fut.ring, fut.members);
-        for (_, p) in fut.early {
-            self.insert_packet(p);
-        }
-        self.state = State::Op;
-        self.ring_alive = true;
-        self.f_reps.clear();
-        self.foreign_found = false;
-        self.commit_set = vec![self.cfg.me];
-        self.form_id = None;
-        self.stats.installs += 1;
-        for p in self.send_q.iter_mut() {
-            // A message cut by the membership change is sent again whole.
-            p.next = 0;
-        }
-        // The old ring's exchange is over; the group layer sends anew for this ring.
-        self.stats.stale_exchange += self.exchange_q.len() as u64;
-        self.exchange_q.clear();
-        if self.gate_at_install {
-            self.exchanging = true;
-        }
-        self.tok.prev_sent_aru = 0;
-        self.tok.my_last_sent = 0;
-        self.tok.token_counter = 0;
-        self.tok.round = 0;
-        self.tok.prev_sent_seq = 0;
-        if self.is_leader() {
-            self.arm(Timer::Lookup, now + self.cfg.lookup_timeout);
-        }
+        self.tok.last_tx = Some((members[0], first));
     }
 }
 
 /// What 5.0.1 leaves in FORM2's ring-id slot until the new leader stamps it: the first 8
 /// bytes of FORM1's reps_info (number of reps, rep index, first rep), in native order.
-fn stale_reps_slot(f: &Form) -> RingId {
-    let count = i16::try_from(f.reps.len())
+fn stale_reps_slot(reps: &RepsInfo) -> RingId {
+    let count = i16::try_from(reps.reps.len())
         .unwrap_or(i16::MAX)
         .to_ne_bytes();
-    let index = i16::try_from(f.rep_index).unwrap_or(i16::MAX).to_ne_bytes();
+    let index = reps.rep_index.to_ne_bytes();
     RingId {
         leader: DaemonId(u32::from_ne_bytes([count[0], count[1], index[0], index[1]])),
-        time: f.reps.first().map_or(0, |r| r.id.0),
+        time: reps.reps.first().map_or(0, |r| r.proc_id.0 as i32),
     }
 }

@@ -1,29 +1,37 @@
 //! GATHER, JOINs and the leader's lookup — 5.0.1's `Shift_to_gather`, `Send_join`,
 //! `Memb_handle_join`, `Form_or_fail`, `Memb_lookup_new_members`.
 
-use super::insert_rep;
-use crate::ring::packet::{Join, Packet, Rep, RepKind};
-use crate::ring::{DaemonId, Dest, Engine, Port, State, Timer, TokenState, MAX_PROCS_RING};
+use super::{insert_rep, Phase};
+use crate::ring::{DaemonId, Dest, Engine, State, Timer, TokenState, MAX_PROCS_RING};
 use crate::time::Instant;
+use crate::wire::daemon::{self as w, JoinBody, RepInfo, RepType};
 
 impl Engine {
-    /// Enters GATHER. With `ring_alive` the installed ring keeps running (a leader merging).
-    pub(crate) fn enter_gather(&mut self, now: Instant, ring_alive: bool) {
+    /// Enters GATHER, bringing the daemons `heard` in SEG and the `potential` reps. With
+    /// `ring_alive` the installed ring keeps running (a leader merging).
+    pub(crate) fn enter_gather(
+        &mut self,
+        now: Instant,
+        ring_alive: bool,
+        heard: Vec<DaemonId>,
+        potential: Vec<RepInfo>,
+    ) {
         let me = self.cfg.me;
-        self.state = State::Gather;
-        self.ring_alive = ring_alive;
-        self.form_id = None;
-        self.future = None;
-        let kind = if ring_alive {
-            RepKind::Ring
+        let rep_type = if ring_alive {
+            RepType::RING
         } else {
-            RepKind::Seg
+            RepType::SEG
         };
-        self.f_reps = vec![Rep {
-            id: me,
-            kind,
-            seg: self.my_seg(),
-        }];
+        self.phase = Phase::Gather {
+            ring_alive,
+            heard,
+            reps: vec![RepInfo {
+                proc_id: me,
+                rep_type,
+                seg_index: self.my_seg(),
+            }],
+            potential,
+        };
         for t in [
             Timer::Alive,
             Timer::Seg,
@@ -46,33 +54,40 @@ impl Engine {
 
     /// JOIN: scast to my segment when my ring is gone, unicast to every potential rep.
     fn send_join(&mut self) {
-        let j = Packet::Join(Join {
-            members: self.f_members.clone(),
-            reps: self.f_reps.clone(),
-            rep_index: self.join_rep_index,
-        });
-        if !self.ring_alive {
-            self.send(Dest::Segment, Port::Data, &j);
+        let Phase::Gather {
+            ring_alive,
+            heard,
+            reps,
+            potential,
+        } = &self.phase
+        else {
+            return;
+        };
+        let (me, hash) = (self.cfg.me, self.cfg.conf_hash);
+        let j = w::Packet::join(me, hash, heard.clone(), reps.clone(), self.join_rep_index);
+        let scast = !ring_alive;
+        let to: Vec<DaemonId> = potential.iter().map(|r| r.proc_id).collect();
+        if scast {
+            self.send_packet(Dest::Segment, &j);
         }
-        let to: Vec<DaemonId> = self.potential.iter().map(|r| r.id).collect();
         for d in to {
-            self.send(Dest::Unicast(d), Port::Data, &j);
+            self.send_packet(Dest::Unicast(d), &j);
         }
     }
 
     pub(crate) fn on_join_timer(&mut self, now: Instant) {
-        if self.state == State::Gather {
+        if self.state() == State::Gather {
             self.send_join();
             self.arm(Timer::Join, now + self.cfg.join_timeout);
         }
     }
 
     /// A JOIN from `from` (configured, not me).
-    pub(crate) fn on_join(&mut self, now: Instant, from: DaemonId, j: Join) {
-        let reps: Option<Vec<Rep>> = j
+    pub(crate) fn on_join(&mut self, now: Instant, from: DaemonId, j: &JoinBody) {
+        let reps: Option<Vec<RepInfo>> = j
             .reps
             .iter()
-            .map(|r| self.known_rep(r.id, r.kind))
+            .map(|r| self.known_rep(r.proc_id, r.rep_type))
             .collect();
         let (Some(reps), Some(from_seg)) = (reps, self.seg_of(from)) else {
             self.stats.dropped += 1;
@@ -81,20 +96,20 @@ impl Engine {
         let Some(first) = reps
             .first()
             .copied()
-            .filter(|r| r.kind != RepKind::Potential)
+            .filter(|r| r.rep_type != RepType::POTENTIAL)
         else {
             self.stats.dropped += 1;
             return;
         };
-        if j.members.len() > MAX_PROCS_RING {
+        if j.members.members.len() > MAX_PROCS_RING {
             self.stats.dropped += 1;
             return;
         }
         let me = self.cfg.me;
         let my_seg = self.my_seg();
-        let my_seg_rep_join = from_seg == my_seg && first.kind == RepKind::Seg;
-        match self.state {
-            State::Op => {
+        let my_seg_rep_join = from_seg == my_seg && first.rep_type == RepType::SEG;
+        match &mut self.phase {
+            Phase::Op { .. } => {
                 if self.ring.members.contains(&from) {
                     // One segment: a lookup probe. Several: the sender lost our ring.
                     if self.multi_segment() {
@@ -103,60 +118,37 @@ impl Engine {
                         self.stats.dropped += 1;
                     }
                 } else if self.is_leader() {
-                    self.potential = vec![first];
-                    self.f_members.clear();
-                    self.enter_gather(now, true);
-                } else {
-                    let members = self.ring.members.clone();
-                    if first.seg != my_seg || self.first_in_seg(&members, my_seg) == Some(me) {
-                        let leader = self.ring.members[0];
-                        self.send_refer(from, leader, RepKind::Ring);
-                    }
+                    self.enter_gather(now, true, Vec::new(), vec![first]);
+                } else if first.seg_index != my_seg
+                    || self.first_in_seg(&self.ring.members, my_seg) == Some(me)
+                {
+                    let leader = self.ring.members[0];
+                    self.send_refer(from, leader, RepType::RING);
                 }
             }
-            State::Seg => {
-                if my_seg_rep_join {
-                    self.seg_rep = Some(from);
-                    self.enter_represented(now);
-                    self.send(
-                        Dest::Segment,
-                        Port::Data,
-                        &Packet::Alive(self.f_members.clone()),
-                    );
-                }
+            Phase::Seg { .. } | Phase::Represented { .. } if my_seg_rep_join => {
+                self.on_rep_join(now, from);
             }
-            State::Represented => {
-                if my_seg_rep_join {
-                    self.seg_rep = Some(from);
-                    self.arm(Timer::Rep, now + self.cfg.rep_timeout);
-                    self.send(
-                        Dest::Segment,
-                        Port::Data,
-                        &Packet::Alive(self.f_members.clone()),
-                    );
-                } else if let Some(rep) = self.seg_rep {
-                    self.send_refer(from, rep, RepKind::Seg);
-                }
-            }
-            State::Gather => {
-                insert_rep(&mut self.f_reps, first);
+            Phase::Seg { .. } | Phase::Represented { .. } => self.refer_to_my_rep(from),
+            Phase::Gather {
+                reps: gathered,
+                potential,
+                ..
+            } => {
+                insert_rep(gathered, first);
                 for r in reps {
-                    insert_rep(&mut self.potential, r);
+                    insert_rep(potential, r);
                 }
-                let smallest = self.smallest_rep(&self.f_reps).map(|i| self.f_reps[i].id);
-                if smallest == Some(first.id) {
+                let gathered = gathered.clone();
+                let smallest = self.smallest_rep(&gathered).map(|i| gathered[i].proc_id);
+                if smallest == Some(first.proc_id) {
                     self.arm(Timer::Gather, now + self.cfg.gather_timeout);
                 }
             }
-            State::Form => self.stats.dropped += 1,
-            State::Evs => {
-                if self
-                    .future
-                    .as_ref()
-                    .is_some_and(|f| f.members.contains(&from))
-                {
-                    self.on_token_loss(now);
-                    super::insert_member(&mut self.f_members, from);
+            Phase::Form { .. } => self.stats.dropped += 1,
+            Phase::Evs { future, .. } => {
+                if future.members.contains(&from) {
+                    self.token_loss_from(now, from);
                 } else {
                     self.stats.dropped += 1;
                 }
@@ -167,31 +159,39 @@ impl Engine {
     /// Gather_timeout (5.0.1 `Form_or_fail`): form, return to the running ring, or gather
     /// again.
     pub(crate) fn on_gather_timer(&mut self, now: Instant) {
-        if self.state != State::Gather {
+        let Phase::Gather {
+            ring_alive, reps, ..
+        } = &self.phase
+        else {
             return;
-        }
+        };
+        let (ring_alive, reps) = (*ring_alive, reps.clone());
         let me = self.cfg.me;
-        let smallest = self.smallest_rep(&self.f_reps).map(|i| self.f_reps[i].id);
+        let smallest = self.smallest_rep(&reps).map(|i| reps[i].proc_id);
         if smallest == Some(me) {
-            if self.ring_alive && self.f_reps.len() == 1 {
+            if ring_alive && reps.len() == 1 {
                 self.back_to_op(now);
             } else {
                 self.create_form1(now);
             }
-        } else if self.ring_alive {
+        } else if ring_alive {
             self.back_to_op(now);
         } else {
-            self.f_members = vec![me];
-            self.potential.clear();
-            for r in self.f_reps.iter().skip(1).copied().collect::<Vec<_>>() {
-                insert_rep(&mut self.potential, r);
+            let mut potential = Vec::new();
+            for r in reps.iter().skip(1) {
+                insert_rep(&mut potential, *r);
             }
-            self.enter_gather(now, false);
+            self.enter_gather(now, false, vec![me], potential);
         }
     }
 
+    /// A merging leader whose gathering found nobody to form with: its ring runs on.
     fn back_to_op(&mut self, now: Instant) {
-        self.state = State::Op;
+        // Only a ring's leader gathers with its ring running, and only a non-leader forwards
+        // foreign packets: nothing was forwarded in this membership.
+        self.phase = Phase::Op {
+            foreign_forwarded: false,
+        };
         self.cancel(Timer::Join);
         self.cancel(Timer::Gather);
         if self.is_leader() {
@@ -203,21 +203,22 @@ impl Engine {
     /// ring — one segment: scast a JOIN; several: unicast it to every configured daemon
     /// missing from the ring (nothing, and no gathering, when none is).
     pub(crate) fn on_lookup(&mut self, now: Instant) {
-        if self.state != State::Op || !self.is_leader() {
+        if self.state() != State::Op || !self.is_leader() {
             return;
         }
         let me = self.cfg.me;
-        self.potential.clear();
-        self.f_members.clear();
-        let j = Packet::Join(Join {
-            members: Vec::new(),
-            reps: vec![Rep {
-                id: me,
-                kind: RepKind::Ring,
-                seg: self.my_seg(),
-            }],
-            rep_index: self.join_rep_index,
-        });
+        let rep = RepInfo {
+            proc_id: me,
+            rep_type: RepType::RING,
+            seg_index: self.my_seg(),
+        };
+        let j = w::Packet::join(
+            me,
+            self.cfg.conf_hash,
+            Vec::new(),
+            vec![rep],
+            self.join_rep_index,
+        );
         let missing: Vec<DaemonId> = if self.multi_segment() {
             self.cfg
                 .daemons
@@ -226,16 +227,16 @@ impl Engine {
                 .filter(|d| !self.ring.members.contains(d))
                 .collect()
         } else {
-            self.send(Dest::Segment, Port::Data, &j);
+            self.send_packet(Dest::Segment, &j);
             vec![me]
         };
         if self.multi_segment() {
             for d in &missing {
-                self.send(Dest::Unicast(*d), Port::Data, &j);
+                self.send_packet(Dest::Unicast(*d), &j);
             }
         }
         if !missing.is_empty() {
-            self.enter_gather(now, true);
+            self.enter_gather(now, true, Vec::new(), Vec::new());
         }
     }
 }

@@ -1,14 +1,15 @@
 //! Membership: segment election, gather, form, EVS recovery and installation, after 5.0.1's
 //! `membership.c` (fact sheet §6 and §15).
 //!
-//! States ([`crate::ring::State`]), numbered in 5.0.1 OP 1, SEG 2, REPRESENTED 3, GATHER 4,
+//! States ([`crate::ring::State`]; inside the engine the phase enum `Phase`, whose variants
+//! hold what only that phase uses), numbered in 5.0.1 OP 1, SEG 2, REPRESENTED 3, GATHER 4,
 //! FORM 5, EVS 6:
 //!
 //! * **Seg** (`seg.rs`) — after a token loss (and at start) a daemon scasts an ALIVE listing the
 //!   daemons of its segment it heard (itself first) now and every `alive_timeout`; after
 //!   `seg_timeout` the smallest of them (configuration order) gathers, the others become
 //!   REPRESENTED. A JOIN from a SEG_REP of my segment makes me REPRESENTED at once.
-//! * **Represented** — answers each JOIN of its representative with one ALIVE; `rep_timeout`
+//! * **Represented** (`seg.rs`) — answers each JOIN of its representative with one ALIVE; `rep_timeout`
 //!   without it (re-armed by any ALIVE or the rep's JOIN) goes back to SEG. A JOIN from
 //!   someone else is answered with a REFER to my representative. Filled into FORM1 as a
 //!   pending member.
@@ -25,7 +26,7 @@
 //!   member in configuration order), which stamps the new ring id; FORM2 then visits every
 //!   member, which enters EVS; the last one starts the new ring's token. Every FORM token is
 //!   sent twice. A missing FORM2 within `form_timeout` is a token loss.
-//! * **Evs** — members of one old ring exchange that ring's packets until each holds every
+//! * **Evs** (`evs.rs`) — members of one old ring exchange that ring's packets until each holds every
 //!   packet some of them held, then install: old-ring messages up to the first hole (SAFE
 //!   ones only up to the largest ring-wide aru) in the regular configuration, the
 //!   transitional configuration, the rest, then the new regular configuration.
@@ -43,24 +44,126 @@
 //! the last ring or else its first configured daemon) and enters SEG with the ring stopped;
 //! the old ring's packets are kept for the next form.
 
+mod entry;
+mod evs;
 mod form;
 mod gather;
 mod seg;
 
-use crate::ring::packet::{Rep, RepKind};
-use crate::ring::{DaemonId, Engine, MAX_PROCS_RING};
+pub(crate) use entry::{check_form, own_form_copy, FormRefusal};
+pub(crate) use evs::Future;
+
+use crate::ring::{DaemonId, Engine, RingId, State, MAX_PROCS_RING};
+use crate::wire::daemon::{RepInfo, RepType};
+
+/// The membership phase with the data only that phase uses (quinn-proto's connection
+/// state). Each file of this module owns the transitions into its phases: `seg.rs` SEG and
+/// REPRESENTED, `gather.rs` GATHER (and the return to OP), `form.rs` FORM, `evs.rs` EVS and
+/// the installation that ends in OP.
+///
+/// What outlives a phase stays on [`Engine`]: the installed ring, the token bookkeeping,
+/// 5.0.1's `Commit_set` (until the next installation, across failed memberships) and the
+/// JOINs' stale rep index.
+#[derive(Debug, Clone)]
+pub(crate) enum Phase {
+    /// A ring is installed and running.
+    Op {
+        /// A foreign packet was forwarded to the leader in this membership.
+        foreign_forwarded: bool,
+    },
+    /// Ring lost: ALIVEs elect the segment's representative.
+    Seg {
+        /// 5.0.1 F_members: the daemons of my segment heard by ALIVE (me first).
+        heard: Vec<DaemonId>,
+        /// 5.0.1 Potential_reps: where a later GATHER unicasts its JOINs.
+        potential: Vec<RepInfo>,
+    },
+    /// A daemon of my segment gathers for me.
+    Represented {
+        /// F_members heard in SEG (sent in my ALIVEs).
+        heard: Vec<DaemonId>,
+        /// Potential reps kept for the next SEG.
+        potential: Vec<RepInfo>,
+        /// My segment's representative, once its JOIN was heard.
+        rep: Option<DaemonId>,
+    },
+    /// Gathering a new membership.
+    Gather {
+        /// The installed ring keeps running (a leader merging; RING_REP).
+        ring_alive: bool,
+        /// F_members: the daemons I bring (heard in SEG; none for a merging leader).
+        heard: Vec<DaemonId>,
+        /// 5.0.1 F_reps: the representatives gathered (me first).
+        reps: Vec<RepInfo>,
+        /// Potential reps: where JOINs are unicast (other segments' representatives).
+        potential: Vec<RepInfo>,
+    },
+    /// Committed to a FORM token; waiting for FORM2.
+    Form {
+        /// The FORM this daemon committed to.
+        form_id: RingId,
+        /// The FORM's reps of other segments, for the next SEG if this form fails.
+        potential: Vec<RepInfo>,
+    },
+    /// FORM2 seen: recovering the old ring's messages before installing the new ring.
+    Evs {
+        /// The ring being moved to.
+        future: Future,
+        /// EVS token rounds so far (bounded by [`crate::ring::MAX_EVS_ROUNDS`]).
+        rounds: u32,
+    },
+}
+
+impl Phase {
+    /// The phase's name (5.0.1's state).
+    pub(crate) fn state(&self) -> State {
+        match self {
+            Self::Op { .. } => State::Op,
+            Self::Seg { .. } => State::Seg,
+            Self::Represented { .. } => State::Represented,
+            Self::Gather { .. } => State::Gather,
+            Self::Form { .. } => State::Form,
+            Self::Evs { .. } => State::Evs,
+        }
+    }
+
+    /// Does the installed ring still run (OP, or a leader gathering to merge)?
+    pub(crate) fn ring_alive(&self) -> bool {
+        matches!(
+            self,
+            Self::Op { .. }
+                | Self::Gather {
+                    ring_alive: true,
+                    ..
+                }
+        )
+    }
+
+    /// The potential reps of the phases that keep them.
+    #[cfg(test)]
+    pub(crate) fn potential(&self) -> &[RepInfo] {
+        match self {
+            Self::Seg { potential, .. }
+            | Self::Represented { potential, .. }
+            | Self::Gather { potential, .. }
+            | Self::Form { potential, .. } => potential,
+            Self::Op { .. } | Self::Evs { .. } => &[],
+        }
+    }
+}
 
 /// Most representatives in one list (MAX_REPS in 5.0.1).
 pub const MAX_REPS: usize = 25;
 
 impl Engine {
     /// Configured segment of `d` (`None`: not a configured daemon).
-    pub(crate) fn seg_of(&self, d: DaemonId) -> Option<u16> {
+    pub(crate) fn seg_of(&self, d: DaemonId) -> Option<i16> {
         let i = self.rank(d)?;
-        Some(self.cfg.segments.get(i).copied().unwrap_or(0))
+        let seg = self.cfg.segments.get(i).copied().unwrap_or(0);
+        Some(i16::try_from(seg).unwrap_or(i16::MAX))
     }
 
-    pub(crate) fn my_seg(&self) -> u16 {
+    pub(crate) fn my_seg(&self) -> i16 {
         self.seg_of(self.cfg.me).unwrap_or(0)
     }
 
@@ -71,13 +174,13 @@ impl Engine {
     }
 
     /// Configured segment indices other than mine, ascending.
-    fn other_segments(&self) -> Vec<u16> {
+    fn other_segments(&self) -> Vec<i16> {
         let mine = self.my_seg();
-        let mut v: Vec<u16> = self
+        let mut v: Vec<i16> = self
             .cfg
             .segments
             .iter()
-            .copied()
+            .map(|s| i16::try_from(*s).unwrap_or(i16::MAX))
             .filter(|s| *s != mine)
             .collect();
         v.sort_unstable();
@@ -86,7 +189,7 @@ impl Engine {
     }
 
     /// First daemon of segment `seg` among `members` (configuration order), if any.
-    pub(crate) fn first_in_seg(&self, members: &[DaemonId], seg: u16) -> Option<DaemonId> {
+    pub(crate) fn first_in_seg(&self, members: &[DaemonId], seg: i16) -> Option<DaemonId> {
         let mut v: Vec<DaemonId> = members
             .iter()
             .copied()
@@ -98,45 +201,54 @@ impl Engine {
 
     /// 5.0.1's potential reps after a token loss: for each other segment, its first daemon in
     /// `members` (the last ring), else its first configured daemon.
-    pub(crate) fn add_segment_potentials(&mut self, members: &[DaemonId]) {
+    pub(crate) fn add_segment_potentials(
+        &self,
+        potential: &mut Vec<RepInfo>,
+        members: &[DaemonId],
+    ) {
         for seg in self.other_segments() {
             let id = self
                 .first_in_seg(members, seg)
                 .or_else(|| self.first_in_seg(&self.cfg.daemons, seg));
             if let Some(id) = id {
-                let r = Rep {
-                    id,
-                    kind: RepKind::Potential,
-                    seg,
+                let r = RepInfo {
+                    proc_id: id,
+                    rep_type: RepType::POTENTIAL,
+                    seg_index: seg,
                 };
-                insert_rep(&mut self.potential, r);
+                insert_rep(potential, r);
             }
         }
     }
 
     /// The rep as this daemon's configuration sees it (segment from the configuration);
-    /// `None` for an unknown daemon.
-    pub(crate) fn known_rep(&self, id: DaemonId, kind: RepKind) -> Option<Rep> {
-        Some(Rep {
-            id,
-            kind,
-            seg: self.seg_of(id)?,
+    /// `None` for an unknown daemon or rep type.
+    pub(crate) fn known_rep(&self, id: DaemonId, rep_type: RepType) -> Option<RepInfo> {
+        if !matches!(rep_type, RepType::POTENTIAL | RepType::SEG | RepType::RING) {
+            return None;
+        }
+        Some(RepInfo {
+            proc_id: id,
+            rep_type,
+            seg_index: self.seg_of(id)?,
         })
     }
 
     /// 5.0.1 `Smallest_rep`: SEG_REPs before RING_REPs; SEG_REPs by segment only (the first
     /// listed wins a tie), RING_REPs by segment then position.
-    pub(crate) fn smallest_rep(&self, reps: &[Rep]) -> Option<usize> {
+    pub(crate) fn smallest_rep(&self, reps: &[RepInfo]) -> Option<usize> {
         let mut cur = 0;
         let first = reps.first()?;
         let mut c = *first;
         for (i, x) in reps.iter().enumerate().skip(1) {
-            let better = match (c.kind, x.kind) {
-                (RepKind::Seg, RepKind::Seg) => x.seg < c.seg,
-                (RepKind::Ring, RepKind::Ring) => {
-                    x.seg < c.seg || (x.seg == c.seg && self.rank(x.id) < self.rank(c.id))
+            let better = match (c.rep_type, x.rep_type) {
+                (RepType::SEG, RepType::SEG) => x.seg_index < c.seg_index,
+                (RepType::RING, RepType::RING) => {
+                    x.seg_index < c.seg_index
+                        || (x.seg_index == c.seg_index
+                            && self.rank(x.proc_id) < self.rank(c.proc_id))
                 }
-                (RepKind::Ring, RepKind::Seg) => true,
+                (RepType::RING, RepType::SEG) => true,
                 _ => false,
             };
             if better {
@@ -148,7 +260,7 @@ impl Engine {
     }
 
     /// 5.0.1 `Sort_reps`: repeatedly take the smallest, moving the last one into its place.
-    pub(crate) fn sort_reps(&self, reps: &mut Vec<Rep>) {
+    pub(crate) fn sort_reps(&self, reps: &mut Vec<RepInfo>) {
         let mut rest = std::mem::take(reps);
         while let Some(i) = self.smallest_rep(&rest) {
             reps.push(rest.swap_remove(i));
@@ -159,18 +271,19 @@ impl Engine {
 /// 5.0.1 `Insert_rep`: a POTENTIAL only for a segment not listed yet; a SEG_REP replaces a
 /// POTENTIAL of its segment or a RING_REP that lost its ring; a RING_REP replaces a
 /// POTENTIAL or its own SEG_REP entry. Returns whether the list changed.
-pub(crate) fn insert_rep(list: &mut Vec<Rep>, rep: Rep) -> bool {
-    for r in list.iter_mut().filter(|r| r.seg == rep.seg) {
-        match rep.kind {
-            RepKind::Potential => return false,
-            RepKind::Seg | RepKind::Ring if r.kind == RepKind::Potential => {
+pub(crate) fn insert_rep(list: &mut Vec<RepInfo>, rep: RepInfo) -> bool {
+    for r in list.iter_mut().filter(|r| r.seg_index == rep.seg_index) {
+        let same = r.proc_id == rep.proc_id;
+        match rep.rep_type {
+            RepType::POTENTIAL => return false,
+            RepType::SEG | RepType::RING if r.rep_type == RepType::POTENTIAL => {
                 *r = rep;
                 return true;
             }
-            RepKind::Seg if r.id == rep.id && r.kind == RepKind::Seg => return false,
-            RepKind::Ring if r.id == rep.id && r.kind == RepKind::Ring => return false,
-            RepKind::Seg | RepKind::Ring if r.id == rep.id => {
-                r.kind = rep.kind;
+            RepType::SEG if same && r.rep_type == RepType::SEG => return false,
+            RepType::RING if same && r.rep_type == RepType::RING => return false,
+            RepType::SEG | RepType::RING if same => {
+                r.rep_type = rep.rep_type;
                 return true;
             }
             _ => {}

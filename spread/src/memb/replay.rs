@@ -7,10 +7,9 @@
 use bytes::Bytes;
 
 use crate::config::Config;
-use crate::ring::codec;
-use crate::ring::packet::Packet;
 use crate::ring::{DaemonId, Dest, Engine, Input, Output, Port, RingConfig};
 use crate::time::Instant;
+use crate::wire::daemon::{Datagram, PacketBody, TokenBody};
 
 /// One captured datagram.
 pub(super) struct Dgram {
@@ -69,15 +68,20 @@ pub(super) fn load(file: &str) -> Capture {
 
 /// Short name of a packet kind.
 pub(super) fn kind(hash: u32, port: Port, bytes: &[u8]) -> &'static str {
-    match codec::decode(hash, port == Port::Token, bytes) {
-        Ok((_, Packet::Alive(_))) => "ALIVE",
-        Ok((_, Packet::Join(_))) => "JOIN",
-        Ok((_, Packet::Refer { .. })) => "REFER",
-        Ok((_, Packet::Form1(_))) => "FORM1",
-        Ok((_, Packet::Form2(_))) => "FORM2",
-        Ok((_, Packet::Token(_))) => "TOKEN",
-        Ok((_, Packet::Hurry)) => "HURRY",
-        Ok((_, Packet::Data(_))) => "DATA",
+    match Datagram::decode(hash, port == Port::Token, bytes) {
+        Ok(Datagram::Packet(p)) => match p.body {
+            PacketBody::Alive(_) => "ALIVE",
+            PacketBody::Join(_) => "JOIN",
+            PacketBody::Refer => "REFER",
+            PacketBody::Hurry => "HURRY",
+            PacketBody::Data(_) => "DATA",
+            _ => "OTHER",
+        },
+        Ok(Datagram::Token(t)) => match t.body {
+            TokenBody::Form1(_) => "FORM1",
+            TokenBody::Form2(_) => "FORM2",
+            TokenBody::Regular(_) => "TOKEN",
+        },
         Err(_) => "OTHER",
     }
 }
@@ -160,15 +164,18 @@ fn replay(file: &str, me: &str, window: impl Fn(u64) -> Window) -> (Vec<String>,
     let w = window(start);
     // Align the engine's seconds clock with the capture's: the first FORM1 this daemon
     // created carries its clock (the ring's FORM2 and tokens then carry the same ids).
-    let created =
-        mine.iter().find_map(
-            |d| match codec::decode(hash, d.port == Port::Token, &d.bytes) {
-                Ok((_, Packet::Form1(f))) if f.form_id.leader == me_id && f.members.len() == 1 => {
-                    Some((d.t_us, f.form_id.time))
-                }
-                _ => None,
-            },
-        );
+    let created = mine.iter().find_map(|d| {
+        let Ok(Datagram::Token(t)) = Datagram::decode(hash, d.port == Port::Token, &d.bytes) else {
+            return None;
+        };
+        let id = t.header.memb_id;
+        match t.body {
+            TokenBody::Form1(f) if id.leader == me_id && f.members.members.len() == 1 => {
+                Some((d.t_us, id.time as u32))
+            }
+            _ => None,
+        }
+    });
     let clock = created.map_or(1_000, |(t, time)| {
         time.wrapping_sub(((t / 1_000_000) - (start / 1_000_000)) as u32)
     });
@@ -363,13 +370,17 @@ fn captured_form_tokens_re_encode_exactly() {
                 continue;
             };
             let hash = RingConfig::from_config(&cap.cfg, &d.src).unwrap().conf_hash;
-            let form1 = match codec::decode(hash, d.port == Port::Token, &d.bytes) {
-                Ok((_, Packet::Form1(_))) => true,
-                Ok((_, Packet::Form2(_))) => false,
-                _ => continue,
+            let Ok(Datagram::Token(t)) = Datagram::decode(hash, d.port == Port::Token, &d.bytes)
+            else {
+                continue;
             };
-            let (_, p) = codec::decode(hash, true, &d.bytes).unwrap();
-            let ours = codec::encode(tx, hash, &p);
+            let form1 = match t.body {
+                TokenBody::Form1(_) => true,
+                TokenBody::Form2(_) => false,
+                TokenBody::Regular(_) => continue,
+            };
+            // What this engine sends for the same FORM (its own copy, re-encoded).
+            let ours = super::own_form_copy(t, tx, hash).to_vec();
             if used_bytes(&ours, form1) == used_bytes(&d.bytes, form1) {
                 exact += 1;
             } else {

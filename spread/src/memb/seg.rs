@@ -2,10 +2,10 @@
 //! and foreign packets — 5.0.1's `Memb_token_loss`, `Shift_to_seg`, `Gather_or_represented`,
 //! `Memb_handle_alive`, `Memb_handle_refer`, `Memb_handle_foreign`.
 
-use super::{insert_member, insert_rep};
-use crate::ring::packet::{DataPacket, Packet, RepKind};
-use crate::ring::{DaemonId, Dest, Engine, Port, State, Timer, TokenState};
+use super::{insert_member, insert_rep, Phase};
+use crate::ring::{DaemonId, Dest, Engine, Timer, TokenState};
 use crate::time::Instant;
+use crate::wire::daemon::{self as w, RepInfo, RepType};
 
 /// Copies of a foreign packet a segment's first daemon forwards to its ring leader.
 const FOREIGN_COPIES: usize = 2;
@@ -13,45 +13,45 @@ const FOREIGN_COPIES: usize = 2;
 impl Engine {
     /// Start-up: 5.0.1 pretends a token loss of a ring of just this daemon.
     pub(crate) fn start_membership(&mut self, now: Instant) {
-        self.potential.clear();
-        let me = [self.cfg.me];
-        self.add_segment_potentials(&me);
-        self.enter_seg(now);
+        let mut potential = Vec::new();
+        self.add_segment_potentials(&mut potential, &[self.cfg.me]);
+        self.enter_seg(now, potential);
     }
 
     pub(crate) fn on_token_loss(&mut self, now: Instant) {
         self.stats.token_losses += 1;
-        tracing::debug!(me = %self.cfg.me, state = ?self.state, "token loss");
-        match self.state {
-            State::Op => {
-                self.potential.clear();
-                let members = self.ring.members.clone();
-                self.add_segment_potentials(&members);
+        tracing::debug!(me = %self.cfg.me, state = ?self.state(), "token loss");
+        let potential = match &mut self.phase {
+            Phase::Op { .. } => {
+                let mut p = Vec::new();
+                self.add_segment_potentials(&mut p, &self.ring.members);
+                p
             }
-            State::Gather if self.ring_alive => {
+            Phase::Gather {
+                ring_alive: true,
+                reps,
+                ..
+            } => {
                 // The reps I gathered first, then the other segments of my ring.
-                self.potential.clear();
-                for r in self.f_reps.iter().skip(1).copied().collect::<Vec<_>>() {
-                    insert_rep(&mut self.potential, r);
+                let mut p = Vec::new();
+                for r in reps.iter().skip(1) {
+                    insert_rep(&mut p, *r);
                 }
-                let members = self.ring.members.clone();
-                self.add_segment_potentials(&members);
+                self.add_segment_potentials(&mut p, &self.ring.members);
+                p
             }
-            State::Evs => {
-                self.potential.clear();
-                let members = self
-                    .future
-                    .as_ref()
-                    .map(|f| f.members.clone())
-                    .unwrap_or_default();
-                self.add_segment_potentials(&members);
+            Phase::Evs { future, .. } => {
+                let members = future.members.clone();
+                let mut p = Vec::new();
+                self.add_segment_potentials(&mut p, &members);
+                p
             }
             // Form: the potential reps were set from the FORM1 token.
-            _ => {}
-        }
-        self.ring_alive = false;
-        self.future = None;
-        self.form_id = None;
+            Phase::Seg { potential, .. }
+            | Phase::Represented { potential, .. }
+            | Phase::Gather { potential, .. }
+            | Phase::Form { potential, .. } => std::mem::take(potential),
+        };
         for t in [
             Timer::TokenLoss,
             Timer::TokenHurry,
@@ -63,27 +63,43 @@ impl Engine {
             self.cancel(t);
         }
         self.tok = TokenState::default();
-        self.enter_seg(now);
+        self.enter_seg(now, potential);
+    }
+
+    /// A token loss caused by `from` (an ALIVE or JOIN of a member of my ring), which SEG
+    /// has then already heard.
+    pub(crate) fn token_loss_from(&mut self, now: Instant, from: DaemonId) {
+        self.on_token_loss(now);
+        if let Phase::Seg { heard, .. } = &mut self.phase {
+            insert_member(heard, from);
+        }
     }
 
     /// SEG: F_members = me; ALIVE at once (5.0.1: a zero timeout, so the ALIVE that made us
     /// lose the token, or any datagram already waiting, is heard first) and every
     /// Alive_timeout; decide after Seg_timeout.
-    pub(crate) fn enter_seg(&mut self, now: Instant) {
-        self.state = State::Seg;
-        self.f_members = vec![self.cfg.me];
+    pub(crate) fn enter_seg(&mut self, now: Instant, potential: Vec<RepInfo>) {
+        self.phase = Phase::Seg {
+            heard: vec![self.cfg.me],
+            potential,
+        };
         self.cancel(Timer::Rep);
         self.arm(Timer::Alive, now);
         self.arm(Timer::Seg, now + self.cfg.seg_timeout);
     }
 
+    /// An ALIVE listing the daemons this one heard (SEG and REPRESENTED).
     fn send_alive(&mut self) {
-        let p = Packet::Alive(self.f_members.clone());
-        self.send(Dest::Segment, Port::Data, &p);
+        let heard = match &self.phase {
+            Phase::Seg { heard, .. } | Phase::Represented { heard, .. } => heard.clone(),
+            _ => return,
+        };
+        let p = w::Packet::alive(self.cfg.me, self.cfg.conf_hash, heard);
+        self.send_packet(Dest::Segment, &p);
     }
 
     pub(crate) fn on_alive_timer(&mut self, now: Instant) {
-        if self.state == State::Seg {
+        if matches!(self.phase, Phase::Seg { .. }) {
             self.send_alive();
             self.arm(Timer::Alive, now + self.cfg.alive_timeout);
         }
@@ -91,64 +107,89 @@ impl Engine {
 
     /// Seg_timeout: the smallest daemon heard gathers, the others are represented.
     pub(crate) fn on_seg_timer(&mut self, now: Instant) {
-        if self.state != State::Seg {
+        let Phase::Seg { heard, potential } = &mut self.phase else {
             return;
-        }
-        self.seg_rep = None;
-        let mut heard = self.f_members.clone();
-        self.sort_by_rank(&mut heard);
-        if heard.first() == Some(&self.cfg.me) {
-            self.enter_gather(now, false);
+        };
+        let (heard, potential) = (std::mem::take(heard), std::mem::take(potential));
+        let mut sorted = heard.clone();
+        self.sort_by_rank(&mut sorted);
+        if sorted.first() == Some(&self.cfg.me) {
+            self.enter_gather(now, false, heard, potential);
         } else {
-            self.enter_represented(now);
+            self.enter_represented(now, heard, potential, None);
         }
     }
 
-    pub(crate) fn enter_represented(&mut self, now: Instant) {
-        self.state = State::Represented;
+    fn enter_represented(
+        &mut self,
+        now: Instant,
+        heard: Vec<DaemonId>,
+        potential: Vec<RepInfo>,
+        rep: Option<DaemonId>,
+    ) {
+        self.phase = Phase::Represented {
+            heard,
+            potential,
+            rep,
+        };
         self.cancel(Timer::Alive);
         self.cancel(Timer::Seg);
         self.arm(Timer::Rep, now + self.cfg.rep_timeout);
     }
 
     pub(crate) fn on_rep_timer(&mut self, now: Instant) {
-        if self.state == State::Represented {
-            self.enter_seg(now);
+        if let Phase::Represented { potential, .. } = &mut self.phase {
+            let potential = std::mem::take(potential);
+            self.enter_seg(now, potential);
+        }
+    }
+
+    /// A JOIN from `from` of my segment's SEG_REP, in SEG or REPRESENTED: I am represented
+    /// by it and answer with one ALIVE.
+    pub(crate) fn on_rep_join(&mut self, now: Instant, from: DaemonId) {
+        match &mut self.phase {
+            Phase::Seg { heard, potential } => {
+                let (heard, potential) = (std::mem::take(heard), std::mem::take(potential));
+                self.enter_represented(now, heard, potential, Some(from));
+            }
+            Phase::Represented { rep, .. } => {
+                *rep = Some(from);
+                self.arm(Timer::Rep, now + self.cfg.rep_timeout);
+            }
+            _ => return,
+        }
+        self.send_alive();
+    }
+
+    /// A JOIN from someone else than my representative, in REPRESENTED: a REFER to it
+    /// (nothing in SEG, or before the representative's JOIN was heard).
+    pub(crate) fn refer_to_my_rep(&mut self, from: DaemonId) {
+        if let Phase::Represented { rep: Some(rep), .. } = self.phase {
+            self.send_refer(from, rep, RepType::SEG);
         }
     }
 
     /// ALIVE from `from` (already checked to be configured and not me).
     pub(crate) fn on_alive(&mut self, now: Instant, from: DaemonId, _members: &[DaemonId]) {
-        match self.state {
-            State::Op => {
+        match &mut self.phase {
+            Phase::Seg { heard, .. }
+            | Phase::Gather {
+                ring_alive: false,
+                heard,
+                ..
+            } => insert_member(heard, from),
+            Phase::Represented { .. } => self.arm(Timer::Rep, now + self.cfg.rep_timeout),
+            Phase::Op { .. } | Phase::Gather { .. } => {
                 if self.ring.members.contains(&from) {
-                    self.on_token_loss(now);
-                    insert_member(&mut self.f_members, from);
+                    self.token_loss_from(now, from);
                 } else {
                     self.stats.dropped += 1;
                 }
             }
-            State::Seg => insert_member(&mut self.f_members, from),
-            State::Represented => self.arm(Timer::Rep, now + self.cfg.rep_timeout),
-            State::Gather => {
-                if !self.ring_alive {
-                    insert_member(&mut self.f_members, from);
-                } else if self.ring.members.contains(&from) {
-                    self.on_token_loss(now);
-                    insert_member(&mut self.f_members, from);
-                } else {
-                    self.stats.dropped += 1;
-                }
-            }
-            State::Form => self.stats.dropped += 1,
-            State::Evs => {
-                if self
-                    .future
-                    .as_ref()
-                    .is_some_and(|f| f.members.contains(&from))
-                {
-                    self.on_token_loss(now);
-                    insert_member(&mut self.f_members, from);
+            Phase::Form { .. } => self.stats.dropped += 1,
+            Phase::Evs { future, .. } => {
+                if future.members.contains(&from) {
+                    self.token_loss_from(now, from);
                 } else {
                     self.stats.dropped += 1;
                 }
@@ -157,24 +198,25 @@ impl Engine {
     }
 
     /// REFER: while gathering, the referred rep becomes a potential rep.
-    pub(crate) fn on_refer(&mut self, rep: DaemonId, kind: RepKind) {
-        let r = self.known_rep(rep, kind);
-        match r {
-            Some(r) if self.state == State::Gather => {
-                insert_rep(&mut self.potential, r);
+    pub(crate) fn on_refer(&mut self, rep: DaemonId, rep_type: RepType) {
+        let r = self.known_rep(rep, rep_type);
+        match (r, &mut self.phase) {
+            (Some(r), Phase::Gather { potential, .. }) => {
+                insert_rep(potential, r);
             }
             _ => self.stats.dropped += 1,
         }
     }
 
     /// Sends a REFER to `to` pointing at `rep`.
-    pub(crate) fn send_refer(&mut self, to: DaemonId, rep: DaemonId, kind: RepKind) {
-        self.send(Dest::Unicast(to), Port::Data, &Packet::Refer { rep, kind });
+    pub(crate) fn send_refer(&mut self, to: DaemonId, rep: DaemonId, rep_type: RepType) {
+        let p = w::Packet::refer(self.cfg.me, self.cfg.conf_hash, rep, rep_type);
+        self.send_packet(Dest::Unicast(to), &p);
     }
 
     /// A data packet of a ring that is neither mine nor my next one.
-    pub(crate) fn on_foreign(&mut self, now: Instant, d: DataPacket) {
-        if self.state != State::Op || self.rank(d.sender).is_none() {
+    pub(crate) fn on_foreign(&mut self, now: Instant, d: w::Packet) {
+        if !matches!(self.phase, Phase::Op { .. }) || self.rank(d.header.proc_id).is_none() {
             return;
         }
         let me = self.cfg.me;
@@ -182,14 +224,15 @@ impl Engine {
             self.on_lookup(now);
             return;
         }
-        let members = self.ring.members.clone();
-        let seg_leader = self.first_in_seg(&members, self.my_seg());
-        if seg_leader == Some(me) && !self.foreign_found {
-            self.foreign_found = true;
+        let seg_leader = self.first_in_seg(&self.ring.members, self.my_seg());
+        let Phase::Op { foreign_forwarded } = &mut self.phase else {
+            return;
+        };
+        if seg_leader == Some(me) && !*foreign_forwarded {
+            *foreign_forwarded = true;
             let leader = self.ring.members[0];
-            let p = Packet::Data(d);
             for _ in 0..FOREIGN_COPIES {
-                self.send(Dest::Unicast(leader), Port::Data, &p);
+                self.send_packet(Dest::Unicast(leader), &d);
             }
         }
     }

@@ -26,26 +26,27 @@ use std::collections::BTreeSet;
 
 use bytes::BytesMut;
 
-use super::packet::{DataPacket, RingEntry};
-use super::{Class, ConfigChange, DaemonId, Delivery, Engine, Output, Partial, State, MAX_SEQ_GAP};
+use super::{Class, ConfigChange, DaemonId, Delivery, Engine, Output, Partial, MAX_SEQ_GAP};
+use crate::memb::Phase;
 use crate::time::Instant;
+use crate::wire::daemon::{self as w, Fragment, PacketBody, PacketHeader, RingInfo};
 
 /// Most packets of the next ring buffered before it is installed.
 const MAX_EARLY: usize = MAX_SEQ_GAP as usize;
 
 impl Engine {
-    pub(crate) fn on_data(&mut self, now: Instant, _from: DaemonId, d: DataPacket) {
-        if d.ring == self.ring.id {
-            let evs_skip = self.state == State::Evs
-                && self
-                    .future
-                    .as_ref()
-                    .is_some_and(|f| !f.entry.contains(d.seq));
+    /// A data packet (own copy, see [`own_data_copy`]) from `_from`.
+    pub(crate) fn on_data(&mut self, now: Instant, _from: DaemonId, d: w::Packet) {
+        let (ring, seq) = (d.header.memb_id, d.header.seq.0);
+        if ring == self.ring.id {
+            let evs_skip = matches!(
+                &self.phase,
+                Phase::Evs { future, .. } if !future.entry.contains(seq)
+            );
             if evs_skip {
                 self.stats.dropped += 1;
                 return;
             }
-            let seq = d.seq;
             let in_order = seq == self.ring.my_aru.saturating_add(1);
             self.insert_packet(d);
             if in_order {
@@ -55,10 +56,10 @@ impl Engine {
             }
             return;
         }
-        if let Some(f) = self.future.as_mut() {
-            if d.ring == f.ring {
-                if f.early.len() < MAX_EARLY && !f.early.contains_key(&d.seq) {
-                    f.early.insert(d.seq, d);
+        if let Phase::Evs { future: f, .. } = &mut self.phase {
+            if ring == f.ring {
+                if f.early.len() < MAX_EARLY && !f.early.contains_key(&seq) {
+                    f.early.insert(seq, d);
                 } else {
                     self.stats.duplicates += 1;
                 }
@@ -71,18 +72,19 @@ impl Engine {
     }
 
     /// Puts a packet of the installed ring into the buffer.
-    pub(crate) fn insert_packet(&mut self, d: DataPacket) {
+    pub(crate) fn insert_packet(&mut self, d: w::Packet) {
         let r = &mut self.ring;
-        if d.seq <= r.discarded || r.buf.contains_key(&d.seq) {
+        let seq = d.header.seq.0;
+        if seq <= r.discarded || r.buf.contains_key(&seq) {
             self.stats.duplicates += 1;
             return;
         }
-        if d.seq > r.aru.saturating_add(2 * MAX_SEQ_GAP) {
+        if seq > r.aru.saturating_add(2 * MAX_SEQ_GAP) {
             self.stats.dropped += 1;
             return;
         }
-        r.highest = r.highest.max(d.seq);
-        r.buf.insert(d.seq, d);
+        r.highest = r.highest.max(seq);
+        r.buf.insert(seq, d);
         while r.buf.contains_key(&(r.my_aru + 1)) {
             r.my_aru += 1;
         }
@@ -90,7 +92,7 @@ impl Engine {
 
     /// May the regular delivery rules run now (not while forming a new ring)?
     fn delivering(&self) -> bool {
-        self.state == State::Op || (self.state == State::Gather && self.ring_alive)
+        self.ring_alive()
     }
 
     /// Delivers what the regular configuration allows (AGREED order up to `my_aru`, SAFE up to
@@ -101,7 +103,7 @@ impl Engine {
         }
         while self.ring.delivered < self.ring.my_aru {
             let s = self.ring.delivered + 1;
-            let Some(class) = self.ring.buf.get(&s).map(|p| p.class) else {
+            let Some(class) = self.ring.buf.get(&s).map(class_of) else {
                 break;
             };
             if self.ring.early.remove(&s) {
@@ -148,12 +150,13 @@ impl Engine {
     }
 
     /// Is this packet delivered on receipt (RELIABLE, whole messages only)?
-    fn on_receipt(&self, p: &DataPacket) -> bool {
+    fn on_receipt(&self, p: &w::Packet) -> bool {
+        let whole = fragments(p).iter().all(|f| f.index == -1);
         #[cfg(any(test, feature = "sim"))]
         if self.bug == Some(super::PlantedBug::OrderlessDelivery) {
-            return p.class != Class::Safe && p.frags.iter().all(|f| f.index == -1);
+            return class_of(p) != Class::Safe && whole;
         }
-        p.class == Class::Reliable && p.frags.iter().all(|f| f.index == -1)
+        class_of(p) == Class::Reliable && whole
     }
 
     #[cfg(any(test, feature = "sim"))]
@@ -178,16 +181,20 @@ impl Engine {
     /// Ends the old ring at an installation (EVS done): delivers what is left of it by the
     /// rules in the module documentation and emits `trans` (unless `real_old` is false: a
     /// daemon that had no ring) at its place.
-    pub(crate) fn deliver_old_ring(&mut self, e: &RingEntry, trans: &ConfigChange, real_old: bool) {
+    pub(crate) fn deliver_old_ring(&mut self, e: &RingInfo, trans: &ConfigChange, real_old: bool) {
         let last = e.last();
         let mut regular = true;
         let mut after_hole = false;
         let mut s = self.ring.delivered.saturating_add(1);
         let mut steps = 0;
         while s <= last && steps < 4 * MAX_SEQ_GAP {
-            let packet = self.ring.buf.get(&s).map(|p| (p.class, p.sender));
+            let packet = self
+                .ring
+                .buf
+                .get(&s)
+                .map(|p| (class_of(p), p.header.proc_id));
             let hole = !e.contains(s) || packet.is_none();
-            let unsafe_here = packet.is_some_and(|p| p.0 == Class::Safe) && s > e.safe_aru;
+            let unsafe_here = packet.is_some_and(|p| p.0 == Class::Safe) && s > e.aru.0;
             if regular && (hole || unsafe_here) {
                 regular = false;
                 if real_old {
@@ -197,7 +204,7 @@ impl Engine {
             after_hole |= hole;
             let already = self.ring.early.remove(&s);
             // 5.0.1 `Commit_membership`: the transitional set and the rest of the commit set.
-            let committed = |d: &DaemonId| e.trans.contains(d) || e.commit.contains(d);
+            let committed = |d: &DaemonId| e.trans.contains(d) || e.commit_rest.contains(d);
             let wanted = packet.is_some_and(|(_, sender)| !after_hole || committed(&sender));
             if !hole && !already && wanted {
                 self.deliver_packet(s, !regular);
@@ -218,8 +225,8 @@ impl Engine {
         let Some(p) = self.ring.buf.get(&seq) else {
             return;
         };
-        let (sender, class, ring) = (p.sender, p.class, self.ring.id);
-        let frags: Vec<_> = p.frags.iter().map(|f| f.data.clone()).collect();
+        let (sender, class, ring) = (p.header.proc_id, class_of(p), self.ring.id);
+        let frags: Vec<_> = fragments(p).iter().map(|f| f.data.clone()).collect();
         for payload in frags {
             self.stats.delivered += 1;
             self.emit_delivery(Delivery {
@@ -238,8 +245,8 @@ impl Engine {
         let Some(p) = self.ring.buf.get(&seq) else {
             return;
         };
-        let (sender, class, ring) = (p.sender, p.class, self.ring.id);
-        let frags = p.frags.clone();
+        let (sender, class, ring) = (p.header.proc_id, class_of(p), self.ring.id);
+        let frags = fragments(p).to_vec();
         for f in frags {
             let (pos, last) = if f.index < 0 {
                 (usize::from(f.index.unsigned_abs()) - 1, true)
@@ -296,13 +303,43 @@ impl Engine {
     }
 }
 
+/// The fragments of a stored data packet.
+pub(crate) fn fragments(p: &w::Packet) -> &[Fragment] {
+    match &p.body {
+        PacketBody::Data(b) => &b.fragments,
+        _ => &[],
+    }
+}
+
+/// The delivery class of a stored data packet (its type is its class's bit).
+pub(crate) fn class_of(p: &w::Packet) -> Class {
+    Class::of(p.header.kind).unwrap_or(Class::Reliable)
+}
+
+/// The copy of a received data packet of class `class` that this daemon keeps and sends on
+/// (retransmission, a foreign packet forwarded): its own header — native order, `me` as
+/// transmitter, the class as the only type bit, zero padding — over the same originator,
+/// ring, seq, round and fragments.
+pub(crate) fn own_data_copy(p: w::Packet, class: Class, me: DaemonId, conf_hash: u32) -> w::Packet {
+    let h = p.header;
+    let mut header = PacketHeader::new(class as u32, me, conf_hash);
+    header.proc_id = h.proc_id;
+    header.memb_id = h.memb_id;
+    header.seq = h.seq;
+    header.token_round = h.token_round;
+    w::Packet {
+        header,
+        body: p.body,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
 
-    use super::super::packet::{DataPacket, Frag};
     use super::super::{Class, DaemonId, Engine, Output, RingConfig, State};
     use crate::time::Instant;
+    use crate::wire::daemon::{self as w, DataBody, Fragment, Seq};
 
     /// A lone daemon (configured among 3) with its ring installed.
     fn installed() -> (Engine, Instant) {
@@ -327,25 +364,20 @@ mod tests {
         panic!("no ring");
     }
 
-    fn packet(e: &Engine, seq: u32, class: Class, indexes: &[i16]) -> DataPacket {
-        DataPacket {
-            ring: e.ring_id(),
-            seq,
-            sender: DaemonId(2),
-            round: 1,
-            class,
-            frags: indexes
-                .iter()
-                .map(|i| Frag {
-                    index: *i,
-                    data: Bytes::from(format!("m{seq}.{i}")),
-                })
-                .collect(),
-        }
+    fn packet(e: &Engine, seq: u32, class: Class, indexes: &[i16]) -> w::Packet {
+        let fragments = indexes
+            .iter()
+            .map(|i| Fragment {
+                index: *i,
+                data: Bytes::from(format!("m{seq}.{i}")),
+            })
+            .collect();
+        let body = DataBody { fragments };
+        w::Packet::data(class as u32, DaemonId(2), 0, e.ring_id(), Seq(seq), 1, body)
     }
 
     /// Feeds packets, returns the seqs delivered (one entry per message).
-    fn feed(e: &mut Engine, now: Instant, ps: Vec<DataPacket>) -> Vec<u32> {
+    fn feed(e: &mut Engine, now: Instant, ps: Vec<w::Packet>) -> Vec<u32> {
         let mut got = Vec::new();
         for p in ps {
             e.on_data(now, DaemonId(2), p);

@@ -1,8 +1,9 @@
 //! Sending new packets on a token visit: flow control (Window / PersonalWindow / MAX_SEQ_GAP),
 //! fragmentation of large messages and packing of small ones (§7.2, §10).
 
-use super::packet::{DataPacket, Frag, Packet, Token, MAX_PACKET_BODY};
-use super::{Class, Dest, Engine, Port, State, MAX_SEQ_GAP};
+use super::token::flow_control;
+use super::{Class, Dest, Engine, MAX_SEQ_GAP};
+use crate::wire::daemon::{self as w, DataBody, Fragment, Seq, TokenHeader, MAX_PACKET_BODY};
 
 /// Fragment header size of a packed (inline) element.
 const FRAG_HEADER: usize = 4;
@@ -12,13 +13,13 @@ fn pad4(n: usize) -> usize {
 }
 
 impl Engine {
-    /// Sends as many new packets as flow control allows; returns how many.
-    pub(crate) fn send_new_packets(&mut self, t: &mut Token) -> u16 {
-        let sending = self.state == State::Op || (self.state == State::Gather && self.ring_alive);
-        if !sending || !self.has_sendable() {
+    /// Sends as many new packets as flow control allows (raising the token's `seq`);
+    /// returns how many.
+    pub(crate) fn send_new_packets(&mut self, t: &mut TokenHeader) -> u16 {
+        if !self.ring_alive() || !self.has_sendable() {
             return 0;
         }
-        let others = t.fc.saturating_sub(self.tok.my_last_sent);
+        let others = flow_control(t).saturating_sub(self.tok.my_last_sent);
         let allowed = self
             .cfg
             .personal_window
@@ -26,22 +27,22 @@ impl Engine {
         let mut sent = 0u16;
         let mut fresh = Vec::new();
         while sent < allowed {
-            let next = t.seq.max(self.ring.highest).saturating_add(1);
+            let next = t.seq.0.max(self.ring.highest).saturating_add(1);
             if next > self.ring.aru.saturating_add(MAX_SEQ_GAP) {
                 break;
             }
             let Some((class, frags)) = self.build_packet() else {
                 break;
             };
-            let p = DataPacket {
-                ring: self.ring.id,
-                seq: next,
-                sender: self.cfg.me,
-                round: self.tok.round,
-                class,
-                frags,
-            };
-            t.seq = next;
+            let (me, hash, ring, round) = (
+                self.cfg.me,
+                self.cfg.conf_hash,
+                self.ring.id,
+                self.tok.round,
+            );
+            let body = DataBody { fragments: frags };
+            let p = w::Packet::data(class as u32, me, hash, ring, Seq(next), round, body);
+            t.seq = Seq(next);
             self.stats.packets_sent += 1;
             self.insert_packet(p.clone());
             fresh.push(p);
@@ -56,12 +57,13 @@ impl Engine {
         };
         let mut later = fresh.split_off(fresh.len() - keep);
         for p in fresh {
-            self.send(Dest::Broadcast, Port::Data, &Packet::Data(p));
+            self.send_packet(Dest::Broadcast, &p);
         }
         for p in &mut later {
-            p.round = p.round.wrapping_add(1);
-            if let Some(b) = self.ring.buf.get_mut(&p.seq) {
-                b.round = p.round;
+            let h = &mut p.header;
+            h.token_round = h.token_round.wrapping_add(1);
+            if let Some(b) = self.ring.buf.get_mut(&h.seq.0) {
+                b.header.token_round = h.token_round;
             }
         }
         self.tok.after_token = later;
@@ -71,13 +73,13 @@ impl Engine {
     /// Accelerated ring: sends the packets held back until the token left.
     pub(crate) fn flush_after_token(&mut self) {
         for p in std::mem::take(&mut self.tok.after_token) {
-            self.send(Dest::Broadcast, Port::Data, &Packet::Data(p));
+            self.send_packet(Dest::Broadcast, &p);
         }
     }
 
     /// Takes the next packet's worth of fragments from the exchange queue, or (exchange gate
     /// open) the send queue.
-    fn build_packet(&mut self) -> Option<(Class, Vec<Frag>)> {
+    fn build_packet(&mut self) -> Option<(Class, Vec<Fragment>)> {
         if !self.exchange_q.is_empty() {
             return take_packet(&mut self.exchange_q);
         }
@@ -90,7 +92,9 @@ impl Engine {
 
 /// Takes the next packet's worth of fragments from `q`: the next fragment of its first
 /// message, or a whole small message packed with the following ones of a compatible class.
-fn take_packet(q: &mut std::collections::VecDeque<super::Pending>) -> Option<(Class, Vec<Frag>)> {
+fn take_packet(
+    q: &mut std::collections::VecDeque<super::Pending>,
+) -> Option<(Class, Vec<Fragment>)> {
     let front = q.front_mut()?;
     let class = front.class;
     let start = front.next * MAX_PACKET_BODY;
@@ -100,7 +104,7 @@ fn take_packet(q: &mut std::collections::VecDeque<super::Pending>) -> Option<(Cl
     } else {
         i16::try_from(front.next + 1).unwrap_or(i16::MAX)
     };
-    let mut frags = vec![Frag {
+    let mut frags = vec![Fragment {
         index,
         data: front.payload.slice(start..end),
     }];
@@ -116,7 +120,7 @@ fn take_packet(q: &mut std::collections::VecDeque<super::Pending>) -> Option<(Cl
         if next.total != 1 || !class.packs_with(next.class) || need > MAX_PACKET_BODY {
             break;
         }
-        frags.push(Frag {
+        frags.push(Fragment {
             index: -1,
             data: next.payload.clone(),
         });

@@ -2,9 +2,10 @@
 //! requests and answers, aru rules, flow-control accounting, holding an idle token, and the
 //! EVS token that ends in installation.
 
-use super::packet::{Packet, RtrBlock, Token, MAX_RTR_BLOCKS, MAX_RTR_SEQS};
-use super::{neighbours, Dest, Engine, Port, RingId, State, Timer, MAX_EVS_ROUNDS};
+use super::{neighbours, Dest, Engine, RingId, State, Timer, MAX_RTR_BLOCKS, MAX_RTR_SEQS};
+use crate::memb::Phase;
 use crate::time::Instant;
+use crate::wire::daemon::{self as w, DaemonId, RtrRequest, Seq, Token, TokenBody, TokenHeader};
 
 /// proc_id −1 in a 5.0.1 retransmission request: "whoever needs it" (a widened request).
 const ANY_REQUESTER: super::DaemonId = super::DaemonId(u32::MAX);
@@ -14,17 +15,16 @@ const MAX_SCAN: u32 = 4 * super::MAX_SEQ_GAP;
 impl Engine {
     /// Members of the ring the token circulates in (the future ring during EVS).
     pub(crate) fn token_members(&self) -> &[super::DaemonId] {
-        match (&self.future, self.state) {
-            (Some(f), State::Evs) => &f.members,
+        match &self.phase {
+            Phase::Evs { future, .. } => &future.members,
             _ => &self.ring.members,
         }
     }
 
     fn token_ring(&self) -> Option<RingId> {
-        match self.state {
-            State::Op => Some(self.ring.id),
-            State::Gather if self.ring_alive => Some(self.ring.id),
-            State::Evs => self.future.as_ref().map(|f| f.ring),
+        match &self.phase {
+            Phase::Evs { future, .. } => Some(future.ring),
+            p if p.ring_alive() => Some(self.ring.id),
             _ => None,
         }
     }
@@ -33,9 +33,12 @@ impl Engine {
         self.token_members().first() == Some(&self.cfg.me)
     }
 
-    pub(crate) fn on_token(&mut self, now: Instant, from: super::DaemonId, t: Token) {
+    /// A regular token from `from`, as received.
+    pub(crate) fn on_token(&mut self, now: Instant, from: DaemonId, t: Token) {
         let me = self.cfg.me;
-        if self.token_ring() != Some(t.ring) {
+        let t = own_copy(t, me, self.cfg.conf_hash);
+        let (seq, arq, retrans) = (t.header.seq.0, t.header.kind.arq(), t.header.kind.retrans());
+        if self.token_ring() != Some(t.header.memb_id) {
             self.stats.dropped += 1;
             return;
         }
@@ -43,15 +46,15 @@ impl Engine {
             self.stats.dropped += 1;
             return;
         };
-        let stale = self.state != State::Evs && t.seq < self.ring.highest;
-        tracing::trace!(me = %me, %from, seq = t.seq, aru = t.aru, arq = t.arq, retrans = t.retrans,
-            highest = self.ring.highest, my_aru = self.ring.my_aru, rtr = t.rtr.len(), stale, "token");
+        let stale = self.state() != State::Evs && seq < self.ring.highest;
+        tracing::trace!(me = %me, %from, %t, highest = self.ring.highest, my_aru = self.ring.my_aru,
+            stale, "token");
         if from != pred {
             self.stats.dropped += 1;
             return;
         }
         if self.token_leader() {
-            if !self.tok.awaiting || t.arq != self.tok.last_tx_arq || stale {
+            if !self.tok.awaiting || arq != self.tok.last_tx_arq || stale {
                 self.stats.dropped += 1;
                 return;
             }
@@ -59,16 +62,16 @@ impl Engine {
             self.cancel(Timer::TokenHurry);
         } else {
             match self.tok.last_rx_arq {
-                Some(a) if t.arq == a => {
-                    if t.retrans > self.tok.last_rx_retrans {
-                        self.tok.last_rx_retrans = t.retrans;
-                        self.resend_last_token(t.retrans);
+                Some(a) if arq == a => {
+                    if retrans > self.tok.last_rx_retrans {
+                        self.tok.last_rx_retrans = retrans;
+                        self.resend_last_token(retrans);
                     } else {
                         self.stats.dropped += 1;
                     }
                     return;
                 }
-                Some(a) if t.arq != (a + 1) % 16 => {
+                Some(a) if arq != (a + 1) % 16 => {
                     self.stats.dropped += 1;
                     return;
                 }
@@ -81,15 +84,15 @@ impl Engine {
                 self.stats.dropped += 1;
                 return;
             }
-            if t.retrans > 0 {
+            if retrans > 0 {
                 self.stats.token_hurry += 1;
             }
-            self.tok.last_rx_arq = Some(t.arq);
-            self.tok.last_rx_retrans = t.retrans;
+            self.tok.last_rx_arq = Some(arq);
+            self.tok.last_rx_retrans = retrans;
         }
         self.arm(Timer::TokenLoss, now + self.cfg.token_timeout);
         self.tok.round = self.tok.round.wrapping_add(1);
-        if self.state == State::Evs {
+        if self.state() == State::Evs {
             self.step_evs_token(now, t);
         } else {
             self.step_op_token(now, t);
@@ -101,20 +104,21 @@ impl Engine {
         let me = self.cfg.me;
         let rid = self.ring.id;
         // 5.0.1 compares the received aru and seq ("everyone has everything so far").
-        let all_had_all = t.aru == t.seq;
+        let all_had_all = t.header.aru == t.header.seq;
         // As 5.0.1: the token's seq is the ring's highest, even before its packets arrive
         // (else an idle-looking leader could hold a token whose newest packet is in flight).
-        self.ring.highest = self.ring.highest.max(t.seq);
+        self.ring.highest = self.ring.highest.max(t.header.seq.0);
         let retrans = self.answer_rtr(&mut t, rid);
-        let sent = self.send_new_packets(&mut t);
-        t.seq = t.seq.max(self.ring.highest);
+        let sent = self.send_new_packets(&mut t.header);
+        let seq = t.header.seq.0.max(self.ring.highest);
+        t.header.seq = Seq(seq);
         // Accelerated ring: packets after the previous token may still be in flight.
         let limit = if self.cfg.accelerated {
-            self.tok.prev_sent_seq.min(t.seq)
+            self.tok.prev_sent_seq.min(seq)
         } else {
-            t.seq
+            seq
         };
-        self.tok.prev_sent_seq = t.seq;
+        self.tok.prev_sent_seq = seq;
         let wanted: Vec<u32> = (self.ring.my_aru.saturating_add(1)..=limit)
             .take(MAX_SCAN as usize)
             .filter(|s| !self.ring.buf.contains_key(s))
@@ -122,21 +126,24 @@ impl Engine {
             .collect();
         tracing::trace!(me = %me, ?wanted, retrans, sent, "token visit");
         add_request(&mut t, rid, me, wanted);
-        if t.aru > self.ring.my_aru || t.aru_last == Some(me) || t.aru_last.is_none() || all_had_all
+        let h = &mut t.header;
+        let aru_last = h.aru_last_id;
+        if h.aru.0 > self.ring.my_aru || aru_last == me || aru_last == DaemonId::ANY || all_had_all
         {
-            t.aru = self.ring.my_aru;
-            t.aru_last = Some(me);
+            h.aru = Seq(self.ring.my_aru);
+            h.aru_last_id = me;
         }
         let total = sent.saturating_add(retrans);
-        t.fc =
-            t.fc.saturating_sub(self.tok.my_last_sent)
-                .saturating_add(total);
+        let fc = flow_control(h)
+            .saturating_sub(self.tok.my_last_sent)
+            .saturating_add(total);
+        set_flow_control(h, fc);
         self.tok.my_last_sent = total;
         // 5.0.1 `To_hold_token`, decided before this visit's ring aru is computed: the ring
         // aru has equalled the highest seq for two visits in a row (so every member has
         // delivered every SAFE message), nothing new was sent, no re-sent token in between.
         let hold = self.token_leader() && self.would_hold();
-        let sent_aru = t.aru;
+        let sent_aru = t.header.aru.0;
         self.forward_token(now, t, hold);
         self.flush_after_token();
         let safe = sent_aru.min(self.tok.prev_sent_aru);
@@ -155,65 +162,26 @@ impl Engine {
         self.deliver_reliable(top.saturating_sub(u32::from(sent)).saturating_add(1)..=top);
     }
 
-    /// The new ring's token while recovering the old ring's messages (5.0.1: seq stays 0, aru
-    /// climbs to `last_seq` once everybody has everything).
-    fn step_evs_token(&mut self, now: Instant, mut t: Token) {
-        let me = self.cfg.me;
-        let Some(last_seq) = self.future.as_ref().map(|f| f.last_seq) else {
-            return;
-        };
-        self.evs_rounds += 1;
-        if self.evs_rounds > MAX_EVS_ROUNDS {
-            self.on_token_loss(now);
-            return;
-        }
-        let rid = self.ring.id;
-        let retrans = self.answer_rtr(&mut t, rid);
-        let wanted = self.evs_missing();
-        let done = wanted.is_empty();
-        if done {
-            self.on_evs_commit();
-        }
-        add_request(&mut t, rid, me, wanted);
-        let mine = if done { last_seq } else { 0 };
-        if t.aru > mine || t.aru_last == Some(me) || t.aru_last.is_none() {
-            t.aru = mine;
-            t.aru_last = Some(me);
-        }
-        t.fc = retrans;
-        let safe = t.aru.min(self.tok.prev_sent_aru);
-        self.tok.prev_sent_aru = t.aru;
-        // As 5.0.1: the EVS token keeps seq 0; a daemon that sees the ring aru at last_seq
-        // (every member has recovered everything) forwards the token unchanged and then
-        // installs. Every member installs within the next rotation, before any token of the
-        // installed ring reaches it.
-        let install = done && safe == last_seq;
-        self.forward_token(now, t, false);
-        if install {
-            self.install(now);
-        }
-    }
-
     /// Sends the token on (or, at the leader, holds it when `hold`).
-    fn forward_token(&mut self, now: Instant, mut t: Token, hold: bool) {
+    pub(crate) fn forward_token(&mut self, now: Instant, mut t: Token, hold: bool) {
         let me = self.cfg.me;
         let Some((succ, _)) = neighbours(self.token_members(), me) else {
             return;
         };
         if self.token_leader() {
-            t.arq = (self.tok.last_tx_arq + 1) % 16;
-            t.retrans = 0;
-            self.tok.last_tx_arq = t.arq;
+            let arq = (self.tok.last_tx_arq + 1) % 16;
+            t.header.kind = t.header.kind.with_arq(arq).with_retrans(0);
+            self.tok.last_tx_arq = arq;
             self.arm(Timer::TokenHurry, now + self.cfg.hurry_timeout);
-            if self.state != State::Evs && hold {
-                tracing::trace!(me = %me, seq = t.seq, aru = t.aru, "token held");
+            if self.state() != State::Evs && hold {
+                tracing::trace!(me = %me, seq = %t.header.seq, aru = %t.header.aru, "token held");
                 self.tok.holding = true;
                 self.tok.last_tx = Some((succ, t));
                 return;
             }
             self.tok.awaiting = true;
         }
-        self.send(Dest::Unicast(succ), Port::Token, &Packet::Token(t.clone()));
+        self.send_token(Dest::Unicast(succ), &t);
         self.tok.last_tx = Some((succ, t));
     }
 
@@ -226,11 +194,11 @@ impl Engine {
         // 5.0.1 `Handle_hurry`: someone wants to send; no hold until everyone had a turn.
         self.tok.token_counter = 0;
         if let Some((to, t)) = self.tok.last_tx.as_mut() {
-            t.retrans = retrans & 0x0f;
+            t.header.kind = t.header.kind.with_retrans(retrans);
             let (to, t) = (*to, t.clone());
             let copies = 1 + usize::from(self.extra_token_copy());
             for _ in 0..copies {
-                self.send(Dest::Unicast(to), Port::Token, &Packet::Token(t.clone()));
+                self.send_token(Dest::Unicast(to), &t);
             }
             self.tok.awaiting = true;
             self.arm(Timer::TokenHurry, now + self.cfg.hurry_timeout);
@@ -239,11 +207,12 @@ impl Engine {
 
     fn resend_last_token(&mut self, retrans: u8) {
         if let Some((to, t)) = self.tok.last_tx.as_mut() {
-            t.retrans = retrans & 0x0f;
+            t.header.kind = t.header.kind.with_retrans(retrans);
             let (to, t) = (*to, t.clone());
-            let copies = if t.retrans > 1 { 3 } else { 1 } + usize::from(self.extra_token_copy());
+            let copies = if t.header.kind.retrans() > 1 { 3 } else { 1 }
+                + usize::from(self.extra_token_copy());
             for _ in 0..copies {
-                self.send(Dest::Unicast(to), Port::Token, &Packet::Token(t.clone()));
+                self.send_token(Dest::Unicast(to), &t);
             }
         }
     }
@@ -270,7 +239,7 @@ impl Engine {
             .tok
             .last_tx
             .as_ref()
-            .map_or(1, |(_, t)| (t.retrans + 1).min(15));
+            .map_or(1, |(_, t)| (t.header.kind.retrans() + 1).min(15));
         self.resend_last_token(r);
         self.arm(Timer::TokenHurry, now + self.cfg.hurry_timeout);
     }
@@ -279,15 +248,14 @@ impl Engine {
     /// equalled the highest seq for two visits, no re-sent token): the leader holds, or is
     /// about to hold, the token.
     pub(crate) fn would_hold(&self) -> bool {
-        let running = self.state == State::Op || (self.state == State::Gather && self.ring_alive);
-        running
+        self.ring_alive()
             && self.ring.aru == self.ring.highest
             && self.tok.token_counter > 1
             && self
                 .tok
                 .last_tx
                 .as_ref()
-                .is_none_or(|(_, l)| l.retrans <= 1)
+                .is_none_or(|(_, l)| l.header.kind.retrans() <= 1)
     }
 
     /// HURRY (a member has something to send), or a message of the leader's own: as 5.0.1's
@@ -310,23 +278,26 @@ impl Engine {
     }
 
     /// Answers the requests for `ring` this daemon can, removing them from the token.
-    fn answer_rtr(&mut self, t: &mut Token, ring: RingId) -> u16 {
+    pub(crate) fn answer_rtr(&mut self, t: &mut Token, ring: RingId) -> u16 {
         let me = self.cfg.me;
         let mut answers = Vec::new();
-        for blk in t.rtr.iter_mut() {
-            if blk.ring != ring || blk.requester == me {
+        let TokenBody::Regular(rtr) = &mut t.body else {
+            return 0;
+        };
+        for blk in rtr.iter_mut() {
+            if blk.memb_id != ring || blk.proc_id == me {
                 continue;
             }
             let buf = &self.ring.buf;
-            blk.seqs.retain(|s| match buf.get(s) {
+            blk.seqs.retain(|s| match buf.get(&s.0) {
                 Some(p) => {
-                    answers.push((blk.requester, p.clone()));
+                    answers.push((blk.proc_id, p.clone()));
                     false
                 }
                 None => true,
             });
         }
-        t.rtr.retain(|b| !b.seqs.is_empty());
+        rtr.retain(|b| !b.seqs.is_empty());
         let n = u16::try_from(answers.len()).unwrap_or(u16::MAX);
         for (to, p) in answers {
             self.stats.retransmitted += 1;
@@ -337,33 +308,56 @@ impl Engine {
             } else {
                 Dest::Unicast(to)
             };
-            self.send(dest, Port::Data, &Packet::Data(p));
+            self.send_packet(dest, &p);
         }
         n
-    }
-
-    /// EVS: packets of the old ring this daemon still lacks.
-    pub(crate) fn evs_missing(&self) -> Vec<u32> {
-        let Some(f) = self.future.as_ref() else {
-            return Vec::new();
-        };
-        let e = &f.entry;
-        (self.ring.my_aru.saturating_add(1)..=e.last())
-            .take(MAX_SCAN as usize)
-            .filter(|s| e.contains(*s) && !self.ring.buf.contains_key(s))
-            .take(MAX_RTR_SEQS)
-            .collect()
     }
 }
 
 /// Replaces `me`'s request block for `ring` with one asking for `seqs`.
-fn add_request(t: &mut Token, ring: RingId, me: super::DaemonId, seqs: Vec<u32>) {
-    t.rtr.retain(|b| !(b.ring == ring && b.requester == me));
-    if !seqs.is_empty() && t.rtr.len() < MAX_RTR_BLOCKS {
-        t.rtr.push(RtrBlock {
-            ring,
-            requester: me,
-            seqs,
+pub(crate) fn add_request(t: &mut Token, ring: RingId, me: DaemonId, seqs: Vec<u32>) {
+    let TokenBody::Regular(rtr) = &mut t.body else {
+        return;
+    };
+    rtr.retain(|b| !(b.memb_id == ring && b.proc_id == me));
+    if !seqs.is_empty() && rtr.len() < MAX_RTR_BLOCKS {
+        rtr.push(RtrRequest {
+            memb_id: ring,
+            proc_id: me,
+            seg_index: 0,
+            seqs: seqs.into_iter().map(Seq).collect(),
         });
     }
+}
+
+/// The received token as this daemon sends it on: its own header (native order, `me` as
+/// transmitter and processor, type = arq and retrans only, flow control not negative) and
+/// the requests without their segment (this engine never uses it and sends 0).
+fn own_copy(t: Token, me: DaemonId, conf_hash: u32) -> Token {
+    let h = t.header;
+    let kind = w::TypeBits(0)
+        .with_arq(h.kind.arq())
+        .with_retrans(h.kind.retrans());
+    let mut header = TokenHeader::new(kind.0, me, h.memb_id, conf_hash);
+    header.seq = h.seq;
+    header.aru = h.aru;
+    header.aru_last_id = h.aru_last_id;
+    header.flow_control = h.flow_control.max(0);
+    let mut body = t.body;
+    if let TokenBody::Regular(rtr) = &mut body {
+        for b in rtr.iter_mut() {
+            b.seg_index = 0;
+        }
+    }
+    Token { header, body }
+}
+
+/// Packets sent in the last rotation (5.0.1's int16 `flow_control`, never negative here).
+pub(crate) fn flow_control(h: &TokenHeader) -> u16 {
+    u16::try_from(h.flow_control).unwrap_or(0)
+}
+
+/// Sets the flow-control count (saturating at the int16 maximum).
+pub(crate) fn set_flow_control(h: &mut TokenHeader, fc: u16) {
+    h.flow_control = i16::try_from(fc).unwrap_or(i16::MAX);
 }

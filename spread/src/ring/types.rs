@@ -1,6 +1,5 @@
 //! Public value types of the ring engine: ids, services, inputs, outputs, timers, settings.
 
-use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -8,31 +7,7 @@ use bytes::Bytes;
 /// Most daemons in one ring (MAX_PROCS_RING in 5.0.1).
 pub const MAX_PROCS_RING: usize = 128;
 
-/// A daemon id (5.0.1 "proc id"): a hash of the daemon name, compared as an integer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct DaemonId(pub u32);
-
-impl fmt::Display for DaemonId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:08x}", self.0)
-    }
-}
-
-/// A ring (membership) id: the leader that created it and a seconds-based time, strictly
-/// increasing per leader.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct RingId {
-    /// Leader that created the ring.
-    pub leader: DaemonId,
-    /// Creator's seconds-based timestamp.
-    pub time: u32,
-}
-
-impl fmt::Display for RingId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "({},{})", self.leader, self.time)
-    }
-}
+pub use crate::ids::{DaemonId, RingId};
 
 /// The six Spread services a message can be sent with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -86,6 +61,23 @@ impl Class {
             8 => Some(Self::Agreed),
             16 => Some(Self::Safe),
             _ => None,
+        }
+    }
+
+    /// The class a data packet's type bits carry (5.0.1 reads the highest: SAFE, AGREED,
+    /// FIFO, then RELIABLE or UNRELIABLE); `None` without one.
+    pub fn of(kind: crate::wire::daemon::TypeBits) -> Option<Self> {
+        use crate::wire::daemon::TypeBits as T;
+        if kind.has(T::SAFE) {
+            Some(Self::Safe)
+        } else if kind.has(T::AGREED) {
+            Some(Self::Agreed)
+        } else if kind.has(T::FIFO) {
+            Some(Self::Fifo)
+        } else if kind.has(T::RELIABLE | T::UNRELIABLE) {
+            Some(Self::Reliable)
+        } else {
+            None
         }
     }
 

@@ -40,7 +40,7 @@ fn node(me: usize, dangerous: bool) -> Daemon {
 }
 
 fn control(kind: u32, from: DaemonId, body: &[i16]) -> Vec<u8> {
-    let mut h = PacketHeader::new(kind, ProcId(from.0), HASH);
+    let mut h = PacketHeader::new(kind, DaemonId(from.0), HASH);
     h.seq = crate::wire::daemon::Seq(7000);
     let body = match kind {
         TypeBits::PARTITION => PacketBody::Partition(PartitionBody {
@@ -190,7 +190,7 @@ fn partition_drops_other_components_until_timeout() {
         Input::Packet {
             from: D2,
             port: Port::Data,
-            bytes: crate::wire::daemon::Packet::hurry(ProcId(D2.0), HASH)
+            bytes: crate::wire::daemon::Packet::hurry(DaemonId(D2.0), HASH)
                 .to_vec()
                 .into(),
         },

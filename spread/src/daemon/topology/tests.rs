@@ -19,7 +19,7 @@ fn topology(me: DaemonId, broadcast: bool) -> Topology {
 
 /// A data packet of class `kind` with a 4-byte body, transmitted by `from` (sender `from`).
 fn data(kind: u32, from: DaemonId, hash: u32) -> Bytes {
-    let mut h = PacketHeader::new(kind, ProcId(from.0), hash);
+    let mut h = PacketHeader::new(kind, DaemonId(from.0), hash);
     h.data_len = 4;
     let mut v = Vec::new();
     h.encode(&mut v);
@@ -55,15 +55,15 @@ fn routed_packet_is_relayed_to_my_segment_with_my_id_and_processed_plain() {
     assert_eq!(header(&plain).kind.0, TypeBits::AGREED, "ROUTED cleared");
     assert_eq!(
         header(&plain).transmiter_id,
-        ProcId(W1.0),
+        DaemonId(W1.0),
         "processed as received"
     );
     assert_eq!(sent.len(), 1, "one relayed copy: {sent:?}");
     assert_eq!(sent[0].to, Target::Segment);
     let h = header(&sent[0].bytes);
     assert_eq!(h.kind.0, TypeBits::AGREED);
-    assert_eq!(h.transmiter_id, ProcId(E1.0));
-    assert_eq!(h.proc_id, ProcId(W1.0));
+    assert_eq!(h.transmiter_id, DaemonId(E1.0));
+    assert_eq!(h.proc_id, DaemonId(W1.0));
     assert_eq!(t.stats().relayed, 1);
 }
 

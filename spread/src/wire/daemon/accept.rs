@@ -2,7 +2,7 @@
 //! function: the shell (or the core) calls it on every datagram before decoding further.
 
 use super::header::{PacketHeader, TokenHeader, HEADER_LEN};
-use super::{ProcId, TypeBits};
+use super::{DaemonId, TypeBits};
 
 /// Why a datagram is dropped before the protocol sees it. Nothing changes state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, thiserror::Error)]
@@ -54,8 +54,8 @@ pub fn check<A: PartialEq>(
     port: Port,
     source: &A,
     conf_hash: u32,
-    my_id: ProcId,
-    addr_of: impl Fn(ProcId) -> Option<A>,
+    my_id: DaemonId,
+    addr_of: impl Fn(DaemonId) -> Option<A>,
 ) -> Result<Accepted, Rejected> {
     if datagram.len() < HEADER_LEN {
         return Err(Rejected::Short);
@@ -96,7 +96,7 @@ mod tests {
     use super::*;
     use crate::wire::daemon::{Packet, TokenHeader as TH};
 
-    fn addr_of(id: ProcId) -> Option<u8> {
+    fn addr_of(id: DaemonId) -> Option<u8> {
         match id.0 {
             1 => Some(1),
             2 => Some(2),
@@ -106,8 +106,8 @@ mod tests {
 
     #[test]
     fn checks_in_order() {
-        let me = ProcId(1);
-        let p = Packet::hurry(ProcId(2), 77).to_vec();
+        let me = DaemonId(1);
+        let p = Packet::hurry(DaemonId(2), 77).to_vec();
         assert_eq!(
             check(&p, Port::Data, &2, 77, me, addr_of),
             Ok(Accepted::Protocol)
@@ -130,7 +130,7 @@ mod tests {
             check(&p, Port::Data, &1, 77, me, addr_of),
             Err(Rejected::WrongSource)
         );
-        let stranger = Packet::hurry(ProcId(9), 77).to_vec();
+        let stranger = Packet::hurry(DaemonId(9), 77).to_vec();
         assert_eq!(
             check(&stranger, Port::Data, &2, 77, me, addr_of),
             Err(Rejected::UnknownTransmitter)
@@ -149,7 +149,7 @@ mod tests {
         );
         // Tokens: no length check at this layer.
         let mut t = Vec::new();
-        TH::new(0, ProcId(2), Default::default(), 77).encode(&mut t);
+        TH::new(0, DaemonId(2), Default::default(), 77).encode(&mut t);
         t.extend_from_slice(&[0; 8]);
         assert_eq!(
             check(&t, Port::Token, &2, 77, me, addr_of),

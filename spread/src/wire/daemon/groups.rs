@@ -6,7 +6,7 @@
 use bytes::{Buf, BufMut, Bytes};
 
 use super::codec::{Reader, Writer};
-use super::{DecodeError, Endian, MembId, ProcId, MAX_PROCS_RING};
+use super::{DaemonId, DecodeError, Endian, RingId, MAX_PROCS_RING};
 
 /// Size of a group / private group name field.
 pub const GROUP_NAME_LEN: usize = 32;
@@ -169,7 +169,7 @@ impl Message {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct GroupId {
     /// Membership the id was assigned in.
-    pub memb_id: MembId,
+    pub memb_id: RingId,
     /// Counter within that membership.
     pub index: i32,
 }
@@ -178,9 +178,9 @@ pub struct GroupId {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct GroupDaemon {
     /// The daemon.
-    pub proc_id: ProcId,
+    pub proc_id: DaemonId,
     /// The group id's memb_id as known at that daemon.
-    pub memb_id: MembId,
+    pub memb_id: RingId,
     /// Private group names of its local members.
     pub members: Vec<NameField>,
 }
@@ -202,9 +202,9 @@ pub struct GroupBlock {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct GroupsBody {
     /// The ring id just installed.
-    pub memb_id: MembId,
+    pub memb_id: RingId,
     /// The synced set, present (flag 1) in the daemon's first GROUPS message only.
-    pub synced_set: Option<Vec<ProcId>>,
+    pub synced_set: Option<Vec<DaemonId>>,
     /// Group blocks, sorted by name.
     pub groups: Vec<GroupBlock>,
 }
@@ -228,7 +228,7 @@ impl GroupsBody {
             });
         }
         let mut r = Reader::new(buf, endian);
-        let memb_id = MembId::read(&mut r, "groups memb_id")?;
+        let memb_id = RingId::read(&mut r, "groups memb_id")?;
         let synced_set = match r.u8("groups flag")? {
             0 => None,
             1 => {
@@ -236,7 +236,7 @@ impl GroupsBody {
                 r.need("synced set", 4 * n)?;
                 let mut ids = Vec::with_capacity(n);
                 for _ in 0..n {
-                    ids.push(ProcId(r.u32("synced set id")?));
+                    ids.push(DaemonId(r.u32("synced set id")?));
                 }
                 Some(ids)
             }
@@ -256,7 +256,7 @@ impl GroupsBody {
 
     fn read_group<B: Buf>(r: &mut Reader<'_, B>) -> Result<GroupBlock, DecodeError> {
         let name = read_name(r, "group name")?;
-        let gid_memb = MembId::read(r, "group_id")?;
+        let gid_memb = RingId::read(r, "group_id")?;
         let index = r.i32("group_id index")?;
         let changed = r.u16("changed")?;
         let nd = usize::from(r.u16("num_daemons")?);
@@ -264,8 +264,8 @@ impl GroupsBody {
         r.need("group daemons", 14 * nd)?;
         let mut daemons = Vec::with_capacity(nd);
         for _ in 0..nd {
-            let proc_id = ProcId(r.u32("daemon proc_id")?);
-            let memb_id = MembId::read(r, "daemon memb_id")?;
+            let proc_id = DaemonId(r.u32("daemon proc_id")?);
+            let memb_id = RingId::read(r, "daemon memb_id")?;
             let nm = usize::from(r.u16("num_members")?);
             r.need("member names", GROUP_NAME_LEN * nm)?;
             let mut members = Vec::with_capacity(nm);
@@ -291,7 +291,7 @@ impl GroupsBody {
 
     /// Encoded size.
     pub fn encoded_len(&self) -> usize {
-        let mut n = MembId::LEN + 1;
+        let mut n = RingId::LEN + 1;
         if let Some(s) = &self.synced_set {
             n += 4 + 4 * s.len();
         }

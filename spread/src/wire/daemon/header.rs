@@ -3,7 +3,7 @@
 use bytes::{Buf, BufMut};
 
 use super::codec::{Reader, Writer};
-use super::{DecodeError, Endian, MembId, ProcId, Seq, TypeBits};
+use super::{DaemonId, DecodeError, Endian, RingId, Seq, TypeBits};
 
 /// Size of both headers on the wire.
 pub const HEADER_LEN: usize = 40;
@@ -41,11 +41,11 @@ pub struct PacketHeader {
     /// Type bits without the marker.
     pub kind: TypeBits,
     /// Daemon that put this datagram on the wire.
-    pub transmiter_id: ProcId,
+    pub transmiter_id: DaemonId,
     /// Daemon that originated the packet.
-    pub proc_id: ProcId,
+    pub proc_id: DaemonId,
     /// Ring id (REFER: referred rep id and rep type).
-    pub memb_id: MembId,
+    pub memb_id: RingId,
     /// Ring sequence number (STATUS request: the monitor's return port).
     pub seq: Seq,
     /// Sender's token-round counter.
@@ -72,9 +72,9 @@ impl PacketHeader {
         }
         let (kind, endian) = TypeBits::read(buf)?;
         let mut r = Reader::new(buf, endian);
-        let transmiter_id = ProcId(r.u32("transmiter_id")?);
-        let proc_id = ProcId(r.u32("proc_id")?);
-        let memb_id = MembId::read(&mut r, "memb_id")?;
+        let transmiter_id = DaemonId(r.u32("transmiter_id")?);
+        let proc_id = DaemonId(r.u32("proc_id")?);
+        let memb_id = RingId::read(&mut r, "memb_id")?;
         let seq = Seq(r.u32("seq")?);
         let token_round = r.u32("token_round")?;
         let conf_hash = r.u32("conf_hash")?;
@@ -122,17 +122,17 @@ pub struct TokenHeader {
     /// Type bits without the marker: 0 (+ARQ/RETRANS) for a regular token, FORM1/FORM2.
     pub kind: TypeBits,
     /// Daemon that sent this datagram.
-    pub transmiter_id: ProcId,
+    pub transmiter_id: DaemonId,
     /// Daemon that last processed the token.
-    pub proc_id: ProcId,
+    pub proc_id: DaemonId,
     /// Ring id (FORM tokens: the form attempt id).
-    pub memb_id: MembId,
+    pub memb_id: RingId,
     /// Highest sequence number assigned in the ring (FORM: highest seq + 3333).
     pub seq: Seq,
     /// All-received-up-to.
     pub aru: Seq,
     /// Daemon that last set aru.
-    pub aru_last_id: ProcId,
+    pub aru_last_id: DaemonId,
     /// Packets sent during the last rotation.
     pub flow_control: i16,
     /// Body length.
@@ -156,12 +156,12 @@ impl TokenHeader {
         Ok(Self {
             endian,
             kind,
-            transmiter_id: ProcId(r.u32("transmiter_id")?),
-            proc_id: ProcId(r.u32("proc_id")?),
-            memb_id: MembId::read(&mut r, "memb_id")?,
+            transmiter_id: DaemonId(r.u32("transmiter_id")?),
+            proc_id: DaemonId(r.u32("proc_id")?),
+            memb_id: RingId::read(&mut r, "memb_id")?,
             seq: Seq(r.u32("seq")?),
             aru: Seq(r.u32("aru")?),
-            aru_last_id: ProcId(r.u32("aru_last_id")?),
+            aru_last_id: DaemonId(r.u32("aru_last_id")?),
             flow_control: r.i16("flow_control")?,
             rtr_len: r.u16("rtr_len")?,
             conf_hash: r.u32("conf_hash")?,
@@ -207,7 +207,7 @@ fn rewrite_in_place<H>(
 impl PacketHeader {
     /// A header for a packet this daemon originates: `transmiter_id = proc_id = me`,
     /// native byte order, everything else 0.
-    pub fn new(kind: u32, me: ProcId, conf_hash: u32) -> Self {
+    pub fn new(kind: u32, me: DaemonId, conf_hash: u32) -> Self {
         Self {
             endian: Endian::NATIVE,
             kind: TypeBits(kind),
@@ -228,7 +228,7 @@ impl PacketHeader {
 
 impl TokenHeader {
     /// A token header from this daemon: `transmiter_id = proc_id = me`, native byte order.
-    pub fn new(kind: u32, me: ProcId, memb_id: MembId, conf_hash: u32) -> Self {
+    pub fn new(kind: u32, me: DaemonId, memb_id: RingId, conf_hash: u32) -> Self {
         Self {
             endian: Endian::NATIVE,
             kind: TypeBits(kind),
@@ -338,7 +338,7 @@ mod tests {
     #[test]
     fn relay_rewrite_keeps_body_and_order() {
         // An AGREED|ROUTED packet from a big-endian sender, relayed by 0x11223344.
-        let mut h = PacketHeader::new(TypeBits::AGREED | TypeBits::ROUTED, ProcId(7), 0xabcd);
+        let mut h = PacketHeader::new(TypeBits::AGREED | TypeBits::ROUTED, DaemonId(7), 0xabcd);
         h.endian = Endian::Big;
         h.data_len = 3;
         let mut dg = Vec::new();
@@ -346,21 +346,21 @@ mod tests {
         dg.extend_from_slice(b"xyz");
         PacketHeader::rewrite(&mut dg, |h| {
             h.kind = TypeBits(h.kind.0 & !TypeBits::ROUTED);
-            h.transmiter_id = ProcId(0x1122_3344);
+            h.transmiter_id = DaemonId(0x1122_3344);
         })
         .unwrap();
         let back = PacketHeader::decode(&mut &dg[..]).unwrap();
         assert_eq!(back.endian, Endian::Big);
         assert_eq!(back.kind, TypeBits(TypeBits::AGREED));
-        assert_eq!(back.transmiter_id, ProcId(0x1122_3344));
-        assert_eq!(back.proc_id, ProcId(7));
+        assert_eq!(back.transmiter_id, DaemonId(0x1122_3344));
+        assert_eq!(back.proc_id, DaemonId(7));
         assert_eq!(&dg[40..], b"xyz");
         assert!(PacketHeader::rewrite(&mut [0u8; 10], |_| {}).is_err());
     }
 
     #[test]
     fn token_retrans_rewrite() {
-        let h = TokenHeader::new(0, ProcId(1), MembId::default(), 5);
+        let h = TokenHeader::new(0, DaemonId(1), RingId::default(), 5);
         let mut dg = Vec::new();
         h.encode(&mut dg);
         TokenHeader::rewrite(&mut dg, |h| h.kind = h.kind.with_retrans(2)).unwrap();

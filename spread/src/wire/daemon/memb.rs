@@ -8,7 +8,7 @@
 use bytes::{Buf, BufMut};
 
 use super::codec::{check_count, Reader, Writer};
-use super::{DecodeError, Endian, MembId, ProcId, Seq, MAX_FORM_REPS, MAX_PROCS_RING, MAX_REPS};
+use super::{DaemonId, DecodeError, Endian, RingId, Seq, MAX_FORM_REPS, MAX_PROCS_RING, MAX_REPS};
 
 /// Most holes one ring entry may list (bounded by the largest token body).
 pub const MAX_RING_HOLES: usize = super::MAX_TOKEN_BODY / 4;
@@ -22,11 +22,11 @@ fn read_ids<B: Buf>(
     r: &mut Reader<'_, B>,
     n: usize,
     what: &'static str,
-) -> Result<Vec<ProcId>, DecodeError> {
+) -> Result<Vec<DaemonId>, DecodeError> {
     r.need(what, 4 * n)?;
     let mut v = Vec::with_capacity(n);
     for _ in 0..n {
-        v.push(ProcId(r.u32(what)?));
+        v.push(DaemonId(r.u32(what)?));
     }
     Ok(v)
 }
@@ -35,11 +35,11 @@ fn read_ids<B: Buf>(
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct MembersInfo {
     /// The first `num_members` slots.
-    pub members: Vec<ProcId>,
+    pub members: Vec<DaemonId>,
     /// The next `num_pending` slots.
-    pub pending: Vec<ProcId>,
+    pub pending: Vec<DaemonId>,
     /// Leftover slots after them, up to the last non-zero one (re-encoding only).
-    pub stale: Vec<ProcId>,
+    pub stale: Vec<DaemonId>,
 }
 
 impl MembersInfo {
@@ -57,7 +57,7 @@ impl MembersInfo {
         let mut slots = read_ids(&mut r, MAX_PROCS_RING, "members")?;
         let mut stale = slots.split_off(nm + np);
         let pending = slots.split_off(nm);
-        while stale.last() == Some(&ProcId(0)) {
+        while stale.last() == Some(&DaemonId(0)) {
             stale.pop();
         }
         Ok(Self {
@@ -106,7 +106,7 @@ impl RepType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct RepInfo {
     /// Representative's id.
-    pub proc_id: ProcId,
+    pub proc_id: DaemonId,
     /// Its role.
     pub rep_type: RepType,
     /// Its segment index.
@@ -119,7 +119,7 @@ impl RepInfo {
 
     fn read<B: Buf>(r: &mut Reader<'_, B>) -> Result<Self, DecodeError> {
         Ok(Self {
-            proc_id: ProcId(r.u32("rep proc_id")?),
+            proc_id: DaemonId(r.u32("rep proc_id")?),
             rep_type: RepType(r.i16("rep type")?),
             seg_index: r.i16("rep seg_index")?,
         })
@@ -200,7 +200,7 @@ impl RepsInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct AliveBody {
     /// Daemons heard in this SEG phase, sender first.
-    pub members: Vec<ProcId>,
+    pub members: Vec<DaemonId>,
     /// `num_pending` as sent (0 from 5.0.1; its ids are not carried).
     pub num_pending: i16,
 }
@@ -283,7 +283,7 @@ impl JoinBody {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct RingInfo {
     /// The old ring.
-    pub memb_id: MembId,
+    pub memb_id: RingId,
     /// 0 until the new leader stamps it.
     pub trans_time: i32,
     /// That ring's aru.
@@ -293,9 +293,9 @@ pub struct RingInfo {
     /// Seqs missing at the reporting daemons.
     pub holes: Vec<Seq>,
     /// Transitional set: daemons of that ring that are in the new ring (first `num_trans`).
-    pub trans: Vec<ProcId>,
+    pub trans: Vec<DaemonId>,
     /// Rest of the commit set.
-    pub commit_rest: Vec<ProcId>,
+    pub commit_rest: Vec<DaemonId>,
 }
 
 impl RingInfo {
@@ -308,7 +308,7 @@ impl RingInfo {
     }
 
     fn read<B: Buf>(r: &mut Reader<'_, B>) -> Result<Self, DecodeError> {
-        let memb_id = MembId::read(r, "ring memb_id")?;
+        let memb_id = RingId::read(r, "ring memb_id")?;
         let trans_time = r.i32("trans_time")?;
         let aru = Seq(r.u32("ring aru")?);
         let highest_seq = Seq(r.u32("ring highest_seq")?);
@@ -414,7 +414,7 @@ pub struct Form2Body {
     /// `num_members` installed so far, the rest pending, in configuration order.
     pub members: MembersInfo,
     /// New ring id, written by the leader (before that: stale reps bytes).
-    pub new_ring_id: MembId,
+    pub new_ring_id: RingId,
     /// Old rings merged into the new one.
     pub rings: Vec<RingInfo>,
 }
@@ -423,7 +423,7 @@ impl Form2Body {
     /// Encoded size.
     pub fn encoded_len(&self) -> usize {
         MEMBERS_INFO_LEN
-            + MembId::LEN
+            + RingId::LEN
             + 4
             + self.rings.iter().map(RingInfo::encoded_len).sum::<usize>()
     }
@@ -431,7 +431,7 @@ impl Form2Body {
     /// Decodes the body.
     pub fn decode(buf: &mut impl Buf, endian: Endian) -> Result<Self, DecodeError> {
         let members = MembersInfo::decode(buf, endian)?;
-        let new_ring_id = MembId::read(&mut Reader::new(buf, endian), "new ring id")?;
+        let new_ring_id = RingId::read(&mut Reader::new(buf, endian), "new ring id")?;
         let rings = read_rings(buf, endian)?;
         Ok(Self {
             members,

@@ -39,6 +39,7 @@
 pub mod accept;
 mod codec;
 pub mod data;
+pub mod datagram;
 pub mod groups;
 pub mod header;
 pub mod memb;
@@ -50,6 +51,7 @@ pub mod token;
 mod proptests;
 
 pub use data::{can_share_packet, packet_class, split_message, DataBody, Fragment};
+pub use datagram::{Datagram, DatagramError};
 pub use groups::{GroupBlock, GroupDaemon, GroupId, GroupsBody, Message, MessageHeader};
 pub use header::{FragHeader, PacketHeader, TokenHeader, HEADER_LEN};
 pub use memb::{
@@ -167,54 +169,21 @@ impl Endian {
     }
 }
 
-/// A daemon id ("proc id", VID): a hash of the daemon name (see [`crate::ids`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct ProcId(pub u32);
+pub use crate::ids::{DaemonId, RingId};
 
-impl ProcId {
-    /// 0: no daemon.
-    pub const NONE: Self = Self(0);
-    /// −1: "anyone" (retransmission widening, first token's aru_last_id).
-    pub const ANY: Self = Self(u32::MAX);
-}
-
-impl fmt::Display for ProcId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:08x}", self.0)
-    }
-}
-
-/// A ring (membership) id: the creating leader and a seconds-based timestamp.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct MembId {
-    /// Ring leader that created the membership.
-    pub proc_id: ProcId,
-    /// Seconds-based timestamp, strictly increasing per creator.
-    pub time: i32,
-}
-
-impl MembId {
-    /// Size on the wire.
-    pub const LEN: usize = 8;
-
+impl RingId {
     pub(crate) fn read<B: bytes::Buf>(
         r: &mut codec::Reader<'_, B>,
         what: &'static str,
     ) -> Result<Self, DecodeError> {
-        let proc_id = ProcId(r.u32(what)?);
+        let leader = DaemonId(r.u32(what)?);
         let time = r.i32(what)?;
-        Ok(Self { proc_id, time })
+        Ok(Self { leader, time })
     }
 
     pub(crate) fn write<B: bytes::BufMut>(&self, w: &mut codec::Writer<'_, B>) {
-        w.u32(self.proc_id.0);
+        w.u32(self.leader.0);
         w.i32(self.time);
-    }
-}
-
-impl fmt::Display for MembId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "({},{})", self.proc_id, self.time)
     }
 }
 

@@ -7,7 +7,7 @@ use super::data::DataBody;
 use super::header::{FragHeader, PacketHeader, HEADER_LEN};
 use super::memb::{AliveBody, JoinBody, RepInfo, RepType};
 use super::monitor::{FcBody, PartitionBody, StatusRecord};
-use super::{DecodeError, MembId, ProcId, Seq, TypeBits, MAX_PACKET_BODY};
+use super::{DaemonId, DecodeError, RingId, Seq, TypeBits, MAX_PACKET_BODY};
 
 /// What follows a data-port header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,7 +173,7 @@ impl Packet {
 
 impl Packet {
     /// ALIVE from `me` listing `members` (itself first).
-    pub fn alive(me: ProcId, conf_hash: u32, members: Vec<ProcId>) -> Self {
+    pub fn alive(me: DaemonId, conf_hash: u32, members: Vec<DaemonId>) -> Self {
         Self {
             header: PacketHeader::new(TypeBits::ALIVE, me, conf_hash),
             body: PacketBody::Alive(AliveBody {
@@ -185,9 +185,9 @@ impl Packet {
 
     /// JOIN from `me` with its gathered members and known reps.
     pub fn join(
-        me: ProcId,
+        me: DaemonId,
         conf_hash: u32,
-        members: Vec<ProcId>,
+        members: Vec<DaemonId>,
         reps: Vec<RepInfo>,
         rep_index: i16,
     ) -> Self {
@@ -205,10 +205,10 @@ impl Packet {
     }
 
     /// REFER from `me` pointing to representative `rep` of type `rep_type` (§6.3).
-    pub fn refer(me: ProcId, conf_hash: u32, rep: ProcId, rep_type: RepType) -> Self {
+    pub fn refer(me: DaemonId, conf_hash: u32, rep: DaemonId, rep_type: RepType) -> Self {
         let mut header = PacketHeader::new(TypeBits::REFER, me, conf_hash);
-        header.memb_id = MembId {
-            proc_id: rep,
+        header.memb_id = RingId {
+            leader: rep,
             time: i32::from(rep_type.0),
         };
         Self {
@@ -218,7 +218,7 @@ impl Packet {
     }
 
     /// HURRY from `me` to the ring leader.
-    pub fn hurry(me: ProcId, conf_hash: u32) -> Self {
+    pub fn hurry(me: DaemonId, conf_hash: u32) -> Self {
         Self {
             header: PacketHeader::new(TypeBits::HURRY, me, conf_hash),
             body: PacketBody::Hurry,
@@ -228,9 +228,9 @@ impl Packet {
     /// A data packet: `kind` is the packet class (plus ROUTED for a routed copy).
     pub fn data(
         kind: u32,
-        me: ProcId,
+        me: DaemonId,
         conf_hash: u32,
-        memb_id: MembId,
+        memb_id: RingId,
         seq: Seq,
         token_round: u32,
         body: DataBody,
@@ -249,7 +249,7 @@ impl Packet {
 impl Packet {
     /// STATUS request as spmonitor sends it: from `me` (a configured daemon's id, sent from
     /// its address), the reply port in `seq`.
-    pub fn status_request(me: ProcId, conf_hash: u32, return_port: u16) -> Self {
+    pub fn status_request(me: DaemonId, conf_hash: u32, return_port: u16) -> Self {
         let mut header = PacketHeader::new(TypeBits::STATUS, me, conf_hash);
         header.seq = Seq(u32::from(return_port));
         Self {
@@ -259,9 +259,9 @@ impl Packet {
     }
 
     /// STATUS reply of daemon `me`: 5.0.1 leaves `transmiter_id` and `conf_hash` at 0.
-    pub fn status_reply(me: ProcId, record: StatusRecord) -> Self {
+    pub fn status_reply(me: DaemonId, record: StatusRecord) -> Self {
         let mut header = PacketHeader::new(TypeBits::STATUS, me, 0);
-        header.transmiter_id = ProcId::NONE;
+        header.transmiter_id = DaemonId::NONE;
         Self {
             header,
             body: PacketBody::Status(Some(record)),

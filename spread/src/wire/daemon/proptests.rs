@@ -11,16 +11,16 @@ fn endian() -> impl Strategy<Value = Endian> {
     prop_oneof![Just(Endian::Little), Just(Endian::Big)]
 }
 
-fn proc_id() -> impl Strategy<Value = ProcId> {
-    any::<u32>().prop_map(ProcId)
+fn proc_id() -> impl Strategy<Value = DaemonId> {
+    any::<u32>().prop_map(DaemonId)
 }
 
-fn nonzero_proc_id() -> impl Strategy<Value = ProcId> {
-    (1..=u32::MAX).prop_map(ProcId)
+fn nonzero_proc_id() -> impl Strategy<Value = DaemonId> {
+    (1..=u32::MAX).prop_map(DaemonId)
 }
 
-fn memb_id() -> impl Strategy<Value = MembId> {
-    (proc_id(), any::<i32>()).prop_map(|(proc_id, time)| MembId { proc_id, time })
+fn memb_id() -> impl Strategy<Value = RingId> {
+    (proc_id(), any::<i32>()).prop_map(|(leader, time)| RingId { leader, time })
 }
 
 fn seq() -> impl Strategy<Value = Seq> {
@@ -453,7 +453,7 @@ fn big_endian_alive_matches_its_little_endian_twin() {
     assert_eq!(&bytes[4..8], &[0x5c, 0x8d, 0x7a, 0xef]);
     let back = Packet::from_datagram(&bytes).unwrap();
     assert_eq!(back.body, p.body);
-    assert_eq!(back.header.transmiter_id, ProcId(0x5c8d_7aef));
+    assert_eq!(back.header.transmiter_id, DaemonId(0x5c8d_7aef));
 }
 
 #[test]

@@ -6,7 +6,7 @@ use bytes::{Buf, BufMut, Bytes};
 use super::codec::{Reader, Writer};
 use super::header::{TokenHeader, HEADER_LEN};
 use super::memb::{Form1Body, Form2Body};
-use super::{DecodeError, Endian, MembId, ProcId, Seq, TypeBits, MAX_TOKEN_BODY};
+use super::{DaemonId, DecodeError, Endian, RingId, Seq, TypeBits, MAX_TOKEN_BODY};
 
 /// Most sequence numbers one retransmission request block can hold (bounded by the body).
 pub const MAX_RTR_SEQS: usize = MAX_TOKEN_BODY / 4;
@@ -15,9 +15,9 @@ pub const MAX_RTR_SEQS: usize = MAX_TOKEN_BODY / 4;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct RtrRequest {
     /// Ring the requested seqs belong to.
-    pub memb_id: MembId,
-    /// Requester, or [`ProcId::ANY`] (−1) when anyone may need them.
-    pub proc_id: ProcId,
+    pub memb_id: RingId,
+    /// Requester, or [`DaemonId::ANY`] (−1) when anyone may need them.
+    pub proc_id: DaemonId,
     /// Requester's segment, or −1.
     pub seg_index: i16,
     /// Requested sequence numbers.
@@ -34,8 +34,8 @@ impl RtrRequest {
     }
 
     fn read<B: Buf>(r: &mut Reader<'_, B>) -> Result<Self, DecodeError> {
-        let memb_id = MembId::read(r, "rtr memb_id")?;
-        let proc_id = ProcId(r.u32("rtr proc_id")?);
+        let memb_id = RingId::read(r, "rtr memb_id")?;
+        let proc_id = DaemonId(r.u32("rtr proc_id")?);
         let seg_index = r.i16("rtr seg_index")?;
         let n = r.count16("rtr num_seq", MAX_RTR_SEQS)?;
         r.need("rtr seqs", 4 * n)?;
@@ -188,10 +188,10 @@ pub const FIRST_TOKEN_ARU: Seq = Seq(0x7fff_ffff);
 impl Token {
     /// The first regular token of ring `memb_id`, made by the last FORM2 receiver `me`:
     /// seq 0, aru 0x7fffffff, aru_last_id −1, no requests (§5.3).
-    pub fn first_regular(me: ProcId, memb_id: MembId, conf_hash: u32) -> Self {
+    pub fn first_regular(me: DaemonId, memb_id: RingId, conf_hash: u32) -> Self {
         let mut header = TokenHeader::new(0, me, memb_id, conf_hash);
         header.aru = FIRST_TOKEN_ARU;
-        header.aru_last_id = ProcId::ANY;
+        header.aru_last_id = DaemonId::ANY;
         Self {
             header,
             body: TokenBody::Regular(Vec::new()),
@@ -199,7 +199,7 @@ impl Token {
     }
 
     /// A FORM1 token from `me` for form attempt `form_id` with `seq` = highest seq + 3333.
-    pub fn form1(me: ProcId, form_id: MembId, seq: Seq, conf_hash: u32, body: Form1Body) -> Self {
+    pub fn form1(me: DaemonId, form_id: RingId, seq: Seq, conf_hash: u32, body: Form1Body) -> Self {
         let mut header = TokenHeader::new(TypeBits::FORM1, me, form_id, conf_hash);
         header.seq = seq;
         Self {
@@ -209,7 +209,7 @@ impl Token {
     }
 
     /// A FORM2 token from `me` for form attempt `form_id`.
-    pub fn form2(me: ProcId, form_id: MembId, seq: Seq, conf_hash: u32, body: Form2Body) -> Self {
+    pub fn form2(me: DaemonId, form_id: RingId, seq: Seq, conf_hash: u32, body: Form2Body) -> Self {
         let mut header = TokenHeader::new(TypeBits::FORM2, me, form_id, conf_hash);
         header.seq = seq;
         Self {
