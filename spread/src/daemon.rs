@@ -1,5 +1,5 @@
 //! [`Daemon`]: one whole Spread 5.0.1-compatible daemon, sans-IO — client sessions and group
-//! state ([`Clients`]) on top of the token ring and membership protocol ([`Engine`]), the
+//! state (`Clients`) on top of the token ring and membership protocol ([`Engine`]), the
 //! network layer's rules ([`topology`]: acceptance, relays, where each datagram goes) and the
 //! monitor ([`monitor`]). A one-host configuration is a one-daemon ring: the same code path,
 //! its token handed back to itself without a socket.

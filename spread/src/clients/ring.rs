@@ -60,7 +60,7 @@ pub struct RingStats {
     /// configuration (5.0.1 GGT completion).
     pub completed_in_transition: u64,
     /// Deliveries on which a 5.0.1 daemon in this daemon's group state would have aborted
-    /// (`docs/interop.md` rows G1–G7); see [`Clients::interop_violations`]. Zero when every
+    /// (`docs/interop.md` rows G1–G7); see [`crate::Daemon::interop_violations`]. Zero when every
     /// daemon of the ring follows 5.0.1's rules.
     pub fatal_for_5_0_1: u64,
 }

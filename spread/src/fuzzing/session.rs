@@ -36,7 +36,7 @@ pub(super) struct Conn {
     blocked: bool,
 }
 
-/// Hostile clients against one [`Clients`] (named `localhost`, quota 4, slow-reader limit 16).
+/// Hostile clients against one whole [`crate::Daemon`] alone (named `localhost`, quota 4, slow-reader limit 16).
 /// SessionInput: a script of records `[tag u8][len u16 LE][payload]` (see [`super::records`]); the
 /// session is `tag >> 3`, the kind `tag & 7`:
 ///

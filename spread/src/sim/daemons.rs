@@ -6,7 +6,7 @@
 //!
 //! Checked after every step:
 //! * the **5.0.1-state checker**: no daemon is delivered anything that a Spread 5.0.1 daemon
-//!   in the same group state would abort on ([`crate::clients::Clients::interop_violations`];
+//!   in the same group state would abort on ([`crate::Daemon::interop_violations`];
 //!   `docs/interop.md` rows G1–G7). Every simulated daemon runs 5.0.1's group state machine,
 //!   so a real 5.0.1 daemon in any position of the ring would have survived the run;
 //! * at the clients: no message received twice; the ordered services (CAUSAL, AGREED, SAFE)
