@@ -24,7 +24,7 @@
 
 use std::collections::BTreeSet;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::{Class, ConfigChange, DaemonId, Delivery, Engine, Output, Partial, MAX_SEQ_GAP};
 use crate::memb::Phase;
@@ -241,6 +241,18 @@ impl Engine {
     }
 
     /// Reassembles the fragments of packet `seq` and delivers every completed message.
+    /// The payload an own message's first fragment `first` was cut from, if this ring still
+    /// has it (older entries, of messages that will not be delivered whole, are dropped).
+    fn own_whole(&mut self, first: &Bytes) -> Option<Bytes> {
+        let own = &mut self.ring.own_large;
+        while let Some(w) = own.pop_front() {
+            if w.as_ptr() == first.as_ptr() && w.len() > first.len() {
+                return Some(w);
+            }
+        }
+        None
+    }
+
     pub(crate) fn deliver_packet(&mut self, seq: u32, transitional: bool) {
         let Some(p) = self.ring.buf.get(&seq) else {
             return;
@@ -257,18 +269,37 @@ impl Engine {
                 self.ring.partial.remove(&sender);
                 Some(f.data)
             } else if pos == 0 {
-                // Room for the whole message at once: no regrowth (and copy) per fragment.
-                let mut data = BytesMut::with_capacity(super::MAX_MESSAGE.min(64 * f.data.len()));
-                data.extend_from_slice(&f.data);
-                self.ring.partial.insert(sender, Partial { next: 1, data });
+                let whole = if sender == self.cfg.me {
+                    self.own_whole(&f.data)
+                } else {
+                    None
+                };
+                let data = if whole.is_some() {
+                    BytesMut::new()
+                } else {
+                    // Room for the whole message at once: no regrowth (and copy) per fragment.
+                    let mut d = BytesMut::with_capacity(super::MAX_MESSAGE.min(64 * f.data.len()));
+                    d.extend_from_slice(&f.data);
+                    d
+                };
+                self.ring.partial.insert(
+                    sender,
+                    Partial {
+                        next: 1,
+                        data,
+                        whole,
+                    },
+                );
                 None
             } else {
                 match self.ring.partial.remove(&sender) {
                     Some(mut part) if part.next == pos && part.data.len() < super::MAX_MESSAGE => {
-                        part.data.extend_from_slice(&f.data);
+                        if part.whole.is_none() {
+                            part.data.extend_from_slice(&f.data);
+                        }
                         part.next += 1;
                         if last {
-                            Some(part.data.freeze())
+                            Some(part.whole.take().unwrap_or_else(|| part.data.freeze()))
                         } else {
                             self.ring.partial.insert(sender, part);
                             None

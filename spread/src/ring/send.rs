@@ -4,6 +4,7 @@
 use super::token::flow_control;
 use super::{Class, Dest, Engine, MAX_SEQ_GAP};
 use crate::wire::daemon::{self as w, DataBody, Fragment, Seq, TokenHeader, MAX_PACKET_BODY};
+use bytes::Bytes;
 
 /// Fragment header size of a packed (inline) element.
 const FRAG_HEADER: usize = 4;
@@ -80,21 +81,31 @@ impl Engine {
     /// Takes the next packet's worth of fragments from the exchange queue, or (exchange gate
     /// open) the send queue.
     fn build_packet(&mut self) -> Option<(Class, Vec<Fragment>)> {
-        if !self.exchange_q.is_empty() {
-            return take_packet(&mut self.exchange_q);
-        }
-        if self.exchanging {
+        let (class, frags, whole) = if !self.exchange_q.is_empty() {
+            take_packet(&mut self.exchange_q)?
+        } else if self.exchanging {
             return None;
+        } else {
+            take_packet(&mut self.send_q)?
+        };
+        if let Some(w) = whole {
+            let own = &mut self.ring.own_large;
+            if own.len() >= super::state::MAX_OWN_LARGE {
+                own.pop_front();
+            }
+            own.push_back(w);
         }
-        take_packet(&mut self.send_q)
+        Some((class, frags))
     }
 }
 
 /// Takes the next packet's worth of fragments from `q`: the next fragment of its first
 /// message, or a whole small message packed with the following ones of a compatible class.
+/// With the first fragment of a message of several, also the whole payload (own messages are
+/// delivered from it, not reassembled).
 fn take_packet(
     q: &mut std::collections::VecDeque<super::Pending>,
-) -> Option<(Class, Vec<Fragment>)> {
+) -> Option<(Class, Vec<Fragment>, Option<Bytes>)> {
     let front = q.front_mut()?;
     let class = front.class;
     let start = front.next * MAX_PACKET_BODY;
@@ -109,9 +120,10 @@ fn take_packet(
         data: front.payload.slice(start..end),
     }];
     let mut used = end - start;
+    let whole = (front.next == 0 && front.total > 1).then(|| front.payload.clone());
     front.next += 1;
     if front.next < front.total {
-        return Some((class, frags));
+        return Some((class, frags, whole));
     }
     q.pop_front();
     // Pack following one-element messages of a compatible class while they fit.
@@ -127,7 +139,7 @@ fn take_packet(
         used = need;
         q.pop_front();
     }
-    Some((class, frags))
+    Some((class, frags, None))
 }
 
 #[cfg(test)]

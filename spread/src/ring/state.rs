@@ -24,7 +24,14 @@ pub(crate) struct Pending {
 pub(crate) struct Partial {
     pub(crate) next: usize,
     pub(crate) data: BytesMut,
+    /// An own message: the payload as submitted, delivered whole instead of a copy
+    /// reassembled from its fragments (which are slices of it).
+    pub(crate) whole: Option<Bytes>,
 }
+
+/// Own multi-fragment messages sent in this ring and not yet delivered, kept for delivery
+/// without reassembly (at most this many).
+pub(crate) const MAX_OWN_LARGE: usize = 256;
 
 /// The installed ring and its packets.
 #[derive(Debug, Clone)]
@@ -46,6 +53,8 @@ pub(crate) struct RingState {
     /// Everything up to this has been discarded from `buf`.
     pub(crate) discarded: u32,
     pub(crate) partial: BTreeMap<DaemonId, Partial>,
+    /// Own multi-fragment messages sent in this ring, in send order ([`MAX_OWN_LARGE`]).
+    pub(crate) own_large: std::collections::VecDeque<Bytes>,
 }
 
 impl RingState {
@@ -61,6 +70,7 @@ impl RingState {
             early: BTreeSet::new(),
             discarded: 0,
             partial: BTreeMap::new(),
+            own_large: std::collections::VecDeque::new(),
         }
     }
 

@@ -112,3 +112,52 @@ fn lone_daemon_forms_a_ring_like_5_0_1() {
         .iter()
         .any(|s| s.0 == Dest::Segment && s.1 == Port::Data));
 }
+
+/// A daemon configured alone: nothing it broadcasts is encoded or sent (nobody could hear
+/// it), and its own multi-fragment messages are delivered as the very payload it submitted
+/// (no reassembly copy); small ones too.
+#[test]
+fn alone_own_messages_are_delivered_as_submitted_and_nothing_is_broadcast() {
+    let cfg = RingConfig::lan(DaemonId(1), vec![DaemonId(1)]);
+    let mut e = Engine::new(cfg, Instant(1_000_000), 1000);
+    let mut now = Instant(1_000_000);
+    let big = Bytes::from((0..50_000u32).map(|i| i as u8).collect::<Vec<u8>>());
+    let small = Bytes::from_static(b"small");
+    let mut submitted = false;
+    let mut got = Vec::new();
+    for _ in 0..2000 {
+        while let Some(o) = e.poll_output() {
+            match o {
+                Output::Send { to, port, bytes } => {
+                    assert_eq!(to, Dest::Unicast(DaemonId(1)), "only to itself");
+                    let from = DaemonId(1);
+                    e.handle(now, Input::Packet { from, port, bytes });
+                }
+                Output::Deliver(d) => got.push(d.payload),
+                Output::Configuration(_) => {}
+            }
+        }
+        if !submitted && e.state() == State::Op {
+            submitted = true;
+            for payload in [big.clone(), small.clone()] {
+                let service = Service::Agreed;
+                e.handle(now, Input::Submit { service, payload });
+            }
+            continue;
+        }
+        if got.len() == 2 {
+            break;
+        }
+        now = e.poll_timeout().unwrap();
+        e.handle_timeout(now);
+    }
+    assert_eq!(got.len(), 2, "both delivered");
+    assert_eq!(got[0], big);
+    assert_eq!(
+        got[0].as_ptr(),
+        big.as_ptr(),
+        "the submitted payload itself"
+    );
+    assert_eq!(got[1], small);
+    assert!(e.ring.own_large.is_empty());
+}
