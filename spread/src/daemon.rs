@@ -188,6 +188,8 @@ impl Daemon {
         let monitor = monitor::Monitor::new(monitor, now);
         let mut engine = Engine::new(ring, now, clock_secs);
         engine.enable_exchange_gate();
+        // §1.1 is applied once, by the topology, before any datagram reaches the engine.
+        engine.upstream_acceptance = true;
         let mut n = Self {
             clients,
             engine,

@@ -191,6 +191,9 @@ pub struct Engine {
     pub(crate) exchanging: bool,
     /// Close the exchange gate at every installation ([`Engine::enable_exchange_gate`]).
     pub(crate) gate_at_install: bool,
+    /// Datagrams were accepted (§1.1: hash, transmitter) before they reach this engine, by
+    /// the whole daemon's network layer ([`crate::daemon::Topology`]): not checked twice.
+    pub(crate) upstream_acceptance: bool,
     #[cfg(any(test, feature = "sim"))]
     pub(crate) bug: Option<PlantedBug>,
     /// Sim checker: what this daemon held of the rings it left (ring, my_aru, seqs above).
@@ -229,6 +232,7 @@ impl Engine {
             commit_set: vec![me],
             exchanging: false,
             gate_at_install: false,
+            upstream_acceptance: false,
             #[cfg(any(test, feature = "sim"))]
             bug: None,
             #[cfg(any(test, feature = "sim"))]

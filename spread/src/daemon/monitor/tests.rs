@@ -271,3 +271,25 @@ fn control_type_on_the_token_port_or_short_datagrams_are_not_answered() {
     assert!(feed(&mut n, START, D1, &req[..3]).is_empty());
     assert_eq!(n.monitor_stats(), MonitorStats::default());
 }
+
+/// §1.1 is applied once, by the network layer: a protocol packet that fails it never reaches
+/// the engine (whose own counters do not move), one that passes is handled by it.
+#[test]
+fn protocol_packets_are_accepted_once_before_the_engine() {
+    let mut n = node(0, false);
+    let hurry = |hash| crate::wire::daemon::Packet::hurry(D2, hash).to_vec();
+    let before = n.engine().stats();
+    let wrong_hash = hurry(HASH ^ 1);
+    // Claims d2 but comes from d3's address.
+    let spoofed = hurry(HASH);
+    assert!(feed(&mut n, START, D2, &wrong_hash).is_empty());
+    assert!(feed(&mut n, START, D3, &spoofed).is_empty());
+    assert_eq!(n.topology_stats().rejected_total(), 2);
+    assert_eq!(n.engine().stats(), before, "the engine saw neither");
+    assert!(feed(&mut n, START, D2, &hurry(HASH)).is_empty());
+    assert_eq!(
+        n.topology_stats().rejected_total(),
+        2,
+        "a good HURRY passes"
+    );
+}

@@ -45,6 +45,16 @@ impl Datagram {
         Ok(d)
     }
 
+    /// Decodes a whole datagram already accepted by the §1.1 checks
+    /// ([`super::accept::check`]): no configuration check here.
+    pub fn decode_accepted(token_port: bool, bytes: &[u8]) -> Result<Self, DatagramError> {
+        Ok(if token_port {
+            Self::Token(Token::from_datagram(bytes)?)
+        } else {
+            Self::Packet(Packet::from_datagram(bytes)?)
+        })
+    }
+
     /// The daemon that sent it (`transmiter_id`).
     pub fn transmitter(&self) -> DaemonId {
         match self {
