@@ -34,7 +34,7 @@ use super::{Clients, Event};
 use crate::groups::{Entry, Member};
 use crate::ring::{ConfigChange, ConfigKind, DaemonId, Delivery, Service};
 use crate::wire::client::{
-    decode_frame, encode_header, ByteOrder, Direction, GroupName, Hint, MessageHeader, ServiceType,
+    encode_header, frame_of, ByteOrder, Direction, GroupName, Hint, MessageHeader, ServiceType,
 };
 
 /// Counters of the ring backend.
@@ -275,8 +275,7 @@ impl Clients {
     /// A client message delivered during the exchange: 5.0.1 aborts on JOIN/LEAVE/KILL
     /// (G1/G2) and on data naming a group it knows (G3).
     fn check_held(&mut self, d: &Delivery) {
-        let mut buf = BytesMut::from(&d.payload[..]);
-        let Ok(Some(frame)) = decode_frame(&mut buf, Direction::ToDaemon) else {
+        let Some(frame) = frame_of(d.payload.clone(), Direction::ToDaemon) else {
             return;
         };
         let t = frame.header.service;
@@ -332,13 +331,10 @@ impl Clients {
             self.count(false);
             return;
         };
-        let mut buf = BytesMut::from(&d.payload[..]);
-        let frame = match decode_frame(&mut buf, Direction::ToDaemon) {
-            Ok(Some(f)) if buf.is_empty() => f,
-            _ => {
-                self.count(true);
-                return;
-            }
+        // The delivered message as one frame, sharing its bytes (no copy of the body).
+        let Some(frame) = frame_of(d.payload.clone(), Direction::ToDaemon) else {
+            self.count(true);
+            return;
         };
         let member = Member {
             daemon: pos,

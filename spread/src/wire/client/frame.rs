@@ -168,6 +168,28 @@ pub fn decode_frame(buf: &mut BytesMut, dir: Direction) -> Result<Option<Frame>,
     }))
 }
 
+/// `raw` as exactly one whole message (no copy: the frame shares `raw`'s bytes). `None`: not
+/// one valid message of `dir` (too short, lengths over the limits, or bytes left over).
+pub fn frame_of(raw: Bytes, dir: Direction) -> Option<Frame> {
+    let header = decode_header(&mut raw.get(..HEADER_LEN)?).ok()?;
+    let total = check_lengths(&header, dir).ok()?;
+    if raw.len() != total {
+        return None;
+    }
+    let reject_type =
+        if dir == Direction::ToClient && header.service.intersects(ServiceType::REJECT_MESS) {
+            let mut extra = raw.slice(HEADER_LEN..HEADER_LEN + 4);
+            Some(ServiceType(header.order.get_u32(&mut extra)))
+        } else {
+            None
+        };
+    Some(Frame {
+        header,
+        reject_type,
+        raw,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +213,30 @@ mod tests {
         }
         out.put_slice(body);
         out
+    }
+
+    #[test]
+    fn a_whole_message_is_framed_without_a_copy_and_anything_else_is_refused() {
+        let m = Bytes::from(message(
+            ServiceType::AGREED,
+            &[b"g"],
+            b"body",
+            ByteOrder::Little,
+        ));
+        let f = frame_of(m.clone(), Direction::ToDaemon).unwrap();
+        assert_eq!(f.raw.as_ptr(), m.as_ptr());
+        let mut buf = BytesMut::from(&m[..]);
+        assert_eq!(
+            decode_frame(&mut buf, Direction::ToDaemon)
+                .unwrap()
+                .unwrap(),
+            f
+        );
+        let mut longer = m.to_vec();
+        longer.push(0);
+        assert!(frame_of(Bytes::from(longer), Direction::ToDaemon).is_none());
+        assert!(frame_of(m.slice(..m.len() - 1), Direction::ToDaemon).is_none());
+        assert!(frame_of(m.slice(..10), Direction::ToDaemon).is_none());
     }
 
     #[test]

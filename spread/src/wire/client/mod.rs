@@ -35,7 +35,7 @@ pub mod handshake;
 pub mod header;
 pub mod memb;
 
-pub use frame::{decode_frame, encode_message, Direction, Frame};
+pub use frame::{decode_frame, encode_message, frame_of, Direction, Frame};
 pub use handshake::{
     decode_accept, decode_auth_choice, decode_auth_list, decode_hello, encode_accept,
     encode_auth_choice, encode_auth_list, encode_hello, AcceptReply, AuthListReply, Hello,
