@@ -329,6 +329,7 @@ impl Clients {
     }
 
     /// Number of connections, including those still in the handshake.
+    #[cfg(any(test, feature = "sim", feature = "fuzzing"))]
     pub(crate) fn connection_count(&self) -> usize {
         self.sessions.len()
     }

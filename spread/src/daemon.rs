@@ -278,7 +278,8 @@ impl Daemon {
         false
     }
 
-    /// The session / group side.
+    /// The session / group side (simulator, fuzz targets, tests).
+    #[cfg(any(test, feature = "sim", feature = "fuzzing"))]
     pub(crate) fn clients(&self) -> &Clients {
         &self.clients
     }
