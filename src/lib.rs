@@ -39,6 +39,7 @@
 
 pub use spread;
 
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod cluster;

@@ -1,33 +1,22 @@
-//! `mbus-bench`: flood a group through one or more Spread-compatible daemons and report the
-//! throughput, like Spread's `spflooder` but with a fixed window and exact end-to-end timing.
+//! `mbus-bench`: throughput (flood) and round-trip latency (ping/echo) of one or more
+//! Spread-compatible daemons, ours or a real Spread 5.0.1, measured with the same client.
 //!
 //! ```text
 //! mbus-bench --daemon 4803@127.0.0.1 [--daemon 4804@127.0.0.1 …] [--messages 100000]
 //!            [--size 1000] [--window 200] [--service reliable] [--receivers 0] [--group NAME]
+//!            [--latency [--echo DAEMON]] [--json]
 //! ```
 //!
-//! For each daemon in turn: one sender session joins the group and multicasts `--messages`
-//! messages of `--size` bytes, keeping at most `--window` of its own messages in flight (sent
-//! but not yet delivered back to it, as spflooder does with 200). `--receivers` extra sessions
-//! join the group and count every message. The clock runs from the first send to the last
-//! delivery at every session; msgs/s and MB/s (10^6 bytes of body per second) are printed.
+//! See `mbus-bench --help` and [`mbus::bench`] for what is measured.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
-use bytes::Bytes;
+use anyhow::Result;
 use clap::Parser as _;
+use mbus::bench::{self, FloodFigures, FloodOptions, LatencyFigures, LatencyOptions, Table};
 use mbus::cli::mbus_bench::Args;
-use mbus::client::{Mailbox, Message};
-use tokio::sync::Semaphore;
-
-/// One run's result.
-#[derive(Debug)]
-struct Figures {
-    elapsed: Duration,
-    delivered: u64,
-}
+use serde::Serialize;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -39,127 +28,169 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return mbus::cli::fail("mbus-bench", &e.into()),
     };
-    if rt.block_on(bench(&args)) {
+    if rt.block_on(run(&args)) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     }
 }
 
-/// Measures every daemon in turn; false if any failed.
-async fn bench(args: &Args) -> bool {
-    println!(
-        "mbus-bench: {} messages × {} bytes, {}, window {}, {} extra receiver(s)",
-        args.messages,
-        args.size,
-        args.service.upper_name(),
-        args.window,
-        args.receivers
-    );
-    println!(
-        "{:<28} {:>10} {:>12} {:>10} {:>10}",
-        "daemon", "seconds", "msgs/s", "MB/s", "delivered"
-    );
+/// What `--json` prints.
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    mode: &'static str,
+    service: &'static str,
+    messages: u64,
+    size: u32,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    flood: &'a [FloodFigures],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    latency: &'a [LatencyFigures],
+    failed: &'a [String],
+}
+
+/// Measures every daemon in turn, prints the table (or JSON); false if any failed.
+async fn run(args: &Args) -> bool {
     let timeout = Duration::from_secs(args.timeout);
-    let mut ok = true;
+    let mut floods = Vec::new();
+    let mut lats = Vec::new();
+    let mut failed = Vec::new();
     for d in &args.daemons {
-        match tokio::time::timeout(timeout, run_one(d, args)).await {
-            Ok(Ok(f)) => {
-                let secs = f.elapsed.as_secs_f64();
-                let rate = args.messages as f64 / secs;
-                let mbs = rate * f64::from(args.size) / 1e6;
-                println!(
-                    "{d:<28} {secs:>10.3} {rate:>12.0} {mbs:>10.2} {:>10}",
-                    f.delivered
-                );
-            }
+        let what = if args.latency { "ping" } else { "flood" };
+        let bar = bench::progress(args.messages, &format!("{what} {d}"));
+        let result = tokio::time::timeout(timeout, measure(d, args, &bar)).await;
+        bar.finish_and_clear();
+        match result {
+            Ok(Ok(Figures::Flood(f))) => floods.push(f),
+            Ok(Ok(Figures::Latency(l))) => lats.push(l),
             Ok(Err(e)) => {
-                ok = false;
-                println!("{d:<28} failed");
                 eprintln!("mbus-bench: {d}: {e:#}");
+                failed.push(d.clone());
             }
             Err(_) => {
-                ok = false;
-                println!("{d:<28} timed out");
                 eprintln!("mbus-bench: {d}: timed out after {timeout:?}");
+                failed.push(d.clone());
             }
         }
     }
-    ok
+    if args.json {
+        let report = JsonReport {
+            mode: if args.latency { "latency" } else { "flood" },
+            service: args.service.upper_name(),
+            messages: args.messages,
+            size: args.size,
+            flood: &floods,
+            latency: &lats,
+            failed: &failed,
+        };
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("mbus-bench: {e}");
+                return false;
+            }
+        }
+    } else {
+        print!("{}", table(args, &floods, &lats, &failed));
+    }
+    failed.is_empty()
 }
 
-/// Waits until `mb` sees a membership of `group` with at least `n` members.
-async fn wait_members(mb: &mut Mailbox, group: &str, n: usize) -> Result<()> {
-    loop {
-        if let Message::Membership(m) = mb.receive().await? {
-            if m.group == group && m.members.len() >= n {
-                return Ok(());
-            }
-        }
+enum Figures {
+    Flood(FloodFigures),
+    Latency(LatencyFigures),
+}
+
+async fn measure(daemon: &str, args: &Args, bar: &indicatif::ProgressBar) -> Result<Figures> {
+    let service = args.service.service_type();
+    if args.latency {
+        let opts = LatencyOptions {
+            pings: args.messages,
+            size: args.size,
+            service,
+            group: args.group.clone(),
+        };
+        let echo = args.echo.as_deref().unwrap_or(daemon);
+        Ok(Figures::Latency(
+            bench::latency(daemon, echo, &opts, bar).await?,
+        ))
+    } else {
+        let opts = FloodOptions {
+            messages: args.messages,
+            size: args.size,
+            window: args.window,
+            service,
+            receivers: args.receivers,
+            readers: args.readers.clone(),
+            group: args.group.clone(),
+        };
+        Ok(Figures::Flood(bench::flood(daemon, &opts, bar).await?))
     }
 }
 
-async fn run_one(daemon: &str, args: &Args) -> Result<Figures> {
-    let pid = std::process::id() % 100_000;
-    let mut readers = Vec::new();
-    for i in 0..args.receivers {
-        let mut mb = Mailbox::connect(daemon, &format!("br{pid}-{i}"), true)
-            .await
-            .with_context(|| format!("connect receiver {i} to {daemon}"))?;
-        mb.join(&args.group).await?;
-        wait_members(&mut mb, &args.group, i + 1).await?;
-        readers.push(mb);
-    }
-    let mut sender = Mailbox::connect(daemon, &format!("bs{pid}"), true)
-        .await
-        .with_context(|| format!("connect sender to {daemon}"))?;
-    sender.join(&args.group).await?;
-    wait_members(&mut sender, &args.group, args.receivers + 1).await?;
-
-    let n = args.messages;
-    let start = Instant::now();
-    let mut reader_tasks = Vec::new();
-    for mut mb in readers {
-        reader_tasks.push(tokio::spawn(async move {
-            let mut got = 0u64;
-            while got < n {
-                if let Message::Data(_) = mb.receive().await? {
-                    got += 1;
-                }
-            }
-            mb.disconnect().await?;
-            anyhow::Ok(got)
-        }));
-    }
-
-    let (mut tx, mut rx) = sender.split();
-    let window = std::sync::Arc::new(Semaphore::new(args.window as usize));
-    let w2 = window.clone();
-    let me = rx.private_group().to_owned();
-    let recv_task = tokio::spawn(async move {
-        let mut own = 0u64;
-        while own < n {
-            if let Message::Data(d) = rx.receive().await? {
-                if d.sender == me {
-                    own += 1;
-                    w2.add_permits(1);
-                }
-            }
+/// The final table: a title line, then one row per daemon.
+fn table(
+    args: &Args,
+    floods: &[FloodFigures],
+    lats: &[LatencyFigures],
+    failed: &[String],
+) -> String {
+    let mut out = if args.latency {
+        format!(
+            "mbus-bench latency: {} round trips × {} bytes, {}\n",
+            args.messages,
+            args.size,
+            args.service.upper_name()
+        )
+    } else {
+        format!(
+            "mbus-bench: {} messages × {} bytes, {}, window {}, {} extra receiver(s), readers on [{}]\n",
+            args.messages,
+            args.size,
+            args.service.upper_name(),
+            args.window,
+            args.receivers,
+            args.readers.join(", ")
+        )
+    };
+    let mut t = if args.latency {
+        let mut t = Table::new(&[
+            "ping",
+            "echo",
+            "p50 µs",
+            "p99 µs",
+            "p99.9 µs",
+            "max µs",
+            "mean µs",
+        ]);
+        for l in lats {
+            t.row(vec![
+                l.ping.clone(),
+                l.echo.clone(),
+                format!("{:.0}", l.p50_us),
+                format!("{:.0}", l.p99_us),
+                format!("{:.0}", l.p999_us),
+                format!("{:.0}", l.max_us),
+                format!("{:.0}", l.mean_us),
+            ]);
         }
-        anyhow::Ok(rx)
-    });
-    let body = Bytes::from(vec![0x5au8; args.size as usize]);
-    for _ in 0..n {
-        window.acquire().await?.forget();
-        tx.multicast(args.service.service_type(), &args.group, 0, &body)
-            .await?;
+        t
+    } else {
+        let mut t = Table::new(&["daemon", "seconds", "msgs/s", "MB/s", "delivered"]);
+        for f in floods {
+            t.row(vec![
+                f.daemon.clone(),
+                format!("{:.3}", f.seconds),
+                format!("{:.0}", f.msgs_per_sec),
+                format!("{:.2}", f.mb_per_sec),
+                f.delivered.to_string(),
+            ]);
+        }
+        t
+    };
+    for d in failed {
+        t.row(vec![d.clone(), "failed".to_owned()]);
     }
-    let rx = recv_task.await??;
-    let mut delivered = n;
-    for t in reader_tasks {
-        delivered += t.await??;
-    }
-    let elapsed = start.elapsed();
-    tx.unsplit(rx)?.disconnect().await?;
-    Ok(Figures { elapsed, delivered })
+    out.push_str(&t.render());
+    out
 }

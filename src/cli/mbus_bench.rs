@@ -5,16 +5,28 @@ use clap::{Parser, ValueEnum};
 use crate::client::ServiceType;
 
 const AFTER_HELP: &str = "\
-For each daemon in turn: one sender session joins the group and multicasts --messages
-messages of --size bytes, keeping at most --window of its own messages in flight (sent but
-not yet delivered back to it, as spflooder does with 200). --receivers extra sessions join
-the group and count every message. The clock runs from the first send to the last delivery
-at every session; msgs/s and MB/s (10^6 bytes of body per second) are printed, one line per
-daemon. Exit status 1 if any daemon failed or timed out.
+Flood (the default): for each daemon in turn, one sender session joins the group and
+multicasts --messages messages of --size bytes, keeping at most --window of its own messages
+in flight (sent but not yet delivered back to it, as spflooder does with 200). --receivers
+extra sessions join the group and count every message, and one session on each --reader
+daemon (the other daemons of a ring, say). The clock runs from the first send to
+the last delivery at every session; msgs/s and MB/s (10^6 bytes of body per second).
+
+Latency (--latency): for each daemon in turn, a pinger session on it multicasts --messages
+pings of --size bytes to GROUP-ping, one at a time; an echo session on the --echo daemon
+(default: the same daemon) multicasts each back to GROUP-pong. Round trips are timed from the
+send to the pong's arrival: p50, p99, p99.9, max and mean in microseconds.
+
+A progress bar is drawn on standard error when it is a terminal. --json prints the results
+as one JSON document instead of the table. Both modes speak only the Spread client protocol:
+they measure a real Spread 5.0.1 daemon exactly as they measure mbus. Exit status 1 if any
+daemon failed or timed out.
 
 Examples:
   mbus-bench -s 4803@127.0.0.1 -m 20000 -b 1000
   mbus-bench -s 4803@127.0.0.1 -s 4903@127.0.0.1 --service safe -r 2
+  mbus-bench --latency -s 4803@10.0.0.1 --echo 4803@10.0.0.2 -m 2000 -b 100 --service agreed
+  mbus-bench --latency -s 4803@127.0.0.1 --json
 ";
 
 /// A Spread service, as named on the command line.
@@ -82,7 +94,7 @@ pub struct Args {
     )]
     pub daemons: Vec<String>,
 
-    /// Messages the sender multicasts
+    /// Messages the sender multicasts (with --latency: round trips to time)
     #[arg(
         short = 'm',
         long = "messages",
@@ -115,9 +127,13 @@ pub struct Args {
     #[arg(long = "service", value_enum, default_value_t = Service::Reliable, ignore_case = true)]
     pub service: Service,
 
-    /// Extra sessions that join the group and count every message
+    /// Extra sessions on the measured daemon that join the group and count every message
     #[arg(short = 'r', long = "receivers", value_name = "N", default_value_t = 0)]
     pub receivers: usize,
+
+    /// A counting session on this daemon too (e.g. the other daemons of a ring); repeatable
+    #[arg(long = "reader", value_name = "DAEMON", value_delimiter = ',')]
+    pub readers: Vec<String>,
 
     /// Group to flood
     #[arg(
@@ -127,6 +143,18 @@ pub struct Args {
         default_value = "mbus-bench"
     )]
     pub group: String,
+
+    /// Measure round-trip latency (ping/echo) instead of flood throughput
+    #[arg(long = "latency")]
+    pub latency: bool,
+
+    /// With --latency: the daemon of the echo session (default: the daemon measured)
+    #[arg(long = "echo", value_name = "DAEMON", requires = "latency")]
+    pub echo: Option<String>,
+
+    /// Print the results as JSON instead of a table
+    #[arg(long = "json")]
+    pub json: bool,
 
     /// Give up on one daemon after this many seconds
     #[arg(long = "timeout", value_name = "SECS", default_value_t = 300)]

@@ -1,5 +1,6 @@
 //! Multi-process and golden-vector tests (one binary to keep link time down).
 
+mod bench_smoke;
 mod cli_docs;
 mod client_golden;
 mod client_inprocess;

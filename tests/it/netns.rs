@@ -119,7 +119,7 @@ fn resolve(program: &str) -> String {
         .map_or_else(|| program.to_string(), |p| p.to_string_lossy().into_owned())
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -130,7 +130,7 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn have(prog: &str) -> bool {
+pub(crate) fn have(prog: &str) -> bool {
     Command::new(prog)
         .arg("--version")
         .stdout(Stdio::null())

@@ -420,7 +420,13 @@ impl Engine {
             self.stats.queue_full += 1;
             return;
         }
-        let total = payload.len().div_ceil(w::MAX_PACKET_BODY).max(1);
+        // A daemon configured alone never puts a data packet on the wire: a message of any size
+        // is one packet there (one buffer entry and one delivery instead of one per 1432 bytes).
+        let total = if self.configured_alone() {
+            1
+        } else {
+            payload.len().div_ceil(w::MAX_PACKET_BODY).max(1)
+        };
         let had = self.has_sendable();
         let q = if exchange {
             &mut self.exchange_q
@@ -513,7 +519,13 @@ impl Engine {
     pub(crate) fn send_packet(&mut self, to: Dest, p: &w::Packet) {
         // A daemon configured alone: a broadcast or scast reaches nobody (5.0.1's scast sends
         // nothing when the segment has only me), so it is not even encoded.
-        if matches!(to, Dest::Broadcast | Dest::Segment) && self.cfg.daemons.len() <= 1 {
+        if matches!(to, Dest::Broadcast | Dest::Segment) && self.configured_alone() {
+            return;
+        }
+        // Never expected (only a daemon configured alone builds packets over the wire limit,
+        // and it sends none), but an oversized packet must not reach a 5.0.1 peer.
+        if matches!(&p.body, w::PacketBody::Data(d) if d.encoded_len() > w::MAX_PACKET_BODY) {
+            self.stats.dropped += 1;
             return;
         }
         let bytes = Bytes::from(p.to_vec());
@@ -522,6 +534,11 @@ impl Engine {
             port: Port::Data,
             bytes,
         });
+    }
+
+    /// No other daemon in my configuration: nothing I broadcast can be heard.
+    pub(crate) fn configured_alone(&self) -> bool {
+        self.cfg.daemons.len() <= 1
     }
 
     pub(crate) fn emit(&mut self, o: Output) {

@@ -27,6 +27,8 @@ impl Engine {
             .min(self.cfg.window.saturating_sub(others));
         let mut sent = 0u16;
         let mut fresh = Vec::new();
+        // Configured alone: nothing is broadcast, so nothing is kept to send.
+        let alone = self.configured_alone();
         while sent < allowed {
             let next = t.seq.0.max(self.ring.highest).saturating_add(1);
             if next > self.ring.aru.saturating_add(MAX_SEQ_GAP) {
@@ -45,8 +47,12 @@ impl Engine {
             let p = w::Packet::data(class as u32, me, hash, ring, Seq(next), round, body);
             t.seq = Seq(next);
             self.stats.packets_sent += 1;
-            self.insert_packet(p.clone());
-            fresh.push(p);
+            if alone {
+                self.insert_packet(p);
+            } else {
+                self.insert_packet(p.clone());
+                fresh.push(p);
+            }
             sent += 1;
         }
         // Accelerated ring: the last AcceleratedWindow packets leave after the token and
@@ -81,12 +87,19 @@ impl Engine {
     /// Takes the next packet's worth of fragments from the exchange queue, or (exchange gate
     /// open) the send queue.
     fn build_packet(&mut self) -> Option<(Class, Vec<Fragment>)> {
+        // A daemon configured alone puts no data packet on the wire: it packs small messages
+        // up to the largest message instead of the datagram body (fewer packets to order).
+        let room = if self.configured_alone() {
+            super::MAX_MESSAGE
+        } else {
+            MAX_PACKET_BODY
+        };
         let (class, frags, whole) = if !self.exchange_q.is_empty() {
-            take_packet(&mut self.exchange_q)?
+            take_packet(&mut self.exchange_q, room)?
         } else if self.exchanging {
             return None;
         } else {
-            take_packet(&mut self.send_q)?
+            take_packet(&mut self.send_q, room)?
         };
         if let Some(w) = whole {
             let own = &mut self.ring.own_large;
@@ -100,16 +113,25 @@ impl Engine {
 }
 
 /// Takes the next packet's worth of fragments from `q`: the next fragment of its first
-/// message, or a whole small message packed with the following ones of a compatible class.
+/// message, or a whole small message packed with the following ones of a compatible class
+/// while they fit in `room` bytes of body.
 /// With the first fragment of a message of several, also the whole payload (own messages are
 /// delivered from it, not reassembled).
 fn take_packet(
     q: &mut std::collections::VecDeque<super::Pending>,
+    room: usize,
 ) -> Option<(Class, Vec<Fragment>, Option<Bytes>)> {
     let front = q.front_mut()?;
     let class = front.class;
-    let start = front.next * MAX_PACKET_BODY;
-    let end = (start + MAX_PACKET_BODY).min(front.payload.len());
+    // A message of one fragment is taken whole (a daemon configured alone makes every message
+    // one fragment, whatever its size).
+    let piece = if front.total == 1 {
+        front.payload.len()
+    } else {
+        MAX_PACKET_BODY
+    };
+    let start = front.next * piece;
+    let end = (start + piece).min(front.payload.len());
     let index = if front.next + 1 == front.total {
         -i16::try_from(front.total).unwrap_or(i16::MAX)
     } else {
@@ -129,7 +151,7 @@ fn take_packet(
     // Pack following one-element messages of a compatible class while they fit.
     while let Some(next) = q.front() {
         let need = pad4(used) + FRAG_HEADER + next.payload.len();
-        if next.total != 1 || !class.packs_with(next.class) || need > MAX_PACKET_BODY {
+        if next.total != 1 || !class.packs_with(next.class) || need > room {
             break;
         }
         frags.push(Fragment {
@@ -149,9 +171,11 @@ mod tests {
     use crate::time::Instant;
     use bytes::Bytes;
 
+    /// An engine of a two-daemon configuration (a daemon configured alone does not fragment).
     fn engine() -> Engine {
         let me = crate::ring::DaemonId(1);
-        Engine::new(RingConfig::lan(me, vec![me]), Instant::ZERO, 100)
+        let other = crate::ring::DaemonId(2);
+        Engine::new(RingConfig::lan(me, vec![me, other]), Instant::ZERO, 100)
     }
 
     fn submit(e: &mut Engine, service: Service, len: usize) {

@@ -113,16 +113,12 @@ fn lone_daemon_forms_a_ring_like_5_0_1() {
         .any(|s| s.0 == Dest::Segment && s.1 == Port::Data));
 }
 
-/// A daemon configured alone: nothing it broadcasts is encoded or sent (nobody could hear
-/// it), and its own multi-fragment messages are delivered as the very payload it submitted
-/// (no reassembly copy); small ones too.
-#[test]
-fn alone_own_messages_are_delivered_as_submitted_and_nothing_is_broadcast() {
+/// Forms a daemon configured alone, submits `payloads` (AGREED) once it is operational and
+/// returns what it delivered and the engine (nothing may leave it but its own token).
+fn alone_delivers(payloads: &[Bytes]) -> (Vec<Bytes>, Engine) {
     let cfg = RingConfig::lan(DaemonId(1), vec![DaemonId(1)]);
     let mut e = Engine::new(cfg, Instant(1_000_000), 1000);
     let mut now = Instant(1_000_000);
-    let big = Bytes::from((0..50_000u32).map(|i| i as u8).collect::<Vec<u8>>());
-    let small = Bytes::from_static(b"small");
     let mut submitted = false;
     let mut got = Vec::new();
     for _ in 0..2000 {
@@ -139,20 +135,32 @@ fn alone_own_messages_are_delivered_as_submitted_and_nothing_is_broadcast() {
         }
         if !submitted && e.state() == State::Op {
             submitted = true;
-            for payload in [big.clone(), small.clone()] {
+            for payload in payloads {
                 let service = Service::Agreed;
+                let payload = payload.clone();
                 e.handle(now, Input::Submit { service, payload });
             }
             continue;
         }
-        if got.len() == 2 {
+        if got.len() == payloads.len() {
             break;
         }
         now = e.poll_timeout().unwrap();
         e.handle_timeout(now);
     }
+    (got, e)
+}
+
+/// A daemon configured alone: nothing it broadcasts is encoded or sent (nobody could hear
+/// it), and its own large messages are delivered as the very payload it submitted
+/// (no fragmentation, no reassembly copy); small ones too.
+#[test]
+fn alone_own_messages_are_delivered_as_submitted_and_nothing_is_broadcast() {
+    let big = Bytes::from((0..50_000u32).map(|i| i as u8).collect::<Vec<u8>>());
+    let small = Bytes::from_static(b"small");
+    let (got, e) = alone_delivers(&[big.clone(), small.clone()]);
     assert_eq!(got.len(), 2, "both delivered");
-    assert_eq!(got[0], big);
+    assert!(got[0] == big, "the big message, whole");
     assert_eq!(
         got[0].as_ptr(),
         big.as_ptr(),
@@ -160,4 +168,22 @@ fn alone_own_messages_are_delivered_as_submitted_and_nothing_is_broadcast() {
     );
     assert_eq!(got[1], small);
     assert!(e.ring.own_large.is_empty());
+    assert_eq!(
+        e.stats().packets_sent,
+        1,
+        "the 50 000 bytes unfragmented, the small one packed after them"
+    );
+}
+
+/// A daemon configured alone packs small messages past the datagram size (fewer packets to
+/// order), in order and each delivered once.
+#[test]
+fn alone_packs_small_messages_past_the_datagram_size() {
+    let msgs: Vec<Bytes> = (0..200u32)
+        .map(|i| Bytes::from(vec![i as u8; 1000]))
+        .collect();
+    let (got, e) = alone_delivers(&msgs);
+    assert_eq!(got, msgs, "all, in order");
+    // 200 × 1000 bytes would be 200 packets on the wire (one 1 KB message per 1432 bytes).
+    assert!(e.stats().packets_sent <= 4, "{}", e.stats().packets_sent);
 }
