@@ -51,6 +51,7 @@ enum CoreMsg {
     Read(ReadEvent),
     Stats(oneshot::Sender<Stats>),
     NetStats(oneshot::Sender<super::ring_net::NetStats>),
+    Metrics(oneshot::Sender<super::metrics::Snapshot>),
 }
 
 /// A datagram received on a ring socket.
@@ -149,6 +150,16 @@ impl CoreHandle {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(CoreMsg::NetStats(tx))
+            .await
+            .map_err(|_| CoreStopped)?;
+        rx.await.map_err(|_| CoreStopped)
+    }
+
+    /// Every counter and gauge of the daemon (what the metrics endpoint shows).
+    pub async fn metrics(&self) -> Result<super::metrics::Snapshot, CoreStopped> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(CoreMsg::Metrics(tx))
             .await
             .map_err(|_| CoreStopped)?;
         rx.await.map_err(|_| CoreStopped)
@@ -348,6 +359,9 @@ fn on_msg(daemon: &mut Core, w: &mut Writers, now: spread::time::Instant, msg: C
         }
         CoreMsg::NetStats(tx) => {
             let _ = tx.send(daemon.net_stats());
+        }
+        CoreMsg::Metrics(tx) => {
+            let _ = tx.send(daemon.metrics());
         }
     }
     0
