@@ -87,7 +87,10 @@ fn reopen_on_sigusr1(
             match &log {
                 Some(l) => match l.reopen() {
                     Ok(()) => info!("SIGUSR1: reopened the log file {}", l.path().display()),
-                    Err(e) => warn!("SIGUSR1: cannot reopen {}: {e}; still writing to the old file", l.path().display()),
+                    Err(e) => warn!(
+                        "SIGUSR1: cannot reopen {}: {e}; still writing to the old file",
+                        l.path().display()
+                    ),
                 },
                 None => info!("SIGUSR1: no EventLogFile to reopen (logging to standard output)"),
             }

@@ -77,7 +77,13 @@ impl Builder {
         self.reg.register_with_unit(name, help, Unit::Seconds, g);
     }
 
-    fn counters(&mut self, name: &str, help: &str, label: &'static str, rows: &[(&'static str, u64)]) {
+    fn counters(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &'static str,
+        rows: &[(&'static str, u64)],
+    ) {
         let f = Family::<Labels, Counter>::default();
         for (value, v) in rows {
             f.get_or_create(&vec![(label, *value)]).inc_by(*v);
@@ -85,7 +91,13 @@ impl Builder {
         self.reg.register(name, help, f);
     }
 
-    fn gauges(&mut self, name: &str, help: &str, label: &'static str, rows: &[(&'static str, u64)]) {
+    fn gauges(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &'static str,
+        rows: &[(&'static str, u64)],
+    ) {
         let f = Family::<Labels, Gauge>::default();
         for (value, v) in rows {
             f.get_or_create(&vec![(label, *value)])
@@ -97,7 +109,11 @@ impl Builder {
 
 /// Per-service rows of `values`.
 fn by_service(values: &[u64; Service::COUNT]) -> Vec<(&'static str, u64)> {
-    Service::LABELS.iter().copied().zip(values.iter().copied()).collect()
+    Service::LABELS
+        .iter()
+        .copied()
+        .zip(values.iter().copied())
+        .collect()
 }
 
 /// Renders `s` in the OpenMetrics text format (every metric prefixed `spread_`).
@@ -113,13 +129,33 @@ pub fn render(s: &Snapshot) -> String {
         reg: Registry::with_prefix("spread"),
     };
     // Sessions, groups, members.
-    b.gauge("sessions", "Client sessions past the hello", m.sessions as u64);
-    b.gauge("groups", "Groups with at least one member", m.group_count as u64);
-    b.gauge("group_members", "Group memberships (members of all groups added up)", m.group_members as u64);
-    b.counter("client_connections", "Client connections seen", c.connections);
+    b.gauge(
+        "sessions",
+        "Client sessions past the hello",
+        m.sessions as u64,
+    );
+    b.gauge(
+        "groups",
+        "Groups with at least one member",
+        m.group_count as u64,
+    );
+    b.gauge(
+        "group_members",
+        "Group memberships (members of all groups added up)",
+        m.group_members as u64,
+    );
+    b.counter(
+        "client_connections",
+        "Client connections seen",
+        c.connections,
+    );
     b.counter("sessions_accepted", "Client sessions accepted", c.accepted);
     b.counter("client_requests", "Client requests processed", c.requests);
-    b.counter("client_messages_written", "Messages handed to local sessions for writing (membership messages included)", c.messages_out);
+    b.counter(
+        "client_messages_written",
+        "Messages handed to local sessions for writing (membership messages included)",
+        c.messages_out,
+    );
     b.counters(
         "session_rejects",
         "Connect-time rejects sent, by reason",
@@ -136,68 +172,236 @@ pub fn render(s: &Snapshot) -> String {
         ("slow_reader", c.slow_reader_kills),
         ("hello_timeout", c.hello_timeouts),
     ];
-    killed.extend(Violation::LABELS.iter().copied().zip(c.violations.iter().copied()));
-    b.counters("sessions_killed", "Sessions the daemon ended, by reason (protocol violations by kind)", "reason", &killed);
+    killed.extend(
+        Violation::LABELS
+            .iter()
+            .copied()
+            .zip(c.violations.iter().copied()),
+    );
+    b.counters(
+        "sessions_killed",
+        "Sessions the daemon ended, by reason (protocol violations by kind)",
+        "reason",
+        &killed,
+    );
     b.counters(
         "sessions_closed",
         "Sessions ended by the client, by how",
         "how",
-        &[("kill_request", c.killed_by_request), ("peer_closed", c.closed_by_peer)],
+        &[
+            ("kill_request", c.killed_by_request),
+            ("peer_closed", c.closed_by_peer),
+        ],
     );
-    b.counter("join_rejects", "JOINs refused (group full of local members)", c.rejected_joins);
-    b.counter("unknown_session_inputs", "Shell inputs naming an unknown session (ignored)", c.unknown_session_inputs);
+    b.counter(
+        "join_rejects",
+        "JOINs refused (group full of local members)",
+        c.rejected_joins,
+    );
+    b.counter(
+        "unknown_session_inputs",
+        "Shell inputs naming an unknown session (ignored)",
+        c.unknown_session_inputs,
+    );
     // Messages and bytes per service.
-    b.counters("messages_in", "Data messages received from local clients, by service", "service", &by_service(&c.messages_in));
-    b.counters("bytes_in", "Bytes of data messages received from local clients, by service", "service", &by_service(&c.bytes_in));
-    b.counters("messages_delivered", "Data messages ordered by the ring and applied here (all daemons' clients), by service", "service", &by_service(&c.messages_delivered));
-    b.counters("bytes_delivered", "Bytes of data messages ordered by the ring and applied here, by service", "service", &by_service(&c.bytes_delivered));
+    b.counters(
+        "messages_in",
+        "Data messages received from local clients, by service",
+        "service",
+        &by_service(&c.messages_in),
+    );
+    b.counters(
+        "bytes_in",
+        "Bytes of data messages received from local clients, by service",
+        "service",
+        &by_service(&c.bytes_in),
+    );
+    b.counters(
+        "messages_delivered",
+        "Data messages ordered by the ring and applied here (all daemons' clients), by service",
+        "service",
+        &by_service(&c.messages_delivered),
+    );
+    b.counters(
+        "bytes_delivered",
+        "Bytes of data messages ordered by the ring and applied here, by service",
+        "service",
+        &by_service(&c.bytes_delivered),
+    );
     // Ring.
     let st = &m.ring_status;
-    b.gauges("membership_state", "Membership state (1 for the current one)", "state", &[
-        ("op", u64::from(m.state == State::Op)),
-        ("seg", u64::from(m.state == State::Seg)),
-        ("represented", u64::from(m.state == State::Represented)),
-        ("gather", u64::from(m.state == State::Gather)),
-        ("form", u64::from(m.state == State::Form)),
-        ("evs", u64::from(m.state == State::Evs)),
-    ]);
-    b.gauges("group_state", "Group-layer state, 5.0.1's names (1 for the current one)", "state", &[
-        ("GOP", u64::from(m.group_state == "GOP")),
-        ("GTRANS", u64::from(m.group_state == "GTRANS")),
-        ("GGATHER", u64::from(m.group_state == "GGATHER")),
-        ("GGT", u64::from(m.group_state == "GGT")),
-    ]);
-    b.gauge("ring_members", "Daemons in the installed ring", m.ring_members as u64);
-    b.gauge("ring_leader", "Daemon id (IPv4 address as a number) of the installed ring's leader", u64::from(m.ring.leader.0));
-    b.gauge("ring_aru", "Ring-wide aru of the installed ring", u64::from(st.aru));
-    b.gauge("ring_my_aru", "Every seq up to this has been received", u64::from(st.my_aru));
-    b.gauge("ring_highest_seq", "Highest seq seen in the installed ring", u64::from(st.highest_seq));
-    b.gauge("ring_token_rounds", "Tokens processed in the installed ring", u64::from(st.token_rounds));
+    b.gauges(
+        "membership_state",
+        "Membership state (1 for the current one)",
+        "state",
+        &[
+            ("op", u64::from(m.state == State::Op)),
+            ("seg", u64::from(m.state == State::Seg)),
+            ("represented", u64::from(m.state == State::Represented)),
+            ("gather", u64::from(m.state == State::Gather)),
+            ("form", u64::from(m.state == State::Form)),
+            ("evs", u64::from(m.state == State::Evs)),
+        ],
+    );
+    b.gauges(
+        "group_state",
+        "Group-layer state, 5.0.1's names (1 for the current one)",
+        "state",
+        &[
+            ("GOP", u64::from(m.group_state == "GOP")),
+            ("GTRANS", u64::from(m.group_state == "GTRANS")),
+            ("GGATHER", u64::from(m.group_state == "GGATHER")),
+            ("GGT", u64::from(m.group_state == "GGT")),
+        ],
+    );
+    b.gauge(
+        "ring_members",
+        "Daemons in the installed ring",
+        m.ring_members as u64,
+    );
+    b.gauge(
+        "daemon_id",
+        "This daemon's id (5.0.1: its IPv4 address as a number)",
+        u64::from(m.me.0),
+    );
+    b.gauge(
+        "ring_leader",
+        "Daemon id (IPv4 address as a number) of the installed ring's leader",
+        u64::from(m.ring.leader.0),
+    );
+    b.gauge(
+        "ring_aru",
+        "Ring-wide aru of the installed ring",
+        u64::from(st.aru),
+    );
+    b.gauge(
+        "ring_my_aru",
+        "Every seq up to this has been received",
+        u64::from(st.my_aru),
+    );
+    b.gauge(
+        "ring_highest_seq",
+        "Highest seq seen in the installed ring",
+        u64::from(st.highest_seq),
+    );
+    b.gauge(
+        "ring_token_rounds",
+        "Tokens processed in the installed ring",
+        u64::from(st.token_rounds),
+    );
     b.gauge("ring_window", "Window in force", u64::from(st.window));
-    b.gauge("ring_personal_window", "PersonalWindow in force", u64::from(st.personal_window));
-    b.counter("token_rotations", "Leader: token rotations completed", e.token_rotations);
-    b.seconds_total("token_rotation", "Leader: total time of the completed token rotations", e.rotation_time_us);
-    b.seconds("last_token_rotation", "Leader: time of the last token rotation", e.last_rotation_us);
-    b.counter("token_hurry", "Tokens re-sent on Hurry_timeout or accepted re-sent (5.0.1 token_hurry)", e.token_hurry);
-    b.counter("retransmissions_requested", "Sequence numbers this daemon asked to have re-sent", e.retrans_requested);
-    b.counter("retransmissions_sent", "Packets re-sent on a retransmission request", e.retransmitted);
-    b.counter("ring_packets_sent", "Data packets originated", e.packets_sent);
-    b.counter("ring_packets_received", "Data packets received from other daemons", e.packets_received);
-    b.counter("ring_duplicates", "Data packets received twice", e.duplicates);
-    b.counter("ring_messages_delivered", "Messages delivered by the ring (GROUPS, JOIN, LEAVE, KILL included)", e.delivered);
-    b.counter("membership_changes", "Regular configurations installed", e.installs);
-    b.counter("token_losses", "Token losses (ring broken, form failed, EVS failed)", e.token_losses);
+    b.gauge(
+        "ring_personal_window",
+        "PersonalWindow in force",
+        u64::from(st.personal_window),
+    );
+    b.counter(
+        "token_rotations",
+        "Leader: token rotations completed",
+        e.token_rotations,
+    );
+    b.seconds_total(
+        "token_rotation",
+        "Leader: total time of the completed token rotations",
+        e.rotation_time_us,
+    );
+    b.seconds(
+        "last_token_rotation",
+        "Leader: time of the last token rotation",
+        e.last_rotation_us,
+    );
+    b.counter(
+        "token_hurry",
+        "Tokens re-sent on Hurry_timeout or accepted re-sent (5.0.1 token_hurry)",
+        e.token_hurry,
+    );
+    b.counter(
+        "retransmissions_requested",
+        "Sequence numbers this daemon asked to have re-sent",
+        e.retrans_requested,
+    );
+    b.counter(
+        "retransmissions_sent",
+        "Packets re-sent on a retransmission request",
+        e.retransmitted,
+    );
+    b.counter(
+        "ring_packets_sent",
+        "Data packets originated",
+        e.packets_sent,
+    );
+    b.counter(
+        "ring_packets_received",
+        "Data packets received from other daemons",
+        e.packets_received,
+    );
+    b.counter(
+        "ring_duplicates",
+        "Data packets received twice",
+        e.duplicates,
+    );
+    b.counter(
+        "ring_messages_delivered",
+        "Messages delivered by the ring (GROUPS, JOIN, LEAVE, KILL included)",
+        e.delivered,
+    );
+    b.counter(
+        "membership_changes",
+        "Regular configurations installed",
+        e.installs,
+    );
+    b.counter(
+        "token_losses",
+        "Token losses (ring broken, form failed, EVS failed)",
+        e.token_losses,
+    );
     // Group-state exchange.
     b.counter("exchanges", "Group-state exchanges completed", g.exchanges);
-    b.counter("exchanges_cut", "Exchanges cut by a new configuration change", g.exchanges_cut);
-    b.counter("exchanges_completed_in_transition", "Exchanges completed after a transitional configuration", g.completed_in_transition);
-    b.counter("exchange_held_messages", "Client messages held while an exchange ran", g.held);
-    b.counter("groups_messages_sent", "GROUPS messages sent", g.groups_sent);
-    b.counter("exchanges_timed", "Exchanges timed (from the regular configuration to completion)", m.exchange.count);
-    b.seconds_total("exchange", "Total time of the timed exchanges", m.exchange.total_us);
-    b.seconds("last_exchange", "Time of the last exchange", m.exchange.last_us);
-    b.counter("fatal_for_5_0_1", "Deliveries on which a 5.0.1 daemon would have aborted", g.fatal_for_5_0_1);
-    b.gauge("interop_violations_kept", "Descriptions of such deliveries kept", m.interop_violations as u64);
+    b.counter(
+        "exchanges_cut",
+        "Exchanges cut by a new configuration change",
+        g.exchanges_cut,
+    );
+    b.counter(
+        "exchanges_completed_in_transition",
+        "Exchanges completed after a transitional configuration",
+        g.completed_in_transition,
+    );
+    b.counter(
+        "exchange_held_messages",
+        "Client messages held while an exchange ran",
+        g.held,
+    );
+    b.counter(
+        "groups_messages_sent",
+        "GROUPS messages sent",
+        g.groups_sent,
+    );
+    b.counter(
+        "exchanges_timed",
+        "Exchanges timed (from the regular configuration to completion)",
+        m.exchange.count,
+    );
+    b.seconds_total(
+        "exchange",
+        "Total time of the timed exchanges",
+        m.exchange.total_us,
+    );
+    b.seconds(
+        "last_exchange",
+        "Time of the last exchange",
+        m.exchange.last_us,
+    );
+    b.counter(
+        "fatal_for_5_0_1",
+        "Deliveries on which a 5.0.1 daemon would have aborted",
+        g.fatal_for_5_0_1,
+    );
+    b.gauge(
+        "interop_violations_kept",
+        "Descriptions of such deliveries kept",
+        m.interop_violations as u64,
+    );
     // Drops.
     b.counters(
         "packets_dropped",
@@ -239,21 +443,69 @@ pub fn render(s: &Snapshot) -> String {
             ("sessions", m.queues.session_messages as u64),
         ],
     );
-    b.gauge("session_queue_bytes", "Bytes queued for local sessions, not yet written", m.queues.session_bytes as u64);
+    b.gauge(
+        "session_queue_bytes",
+        "Bytes queued for local sessions, not yet written",
+        m.queues.session_bytes as u64,
+    );
     // Network layer and sockets.
-    b.counter("relayed", "ROUTED packets re-broadcast to my segment", t.relayed);
-    b.counter("looped", "Datagrams handed back to myself without a socket", t.looped);
+    b.counter(
+        "relayed",
+        "ROUTED packets re-broadcast to my segment",
+        t.relayed,
+    );
+    b.counter(
+        "looped",
+        "Datagrams handed back to myself without a socket",
+        t.looped,
+    );
     b.counter("datagrams_sent", "Ring datagrams sent", n.sent);
-    b.counter("send_calls", "Send system calls (sendmmsg batches)", n.send_calls);
-    b.counter("send_drops", "Datagrams dropped on send (backlog full or kernel error)", n.send_drops);
-    b.counter("send_deferred", "Datagrams that waited for the socket to become writable", n.deferred);
+    b.counter(
+        "send_calls",
+        "Send system calls (sendmmsg batches)",
+        n.send_calls,
+    );
+    b.counter(
+        "send_drops",
+        "Datagrams dropped on send (backlog full or kernel error)",
+        n.send_drops,
+    );
+    b.counter(
+        "send_deferred",
+        "Datagrams that waited for the socket to become writable",
+        n.deferred,
+    );
     // Monitor.
-    b.counter("monitor_status_replies", "STATUS replies sent", mon.status_replies);
-    b.counter("monitor_denied", "PARTITION / FC refused (DangerousMonitor off)", mon.denied);
-    b.counter("monitor_ignored", "Control packets accepted but unusable", mon.ignored);
-    b.counter("monitor_partitions", "PARTITION packets applied", mon.partitions);
-    b.counter("monitor_flow_changes", "FC packets applied", mon.flow_changes);
-    b.counter("monitor_reloads_unsupported", "RELOAD requests not supported", mon.reloads_unsupported);
+    b.counter(
+        "monitor_status_replies",
+        "STATUS replies sent",
+        mon.status_replies,
+    );
+    b.counter(
+        "monitor_denied",
+        "PARTITION / FC refused (DangerousMonitor off)",
+        mon.denied,
+    );
+    b.counter(
+        "monitor_ignored",
+        "Control packets accepted but unusable",
+        mon.ignored,
+    );
+    b.counter(
+        "monitor_partitions",
+        "PARTITION packets applied",
+        mon.partitions,
+    );
+    b.counter(
+        "monitor_flow_changes",
+        "FC packets applied",
+        mon.flow_changes,
+    );
+    b.counter(
+        "monitor_reloads_unsupported",
+        "RELOAD requests not supported",
+        mon.reloads_unsupported,
+    );
     let mut out = String::new();
     // Writing into a String does not fail.
     let _ = encode(&mut out, &b.reg);
@@ -317,16 +569,14 @@ async fn answer(mut stream: TcpStream, core: &CoreHandle) -> std::io::Result<()>
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = path.split('?').next().unwrap_or("");
     let (status, ctype, body) = match (method, path) {
-        ("GET", "/metrics") => {
-            match tokio::time::timeout(SNAPSHOT_TIMEOUT, core.metrics()).await {
-                Ok(Ok(s)) => ("200 OK", CONTENT_TYPE, render(&s)),
-                _ => (
-                    "503 Service Unavailable",
-                    "text/plain; charset=utf-8",
-                    "the daemon core did not answer\n".to_owned(),
-                ),
-            }
-        }
+        ("GET", "/metrics") => match tokio::time::timeout(SNAPSHOT_TIMEOUT, core.metrics()).await {
+            Ok(Ok(s)) => ("200 OK", CONTENT_TYPE, render(&s)),
+            _ => (
+                "503 Service Unavailable",
+                "text/plain; charset=utf-8",
+                "the daemon core did not answer\n".to_owned(),
+            ),
+        },
         ("GET", _) => (
             "404 Not Found",
             "text/plain; charset=utf-8",

@@ -243,15 +243,27 @@ fn spread_man_page_definition_agrees_with_the_hand_parser() {
     let longs: Vec<&str> = cmd.get_arguments().filter_map(|a| a.get_long()).collect();
     assert_eq!(longs, ["metrics", "help", "version"]);
     let m = p_metrics(&["--metrics", "127.0.0.1:9803", "-n", "x"]);
-    assert_eq!(m.map(|a| a.metrics), Ok(Some("127.0.0.1:9803".parse().expect("addr"))));
+    assert_eq!(
+        m.map(|a| a.metrics),
+        Ok(Some("127.0.0.1:9803".parse().expect("addr")))
+    );
     let m = p_metrics(&["--metrics=[::1]:9803"]);
-    assert_eq!(m.map(|a| a.metrics), Ok(Some("[::1]:9803".parse().expect("addr"))));
+    assert_eq!(
+        m.map(|a| a.metrics),
+        Ok(Some("[::1]:9803".parse().expect("addr")))
+    );
     assert!(matches!(
         p_metrics(&["--metrics", "nowhere"]),
         Err(cli::spread::ArgsError::Message(_))
     ));
-    assert_eq!(p_metrics(&["--metrics"]), Err(cli::spread::ArgsError::Usage));
-    assert_eq!(p_metrics(&["--metricsx"]), Err(cli::spread::ArgsError::Usage));
+    assert_eq!(
+        p_metrics(&["--metrics"]),
+        Err(cli::spread::ArgsError::Usage)
+    );
+    assert_eq!(
+        p_metrics(&["--metricsx"]),
+        Err(cli::spread::ArgsError::Usage)
+    );
     let p = |a: &[&str]| cli::spread::parse_args(a.iter().map(|s| (*s).to_owned()));
     assert_eq!(p(&["--help"]), Err(cli::spread::ArgsError::Help));
     assert_eq!(p(&["--version"]), Err(cli::spread::ArgsError::Version));

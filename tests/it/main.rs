@@ -24,6 +24,7 @@ mod golden_client_sock;
 mod harness;
 mod mixed_ring;
 mod netns;
+mod ops_metrics;
 mod raw_client;
 mod ring;
 mod ring_interop;
