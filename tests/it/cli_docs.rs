@@ -12,7 +12,15 @@ use mbus::cli;
 const BINARIES: &[(&str, &[&str])] = &[
     (
         env!("CARGO_BIN_EXE_spread"),
-        &["-l", "-n", "-c", "RUST_LOG", "spread.conf"],
+        &[
+            "-l",
+            "-n",
+            "-c",
+            "RUST_LOG",
+            "spread.conf",
+            "--metrics ADDR:PORT",
+            "SIGUSR1",
+        ],
     ),
     (
         env!("CARGO_BIN_EXE_eccmgr"),
@@ -78,6 +86,19 @@ const BINARIES: &[(&str, &[&str])] = &[
     (
         env!("CARGO_BIN_EXE_mbus-passwd"),
         &["<USER>", "-f, --file", "-r, --roles", "--stdin", "Argon2id"],
+    ),
+    (
+        env!("CARGO_BIN_EXE_mbus-status"),
+        &[
+            "-c, --config",
+            "-n, --name",
+            "--json",
+            "-w, --watch",
+            "--count",
+            "-t, --timeout",
+            "no reply",
+            "Exit status",
+        ],
     ),
     (
         env!("CARGO_BIN_EXE_mbus-gen-docs"),
@@ -168,6 +189,7 @@ fn man_pages_build_in_process_and_name_every_flag() {
             "mbus-bench",
             "ec_console",
             "mbus-passwd",
+            "mbus-status",
             "mbus-gen-docs"
         ]
     );
