@@ -25,6 +25,7 @@ mod harness;
 mod mixed_ring;
 mod netns;
 mod ops_metrics;
+mod ops_service;
 mod ops_status;
 mod raw_client;
 mod ring;
