@@ -211,11 +211,7 @@ fn shipped_spread_conf_is_a_5_0_1_configuration_that_drops_to_the_spread_account
     assert_eq!(c.segments[0].port, 4803);
     let o = &c.options;
     assert_eq!(o.daemon_user.as_deref(), Some("spread"), "{o:?}");
-    assert_eq!(
-        o.runtime_dir.as_deref(),
-        Some("/var/lib/spread"),
-        "{o:?}"
-    );
+    assert_eq!(o.runtime_dir.as_deref(), Some("/var/lib/spread"), "{o:?}");
     // mbus options stay off the file (a real 5.0.1 daemon must read it).
     assert!(!text.contains("metrics"), "{text}");
 }

@@ -157,7 +157,7 @@ fn netns_ring(bins: [&str; 3]) -> Option<String> {
             .collect::<Vec<_>>()
             .join("\n---\n")
     };
-    let v = until_one_ring(|| status(&["--json"]), 3, logs);
+    until_one_ring(|| status(&["--json"]), 3, logs);
     let o = status(&[]).output().expect("table");
     assert!(o.status.success(), "{o:?}");
     if let Err(e) = lab.check_real_daemons() {
