@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${PROFILE:-release}
-command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --locked
+command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --version 3.8.0 --locked
 cargo build --locked --profile "$profile" --bins
 dir=$([ "$profile" = dev ] && echo debug || echo "$profile")
 "target/$dir/mbus-gen-docs" target/gen-docs >/dev/null
