@@ -1,48 +1,14 @@
-//! The opt-in metrics endpoint: `spread --metrics ADDR:PORT` (or `MBUS_METRICS=ADDR:PORT`)
-//! serves every counter of the daemon ([`spread::daemon::Metrics`] and the UDP side's
-//! [`NetStats`]) as Prometheus / OpenMetrics text at `http://ADDR:PORT/metrics`.
-//!
-//! The numbers are counted where the decisions are made (the sans-IO core and the socket
-//! layer); this module only takes a snapshot from the core task on each scrape and renders it
-//! with `prometheus-client`. The HTTP side is deliberately tiny: one `GET` per connection,
-//! bounded request size and time, `Connection: close`.
-
-use std::time::Duration;
+//! The snapshot as OpenMetrics text (`prometheus-client`): names, help texts, labels.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
-use spread::daemon::Metrics;
 use spread::ring::{Service, State};
 use spread::session::Violation;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
-use tracing::{debug, info, warn};
 
-use super::ring_net::NetStats;
-use super::session::CoreHandle;
-
-/// Environment variable read by `spread` when `--metrics` is not given.
-pub const METRICS_ENV: &str = "MBUS_METRICS";
-/// Content type of the exposition (what `prometheus-client` writes).
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-/// Largest request head read.
-const MAX_REQUEST: usize = 8 * 1024;
-/// How long a client may take to send its request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a scrape waits for the core's snapshot.
-const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What one scrape shows: the core's counters and the UDP side's.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    /// The core's counters and gauges.
-    pub core: Metrics,
-    /// The ring sockets' counters (all zero for a daemon without sockets).
-    pub net: NetStats,
-}
+use super::Snapshot;
 
 type Labels = Vec<(&'static str, &'static str)>;
 
@@ -295,6 +261,21 @@ pub fn render(s: &Snapshot) -> String {
         "PersonalWindow in force",
         u64::from(st.personal_window),
     );
+    b.gauge(
+        "ring_accelerated",
+        "1 when the Accelerated Ring protocol is in force",
+        u64::from(st.accelerated),
+    );
+    b.gauge(
+        "ring_accelerated_window",
+        "AcceleratedWindow in force",
+        u64::from(st.accelerated_window),
+    );
+    b.gauge(
+        "ring_id_time",
+        "Time part of the installed ring's id (changes with every new ring)",
+        u64::try_from(m.ring.time).unwrap_or(0),
+    );
     b.counter(
         "token_rotations",
         "Leader: token rotations completed",
@@ -510,89 +491,4 @@ pub fn render(s: &Snapshot) -> String {
     // Writing into a String does not fail.
     let _ = encode(&mut out, &b.reg);
     out
-}
-
-/// Serves `GET /metrics` on `listener` until `stop` fires.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    core: CoreHandle,
-    mut stop: tokio::sync::broadcast::Receiver<()>,
-) {
-    if let Ok(a) = listener.local_addr() {
-        info!(addr = %a, "metrics endpoint: http://{a}/metrics");
-    }
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = stop.recv() => break,
-            r = listener.accept() => match r {
-                Ok((stream, peer)) => {
-                    let core = core.clone();
-                    conns.spawn(async move {
-                        if let Err(e) = answer(stream, &core).await {
-                            debug!(%peer, error = %e, "metrics request failed");
-                        }
-                    });
-                }
-                Err(e) => {
-                    warn!(error = %e, "metrics accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
-    conns.shutdown().await;
-}
-
-/// Reads one request head and answers it.
-async fn answer(mut stream: TcpStream, core: &CoreHandle) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let head = tokio::time::timeout(REQUEST_TIMEOUT, async {
-        let mut chunk = [0u8; 1024];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < MAX_REQUEST {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        std::io::Result::Ok(())
-    })
-    .await;
-    if !matches!(head, Ok(Ok(()))) {
-        return Ok(());
-    }
-    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
-    let (status, ctype, body) = match (method, path) {
-        ("GET", "/metrics") => match tokio::time::timeout(SNAPSHOT_TIMEOUT, core.metrics()).await {
-            Ok(Ok(s)) => ("200 OK", CONTENT_TYPE, render(&s)),
-            _ => (
-                "503 Service Unavailable",
-                "text/plain; charset=utf-8",
-                "the daemon core did not answer\n".to_owned(),
-            ),
-        },
-        ("GET", _) => (
-            "404 Not Found",
-            "text/plain; charset=utf-8",
-            "metrics are at /metrics\n".to_owned(),
-        ),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain; charset=utf-8",
-            "only GET\n".to_owned(),
-        ),
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
 }
