@@ -251,3 +251,90 @@ fn garbage_on_the_metrics_port_does_not_stop_the_endpoint() {
     let s = parse(&body);
     assert!(s.contains_key("spread_sessions"));
 }
+
+/// A one-host configuration on a free port in `dir`; returns its path.
+fn one_host(dir: &std::path::Path) -> std::path::PathBuf {
+    let port = crate::harness::free_port();
+    let path = dir.join("spread.conf");
+    std::fs::write(
+        &path,
+        format!("Spread_Segment 127.0.0.255:{port} {{\n  localhost 127.0.0.1\n}}\n"),
+    )
+    .expect("config");
+    path
+}
+
+fn spread_cmd(dir: &std::path::Path, conf: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_spread"));
+    c.args(["-n", "localhost", "-c"])
+        .arg(conf)
+        .current_dir(dir)
+        .env("MBUS_UNIX_SOCKET_DIR", dir)
+        .env_remove("MBUS_METRICS")
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+#[test]
+fn metrics_address_from_the_environment_and_bad_addresses_are_one_line_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = one_host(dir.path());
+    let port = crate::harness::free_port();
+    let mut child = spread_cmd(dir.path(), &conf)
+        .env("MBUS_METRICS", format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let a = format!("127.0.0.1:{port}");
+    let end = Instant::now() + FORM_BOUND;
+    while std::net::TcpStream::connect(&a).is_err() {
+        assert!(Instant::now() < end, "MBUS_METRICS endpoint never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, _, body) = get(&a, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(parse(&body).contains_key("spread_sessions"));
+    // The port is taken now: a second daemon's metrics listener fails with one line.
+    let other = tempfile::tempdir().expect("tempdir");
+    let conf2 = one_host(other.path());
+    let o = spread_cmd(other.path(), &conf2)
+        .args(["--metrics", &a])
+        .output()
+        .expect("run");
+    let _ = child.kill();
+    let _ = child.wait();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.lines()
+            .last()
+            .is_some_and(|l| l.contains("cannot open metrics listener")),
+        "{err}"
+    );
+    for (args, env, want) in [
+        (
+            &["--metrics", "nowhere"][..],
+            None,
+            "spread: --metrics: 'nowhere' is not ADDR:PORT",
+        ),
+        (
+            &[][..],
+            Some("nowhere:1"),
+            "spread: MBUS_METRICS: 'nowhere:1' is not ADDR:PORT",
+        ),
+    ] {
+        let mut c = spread_cmd(dir.path(), &conf);
+        c.args(args);
+        if let Some(e) = env {
+            c.env("MBUS_METRICS", e);
+        }
+        let o = c.output().expect("run");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.lines().last().is_some_and(|l| l.starts_with(want)),
+            "{err}"
+        );
+    }
+}
