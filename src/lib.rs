@@ -49,3 +49,4 @@ pub mod ecconf;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod status;

@@ -227,6 +227,18 @@ pub struct ClientStats {
     pub messages_out: u64,
     /// Inputs naming an unknown session (ignored).
     pub unknown_session_inputs: u64,
+    /// Data messages received from local clients, per service ([`crate::ring::Service::index`]).
+    pub messages_in: [u64; crate::ring::Service::COUNT],
+    /// Bytes of [`ClientStats::messages_in`] (whole client frames).
+    pub bytes_in: [u64; crate::ring::Service::COUNT],
+    /// Data messages ordered by the ring and applied here (from every daemon), per service.
+    pub messages_delivered: [u64; crate::ring::Service::COUNT],
+    /// Bytes of [`ClientStats::messages_delivered`] (whole client frames).
+    pub bytes_delivered: [u64; crate::ring::Service::COUNT],
+    /// Sessions ended by their own KILL request.
+    pub killed_by_request: u64,
+    /// Sessions whose peer closed the connection.
+    pub closed_by_peer: u64,
 }
 
 impl ClientStats {
@@ -326,6 +338,13 @@ impl Clients {
     /// Number of sessions past the hello (what the quota counts).
     pub(crate) fn session_count(&self) -> usize {
         self.names.len()
+    }
+
+    /// Messages and bytes queued for the local sessions, not yet written (all sessions).
+    pub(crate) fn session_backlog(&self) -> (usize, usize) {
+        self.sessions.values().fold((0, 0), |(m, b), s| {
+            (m + s.backlog.messages(), b + s.backlog.bytes())
+        })
     }
 
     /// Number of connections, including those still in the handshake.
@@ -648,7 +667,8 @@ impl Clients {
                 }
             }
             EndReason::SlowReader => self.stats.slow_reader_kills += 1,
-            EndReason::Kill | EndReason::PeerClosed => {}
+            EndReason::Kill => self.stats.killed_by_request += 1,
+            EndReason::PeerClosed => self.stats.closed_by_peer += 1,
         }
         if s.is_open() {
             let member = Member {

@@ -35,8 +35,10 @@ use crate::config::{Config, HostId};
 use crate::ring::{self, DaemonId, Engine, Port, RingConfig};
 use crate::time::Instant;
 
+pub mod metrics;
 pub mod monitor;
 pub mod topology;
+pub use metrics::{ExchangeTimes, Metrics, QueueDepths};
 pub use monitor::{MonitorConfig, MonitorOutput, MonitorStats};
 pub use topology::{Target, Topology, TopologyStats, Transmit};
 
@@ -155,6 +157,8 @@ pub struct Daemon {
     monitor: monitor::Monitor,
     /// When the daemon started (`poll_timeout` is at least this).
     now: Instant,
+    /// Times the group-state exchanges ([`Daemon::metrics`]).
+    exchange_clock: metrics::ExchangeClock,
     /// Simulator canary: the exchange gate is never closed ([`Daemon::plant_no_exchange_gate`]).
     #[cfg(any(test, feature = "sim"))]
     no_gate: bool,
@@ -200,6 +204,7 @@ impl Daemon {
             dropped: 0,
             monitor,
             now,
+            exchange_clock: metrics::ExchangeClock::default(),
             #[cfg(any(test, feature = "sim"))]
             no_gate: false,
             #[cfg(any(test, feature = "sim"))]
@@ -447,6 +452,9 @@ impl Daemon {
                             // and lowers the delivery threshold.
                             self.engine.set_exchanging(now, false);
                         }
+                        if was && !self.clients.exchanging() {
+                            self.exchange_clock.stop(now);
+                        }
                     }
                     ring::Output::Configuration(c) => {
                         let regular = c.kind == ring::ConfigKind::Regular;
@@ -456,6 +464,9 @@ impl Daemon {
                             // while the group-state exchange of this configuration runs.
                             let closed = self.clients.exchanging() && !self.gate_planted_off();
                             self.engine.set_exchanging(now, closed);
+                            if self.clients.exchanging() {
+                                self.exchange_clock.start(now);
+                            }
                         }
                     }
                 }

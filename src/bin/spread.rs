@@ -14,8 +14,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use mbus::cli::spread::{
-    parse_args, version_line, Args, ArgsError, DEFAULT_CONFIG, HELP_EXTRA, SYSTEM_CONFIG, USAGE,
+    parse_args, parse_metrics_addr, version_line, Args, ArgsError, DEFAULT_CONFIG, HELP_EXTRA,
+    SYSTEM_CONFIG, USAGE,
 };
+use mbus::daemon::log_file::LogFile;
+use mbus::daemon::metrics::METRICS_ENV;
 use mbus::daemon::privileges::{self, Outcome};
 use mbus::daemon::{self, log_time, DaemonOptions};
 use spread::config::{Config, Parsed, Priority, TimeStamp};
@@ -71,7 +74,40 @@ fn expand_log_path(p: &str) -> PathBuf {
     PathBuf::from(p.replace("%h", &host).replace("%H", &host))
 }
 
-fn init_tracing(config: &Config) -> anyhow::Result<()> {
+/// Installs the SIGUSR1 handler now (its default action would end the process) and returns
+/// the task body that reopens `log` on each SIGUSR1 (logrotate's `postrotate`); without a log
+/// file SIGUSR1 is logged and ignored.
+fn reopen_on_sigusr1(
+    log: Option<Arc<LogFile>>,
+) -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    Ok(async move {
+        while usr1.recv().await.is_some() {
+            match &log {
+                Some(l) => match l.reopen() {
+                    Ok(()) => info!("SIGUSR1: reopened the log file {}", l.path().display()),
+                    Err(e) => warn!(
+                        "SIGUSR1: cannot reopen {}: {e}; still writing to the old file",
+                        l.path().display()
+                    ),
+                },
+                None => info!("SIGUSR1: no EventLogFile to reopen (logging to standard output)"),
+            }
+        }
+    })
+}
+
+/// Tells systemd (`Type=notify`, `NOTIFY_SOCKET`) that the daemon is ready: its sockets are
+/// open and listening. Sent before the chroot into `RuntimeDir` (the notify socket's path is
+/// outside it). Nothing happens when not started by systemd.
+fn notify_ready() {
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        warn!("cannot notify systemd that the daemon is ready: {e}");
+    }
+}
+
+fn init_tracing(config: &Config) -> anyhow::Result<Option<Arc<LogFile>>> {
     use std::io::IsTerminal as _;
     use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::EnvFilter;
@@ -82,15 +118,14 @@ fn init_tracing(config: &Config) -> anyhow::Result<()> {
         _ => "error",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let mut log_file = None;
     let (writer, ansi) = match &config.options.event_log_file {
         Some(p) => {
             let path = expand_log_path(p);
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
+            let file = LogFile::open(&path)
                 .with_context(|| format!("cannot open EventLogFile {}", path.display()))?;
-            (BoxMakeWriter::new(std::sync::Mutex::new(file)), false)
+            log_file = Some(file.clone());
+            (BoxMakeWriter::new(file.writer()), false)
         }
         None => (
             BoxMakeWriter::new(std::io::stdout),
@@ -118,7 +153,7 @@ fn init_tracing(config: &Config) -> anyhow::Result<()> {
             })
             .init();
     }
-    Ok(())
+    Ok(log_file)
 }
 
 fn log_start(parsed: &Parsed, source: &Source, args: &Args) {
@@ -171,7 +206,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 }
 
 fn run(args: &Args, parsed: Parsed, source: &Source) -> anyhow::Result<()> {
-    init_tracing(&parsed.config)?;
+    let log_file = init_tracing(&parsed.config)?;
     log_start(&parsed, source, args);
     let config = Arc::new(parsed.config);
     let me = daemon::resolve_me(&config, args.name.as_deref())?;
@@ -198,9 +233,20 @@ fn run(args: &Args, parsed: Parsed, source: &Source) -> anyhow::Result<()> {
         info!(dir = %std::path::Path::new(&dir).display(), "client Unix socket directory from MBUS_UNIX_SOCKET_DIR");
         options.unix_socket_dir = dir.into();
     }
+    // mbus extension: the metrics endpoint (`--metrics`, else `MBUS_METRICS`).
+    options.metrics = match (args.metrics, std::env::var(METRICS_ENV)) {
+        (Some(a), _) => Some(a),
+        (None, Ok(v)) if !v.is_empty() => {
+            Some(parse_metrics_addr(&v).map_err(|e| anyhow::anyhow!("{METRICS_ENV}: {e}"))?)
+        }
+        _ => None,
+    };
     rt.block_on(async {
         let shutdown = shutdown_signal();
+        let reopen = reopen_on_sigusr1(log_file).context("cannot install the SIGUSR1 handler")?;
+        tokio::spawn(reopen);
         let bound = daemon::bind(&config, me, &options)?;
+        notify_ready();
         // As 5.0.1: once the sockets are open, chroot into RuntimeDir and become DaemonUser.
         match privileges::drop_privileges(&config)? {
             Outcome::NotRoot => warn!("not running as root, won't chroot"),

@@ -17,6 +17,7 @@ pub mod gen_docs;
 pub mod mbus_bench;
 pub mod mbus_node;
 pub mod mbus_passwd;
+pub mod mbus_status;
 pub mod spread;
 
 /// The `--help` paragraph on logging shared by the binaries that log.
@@ -62,6 +63,7 @@ pub fn commands() -> Vec<clap::Command> {
         mbus_bench::Args::command(),
         ec_console::Args::command(),
         mbus_passwd::Args::command(),
+        mbus_status::Args::command(),
         gen_docs::Args::command(),
     ]
 }

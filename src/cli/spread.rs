@@ -26,7 +26,11 @@ Logging: to standard output, or to EventLogFile; the level comes from EventPrior
 RUST_LOG (e.g. RUST_LOG=debug) overrides that level. Errors that stop the daemon are one\n\
 line on standard error, exit status 1.\n\
 \n\
-MBUS_UNIX_SOCKET_DIR moves the client Unix socket /tmp/PORT into another directory.\n";
+MBUS_UNIX_SOCKET_DIR moves the client Unix socket /tmp/PORT into another directory.\n\
+\n\
+--metrics ADDR:PORT (or MBUS_METRICS=ADDR:PORT) serves Prometheus metrics at\n\
+http://ADDR:PORT/metrics (off by default; e.g. --metrics 127.0.0.1:9803).\n\
+SIGUSR1 reopens EventLogFile (for logrotate).\n";
 
 /// Where 5.0.1 (built with the default prefix) looks last.
 pub const SYSTEM_CONFIG: &str = "/usr/local/etc/spread.conf";
@@ -35,6 +39,10 @@ pub const DEFAULT_CONFIG: &str = "spread.conf";
 
 /// The flags [`parse_args`] accepts (each takes one value), as 5.0.1 has them.
 pub const FLAGS: [&str; 3] = ["-l", "-n", "-c"];
+
+/// mbus's long option for the metrics endpoint (not in 5.0.1; `--metrics ADDR:PORT` or
+/// `--metrics=ADDR:PORT`).
+pub const METRICS_FLAG: &str = "--metrics";
 
 /// The parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -45,6 +53,8 @@ pub struct Args {
     pub config: Option<PathBuf>,
     /// `-l y`: print the membership log.
     pub log: bool,
+    /// `--metrics ADDR:PORT`: serve the metrics endpoint there (mbus addition).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Why [`parse_args`] did not return arguments.
@@ -71,6 +81,17 @@ pub fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, ArgsEr
         if a == "--version" {
             return Err(ArgsError::Version);
         }
+        if let Some(rest) = a.strip_prefix(METRICS_FLAG) {
+            let v = match rest.strip_prefix('=') {
+                Some(v) => v.to_owned(),
+                None if rest.is_empty() => args.next().ok_or(ArgsError::Usage)?,
+                None => return Err(ArgsError::Usage),
+            };
+            let addr = parse_metrics_addr(&v)
+                .map_err(|e| ArgsError::Message(format!("spread: --metrics: {e}")))?;
+            out.metrics = Some(addr);
+            continue;
+        }
         let flag = a.get(..2).unwrap_or_default();
         if !FLAGS.contains(&flag) {
             return Err(ArgsError::Usage);
@@ -92,6 +113,13 @@ pub fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, ArgsEr
         }
     }
     Ok(out)
+}
+
+/// Parses a metrics endpoint address `ADDR:PORT` (IPv6 as `[ADDR]:PORT`); the error is the
+/// one line to print.
+pub fn parse_metrics_addr(v: &str) -> Result<std::net::SocketAddr, String> {
+    v.parse()
+        .map_err(|_| format!("'{v}' is not ADDR:PORT (e.g. 127.0.0.1:9803)"))
 }
 
 /// The version line `spread --version` prints.
@@ -134,6 +162,13 @@ pub fn command() -> clap::Command {
                 .value_name("file name")
                 .value_hint(clap::ValueHint::FilePath)
                 .help("specify configuration file [default: spread.conf]"),
+        )
+        .arg(
+            Arg::new("metrics")
+                .long("metrics")
+                .value_name("ADDR:PORT")
+                .env("MBUS_METRICS")
+                .help("serve Prometheus metrics at http://ADDR:PORT/metrics (mbus addition)"),
         )
         .arg(
             Arg::new("help")

@@ -98,6 +98,8 @@ pub struct Bound {
     pub token: Vec<tokio::net::UdpSocket>,
     /// The one socket every ring packet is sent from (own address, ephemeral port).
     pub send: tokio::net::UdpSocket,
+    /// The metrics endpoint's listener ([`DaemonOptions::metrics`]), if asked for.
+    pub metrics: Option<tokio::net::TcpListener>,
 }
 
 /// The address to bind for a configured interface (IPv6 scope resolved from `/sys`).
@@ -213,6 +215,7 @@ pub fn bind(config: &Config, me: HostId, opts: &DaemonOptions) -> Result<Bound, 
     let _ = std::fs::remove_file(&path);
     let unix = unix_listener(&path)?;
     info!(path = %path.display(), "listening for clients (Unix socket)");
+    let metrics = opts.metrics.map(metrics_listener).transpose()?;
     Ok(Bound {
         port,
         tcp: tcp_listeners,
@@ -224,7 +227,21 @@ pub fn bind(config: &Config, me: HostId, opts: &DaemonOptions) -> Result<Bound, 
         data: ring.data,
         token: ring.token,
         send: ring.send,
+        metrics,
     })
+}
+
+/// The metrics endpoint's TCP listener (opened with the other sockets, before privileges are
+/// dropped).
+fn metrics_listener(addr: SocketAddr) -> Result<tokio::net::TcpListener, BindError> {
+    let err = |err| BindError::Socket {
+        what: "metrics listener",
+        addr: addr.to_string(),
+        err,
+    };
+    let l = std::net::TcpListener::bind(addr).map_err(err)?;
+    l.set_nonblocking(true).map_err(err)?;
+    tokio::net::TcpListener::from_std(l).map_err(err)
 }
 
 /// The ring's UDP sockets.

@@ -13,7 +13,9 @@
 mod bind;
 mod builder;
 mod client_io;
+pub mod log_file;
 pub mod log_time;
+pub mod metrics;
 pub(crate) mod outbox;
 pub mod privileges;
 pub(crate) mod ring_net;
@@ -37,12 +39,16 @@ use tracing::{debug, info, warn};
 pub struct DaemonOptions {
     /// Directory of the client Unix socket `DIR/PORT` (5.0.1: `/tmp`).
     pub unix_socket_dir: PathBuf,
+    /// Serve the metrics endpoint ([`metrics`]) on this address (mbus addition; off by
+    /// default).
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Default for DaemonOptions {
     fn default() -> Self {
         Self {
             unix_socket_dir: PathBuf::from(UNIX_SOCKET_DIR),
+            metrics: None,
         }
     }
 }
@@ -181,6 +187,7 @@ impl Server {
             data,
             token,
             send,
+            metrics,
         } = bound;
         let send = Arc::new(send);
         let ring = ring_net::Core::with_sockets(&config, me, send.clone());
@@ -212,6 +219,7 @@ impl Server {
             data: Vec::new(),
             token: Vec::new(),
             send: send_dup,
+            metrics,
         };
         Ok(Self {
             config,
@@ -306,6 +314,9 @@ pub async fn serve_core(
                 }
             }
         });
+    }
+    if let Some(listener) = bound.metrics {
+        tasks.spawn(metrics::serve(listener, core.clone(), stop_tx.subscribe()));
     }
     let unix = bound.unix;
     let mut stop = stop_tx.subscribe();

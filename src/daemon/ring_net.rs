@@ -191,6 +191,14 @@ impl Core {
         }
     }
 
+    /// Every counter of the core and the UDP side (the metrics endpoint).
+    pub(crate) fn metrics(&self) -> super::metrics::Snapshot {
+        super::metrics::Snapshot {
+            core: self.daemon.metrics(),
+            net: self.net_stats(),
+        }
+    }
+
     /// The daemon (read-only: counters, monitor state).
     #[cfg(test)]
     pub(crate) fn daemon(&self) -> &Daemon {

@@ -53,6 +53,11 @@ enum CoreMsg {
     NetStats(oneshot::Sender<super::ring_net::NetStats>),
 }
 
+/// A metrics snapshot request (its own queue: answered even while client input is paused).
+type MetricsRequest = oneshot::Sender<super::metrics::Snapshot>;
+/// Capacity of the queue of metrics requests.
+const METRICS_QUEUE: usize = 16;
+
 /// A datagram received on a ring socket.
 #[derive(Debug)]
 pub(crate) struct Packet {
@@ -70,6 +75,7 @@ pub struct CoreHandle {
     tx: mpsc::Sender<CoreMsg>,
     packets: mpsc::Sender<Packet>,
     progress: mpsc::UnboundedSender<Input>,
+    metrics: mpsc::Sender<MetricsRequest>,
     budget: Arc<Semaphore>,
     next_id: Arc<AtomicU64>,
 }
@@ -154,6 +160,14 @@ impl CoreHandle {
         rx.await.map_err(|_| CoreStopped)
     }
 
+    /// Every counter and gauge of the daemon (what the metrics endpoint shows); answered
+    /// between two inputs even while the ring's flow control pauses client input.
+    pub async fn metrics(&self) -> Result<super::metrics::Snapshot, CoreStopped> {
+        let (tx, rx) = oneshot::channel();
+        self.metrics.send(tx).await.map_err(|_| CoreStopped)?;
+        rx.await.map_err(|_| CoreStopped)
+    }
+
     /// The core's counters.
     pub async fn stats(&self) -> Result<Stats, CoreStopped> {
         let (tx, rx) = oneshot::channel();
@@ -196,10 +210,12 @@ pub(crate) fn spawn_core_with(
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
     let (packets, packets_rx) = mpsc::channel(PACKET_QUEUE);
     let (progress, progress_rx) = mpsc::unbounded_channel();
+    let (metrics, metrics_rx) = mpsc::channel(METRICS_QUEUE);
     let handle = CoreHandle {
         tx,
         packets,
         progress,
+        metrics,
         budget: client_io::input_budget(),
         next_id: Arc::new(AtomicU64::new(1)),
     };
@@ -207,6 +223,7 @@ pub(crate) fn spawn_core_with(
         rx,
         packets: packets_rx,
         progress: progress_rx,
+        metrics: metrics_rx,
     };
     let task = tokio::spawn(core_loop(core, inputs, shutdown));
     (handle, task)
@@ -232,6 +249,8 @@ struct Inputs {
     packets: mpsc::Receiver<Packet>,
     /// Writers' reports.
     progress: mpsc::UnboundedReceiver<Input>,
+    /// Metrics snapshot requests.
+    metrics: mpsc::Receiver<MetricsRequest>,
 }
 
 /// The core's side of the sessions: their writers, and the batches being collected.
@@ -261,6 +280,9 @@ async fn core_loop(
                 drain_progress(&mut daemon, &mut w, &mut inputs.progress, now);
             }
             () = sleep_until(deadline) => daemon.handle_timeout(core_now(origin)),
+            Some(tx) = inputs.metrics.recv() => {
+                let _ = tx.send(daemon.metrics());
+            }
             Some(p) = inputs.packets.recv() => {
                 let now = core_now(origin);
                 drain_progress(&mut daemon, &mut w, &mut inputs.progress, now);

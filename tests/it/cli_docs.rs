@@ -12,7 +12,15 @@ use mbus::cli;
 const BINARIES: &[(&str, &[&str])] = &[
     (
         env!("CARGO_BIN_EXE_spread"),
-        &["-l", "-n", "-c", "RUST_LOG", "spread.conf"],
+        &[
+            "-l",
+            "-n",
+            "-c",
+            "RUST_LOG",
+            "spread.conf",
+            "--metrics ADDR:PORT",
+            "SIGUSR1",
+        ],
     ),
     (
         env!("CARGO_BIN_EXE_eccmgr"),
@@ -78,6 +86,19 @@ const BINARIES: &[(&str, &[&str])] = &[
     (
         env!("CARGO_BIN_EXE_mbus-passwd"),
         &["<USER>", "-f, --file", "-r, --roles", "--stdin", "Argon2id"],
+    ),
+    (
+        env!("CARGO_BIN_EXE_mbus-status"),
+        &[
+            "-c, --config",
+            "-n, --name",
+            "--json",
+            "-w, --watch",
+            "--count",
+            "-t, --timeout",
+            "no reply",
+            "Exit status",
+        ],
     ),
     (
         env!("CARGO_BIN_EXE_mbus-gen-docs"),
@@ -168,6 +189,7 @@ fn man_pages_build_in_process_and_name_every_flag() {
             "mbus-bench",
             "ec_console",
             "mbus-passwd",
+            "mbus-status",
             "mbus-gen-docs"
         ]
     );
@@ -219,6 +241,10 @@ fn gen_docs_writes_man_pages_and_completions_for_every_binary() {
     assert!(bash.contains("--mbus-conf"), "{bash}");
 }
 
+fn p_metrics(a: &[&str]) -> Result<cli::spread::Args, cli::spread::ArgsError> {
+    cli::spread::parse_args(a.iter().map(|s| (*s).to_owned()))
+}
+
 #[test]
 fn spread_man_page_definition_agrees_with_the_hand_parser() {
     let cmd = cli::spread::command();
@@ -237,7 +263,29 @@ fn spread_man_page_definition_agrees_with_the_hand_parser() {
         assert!(parsed.is_ok(), "{f}: {parsed:?}");
     }
     let longs: Vec<&str> = cmd.get_arguments().filter_map(|a| a.get_long()).collect();
-    assert_eq!(longs, ["help", "version"]);
+    assert_eq!(longs, ["metrics", "help", "version"]);
+    let m = p_metrics(&["--metrics", "127.0.0.1:9803", "-n", "x"]);
+    assert_eq!(
+        m.map(|a| a.metrics),
+        Ok(Some("127.0.0.1:9803".parse().expect("addr")))
+    );
+    let m = p_metrics(&["--metrics=[::1]:9803"]);
+    assert_eq!(
+        m.map(|a| a.metrics),
+        Ok(Some("[::1]:9803".parse().expect("addr")))
+    );
+    assert!(matches!(
+        p_metrics(&["--metrics", "nowhere"]),
+        Err(cli::spread::ArgsError::Message(_))
+    ));
+    assert_eq!(
+        p_metrics(&["--metrics"]),
+        Err(cli::spread::ArgsError::Usage)
+    );
+    assert_eq!(
+        p_metrics(&["--metricsx"]),
+        Err(cli::spread::ArgsError::Usage)
+    );
     let p = |a: &[&str]| cli::spread::parse_args(a.iter().map(|s| (*s).to_owned()));
     assert_eq!(p(&["--help"]), Err(cli::spread::ArgsError::Help));
     assert_eq!(p(&["--version"]), Err(cli::spread::ArgsError::Version));

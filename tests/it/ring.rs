@@ -20,6 +20,8 @@ pub(crate) struct Ring {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) port: u16,
     children: Vec<Option<Child>>,
+    /// Metrics endpoint port of each daemon (`--metrics addr(i):PORT`); empty: none.
+    pub(crate) metrics: Vec<u16>,
 }
 
 pub(crate) fn addr(i: usize) -> String {
@@ -33,6 +35,15 @@ impl Ring {
 
     /// `n` daemons whose configuration ends with the option lines `extra`.
     pub(crate) fn with_options(n: usize, extra: &str) -> Self {
+        Self::build(n, extra, false)
+    }
+
+    /// `n` daemons, each serving its metrics endpoint on its own address ([`Ring::metrics`]).
+    pub(crate) fn with_metrics(n: usize) -> Self {
+        Self::build(n, "", true)
+    }
+
+    fn build(n: usize, extra: &str, metrics: bool) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("mbus-ring-")
             .tempdir()
@@ -57,6 +68,11 @@ impl Ring {
             dir,
             port,
             children: (0..n).map(|_| None).collect(),
+            metrics: if metrics {
+                (0..n).map(|_| free_port()).collect()
+            } else {
+                Vec::new()
+            },
         };
         for i in 0..n {
             r.start(i);
@@ -75,7 +91,11 @@ impl Ring {
             .open(self.log_path(i))
             .expect("log");
         let log2 = log.try_clone().expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_spread"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_spread"));
+        if let Some(p) = self.metrics.get(i) {
+            cmd.arg("--metrics").arg(format!("{}:{p}", addr(i)));
+        }
+        let child = cmd
             .arg("-n")
             .arg(format!("d{}", i + 1))
             .arg("-c")
@@ -166,7 +186,7 @@ async fn until_members(mb: &mut Mailbox, group: &str, n: usize) -> mbus::client:
 
 /// Connects one client per daemon and joins `grp`; returns them once every one sees 3 members
 /// (the ring has formed: the joins crossed it).
-async fn three_clients(ring: &Ring) -> Vec<Mailbox> {
+pub(crate) async fn three_clients(ring: &Ring) -> Vec<Mailbox> {
     let mut mbs = Vec::new();
     for i in 0..3 {
         let mut mb = ring.connect(i, &format!("c{}", i + 1)).await;

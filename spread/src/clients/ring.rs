@@ -214,7 +214,17 @@ impl Clients {
                 Service::Safe,
                 request(ServiceType::KILL_MESS | ServiceType::SAFE, member.name, &[]),
             ),
-            Event::Data(_, frame) => (service_of(frame.header.service), frame.raw),
+            Event::Data(_, frame) => {
+                let service = service_of(frame.header.service);
+                let i = service.index();
+                if let Some(c) = self.stats.messages_in.get_mut(i) {
+                    *c += 1;
+                }
+                if let Some(c) = self.stats.bytes_in.get_mut(i) {
+                    *c += frame.raw.len() as u64;
+                }
+                (service, frame.raw)
+            }
         };
         ring.submissions.push_back(item);
     }
@@ -356,6 +366,13 @@ impl Clients {
         } else if t.intersects(ServiceType::KILL_MESS) {
             self.apply(Event::Disconnect(member));
         } else {
+            let i = service_of(t).index();
+            if let Some(c) = self.stats.messages_delivered.get_mut(i) {
+                *c += 1;
+            }
+            if let Some(c) = self.stats.bytes_delivered.get_mut(i) {
+                *c += frame.raw.len() as u64;
+            }
             self.apply(Event::Data(member, frame));
         }
     }

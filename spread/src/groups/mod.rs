@@ -109,6 +109,11 @@ impl Groups {
         self.groups.len()
     }
 
+    /// Group memberships: the members of every group, added up.
+    pub fn membership_count(&self) -> usize {
+        self.groups.values().map(|g| g.members.len()).sum()
+    }
+
     /// True if no group has members.
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty()

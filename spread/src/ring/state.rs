@@ -108,4 +108,6 @@ pub(crate) struct TokenState {
     pub(crate) prev_sent_seq: u32,
     /// Accelerated ring: new packets to send right after the token.
     pub(crate) after_token: Vec<w::Packet>,
+    /// Leader: when the token now out was sent (rotation time, [`super::Stats`]).
+    pub(crate) rotation_start: Option<crate::time::Instant>,
 }

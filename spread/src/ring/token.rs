@@ -103,6 +103,14 @@ impl Engine {
     pub(crate) fn step_op_token(&mut self, now: Instant, mut t: Token) {
         let me = self.cfg.me;
         let rid = self.ring.id;
+        if self.token_leader() {
+            if let Some(t0) = self.tok.rotation_start.take() {
+                let us = u64::try_from(now.saturating_since(t0).as_micros()).unwrap_or(u64::MAX);
+                self.stats.token_rotations += 1;
+                self.stats.rotation_time_us = self.stats.rotation_time_us.saturating_add(us);
+                self.stats.last_rotation_us = us;
+            }
+        }
         // 5.0.1 compares the received aru and seq ("everyone has everything so far").
         let all_had_all = t.header.aru == t.header.seq;
         // As 5.0.1: the token's seq is the ring's highest, even before its packets arrive
@@ -125,6 +133,7 @@ impl Engine {
             .take(MAX_RTR_SEQS)
             .collect();
         tracing::trace!(me = %me, ?wanted, retrans, sent, "token visit");
+        self.stats.retrans_requested += wanted.len() as u64;
         add_request(&mut t, rid, me, wanted);
         let h = &mut t.header;
         let aru_last = h.aru_last_id;
@@ -180,6 +189,7 @@ impl Engine {
                 return;
             }
             self.tok.awaiting = true;
+            self.tok.rotation_start = Some(now);
         }
         self.send_token(Dest::Unicast(succ), &t);
         self.tok.last_tx = Some((succ, t));
@@ -201,6 +211,7 @@ impl Engine {
                 self.send_token(Dest::Unicast(to), &t);
             }
             self.tok.awaiting = true;
+            self.tok.rotation_start = Some(now);
             self.arm(Timer::TokenHurry, now + self.cfg.hurry_timeout);
         }
     }

@@ -27,6 +27,25 @@ pub enum Service {
 }
 
 impl Service {
+    /// Number of services.
+    pub const COUNT: usize = 6;
+
+    /// A lower-case name of each service, by [`Service::index`] (metric labels).
+    pub const LABELS: [&'static str; Self::COUNT] =
+        ["unreliable", "reliable", "fifo", "causal", "agreed", "safe"];
+
+    /// Index into per-service counters (0 = UNRELIABLE … 5 = SAFE).
+    pub fn index(self) -> usize {
+        match self {
+            Self::Unreliable => 0,
+            Self::Reliable => 1,
+            Self::Fifo => 2,
+            Self::Causal => 3,
+            Self::Agreed => 4,
+            Self::Safe => 5,
+        }
+    }
+
     /// The packet delivery class 5.0.1 derives from the service (§7.1).
     pub fn class(self) -> Class {
         match self {
@@ -277,6 +296,16 @@ pub struct Stats {
     /// Tokens re-sent by the leader on Hurry_timeout, plus re-sent tokens (retrans > 0)
     /// accepted as a member (5.0.1's `token_hurry`).
     pub token_hurry: u64,
+    /// Sequence numbers this daemon asked to have re-sent (entries it put in tokens'
+    /// retransmission requests).
+    pub retrans_requested: u64,
+    /// Leader: token rotations completed (the token it sent came back).
+    pub token_rotations: u64,
+    /// Leader: sum of the rotation times of [`Stats::token_rotations`], microseconds (from
+    /// sending the token, or releasing a held one, to its return).
+    pub rotation_time_us: u64,
+    /// Leader: the last rotation's time, microseconds.
+    pub last_rotation_us: u64,
 }
 
 /// Ring and membership settings (built from `spread::config`).

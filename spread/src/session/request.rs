@@ -68,6 +68,17 @@ impl Violation {
 
     /// Number of kinds.
     pub const COUNT: usize = 7;
+
+    /// A short name of each kind, by [`Violation::index`] (metric labels).
+    pub const LABELS: [&'static str; Self::COUNT] = [
+        "type_bits",
+        "sender",
+        "num_groups",
+        "hint",
+        "length",
+        "group_name",
+        "unexpected",
+    ];
 }
 
 /// True if a header's sender field names `own` (5.0.1 forces a NUL at byte 31 first).
