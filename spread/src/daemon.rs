@@ -56,8 +56,20 @@ pub fn ring_config(config: &Config, me: HostId) -> RingConfig {
 /// here in order (5.0.1 stops reading sessions instead; the engine refuses beyond
 /// [`ring::MAX_SEND_QUEUE`]).
 const ENGINE_BACKLOG: usize = ring::MAX_SEND_QUEUE / 2;
+/// ... and while it holds fewer payload bytes than this.
+const ENGINE_BACKLOG_BYTES: usize = ring::MAX_SEND_QUEUE_BYTES / 2;
 /// Most submissions waiting for the engine; beyond it new ones are dropped and counted.
 pub const MAX_WAITING: usize = 100_000;
+/// Most payload bytes waiting for the engine; beyond it new submissions are dropped and
+/// counted. Never reached while the shell honours [`Daemon::accepts_client_input`].
+pub const MAX_WAITING_BYTES: usize = 256 << 20;
+/// Client messages waiting for the ring (not yet sent by the engine) at which the daemon
+/// takes no client input until the ring has sent some (5.0.1's `WATER_MARK`: it stops reading
+/// sessions while its protocol queue is this long).
+pub const WATER_MARK: usize = 500;
+/// The same mark in payload bytes (an mbus bound: 500 messages of 100 KB would hold 50 MB;
+/// 4 MiB is still dozens of token rotations of work ahead of the ring).
+pub const WATER_MARK_BYTES: usize = 4 << 20;
 
 /// Bound on pump rounds per input (each round drains both queues; the client side only adds
 /// submissions in answer to a delivery, and a singleton ring's token comes back once per
@@ -151,6 +163,8 @@ pub struct Daemon {
     looped: VecDeque<(Port, Bytes)>,
     /// Submissions waiting for room in the engine's send queue, in order.
     waiting: VecDeque<(ring::Service, Bytes)>,
+    /// Payload bytes in `waiting`.
+    waiting_bytes: usize,
     /// Submissions dropped because [`MAX_WAITING`] were waiting.
     dropped: u64,
     /// Monitor control packets and the simulated partition.
@@ -201,6 +215,7 @@ impl Daemon {
             out: VecDeque::new(),
             looped: VecDeque::new(),
             waiting: VecDeque::new(),
+            waiting_bytes: 0,
             dropped: 0,
             monitor,
             now,
@@ -347,6 +362,19 @@ impl Daemon {
         self.waiting.len() + self.engine.send_queue_len()
     }
 
+    /// Payload bytes of the client messages waiting to be sent by the ring.
+    pub fn unsent_bytes(&self) -> usize {
+        self.waiting_bytes + self.engine.send_queue_bytes()
+    }
+
+    /// The ring's flow control: may the shell hand in more client input now? No while
+    /// [`WATER_MARK`] messages or [`WATER_MARK_BYTES`] bytes wait to be sent (ring packets,
+    /// timers and session writes go on). This is what bounds the daemon's queues of client
+    /// messages in bytes.
+    pub fn accepts_client_input(&self) -> bool {
+        self.unsent() < WATER_MARK && self.unsent_bytes() < WATER_MARK_BYTES
+    }
+
     /// Applies one input.
     pub fn handle(&mut self, now: Instant, input: Input) {
         self.now = now;
@@ -415,16 +443,21 @@ impl Daemon {
                 );
             }
             while let Some(sub) = self.clients.poll_submission() {
-                if self.waiting.len() < MAX_WAITING {
+                let bytes = self.waiting_bytes + sub.1.len();
+                if self.waiting.len() < MAX_WAITING && bytes <= MAX_WAITING_BYTES {
+                    self.waiting_bytes = bytes;
                     self.waiting.push_back(sub);
                 } else {
                     self.dropped += 1;
                 }
             }
-            while self.engine.send_queue_len() < ENGINE_BACKLOG {
+            while self.engine.send_queue_len() < ENGINE_BACKLOG
+                && self.engine.send_queue_bytes() < ENGINE_BACKLOG_BYTES
+            {
                 let Some((service, payload)) = self.waiting.pop_front() else {
                     break;
                 };
+                self.waiting_bytes = self.waiting_bytes.saturating_sub(payload.len());
                 busy = true;
                 self.engine
                     .handle(now, ring::Input::Submit { service, payload });

@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 pub use bind::{bind, BindError, Bound, UnixSocketFile};
 pub use builder::{DaemonBuilder, RunningDaemon};
-pub use ring_net::{NetStats, WATER_MARK};
+pub use ring_net::{NetStats, WATER_MARK, WATER_MARK_BYTES};
 pub use session::{spawn_core, CoreHandle, CoreStopped};
 use spread::config::{Config, HostId, UNIX_SOCKET_DIR};
 use spread::session::Peer;

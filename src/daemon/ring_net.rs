@@ -131,10 +131,7 @@ impl Net {
     }
 }
 
-/// Client messages waiting for the ring (not yet sent by the engine) at which the daemon
-/// stops handling client input until the ring has sent some (5.0.1's `WATER_MARK`: it stops
-/// reading sessions while its protocol queue is this long).
-pub const WATER_MARK: usize = 500;
+pub use spread::daemon::{WATER_MARK, WATER_MARK_BYTES};
 
 /// What the core task drives: the daemon, and its sockets when it has any (an embedded
 /// one-daemon ring needs none: its token comes back without a socket).
@@ -238,10 +235,10 @@ impl Core {
         self.daemon.handle(now, Input::Client(input));
     }
 
-    /// The ring's flow control, as 5.0.1's: no client input while [`WATER_MARK`] messages
-    /// wait to be sent (ring packets, timers and write progress go on).
+    /// The ring's flow control, decided by the core ([`spread::Daemon::accepts_client_input`]:
+    /// 5.0.1's [`WATER_MARK`] messages, and [`WATER_MARK_BYTES`]).
     pub(crate) fn accepts_input(&self) -> bool {
-        self.daemon.unsent() < WATER_MARK
+        self.daemon.accepts_client_input()
     }
 
     /// Timers due at `now`.

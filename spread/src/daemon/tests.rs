@@ -945,3 +945,30 @@ fn burst_beyond_the_engine_queue_is_delivered() {
     }
     assert_eq!(net.nodes[0].as_ref().unwrap().backlog(), (0, 0));
 }
+
+/// Client messages wait while the ring is not formed yet; the daemon stops taking client
+/// input at 5.0.1's `WATER_MARK` messages or at `WATER_MARK_BYTES` bytes, whichever comes
+/// first, and takes it again once the ring has sent them (the queues are bounded in bytes).
+#[test]
+fn client_input_stops_at_the_water_mark_in_bytes_and_resumes() {
+    use crate::daemon::{WATER_MARK, WATER_MARK_BYTES};
+    let mut net = Net::new(1, 1);
+    net.connect(0, 1, &user_of(1));
+    let body = vec![7u8; 100_000];
+    let mut sent = 0;
+    while net.nodes[0].as_ref().expect("up").accepts_client_input() && sent < 1000 {
+        net.send(0, 1, ServiceType::RELIABLE, &["g"], &body);
+        sent += 1;
+    }
+    let d = net.nodes[0].as_ref().expect("up");
+    assert!(sent < WATER_MARK, "stopped by bytes, not by count: {sent}");
+    assert!(d.unsent_bytes() >= WATER_MARK_BYTES, "{}", d.unsent_bytes());
+    assert!(d.unsent_bytes() < WATER_MARK_BYTES + body.len() + 1000);
+    assert_eq!(d.backlog().1, 0, "nothing dropped");
+    // The singleton ring forms, sends them, and input is taken again.
+    net.run_for(Duration::from_secs(4));
+    let d = net.nodes[0].as_ref().expect("up");
+    assert!(d.accepts_client_input());
+    assert_eq!(d.unsent(), 0);
+    assert_eq!(d.unsent_bytes(), 0);
+}

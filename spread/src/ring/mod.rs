@@ -91,6 +91,9 @@ const TIMER_PASSES: usize = 4;
 pub const MAX_SEND_QUEUE: usize = 2000;
 /// Largest message payload accepted by `Submit`.
 pub const MAX_MESSAGE: usize = 144 * 1024;
+/// Most payload bytes in the send queue (with [`MAX_SEND_QUEUE`] messages): 64 of the
+/// largest messages.
+pub const MAX_SEND_QUEUE_BYTES: usize = 64 * MAX_MESSAGE;
 /// Highest seq may not run further than this ahead of the ring-wide aru (MAX_SEQ_GAP): bounds
 /// the retransmission buffer.
 pub const MAX_SEQ_GAP: u32 = 1600;
@@ -176,6 +179,8 @@ pub struct Engine {
     pub(crate) out: VecDeque<Output>,
     pub(crate) stats: Stats,
     pub(crate) send_q: VecDeque<Pending>,
+    /// Payload bytes of the messages in `send_q` (bounded by [`MAX_SEND_QUEUE_BYTES`]).
+    pub(crate) send_q_bytes: usize,
     /// 5.0.1's GROUPS down queue: the group-state exchange's messages
     /// ([`Input::SubmitExchange`]), sent before `send_q` and even while the exchange gate holds
     /// `send_q` back.
@@ -226,6 +231,7 @@ impl Engine {
             out: VecDeque::new(),
             stats: Stats::default(),
             send_q: VecDeque::new(),
+            send_q_bytes: 0,
             exchange_q: VecDeque::new(),
             tok: TokenState::default(),
             join_rep_index: 0,
@@ -360,6 +366,11 @@ impl Engine {
         self.send_q.len()
     }
 
+    /// Payload bytes of the client messages waiting to be sent.
+    pub fn send_queue_bytes(&self) -> usize {
+        self.send_q_bytes
+    }
+
     /// Exchange messages waiting to be sent.
     pub fn exchange_queue_len(&self) -> usize {
         self.exchange_q.len()
@@ -416,9 +427,13 @@ impl Engine {
         } else {
             &mut self.send_q
         };
-        if q.len() >= MAX_SEND_QUEUE || payload.len() > MAX_MESSAGE {
+        let over_bytes = !exchange && self.send_q_bytes + payload.len() > MAX_SEND_QUEUE_BYTES;
+        if q.len() >= MAX_SEND_QUEUE || payload.len() > MAX_MESSAGE || over_bytes {
             self.stats.queue_full += 1;
             return;
+        }
+        if !exchange {
+            self.send_q_bytes += payload.len();
         }
         // A daemon configured alone never puts a data packet on the wire: a message of any size
         // is one packet there (one buffer entry and one delivery instead of one per 1432 bytes).

@@ -95,11 +95,11 @@ impl Engine {
             MAX_PACKET_BODY
         };
         let (class, frags, whole) = if !self.exchange_q.is_empty() {
-            take_packet(&mut self.exchange_q, room)?
+            take_packet(&mut self.exchange_q, room, &mut 0)?
         } else if self.exchanging {
             return None;
         } else {
-            take_packet(&mut self.send_q, room)?
+            take_packet(&mut self.send_q, room, &mut self.send_q_bytes)?
         };
         if let Some(w) = whole {
             let own = &mut self.ring.own_large;
@@ -114,12 +114,14 @@ impl Engine {
 
 /// Takes the next packet's worth of fragments from `q`: the next fragment of its first
 /// message, or a whole small message packed with the following ones of a compatible class
-/// while they fit in `room` bytes of body.
+/// while they fit in `room` bytes of body; `queued` (the queue's payload bytes) loses the
+/// messages taken out whole.
 /// With the first fragment of a message of several, also the whole payload (own messages are
 /// delivered from it, not reassembled).
 fn take_packet(
     q: &mut std::collections::VecDeque<super::Pending>,
     room: usize,
+    queued: &mut usize,
 ) -> Option<(Class, Vec<Fragment>, Option<Bytes>)> {
     let front = q.front_mut()?;
     let class = front.class;
@@ -147,6 +149,7 @@ fn take_packet(
     if front.next < front.total {
         return Some((class, frags, whole));
     }
+    *queued = queued.saturating_sub(front.payload.len());
     q.pop_front();
     // Pack following one-element messages of a compatible class while they fit.
     while let Some(next) = q.front() {
@@ -159,6 +162,7 @@ fn take_packet(
             data: next.payload.clone(),
         });
         used = need;
+        *queued = queued.saturating_sub(next.payload.len());
         q.pop_front();
     }
     Some((class, frags, None))
