@@ -18,6 +18,7 @@ only our ring is measured (that is what CI's smoke run does). Needs root (ip net
   bench/ring-compare.py                                  # 3 daemons, 5 rounds, our ring only
   MBUS_REAL_SPREAD=/opt/sp501/sbin/spread bench/ring-compare.py --daemons 2,3,5,8 --rounds 3
   bench/ring-compare.py --quick --json out.json          # a short smoke run
+  bench/ring-compare.py --ours "env MBUS_WORKER_THREADS=1 target/release/spread"
 """
 
 import argparse
@@ -213,6 +214,8 @@ def main():
     kinds = [("real", opts.real)] if opts.real else []
     kinds.append(("mbus", opts.ours))
     for _, path in kinds + [("bench", opts.bench)]:
+        # A daemon may be given as a command (`env VAR=1 /path/spread`): check its program.
+        path = path.split()[-1] if path.split() else path
         if not os.access(path, os.X_OK):
             sys.exit(f"ring-compare: {path} is not an executable (build with cargo build --release)")
     if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("unshare"):

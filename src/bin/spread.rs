@@ -221,11 +221,23 @@ fn run(args: &Args, parsed: Parsed, source: &Source) -> anyhow::Result<()> {
             config.segments.len()
         );
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
+    // mbus extension (not in 5.0.1): `MBUS_WORKER_THREADS` sets the runtime's worker threads
+    // (default 2; 1 runs every task on the main thread, as 5.0.1's one event loop).
+    let workers = std::env::var("MBUS_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(2);
+    let rt = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+    }
+    .context("cannot start the tokio runtime")?;
     // mbus extension (not in 5.0.1): `MBUS_UNIX_SOCKET_DIR` moves the client Unix socket
     // `/tmp/PORT` elsewhere, so several daemons on one machine can share a port number.
     let mut options = DaemonOptions::default();

@@ -107,10 +107,16 @@ pub fn next_request(inbuf: &mut BytesMut, own: &GroupName) -> Result<Option<Requ
     if !h.hint.is_legal() {
         return Err(Violation::Hint);
     }
-    check_lengths(&h, Direction::ToDaemon).map_err(|e| match e {
+    let total = check_lengths(&h, Direction::ToDaemon).map_err(|e| match e {
         DecodeError::BadNumGroups(_) => Violation::NumGroups,
         _ => Violation::Length,
     })?;
+    if inbuf.len() < total {
+        // Room for the whole frame at once (bounded by the checked lengths): the rest of a
+        // large message is appended without regrowing (and copying) the buffer per read.
+        inbuf.reserve(total - inbuf.len());
+        return Ok(None);
+    }
     let request_bit = h.service.single_request();
     if request_bit.is_some_and(|r| r != ServiceType::KILL_MESS) && h.num_groups == 0 {
         // JOIN/LEAVE with no group: 5.0.1 reads a stale buffer; refuse.
