@@ -313,6 +313,30 @@ impl Clients {
         }
     }
 
+    /// This daemon's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// A configuration reload: the configured daemons are now `daemons` (configuration
+    /// order). Group members keep their groups, their daemons' positions re-mapped; members
+    /// of daemons no longer configured get positions past the new list (dropped at the next
+    /// membership change, as the daemons that left).
+    pub(crate) fn set_daemons(&mut self, daemons: Vec<DaemonId>) {
+        let old = std::mem::take(&mut self.ring.daemons);
+        let n = daemons.len();
+        let map = |p: u16| -> u16 {
+            let new = old
+                .get(usize::from(p))
+                .and_then(|d| daemons.iter().position(|x| x == d))
+                .unwrap_or(n + usize::from(p));
+            u16::try_from(new).unwrap_or(u16::MAX)
+        };
+        self.groups.remap_daemons(map);
+        self.config.position = map(self.config.position);
+        self.ring.daemons = daemons;
+    }
+
     /// Counters.
     pub(crate) fn stats(&self) -> &ClientStats {
         &self.stats

@@ -36,8 +36,10 @@ use crate::ring::{self, DaemonId, Engine, Port, RingConfig};
 use crate::time::Instant;
 
 pub mod monitor;
+pub mod reload;
 pub mod topology;
 pub use monitor::{MonitorConfig, MonitorOutput, MonitorStats};
+pub use reload::{ReloadOutcome, ReloadStats};
 pub use topology::{Target, Topology, TopologyStats, Transmit};
 
 /// The ring settings of host `me` of `config` ([`RingConfig::from_config`]: daemon ids in
@@ -155,6 +157,8 @@ pub struct Daemon {
     monitor: monitor::Monitor,
     /// When the daemon started (`poll_timeout` is at least this).
     now: Instant,
+    /// Live reconfiguration: a reload waiting for OP, the singleton state ([`reload`]).
+    reload: reload::ReloadState,
     /// Simulator canary: the exchange gate is never closed ([`Daemon::plant_no_exchange_gate`]).
     #[cfg(any(test, feature = "sim"))]
     no_gate: bool,
@@ -168,11 +172,13 @@ impl Daemon {
     /// Host `me` of `config`, started at `now`; `clock_secs` is the wall clock (Unix seconds)
     /// at `now`, for ring ids.
     pub fn from_config(config: &Config, me: HostId, now: Instant, clock_secs: u32) -> Self {
-        Self::new(
+        let mut d = Self::new(
             Settings::from_config(config, me, clock_secs),
             now,
             clock_secs,
-        )
+        );
+        d.set_config(config);
+        d
     }
 
     /// A freshly started daemon with these settings; `clock_secs` is the wall clock (Unix
@@ -200,6 +206,7 @@ impl Daemon {
             dropped: 0,
             monitor,
             now,
+            reload: reload::ReloadState::default(),
             #[cfg(any(test, feature = "sim"))]
             no_gate: false,
             #[cfg(any(test, feature = "sim"))]
@@ -450,6 +457,9 @@ impl Daemon {
                     }
                     ring::Output::Configuration(c) => {
                         let regular = c.kind == ring::ConfigKind::Regular;
+                        if regular {
+                            self.reload_on_install(now, &c.members);
+                        }
                         self.clients.on_configuration(c);
                         if regular {
                             // The engine closed the gate at installation; it stays closed
@@ -481,6 +491,7 @@ impl Daemon {
                 );
             }
             if !busy {
+                self.reload_if_pending(now);
                 return;
             }
         }

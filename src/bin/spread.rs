@@ -7,7 +7,6 @@
 //! `RUST_LOG` overrides the level taken from `EventPriority`. Errors are one line on standard
 //! error and exit status 1.
 
-use std::net::{IpAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -20,14 +19,6 @@ use mbus::daemon::privileges::{self, Outcome};
 use mbus::daemon::{self, log_time, DaemonOptions};
 use spread::config::{Config, Parsed, Priority, TimeStamp};
 use tracing::{info, warn};
-
-/// Looks up a host given by name only (system resolver).
-fn resolve(name: &str) -> Vec<IpAddr> {
-    (name, 0u16)
-        .to_socket_addrs()
-        .map(|it| it.map(|a| a.ip()).collect())
-        .unwrap_or_default()
-}
 
 /// How the configuration was found, for the log.
 enum Source {
@@ -50,7 +41,7 @@ fn load_config(args: &Args) -> Result<(Parsed, Source), String> {
     ] {
         match std::fs::File::open(&path) {
             Ok(_) => {
-                let parsed = Config::load_full(&path, &mut resolve).map_err(|e| e.to_string())?;
+                let parsed = Config::load_full(&path, &mut daemon::resolve_host).map_err(|e| e.to_string())?;
                 return Ok((parsed, Source::File(path, skipped)));
             }
             Err(e) => skipped.push(format!("{}: {e}", path.display())),
@@ -198,6 +189,10 @@ fn run(args: &Args, parsed: Parsed, source: &Source) -> anyhow::Result<()> {
         info!(dir = %std::path::Path::new(&dir).display(), "client Unix socket directory from MBUS_UNIX_SOCKET_DIR");
         options.unix_socket_dir = dir.into();
     }
+    // A monitor RELOAD (with DangerousMonitor) and SIGHUP re-read this file.
+    if let Source::File(path, _) = source {
+        options.config_file = Some(std::path::absolute(path).unwrap_or_else(|_| path.clone()));
+    }
     rt.block_on(async {
         let shutdown = shutdown_signal();
         let bound = daemon::bind(&config, me, &options)?;
@@ -212,7 +207,7 @@ fn run(args: &Args, parsed: Parsed, source: &Source) -> anyhow::Result<()> {
                 "still running as root: {reason} (set DaemonUser, DaemonGroup and RuntimeDir to drop privileges)"
             ),
         }
-        daemon::serve(config, me, bound, shutdown).await?;
+        daemon::serve_with(config, me, bound, &options, shutdown).await?;
         anyhow::Ok(())
     })?;
     info!("exit");

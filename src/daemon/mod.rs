@@ -37,14 +37,27 @@ use tracing::{debug, info, warn};
 pub struct DaemonOptions {
     /// Directory of the client Unix socket `DIR/PORT` (5.0.1: `/tmp`).
     pub unix_socket_dir: PathBuf,
+    /// The configuration file a monitor RELOAD or `SIGHUP` re-reads; with one, [`serve_with`]
+    /// also re-reads it on `SIGHUP` (an mbus addition). None: RELOAD is logged and ignored.
+    pub config_file: Option<PathBuf>,
 }
 
 impl Default for DaemonOptions {
     fn default() -> Self {
         Self {
             unix_socket_dir: PathBuf::from(UNIX_SOCKET_DIR),
+            config_file: None,
         }
     }
+}
+
+/// Looks a name-only host of the configuration up with the system resolver.
+pub fn resolve_host(name: &str) -> Vec<IpAddr> {
+    use std::net::ToSocketAddrs as _;
+    (name, 0u16)
+        .to_socket_addrs()
+        .map(|it| it.map(|a| a.ip()).collect())
+        .unwrap_or_default()
 }
 
 /// The daemon could not start or stopped on an error.
@@ -135,7 +148,7 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let bound = bind(&config, me, &opts)?;
-    serve(config, me, bound, shutdown).await
+    serve_with(config, me, bound, &opts, shutdown).await
 }
 
 /// Serves on already opened sockets until `shutdown` completes, then closes everything and
@@ -146,7 +159,41 @@ pub async fn serve(
     bound: Bound,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
-    Server::start(config, me, bound)?.run(shutdown).await
+    serve_with(config, me, bound, &DaemonOptions::default(), shutdown).await
+}
+
+/// [`serve`] with shell options: with [`DaemonOptions::config_file`], a monitor RELOAD and
+/// `SIGHUP` re-read that file.
+pub async fn serve_with(
+    config: Arc<Config>,
+    me: HostId,
+    bound: Bound,
+    opts: &DaemonOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let server = Server::start(config, me, bound, opts.config_file.clone())?;
+    if opts.config_file.is_some() {
+        reload_on_sighup(server.core.clone());
+    }
+    server.run(shutdown).await
+}
+
+/// `SIGHUP` re-reads the configuration file (an mbus addition; 5.0.1 only reloads on a
+/// monitor RELOAD). The task ends with the core.
+fn reload_on_sighup(core: CoreHandle) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        warn!("cannot install the SIGHUP handler; reload with the monitor instead");
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            info!("SIGHUP received: reloading the configuration");
+            if core.reload().await.is_err() {
+                break;
+            }
+        }
+    });
 }
 
 /// A daemon whose core and ring receivers run; [`Server::run`] serves its client listeners
@@ -167,7 +214,12 @@ struct Server {
 impl Server {
     /// Starts the core (one host or several: the same ring daemon, a one-host configuration
     /// being a one-daemon ring) and a receive task per ring socket.
-    fn start(config: Arc<Config>, me: HostId, bound: Bound) -> Result<Self, DaemonError> {
+    fn start(
+        config: Arc<Config>,
+        me: HostId,
+        bound: Bound,
+        config_file: Option<PathBuf>,
+    ) -> Result<Self, DaemonError> {
         let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
         let mut stop = stop_tx.subscribe();
         let core_stop = async move {
@@ -183,7 +235,10 @@ impl Server {
             send,
         } = bound;
         let send = Arc::new(send);
-        let ring = ring_net::Core::with_sockets(&config, me, send.clone());
+        let mut ring = ring_net::Core::with_sockets(&config, me, send.clone());
+        if let Some(path) = config_file {
+            ring.set_config_file(path);
+        }
         let exit = ring.exit_signal();
         let (core, core_task) = session::spawn_core_with(ring, core_stop);
         let mut receivers = tokio::task::JoinSet::new();
