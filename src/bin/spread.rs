@@ -41,7 +41,8 @@ fn load_config(args: &Args) -> Result<(Parsed, Source), String> {
     ] {
         match std::fs::File::open(&path) {
             Ok(_) => {
-                let parsed = Config::load_full(&path, &mut daemon::resolve_host).map_err(|e| e.to_string())?;
+                let parsed = Config::load_full(&path, &mut daemon::resolve_host)
+                    .map_err(|e| e.to_string())?;
                 return Ok((parsed, Source::File(path, skipped)));
             }
             Err(e) => skipped.push(format!("{}: {e}", path.display())),

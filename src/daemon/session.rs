@@ -160,10 +160,7 @@ impl CoreHandle {
     /// `spread` binary does on `SIGHUP`); a file that does not parse is refused (logged) and
     /// the running configuration kept. Ignored by a daemon without a configuration file.
     pub async fn reload(&self) -> Result<(), CoreStopped> {
-        self.tx
-            .send(CoreMsg::Reload)
-            .await
-            .map_err(|_| CoreStopped)
+        self.tx.send(CoreMsg::Reload).await.map_err(|_| CoreStopped)
     }
 
     /// The core's counters.

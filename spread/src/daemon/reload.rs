@@ -93,7 +93,9 @@ fn own_change(old: &Config, new: &Config, name: &str) -> Option<String> {
         return Some(format!("'{name}' is not in the running configuration"));
     };
     let Some((nid, n)) = new.find_host(name) else {
-        return Some(format!("my daemon '{name}' is no longer in the configuration"));
+        return Some(format!(
+            "my daemon '{name}' is no longer in the configuration"
+        ));
     };
     daemon_changed(old, oid, o, new, nid, n).map(|what| format!("my {what} changed"))
 }
@@ -109,8 +111,7 @@ fn daemon_changed(
     n: &Host,
 ) -> Option<&'static str> {
     let port = |c: &Config, id: HostId| c.segments.get(id.segment).map(|s| s.port);
-    if o.name != n.name || o.addr != n.addr || o.vid != n.vid || port(old, oid) != port(new, nid)
-    {
+    if o.name != n.name || o.addr != n.addr || o.vid != n.vid || port(old, oid) != port(new, nid) {
         return Some("daemon parameters (name, address, port or id)");
     }
     if o.interfaces != n.interfaces {
@@ -208,7 +209,12 @@ impl Daemon {
     /// New ring, monitor and network settings for this running daemon (the client limits of
     /// `settings` are not used): applied now in OP (a token loss is declared), else when next
     /// in OP. `singleton`: partition down to a singleton ring first, then re-merge.
-    pub fn reconfigure(&mut self, now: Instant, settings: Settings, singleton: bool) -> ReloadOutcome {
+    pub fn reconfigure(
+        &mut self,
+        now: Instant,
+        settings: Settings,
+        singleton: bool,
+    ) -> ReloadOutcome {
         if self.engine.state() != ring::State::Op {
             info!("configuration reload deferred until the membership is operational");
             self.reload.stats.deferred += 1;
@@ -263,7 +269,8 @@ impl Daemon {
         );
         self.clients.set_daemons(new_ring.daemons.clone());
         self.topology = self.topology.reconfigured(new_topology);
-        self.monitor.reconfigure(reconfigured_monitor(new_monitor, &new_ring));
+        self.monitor
+            .reconfigure(reconfigured_monitor(new_monitor, &new_ring));
         if singleton {
             self.reload.stats.singletons += 1;
             self.monitor.partition_alone();

@@ -945,3 +945,5 @@ fn burst_beyond_the_engine_queue_is_delivered() {
     }
     assert_eq!(net.nodes[0].as_ref().unwrap().backlog(), (0, 0));
 }
+
+mod reload;
