@@ -334,6 +334,10 @@ impl Clients {
         };
         self.groups.remap_daemons(map);
         self.config.position = map(self.config.position);
+        self.ring.departed = (0..old.len())
+            .filter(|p| !daemons.contains(&old[*p]))
+            .filter_map(|p| Some((old[p], map(u16::try_from(p).ok()?))))
+            .collect();
         self.ring.daemons = daemons;
     }
 

@@ -94,6 +94,12 @@ pub enum Fault {
     Restart(u8),
     /// Remove partitions, cuts and clogs (loss/dup/reorder stay).
     Heal,
+    /// The configuration file now lists these nodes (others are ignored) and every running
+    /// daemon reloads it (5.0.1's RELOAD, [`Daemon::reconfigure`]): listed daemons re-form
+    /// the ring under the new configuration hash, unlisted ones exit, as 5.0.1 does when its
+    /// file no longer names it. A crashed node restarts with the file in force; an unlisted
+    /// one does not restart. The final heal lists every node again.
+    Reconfigure(Vec<u8>),
 }
 
 /// A timed fault.
@@ -324,6 +330,8 @@ pub struct Sim {
     max_safe_latency: Duration,
     events: u64,
     faults: usize,
+    /// The nodes the configuration file lists now ([`Fault::Reconfigure`]), in order.
+    configured: Vec<usize>,
 }
 
 impl Sim {
@@ -346,6 +354,7 @@ impl Sim {
             max_safe_latency: Duration::ZERO,
             events: 0,
             faults: 0,
+            configured: (0..n).collect(),
         };
         for i in 0..n {
             s.nodes.push(Node {
@@ -368,7 +377,48 @@ impl Sim {
     }
 
     fn config(&self, i: usize) -> RingConfig {
-        sim_ring_config(&self.ids, i, &self.opts)
+        let mut c = sim_ring_config(&self.ids, i, &self.opts);
+        if self.configured.len() != self.ids.len() {
+            // Fewer daemons listed: only they are configured, and the hash says so.
+            let keep = |j: &usize| self.configured.contains(j) || *j == i;
+            let listed: Vec<usize> = (0..self.ids.len()).filter(keep).collect();
+            c.daemons = listed.iter().map(|&j| self.ids[j]).collect();
+            c.segments = listed
+                .iter()
+                .map(|&j| segment_of(j, self.ids.len(), self.opts.segments))
+                .collect();
+            let bytes: Vec<u8> = c.daemons.iter().flat_map(|d| d.0.to_le_bytes()).collect();
+            c.conf_hash = crate::config::oaat(&bytes);
+        }
+        c
+    }
+
+    /// [`Fault::Reconfigure`]: every running daemon reloads the new file.
+    fn reconfigure(&mut self, listed: &[u8]) {
+        let n = self.nodes.len();
+        let mut set: Vec<usize> = listed.iter().map(|x| usize::from(*x) % n).collect();
+        set.sort_unstable();
+        set.dedup();
+        if set.is_empty() {
+            return;
+        }
+        self.configured = set;
+        for i in 0..n {
+            if self.nodes[i].daemon.is_none() {
+                continue;
+            }
+            if !self.configured.contains(&i) {
+                self.nodes[i].daemon = None;
+                continue;
+            }
+            let cfg = DaemonConfig::new(&sim_name(i), self.ids[i].0 as i32, 0);
+            let settings = Settings::from_parts(cfg, self.config(i));
+            let now = self.now;
+            if let Some(d) = self.nodes[i].daemon.as_mut() {
+                d.reconfigure(now, settings, false);
+            }
+            self.after_input(i);
+        }
     }
 
     fn start(&mut self, i: usize) {
@@ -547,10 +597,11 @@ impl Sim {
             }
             Fault::Restart(x) => {
                 let i = idx(x);
-                if self.nodes[i].daemon.is_none() {
+                if self.nodes[i].daemon.is_none() && self.configured.contains(&i) {
                     self.start(i);
                 }
             }
+            Fault::Reconfigure(listed) => self.reconfigure(&listed),
             _ => {}
         }
     }
@@ -635,6 +686,12 @@ impl Sim {
     /// Heals everything: links, loss, crashed daemons.
     pub fn heal_all(&mut self) {
         self.links.heal_all();
+        if self.configured.len() != self.nodes.len() {
+            let all: Vec<u8> = (0..self.nodes.len())
+                .map(|i| u8::try_from(i).unwrap_or(u8::MAX))
+                .collect();
+            self.reconfigure(&all);
+        }
         for i in 0..self.nodes.len() {
             if self.nodes[i].daemon.is_none() {
                 self.start(i);
@@ -798,6 +855,110 @@ mod tests {
         };
         let r = run(&sc, Options::default()).unwrap_or_else(|f| panic!("{sc}{f}"));
         assert!(r.deliveries >= 3 * 33, "{r:?}");
+    }
+
+    /// A ring whose configuration changes under it: shrinks to three (the unlisted daemon
+    /// exits), grows back to four (the fourth restarts with the new file), under loss and
+    /// a steady workload; the checker watches every delivery and configuration change.
+    fn reload_scenario(seed: u64, segments: u8) -> Scenario {
+        Scenario {
+            nodes: 4,
+            seed,
+            accelerated: false,
+            segments,
+            faults: vec![
+                Step {
+                    at_ms: 2100,
+                    fault: Fault::Loss(5),
+                },
+                Step {
+                    at_ms: 2600,
+                    fault: Fault::Reconfigure(vec![0, 1, 2]),
+                },
+                Step {
+                    at_ms: 9000,
+                    fault: Fault::Reconfigure(vec![0, 1, 2, 3]),
+                },
+                Step {
+                    at_ms: 9300,
+                    fault: Fault::Restart(3),
+                },
+            ],
+            work: (0..60)
+                .map(|k| Work {
+                    at_ms: 2000 + k * 250,
+                    node: (k % 4) as u8,
+                    service: if k % 2 == 0 {
+                        Service::Agreed
+                    } else {
+                        Service::Safe
+                    },
+                    size: 200,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_ring_reloaded_smaller_then_larger_keeps_evs_and_converges() {
+        for (seed, segments) in [(11, 1), (12, 1), (13, 2)] {
+            let sc = reload_scenario(seed, segments);
+            let r = run(&sc, Options::default()).unwrap_or_else(|f| panic!("{sc}{f}"));
+            assert!(r.deliveries > 100, "{r:?}");
+        }
+        // Found by the property test: after a reload that changes the hash, packets kept from
+        // the old ring are retransmitted in EVS with the new hash (as 5.0.1's network layer
+        // stamps every datagram), or a daemon cut off from one sender never recovers them.
+        let sc = Scenario {
+            nodes: 4,
+            seed: 0,
+            accelerated: false,
+            segments: 1,
+            faults: vec![
+                Step {
+                    at_ms: 500,
+                    fault: Fault::Cut { from: 0, to: 3 },
+                },
+                Step {
+                    at_ms: 3000,
+                    fault: Fault::Reconfigure(vec![0, 1, 3]),
+                },
+            ],
+            work: work(4, 20),
+        };
+        run(&sc, Options::default()).unwrap_or_else(|f| panic!("{sc}{f}"));
+        // Found by the property test: three of five daemons removed under loss; the two left
+        // recover in EVS the removed daemons' packets that only one of them holds.
+        let sc = Scenario {
+            nodes: 5,
+            seed: 2_443_406_218_760_027_719,
+            accelerated: true,
+            segments: 1,
+            faults: vec![
+                Step {
+                    at_ms: 1001,
+                    fault: Fault::Loss(11),
+                },
+                Step {
+                    at_ms: 5261,
+                    fault: Fault::Reconfigure(vec![0, 1]),
+                },
+            ],
+            work: work(5, 40),
+        };
+        run(&sc, Options::default()).unwrap_or_else(|f| panic!("{sc}{f}"));
+        // Between the two reloads: the three listed daemons run one ring without the fourth.
+        let sc = reload_scenario(11, 1);
+        let mut sim = Sim::new(4, sc.seed, Options::default());
+        sim.schedule(&sc);
+        sim.run_until(Instant(1_000_000 + 8_000_000))
+            .unwrap_or_else(|f| panic!("{f}"));
+        assert!(sim.engine(3).is_none(), "the unlisted daemon exited");
+        for i in 0..3 {
+            let d = sim.nodes[i].daemon.as_ref().expect("running");
+            assert_eq!(d.engine().members(), &sim.ids[..3]);
+            assert_eq!(d.reload_stats().applied, 1);
+        }
     }
 
     #[test]
