@@ -30,6 +30,7 @@ mod ring_interop;
 mod ring_monitor;
 mod ring_multiseg;
 mod ring_netns;
+mod ring_reload;
 mod rolling;
 mod spread_cli;
 mod wire_interop;
