@@ -224,6 +224,7 @@ impl Core {
         self.last_now = now;
         let Some(path) = self.config_file.clone() else {
             warn!("configuration reload requested, but this daemon has no configuration file; ignored");
+            self.daemon.reload_failed();
             return;
         };
         info!(path = %path.display(), "re-reading the configuration file");
@@ -232,6 +233,7 @@ impl Core {
             Err(e) => {
                 error!("{e}");
                 warn!("configuration reload refused; the running configuration is kept");
+                self.daemon.reload_failed();
                 return;
             }
         };

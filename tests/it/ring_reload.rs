@@ -348,7 +348,10 @@ fn netns_ring_grows_to_four_and_shrinks_to_two_by_reload() {
         return;
     };
     let ours = env!("CARGO_BIN_EXE_spread");
-    let extra = "DangerousMonitor = yes\n";
+    // An explicit protocol line, so that d4, started fresh with the new file, has the hash
+    // the reloaded daemons compute (without one, 5.0.1 switches to the Accelerated Ring at a
+    // reload; see spread::daemon::reload).
+    let extra = "DangerousMonitor = yes\nAcceleratedRing = false\n";
     let conf3 = conf_of(&lab, 3, extra);
     let conf4 = conf_of(&lab, 4, extra);
     let conf2 = conf_of(&lab, 2, extra);
@@ -447,8 +450,8 @@ fn netns_mixed_ring_reloaded_by_real_spmonitor() {
         return;
     };
     let ours = env!("CARGO_BIN_EXE_spread");
-    let extra = "DangerousMonitor = yes\nDaemonUser = nobody\nDaemonGroup = nogroup\n\
-                 RuntimeDir = /tmp/rt\nSocketPortReuse = ON\n";
+    let extra = "DangerousMonitor = yes\nAcceleratedRing = false\nDaemonUser = nobody\n\
+                 DaemonGroup = nogroup\nRuntimeDir = /tmp/rt\nSocketPortReuse = ON\n";
     let conf3 = conf_of(&lab, 3, extra);
     let conf4 = conf_of(&lab, 4, extra);
     for i in 0..3 {

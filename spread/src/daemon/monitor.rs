@@ -343,8 +343,12 @@ impl Daemon {
             }
             Request::Partition(p) => self.apply_partition(now, &p),
             Request::Fc(f) => self.apply_fc(&f),
+            Request::Reload if self.reload.requested => {
+                info!(%from, "monitor RELOAD request: a reload is already under way");
+            }
             Request::Reload => {
                 info!(%from, "monitor RELOAD request: re-reading the configuration file");
+                self.reload.requested = true;
                 self.out.push_back(Output::Monitor(MonitorOutput::Reload));
             }
         }

@@ -23,6 +23,15 @@
 //!   the token loss forms a singleton ring, and once that singleton ring is installed the
 //!   partition is cleared and a lookup for new members is sent at once, so the ring re-merges
 //!   ([`ReloadStats::singletons`]).
+//! * The ring protocol after a reload is 5.0.1's, surprise included: 5.0.1 keeps one global
+//!   "accelerated" value that its parser sets only from an explicit `AcceleratedRing` line and
+//!   that `Memb_init` sets at start-up, when the file has no such line, to "not wide area"
+//!   (true for one segment). The start-up hash was computed before that (so a default file
+//!   says "Original Ring", fact sheet §9/§10), but a reload computes the hash, and `FC_init`
+//!   the protocol, from the value in force: a default one-segment ring reloaded by 5.0.1 runs
+//!   the **Accelerated Ring** and its hash says so (observed: a 4-daemon file without the line
+//!   reloaded by 5.0.1 hashes to 0x1358a689 = "Accelerated Ring", not 0x90e6412f). A daemon
+//!   here does the same, so a mixed ring stays one ring after a reload.
 //! * Windows (`Window`, `PersonalWindow`, `AcceleratedWindow`) come from the new file, as
 //!   5.0.1's `FC_init` re-reads them (a monitor FC setting is forgotten). The membership
 //!   timeouts are applied too — **an mbus difference**: 5.0.1 keeps the timeouts it started
@@ -83,6 +92,11 @@ pub(crate) struct ReloadState {
     pub(crate) singleton: bool,
     /// The parsed configuration in force, when the daemon was built from one.
     pub(crate) config: Option<Box<Config>>,
+    /// 5.0.1's global accelerated-ring value (see the module documentation).
+    accelerated: Option<bool>,
+    /// A RELOAD was handed to the shell and not yet answered with a configuration (a second
+    /// copy — spmonitor sends two — is not obeyed twice; 5.0.1 drops it by its old hash).
+    pub(crate) requested: bool,
     pub(crate) stats: ReloadStats,
 }
 
@@ -171,7 +185,21 @@ impl Daemon {
     /// compares a new file with). [`Daemon::from_config`] does it; a shell that builds the
     /// daemon from [`Settings::from_config`] calls it.
     pub fn set_config(&mut self, config: &Config) {
-        self.reload.config = Some(Box::new(config.clone()));
+        // 5.0.1's Memb_init: without an explicit line, "not wide area" from now on.
+        let r = &mut self.reload;
+        r.accelerated.get_or_insert(
+            config
+                .options
+                .accelerated_ring
+                .unwrap_or(!config.wide_area()),
+        );
+        r.config = Some(Box::new(config.clone()));
+    }
+
+    /// The shell could not hand a configuration in after a RELOAD (no file, or a file that
+    /// does not parse): the running configuration stays and the next RELOAD is obeyed again.
+    pub fn reload_failed(&mut self) {
+        self.reload.requested = false;
     }
 
     /// A new configuration file for this running daemon (its `RELOAD`): checks it as 5.0.1
@@ -179,6 +207,7 @@ impl Daemon {
     /// This daemon is found in it by its name. See the module documentation.
     pub fn reload(&mut self, now: Instant, config: &Config, clock_secs: u32) -> ReloadOutcome {
         self.reload.stats.requests += 1;
+        self.reload.requested = false;
         let name = self.clients.name().to_owned();
         let old = self.reload.config.as_deref();
         let verdict = match old {
@@ -201,7 +230,16 @@ impl Daemon {
         let Some((me, _)) = config.find_host(&name) else {
             return ReloadOutcome::Exit(String::new());
         };
-        let settings = Settings::from_config(config, me, clock_secs);
+        // The protocol and hash from 5.0.1's global accelerated value (module documentation).
+        let accelerated = config
+            .options
+            .accelerated_ring
+            .or(self.reload.accelerated)
+            .unwrap_or(false);
+        self.reload.accelerated = Some(accelerated);
+        let mut effective = config.clone();
+        effective.options.accelerated_ring = Some(accelerated);
+        let settings = Settings::from_config(&effective, me, clock_secs);
         self.reload.config = Some(Box::new(config.clone()));
         self.reconfigure(now, settings, singleton.is_some())
     }
@@ -215,6 +253,7 @@ impl Daemon {
         settings: Settings,
         singleton: bool,
     ) -> ReloadOutcome {
+        self.reload.requested = false;
         if self.engine.state() != ring::State::Op {
             info!("configuration reload deferred until the membership is operational");
             self.reload.stats.deferred += 1;

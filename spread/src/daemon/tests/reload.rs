@@ -15,7 +15,10 @@ fn conf_with(hosts: &[usize], addr: impl Fn(usize) -> String) -> Config {
     for &i in hosts {
         text.push_str(&format!(" d{i} {}\n", addr(i)));
     }
-    text.push_str("}\nDangerousMonitor = yes\n");
+    // An explicit protocol line: without one, 5.0.1 (and this daemon) switch to the
+    // Accelerated Ring at a reload, and a daemon started fresh with the new file would not
+    // match (see `a_default_file_reloads_into_the_accelerated_ring_as_5_0_1`).
+    text.push_str("}\nDangerousMonitor = yes\nAcceleratedRing = false\n");
     Config::parse(&text, "r.conf").expect("valid")
 }
 
@@ -190,4 +193,35 @@ fn a_file_without_this_daemon_makes_it_exit() {
         exits += usize::from(o == Output::Monitor(MonitorOutput::Exit));
     }
     assert_eq!(exits, 1);
+}
+
+#[test]
+fn a_default_file_reloads_into_the_accelerated_ring_as_5_0_1() {
+    let default = |hosts: &[usize]| {
+        let mut text = String::from("Spread_Segment 10.98.0.255:4803 {\n");
+        for &i in hosts {
+            text.push_str(&format!(" d{i} 10.98.0.{i}\n"));
+        }
+        Config::parse(&(text + "}\n"), "d.conf").expect("valid")
+    };
+    let mut net = net4();
+    let three = default(&[1, 2, 3]);
+    for i in 0..3 {
+        start_from(&mut net, i, &three);
+    }
+    net.until_ring(&[0, 1, 2], Duration::from_secs(10));
+    let e = net.nodes[0].as_ref().expect("running").engine();
+    // Start-up: "Original Ring" (fact sheet §9).
+    assert_eq!(e.status().accelerated, false);
+    assert_eq!(e.cfg.conf_hash, 0x9f2a_d697);
+    let four = default(&[1, 2, 3, 4]);
+    for i in 0..3 {
+        reload(&mut net, i, &four);
+    }
+    net.until_ring(&[0, 1, 2], Duration::from_secs(15));
+    let e = net.nodes[0].as_ref().expect("running").engine();
+    // What a real 5.0.1 d1 logged after the same reload: "Hash value for this configuration
+    // is: 324576905" (0x1358a689, "Accelerated Ring"), not the start-up 0x90e6412f.
+    assert_eq!(e.cfg.conf_hash, 0x1358_a689);
+    assert!(e.status().accelerated);
 }
