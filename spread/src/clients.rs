@@ -279,6 +279,10 @@ pub(crate) struct Clients {
     stats: ClientStats,
     /// The ring side: submissions, the group-state exchange.
     ring: Box<ring::RingSide>,
+    /// Sessions accepted and ended, for the membership log (`-l y`), when enabled:
+    /// (accepted, session, peer, private group, messages still queued to it).
+    pub(crate) session_log:
+        Option<VecDeque<(bool, SessionId, crate::session::Peer, GroupName, usize)>>,
 }
 
 impl Clients {
@@ -310,6 +314,7 @@ impl Clients {
             delivery_seq: 0,
             stats: ClientStats::default(),
             ring: Box::new(ring::RingSide::new(me, daemons)),
+            session_log: None,
         }
     }
 
@@ -679,6 +684,9 @@ impl Clients {
             EndReason::Kill | EndReason::PeerClosed => {}
         }
         if s.is_open() {
+            if let Some(log) = &mut self.session_log {
+                log.push_back((false, id, s.peer, s.private_group, s.backlog.messages()));
+            }
             let member = Member {
                 daemon: self.config.position,
                 name: s.private_group,

@@ -35,9 +35,11 @@ use crate::config::{Config, HostId};
 use crate::ring::{self, DaemonId, Engine, Port, RingConfig};
 use crate::time::Instant;
 
+pub mod memb_log;
 pub mod monitor;
 pub mod reload;
 pub mod topology;
+pub use memb_log::MembershipLogEvent;
 pub use monitor::{MonitorConfig, MonitorOutput, MonitorStats};
 pub use reload::{ReloadOutcome, ReloadStats};
 pub use topology::{Target, Topology, TopologyStats, Transmit};
@@ -159,6 +161,8 @@ pub struct Daemon {
     now: Instant,
     /// Live reconfiguration: a reload waiting for OP, the singleton state ([`reload`]).
     reload: reload::ReloadState,
+    /// The membership log (`-l y`), when enabled ([`memb_log`]).
+    memb_log: Option<Box<memb_log::MembLog>>,
     /// Simulator canary: the exchange gate is never closed ([`Daemon::plant_no_exchange_gate`]).
     #[cfg(any(test, feature = "sim"))]
     no_gate: bool,
@@ -207,6 +211,7 @@ impl Daemon {
             monitor,
             now,
             reload: reload::ReloadState::default(),
+            memb_log: None,
             #[cfg(any(test, feature = "sim"))]
             no_gate: false,
             #[cfg(any(test, feature = "sim"))]
@@ -459,6 +464,7 @@ impl Daemon {
                         let regular = c.kind == ring::ConfigKind::Regular;
                         if regular {
                             self.reload_on_install(now, &c.members);
+                            self.log_membership(c.ring.time, &c.members);
                         }
                         self.clients.on_configuration(c);
                         if regular {
@@ -492,9 +498,11 @@ impl Daemon {
             }
             if !busy {
                 self.reload_if_pending(now);
+                self.log_sessions();
                 return;
             }
         }
+        self.log_sessions();
     }
 }
 

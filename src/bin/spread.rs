@@ -113,7 +113,7 @@ fn init_tracing(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn log_start(parsed: &Parsed, source: &Source, args: &Args) {
+fn log_start(parsed: &Parsed, source: &Source) {
     info!(
         "mbus spread {} (Spread 5.0.1 compatible) starting",
         env!("CARGO_PKG_VERSION")
@@ -136,9 +136,6 @@ fn log_start(parsed: &Parsed, source: &Source, args: &Args) {
     }
     for w in &parsed.warnings {
         warn!("configuration: {w}");
-    }
-    if args.log {
-        warn!("-l y: the membership log file is not written yet");
     }
 }
 
@@ -164,7 +161,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 
 fn run(args: &Args, parsed: Parsed, source: &Source) -> anyhow::Result<()> {
     init_tracing(&parsed.config)?;
-    log_start(&parsed, source, args);
+    log_start(&parsed, source);
     let config = Arc::new(parsed.config);
     let me = daemon::resolve_me(&config, args.name.as_deref())?;
     if let Some(h) = config.host(me) {
@@ -190,6 +187,9 @@ fn run(args: &Args, parsed: Parsed, source: &Source) -> anyhow::Result<()> {
         info!(dir = %std::path::Path::new(&dir).display(), "client Unix socket directory from MBUS_UNIX_SOCKET_DIR");
         options.unix_socket_dir = dir.into();
     }
+    // -l y: 5.0.1's membership log, a file named after the daemon (in RuntimeDir once
+    // chrooted).
+    options.membership_log = args.log;
     // A monitor RELOAD (with DangerousMonitor) and SIGHUP re-read this file.
     if let Source::File(path, _) = source {
         options.config_file = Some(std::path::absolute(path).unwrap_or_else(|_| path.clone()));

@@ -40,6 +40,9 @@ pub struct DaemonOptions {
     /// The configuration file a monitor RELOAD or `SIGHUP` re-reads; with one, [`serve_with`]
     /// also re-reads it on `SIGHUP` (an mbus addition). None: RELOAD is logged and ignored.
     pub config_file: Option<PathBuf>,
+    /// `-l y`: write 5.0.1's membership log to a file named after the daemon in the working
+    /// directory (after the chroot into `RuntimeDir`, as 5.0.1).
+    pub membership_log: bool,
 }
 
 impl Default for DaemonOptions {
@@ -47,6 +50,7 @@ impl Default for DaemonOptions {
         Self {
             unix_socket_dir: PathBuf::from(UNIX_SOCKET_DIR),
             config_file: None,
+            membership_log: false,
         }
     }
 }
@@ -171,7 +175,7 @@ pub async fn serve_with(
     opts: &DaemonOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
-    let server = Server::start(config, me, bound, opts.config_file.clone())?;
+    let server = Server::start(config, me, bound, opts)?;
     if opts.config_file.is_some() {
         reload_on_sighup(server.core.clone());
     }
@@ -218,7 +222,7 @@ impl Server {
         config: Arc<Config>,
         me: HostId,
         bound: Bound,
-        config_file: Option<PathBuf>,
+        opts: &DaemonOptions,
     ) -> Result<Self, DaemonError> {
         let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
         let mut stop = stop_tx.subscribe();
@@ -236,8 +240,14 @@ impl Server {
         } = bound;
         let send = Arc::new(send);
         let mut ring = ring_net::Core::with_sockets(&config, me, send.clone());
-        if let Some(path) = config_file {
-            ring.set_config_file(path);
+        if let Some(path) = &opts.config_file {
+            ring.set_config_file(path.clone());
+        }
+        if opts.membership_log {
+            let name = config.host(me).map_or("spread", |h| h.name.as_str());
+            if let Err(e) = ring.open_membership_log(std::path::Path::new(name)) {
+                warn!(error = %e, file = name, "cannot open the membership log; not written");
+            }
         }
         let exit = ring.exit_signal();
         let (core, core_task) = session::spawn_core_with(ring, core_stop);

@@ -183,6 +183,8 @@ pub(crate) struct Core {
     config_file: Option<std::path::PathBuf>,
     /// The time of the last input (a RELOAD obeyed while outputs are drained uses it).
     last_now: spread::time::Instant,
+    /// The membership log file (`-l y`), when enabled.
+    memb_log: Option<std::fs::File>,
 }
 
 impl Core {
@@ -209,6 +211,35 @@ impl Core {
             exit: Arc::new(Notify::new()),
             config_file: None,
             last_now: spread::time::Instant(0),
+            memb_log: None,
+        }
+    }
+
+    /// `-l y`: appends 5.0.1's membership log to the file `path` (5.0.1: the daemon's name,
+    /// in the working directory — `RuntimeDir` once chrooted), starting with its `B` line.
+    pub(crate) fn open_membership_log(&mut self, path: &std::path::Path) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        f.write_all(spread::daemon::memb_log::start_line(wall_secs()).as_bytes())?;
+        self.memb_log = Some(f);
+        self.daemon.enable_membership_log();
+        info!(path = %path.display(), "membership log");
+        Ok(())
+    }
+
+    /// Writes the membership-log events of the last step.
+    fn write_membership_log(&mut self) {
+        use std::io::Write as _;
+        let Some(f) = &mut self.memb_log else { return };
+        while let Some(e) = self.daemon.poll_membership_log() {
+            if let Err(err) = f.write_all(e.line(wall_secs()).as_bytes()) {
+                warn!(error = %err, "membership log write failed; log closed");
+                self.memb_log = None;
+                return;
+            }
         }
     }
 
@@ -336,6 +367,7 @@ impl Core {
                 if let Some(n) = &mut self.net {
                     n.outbox.flush();
                 }
+                self.write_membership_log();
                 return None;
             };
             match o {
@@ -373,6 +405,13 @@ impl Core {
             },
         );
     }
+}
+
+/// The wall clock in seconds (the membership log's times, as 5.0.1's `E_get_time`).
+fn wall_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Receive loop of one ring socket: every datagram goes to the core, until `stop` fires or the
