@@ -357,6 +357,7 @@ impl Daemon {
     /// Applies one input.
     pub fn handle(&mut self, now: Instant, input: Input) {
         self.now = now;
+        self.log_input();
         match input {
             Input::Client(i) => self.clients.handle(now, i),
             Input::Packet { from, port, bytes } => {
@@ -381,6 +382,7 @@ impl Daemon {
     /// Fires what is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
+        self.log_input();
         self.monitor.handle_timeout(now);
         self.clients.handle_timeout(now);
         self.engine.handle_timeout(now);

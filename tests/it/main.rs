@@ -22,6 +22,7 @@ mod fuzz_corpus;
 mod golden_client;
 mod golden_client_sock;
 mod harness;
+mod membership_log;
 mod mixed_ring;
 mod netns;
 mod raw_client;

@@ -136,7 +136,7 @@ async fn client(mode: &str, name: &str, addr: &str) {
 }
 
 /// A client process with its output lines on a channel.
-struct Client {
+pub(crate) struct Client {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
@@ -144,6 +144,12 @@ struct Client {
 
 impl Client {
     fn spawn(lab: &NetLab, node: usize, mode: &str, name: &str) -> Self {
+        Self::spawn_at(lab, node, mode, name, &PORT.to_string())
+    }
+
+    /// A `mode` client called `name` on node `node`, connecting to `addr` (a Spread connect
+    /// string: `PORT` for the Unix socket, `PORT@IP` for TCP).
+    pub(crate) fn spawn_at(lab: &NetLab, node: usize, mode: &str, name: &str, addr: &str) -> Self {
         let exe = std::env::current_exe().unwrap();
         let mut cmd = lab.command(node, exe.to_str().unwrap());
         cmd.args([
@@ -153,7 +159,7 @@ impl Client {
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(HELPER_ENV, format!("{mode}|{name}|{PORT}"))
+        .env(HELPER_ENV, format!("{mode}|{name}|{addr}"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -175,7 +181,7 @@ impl Client {
     }
 
     /// Waits (≤ [`STEP`]) for a line equal to `want`; `Err` with what was seen.
-    fn wait_for(&mut self, want: &str) -> Result<(), String> {
+    pub(crate) fn wait_for(&mut self, want: &str) -> Result<(), String> {
         let deadline = Instant::now() + STEP;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());

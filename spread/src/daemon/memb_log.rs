@@ -142,7 +142,8 @@ fn user_of(g: &GroupName) -> String {
 #[derive(Debug, Default)]
 pub(crate) struct MembLog {
     events: std::collections::VecDeque<MembershipLogEvent>,
-    /// Highest seq of the installed ring at the end of the last input.
+    /// Highest seq of the installed ring when the current input arrived (5.0.1 logs a
+    /// session's end, and a new membership, before what they cause is sequenced).
     highest: u32,
 }
 
@@ -174,12 +175,19 @@ impl Daemon {
         }
     }
 
-    /// Collects the session events of the last input; remembers the highest seq.
+    /// An input arrives: remembers the highest seq as it is now.
+    pub(crate) fn log_input(&mut self) {
+        if let Some(m) = &mut self.memb_log {
+            m.highest = self.engine.status().highest_seq;
+        }
+    }
+
+    /// Collects the session events of the last input.
     pub(crate) fn log_sessions(&mut self) {
         let Some(m) = &mut self.memb_log else {
             return;
         };
-        let highest_seq = self.engine.status().highest_seq;
+        let highest_seq = m.highest;
         if let Some(q) = &mut self.clients.session_log {
             while let Some((accepted, session, peer, group, queued)) = q.pop_front() {
                 let name = user_of(&group);
@@ -201,7 +209,6 @@ impl Daemon {
                 });
             }
         }
-        m.highest = highest_seq;
     }
 }
 
