@@ -262,6 +262,10 @@ enum EndReason {
     SlowReader,
 }
 
+/// A session accepted (`true`) or ended, for the membership log: session, peer, private
+/// group, messages still queued to it.
+pub(crate) type SessionLogEntry = (bool, SessionId, crate::session::Peer, GroupName, usize);
+
 /// The daemon core. See the module doc for the calling contract.
 #[derive(Debug)]
 pub(crate) struct Clients {
@@ -279,10 +283,8 @@ pub(crate) struct Clients {
     stats: ClientStats,
     /// The ring side: submissions, the group-state exchange.
     ring: Box<ring::RingSide>,
-    /// Sessions accepted and ended, for the membership log (`-l y`), when enabled:
-    /// (accepted, session, peer, private group, messages still queued to it).
-    pub(crate) session_log:
-        Option<VecDeque<(bool, SessionId, crate::session::Peer, GroupName, usize)>>,
+    /// Sessions accepted and ended, for the membership log (`-l y`), when enabled.
+    pub(crate) session_log: Option<VecDeque<SessionLogEntry>>,
 }
 
 impl Clients {

@@ -212,7 +212,7 @@ fn a_default_file_reloads_into_the_accelerated_ring_as_5_0_1() {
     net.until_ring(&[0, 1, 2], Duration::from_secs(10));
     let e = net.nodes[0].as_ref().expect("running").engine();
     // Start-up: "Original Ring" (fact sheet §9).
-    assert_eq!(e.status().accelerated, false);
+    assert!(!e.status().accelerated);
     assert_eq!(e.cfg.conf_hash, 0x9f2a_d697);
     let four = default(&[1, 2, 3, 4]);
     for i in 0..3 {
