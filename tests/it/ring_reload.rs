@@ -334,7 +334,7 @@ fn assert_one_order(c1: &Client, c2: &Client) {
         )
         .collect();
     assert!(
-        only * 10 <= common_a.len(),
+        only * 4 <= common_a.len(),
         "too many messages seen by one side only: {one_side:?}"
     );
     for c in [c1, c2] {
@@ -442,9 +442,37 @@ fn netns_ring_grows_to_four_and_shrinks_to_two_by_reload() {
     assert!(d3.contains("no longer in the configuration"), "d3: {d3}");
 }
 
+/// Runs the real `spmonitor` as d1 with `/tmp/monitor.conf` (the running file), menu `r`
+/// (RELOAD to every daemon of that file), until `client` prints `want`.
+fn spmonitor_reload(
+    lab: &NetLab,
+    bin_dir: &str,
+    client: &mut Client,
+    want: &str,
+) -> Result<(), String> {
+    let mut mon = lab.command(0, &format!("{bin_dir}/spmonitor"));
+    mon.args(["-n", "d1", "-c", "/tmp/monitor.conf"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut mon = mon.spawn().expect("spmonitor");
+    mon.stdin
+        .as_mut()
+        .expect("stdin")
+        .write_all(b"r\n")
+        .expect("menu r");
+    let r = client.wait_for(want);
+    let _ = mon.stdin.as_mut().map(|s| s.write_all(b"q\n"));
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = mon.kill();
+    let _ = mon.wait();
+    r
+}
+
 /// A mixed ring — the real 5.0.1 as d1, ours as d2 and d3 — grows to four (our d4) when the
 /// file is edited and the real `spmonitor` (menu `r`, run as d1 with the old file) sends
-/// RELOAD to every daemon: one ring of four; the real daemon alive, no `Alarm` in its log.
+/// RELOAD to every daemon: one ring of four; then back to three the same way (d4 exits). The
+/// real daemon alive, no `Alarm` in its log.
 #[test]
 fn netns_mixed_ring_reloaded_by_real_spmonitor() {
     let (Some(real), Ok(bin_dir)) = (real_spread(), std::env::var("MBUS_REAL_SPREAD_BIN_DIR"))
@@ -487,26 +515,26 @@ fn netns_mixed_ring_reloaded_by_real_spmonitor() {
         write_conf(&lab, i, &conf4);
     }
     let t0 = Instant::now();
-    let mut mon = lab.command(0, &format!("{bin_dir}/spmonitor"));
-    mon.args(["-n", "d1", "-c", "/tmp/monitor.conf"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut mon = mon.spawn().expect("spmonitor");
-    mon.stdin
-        .as_mut()
-        .expect("stdin")
-        .write_all(b"r\n")
-        .expect("menu r");
-    let grown = c2.wait_for("MEMBERS 4");
-    let _ = mon.stdin.as_mut().map(|s| s.write_all(b"q\n"));
-    std::thread::sleep(Duration::from_millis(300));
-    let _ = mon.kill();
-    let _ = mon.wait();
+    let grown = spmonitor_reload(&lab, &bin_dir, &mut c2, "MEMBERS 4");
     if let Err(e) = grown {
         panic!("{e}\n{}", logs(&lab));
     }
     eprintln!("mixed ring grown to four in {:?}", t0.elapsed());
+    let real_log = lab.log(0, "d1");
+    assert!(
+        real_log.contains("Conf_reload_initiate: Added new daemon: name d4"),
+        "the real daemon did not reload:\n{real_log}"
+    );
+    // And back to three: d4 leaves the file (ours exits on the reload, as 5.0.1 would).
+    std::fs::write(lab.nodes[0].tmp.join("monitor.conf"), &conf4).expect("monitor conf");
+    for i in 0..4 {
+        write_conf(&lab, i, &conf3);
+    }
+    let t1 = Instant::now();
+    if let Err(e) = spmonitor_reload(&lab, &bin_dir, &mut c2, "MEMBERS 3") {
+        panic!("{e}\n{}", logs(&lab));
+    }
+    eprintln!("mixed ring shrunk to three in {:?}", t1.elapsed());
     std::thread::sleep(Duration::from_secs(2));
     if let Err(e) = lab.check_real_daemons() {
         panic!("{e}");
