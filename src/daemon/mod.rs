@@ -307,7 +307,7 @@ impl Server {
         let shutdown = async move {
             tokio::select! {
                 () = shutdown => {}
-                () = exit.notified() => warn!("shutting down: instructed to exit by the monitor"),
+                () = exit.notified() => warn!("shutting down: instructed to exit (monitor partition or configuration reload)"),
             }
         };
         let r = serve_core(config, me, core, bound, shutdown).await;
