@@ -32,6 +32,7 @@ mod ring_monitor;
 mod ring_multiseg;
 mod ring_netns;
 mod ring_reload;
+mod ring_reload_mixed;
 mod rolling;
 mod spread_cli;
 mod wire_interop;
