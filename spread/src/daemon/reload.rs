@@ -41,6 +41,22 @@
 //!   untouched. Client limits and authentication are not re-read (as 5.0.1).
 //! * A file that does not parse never reaches the core: the shell logs its
 //!   `path:line:col:` line and the running configuration stays (5.0.1 exits instead).
+//!
+//! # Where this differs from 5.0.1 (deliberately)
+//!
+//! * RELOAD is obeyed only with `DangerousMonitor = yes` ([`super::monitor`]); 5.0.1 obeys it
+//!   whatever `DangerousMonitor` says.
+//! * A bad file is refused and the daemon keeps running (5.0.1's parser exits).
+//! * The membership timeouts are re-read (5.0.1 keeps its start-up timeouts).
+//! * 5.0.1 exits when a reload gives its segment a second daemon while it started alone in
+//!   it ("Bcast now needed … sockets need to be reestablished"); this daemon goes on (its
+//!   sockets do not depend on it).
+//! * Packets of the ring being left whose original sender the new file removed are still
+//!   recovered in EVS (5.0.1 drops them as "unknown proc" and can stay in EVS; found by the
+//!   simulator).
+//! * The file is read when the request arrives, not when OP is reached.
+//! * `spmonitor` sends each RELOAD twice; 5.0.1 drops the second by its old hash, this daemon
+//!   by remembering that a reload is under way.
 
 use tracing::{info, warn};
 
