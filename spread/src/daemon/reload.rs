@@ -52,8 +52,9 @@
 //!   it ("Bcast now needed … sockets need to be reestablished"); this daemon goes on (its
 //!   sockets do not depend on it).
 //! * Packets of the ring being left whose original sender the new file removed are still
-//!   recovered in EVS (5.0.1 drops them as "unknown proc" and can stay in EVS; found by the
-//!   simulator).
+//!   recovered in EVS. 5.0.1's protocol layer drops a packet whose originator is not
+//!   configured ("unknown proc"); with that rule the simulator's survivors never finished EVS
+//!   when a removed daemon's packet was missing at one of them (not observed with 5.0.1).
 //! * The file is read when the request arrives, not when OP is reached.
 //! * `spmonitor` sends each RELOAD twice; 5.0.1 drops the second by its old hash, this daemon
 //!   by remembering that a reload is under way.
