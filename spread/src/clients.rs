@@ -274,6 +274,10 @@ enum EndReason {
     SlowReader,
 }
 
+/// A session accepted (`true`) or ended, for the membership log: session, peer, private
+/// group, messages still queued to it.
+pub(crate) type SessionLogEntry = (bool, SessionId, crate::session::Peer, GroupName, usize);
+
 /// The daemon core. See the module doc for the calling contract.
 #[derive(Debug)]
 pub(crate) struct Clients {
@@ -291,6 +295,8 @@ pub(crate) struct Clients {
     stats: ClientStats,
     /// The ring side: submissions, the group-state exchange.
     ring: Box<ring::RingSide>,
+    /// Sessions accepted and ended, for the membership log (`-l y`), when enabled.
+    pub(crate) session_log: Option<VecDeque<SessionLogEntry>>,
 }
 
 impl Clients {
@@ -322,7 +328,36 @@ impl Clients {
             delivery_seq: 0,
             stats: ClientStats::default(),
             ring: Box::new(ring::RingSide::new(me, daemons)),
+            session_log: None,
         }
+    }
+
+    /// This daemon's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// A configuration reload: the configured daemons are now `daemons` (configuration
+    /// order). Group members keep their groups, their daemons' positions re-mapped; members
+    /// of daemons no longer configured get positions past the new list (dropped at the next
+    /// membership change, as the daemons that left).
+    pub(crate) fn set_daemons(&mut self, daemons: Vec<DaemonId>) {
+        let old = std::mem::take(&mut self.ring.daemons);
+        let n = daemons.len();
+        let map = |p: u16| -> u16 {
+            let new = old
+                .get(usize::from(p))
+                .and_then(|d| daemons.iter().position(|x| x == d))
+                .unwrap_or(n + usize::from(p));
+            u16::try_from(new).unwrap_or(u16::MAX)
+        };
+        self.groups.remap_daemons(map);
+        self.config.position = map(self.config.position);
+        self.ring.departed = (0..old.len())
+            .filter(|p| !daemons.contains(&old[*p]))
+            .filter_map(|p| Some((old[p], map(u16::try_from(p).ok()?))))
+            .collect();
+        self.ring.daemons = daemons;
     }
 
     /// Counters.
@@ -671,6 +706,9 @@ impl Clients {
             EndReason::PeerClosed => self.stats.closed_by_peer += 1,
         }
         if s.is_open() {
+            if let Some(log) = &mut self.session_log {
+                log.push_back((false, id, s.peer, s.private_group, s.backlog.messages()));
+            }
             let member = Member {
                 daemon: self.config.position,
                 name: s.private_group,

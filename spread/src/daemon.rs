@@ -35,11 +35,15 @@ use crate::config::{Config, HostId};
 use crate::ring::{self, DaemonId, Engine, Port, RingConfig};
 use crate::time::Instant;
 
+pub mod memb_log;
 pub mod metrics;
 pub mod monitor;
+pub mod reload;
 pub mod topology;
+pub use memb_log::MembershipLogEvent;
 pub use metrics::{ExchangeTimes, Metrics, QueueDepths};
 pub use monitor::{MonitorConfig, MonitorOutput, MonitorStats};
+pub use reload::{ReloadOutcome, ReloadStats};
 pub use topology::{Target, Topology, TopologyStats, Transmit};
 
 /// The ring settings of host `me` of `config` ([`RingConfig::from_config`]: daemon ids in
@@ -173,6 +177,10 @@ pub struct Daemon {
     now: Instant,
     /// Times the group-state exchanges ([`Daemon::metrics`]).
     exchange_clock: metrics::ExchangeClock,
+    /// Live reconfiguration: a reload waiting for OP, the singleton state ([`reload`]).
+    reload: reload::ReloadState,
+    /// The membership log (`-l y`), when enabled ([`memb_log`]).
+    memb_log: Option<Box<memb_log::MembLog>>,
     /// Simulator canary: the exchange gate is never closed ([`Daemon::plant_no_exchange_gate`]).
     #[cfg(any(test, feature = "sim"))]
     no_gate: bool,
@@ -186,11 +194,13 @@ impl Daemon {
     /// Host `me` of `config`, started at `now`; `clock_secs` is the wall clock (Unix seconds)
     /// at `now`, for ring ids.
     pub fn from_config(config: &Config, me: HostId, now: Instant, clock_secs: u32) -> Self {
-        Self::new(
+        let mut d = Self::new(
             Settings::from_config(config, me, clock_secs),
             now,
             clock_secs,
-        )
+        );
+        d.set_config(config);
+        d
     }
 
     /// A freshly started daemon with these settings; `clock_secs` is the wall clock (Unix
@@ -220,6 +230,8 @@ impl Daemon {
             monitor,
             now,
             exchange_clock: metrics::ExchangeClock::default(),
+            reload: reload::ReloadState::default(),
+            memb_log: None,
             #[cfg(any(test, feature = "sim"))]
             no_gate: false,
             #[cfg(any(test, feature = "sim"))]
@@ -378,6 +390,7 @@ impl Daemon {
     /// Applies one input.
     pub fn handle(&mut self, now: Instant, input: Input) {
         self.now = now;
+        self.log_input();
         match input {
             Input::Client(i) => self.clients.handle(now, i),
             Input::Packet { from, port, bytes } => {
@@ -402,6 +415,7 @@ impl Daemon {
     /// Fires what is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
+        self.log_input();
         self.monitor.handle_timeout(now);
         self.clients.handle_timeout(now);
         self.engine.handle_timeout(now);
@@ -491,6 +505,10 @@ impl Daemon {
                     }
                     ring::Output::Configuration(c) => {
                         let regular = c.kind == ring::ConfigKind::Regular;
+                        if regular {
+                            self.reload_on_install(now, &c.members);
+                            self.log_membership(c.ring.time, &c.members);
+                        }
                         self.clients.on_configuration(c);
                         if regular {
                             // The engine closed the gate at installation; it stays closed
@@ -525,9 +543,12 @@ impl Daemon {
                 );
             }
             if !busy {
+                self.reload_if_pending(now);
+                self.log_sessions();
                 return;
             }
         }
+        self.log_sessions();
     }
 }
 

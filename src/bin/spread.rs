@@ -7,7 +7,6 @@
 //! `RUST_LOG` overrides the level taken from `EventPriority`. Errors are one line on standard
 //! error and exit status 1.
 
-use std::net::{IpAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -23,14 +22,6 @@ use mbus::daemon::privileges::{self, Outcome};
 use mbus::daemon::{self, log_time, DaemonOptions};
 use spread::config::{Config, Parsed, Priority, TimeStamp};
 use tracing::{info, warn};
-
-/// Looks up a host given by name only (system resolver).
-fn resolve(name: &str) -> Vec<IpAddr> {
-    (name, 0u16)
-        .to_socket_addrs()
-        .map(|it| it.map(|a| a.ip()).collect())
-        .unwrap_or_default()
-}
 
 /// How the configuration was found, for the log.
 enum Source {
@@ -53,7 +44,8 @@ fn load_config(args: &Args) -> Result<(Parsed, Source), String> {
     ] {
         match std::fs::File::open(&path) {
             Ok(_) => {
-                let parsed = Config::load_full(&path, &mut resolve).map_err(|e| e.to_string())?;
+                let parsed = Config::load_full(&path, &mut daemon::resolve_host)
+                    .map_err(|e| e.to_string())?;
                 return Ok((parsed, Source::File(path, skipped)));
             }
             Err(e) => skipped.push(format!("{}: {e}", path.display())),
@@ -156,7 +148,7 @@ fn init_tracing(config: &Config) -> anyhow::Result<Option<Arc<LogFile>>> {
     Ok(log_file)
 }
 
-fn log_start(parsed: &Parsed, source: &Source, args: &Args) {
+fn log_start(parsed: &Parsed, source: &Source) {
     info!(
         "mbus spread {} (Spread 5.0.1 compatible) starting",
         env!("CARGO_PKG_VERSION")
@@ -179,9 +171,6 @@ fn log_start(parsed: &Parsed, source: &Source, args: &Args) {
     }
     for w in &parsed.warnings {
         warn!("configuration: {w}");
-    }
-    if args.log {
-        warn!("-l y: the membership log file is not written yet");
     }
 }
 
@@ -207,7 +196,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 
 fn run(args: &Args, parsed: Parsed, source: &Source) -> anyhow::Result<()> {
     let log_file = init_tracing(&parsed.config)?;
-    log_start(&parsed, source, args);
+    log_start(&parsed, source);
     let config = Arc::new(parsed.config);
     let me = daemon::resolve_me(&config, args.name.as_deref())?;
     if let Some(h) = config.host(me) {
@@ -253,6 +242,13 @@ fn run(args: &Args, parsed: Parsed, source: &Source) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    // -l y: 5.0.1's membership log, a file named after the daemon (in RuntimeDir once
+    // chrooted).
+    options.membership_log = args.log;
+    // A monitor RELOAD (with DangerousMonitor) and SIGHUP re-read this file.
+    if let Source::File(path, _) = source {
+        options.config_file = Some(std::path::absolute(path).unwrap_or_else(|_| path.clone()));
+    }
     rt.block_on(async {
         let shutdown = shutdown_signal();
         let reopen = reopen_on_sigusr1(log_file).context("cannot install the SIGUSR1 handler")?;
@@ -270,7 +266,7 @@ fn run(args: &Args, parsed: Parsed, source: &Source) -> anyhow::Result<()> {
                 "still running as root: {reason} (set DaemonUser, DaemonGroup and RuntimeDir to drop privileges)"
             ),
         }
-        daemon::serve(config, me, bound, shutdown).await?;
+        daemon::serve_with(config, me, bound, &options, shutdown).await?;
         anyhow::Ok(())
     })?;
     info!("exit");

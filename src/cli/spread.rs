@@ -30,7 +30,14 @@ MBUS_UNIX_SOCKET_DIR moves the client Unix socket /tmp/PORT into another directo
 \n\
 --metrics ADDR:PORT (or MBUS_METRICS=ADDR:PORT) serves Prometheus metrics at\n\
 http://ADDR:PORT/metrics (off by default; e.g. --metrics 127.0.0.1:9803).\n\
-SIGUSR1 reopens EventLogFile (for logrotate).\n";
+SIGUSR1 reopens EventLogFile (for logrotate).\n\
+MBUS_WORKER_THREADS sets the runtime's worker threads (default 2; 1: one event loop).\n\
+\n\
+Live reconfiguration: a monitor RELOAD (spmonitor menu r; obeyed with DangerousMonitor = yes)\n\
+or SIGHUP (an mbus addition) re-reads the configuration file and applies it as 5.0.1 does:\n\
+daemons added or removed re-form the ring (a daemon no longer in the file exits), a daemon\n\
+whose address or id changed makes the ring shrink to singletons and merge again. A file that\n\
+does not parse is refused (path:line:col: in the log); the running configuration stays.\n";
 
 /// Where 5.0.1 (built with the default prefix) looks last.
 pub const SYSTEM_CONFIG: &str = "/usr/local/etc/spread.conf";
@@ -148,7 +155,11 @@ pub fn command() -> clap::Command {
                 .short('l')
                 .value_name("y/n")
                 .value_parser(["y", "n"])
-                .help("print log (accepted; the membership log file is not written yet)"),
+                .help(
+                    "print log: y writes 5.0.1's membership log (B/M/C/D lines) to a file \
+                     named after this daemon, in the working directory (RuntimeDir once \
+                     chrooted)",
+                ),
         )
         .arg(
             Arg::new("name")

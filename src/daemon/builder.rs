@@ -70,7 +70,7 @@ impl DaemonBuilder {
         let me = resolve_me(&self.config, self.name.as_deref())?;
         let bound = bind(&self.config, me, &self.opts)?;
         let port = bound.port;
-        let server = Server::start(self.config, me, bound)?;
+        let server = Server::start(self.config, me, bound, &super::DaemonOptions::default())?;
         let core = server.core.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async {

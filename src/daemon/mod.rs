@@ -42,6 +42,12 @@ pub struct DaemonOptions {
     /// Serve the metrics endpoint ([`metrics`]) on this address (mbus addition; off by
     /// default).
     pub metrics: Option<SocketAddr>,
+    /// The configuration file a monitor RELOAD or `SIGHUP` re-reads; with one, [`serve_with`]
+    /// also re-reads it on `SIGHUP` (an mbus addition). None: RELOAD is logged and ignored.
+    pub config_file: Option<PathBuf>,
+    /// `-l y`: write 5.0.1's membership log to a file named after the daemon in the working
+    /// directory (after the chroot into `RuntimeDir`, as 5.0.1).
+    pub membership_log: bool,
 }
 
 impl Default for DaemonOptions {
@@ -49,8 +55,19 @@ impl Default for DaemonOptions {
         Self {
             unix_socket_dir: PathBuf::from(UNIX_SOCKET_DIR),
             metrics: None,
+            config_file: None,
+            membership_log: false,
         }
     }
+}
+
+/// Looks a name-only host of the configuration up with the system resolver.
+pub fn resolve_host(name: &str) -> Vec<IpAddr> {
+    use std::net::ToSocketAddrs as _;
+    (name, 0u16)
+        .to_socket_addrs()
+        .map(|it| it.map(|a| a.ip()).collect())
+        .unwrap_or_default()
 }
 
 /// The daemon could not start or stopped on an error.
@@ -141,7 +158,7 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let bound = bind(&config, me, &opts)?;
-    serve(config, me, bound, shutdown).await
+    serve_with(config, me, bound, &opts, shutdown).await
 }
 
 /// Serves on already opened sockets until `shutdown` completes, then closes everything and
@@ -152,7 +169,41 @@ pub async fn serve(
     bound: Bound,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
-    Server::start(config, me, bound)?.run(shutdown).await
+    serve_with(config, me, bound, &DaemonOptions::default(), shutdown).await
+}
+
+/// [`serve`] with shell options: with [`DaemonOptions::config_file`], a monitor RELOAD and
+/// `SIGHUP` re-read that file.
+pub async fn serve_with(
+    config: Arc<Config>,
+    me: HostId,
+    bound: Bound,
+    opts: &DaemonOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let server = Server::start(config, me, bound, opts)?;
+    if opts.config_file.is_some() {
+        reload_on_sighup(server.core.clone());
+    }
+    server.run(shutdown).await
+}
+
+/// `SIGHUP` re-reads the configuration file (an mbus addition; 5.0.1 only reloads on a
+/// monitor RELOAD). The task ends with the core.
+fn reload_on_sighup(core: CoreHandle) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        warn!("cannot install the SIGHUP handler; reload with the monitor instead");
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            info!("SIGHUP received: reloading the configuration");
+            if core.reload().await.is_err() {
+                break;
+            }
+        }
+    });
 }
 
 /// A daemon whose core and ring receivers run; [`Server::run`] serves its client listeners
@@ -173,7 +224,12 @@ struct Server {
 impl Server {
     /// Starts the core (one host or several: the same ring daemon, a one-host configuration
     /// being a one-daemon ring) and a receive task per ring socket.
-    fn start(config: Arc<Config>, me: HostId, bound: Bound) -> Result<Self, DaemonError> {
+    fn start(
+        config: Arc<Config>,
+        me: HostId,
+        bound: Bound,
+        opts: &DaemonOptions,
+    ) -> Result<Self, DaemonError> {
         let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
         let mut stop = stop_tx.subscribe();
         let core_stop = async move {
@@ -190,7 +246,16 @@ impl Server {
             metrics,
         } = bound;
         let send = Arc::new(send);
-        let ring = ring_net::Core::with_sockets(&config, me, send.clone());
+        let mut ring = ring_net::Core::with_sockets(&config, me, send.clone());
+        if let Some(path) = &opts.config_file {
+            ring.set_config_file(path.clone());
+        }
+        if opts.membership_log {
+            let name = config.host(me).map_or("spread", |h| h.name.as_str());
+            if let Err(e) = ring.open_membership_log(std::path::Path::new(name)) {
+                warn!(error = %e, file = name, "cannot open the membership log; not written");
+            }
+        }
         let exit = ring.exit_signal();
         let (core, core_task) = session::spawn_core_with(ring, core_stop);
         let mut receivers = tokio::task::JoinSet::new();
@@ -250,7 +315,7 @@ impl Server {
         let shutdown = async move {
             tokio::select! {
                 () = shutdown => {}
-                () = exit.notified() => warn!("shutting down: instructed to exit by the monitor"),
+                () = exit.notified() => warn!("shutting down: instructed to exit (monitor partition or configuration reload)"),
             }
         };
         let r = serve_core(config, me, core, bound, shutdown).await;

@@ -36,7 +36,7 @@ use spread::ring::{DaemonId, Port};
 use spread::{ClientStats, Daemon, SessionInput, SessionOutput};
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
-use tracing::{debug, trace, warn};
+use tracing::{debug, error, info, trace, warn};
 
 use super::outbox::Outbox;
 use super::session::{CoreHandle, Packet};
@@ -98,6 +98,41 @@ impl Net {
         }
     }
 
+    /// A configuration reload: the daemons and my segment's address of `config` (`me` is this
+    /// daemon in it). Daemons no longer configured keep their addresses (the core drops
+    /// their datagrams; a reload may wait for OP, and until then the ring runs on the old
+    /// configuration).
+    fn reconfigure(&mut self, config: &Config, me: HostId) {
+        let old = std::mem::replace(&mut self.daemons, Self::new_daemons(config));
+        for (id, a) in old {
+            if !self.daemons.iter().any(|(d, _)| *d == id) {
+                self.daemons.push((id, a));
+            }
+        }
+        if let Some(seg) = Self::segment_addr(config, me) {
+            self.segment = Some(seg);
+        }
+    }
+
+    fn new_daemons(config: &Config) -> Vec<(DaemonId, Ipv4Addr)> {
+        config
+            .hosts()
+            .filter_map(|(_, h)| match h.addr.ip {
+                IpAddr::V4(a) => Some((DaemonId(h.vid), a)),
+                IpAddr::V6(_) => None,
+            })
+            .collect()
+    }
+
+    fn segment_addr(config: &Config, me: HostId) -> Option<Ipv4Addr> {
+        config.segments.get(me.segment).and_then(|s| {
+            s.addrs.iter().find_map(|a| match a.ip {
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => None,
+            })
+        })
+    }
+
     fn addr_of(&self, id: DaemonId) -> Option<Ipv4Addr> {
         self.daemons.iter().find(|(d, _)| *d == id).map(|(_, a)| *a)
     }
@@ -141,6 +176,12 @@ pub(crate) struct Core {
     net: Option<Net>,
     /// Fired when a monitor PARTITION tells this daemon to exit.
     exit: Arc<Notify>,
+    /// The configuration file a RELOAD or SIGHUP re-reads (none: nothing to reload).
+    config_file: Option<std::path::PathBuf>,
+    /// The time of the last input (a RELOAD obeyed while outputs are drained uses it).
+    last_now: spread::time::Instant,
+    /// The membership log file (`-l y`), when enabled.
+    memb_log: Option<std::fs::File>,
 }
 
 impl Core {
@@ -153,6 +194,7 @@ impl Core {
         let mut settings = Settings::from_config(config, me, clock);
         super::add_access_rules(&mut settings.clients);
         let mut c = Self::new(settings, clock);
+        c.daemon.set_config(config);
         c.net = Some(Net::new(config, me, send));
         c.flush_sends();
         c
@@ -164,7 +206,80 @@ impl Core {
             daemon: Daemon::new(settings, spread::time::Instant(0), clock_secs),
             net: None,
             exit: Arc::new(Notify::new()),
+            config_file: None,
+            last_now: spread::time::Instant(0),
+            memb_log: None,
         }
+    }
+
+    /// `-l y`: appends 5.0.1's membership log to the file `path` (5.0.1: the daemon's name,
+    /// in the working directory — `RuntimeDir` once chrooted), starting with its `B` line.
+    pub(crate) fn open_membership_log(&mut self, path: &std::path::Path) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        f.write_all(spread::daemon::memb_log::start_line(wall_secs()).as_bytes())?;
+        self.memb_log = Some(f);
+        self.daemon.enable_membership_log();
+        info!(path = %path.display(), "membership log");
+        Ok(())
+    }
+
+    /// Writes the membership-log events of the last step.
+    fn write_membership_log(&mut self) {
+        use std::io::Write as _;
+        let Some(f) = &mut self.memb_log else { return };
+        while let Some(e) = self.daemon.poll_membership_log() {
+            if let Err(err) = f.write_all(e.line(wall_secs()).as_bytes()) {
+                warn!(error = %err, "membership log write failed; log closed");
+                self.memb_log = None;
+                return;
+            }
+        }
+    }
+
+    /// The file a RELOAD control packet or `SIGHUP` re-reads.
+    pub(crate) fn set_config_file(&mut self, path: std::path::PathBuf) {
+        self.config_file = Some(path);
+    }
+
+    /// Re-reads the configuration file and hands it to the daemon (RELOAD obeyed, or
+    /// `SIGHUP`). A file that cannot be read or parsed is refused with its `path:line:col:`
+    /// line in the log, and the running configuration is kept.
+    pub(crate) fn reload(&mut self, now: spread::time::Instant) {
+        self.last_now = now;
+        let Some(path) = self.config_file.clone() else {
+            warn!("configuration reload requested, but this daemon has no configuration file; ignored");
+            self.daemon.reload_failed();
+            return;
+        };
+        info!(path = %path.display(), "re-reading the configuration file");
+        let parsed = match Config::load_full(&path, &mut super::resolve_host) {
+            Ok(p) => p,
+            Err(e) => {
+                error!("{e}");
+                warn!("configuration reload refused; the running configuration is kept");
+                self.daemon.reload_failed();
+                return;
+            }
+        };
+        for w in &parsed.warnings {
+            warn!("configuration: {w}");
+        }
+        let config = parsed.config;
+        let name = self.daemon.name().to_owned();
+        if let (Some(n), Some((me, _))) = (&mut self.net, config.find_host(&name)) {
+            n.reconfigure(&config, me);
+        }
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let outcome = self
+            .daemon
+            .reload(now, &config, u32::try_from(clock).unwrap_or(u32::MAX));
+        info!(?outcome, "configuration reload");
     }
 
     /// Fired (once) when a monitor PARTITION puts this daemon in component −1; the server
@@ -219,9 +334,10 @@ impl Core {
                 }
             }
             MonitorOutput::Exit => {
-                warn!("instructed to exit by the monitor");
+                warn!("instructed to exit (monitor partition or configuration reload)");
                 self.exit.notify_one();
             }
+            MonitorOutput::Reload => self.reload(self.last_now),
         }
     }
 
@@ -232,6 +348,7 @@ impl Core {
 
     /// A client-session input.
     pub(crate) fn handle(&mut self, now: spread::time::Instant, input: SessionInput) {
+        self.last_now = now;
         self.daemon.handle(now, Input::Client(input));
     }
 
@@ -243,6 +360,7 @@ impl Core {
 
     /// Timers due at `now`.
     pub(crate) fn handle_timeout(&mut self, now: spread::time::Instant) {
+        self.last_now = now;
         self.daemon.handle_timeout(now);
     }
 
@@ -254,6 +372,7 @@ impl Core {
                 if let Some(n) = &mut self.net {
                     n.outbox.flush();
                 }
+                self.write_membership_log();
                 return None;
             };
             match o {
@@ -281,6 +400,7 @@ impl Core {
             return;
         };
         let port = if p.token { Port::Token } else { Port::Data };
+        self.last_now = now;
         self.daemon.handle(
             now,
             Input::Packet {
@@ -290,6 +410,13 @@ impl Core {
             },
         );
     }
+}
+
+/// The wall clock in seconds (the membership log's times, as 5.0.1's `E_get_time`).
+fn wall_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Receive loop of one ring socket: every datagram goes to the core, until `stop` fires or the

@@ -51,6 +51,8 @@ enum CoreMsg {
     Read(ReadEvent),
     Stats(oneshot::Sender<Stats>),
     NetStats(oneshot::Sender<super::ring_net::NetStats>),
+    /// Re-read the configuration file (`SIGHUP`).
+    Reload,
 }
 
 /// A metrics snapshot request (its own queue: answered even while client input is paused).
@@ -166,6 +168,13 @@ impl CoreHandle {
         let (tx, rx) = oneshot::channel();
         self.metrics.send(tx).await.map_err(|_| CoreStopped)?;
         rx.await.map_err(|_| CoreStopped)
+    }
+
+    /// Re-reads the configuration file and applies it as a monitor RELOAD would (what the
+    /// `spread` binary does on `SIGHUP`); a file that does not parse is refused (logged) and
+    /// the running configuration kept. Ignored by a daemon without a configuration file.
+    pub async fn reload(&self) -> Result<(), CoreStopped> {
+        self.tx.send(CoreMsg::Reload).await.map_err(|_| CoreStopped)
     }
 
     /// The core's counters.
@@ -371,6 +380,7 @@ fn on_msg(daemon: &mut Core, w: &mut Writers, now: spread::time::Instant, msg: C
         CoreMsg::NetStats(tx) => {
             let _ = tx.send(daemon.net_stats());
         }
+        CoreMsg::Reload => daemon.reload(now),
     }
     0
 }

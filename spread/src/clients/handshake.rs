@@ -113,6 +113,9 @@ impl Clients {
         let mut out = BytesMut::new();
         encode_accept(Version::V5_0_1, s.version, s.private_group.text(), &mut out);
         debug!(session = id.0, name = ?s.private_group, "session accepted");
+        if let Some(log) = &mut self.session_log {
+            log.push_back((true, id, s.peer, s.private_group, 0));
+        }
         self.stats.accepted += 1;
         self.send(id, out.freeze());
         self.set_phase(id, Phase::Open);

@@ -91,6 +91,9 @@ pub(crate) struct RingSide {
     pub(super) violations: Vec<String>,
     /// The next disconnect is the session's own KILL request.
     pub(super) own_kill: bool,
+    /// Daemons a configuration reload removed, with the positions their members were moved
+    /// to (past the new list), until the next reload.
+    pub(super) departed: Vec<(DaemonId, u16)>,
 }
 
 impl RingSide {
@@ -108,6 +111,7 @@ impl RingSide {
             violations: Vec::new(),
             stats: RingStats::default(),
             own_kill: false,
+            departed: Vec::new(),
         }
     }
 }
@@ -311,7 +315,14 @@ impl Clients {
     }
 
     pub(super) fn position_of(&self, d: DaemonId) -> Option<u16> {
-        let p = self.ring.daemons.iter().position(|x| *x == d)?;
+        let Some(p) = self.ring.daemons.iter().position(|x| *x == d) else {
+            return self
+                .ring
+                .departed
+                .iter()
+                .find(|(x, _)| *x == d)
+                .map(|(_, p)| *p);
+        };
         u16::try_from(p).ok()
     }
 

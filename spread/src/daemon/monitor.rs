@@ -23,9 +23,13 @@
 //!   the last pair's first value = Window; −1 keeps a value. Applied to the ring engine at
 //!   once. (5.0.1 takes any other value as is; negative values other than −1 are kept here
 //!   too as "keep", since a negative window would stop the ring.)
-//! * RELOAD: 5.0.1 re-reads its configuration file and may form a singleton ring. A [`Daemon`]
-//!   cannot change its configuration while running: the request is logged as unsupported and
-//!   counted ([`MonitorStats::reloads_unsupported`]).
+//! * RELOAD: obeyed only with `DangerousMonitor = yes` (an mbus choice: 5.0.1's source hands
+//!   RELOAD to its protocol layer whatever `DangerousMonitor` says); otherwise logged, ignored
+//!   and counted ([`MonitorStats::reloads_unsupported`]). Obeyed, it becomes
+//!   [`MonitorOutput::Reload`]: the shell re-reads the configuration file and hands it to
+//!   [`Daemon::reload`](super::Daemon::reload) ([`super::reload`]: applied in OP, may form a
+//!   singleton ring first). During a reload's singleton state a PARTITION is refused, as
+//!   5.0.1's `Net_set_partition` refuses it.
 
 use bytes::Bytes;
 use tracing::{info, warn};
@@ -117,7 +121,7 @@ pub struct MonitorStats {
     pub partitions: u64,
     /// FC packets applied.
     pub flow_changes: u64,
-    /// RELOAD requests (not supported).
+    /// RELOAD requests refused (`DangerousMonitor` is off).
     pub reloads_unsupported: u64,
     /// Packets and tokens dropped because their sender is in another partition component.
     pub partition_drops: u64,
@@ -136,8 +140,12 @@ pub enum MonitorOutput {
         /// The 136-byte reply.
         bytes: Bytes,
     },
-    /// A PARTITION put this daemon in component −1: 5.0.1 exits at once.
+    /// A PARTITION put this daemon in component −1, or a configuration reload removed this
+    /// daemon or changed its own parameters: 5.0.1 exits at once.
     Exit,
+    /// A RELOAD was obeyed: re-read the configuration file and hand it to
+    /// [`Daemon::reload`](super::Daemon::reload) (a shell without a file ignores it).
+    Reload,
 }
 
 /// Monitor state of a node: configuration, partition map, counters.
@@ -179,6 +187,28 @@ impl Monitor {
             self.partition.iter_mut().for_each(|c| *c = 0);
             info!("monitor partition timed out; cleared");
         }
+    }
+
+    /// New settings after a configuration reload: the partition is cleared (5.0.1
+    /// `Net_signal_conf_reload`), sized for the new daemon list.
+    pub(crate) fn reconfigure(&mut self, cfg: MonitorConfig) {
+        self.partition = vec![0; cfg.daemons.len()];
+        self.partition_until = None;
+        self.cfg = cfg;
+    }
+
+    /// A reload's singleton state: every configured daemon in a component of its own.
+    pub(crate) fn partition_alone(&mut self) {
+        for (i, c) in self.partition.iter_mut().enumerate() {
+            *c = i16::try_from(i + 1).unwrap_or(i16::MAX);
+        }
+        self.partition_until = None;
+    }
+
+    /// Removes the partition.
+    pub(crate) fn clear_partition(&mut self) {
+        self.partition.iter_mut().for_each(|c| *c = 0);
+        self.partition_until = None;
     }
 
     /// Whether packets from `from` pass the partition (5.0.1's In_my_component); counts the
@@ -307,15 +337,19 @@ impl Daemon {
                         bytes: v.into(),
                     }));
             }
+            Request::Partition(_) if self.reload.singleton => {
+                self.monitor.stats.ignored += 1;
+                warn!("monitor partition refused: a daemon configuration change is in progress");
+            }
             Request::Partition(p) => self.apply_partition(now, &p),
             Request::Fc(f) => self.apply_fc(&f),
+            Request::Reload if self.reload.requested => {
+                info!(%from, "monitor RELOAD request: a reload is already under way");
+            }
             Request::Reload => {
-                self.monitor.stats.reloads_unsupported += 1;
-                warn!(
-                    %from,
-                    "monitor RELOAD request: configuration reload is not supported by this \
-                     daemon; restart it with the new configuration instead"
-                );
+                info!(%from, "monitor RELOAD request: re-reading the configuration file");
+                self.reload.requested = true;
+                self.out.push_back(Output::Monitor(MonitorOutput::Reload));
             }
         }
     }
@@ -333,6 +367,13 @@ impl Daemon {
         if dangerous && !m.cfg.dangerous {
             m.stats.denied += 1;
             warn!(%from, "monitor request to set a partition or flow control denied: \
+                          DangerousMonitor is off");
+            return None;
+        }
+        if kind.has(TypeBits::RELOAD) && !m.cfg.dangerous {
+            m.stats.denied += 1;
+            m.stats.reloads_unsupported += 1;
+            warn!(%from, "monitor request to reload the configuration denied: \
                           DangerousMonitor is off");
             return None;
         }

@@ -946,6 +946,8 @@ fn burst_beyond_the_engine_queue_is_delivered() {
     assert_eq!(net.nodes[0].as_ref().unwrap().backlog(), (0, 0));
 }
 
+mod reload;
+
 /// Client messages wait while the ring is not formed yet; the daemon stops taking client
 /// input at 5.0.1's `WATER_MARK` messages or at `WATER_MARK_BYTES` bytes, whichever comes
 /// first, and takes it again once the ring has sent them (the queues are bounded in bytes).

@@ -143,6 +143,12 @@ impl Topology {
         Self::from_ring(ring, !loopback)
     }
 
+    /// `new`, keeping this topology's counters (a configuration reload).
+    pub(crate) fn reconfigured(&self, mut new: Topology) -> Topology {
+        new.stats = self.stats;
+        new
+    }
+
     /// Counters.
     pub fn stats(&self) -> TopologyStats {
         self.stats

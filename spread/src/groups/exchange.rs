@@ -34,6 +34,25 @@ impl Groups {
         self.ring = ring;
     }
 
+    /// Moves every member to the daemon position `map` gives for its daemon's old position
+    /// (a configuration reload re-orders the daemons; 5.0.1 `G_signal_conf_reload`), and
+    /// re-sorts each group's members.
+    pub fn remap_daemons(&mut self, map: impl Fn(u16) -> u16) {
+        for g in self.groups.values_mut() {
+            for e in &mut g.members {
+                e.member.daemon = map(e.member.daemon);
+            }
+            g.members.sort_by_key(|e| e.member);
+        }
+        self.of_member = std::mem::take(&mut self.of_member)
+            .into_iter()
+            .map(|(mut m, gs)| {
+                m.daemon = map(m.daemon);
+                (m, gs)
+            })
+            .collect();
+    }
+
     /// Removes every member whose daemon `keep` refuses; returns the groups that lost
     /// members (by name), with their ending id and remaining members. Groups left empty are
     /// removed.

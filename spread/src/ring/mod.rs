@@ -522,7 +522,15 @@ impl Engine {
 
     /// Sends a token-port datagram.
     pub(crate) fn send_token(&mut self, to: Dest, t: &w::Token) {
-        let bytes = Bytes::from(t.to_vec());
+        // As 5.0.1's network layer: every datagram leaves with the hash in force (a copy kept
+        // from before a configuration reload carries the old one).
+        let bytes = if t.header.conf_hash == self.cfg.conf_hash {
+            Bytes::from(t.to_vec())
+        } else {
+            let mut t = t.clone();
+            t.header.conf_hash = self.cfg.conf_hash;
+            Bytes::from(t.to_vec())
+        };
         self.emit(Output::Send {
             to,
             port: Port::Token,
@@ -543,7 +551,14 @@ impl Engine {
             self.stats.dropped += 1;
             return;
         }
-        let bytes = Bytes::from(p.to_vec());
+        let bytes = if p.header.conf_hash == self.cfg.conf_hash {
+            Bytes::from(p.to_vec())
+        } else {
+            // A packet kept from before a configuration reload (retransmitted, EVS).
+            let mut p = p.clone();
+            p.header.conf_hash = self.cfg.conf_hash;
+            Bytes::from(p.to_vec())
+        };
         self.emit(Output::Send {
             to,
             port: Port::Data,

@@ -89,9 +89,15 @@ impl Engine {
         tracing::trace!(me = %self.cfg.me, %from, kind = %p.header.kind, seq = %p.header.seq, "packet");
         match p.body {
             // As 5.0.1 (Prot_handle_bcast "unknown proc"): the originator must be a configured
-            // daemon (found by the daemon_stateful campaign: a spoofed sender was delivered).
+            // daemon (found by the daemon_stateful campaign: a spoofed sender was delivered),
+            // or — after a configuration reload removed it — a member of the ring being left,
+            // whose packets the survivors still recover in EVS (found by the simulator).
             PacketBody::Data(_) => match Class::of(p.header.kind) {
-                Some(class) if !own && self.rank(p.header.proc_id).is_some() => {
+                Some(class)
+                    if !own
+                        && (self.rank(p.header.proc_id).is_some()
+                            || self.ring.members.contains(&p.header.proc_id)) =>
+                {
                     self.stats.packets_received += 1;
                     let d =
                         super::deliver::own_data_copy(p, class, self.cfg.me, self.cfg.conf_hash);

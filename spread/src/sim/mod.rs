@@ -16,6 +16,8 @@
 mod checker;
 pub mod daemons;
 mod links;
+#[cfg(test)]
+mod reload_tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -94,6 +96,12 @@ pub enum Fault {
     Restart(u8),
     /// Remove partitions, cuts and clogs (loss/dup/reorder stay).
     Heal,
+    /// The configuration file now lists these nodes (others are ignored) and every running
+    /// daemon reloads it (5.0.1's RELOAD, [`Daemon::reconfigure`]): listed daemons re-form
+    /// the ring under the new configuration hash, unlisted ones exit, as 5.0.1 does when its
+    /// file no longer names it. A crashed node restarts with the file in force; an unlisted
+    /// one does not restart. The final heal lists every node again.
+    Reconfigure(Vec<u8>),
 }
 
 /// A timed fault.
@@ -324,6 +332,8 @@ pub struct Sim {
     max_safe_latency: Duration,
     events: u64,
     faults: usize,
+    /// The nodes the configuration file lists now ([`Fault::Reconfigure`]), in order.
+    configured: Vec<usize>,
 }
 
 impl Sim {
@@ -346,6 +356,7 @@ impl Sim {
             max_safe_latency: Duration::ZERO,
             events: 0,
             faults: 0,
+            configured: (0..n).collect(),
         };
         for i in 0..n {
             s.nodes.push(Node {
@@ -368,7 +379,48 @@ impl Sim {
     }
 
     fn config(&self, i: usize) -> RingConfig {
-        sim_ring_config(&self.ids, i, &self.opts)
+        let mut c = sim_ring_config(&self.ids, i, &self.opts);
+        if self.configured.len() != self.ids.len() {
+            // Fewer daemons listed: only they are configured, and the hash says so.
+            let keep = |j: &usize| self.configured.contains(j) || *j == i;
+            let listed: Vec<usize> = (0..self.ids.len()).filter(keep).collect();
+            c.daemons = listed.iter().map(|&j| self.ids[j]).collect();
+            c.segments = listed
+                .iter()
+                .map(|&j| segment_of(j, self.ids.len(), self.opts.segments))
+                .collect();
+            let bytes: Vec<u8> = c.daemons.iter().flat_map(|d| d.0.to_le_bytes()).collect();
+            c.conf_hash = crate::config::oaat(&bytes);
+        }
+        c
+    }
+
+    /// [`Fault::Reconfigure`]: every running daemon reloads the new file.
+    fn reconfigure(&mut self, listed: &[u8]) {
+        let n = self.nodes.len();
+        let mut set: Vec<usize> = listed.iter().map(|x| usize::from(*x) % n).collect();
+        set.sort_unstable();
+        set.dedup();
+        if set.is_empty() {
+            return;
+        }
+        self.configured = set;
+        for i in 0..n {
+            if self.nodes[i].daemon.is_none() {
+                continue;
+            }
+            if !self.configured.contains(&i) {
+                self.nodes[i].daemon = None;
+                continue;
+            }
+            let cfg = DaemonConfig::new(&sim_name(i), self.ids[i].0 as i32, 0);
+            let settings = Settings::from_parts(cfg, self.config(i));
+            let now = self.now;
+            if let Some(d) = self.nodes[i].daemon.as_mut() {
+                d.reconfigure(now, settings, false);
+            }
+            self.after_input(i);
+        }
     }
 
     fn start(&mut self, i: usize) {
@@ -547,10 +599,11 @@ impl Sim {
             }
             Fault::Restart(x) => {
                 let i = idx(x);
-                if self.nodes[i].daemon.is_none() {
+                if self.nodes[i].daemon.is_none() && self.configured.contains(&i) {
                     self.start(i);
                 }
             }
+            Fault::Reconfigure(listed) => self.reconfigure(&listed),
             _ => {}
         }
     }
@@ -635,6 +688,12 @@ impl Sim {
     /// Heals everything: links, loss, crashed daemons.
     pub fn heal_all(&mut self) {
         self.links.heal_all();
+        if self.configured.len() != self.nodes.len() {
+            let all: Vec<u8> = (0..self.nodes.len())
+                .map(|i| u8::try_from(i).unwrap_or(u8::MAX))
+                .collect();
+            self.reconfigure(&all);
+        }
         for i in 0..self.nodes.len() {
             if self.nodes[i].daemon.is_none() {
                 self.start(i);

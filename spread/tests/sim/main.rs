@@ -47,8 +47,9 @@ fn fault() -> impl Strategy<Value = Fault> {
             pct
         }),
         2 => node.clone().prop_map(Fault::Crash),
-        2 => node.prop_map(Fault::Restart),
+        2 => node.clone().prop_map(Fault::Restart),
         1 => Just(Fault::Heal),
+        1 => proptest::collection::vec(node, 1..=usize::from(HARSH.nodes_max)).prop_map(Fault::Reconfigure),
     ]
 }
 

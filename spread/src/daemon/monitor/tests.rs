@@ -249,10 +249,19 @@ fn fc_changes_windows_and_minus_one_keeps() {
 }
 
 #[test]
-fn reload_is_counted_as_unsupported() {
+fn reload_is_refused_without_dangerous_monitor() {
     let mut n = node(0, false);
     assert!(feed(&mut n, START, D3, &control(TypeBits::RELOAD, D3, &[])).is_empty());
     assert_eq!(n.monitor_stats().reloads_unsupported, 1);
+    assert_eq!(n.monitor_stats().denied, 1);
+}
+
+#[test]
+fn reload_with_dangerous_monitor_asks_the_shell_to_reread_the_file() {
+    let mut n = node(0, true);
+    let got = feed(&mut n, START, D3, &control(TypeBits::RELOAD, D3, &[]));
+    assert_eq!(got, [MonitorOutput::Reload]);
+    assert_eq!(n.monitor_stats().reloads_unsupported, 0);
 }
 
 #[test]
