@@ -48,3 +48,4 @@ pub mod ecconf;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod fuzznet;

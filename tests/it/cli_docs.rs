@@ -166,6 +166,7 @@ fn man_pages_build_in_process_and_name_every_flag() {
             "eccmgr",
             "mbus-node",
             "mbus-bench",
+            "mbus-fuzz-net",
             "ec_console",
             "mbus-passwd",
             "mbus-gen-docs"
