@@ -91,6 +91,8 @@ pub struct Case {
     pub id: u64,
     /// The steps, in order.
     pub steps: Vec<Step>,
+    /// How many fields the generator mutated.
+    pub mutated: u32,
 }
 
 /// Library versions a daemon meets (and a few it must refuse).
@@ -143,6 +145,14 @@ struct Writer8 {
     sender: GroupName,
     /// Mutation intensity: 0 = every field valid, higher = more mutated fields.
     heat: u32,
+    /// Fields mutated so far.
+    mutated: std::cell::Cell<u32>,
+}
+
+impl Writer8 {
+    fn count(&self) {
+        self.mutated.set(self.mutated.get() + 1);
+    }
 }
 
 impl Writer8 {
@@ -163,6 +173,7 @@ impl Writer8 {
             order: self.order,
         };
         if rng.chance(2 * self.heat) {
+            self.count();
             header.data_len = rng.pick(&[
                 header.data_len + 1,
                 header.data_len - 1,
@@ -174,6 +185,7 @@ impl Writer8 {
             ]);
         }
         if rng.chance(self.heat) {
+            self.count();
             header.num_groups = rng.pick(&[
                 header.num_groups + 1,
                 header.num_groups - 1,
@@ -234,6 +246,7 @@ fn session_steps(
     tag: &str,
     others: u8,
     daemon: &str,
+    mutated: &mut u32,
 ) -> Vec<Step> {
     let mut steps = vec![Step::Connect(s)];
     let (major, minor, patch) = rng.pick(&VERSIONS);
@@ -296,10 +309,12 @@ fn session_steps(
         },
         heat: rng.pick(&[0, 0, 1, 3]),
         sender: GroupName::new(b""),
+        mutated: std::cell::Cell::new(0),
     };
     // The session's private group, as libspread sends it (5.0.1 kills a session whose
     // sender field is another name); sometimes another name.
     let sender = if rng.chance(3 * w.heat) {
+        w.count();
         format!("#{}#x", names[rng.below(names.len())])
     } else {
         format!("#{}#{daemon}", names[usize::from(s)])
@@ -325,6 +340,7 @@ fn session_steps(
             let service = if !rng.chance(5 * w.heat) {
                 rng.pick(&SERVICES).0 | if rng.chance(10) { 0x40 } else { 0 }
             } else {
+                w.count();
                 (0..1 + rng.below(4)).fold(0, |acc, _| acc | rng.pick(&BITS))
             };
             let n = 1 + rng.below(2);
@@ -333,6 +349,7 @@ fn session_steps(
             w.frame(rng, service, &groups, len)
         } else if roll < 75 {
             let n = if rng.chance(10 * w.heat) {
+                w.count();
                 MAX_GROUPS_PER_MESSAGE + 1 + rng.below(20)
             } else {
                 2 + rng.below(12)
@@ -347,6 +364,7 @@ fn session_steps(
             if w.heat == 0 {
                 continue;
             }
+            w.count();
             (0..1 + rng.below(200)).map(|_| rng.u64() as u8).collect()
         } else if roll < 86 {
             // A slow reader: stop reading, then another session floods a shared group.
@@ -364,6 +382,7 @@ fn session_steps(
         };
         if rng.chance(2 * w.heat) {
             // Half-written frame.
+            w.count();
             let cut = rng.below(frame.len().max(1));
             steps.push(Step::Send(s, frame[..cut].to_vec()));
             steps.push(Step::Sleep(rng.below(50) as u32));
@@ -376,6 +395,7 @@ fn session_steps(
         3..=8 => Step::Close(s),
         _ => Step::Sleep(rng.below(200) as u32),
     });
+    *mutated += w.mutated.get();
     steps
 }
 
@@ -385,8 +405,9 @@ pub fn generate(rng: &mut Rng, id: u64, daemon: &str) -> Case {
     let tag = base36(id % 2_000_000_000);
     let n = 1 + rng.below(3) as u8;
     let names: Vec<String> = (0..n).map(|s| format!("f{tag}{s}")).collect();
+    let mut mutated = 0;
     let per: Vec<Vec<Step>> = (0..n)
-        .map(|s| session_steps(rng, s, &names, &tag, n, daemon))
+        .map(|s| session_steps(rng, s, &names, &tag, n, daemon, &mut mutated))
         .collect();
     // Interleave the sessions, each in its own order.
     let mut idx = vec![0usize; per.len()];
@@ -400,7 +421,7 @@ pub fn generate(rng: &mut Rng, id: u64, daemon: &str) -> Case {
         steps.push(per[i][idx[i]].clone());
         idx[i] += 1;
     }
-    Case { id, steps }
+    Case { id, steps, mutated }
 }
 
 struct Session {

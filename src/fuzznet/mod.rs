@@ -251,3 +251,27 @@ impl fmt::Display for Summary {
         write!(f, "{:-<60}", "")
     }
 }
+
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on SIGINT and SIGTERM end the run cleanly (the final table is printed, a spawned
+/// target and the lab are removed) instead of killing the fuzzer. Call inside the runtime.
+pub fn stop_on_signals() {
+    tokio::spawn(async {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        STOP.store(true, Ordering::Relaxed);
+    });
+}
+
+/// Was the run asked to stop ([`stop_on_signals`])?
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::Relaxed)
+}

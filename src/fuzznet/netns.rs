@@ -92,8 +92,24 @@ fn peer_of(target_ns: &str) -> String {
 /// target meets no TIME_WAIT socket of its predecessor on its client port.
 pub fn reset_target(launch: &Launch) -> Result<()> {
     let t = launch.netns.as_deref().context("no namespace")?;
+    let p = peer_of(t);
+    // Deleting one end of the pair deletes both at once (a deleted namespace's devices go
+    // away asynchronously).
+    let _ = run(&["ip", "-n", &p, "link", "del", "eth0"]);
     run(&["ip", "netns", "del", t])?;
-    wire(t, &peer_of(t))
+    let mut last = None;
+    for _ in 0..50 {
+        match wire(t, &p) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                let _ = run(&["ip", "netns", "del", t]);
+                let _ = run(&["ip", "-n", &p, "link", "del", "eth0"]);
+                last = Some(e);
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("lab reset failed")))
 }
 
 impl Lab {

@@ -14,7 +14,7 @@ use super::client::{self, Case, Step};
 use super::probe::{self, ProbeConfig, ProbeEnd};
 use super::replay::ReplayFile;
 use super::target::{self, Launch, TargetProc};
-use super::{Fault, Rng, Stats, Summary};
+use super::{stop_requested, Fault, Rng, Stats, Summary};
 use crate::client::Address;
 
 /// Settings shared by both modes.
@@ -171,6 +171,7 @@ pub fn check_process(target: &mut Option<TargetProc>) -> Option<Fault> {
 
 /// Runs a client-mode campaign.
 pub async fn run_client(o: &RunOpts) -> Result<Summary> {
+    super::stop_on_signals();
     let dir = target::run_dir(&o.out, "client", o.seed);
     let mut target = start_target(o, &dir).await?;
     let addr = address(o, target.as_ref())?;
@@ -226,6 +227,7 @@ pub async fn run_client(o: &RunOpts) -> Result<Summary> {
                 )
                 .await;
                 Stats::add(&stats.execs, 1);
+                Stats::add(&stats.mutations, u64::from(case.mutated));
             }
         }));
     }
@@ -251,7 +253,7 @@ pub async fn run_client(o: &RunOpts) -> Result<Summary> {
             let rss = target.as_mut().map(TargetProc::sample_rss);
             eprintln!("{}", stats.progress_line(started, rss));
         }
-        if started.elapsed() >= o.duration {
+        if started.elapsed() >= o.duration || stop_requested() {
             break None;
         }
     };
@@ -361,66 +363,69 @@ pub async fn reproduce_client(
     Ok(fault)
 }
 
-/// Finds the smallest step list (within a budget) that still causes a fault of `f`'s kind.
+/// Finds the smallest step list (within a budget) that still causes a fault of `f`'s kind:
+/// first whole cases are removed (all of them replayed one after the other must reproduce
+/// it), then single steps.
 async fn minimize_client(
     o: &RunOpts,
     target: &mut Option<TargetProc>,
     cases: &[Case],
     f: &Fault,
 ) -> Result<Option<Vec<Step>>> {
-    let same = |g: &Option<Fault>| g.as_ref().is_some_and(|g| g.kind() == f.kind());
-    let deadline = Instant::now() + Duration::from_secs(300);
-    // A single case first (newest first: the fault is usually caused by what ran last).
-    let mut found = None;
-    for c in cases.iter().rev().take(12) {
-        let got = reproduce_client(o, target, &c.steps).await?;
-        eprintln!(
-            "minimize: case {} alone → {:?}",
-            c.id,
-            got.as_ref().map(Fault::kind)
-        );
-        if same(&got) {
-            found = Some(c.steps.clone());
-            break;
-        }
-        if Instant::now() > deadline {
-            break;
-        }
+    let deadline = Instant::now() + Duration::from_secs(400);
+    let units: Vec<Vec<Step>> = cases.iter().map(|c| c.steps.clone()).collect();
+    let all: Vec<Step> = client::concat(cases);
+    let got = reproduce_client(o, target, &all).await?;
+    eprintln!(
+        "minimize: {} cases replayed in turn → {:?}",
+        cases.len(),
+        got.as_ref().map(Fault::kind)
+    );
+    if !got.as_ref().is_some_and(|g| g.kind() == f.kind()) {
+        eprintln!("minimize: the fault does not reproduce from the saved cases");
+        return Ok(None);
     }
-    let mut steps = match found {
-        Some(s) => s,
-        None => {
-            let all = client::concat(cases);
-            if !same(&reproduce_client(o, target, &all).await?) {
-                eprintln!("minimize: the fault does not reproduce from the saved cases");
-                return Ok(None);
-            }
-            all
-        }
-    };
-    // Remove chunks, halving the chunk size (ddmin's complement step).
-    let mut chunk = steps.len().div_ceil(2);
-    while chunk >= 1 && Instant::now() < deadline {
+    let units = shrink(o, target, units, f, deadline).await?;
+    let steps: Vec<Vec<Step>> = units.concat().into_iter().map(|s| vec![s]).collect();
+    let steps = shrink(o, target, steps, f, deadline).await?;
+    Ok(Some(steps.concat()))
+}
+
+/// Removes chunks of `units` (halving the chunk size, ddmin's complement step) while the
+/// rest still causes a fault of `f`'s kind, until `deadline`.
+async fn shrink(
+    o: &RunOpts,
+    target: &mut Option<TargetProc>,
+    mut units: Vec<Vec<Step>>,
+    f: &Fault,
+    deadline: Instant,
+) -> Result<Vec<Vec<Step>>> {
+    let mut chunk = units.len().div_ceil(2).max(1);
+    loop {
         let mut i = 0;
         let mut removed_any = false;
-        while i < steps.len() && Instant::now() < deadline {
-            let mut trial = steps.clone();
+        while i < units.len() && units.len() > 1 && Instant::now() < deadline && !stop_requested() {
+            let mut trial = units.clone();
             let end = (i + chunk).min(trial.len());
             trial.drain(i..end);
-            if !trial.is_empty() && same(&reproduce_client(o, target, &trial).await?) {
-                eprintln!("minimize: {} → {} steps", steps.len(), trial.len());
-                steps = trial;
+            let got = reproduce_client(o, target, &trial.concat()).await?;
+            if got.as_ref().is_some_and(|g| g.kind() == f.kind()) {
+                eprintln!("minimize: {} → {} units", units.len(), trial.len());
+                units = trial;
                 removed_any = true;
             } else {
                 i += chunk;
             }
         }
-        if chunk == 1 && !removed_any {
-            break;
+        if Instant::now() >= deadline
+            || stop_requested()
+            || (chunk == 1 && !removed_any)
+            || units.len() <= 1
+        {
+            return Ok(units);
         }
-        chunk = if chunk == 1 { 1 } else { chunk / 2 };
+        chunk = (chunk / 2).max(1);
     }
-    Ok(Some(steps))
 }
 
 /// Plays a client replay file once; the fault it causes, if any.

@@ -144,14 +144,22 @@ impl Launch {
 /// Lines of a log that mean the daemon hit a fatal path: 5.0.1's `Alarmp(SPLOG_FATAL…)`
 /// ("Exit caused by Alarm!"), an assertion, a Rust panic.
 pub fn fatal_lines(log: &str) -> Vec<&str> {
-    log.lines()
-        .filter(|l| {
-            l.contains("Alarm")
-                || l.contains("FATAL")
-                || l.contains("Assertion")
-                || l.contains("panicked")
-        })
-        .collect()
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut out = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        if l.contains("Alarm")
+            || l.contains("FATAL")
+            || l.contains("Assertion")
+            || l.contains("panicked")
+        {
+            // 5.0.1 prints the reason on the line before "Exit caused by Alarm!".
+            if l.contains("Exit caused by Alarm") && i > 0 && !out.contains(&lines[i - 1]) {
+                out.push(lines[i - 1]);
+            }
+            out.push(l);
+        }
+    }
+    out
 }
 
 /// A target process started by the fuzzer.
