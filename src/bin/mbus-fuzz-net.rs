@@ -31,6 +31,7 @@ fn opts(t: &Target, peer_mode: bool) -> RunOpts {
         hang_after: Duration::from_secs(t.hang_after.unwrap_or(if peer_mode { 60 } else { 15 })),
         progress_every: Duration::from_secs(t.progress.max(1)),
         extra_conf: t.conf_lines.iter().map(|l| format!("{l}\n")).collect(),
+        valid_only: t.valid_only,
     }
 }
 

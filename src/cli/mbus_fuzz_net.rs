@@ -95,6 +95,9 @@ pub struct Target {
     /// Seconds between progress lines
     #[arg(long, default_value_t = 5, value_name = "SECS")]
     pub progress: u64,
+    /// Peer mode: only the valid sequences of the fuzzer's daemon, no mutations
+    #[arg(long)]
+    pub valid_only: bool,
     /// Extra line for the spawned target's configuration (repeatable)
     #[arg(long = "conf-line", value_name = "LINE")]
     pub conf_lines: Vec<String>,

@@ -218,6 +218,11 @@ impl Mutation {
             .with_context(|| format!("unknown mutation {s:?}"))
     }
 
+    /// A fault the protocol must tolerate (loss, duplication, delay), as opposed to a lie.
+    pub fn is_benign(self) -> bool {
+        matches!(self, Self::Drop | Self::Storm | Self::Delay)
+    }
+
     /// Mutations that make sense for a class.
     fn for_class(c: Class) -> &'static [Mutation] {
         use Mutation::*;
@@ -442,7 +447,7 @@ impl Ctx {
         spread::time::Instant(self.t0.elapsed().as_micros() as u64)
     }
 
-    fn from_addr(&self, a: SocketAddr) -> Option<DaemonId> {
+    fn id_of(&self, a: SocketAddr) -> Option<DaemonId> {
         match a.ip() {
             IpAddr::V4(ip) => self.addrs.iter().find(|(x, _)| *x == ip).map(|(_, d)| *d),
             IpAddr::V6(_) => None,
@@ -471,6 +476,7 @@ enum Plan<'a> {
 /// Plays one episode (`e`); returns the events applied, or the fault seen.
 async fn episode(
     ctx: &Ctx,
+    valid_only: bool,
     seed: u64,
     e: u64,
     plan: Plan<'_>,
@@ -478,8 +484,8 @@ async fn episode(
 ) -> (Vec<Event>, Option<Fault>) {
     let mut rng = Rng::for_exec(seed, e);
     let rules = match plan {
-        Plan::Draw => draw_rules(&mut rng),
-        Plan::Replay(_) => {
+        Plan::Draw if !valid_only => draw_rules(&mut rng),
+        Plan::Draw | Plan::Replay(_) => {
             let _ = draw_rules(&mut rng); // keep the workload's draws the same
             Vec::new()
         }
@@ -666,14 +672,14 @@ async fn episode(
         tokio::select! {
             r = ctx.data.recv_from(&mut buf) => {
                 if let Ok((n, from)) = r {
-                    if let Some(id) = ctx.from_addr(from) {
+                    if let Some(id) = ctx.id_of(from) {
                         d.handle(ctx.now(), Input::Packet { from: id, port: Port::Data, bytes: Bytes::copy_from_slice(&buf[..n]) });
                     }
                 }
             }
             r = ctx.token.recv_from(&mut buf2) => {
                 if let Ok((n, from)) = r {
-                    if let Some(id) = ctx.from_addr(from) {
+                    if let Some(id) = ctx.id_of(from) {
                         d.handle(ctx.now(), Input::Packet { from: id, port: Port::Token, bytes: Bytes::copy_from_slice(&buf2[..n]) });
                     }
                 }
@@ -686,6 +692,23 @@ async fn episode(
         }
     };
     Stats::add(&ctx.stats.execs, 1);
+    // The fuzzer's daemon tracks the group state as 5.0.1 does: a delivery that would abort
+    // a 5.0.1 daemon in its place, in an episode whose datagrams were at most lost,
+    // repeated or delayed (faults the protocol tolerates), is an invariant break of the
+    // ring — ours when the target is ours.
+    let fault = fault.or_else(|| {
+        let v = d.interop_violations();
+        let benign = applied.iter().all(|ev| ev.mutation.is_benign());
+        if !v.is_empty() {
+            tracing::info!(episode = e, benign, violations = ?v, "5.0.1-fatal deliveries");
+        }
+        (benign && !v.is_empty()).then(|| {
+            Fault::Invariant(format!(
+                "the fuzzer's daemon delivered what would abort a 5.0.1 daemon: {}",
+                v[0]
+            ))
+        })
+    });
     tracing::info!(
         episode = e,
         ring = ?d.engine().state(),
@@ -822,7 +845,7 @@ async fn play(
             }
             None
         };
-        let (events, fault) = episode(ctx, seed, num, plan, &mut watch).await;
+        let (events, fault) = episode(ctx, o.valid_only, seed, num, plan, &mut watch).await;
         history.push_back((num, events));
         while history.len() > 4 {
             history.pop_front();

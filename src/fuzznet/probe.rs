@@ -84,7 +84,7 @@ async fn watch(
             Err(e) => return ProbeEnd::Closed(format!("probe {who}: {e}")),
         };
         match m {
-            Message::Data(d) if d.groups.iter().any(|g| *g == group) => {
+            Message::Data(d) if d.groups.contains(&group) => {
                 let Ok(raw) = <[u8; 8]>::try_from(&d.body[..]) else {
                     return ProbeEnd::Fault(Fault::Invariant(format!(
                         "probe {who}: a {}-byte message in the probe group",

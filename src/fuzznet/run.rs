@@ -43,6 +43,8 @@ pub struct RunOpts {
     pub progress_every: Duration,
     /// Extra configuration lines for a spawned target.
     pub extra_conf: String,
+    /// Peer mode: send only the valid sequences of the fuzzer's daemon (no mutation rules).
+    pub valid_only: bool,
 }
 
 /// The configuration of a one-daemon target at 127.0.0.1.
@@ -381,7 +383,7 @@ async fn minimize_client(
         cases.len(),
         got.as_ref().map(Fault::kind)
     );
-    if !got.as_ref().is_some_and(|g| g.kind() == f.kind()) {
+    if got.as_ref().is_none_or(|g| g.kind() != f.kind()) {
         eprintln!("minimize: the fault does not reproduce from the saved cases");
         return Ok(None);
     }
