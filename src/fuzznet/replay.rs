@@ -90,7 +90,10 @@ impl ReplayFile {
                 continue;
             }
             if let Some(c) = line.strip_prefix('#') {
-                comments.push(c.trim().to_owned());
+                let c = c.trim();
+                if c != "mbus-fuzz-net replay" {
+                    comments.push(c.to_owned());
+                }
             } else if let Some(m) = line.strip_prefix("mode ") {
                 mode = Some(m.trim().to_owned());
             } else if mode.is_none() {
