@@ -9,7 +9,7 @@ Aim it at a daemon:
   mbus-fuzz-net client -s 4803@127.0.0.1            a daemon already running (no minimization)
   mbus-fuzz-net client --spawn target/release/spread --port 4975
                                                      start the target, restart it to minimize
-  mbus-fuzz-net peer --spawn /opt/sp501/sbin/spread  (root) the target in a namespace lab
+  mbus-fuzz-net peer --spawn target/release/spread   (root) the target in a namespace lab
                                                      10.97.0.1, the fuzzer a daemon of its ring
                                                      at 10.97.0.2; both namespaces removed at exit
   mbus-fuzz-net replay out/client-1-123/crash-death-min.replay --spawn target/release/spread

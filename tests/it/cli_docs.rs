@@ -83,6 +83,17 @@ const BINARIES: &[(&str, &[&str])] = &[
         env!("CARGO_BIN_EXE_mbus-gen-docs"),
         &["[OUTDIR]", "target/gen-docs"],
     ),
+    (
+        env!("CARGO_BIN_EXE_mbus-fuzz-net"),
+        &[
+            "client",
+            "peer",
+            "replay",
+            "--spawn",
+            "-s 4803@127.0.0.1",
+            "RUST_LOG",
+        ],
+    ),
 ];
 
 fn run(bin: &str, args: &[&str]) -> Output {
