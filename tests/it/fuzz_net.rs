@@ -2,10 +2,11 @@
 //! fuzzer), and the saved failing inputs played back. Peer mode needs root and `ip` (its
 //! namespace lab) and skips itself with a message without them.
 //!
-//! The replay files under `tests/data/fuzz-net/` are the minimized inputs that kill a real
+//! The replay files under `tests/data/fuzz-net/` are minimized inputs that kill a real
 //! Spread 5.0.1 daemon (its scatter assertion on an over-long client message; its
 //! `G_handle_join in GGATHER` alarm when a peer's JOIN arrives during the group-state
-//! exchange); our daemon must play them back without a fault. Inputs the fuzzer finds in our
+//! exchange; its `Sess_handle_kill: Illegal private name` alarm when a peer's GROUPS message
+//! arrives as a KILL); our daemon must play them back without a fault. Inputs the fuzzer finds in our
 //! daemon are added there as regressions.
 
 use std::path::{Path, PathBuf};
@@ -109,21 +110,26 @@ fn the_client_input_that_aborts_5_0_1_does_not_hurt_our_daemon() {
 }
 
 #[test]
-fn the_peer_input_that_kills_5_0_1_in_ggather_does_not_hurt_our_daemon() {
+fn the_peer_inputs_that_kill_5_0_1_do_not_hurt_our_daemon() {
     if !peer_lab_or_skip() {
         return;
     }
-    let file = data("peer-5.0.1-g-handle-join-in-ggather.replay");
-    let (out, text) = fuzz(&[
-        "replay",
-        file.to_str().unwrap_or_default(),
-        "--spawn",
-        SPREAD,
-        "--port",
-        "4975",
-    ]);
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("no fault"), "{text}");
+    for name in [
+        "peer-5.0.1-g-handle-join-in-ggather.replay",
+        "peer-5.0.1-sess-handle-kill-illegal-name.replay",
+    ] {
+        let file = data(name);
+        let (out, text) = fuzz(&[
+            "replay",
+            file.to_str().unwrap_or_default(),
+            "--spawn",
+            SPREAD,
+            "--port",
+            "4975",
+        ]);
+        assert!(out.status.success(), "{name}: {text}");
+        assert!(text.contains("no fault"), "{name}: {text}");
+    }
 }
 
 #[test]
