@@ -136,9 +136,12 @@ pub enum Mutation {
     Flip,
     /// Cut short.
     Truncate,
+    /// Replaced by a datagram of the same port captured from real 5.0.1 daemons (other
+    /// daemons' ids and rings inside), sent as this daemon's with this ring's hash.
+    Capture,
 }
 
-const MUTATIONS: [(Mutation, &str); 11] = [
+const MUTATIONS: [(Mutation, &str); 12] = [
     (Mutation::Drop, "drop"),
     (Mutation::Storm, "storm"),
     (Mutation::Delay, "delay"),
@@ -150,7 +153,40 @@ const MUTATIONS: [(Mutation, &str); 11] = [
     (Mutation::Spoof, "spoof"),
     (Mutation::Flip, "flip"),
     (Mutation::Truncate, "truncate"),
+    (Mutation::Capture, "capture"),
 ];
+
+/// Captures of real 5.0.1 rings (`tests/data/daemon`): what [`Mutation::Capture`] sends.
+const CAPTURES: [&str; 4] = [
+    include_str!("../../../tests/data/daemon/b_two_daemons_form_ring.hex"),
+    include_str!("../../../tests/data/daemon/d_data_messages.hex"),
+    include_str!("../../../tests/data/daemon/e_client_join_leave.hex"),
+    include_str!("../../../tests/data/daemon/f_partition_merge.hex"),
+];
+
+/// The captured datagrams: (data port, token port). Lines `P TIME SRC DST LEN HEX`; the
+/// captures' rings use port 4803, so 4804 is the token port.
+fn captured() -> &'static (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    static LISTS: std::sync::OnceLock<(Vec<Vec<u8>>, Vec<Vec<u8>>)> = std::sync::OnceLock::new();
+    LISTS.get_or_init(|| {
+        let (mut data, mut token) = (Vec::new(), Vec::new());
+        for line in CAPTURES.iter().flat_map(|c| c.lines()) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() != 6 || f[0] != "P" {
+                continue;
+            }
+            let Ok(bytes) = super::super::replay::decode_hex(f[5]) else {
+                continue;
+            };
+            match f[3].rsplit(':').next() {
+                Some("4803") => data.push(bytes),
+                Some("4804") => token.push(bytes),
+                _ => {}
+            }
+        }
+        (data, token)
+    })
+}
 
 impl Mutation {
     /// Its name in replay files.
@@ -179,14 +215,16 @@ impl Mutation {
         use Mutation::*;
         match c {
             Class::Token => &[
-                Drop, Storm, Delay, RingId, SeqBack, SeqFwd, AruLie, Spoof, Flip, Truncate,
+                Drop, Storm, Delay, RingId, SeqBack, SeqFwd, AruLie, Spoof, Flip, Truncate, Capture,
             ],
             Class::Data | Class::Groups | Class::Request => &[
                 Drop, Storm, Delay, RingId, SeqBack, SeqFwd, Retype, Retype, Retype, Retype, Spoof,
-                Flip,
+                Flip, Capture,
             ],
-            Class::Form1 | Class::Form2 => &[Drop, Storm, Delay, RingId, SeqBack, Spoof, Flip],
-            _ => &[Drop, Storm, Delay, RingId, Spoof, Flip, Truncate],
+            Class::Form1 | Class::Form2 => {
+                &[Drop, Storm, Delay, RingId, SeqBack, Spoof, Flip, Capture]
+            }
+            _ => &[Drop, Storm, Delay, RingId, Spoof, Flip, Truncate, Capture],
         }
     }
 }
@@ -373,6 +411,37 @@ pub(super) fn apply(
         Mutation::Truncate => {
             let keep = rng.below(v.len().max(1));
             v.truncate(keep);
+        }
+        Mutation::Capture => {
+            let (data, token) = captured();
+            let list = if token_port { token } else { data };
+            if !list.is_empty() {
+                let mut c = list[rng.below(list.len())].clone();
+                let me = ids[1];
+                if token_port {
+                    if let Ok(h) = TokenHeader::decode(&mut &v[..]) {
+                        let keep_ring = rng.chance(50);
+                        let _ = TokenHeader::rewrite(&mut c, |x| {
+                            x.conf_hash = h.conf_hash;
+                            x.transmiter_id = me;
+                            if keep_ring {
+                                x.memb_id = h.memb_id;
+                            }
+                        });
+                    }
+                } else if let Ok(h) = PacketHeader::decode(&mut &v[..]) {
+                    let keep_ring = rng.chance(50);
+                    let _ = PacketHeader::rewrite(&mut c, |x| {
+                        x.conf_hash = h.conf_hash;
+                        x.transmiter_id = me;
+                        x.proc_id = me;
+                        if keep_ring {
+                            x.memb_id = h.memb_id;
+                        }
+                    });
+                }
+                v = c;
+            }
         }
     }
     vec![(0, Bytes::from(v))]

@@ -53,3 +53,19 @@ fn a_retyped_groups_message_becomes_a_join() {
     });
     assert!(joined.is_some(), "no sub-seed retypes to a request");
 }
+
+#[test]
+fn a_captured_datagram_replaces_one_as_this_daemons() {
+    let p = spread::wire::daemon::Packet::alive(DaemonId(7), 0x1234, vec![DaemonId(7)]);
+    let bytes = Bytes::from(p.to_vec());
+    let out = apply(
+        Mutation::Capture,
+        3,
+        false,
+        &bytes,
+        [DaemonId(1), DaemonId(7)],
+    );
+    let h = PacketHeader::decode(&mut &out[0].1[..]).unwrap();
+    assert_eq!((h.conf_hash, h.transmiter_id), (0x1234, DaemonId(7)));
+    assert_ne!(out[0].1, bytes);
+}
