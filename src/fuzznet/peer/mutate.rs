@@ -167,7 +167,8 @@ const CAPTURES: [&str; 4] = [
 /// The captured datagrams: (data port, token port). Lines `P TIME SRC DST LEN HEX`; the
 /// captures' rings use port 4803, so 4804 is the token port.
 fn captured() -> &'static (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    static LISTS: std::sync::OnceLock<(Vec<Vec<u8>>, Vec<Vec<u8>>)> = std::sync::OnceLock::new();
+    type Lists = (Vec<Vec<u8>>, Vec<Vec<u8>>);
+    static LISTS: std::sync::OnceLock<Lists> = std::sync::OnceLock::new();
     LISTS.get_or_init(|| {
         let (mut data, mut token) = (Vec::new(), Vec::new());
         for line in CAPTURES.iter().flat_map(|c| c.lines()) {
