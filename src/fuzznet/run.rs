@@ -212,16 +212,32 @@ pub async fn run_client(o: &RunOpts) -> Result<Summary> {
                 let id = next.fetch_add(1, Ordering::Relaxed);
                 let case = client::generate(&mut Rng::for_exec(seed, id), id, &daemon_name);
                 {
+                    // The cases of the last 8 s (at most 4000 of them, 64 MiB of frames):
+                    // what is saved and minimized when something breaks.
                     let mut r = recent.lock();
                     let now = Instant::now();
-                    while r
-                        .front()
-                        .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(8))
-                        || r.len() > 4000
-                    {
-                        r.pop_front();
-                    }
+                    let size = |c: &Case| -> usize {
+                        c.steps
+                            .iter()
+                            .map(|s| match s {
+                                Step::Send(_, b) => b.len(),
+                                _ => 0,
+                            })
+                            .sum()
+                    };
                     r.push_back((now, case.clone()));
+                    let mut bytes: usize = r.iter().map(|(_, c)| size(c)).sum();
+                    while r.len() > 1
+                        && (r
+                            .front()
+                            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(8))
+                            || r.len() > 4000
+                            || bytes > 64 << 20)
+                    {
+                        if let Some((_, c)) = r.pop_front() {
+                            bytes -= size(&c);
+                        }
+                    }
                 }
                 let _ = tokio::time::timeout(
                     Duration::from_secs(30),
