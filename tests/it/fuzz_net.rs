@@ -61,7 +61,18 @@ fn peer_lab_or_skip() -> bool {
 fn client_mode_short_run_finds_no_fault_in_our_daemon() {
     let port = free_port().to_string();
     let (out, text) = fuzz(&[
-        "client", "--spawn", SPREAD, "--port", &port, "--seed", "7", "-t", "20", "-j", "8",
+        "client",
+        "--spawn",
+        SPREAD,
+        "--port",
+        &port,
+        "--seed",
+        "7",
+        "-t",
+        "20",
+        "-j",
+        "8",
+        "--no-minimize",
     ]);
     assert!(out.status.success(), "{text}");
     assert_eq!(row(&text, "fault"), "none", "{text}");
@@ -79,7 +90,16 @@ fn peer_mode_short_run_finds_no_fault_in_our_daemon() {
         return;
     }
     let (out, text) = fuzz(&[
-        "peer", "--spawn", SPREAD, "--port", "4975", "--seed", "11", "-t", "30",
+        "peer",
+        "--spawn",
+        SPREAD,
+        "--port",
+        "4975",
+        "--seed",
+        "11",
+        "-t",
+        "30",
+        "--no-minimize",
     ]);
     assert!(out.status.success(), "{text}");
     assert_eq!(row(&text, "fault"), "none", "{text}");
