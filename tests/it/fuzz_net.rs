@@ -26,11 +26,12 @@ fn data(name: &str) -> PathBuf {
 }
 
 fn fuzz(args: &[&str]) -> (Output, String) {
-    let out_dir = tempfile::tempdir().expect("tempdir");
+    // Kept after the test: a failure's replay file is named in the table.
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-net");
     let out = Command::new(FUZZ)
         .args(args)
         .arg("--out")
-        .arg(out_dir.path())
+        .arg(&out_dir)
         .output()
         .expect("run mbus-fuzz-net");
     let text = format!(
