@@ -32,6 +32,7 @@ fn opts(t: &Target, peer_mode: bool) -> RunOpts {
         progress_every: Duration::from_secs(t.progress.max(1)),
         extra_conf: t.conf_lines.iter().map(|l| format!("{l}\n")).collect(),
         valid_only: t.valid_only,
+        benign_only: t.benign_only,
     }
 }
 

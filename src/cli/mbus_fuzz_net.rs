@@ -98,6 +98,9 @@ pub struct Target {
     /// Peer mode: only the valid sequences of the fuzzer's daemon, no mutations
     #[arg(long)]
     pub valid_only: bool,
+    /// Peer mode: only the network faults the protocol tolerates (drop, storm, delay)
+    #[arg(long)]
+    pub benign_only: bool,
     /// Extra line for the spawned target's configuration (repeatable)
     #[arg(long = "conf-line", value_name = "LINE")]
     pub conf_lines: Vec<String>,

@@ -45,6 +45,8 @@ pub struct RunOpts {
     pub extra_conf: String,
     /// Peer mode: send only the valid sequences of the fuzzer's daemon (no mutation rules).
     pub valid_only: bool,
+    /// Peer mode: only the faults the protocol tolerates (drop, storm, delay).
+    pub benign_only: bool,
 }
 
 /// The configuration of a one-daemon target at 127.0.0.1.

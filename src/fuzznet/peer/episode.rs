@@ -72,6 +72,7 @@ pub(super) enum Plan<'a> {
 pub(super) async fn episode(
     ctx: &Ctx,
     valid_only: bool,
+    benign_only: bool,
     seed: u64,
     e: u64,
     plan: Plan<'_>,
@@ -79,9 +80,9 @@ pub(super) async fn episode(
 ) -> (Vec<Event>, Option<Fault>) {
     let mut rng = Rng::for_exec(seed, e);
     let rules = match plan {
-        Plan::Draw if !valid_only => draw_rules(&mut rng),
+        Plan::Draw if !valid_only => draw_rules(&mut rng, benign_only),
         Plan::Draw | Plan::Replay(_) => {
-            let _ = draw_rules(&mut rng); // keep the workload's draws the same
+            let _ = draw_rules(&mut rng, benign_only); // keep the workload's draws the same
             Vec::new()
         }
     };

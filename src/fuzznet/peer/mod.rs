@@ -180,7 +180,16 @@ async fn play(
             }
             None
         };
-        let (events, fault) = episode(ctx, o.valid_only, seed, num, plan, &mut watch).await;
+        let (events, fault) = episode(
+            ctx,
+            o.valid_only,
+            o.benign_only,
+            seed,
+            num,
+            plan,
+            &mut watch,
+        )
+        .await;
         history.push_back((num, events));
         while history.len() > 4 {
             history.pop_front();
@@ -240,8 +249,12 @@ async fn reproduce(
     play(o, ctx, target, o.seed, Some(episodes), far, &mut h).await
 }
 
-fn save(path: &std::path::Path, seed: u64, eps: &[Recorded], f: &Fault, how: &str) -> Result<()> {
-    let mut steps = vec![format!("seed {seed}")];
+fn save(o: &RunOpts, path: &std::path::Path, eps: &[Recorded], f: &Fault, how: &str) -> Result<()> {
+    let mut steps = vec![format!("seed {}", o.seed)];
+    if o.benign_only {
+        // The rules were drawn from the benign mutations only: the workload's draws too.
+        steps.push("benign-only".into());
+    }
     for (n, evs) in eps {
         steps.push(format!("episode {n}"));
         steps.extend(evs.iter().map(ToString::to_string));
@@ -259,6 +272,9 @@ pub fn parse_steps(lines: &[String]) -> Result<(u64, Vec<Recorded>)> {
     let mut seed = None;
     let mut eps: Vec<Recorded> = Vec::new();
     for l in lines {
+        if l == "benign-only" {
+            continue;
+        }
         if let Some(s) = l.strip_prefix("seed ") {
             seed = Some(s.trim().parse().context("bad seed")?);
         } else if let Some(n) = l.strip_prefix("episode ") {
@@ -356,12 +372,12 @@ pub async fn run_peer(o: &RunOpts, target_ns: &str) -> Result<Summary> {
         summary.time_to_fault = Some(elapsed);
         let hist: Vec<Recorded> = history.into_iter().collect();
         let raw = dir.join("crash-unminimized.replay");
-        save(&raw, o.seed, &hist, &f, "the last episodes, unminimized")?;
+        save(o, &raw, &hist, &f, "the last episodes, unminimized")?;
         summary.replay = Some(raw);
         if o.minimize {
             if let Some(min) = minimize(o, &ctx, &mut target, &hist, &f).await? {
                 let path = dir.join(format!("crash-{}-min.replay", f.kind()));
-                save(&path, o.seed, &min, &f, "minimized")?;
+                save(o, &path, &min, &f, "minimized")?;
                 summary.replay = Some(path);
             }
         }
@@ -378,7 +394,11 @@ pub async fn replay_peer(o: &RunOpts, target_ns: &str, file: &ReplayFile) -> Res
     let stats = Arc::new(Stats::default());
     let ctx = context(o, stats).await?;
     let mut h = VecDeque::new();
-    let o2 = RunOpts { seed, ..o.clone() };
+    let o2 = RunOpts {
+        seed,
+        benign_only: o.benign_only || file.steps.iter().any(|l| l == "benign-only"),
+        ..o.clone()
+    };
     let far = Instant::now() + Duration::from_secs(3600);
     play(&o2, &ctx, &mut target, seed, Some(&eps), far, &mut h).await
 }

@@ -281,7 +281,7 @@ pub(super) struct Rule {
     pub(super) pct: u32,
 }
 
-pub(super) fn draw_rules(rng: &mut Rng) -> Vec<Rule> {
+pub(super) fn draw_rules(rng: &mut Rng, benign_only: bool) -> Vec<Rule> {
     if rng.chance(15) {
         return Vec::new(); // a valid episode
     }
@@ -303,9 +303,14 @@ pub(super) fn draw_rules(rng: &mut Rng) -> Vec<Rule> {
                 Class::Request,
                 Class::Request,
             ]);
+            let mutation = if benign_only {
+                rng.pick(&[Mutation::Drop, Mutation::Storm, Mutation::Delay])
+            } else {
+                rng.pick(Mutation::for_class(class))
+            };
             Rule {
                 class,
-                mutation: rng.pick(Mutation::for_class(class)),
+                mutation,
                 pct: rng.pick(&[5, 20, 50, 100]),
             }
         })
