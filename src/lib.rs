@@ -49,4 +49,5 @@ pub mod ecconf;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod fuzznet;
 pub mod status;

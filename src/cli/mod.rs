@@ -15,6 +15,7 @@ pub mod ec_console;
 pub mod eccmgr;
 pub mod gen_docs;
 pub mod mbus_bench;
+pub mod mbus_fuzz_net;
 pub mod mbus_node;
 pub mod mbus_passwd;
 pub mod mbus_status;
@@ -61,6 +62,7 @@ pub fn commands() -> Vec<clap::Command> {
         eccmgr::Args::command(),
         mbus_node::Args::command(),
         mbus_bench::Args::command(),
+        mbus_fuzz_net::Args::command(),
         ec_console::Args::command(),
         mbus_passwd::Args::command(),
         mbus_status::Args::command(),

@@ -104,6 +104,17 @@ const BINARIES: &[(&str, &[&str])] = &[
         env!("CARGO_BIN_EXE_mbus-gen-docs"),
         &["[OUTDIR]", "target/gen-docs"],
     ),
+    (
+        env!("CARGO_BIN_EXE_mbus-fuzz-net"),
+        &[
+            "client",
+            "peer",
+            "replay",
+            "--spawn",
+            "-s 4803@127.0.0.1",
+            "RUST_LOG",
+        ],
+    ),
 ];
 
 fn run(bin: &str, args: &[&str]) -> Output {
@@ -187,6 +198,7 @@ fn man_pages_build_in_process_and_name_every_flag() {
             "eccmgr",
             "mbus-node",
             "mbus-bench",
+            "mbus-fuzz-net",
             "ec_console",
             "mbus-passwd",
             "mbus-status",

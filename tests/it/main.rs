@@ -20,6 +20,7 @@ mod config;
 mod daemon_builder;
 mod data;
 mod fuzz_corpus;
+mod fuzz_net;
 mod golden_client;
 mod golden_client_sock;
 mod harness;
