@@ -238,12 +238,16 @@ fn a_join_during_the_exchange_is_held_and_reported_as_fatal_for_5_0_1() {
     );
 }
 
+/// A set size that overshoots the ring (a lying peer: mbus-fuzz-net's peer mode found a
+/// daemon held in GGATHER by one) is reported as fatal for 5.0.1 and completes the exchange
+/// at once, so client traffic is not held until the next configuration change.
 #[test]
-fn announced_sizes_past_the_ring_never_complete_and_are_reported() {
+fn announced_sizes_past_the_ring_complete_the_exchange_and_are_reported() {
     let mut d = daemon_a();
     regular(&mut d, ring(10), &[A, B]);
     d.on_delivery(groups(A, ring(10), &[A]));
     d.on_delivery(groups(B, ring(10), &[B, C]));
-    assert!(d.exchanging());
+    assert!(!d.exchanging());
+    assert_eq!(d.group_state(), "GOP");
     assert!(!d.interop_violations().is_empty());
 }
