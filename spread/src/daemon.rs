@@ -25,6 +25,11 @@
 //! port are answered here ([`monitor`]), not by the engine; a PARTITION set by the monitor
 //! drops every other packet and token from daemons of another component before the engine
 //! sees it.
+//!
+//! With the secure ring on ([`Settings::link`], mbus extension), every datagram is opened
+//! ([`link::Link::open`]: authentic and fresh, else dropped and counted) before the network
+//! layer sees it, and every [`Output::Transmit`] is sealed as [`Daemon::poll_output`] hands
+//! it out; plain mode is 5.0.1's wire unchanged.
 
 use std::collections::VecDeque;
 
@@ -35,8 +40,10 @@ use crate::config::{Config, HostId};
 use crate::ring::{self, DaemonId, Engine, Port, RingConfig};
 use crate::time::Instant;
 
+pub mod link;
 pub mod monitor;
 pub mod topology;
+pub use link::{Keyring, Link, LinkSettings, LinkStats};
 pub use monitor::{MonitorConfig, MonitorOutput, MonitorStats};
 pub use topology::{Target, Topology, TopologyStats, Transmit};
 
@@ -74,6 +81,8 @@ pub struct Settings {
     pub monitor: MonitorConfig,
     /// The configured daemons as the network layer sees them.
     pub topology: Topology,
+    /// The secure ring (mbus extension): `None` is 5.0.1's plain wire.
+    pub link: Option<LinkSettings>,
 }
 
 impl Settings {
@@ -86,6 +95,7 @@ impl Settings {
             monitor: MonitorConfig::from_config(config, me),
             topology: Topology::from_config(config, me, &ring),
             ring,
+            link: None,
         }
     }
 
@@ -106,6 +116,7 @@ impl Settings {
             monitor: MonitorConfig::from_ring(&ring),
             topology: Topology::from_ring(&ring, true),
             ring,
+            link: None,
         }
     }
 }
@@ -153,6 +164,8 @@ pub struct Daemon {
     dropped: u64,
     /// Monitor control packets and the simulated partition.
     monitor: monitor::Monitor,
+    /// The secure ring, when on.
+    link: Option<Link>,
     /// When the daemon started (`poll_timeout` is at least this).
     now: Instant,
     /// Simulator canary: the exchange gate is never closed ([`Daemon::plant_no_exchange_gate`]).
@@ -183,7 +196,9 @@ impl Daemon {
             ring,
             monitor,
             topology,
+            link,
         } = settings;
+        let link = link.map(|l| Link::new(ring.me, l));
         let clients = Clients::new(config, ring.me, ring.daemons.clone());
         let monitor = monitor::Monitor::new(monitor, now);
         let mut engine = Engine::new(ring, now, clock_secs);
@@ -199,6 +214,7 @@ impl Daemon {
             waiting: VecDeque::new(),
             dropped: 0,
             monitor,
+            link,
             now,
             #[cfg(any(test, feature = "sim"))]
             no_gate: false,
@@ -330,6 +346,28 @@ impl Daemon {
         self.topology.stats()
     }
 
+    /// Counters of the secure ring (`None`: plain mode).
+    pub fn link_stats(&self) -> Option<LinkStats> {
+        self.link.as_ref().map(Link::stats)
+    }
+
+    /// The secure ring's keys (`None`: plain mode).
+    pub fn link_keys(&self) -> Option<&Keyring> {
+        self.link.as_ref().map(Link::keys)
+    }
+
+    /// Replaces the secure ring's keys (a rollover step); false in plain mode (the secure
+    /// ring is chosen at start and cannot be turned on or off while running).
+    pub fn set_link_keys(&mut self, keys: Keyring) -> bool {
+        match &mut self.link {
+            Some(l) => {
+                l.set_keys(keys);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Submissions waiting for room in the engine, and submissions dropped because too many
     /// were waiting.
     pub fn backlog(&self) -> (usize, u64) {
@@ -347,7 +385,17 @@ impl Daemon {
         self.now = now;
         match input {
             Input::Client(i) => self.clients.handle(now, i),
-            Input::Packet { from, port, bytes } => {
+            Input::Packet {
+                from,
+                port,
+                mut bytes,
+            } => {
+                if let Some(link) = &mut self.link {
+                    match link.open(now, from, port, &bytes) {
+                        Ok(plain) => bytes = plain,
+                        Err(_) => return,
+                    }
+                }
                 let out = &mut self.out;
                 let accepted = self.topology.accept(from, port, bytes, &mut |t| {
                     out.push_back(Output::Transmit(t));
@@ -375,9 +423,16 @@ impl Daemon {
         self.pump(now);
     }
 
-    /// The next output.
+    /// The next output (a datagram sealed on the way when the secure ring is on).
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        let o = self.out.pop_front()?;
+        match (o, &mut self.link) {
+            (Output::Transmit(mut t), Some(link)) => {
+                t.bytes = link.seal(t.port, &t.bytes);
+                Some(Output::Transmit(t))
+            }
+            (o, _) => Some(o),
+        }
     }
 
     /// When [`Daemon::handle_timeout`] must next be called.
