@@ -428,7 +428,11 @@ impl Daemon {
         let o = self.out.pop_front()?;
         match (o, &mut self.link) {
             (Output::Transmit(mut t), Some(link)) => {
-                t.bytes = link.seal(t.port, &t.bytes);
+                let to = match t.to {
+                    Target::Daemon(d) => d,
+                    Target::Segment => link::BROADCAST,
+                };
+                t.bytes = link.seal(to, t.port, &t.bytes);
                 Some(Output::Transmit(t))
             }
             (o, _) => Some(o),

@@ -7,15 +7,17 @@
 //! ```text
 //! 0   4  magic "MBS1"
 //! 4   8  key id (which shared key sealed it, see KeyId)
-//! 12 24  nonce = sender boot epoch (u64 BE, wall-clock µs at start) | boot random (u64 BE)
+//! 12  4  destination daemon id (u32 BE), 0 = my segment's broadcast
+//! 16 24  nonce = sender boot epoch (u64 BE, wall-clock µs at start) | boot random (u64 BE)
 //!                | counter (u64 BE, 1, 2, … per datagram sent by this run)
-//! 36  n  the 5.0.1 datagram, encrypted
-//! 36+n 16 Poly1305 tag
+//! 40  n  the 5.0.1 datagram, encrypted
+//! 40+n 16 Poly1305 tag
 //! ```
 //!
-//! The associated data is the 36-byte header, the sender's daemon id (u32 BE: the configured
+//! The associated data is the 40-byte header, the sender's daemon id (u32 BE: the configured
 //! daemon whose address the datagram came from) and the port (0 = P, 1 = P+1): a sealed
-//! datagram re-sent from another daemon's address or to the other port does not open.
+//! datagram re-sent from another daemon's address or to the other port does not open, and a
+//! unicast (a token) re-sent to another daemon is dropped as misdirected.
 //!
 //! # Nonces and replay
 //!
@@ -25,8 +27,8 @@
 //! seen, or older than the window, is dropped as replayed. A boot id with a later epoch is the
 //! sender's new run (window reset); an earlier or equal epoch is a replay of an old run and is
 //! dropped — unless the sender's current run has been silent for [`STALE_BOOT_GRACE`] (its
-//! clock may have been stepped back across a restart). The window moves only after the tag
-//! verified, so forged datagrams cannot move it.
+//! clock may have been stepped back across a restart). The tag is verified first, so forged
+//! datagrams are counted as forged and never move a window.
 //!
 //! # Keys
 //!
@@ -50,7 +52,11 @@ use crate::time::Instant;
 /// First bytes of a sealed datagram.
 pub const MAGIC: [u8; 4] = *b"MBS1";
 /// Header bytes before the ciphertext: magic, key id, nonce.
-pub const HEADER_LEN: usize = 4 + 8 + 24;
+pub const HEADER_LEN: usize = 4 + 8 + 4 + 24;
+/// Where the nonce starts in the header.
+const NONCE_AT: usize = 16;
+/// Destination of a segment broadcast.
+pub const BROADCAST: DaemonId = DaemonId(0);
 /// Authentication tag bytes after the ciphertext.
 pub const TAG_LEN: usize = 16;
 /// Bytes a sealed datagram adds to the 5.0.1 datagram.
@@ -257,6 +263,8 @@ pub struct LinkStats {
     pub forged: u64,
     /// Datagrams already seen, or older than the window.
     pub replayed: u64,
+    /// Authentic unicasts for another daemon (re-sent to me by someone on the path).
+    pub misdirected: u64,
     /// Datagrams of a sender's earlier run.
     pub stale_boot: u64,
 }
@@ -269,6 +277,7 @@ impl LinkStats {
             + self.unknown_key
             + self.forged
             + self.replayed
+            + self.misdirected
             + self.stale_boot
     }
 }
@@ -287,6 +296,8 @@ pub enum LinkDrop {
     Forged,
     /// Seen already, or older than the window.
     Replayed,
+    /// An authentic unicast for another daemon.
+    Misdirected,
     /// From a sender's earlier run.
     StaleBoot,
 }
@@ -296,6 +307,8 @@ pub enum LinkDrop {
 pub struct Sealed<'a> {
     /// The key it claims to be sealed with.
     pub key: KeyId,
+    /// The daemon it is for ([`BROADCAST`]: every daemon of the sender's segment).
+    pub to: DaemonId,
     /// The sender's run.
     pub boot: BootId,
     /// The sender's datagram counter.
@@ -319,13 +332,16 @@ pub fn decode(bytes: &[u8]) -> Result<Sealed<'_>, LinkDrop> {
     };
     let mut key = [0u8; 8];
     key.copy_from_slice(bytes.get(4..12).unwrap_or(&[0; 8]));
+    let mut to = [0u8; 4];
+    to.copy_from_slice(bytes.get(12..16).unwrap_or(&[0; 4]));
     Ok(Sealed {
         key: KeyId(key),
+        to: DaemonId(u32::from_be_bytes(to)),
         boot: BootId {
-            epoch: u64_at(12),
-            random: u64_at(20),
+            epoch: u64_at(NONCE_AT),
+            random: u64_at(NONCE_AT + 8),
         },
-        counter: u64_at(28),
+        counter: u64_at(NONCE_AT + 16),
         body: bytes.get(HEADER_LEN..).unwrap_or_default(),
     })
 }
@@ -461,16 +477,18 @@ impl Link {
         self.stats
     }
 
-    /// Seals a 5.0.1 datagram for `port` under the sealing key.
-    pub fn seal(&mut self, port: Port, plain: &[u8]) -> Bytes {
+    /// Seals a 5.0.1 datagram for daemon `to` ([`BROADCAST`]: my segment) on `port` under
+    /// the sealing key.
+    pub fn seal(&mut self, to: DaemonId, port: Port, plain: &[u8]) -> Bytes {
         self.counter = self.counter.saturating_add(1);
         let mut out = BytesMut::with_capacity(plain.len() + OVERHEAD);
         out.put_slice(&MAGIC);
         out.put_slice(&self.keys.sealing().0);
+        out.put_u32(to.0);
         out.put_u64(self.boot.epoch);
         out.put_u64(self.boot.random);
         out.put_u64(self.counter);
-        let nonce = *XNonce::from_slice(out.get(12..HEADER_LEN).unwrap_or(&[0; 24]));
+        let nonce = *XNonce::from_slice(out.get(NONCE_AT..HEADER_LEN).unwrap_or(&[0; 24]));
         let ad = aad(&out, self.me, port);
         out.put_slice(plain);
         let Some(key) = self.keys.keys.first() else {
@@ -516,6 +534,15 @@ impl Link {
     ) -> Result<Bytes, LinkDrop> {
         let s = decode(bytes)?;
         let key = self.keys.get(s.key).ok_or(LinkDrop::UnknownKey(s.key))?;
+        let for_me = s.to == BROADCAST || s.to == self.me;
+        let split = s.body.len().saturating_sub(TAG_LEN);
+        let (ct, tag) = s.body.split_at(split);
+        let ad = aad(bytes, from, port);
+        let nonce = XNonce::from_slice(bytes.get(NONCE_AT..HEADER_LEN).unwrap_or(&[0; 24]));
+        let mut buf = BytesMut::from(ct);
+        key.aead
+            .decrypt_in_place_detached(nonce, &ad, &mut buf[..], Tag::from_slice(tag))
+            .map_err(|_| LinkDrop::Forged)?;
         let new_run = match self.peers.get(&from) {
             None => true,
             Some(p) if p.boot == s.boot => {
@@ -532,14 +559,11 @@ impl Link {
                 true
             }
         };
-        let split = s.body.len().saturating_sub(TAG_LEN);
-        let (ct, tag) = s.body.split_at(split);
-        let ad = aad(bytes, from, port);
-        let nonce = XNonce::from_slice(bytes.get(12..HEADER_LEN).unwrap_or(&[0; 24]));
-        let mut buf = BytesMut::from(ct);
-        key.aead
-            .decrypt_in_place_detached(nonce, &ad, &mut buf[..], Tag::from_slice(tag))
-            .map_err(|_| LinkDrop::Forged)?;
+        if !for_me {
+            // Authentic, but a copy of someone else's unicast: neither accepted nor marked
+            // (the real destination's window is its own).
+            return Err(LinkDrop::Misdirected);
+        }
         if new_run {
             self.peers.insert(
                 from,
@@ -581,6 +605,10 @@ impl Link {
                 st.replayed += 1;
                 Told::Replayed
             }
+            LinkDrop::Misdirected => {
+                st.misdirected += 1;
+                Told::Replayed
+            }
             LinkDrop::StaleBoot => {
                 st.stale_boot += 1;
                 Told::StaleBoot
@@ -612,10 +640,10 @@ impl Link {
                 "secure ring: datagram from {from}'s address failed authentication (forged or \
                  altered) and was dropped (further ones only counted)"
             ),
-            LinkDrop::Replayed => tracing::warn!(
+            LinkDrop::Replayed | LinkDrop::Misdirected => tracing::warn!(
                 %from,
-                "secure ring: replayed datagram from {from}'s address dropped (further ones \
-                 only counted)"
+                "secure ring: replayed or misdirected datagram from {from}'s address dropped \
+                 (further ones only counted)"
             ),
             LinkDrop::StaleBoot => tracing::warn!(
                 %from,

@@ -22,7 +22,7 @@ const T: Instant = Instant(1_000_000);
 #[test]
 fn a_sealed_datagram_opens_to_the_same_bytes_once() {
     let (mut a, mut b) = (link(A, &[key(1)], 10), link(B, &[key(1)], 20));
-    let s = a.seal(Port::Data, b"hello ring");
+    let s = a.seal(BROADCAST, Port::Data, b"hello ring");
     assert_eq!(s.len(), 10 + OVERHEAD);
     assert_ne!(&s[HEADER_LEN..HEADER_LEN + 10], b"hello ring", "encrypted");
     assert_eq!(&b.open(T, A, Port::Data, &s).unwrap()[..], b"hello ring");
@@ -34,7 +34,7 @@ fn a_sealed_datagram_opens_to_the_same_bytes_once() {
 #[test]
 fn plain_altered_moved_and_foreign_datagrams_are_dropped_and_counted() {
     let (mut a, mut b) = (link(A, &[key(1)], 10), link(B, &[key(1)], 20));
-    let s = a.seal(Port::Token, b"token bytes");
+    let s = a.seal(B, Port::Token, b"token bytes");
     // A plain 5.0.1 datagram.
     assert_eq!(b.open(T, A, Port::Token, &[0u8; 64]), Err(LinkDrop::Plain));
     // Every single-byte change past the magic and key id fails the tag.
@@ -57,7 +57,7 @@ fn plain_altered_moved_and_foreign_datagrams_are_dropped_and_counted() {
     );
     // Sealed under another key.
     let mut c = link(A, &[key(9)], 10);
-    let other = c.seal(Port::Token, b"token bytes");
+    let other = c.seal(B, Port::Token, b"token bytes");
     assert!(matches!(
         b.open(T, A, Port::Token, &other),
         Err(LinkDrop::UnknownKey(_))
@@ -73,7 +73,9 @@ fn plain_altered_moved_and_foreign_datagrams_are_dropped_and_counted() {
 #[test]
 fn reordered_datagrams_within_the_window_open_and_older_ones_do_not() {
     let (mut a, mut b) = (link(A, &[key(1)], 10), link(B, &[key(1)], 20));
-    let all: Vec<Bytes> = (0..WINDOW + 10).map(|_| a.seal(Port::Data, b"x")).collect();
+    let all: Vec<Bytes> = (0..WINDOW + 10)
+        .map(|_| a.seal(BROADCAST, Port::Data, b"x"))
+        .collect();
     // Newest first, then the rest backwards: all within the window open, once.
     let last = all.len() - 1;
     assert!(b.open(T, A, Port::Data, &all[last]).is_ok());
@@ -91,10 +93,10 @@ fn reordered_datagrams_within_the_window_open_and_older_ones_do_not() {
 fn an_earlier_run_of_a_sender_is_dropped_until_its_current_run_falls_silent() {
     let mut b = link(B, &[key(1)], 20);
     let mut old = link(A, &[key(1)], 10);
-    let captured = old.seal(Port::Data, b"old run");
+    let captured = old.seal(BROADCAST, Port::Data, b"old run");
     let mut new = link(A, &[key(1)], 11);
     assert!(b
-        .open(T, A, Port::Data, &new.seal(Port::Data, b"new"))
+        .open(T, A, Port::Data, &new.seal(BROADCAST, Port::Data, b"new"))
         .is_ok());
     assert_eq!(
         b.open(T, A, Port::Data, &captured),
@@ -112,7 +114,7 @@ fn an_earlier_run_of_a_sender_is_dropped_until_its_current_run_falls_silent() {
         },
     );
     assert_eq!(
-        b.open(T, A, Port::Data, &twin.seal(Port::Data, b"t")),
+        b.open(T, A, Port::Data, &twin.seal(BROADCAST, Port::Data, b"t")),
         Err(LinkDrop::StaleBoot)
     );
     // A sender whose clock went back across a restart is taken once its run is silent.
@@ -125,10 +127,10 @@ fn during_a_rollover_both_keys_open_and_the_first_one_seals() {
     let mut a = link(A, &[key(1), key(2)], 10);
     let mut b_old = link(B, &[key(1)], 20);
     let mut b_new = link(B, &[key(2), key(1)], 20);
-    let s = a.seal(Port::Data, b"m1");
+    let s = a.seal(BROADCAST, Port::Data, b"m1");
     assert!(b_old.open(T, A, Port::Data, &s).is_ok());
     assert!(b_new.open(T, A, Port::Data, &s).is_ok());
-    let r = b_new.seal(Port::Data, b"m2");
+    let r = b_new.seal(A, Port::Data, b"m2");
     assert!(a.open(T, B, Port::Data, &r).is_ok());
     assert!(matches!(
         b_old.open(T, B, Port::Data, &r),
@@ -174,4 +176,24 @@ fn key_ids_differ_between_keys_and_do_not_reveal_them() {
     assert_ne!(a.id(), b.id());
     assert_ne!(a.id().0, [1u8; 8]);
     assert_eq!(a.id(), LinkKey::new(&key(1)).id());
+}
+
+#[test]
+fn a_unicast_opens_only_at_its_destination() {
+    const C: DaemonId = DaemonId(0x7f00_0003);
+    let (mut a, mut b, mut c) = (
+        link(A, &[key(1)], 10),
+        link(B, &[key(1)], 20),
+        link(C, &[key(1)], 30),
+    );
+    let token = a.seal(B, Port::Token, b"token");
+    assert_eq!(
+        c.open(T, A, Port::Token, &token),
+        Err(LinkDrop::Misdirected)
+    );
+    assert_eq!(c.stats().misdirected, 1);
+    assert!(b.open(T, A, Port::Token, &token).is_ok());
+    let bcast = a.seal(BROADCAST, Port::Data, b"all");
+    assert!(c.open(T, A, Port::Data, &bcast).is_ok());
+    assert!(b.open(T, A, Port::Data, &bcast).is_ok());
 }
