@@ -14,10 +14,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use mbus::cli::spread::{
-    parse_args, version_line, Args, ArgsError, DEFAULT_CONFIG, HELP_EXTRA, SYSTEM_CONFIG, USAGE,
+    parse_args, version_line, Args, ArgsError, DEFAULT_CONFIG, HELP_EXTRA, LINK_KEY_ENV,
+    SYSTEM_CONFIG, USAGE,
 };
 use mbus::daemon::privileges::{self, Outcome};
-use mbus::daemon::{self, log_time, DaemonOptions};
+use mbus::daemon::{self, log_time, secure, DaemonOptions, SecureRing};
 use spread::config::{Config, Parsed, Priority, TimeStamp};
 use tracing::{info, warn};
 
@@ -170,9 +171,39 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
+/// The secure ring (mbus extension): the key file from `--link-key` or `MBUS_LINK_KEY`,
+/// read and checked against the configuration before anything starts.
+fn secure_ring(args: &Args, config: &Config) -> anyhow::Result<Option<SecureRing>> {
+    let env = std::env::var_os(LINK_KEY_ENV);
+    let Some(path) = secure::choose_key_file(args.link_key.as_deref(), env.as_deref())? else {
+        return Ok(None);
+    };
+    let ring = SecureRing::load(&path)?;
+    secure::check_config(config)?;
+    Ok(Some(ring))
+}
+
+/// A key file others can read is worth a warning (the key is the ring's only secret).
+fn warn_key_file_mode(ring: &SecureRing) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Some(path) = &ring.path else { return };
+    if let Ok(m) = std::fs::metadata(path) {
+        if m.permissions().mode() & 0o077 != 0 {
+            warn!(
+                "link key file {} is readable by group or others (chmod 600 it)",
+                path.display()
+            );
+        }
+    }
+}
+
 fn run(args: &Args, parsed: Parsed, source: &Source) -> anyhow::Result<()> {
+    let link = secure_ring(args, &parsed.config)?;
     init_tracing(&parsed.config)?;
     log_start(&parsed, source, args);
+    if let Some(ring) = &link {
+        warn_key_file_mode(ring);
+    }
     let config = Arc::new(parsed.config);
     let me = daemon::resolve_me(&config, args.name.as_deref())?;
     if let Some(h) = config.host(me) {
@@ -193,7 +224,10 @@ fn run(args: &Args, parsed: Parsed, source: &Source) -> anyhow::Result<()> {
         .context("cannot start the tokio runtime")?;
     // mbus extension (not in 5.0.1): `MBUS_UNIX_SOCKET_DIR` moves the client Unix socket
     // `/tmp/PORT` elsewhere, so several daemons on one machine can share a port number.
-    let mut options = DaemonOptions::default();
+    let mut options = DaemonOptions {
+        link,
+        ..DaemonOptions::default()
+    };
     if let Some(dir) = std::env::var_os("MBUS_UNIX_SOCKET_DIR") {
         info!(dir = %std::path::Path::new(&dir).display(), "client Unix socket directory from MBUS_UNIX_SOCKET_DIR");
         options.unix_socket_dir = dir.into();
@@ -212,7 +246,7 @@ fn run(args: &Args, parsed: Parsed, source: &Source) -> anyhow::Result<()> {
                 "still running as root: {reason} (set DaemonUser, DaemonGroup and RuntimeDir to drop privileges)"
             ),
         }
-        daemon::serve(config, me, bound, shutdown).await?;
+        daemon::serve_with(config, me, bound, &options, shutdown).await?;
         anyhow::Ok(())
     })?;
     info!("exit");

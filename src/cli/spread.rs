@@ -26,7 +26,12 @@ Logging: to standard output, or to EventLogFile; the level comes from EventPrior
 RUST_LOG (e.g. RUST_LOG=debug) overrides that level. Errors that stop the daemon are one\n\
 line on standard error, exit status 1.\n\
 \n\
-MBUS_UNIX_SOCKET_DIR moves the client Unix socket /tmp/PORT into another directory.\n";
+MBUS_UNIX_SOCKET_DIR moves the client Unix socket /tmp/PORT into another directory.\n\
+\n\
+Secure ring (mbus only, off by default; docs/security.md): --link-key FILE (or\n\
+MBUS_LINK_KEY=FILE) seals every daemon-to-daemon datagram with the shared key in FILE\n\
+(64 hexadecimal digits; a second line during a key rollover). Every daemon of the ring\n\
+needs it; a daemon without it, or a real 5.0.1 daemon, cannot join a secure ring.\n";
 
 /// Where 5.0.1 (built with the default prefix) looks last.
 pub const SYSTEM_CONFIG: &str = "/usr/local/etc/spread.conf";
@@ -35,6 +40,11 @@ pub const DEFAULT_CONFIG: &str = "spread.conf";
 
 /// The flags [`parse_args`] accepts (each takes one value), as 5.0.1 has them.
 pub const FLAGS: [&str; 3] = ["-l", "-n", "-c"];
+/// mbus's long option for the secure ring's key file (5.0.1 has no long options: its
+/// parser refuses it with the usage text, so it changes nothing for 5.0.1's flags).
+pub const LINK_KEY_FLAG: &str = "--link-key";
+/// The environment variable naming the secure ring's key file.
+pub const LINK_KEY_ENV: &str = "MBUS_LINK_KEY";
 
 /// The parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -45,6 +55,8 @@ pub struct Args {
     pub config: Option<PathBuf>,
     /// `-l y`: print the membership log.
     pub log: bool,
+    /// `--link-key FILE` (mbus): the secure ring's key file.
+    pub link_key: Option<PathBuf>,
 }
 
 /// Why [`parse_args`] did not return arguments.
@@ -70,6 +82,14 @@ pub fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, ArgsEr
         }
         if a == "--version" {
             return Err(ArgsError::Version);
+        }
+        if a == LINK_KEY_FLAG {
+            out.link_key = Some(PathBuf::from(args.next().ok_or(ArgsError::Usage)?));
+            continue;
+        }
+        if let Some(v) = a.strip_prefix("--link-key=") {
+            out.link_key = Some(PathBuf::from(v));
+            continue;
         }
         let flag = a.get(..2).unwrap_or_default();
         if !FLAGS.contains(&flag) {
@@ -134,6 +154,16 @@ pub fn command() -> clap::Command {
                 .value_name("file name")
                 .value_hint(clap::ValueHint::FilePath)
                 .help("specify configuration file [default: spread.conf]"),
+        )
+        .arg(
+            Arg::new("link_key")
+                .long("link-key")
+                .value_name("FILE")
+                .value_hint(clap::ValueHint::FilePath)
+                .help(
+                    "mbus: secure ring — seal daemon-to-daemon datagrams with the shared key in \
+                     FILE (also MBUS_LINK_KEY; see docs/security.md)",
+                ),
         )
         .arg(
             Arg::new("help")

@@ -17,6 +17,7 @@ pub mod log_time;
 pub(crate) mod outbox;
 pub mod privileges;
 pub(crate) mod ring_net;
+pub mod secure;
 pub(crate) mod session;
 
 use std::future::Future;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 pub use bind::{bind, BindError, Bound, UnixSocketFile};
 pub use builder::{DaemonBuilder, RunningDaemon};
 pub use ring_net::{NetStats, WATER_MARK};
+pub use secure::SecureRing;
 pub use session::{spawn_core, CoreHandle, CoreStopped};
 use spread::config::{Config, HostId, UNIX_SOCKET_DIR};
 use spread::session::Peer;
@@ -37,12 +39,15 @@ use tracing::{debug, info, warn};
 pub struct DaemonOptions {
     /// Directory of the client Unix socket `DIR/PORT` (5.0.1: `/tmp`).
     pub unix_socket_dir: PathBuf,
+    /// The secure ring (mbus extension; `None`: 5.0.1's plain wire).
+    pub link: Option<SecureRing>,
 }
 
 impl Default for DaemonOptions {
     fn default() -> Self {
         Self {
             unix_socket_dir: PathBuf::from(UNIX_SOCKET_DIR),
+            link: None,
         }
     }
 }
@@ -135,7 +140,7 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let bound = bind(&config, me, &opts)?;
-    serve(config, me, bound, shutdown).await
+    serve_with(config, me, bound, &opts, shutdown).await
 }
 
 /// Serves on already opened sockets until `shutdown` completes, then closes everything and
@@ -146,7 +151,20 @@ pub async fn serve(
     bound: Bound,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
-    Server::start(config, me, bound)?.run(shutdown).await
+    Server::start(config, me, bound, None)?.run(shutdown).await
+}
+
+/// [`serve`] with the shell options that matter once the sockets are open (the secure ring).
+pub async fn serve_with(
+    config: Arc<Config>,
+    me: HostId,
+    bound: Bound,
+    opts: &DaemonOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    Server::start(config, me, bound, opts.link.clone())?
+        .run(shutdown)
+        .await
 }
 
 /// A daemon whose core and ring receivers run; [`Server::run`] serves its client listeners
@@ -167,7 +185,12 @@ struct Server {
 impl Server {
     /// Starts the core (one host or several: the same ring daemon, a one-host configuration
     /// being a one-daemon ring) and a receive task per ring socket.
-    fn start(config: Arc<Config>, me: HostId, bound: Bound) -> Result<Self, DaemonError> {
+    fn start(
+        config: Arc<Config>,
+        me: HostId,
+        bound: Bound,
+        link: Option<SecureRing>,
+    ) -> Result<Self, DaemonError> {
         let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
         let mut stop = stop_tx.subscribe();
         let core_stop = async move {
@@ -183,10 +206,21 @@ impl Server {
             send,
         } = bound;
         let send = Arc::new(send);
-        let ring = ring_net::Core::with_sockets(&config, me, send.clone());
+        let settings = link.as_ref().map(SecureRing::settings);
+        let ring = ring_net::Core::with_sockets_and_link(&config, me, send.clone(), settings);
         let exit = ring.exit_signal();
         let (core, core_task) = session::spawn_core_with(ring, core_stop);
         let mut receivers = tokio::task::JoinSet::new();
+        if let Some(ring) = &link {
+            info!(
+                sealing = %ring.keys.sealing(),
+                keys = ring.keys.ids().len(),
+                "secure ring on: daemon datagrams sealed (XChaCha20-Poly1305); plain ones refused"
+            );
+            if let Some(path) = ring.path.clone() {
+                receivers.spawn(secure::watch(path, core.clone(), stop_tx.subscribe()));
+            }
+        }
         for (sock, is_token) in data
             .into_iter()
             .map(|s| (s, false))

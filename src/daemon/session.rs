@@ -51,6 +51,8 @@ enum CoreMsg {
     Read(ReadEvent),
     Stats(oneshot::Sender<Stats>),
     NetStats(oneshot::Sender<super::ring_net::NetStats>),
+    LinkStats(oneshot::Sender<Option<spread::daemon::LinkStats>>),
+    LinkKeys(spread::daemon::Keyring, oneshot::Sender<bool>),
 }
 
 /// A datagram received on a ring socket.
@@ -149,6 +151,27 @@ impl CoreHandle {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(CoreMsg::NetStats(tx))
+            .await
+            .map_err(|_| CoreStopped)?;
+        rx.await.map_err(|_| CoreStopped)
+    }
+
+    /// Counters of the secure ring (`None`: plain mode).
+    pub async fn link_stats(&self) -> Result<Option<spread::daemon::LinkStats>, CoreStopped> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(CoreMsg::LinkStats(tx))
+            .await
+            .map_err(|_| CoreStopped)?;
+        rx.await.map_err(|_| CoreStopped)
+    }
+
+    /// A key rollover step: replaces the secure ring's keys (`false` in plain mode: the
+    /// secure ring is chosen at start).
+    pub async fn set_link_keys(&self, keys: spread::daemon::Keyring) -> Result<bool, CoreStopped> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(CoreMsg::LinkKeys(keys, tx))
             .await
             .map_err(|_| CoreStopped)?;
         rx.await.map_err(|_| CoreStopped)
@@ -348,6 +371,12 @@ fn on_msg(daemon: &mut Core, w: &mut Writers, now: spread::time::Instant, msg: C
         }
         CoreMsg::NetStats(tx) => {
             let _ = tx.send(daemon.net_stats());
+        }
+        CoreMsg::LinkStats(tx) => {
+            let _ = tx.send(daemon.link_stats());
+        }
+        CoreMsg::LinkKeys(keys, tx) => {
+            let _ = tx.send(daemon.set_link_keys(keys));
         }
     }
     0

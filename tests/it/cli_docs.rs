@@ -237,8 +237,18 @@ fn spread_man_page_definition_agrees_with_the_hand_parser() {
         assert!(parsed.is_ok(), "{f}: {parsed:?}");
     }
     let longs: Vec<&str> = cmd.get_arguments().filter_map(|a| a.get_long()).collect();
-    assert_eq!(longs, ["help", "version"]);
     let p = |a: &[&str]| cli::spread::parse_args(a.iter().map(|s| (*s).to_owned()));
+    assert_eq!(longs, ["link-key", "help", "version"]);
+    assert_eq!(
+        p(&["--link-key", "k", "-n", "a"]).map(|a| a.link_key),
+        Ok(Some("k".into()))
+    );
+    assert_eq!(
+        p(&["--link-key=k2"]).map(|a| a.link_key),
+        Ok(Some("k2".into()))
+    );
+    assert_eq!(p(&["--link-key"]), Err(cli::spread::ArgsError::Usage));
+    assert!(cli::spread::USAGE.ends_with("specify configuration file\n"));
     assert_eq!(p(&["--help"]), Err(cli::spread::ArgsError::Help));
     assert_eq!(p(&["--version"]), Err(cli::spread::ArgsError::Version));
     assert_eq!(p(&["-x", "1"]), Err(cli::spread::ArgsError::Usage));

@@ -258,7 +258,10 @@ mod tests {
             .unwrap_or_else(|f| panic!("{f}"));
         settle(&mut sim);
         let sent = sim.hostile_sent();
-        assert!(sent[..3].iter().all(|&k| k > 50), "every attack tried: {sent:?}");
+        assert!(
+            sent[..3].iter().all(|&k| k > 50),
+            "every attack tried: {sent:?}"
+        );
         assert!(sent[3] > 0, "the impostor spoke: {sent:?}");
         let total = (0..3).fold(LinkStats::default(), |mut a, i| {
             let s = sim.link_stats(i).unwrap();
