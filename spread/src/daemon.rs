@@ -428,11 +428,7 @@ impl Daemon {
         let o = self.out.pop_front()?;
         match (o, &mut self.link) {
             (Output::Transmit(mut t), Some(link)) => {
-                let to = match t.to {
-                    Target::Daemon(d) => d,
-                    Target::Segment => link::BROADCAST,
-                };
-                t.bytes = link.seal(to, t.port, &t.bytes);
+                t.bytes = link.seal_transmit(&t);
                 Some(Output::Transmit(t))
             }
             (o, _) => Some(o),

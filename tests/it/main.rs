@@ -31,5 +31,6 @@ mod ring_monitor;
 mod ring_multiseg;
 mod ring_netns;
 mod rolling;
+mod secure_ring;
 mod spread_cli;
 mod wire_interop;

@@ -7,7 +7,7 @@
 //! ```text
 //! 0   4  magic "MBS1"
 //! 4   8  key id (which shared key sealed it, see KeyId)
-//! 12  4  destination daemon id (u32 BE), 0 = my segment's broadcast
+//! 12  4  destination daemon id (u32 BE) on the token port; 0 on the data port
 //! 16 24  nonce = sender boot epoch (u64 BE, wall-clock µs at start) | boot random (u64 BE)
 //!                | counter (u64 BE, 1, 2, … per datagram sent by this run)
 //! 40  n  the 5.0.1 datagram, encrypted
@@ -17,7 +17,10 @@
 //! The associated data is the 40-byte header, the sender's daemon id (u32 BE: the configured
 //! daemon whose address the datagram came from) and the port (0 = P, 1 = P+1): a sealed
 //! datagram re-sent from another daemon's address or to the other port does not open, and a
-//! unicast (a token) re-sent to another daemon is dropped as misdirected.
+//! token-port datagram (token, FORM1, FORM2: each for one daemon) re-sent to another daemon is
+//! dropped as misdirected. Data-port datagrams (data, ALIVE, JOIN, REFER, GROUPS) are for
+//! every daemon: their copies — a loopback segment's unicasts, ROUTED copies — are one sealed
+//! datagram, so a copy replayed to another daemon is a replay.
 //!
 //! # Nonces and replay
 //!
@@ -46,6 +49,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
 
+use crate::daemon::{Target, Transmit};
 use crate::ring::{DaemonId, Port};
 use crate::time::Instant;
 
@@ -431,6 +435,8 @@ pub struct Link {
     peers: BTreeMap<DaemonId, PeerWindow>,
     stats: LinkStats,
     told: BTreeSet<(DaemonId, Told)>,
+    /// The last data-port datagram sealed (plain, sealed): its other copies reuse it.
+    last: Option<(Bytes, Bytes)>,
 }
 
 /// The secure-ring part of the daemon settings.
@@ -453,6 +459,7 @@ impl Link {
             peers: BTreeMap::new(),
             stats: LinkStats::default(),
             told: BTreeSet::new(),
+            last: None,
         }
     }
 
@@ -475,6 +482,25 @@ impl Link {
     /// Counters.
     pub fn stats(&self) -> LinkStats {
         self.stats
+    }
+
+    /// Seals a datagram the daemon sends: a token-port one for its one destination, a
+    /// data-port one for all (copies of the same datagram — the same buffer — sealed once).
+    pub fn seal_transmit(&mut self, t: &Transmit) -> Bytes {
+        match (t.port, t.to) {
+            (Port::Token, Target::Daemon(d)) => self.seal(d, t.port, &t.bytes),
+            (Port::Token, Target::Segment) => self.seal(BROADCAST, t.port, &t.bytes),
+            (Port::Data, _) => {
+                if let Some((plain, sealed)) = &self.last {
+                    if plain.as_ptr() == t.bytes.as_ptr() && plain.len() == t.bytes.len() {
+                        return sealed.clone();
+                    }
+                }
+                let sealed = self.seal(BROADCAST, Port::Data, &t.bytes);
+                self.last = Some((t.bytes.clone(), sealed.clone()));
+                sealed
+            }
+        }
     }
 
     /// Seals a 5.0.1 datagram for daemon `to` ([`BROADCAST`]: my segment) on `port` under

@@ -197,3 +197,34 @@ fn a_unicast_opens_only_at_its_destination() {
     assert!(c.open(T, A, Port::Data, &bcast).is_ok());
     assert!(b.open(T, A, Port::Data, &bcast).is_ok());
 }
+
+#[test]
+fn copies_of_one_data_datagram_are_sealed_once_and_tokens_each_for_their_daemon() {
+    let mut a = link(A, &[key(1)], 10);
+    let plain = Bytes::from_static(b"a data packet");
+    let copy = |to| Transmit {
+        to: Target::Daemon(to),
+        port: Port::Data,
+        bytes: plain.clone(),
+    };
+    let (x, y) = (
+        a.seal_transmit(&copy(B)),
+        a.seal_transmit(&copy(DaemonId(3))),
+    );
+    assert_eq!(x, y);
+    let other = Bytes::from(plain.to_vec());
+    let z = a.seal_transmit(&Transmit {
+        to: Target::Daemon(B),
+        port: Port::Data,
+        bytes: other,
+    });
+    assert_ne!(x, z, "another buffer is another datagram");
+    let token = |to| Transmit {
+        to: Target::Daemon(to),
+        port: Port::Token,
+        bytes: plain.clone(),
+    };
+    let t = a.seal_transmit(&token(B));
+    assert_eq!(decode(&t).unwrap().to, B);
+    assert_eq!(a.stats().sealed, 3);
+}
