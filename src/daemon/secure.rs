@@ -15,6 +15,8 @@ use super::CoreHandle;
 
 /// How often the key file is looked at for a rollover step.
 pub const KEY_FILE_POLL: Duration = Duration::from_secs(1);
+/// A changed key file is read once it has not changed for this long.
+const SETTLE: Duration = Duration::from_millis(100);
 
 /// The secure ring's keys and where they came from.
 #[derive(Debug, Clone)]
@@ -155,6 +157,15 @@ pub(crate) async fn watch(
 ) {
     let mut seen = stamp(&path);
     let mut unreadable = false;
+    if seen.is_none() {
+        // Typically after the chroot into RuntimeDir: the path is not inside it.
+        warn!(
+            "secure ring: cannot watch link key file {} (after the chroot into RuntimeDir the \
+             path must exist inside it); key changes take a restart",
+            path.display()
+        );
+        unreadable = true;
+    }
     loop {
         tokio::select! {
             _ = stop.recv() => return,
@@ -162,6 +173,11 @@ pub(crate) async fn watch(
         }
         let now = stamp(&path);
         if now == seen {
+            continue;
+        }
+        // A file being written in place is read once it has stopped changing.
+        tokio::time::sleep(SETTLE).await;
+        if stamp(&path) != now {
             continue;
         }
         seen = now;

@@ -9,7 +9,9 @@
 //! * datagrams captured on the wire (at an absent daemon's sockets) and replayed later from
 //!   their sender's address are dropped;
 //! * a key rollover by the documented procedure (key files rewritten, watched by the daemons)
-//!   under traffic loses no message and changes no membership.
+//!   under traffic loses no message and changes no membership;
+//! * three `spread --link-key` processes in network namespaces (real segment broadcasts on a
+//!   bridge, [`NetLab`]) form a ring and deliver in one order.
 
 use std::net::{Ipv4Addr, UdpSocket};
 use std::sync::Arc;
@@ -23,7 +25,9 @@ use spread::daemon::{Output, Target};
 use spread::ring::{DaemonId, Port};
 
 use crate::harness::{free_port, recv, recv_membership};
+use crate::netns::{child_lines_until, NetLab};
 use crate::ring::FORM_BOUND;
+use crate::ring_netns::spawn_client;
 
 const KEY: [u8; 32] = [0x5a; 32];
 
@@ -392,5 +396,49 @@ async fn key_rollover_under_traffic_loses_nothing() {
     while stats(&ds[1]).await.unknown_key == before {
         assert!(Instant::now() < deadline, "old-key datagram not refused");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn netns_secure_ring_over_real_broadcast() {
+    let Some(mut lab) = NetLab::new(&[3]) else {
+        return;
+    };
+    let port = 4803;
+    let conf = lab.spread_conf(&["d1", "d2", "d3"], port, "");
+    let ours = env!("CARGO_BIN_EXE_spread");
+    for i in 0..3 {
+        let key = lab.nodes[i].tmp.join("ring.key");
+        std::fs::write(&key, hex(&KEY) + "\n").expect("key file");
+        let name = format!("d{}", i + 1);
+        lab.start_daemon_args(i, ours, &name, &conf, &["--link-key", "/tmp/ring.key"])
+            .expect("start daemon");
+    }
+    const N: usize = 30;
+    let clients: Vec<_> = (0..3)
+        .map(|i| spawn_client(&lab, i, &format!("c{}|{port}|{N}|3", i + 1)))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(70);
+    let mut seqs = Vec::new();
+    for mut c in clients {
+        let lines = child_lines_until(&mut c, deadline);
+        assert!(
+            lines.iter().any(|l| l == "DONE"),
+            "client did not finish: {lines:?}\nd1: {}",
+            lab.log(0, "d1")
+        );
+        let got: Vec<String> = lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("GOT ").map(str::to_owned))
+            .collect();
+        seqs.push(got);
+    }
+    assert_eq!(seqs[0].len(), 3 * N);
+    assert_eq!(seqs[0], seqs[1]);
+    assert_eq!(seqs[0], seqs[2]);
+    for i in 0..3 {
+        let log = lab.log(i, &format!("d{}", i + 1));
+        assert!(log.contains("secure ring on"), "{log}");
+        assert!(!log.contains("dropped"), "{log}");
     }
 }
