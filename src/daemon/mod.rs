@@ -295,10 +295,13 @@ fn dup_udp(s: &tokio::net::UdpSocket) -> std::io::Result<tokio::net::UdpSocket> 
 }
 
 /// Adds the `IP` allow rules from `spread.access_ip` (looked up as 5.0.1 does:
-/// `./spread.access_ip`, then `/etc/spread.access_ip`) when `IP` is enabled.
+/// `./spread.access_ip`, then `/etc/spread.access_ip`) when `IP` is enabled, and the `PWORD`
+/// users from `spread.access_pword` (`./spread.access_pword`, then
+/// `/etc/spread.access_pword`) when `PWORD` is.
 pub(crate) fn add_access_rules(cfg: &mut spread::DaemonConfig) {
-    let wants_ip = cfg.auth.allowed.contains(&spread::session::AuthMethod::Ip)
-        || cfg.auth.required.contains(&spread::session::AuthMethod::Ip);
+    use spread::session::AuthMethod;
+    let wants = |m| cfg.auth.allowed.contains(&m) || cfg.auth.required.contains(&m);
+    let (wants_ip, wants_pword) = (wants(AuthMethod::Ip), wants(AuthMethod::Pword));
     if wants_ip {
         for path in ["spread.access_ip", "/etc/spread.access_ip"] {
             let Ok(text) = std::fs::read_to_string(path) else {
@@ -309,6 +312,29 @@ pub(crate) fn add_access_rules(cfg: &mut spread::DaemonConfig) {
                 Err(line) => warn!(path, line, "spread.access_ip: bad line; IP rules ignored"),
             }
             break;
+        }
+    }
+    if wants_pword {
+        let mut found = false;
+        for path in ["spread.access_pword", "/etc/spread.access_pword"] {
+            let Ok(text) = std::fs::read_to_string(path) else {
+                continue;
+            };
+            found = true;
+            match spread::session::auth::parse_access_pword(&text) {
+                Ok(users) => {
+                    info!(path, users = users.len(), "PWORD users loaded");
+                    cfg.auth.pword_users = users;
+                }
+                Err(e) => warn!("{path}: {e}; no PWORD user (every PWORD login is refused)"),
+            }
+            break;
+        }
+        if !found {
+            warn!(
+                "PWORD is enabled but neither ./spread.access_pword nor /etc/spread.access_pword \
+                 can be read: every PWORD login is refused"
+            );
         }
     }
 }

@@ -5,6 +5,7 @@ mod client_golden;
 mod client_inprocess;
 mod client_limits;
 mod client_membership;
+mod client_pword;
 mod client_reconnect;
 mod client_services;
 mod client_slow;

@@ -8,13 +8,13 @@ use crate::ring::{DaemonId, Port};
 use crate::time::Instant;
 
 /// The configured daemons (the captures' d1, d2, d3); the receiver is d2.
-pub const DAEMONS: [DaemonId; 3] = [
+pub(crate) const DAEMONS: [DaemonId; 3] = [
     DaemonId(0x5c8d_7aef),
     DaemonId(0x14c5_65a0),
     DaemonId(0xef46_226e),
 ];
 /// The key every fuzzed daemon shares (the seeds are sealed with it).
-pub const FUZZ_KEY: [u8; 32] = *b"mbus sealed_datagram fuzz key 32";
+pub(crate) const FUZZ_KEY: [u8; 32] = *b"mbus sealed_datagram fuzz key 32";
 
 fn link(me: DaemonId, epoch: u64) -> Link {
     Link::new(
