@@ -1,6 +1,7 @@
 //! `spread`: drop-in replacement for the Spread 5.0.1 daemon.
 //!
-//! Command line as 5.0.1: `spread [-l y/n] [-n <proc name>] [-c <file name>]`. Configuration
+//! Command line as 5.0.1: `spread [-l y/n] [-n <proc name>] [-c <file name>]`, plus mbus's
+//! `--link-key FILE` (or `MBUS_LINK_KEY`): the secure ring (docs/security.md). Configuration
 //! search as 5.0.1: the `-c` file (default `spread.conf`), then `./spread.conf`, then
 //! `/usr/local/etc/spread.conf`; if none can be read, an embedded default (one daemon
 //! `localhost` on 127.0.0.1 port 4803). Logs go to standard output (or `EventLogFile`);
@@ -183,14 +184,15 @@ fn secure_ring(args: &Args, config: &Config) -> anyhow::Result<Option<SecureRing
     Ok(Some(ring))
 }
 
-/// A key file others can read is worth a warning (the key is the ring's only secret).
+/// A key file everyone can read is worth a warning (the key is the ring's only secret; the
+/// `DaemonGroup` may need to read it after the privilege drop).
 fn warn_key_file_mode(ring: &SecureRing) {
     use std::os::unix::fs::PermissionsExt as _;
     let Some(path) = &ring.path else { return };
     if let Ok(m) = std::fs::metadata(path) {
-        if m.permissions().mode() & 0o077 != 0 {
+        if m.permissions().mode() & 0o007 != 0 {
             warn!(
-                "link key file {} is readable by group or others (chmod 600 it)",
+                "link key file {} is accessible to every user (chmod o-rwx it)",
                 path.display()
             );
         }
