@@ -2,7 +2,8 @@
 # Cost of the secure ring (docs/security.md, "Measured cost"): two rings of three of our
 # daemons on 127.0.0.1-3 run side by side — plain on port $PP, secure (--link-key) on $PS —
 # and mbus-bench floods each in turn from d1 (AGREED, $SIZE-byte bodies), alternating
-# plain/secure $ROUNDS times; then latency (window 1: send → own delivery, one at a time).
+# plain/secure $ROUNDS times; then latency the same way (window 1: send → own delivery, one
+# message at a time; seconds / messages = mean latency). Take medians: the machine is shared.
 # B=directory of release binaries (cargo build --release --bin spread --bin mbus-bench).
 set -e
 B=${B:-target/release}; W=${W:-/tmp/mbus-secure-bench}; PP=${PP:-26803}; PS=${PS:-26903}
@@ -27,8 +28,10 @@ for r in $(seq $ROUNDS); do
     $B/mbus-bench -s $P@127.0.0.1 -m $N -b $SIZE --service agreed | tail -1
   done
 done
-for P in $PP $PS; do
-  printf 'latency %s ' "$([ $P = $PS ] && echo secure || echo plain)"
-  $B/mbus-bench -s $P@127.0.0.1 -m $LAT -b $SIZE -w 1 --service agreed | tail -1
+for r in $(seq $ROUNDS); do
+  for P in $PP $PS; do
+    printf 'latency %s %s ' $r "$([ $P = $PS ] && echo secure || echo plain)"
+    $B/mbus-bench -s $P@127.0.0.1 -m $LAT -b $SIZE -w 1 --service agreed | tail -1
+  done
 done
 grep -h "secure ring:" $W/s*.log | sort | uniq -c || true
