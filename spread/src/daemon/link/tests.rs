@@ -228,22 +228,3 @@ fn copies_of_one_data_datagram_are_sealed_once_and_tokens_each_for_their_daemon(
     assert_eq!(decode(&t).unwrap().to, B);
     assert_eq!(a.stats().sealed, 3);
 }
-
-/// The CPU cost behind docs/security.md's figures:
-/// `cargo test --release -p spread --lib -- --ignored seal_and_open_cost --nocapture`.
-#[test]
-#[ignore = "timing, run by hand in release"]
-fn seal_and_open_cost() {
-    for size in [100usize, 1100, 1472] {
-        let (mut a, mut b) = (link(A, &[key(1)], 10), link(B, &[key(1)], 20));
-        let plain = vec![0x5au8; size];
-        let n = 100_000u32;
-        let t = std::time::Instant::now();
-        for _ in 0..n {
-            let s = a.seal(BROADCAST, Port::Data, &plain);
-            assert!(b.open(T, A, Port::Data, &s).is_ok());
-        }
-        let us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
-        eprintln!("seal + open of a {size}-byte datagram: {us:.2} µs");
-    }
-}
