@@ -30,6 +30,8 @@ mod ring;
 mod slow_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_pword;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -98,7 +100,8 @@ impl DaemonConfig {
 impl DaemonConfig {
     /// The settings of host `me` in a parsed configuration file: its name, id (`VirtualID` or
     /// derived from the name), position, `MaxSessions`, `MaxSessionMessages` and the
-    /// authentication lists (unknown method names are ignored; `PWORD` is not built in).
+    /// authentication lists (unknown method names are ignored; `PWORD` users come from
+    /// `spread.access_pword`, which the caller reads).
     /// IP allow rules come from `spread.access_ip` ([`crate::session::auth::parse_access_ip`]),
     /// which the caller reads.
     pub fn from_config(
@@ -432,7 +435,7 @@ impl Clients {
                     self.drop_session(id);
                     self.outputs.push_back(SessionOutput::Close { session: id });
                 }
-                Phase::Auth { .. } => self.reject(id, RejectCode::Auth),
+                Phase::Auth { .. } | Phase::Pword { .. } => self.reject(id, RejectCode::Auth),
                 Phase::Open => {}
             }
         }
@@ -484,6 +487,7 @@ impl Clients {
             let progressed = match s.phase {
                 Phase::Hello { .. } => self.step_hello(id),
                 Phase::Auth { .. } => self.step_auth(now, id),
+                Phase::Pword { then_ip, .. } => self.step_pword(id, then_ip),
                 Phase::Open => {
                     self.step_open(id);
                     false

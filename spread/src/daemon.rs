@@ -25,6 +25,11 @@
 //! port are answered here ([`monitor`]), not by the engine; a PARTITION set by the monitor
 //! drops every other packet and token from daemons of another component before the engine
 //! sees it.
+//!
+//! With the secure ring on ([`Settings::link`], mbus extension), every datagram is opened
+//! ([`link::Link::open`]: authentic and fresh, else dropped and counted) before the network
+//! layer sees it, and every [`Output::Transmit`] is sealed as [`Daemon::poll_output`] hands
+//! it out; plain mode is 5.0.1's wire unchanged.
 
 use std::collections::VecDeque;
 
@@ -35,11 +40,13 @@ use crate::config::{Config, HostId};
 use crate::ring::{self, DaemonId, Engine, Port, RingConfig};
 use crate::time::Instant;
 
+pub mod link;
 pub mod memb_log;
 pub mod metrics;
 pub mod monitor;
 pub mod reload;
 pub mod topology;
+pub use link::{Keyring, Link, LinkSettings, LinkStats};
 pub use memb_log::MembershipLogEvent;
 pub use metrics::{ExchangeTimes, Metrics, QueueDepths};
 pub use monitor::{MonitorConfig, MonitorOutput, MonitorStats};
@@ -92,6 +99,8 @@ pub struct Settings {
     pub monitor: MonitorConfig,
     /// The configured daemons as the network layer sees them.
     pub topology: Topology,
+    /// The secure ring (mbus extension): `None` is 5.0.1's plain wire.
+    pub link: Option<LinkSettings>,
 }
 
 impl Settings {
@@ -104,6 +113,7 @@ impl Settings {
             monitor: MonitorConfig::from_config(config, me),
             topology: Topology::from_config(config, me, &ring),
             ring,
+            link: None,
         }
     }
 
@@ -124,6 +134,7 @@ impl Settings {
             monitor: MonitorConfig::from_ring(&ring),
             topology: Topology::from_ring(&ring, true),
             ring,
+            link: None,
         }
     }
 }
@@ -173,6 +184,8 @@ pub struct Daemon {
     dropped: u64,
     /// Monitor control packets and the simulated partition.
     monitor: monitor::Monitor,
+    /// The secure ring, when on.
+    link: Option<Link>,
     /// When the daemon started (`poll_timeout` is at least this).
     now: Instant,
     /// Times the group-state exchanges ([`Daemon::metrics`]).
@@ -211,7 +224,9 @@ impl Daemon {
             ring,
             monitor,
             topology,
+            link,
         } = settings;
+        let link = link.map(|l| Link::new(ring.me, l));
         let clients = Clients::new(config, ring.me, ring.daemons.clone());
         let monitor = monitor::Monitor::new(monitor, now);
         let mut engine = Engine::new(ring, now, clock_secs);
@@ -228,6 +243,7 @@ impl Daemon {
             waiting_bytes: 0,
             dropped: 0,
             monitor,
+            link,
             now,
             exchange_clock: metrics::ExchangeClock::default(),
             reload: reload::ReloadState::default(),
@@ -362,6 +378,28 @@ impl Daemon {
         self.topology.stats()
     }
 
+    /// Counters of the secure ring (`None`: plain mode).
+    pub fn link_stats(&self) -> Option<LinkStats> {
+        self.link.as_ref().map(Link::stats)
+    }
+
+    /// The secure ring's keys (`None`: plain mode).
+    pub fn link_keys(&self) -> Option<&Keyring> {
+        self.link.as_ref().map(Link::keys)
+    }
+
+    /// Replaces the secure ring's keys (a rollover step); false in plain mode (the secure
+    /// ring is chosen at start and cannot be turned on or off while running).
+    pub fn set_link_keys(&mut self, keys: Keyring) -> bool {
+        match &mut self.link {
+            Some(l) => {
+                l.set_keys(keys);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Submissions waiting for room in the engine, and submissions dropped because too many
     /// were waiting.
     pub fn backlog(&self) -> (usize, u64) {
@@ -393,7 +431,17 @@ impl Daemon {
         self.log_input();
         match input {
             Input::Client(i) => self.clients.handle(now, i),
-            Input::Packet { from, port, bytes } => {
+            Input::Packet {
+                from,
+                port,
+                mut bytes,
+            } => {
+                if let Some(link) = &mut self.link {
+                    match link.open(now, from, port, &bytes) {
+                        Ok(plain) => bytes = plain,
+                        Err(_) => return,
+                    }
+                }
                 let out = &mut self.out;
                 let accepted = self.topology.accept(from, port, bytes, &mut |t| {
                     out.push_back(Output::Transmit(t));
@@ -422,9 +470,16 @@ impl Daemon {
         self.pump(now);
     }
 
-    /// The next output.
+    /// The next output (a datagram sealed on the way when the secure ring is on).
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        let o = self.out.pop_front()?;
+        match (o, &mut self.link) {
+            (Output::Transmit(mut t), Some(link)) => {
+                t.bytes = link.seal_transmit(&t);
+                Some(Output::Transmit(t))
+            }
+            (o, _) => Some(o),
+        }
     }
 
     /// When [`Daemon::handle_timeout`] must next be called.

@@ -31,6 +31,7 @@ mod client;
 mod config;
 mod daemon;
 mod exchange;
+mod link;
 mod node;
 mod ring;
 mod session;
@@ -41,6 +42,7 @@ pub use client::{client_handshake, client_message, client_stream};
 pub use config::{access_ip, spread_conf};
 pub use daemon::{daemon_packet, groups, membership, monitor, token};
 pub use exchange::group_exchange;
+pub use link::{sealed_datagram, sealed_seed};
 pub use node::node_stateful;
 pub use ring::{daemon_stateful, ring_packet};
 pub use session::client_session;
@@ -111,6 +113,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "node_stateful",
         run: node_stateful,
+    },
+    Target {
+        name: "sealed_datagram",
+        run: sealed_datagram,
     },
 ];
 

@@ -1,6 +1,7 @@
 //! `spread`: drop-in replacement for the Spread 5.0.1 daemon.
 //!
-//! Command line as 5.0.1: `spread [-l y/n] [-n <proc name>] [-c <file name>]`. Configuration
+//! Command line as 5.0.1: `spread [-l y/n] [-n <proc name>] [-c <file name>]`, plus mbus's
+//! `--link-key FILE` (or `MBUS_LINK_KEY`): the secure ring (docs/security.md). Configuration
 //! search as 5.0.1: the `-c` file (default `spread.conf`), then `./spread.conf`, then
 //! `/usr/local/etc/spread.conf`; if none can be read, an embedded default (one daemon
 //! `localhost` on 127.0.0.1 port 4803). Logs go to standard output (or `EventLogFile`);
@@ -14,12 +15,12 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use mbus::cli::spread::{
     parse_args, parse_metrics_addr, version_line, Args, ArgsError, DEFAULT_CONFIG, HELP_EXTRA,
-    SYSTEM_CONFIG, USAGE,
+    LINK_KEY_ENV, SYSTEM_CONFIG, USAGE,
 };
 use mbus::daemon::log_file::LogFile;
 use mbus::daemon::metrics::METRICS_ENV;
 use mbus::daemon::privileges::{self, Outcome};
-use mbus::daemon::{self, log_time, DaemonOptions};
+use mbus::daemon::{self, log_time, secure, DaemonOptions, SecureRing};
 use spread::config::{Config, Parsed, Priority, TimeStamp};
 use tracing::{info, warn};
 
@@ -194,9 +195,40 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
+/// The secure ring (mbus extension): the key file from `--link-key` or `MBUS_LINK_KEY`,
+/// read and checked against the configuration before anything starts.
+fn secure_ring(args: &Args, config: &Config) -> anyhow::Result<Option<SecureRing>> {
+    let env = std::env::var_os(LINK_KEY_ENV);
+    let Some(path) = secure::choose_key_file(args.link_key.as_deref(), env.as_deref())? else {
+        return Ok(None);
+    };
+    let ring = SecureRing::load(&path)?;
+    secure::check_config(config)?;
+    Ok(Some(ring))
+}
+
+/// A key file everyone can read is worth a warning (the key is the ring's only secret; the
+/// `DaemonGroup` may need to read it after the privilege drop).
+fn warn_key_file_mode(ring: &SecureRing) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Some(path) = &ring.path else { return };
+    if let Ok(m) = std::fs::metadata(path) {
+        if m.permissions().mode() & 0o007 != 0 {
+            warn!(
+                "link key file {} is accessible to every user (chmod o-rwx it)",
+                path.display()
+            );
+        }
+    }
+}
+
 fn run(args: &Args, parsed: Parsed, source: &Source) -> anyhow::Result<()> {
+    let link = secure_ring(args, &parsed.config)?;
     let log_file = init_tracing(&parsed.config)?;
     log_start(&parsed, source);
+    if let Some(ring) = &link {
+        warn_key_file_mode(ring);
+    }
     let config = Arc::new(parsed.config);
     let me = daemon::resolve_me(&config, args.name.as_deref())?;
     if let Some(h) = config.host(me) {
@@ -229,7 +261,10 @@ fn run(args: &Args, parsed: Parsed, source: &Source) -> anyhow::Result<()> {
     .context("cannot start the tokio runtime")?;
     // mbus extension (not in 5.0.1): `MBUS_UNIX_SOCKET_DIR` moves the client Unix socket
     // `/tmp/PORT` elsewhere, so several daemons on one machine can share a port number.
-    let mut options = DaemonOptions::default();
+    let mut options = DaemonOptions {
+        link,
+        ..DaemonOptions::default()
+    };
     if let Some(dir) = std::env::var_os("MBUS_UNIX_SOCKET_DIR") {
         info!(dir = %std::path::Path::new(&dir).display(), "client Unix socket directory from MBUS_UNIX_SOCKET_DIR");
         options.unix_socket_dir = dir.into();

@@ -37,7 +37,12 @@ Live reconfiguration: a monitor RELOAD (spmonitor menu r; obeyed with DangerousM
 or SIGHUP (an mbus addition) re-reads the configuration file and applies it as 5.0.1 does:\n\
 daemons added or removed re-form the ring (a daemon no longer in the file exits), a daemon\n\
 whose address or id changed makes the ring shrink to singletons and merge again. A file that\n\
-does not parse is refused (path:line:col: in the log); the running configuration stays.\n";
+does not parse is refused (path:line:col: in the log); the running configuration stays.\n\
+\n\
+Secure ring (mbus only, off by default; docs/security.md): --link-key FILE (or\n\
+MBUS_LINK_KEY=FILE) seals every daemon-to-daemon datagram with the shared key in FILE\n\
+(64 hexadecimal digits; a second line during a key rollover). Every daemon of the ring\n\
+needs it; a daemon without it, or a real 5.0.1 daemon, cannot join a secure ring.\n";
 
 /// Where 5.0.1 (built with the default prefix) looks last.
 pub const SYSTEM_CONFIG: &str = "/usr/local/etc/spread.conf";
@@ -46,6 +51,11 @@ pub const DEFAULT_CONFIG: &str = "spread.conf";
 
 /// The flags [`parse_args`] accepts (each takes one value), as 5.0.1 has them.
 pub const FLAGS: [&str; 3] = ["-l", "-n", "-c"];
+/// mbus's long option for the secure ring's key file (5.0.1 has no long options: its
+/// parser refuses it with the usage text, so it changes nothing for 5.0.1's flags).
+pub const LINK_KEY_FLAG: &str = "--link-key";
+/// The environment variable naming the secure ring's key file.
+pub const LINK_KEY_ENV: &str = "MBUS_LINK_KEY";
 
 /// mbus's long option for the metrics endpoint (not in 5.0.1; `--metrics ADDR:PORT` or
 /// `--metrics=ADDR:PORT`).
@@ -62,6 +72,8 @@ pub struct Args {
     pub log: bool,
     /// `--metrics ADDR:PORT`: serve the metrics endpoint there (mbus addition).
     pub metrics: Option<std::net::SocketAddr>,
+    /// `--link-key FILE` (mbus): the secure ring's key file.
+    pub link_key: Option<PathBuf>,
 }
 
 /// Why [`parse_args`] did not return arguments.
@@ -87,6 +99,14 @@ pub fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, ArgsEr
         }
         if a == "--version" {
             return Err(ArgsError::Version);
+        }
+        if a == LINK_KEY_FLAG {
+            out.link_key = Some(PathBuf::from(args.next().ok_or(ArgsError::Usage)?));
+            continue;
+        }
+        if let Some(v) = a.strip_prefix("--link-key=") {
+            out.link_key = Some(PathBuf::from(v));
+            continue;
         }
         if let Some(rest) = a.strip_prefix(METRICS_FLAG) {
             let v = match rest.strip_prefix('=') {
@@ -180,6 +200,16 @@ pub fn command() -> clap::Command {
                 .value_name("ADDR:PORT")
                 .env("MBUS_METRICS")
                 .help("serve Prometheus metrics at http://ADDR:PORT/metrics (mbus addition)"),
+        )
+        .arg(
+            Arg::new("link_key")
+                .long("link-key")
+                .value_name("FILE")
+                .value_hint(clap::ValueHint::FilePath)
+                .help(
+                    "mbus: secure ring — seal daemon-to-daemon datagrams with the shared key in \
+                     FILE (also MBUS_LINK_KEY; see docs/security.md)",
+                ),
         )
         .arg(
             Arg::new("help")

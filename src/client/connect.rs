@@ -41,21 +41,45 @@ pub struct ConnectOptions {
 /// An authentication method a session can choose in the handshake.
 ///
 /// Spread 5.0.1 ships two: `NULL` (no check; the default daemon enables only this one) and
-/// `IP` (the daemon checks the client's address against its access file). Neither exchanges
-/// anything after the choice, and neither does any method this library can name: a method
-/// with its own client-side exchange (libspread's `SP_set_auth_method` callback) is not
+/// `IP` (the daemon checks the client's address against its access file); neither exchanges
+/// anything after the choice. `PWORD` is 5.0.1's password method (in builds with it, and in
+/// mbus's daemon): after the choice the client sends its user name (32 bytes) and password
+/// (8 bytes, NUL-padded; longer ones are cut as libspread cuts them — and cross the wire in
+/// clear: use it over the Unix socket or a trusted network) and the daemon answers 1 or 0.
+/// Other methods with their own exchange (libspread's `SP_set_auth_method` callback) are not
 /// supported.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub enum AuthMethod {
     /// `NULL`: no authentication.
     #[default]
     Null,
     /// `IP`: access by client address, checked by the daemon.
     Ip,
+    /// `PWORD`: user name and password, checked by the daemon (`spread.access_pword`).
+    Pword {
+        /// User name (at most 32 bytes are sent).
+        user: String,
+        /// Password (at most 8 bytes are sent, as 5.0.1 defines the exchange).
+        password: String,
+    },
     /// Another method the daemon lists, by name (at most 29 bytes), with no exchange after the
     /// choice.
     Named(String),
 }
+
+impl std::fmt::Debug for AuthMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Pword { user, .. } => write!(f, "Pword {{ user: {user:?}, password: \"…\" }}"),
+            other => write!(f, "{}", other.name()),
+        }
+    }
+}
+
+/// Bytes of the `PWORD` user name field.
+const PWORD_USER_LEN: usize = 32;
+/// Bytes of the `PWORD` password field.
+const PWORD_PASSWORD_LEN: usize = 8;
 
 impl AuthMethod {
     /// The method's name as the daemon lists it.
@@ -63,6 +87,7 @@ impl AuthMethod {
         match self {
             Self::Null => "NULL",
             Self::Ip => "IP",
+            Self::Pword { .. } => "PWORD",
             Self::Named(n) => n,
         }
     }
@@ -147,7 +172,24 @@ pub(crate) async fn handshake(
     }
     out.clear();
     encode_auth_choice(&[auth], &mut out);
-    send(&mut writer, &out).await?;
+    if let AuthMethod::Pword { user, password } = &opts.auth {
+        // 5.0.1's PWORD exchange: NUL-padded fields, then one answer byte (1 = accepted).
+        for (text, len) in [(user, PWORD_USER_LEN), (password, PWORD_PASSWORD_LEN)] {
+            let bytes = text.as_bytes();
+            let mut field = bytes.get(..len).unwrap_or(bytes).to_vec();
+            field.resize(len, 0);
+            out.extend_from_slice(&field);
+        }
+        send(&mut writer, &out).await?;
+        while buf.is_empty() {
+            fill(&mut reader, &mut buf).await?;
+        }
+        if buf.split_to(1).first() != Some(&1) {
+            return Err(Error::RejectAuth);
+        }
+    } else {
+        send(&mut writer, &out).await?;
+    }
 
     loop {
         if let Some((reply, used)) = decode_accept(&buf, hello.version) {

@@ -63,6 +63,14 @@ impl DaemonBuilder {
         self
     }
 
+    /// Runs the secure ring with these keys (mbus extension, docs/security.md): every
+    /// daemon of the ring needs the same keys.
+    #[must_use]
+    pub fn link_keys(mut self, ring: super::SecureRing) -> Self {
+        self.opts.link = Some(ring);
+        self
+    }
+
     /// Finds the own host, opens its sockets and starts serving (call inside a tokio
     /// runtime). Errors: the host is not in the configuration or not local, or a socket could
     /// not be opened.
@@ -70,7 +78,7 @@ impl DaemonBuilder {
         let me = resolve_me(&self.config, self.name.as_deref())?;
         let bound = bind(&self.config, me, &self.opts)?;
         let port = bound.port;
-        let server = Server::start(self.config, me, bound, &super::DaemonOptions::default())?;
+        let server = Server::start(self.config, me, bound, &self.opts)?;
         let core = server.core.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async {

@@ -19,6 +19,7 @@ pub mod metrics;
 pub(crate) mod outbox;
 pub mod privileges;
 pub(crate) mod ring_net;
+pub mod secure;
 pub(crate) mod session;
 
 use std::future::Future;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 pub use bind::{bind, BindError, Bound, UnixSocketFile};
 pub use builder::{DaemonBuilder, RunningDaemon};
 pub use ring_net::{NetStats, WATER_MARK, WATER_MARK_BYTES};
+pub use secure::SecureRing;
 pub use session::{spawn_core, CoreHandle, CoreStopped};
 use spread::config::{Config, HostId, UNIX_SOCKET_DIR};
 use spread::session::Peer;
@@ -48,6 +50,8 @@ pub struct DaemonOptions {
     /// `-l y`: write 5.0.1's membership log to a file named after the daemon in the working
     /// directory (after the chroot into `RuntimeDir`, as 5.0.1).
     pub membership_log: bool,
+    /// The secure ring (mbus extension; `None`: 5.0.1's plain wire).
+    pub link: Option<SecureRing>,
 }
 
 impl Default for DaemonOptions {
@@ -57,6 +61,7 @@ impl Default for DaemonOptions {
             metrics: None,
             config_file: None,
             membership_log: false,
+            link: None,
         }
     }
 }
@@ -246,7 +251,8 @@ impl Server {
             metrics,
         } = bound;
         let send = Arc::new(send);
-        let mut ring = ring_net::Core::with_sockets(&config, me, send.clone());
+        let settings = opts.link.as_ref().map(SecureRing::settings);
+        let mut ring = ring_net::Core::with_sockets_and_link(&config, me, send.clone(), settings);
         if let Some(path) = &opts.config_file {
             ring.set_config_file(path.clone());
         }
@@ -259,6 +265,16 @@ impl Server {
         let exit = ring.exit_signal();
         let (core, core_task) = session::spawn_core_with(ring, core_stop);
         let mut receivers = tokio::task::JoinSet::new();
+        if let Some(ring) = &opts.link {
+            info!(
+                sealing = %ring.keys.sealing(),
+                keys = ring.keys.ids().len(),
+                "secure ring on: daemon datagrams sealed (XChaCha20-Poly1305); plain ones refused"
+            );
+            if let Some(path) = ring.path.clone() {
+                receivers.spawn(secure::watch(path, core.clone(), stop_tx.subscribe()));
+            }
+        }
         for (sock, is_token) in data
             .into_iter()
             .map(|s| (s, false))
@@ -334,10 +350,13 @@ fn dup_udp(s: &tokio::net::UdpSocket) -> std::io::Result<tokio::net::UdpSocket> 
 }
 
 /// Adds the `IP` allow rules from `spread.access_ip` (looked up as 5.0.1 does:
-/// `./spread.access_ip`, then `/etc/spread.access_ip`) when `IP` is enabled.
+/// `./spread.access_ip`, then `/etc/spread.access_ip`) when `IP` is enabled, and the `PWORD`
+/// users from `spread.access_pword` (`./spread.access_pword`, then
+/// `/etc/spread.access_pword`) when `PWORD` is.
 pub(crate) fn add_access_rules(cfg: &mut spread::DaemonConfig) {
-    let wants_ip = cfg.auth.allowed.contains(&spread::session::AuthMethod::Ip)
-        || cfg.auth.required.contains(&spread::session::AuthMethod::Ip);
+    use spread::session::AuthMethod;
+    let wants = |m| cfg.auth.allowed.contains(&m) || cfg.auth.required.contains(&m);
+    let (wants_ip, wants_pword) = (wants(AuthMethod::Ip), wants(AuthMethod::Pword));
     if wants_ip {
         for path in ["spread.access_ip", "/etc/spread.access_ip"] {
             let Ok(text) = std::fs::read_to_string(path) else {
@@ -348,6 +367,29 @@ pub(crate) fn add_access_rules(cfg: &mut spread::DaemonConfig) {
                 Err(line) => warn!(path, line, "spread.access_ip: bad line; IP rules ignored"),
             }
             break;
+        }
+    }
+    if wants_pword {
+        let mut found = false;
+        for path in ["spread.access_pword", "/etc/spread.access_pword"] {
+            let Ok(text) = std::fs::read_to_string(path) else {
+                continue;
+            };
+            found = true;
+            match spread::session::auth::parse_access_pword(&text) {
+                Ok(users) => {
+                    info!(path, users = users.len(), "PWORD users loaded");
+                    cfg.auth.pword_users = users;
+                }
+                Err(e) => warn!("{path}: {e}; no PWORD user (every PWORD login is refused)"),
+            }
+            break;
+        }
+        if !found {
+            warn!(
+                "PWORD is enabled but neither ./spread.access_pword nor /etc/spread.access_pword \
+                 can be read: every PWORD login is refused"
+            );
         }
     }
 }

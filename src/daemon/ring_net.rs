@@ -186,13 +186,25 @@ pub(crate) struct Core {
 
 impl Core {
     /// Host `me` of `config`, sending from `send`.
+    #[cfg(test)]
     pub(crate) fn with_sockets(config: &Config, me: HostId, send: Arc<UdpSocket>) -> Self {
+        Self::with_sockets_and_link(config, me, send, None)
+    }
+
+    /// Host `me` of `config`, sending from `send`; `link`: the secure ring, if on.
+    pub(crate) fn with_sockets_and_link(
+        config: &Config,
+        me: HostId,
+        send: Arc<UdpSocket>,
+        link: Option<spread::daemon::LinkSettings>,
+    ) -> Self {
         let clock = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let clock = u32::try_from(clock).unwrap_or(u32::MAX);
         let mut settings = Settings::from_config(config, me, clock);
         super::add_access_rules(&mut settings.clients);
+        settings.link = link;
         let mut c = Self::new(settings, clock);
         c.daemon.set_config(config);
         c.net = Some(Net::new(config, me, send));
@@ -309,6 +321,16 @@ impl Core {
             core: self.daemon.metrics(),
             net: self.net_stats(),
         }
+    }
+
+    /// Counters of the secure ring (`None`: plain mode).
+    pub(crate) fn link_stats(&self) -> Option<spread::daemon::LinkStats> {
+        self.daemon.link_stats()
+    }
+
+    /// A key rollover step: the secure ring's new keys (false in plain mode).
+    pub(crate) fn set_link_keys(&mut self, keys: spread::daemon::Keyring) -> bool {
+        self.daemon.set_link_keys(keys)
     }
 
     /// The daemon (read-only: counters, monitor state).

@@ -53,6 +53,8 @@ enum CoreMsg {
     NetStats(oneshot::Sender<super::ring_net::NetStats>),
     /// Re-read the configuration file (`SIGHUP`).
     Reload,
+    LinkStats(oneshot::Sender<Option<spread::daemon::LinkStats>>),
+    LinkKeys(spread::daemon::Keyring, oneshot::Sender<bool>),
 }
 
 /// A metrics snapshot request (its own queue: answered even while client input is paused).
@@ -175,6 +177,27 @@ impl CoreHandle {
     /// the running configuration kept. Ignored by a daemon without a configuration file.
     pub async fn reload(&self) -> Result<(), CoreStopped> {
         self.tx.send(CoreMsg::Reload).await.map_err(|_| CoreStopped)
+    }
+
+    /// Counters of the secure ring (`None`: plain mode).
+    pub async fn link_stats(&self) -> Result<Option<spread::daemon::LinkStats>, CoreStopped> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(CoreMsg::LinkStats(tx))
+            .await
+            .map_err(|_| CoreStopped)?;
+        rx.await.map_err(|_| CoreStopped)
+    }
+
+    /// A key rollover step: replaces the secure ring's keys (`false` in plain mode: the
+    /// secure ring is chosen at start).
+    pub async fn set_link_keys(&self, keys: spread::daemon::Keyring) -> Result<bool, CoreStopped> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(CoreMsg::LinkKeys(keys, tx))
+            .await
+            .map_err(|_| CoreStopped)?;
+        rx.await.map_err(|_| CoreStopped)
     }
 
     /// The core's counters.
@@ -381,6 +404,12 @@ fn on_msg(daemon: &mut Core, w: &mut Writers, now: spread::time::Instant, msg: C
             let _ = tx.send(daemon.net_stats());
         }
         CoreMsg::Reload => daemon.reload(now),
+        CoreMsg::LinkStats(tx) => {
+            let _ = tx.send(daemon.link_stats());
+        }
+        CoreMsg::LinkKeys(keys, tx) => {
+            let _ = tx.send(daemon.set_link_keys(keys));
+        }
     }
     0
 }

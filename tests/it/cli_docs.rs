@@ -275,7 +275,7 @@ fn spread_man_page_definition_agrees_with_the_hand_parser() {
         assert!(parsed.is_ok(), "{f}: {parsed:?}");
     }
     let longs: Vec<&str> = cmd.get_arguments().filter_map(|a| a.get_long()).collect();
-    assert_eq!(longs, ["metrics", "help", "version"]);
+    assert_eq!(longs, ["metrics", "link-key", "help", "version"]);
     let m = p_metrics(&["--metrics", "127.0.0.1:9803", "-n", "x"]);
     assert_eq!(
         m.map(|a| a.metrics),
@@ -299,6 +299,16 @@ fn spread_man_page_definition_agrees_with_the_hand_parser() {
         Err(cli::spread::ArgsError::Usage)
     );
     let p = |a: &[&str]| cli::spread::parse_args(a.iter().map(|s| (*s).to_owned()));
+    assert_eq!(
+        p(&["--link-key", "k", "-n", "a"]).map(|a| a.link_key),
+        Ok(Some("k".into()))
+    );
+    assert_eq!(
+        p(&["--link-key=k2"]).map(|a| a.link_key),
+        Ok(Some("k2".into()))
+    );
+    assert_eq!(p(&["--link-key"]), Err(cli::spread::ArgsError::Usage));
+    assert!(cli::spread::USAGE.ends_with("specify configuration file\n"));
     assert_eq!(p(&["--help"]), Err(cli::spread::ArgsError::Help));
     assert_eq!(p(&["--version"]), Err(cli::spread::ArgsError::Version));
     assert_eq!(p(&["-x", "1"]), Err(cli::spread::ArgsError::Usage));

@@ -31,6 +31,9 @@ pub(crate) struct DaemonOptions {
     pub(crate) max_session_messages: Option<u32>,
     /// Extra configuration lines appended verbatim.
     pub(crate) extra_config: String,
+    /// Files written into the daemon's directory (its working directory) before it starts,
+    /// e.g. `spread.access_pword`: (name, contents).
+    pub(crate) files: Vec<(String, String)>,
 }
 
 /// A running `spread` daemon; killed (SIGKILL) and reaped on drop.
@@ -72,6 +75,9 @@ impl TestDaemon {
         let (bin, real) = daemon_binary();
         let conf = dir.path().join("spread.conf");
         fs::write(&conf, config_text(port, dir.path(), opts, real)).map_err(|e| e.to_string())?;
+        for (name, text) in &opts.files {
+            fs::write(dir.path().join(name), text).map_err(|e| e.to_string())?;
+        }
         let child = spawn_daemon(&bin, &conf, dir.path())?;
         let mut d = Self {
             child: Some(child),

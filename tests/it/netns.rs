@@ -312,6 +312,19 @@ impl NetLab {
         name: &str,
         conf: &str,
     ) -> std::io::Result<u32> {
+        self.start_daemon_args(i, bin, name, conf, &[])
+    }
+
+    /// [`NetLab::start_daemon`] with `args` after `-c /tmp/spread.conf` (e.g. our
+    /// `--link-key /tmp/ring.key`).
+    pub(crate) fn start_daemon_args(
+        &mut self,
+        i: usize,
+        bin: &str,
+        name: &str,
+        conf: &str,
+        args: &[&str],
+    ) -> std::io::Result<u32> {
         let dir = self.nodes[i].tmp.clone();
         std::fs::write(dir.join("spread.conf"), conf)?;
         let rt = dir.join("rt");
@@ -332,6 +345,7 @@ impl NetLab {
             self.command(i, bin)
         };
         cmd.args(["-n", name, "-c", "/tmp/spread.conf"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

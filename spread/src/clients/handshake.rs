@@ -1,11 +1,12 @@
 //! The connect handshake as the daemon runs it (fact sheet §2): hello, quota, names,
 //! authentication, accept.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tracing::debug;
 
 use super::{Clients, MAX_NAME_ATTEMPTS};
-use crate::session::{generated_name, private_group_name, Phase, SessionId};
+use crate::session::auth::{PWORD_OK, PWORD_PASSWORD_LEN, PWORD_REFUSED, PWORD_USER_LEN};
+use crate::session::{generated_name, private_group_name, AuthMethod, Phase, SessionId};
 use crate::time::Instant;
 use crate::wire::client::{
     decode_auth_choice, decode_hello, encode_accept, encode_auth_list, RejectCode, Version,
@@ -97,7 +98,51 @@ impl Clients {
         s.inbuf.copy_to_slice(&mut choice);
         let peer = s.peer;
         let chosen = decode_auth_choice(&choice);
-        if self.config.auth.decide(&chosen, peer) {
+        let Some(methods) = self.config.auth.methods(&chosen) else {
+            self.reject(id, RejectCode::Auth);
+            return false;
+        };
+        // In order, as 5.0.1: the first failure refuses; PWORD waits for its exchange.
+        for (i, &m) in methods.iter().enumerate() {
+            if m == AuthMethod::Pword {
+                let then_ip = methods
+                    .get(i + 1..)
+                    .is_some_and(|r| r.contains(&AuthMethod::Ip));
+                self.set_phase(
+                    id,
+                    Phase::Pword {
+                        deadline: now + crate::session::AUTH_TIMEOUT,
+                        then_ip,
+                    },
+                );
+                return true;
+            }
+            if !self.config.auth.run(m, peer) {
+                self.reject(id, RejectCode::Auth);
+                return false;
+            }
+        }
+        self.accept(id);
+        true
+    }
+
+    /// `PWORD` exchange: 32 bytes of user name and 8 of password, answered with one byte (1
+    /// accepted, 0 refused); then `IP` if it comes after, and the accept.
+    pub(super) fn step_pword(&mut self, id: SessionId, then_ip: bool) -> bool {
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return false;
+        };
+        if s.inbuf.len() < PWORD_USER_LEN + PWORD_PASSWORD_LEN {
+            return false;
+        }
+        let user = s.inbuf.split_to(PWORD_USER_LEN);
+        let password = s.inbuf.split_to(PWORD_PASSWORD_LEN);
+        let peer = s.peer;
+        let ok = self.config.auth.check_pword(&user, &password);
+        debug!(session = id.0, ok, "PWORD exchange");
+        let answer = if ok { PWORD_OK } else { PWORD_REFUSED };
+        self.send(id, Bytes::copy_from_slice(&[answer]));
+        if ok && (!then_ip || self.config.auth.run(AuthMethod::Ip, peer)) {
             self.accept(id);
             true
         } else {

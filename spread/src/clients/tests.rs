@@ -92,7 +92,7 @@ impl Harness {
     }
 
     /// Runs the clock `d` forward, firing every timer on its way.
-    fn advance(&mut self, d: Duration) {
+    pub(super) fn advance(&mut self, d: Duration) {
         let until = self.now + d;
         while let Some(t) = self.d.poll_timeout().filter(|t| *t <= until) {
             self.now = t.max(self.now);
@@ -203,6 +203,7 @@ fn ip_auth_and_empty_method_list() {
         allowed: vec![AuthMethod::Ip],
         required: vec![],
         ip_rules: vec![IpRule::UNIX],
+        ..AuthConfig::default()
     };
     let mut h = Harness::new(cfg);
     h.input(SessionInput::Connected {

@@ -64,6 +64,13 @@ pub enum Phase {
         /// Set once a partial answer is buffered: refuse at this time.
         deadline: Option<Instant>,
     },
+    /// `PWORD` chosen: waiting for the user name and password (40 bytes).
+    Pword {
+        /// Refuse at this time.
+        deadline: Instant,
+        /// `IP` runs after `PWORD` (it came later in the client's choice or is required).
+        then_ip: bool,
+    },
     /// Accepted.
     Open,
 }
@@ -117,6 +124,7 @@ impl Session {
         match self.phase {
             Phase::Hello { deadline } => Some(deadline),
             Phase::Auth { deadline } => deadline,
+            Phase::Pword { deadline, .. } => Some(deadline),
             Phase::Open => None,
         }
     }

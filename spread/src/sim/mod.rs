@@ -15,6 +15,7 @@
 
 mod checker;
 pub mod daemons;
+mod hostile;
 mod links;
 #[cfg(test)]
 mod reload_tests;
@@ -226,6 +227,12 @@ pub struct Options {
     pub accelerated: bool,
     /// Number of segments (see [`Scenario::segments`]).
     pub segments: u8,
+    /// Run the secure ring with this shared key (`None`: 5.0.1's plain wire).
+    pub link_key: Option<[u8; 32]>,
+    /// A hostile peer without the key: it captures every datagram and, every few
+    /// milliseconds, replays a captured one, sends an altered copy, or lets an impostor (a
+    /// plain 5.0.1 daemon claiming daemon 0's address) speak (see `hostile.rs`).
+    pub hostile: bool,
 }
 
 impl Default for Options {
@@ -237,6 +244,8 @@ impl Default for Options {
             bug: None,
             accelerated: false,
             segments: 1,
+            link_key: None,
+            hostile: false,
         }
     }
 }
@@ -256,6 +265,8 @@ enum Event {
         service: Service,
         size: usize,
     },
+    /// The hostile peer acts.
+    Attack,
 }
 
 #[derive(Debug)]
@@ -334,6 +345,8 @@ pub struct Sim {
     faults: usize,
     /// The nodes the configuration file lists now ([`Fault::Reconfigure`]), in order.
     configured: Vec<usize>,
+    /// The hostile peer ([`Options::hostile`]).
+    hostile: Option<hostile::Hostile>,
 }
 
 impl Sim {
@@ -357,6 +370,7 @@ impl Sim {
             events: 0,
             faults: 0,
             configured: (0..n).collect(),
+            hostile: None,
         };
         for i in 0..n {
             s.nodes.push(Node {
@@ -369,6 +383,9 @@ impl Sim {
         }
         if let (Some(bug), Some(d)) = (s.opts.bug, s.nodes[0].daemon.as_mut()) {
             d.plant_bug(bug);
+        }
+        if s.opts.hostile {
+            s.start_hostile();
         }
         s
     }
@@ -427,7 +444,9 @@ impl Sim {
         let inc = self.nodes[i].inc + 1;
         let clock = 1_000 + 100_000 * inc;
         let cfg = DaemonConfig::new(&sim_name(i), self.ids[i].0 as i32, 0);
-        let mut d = Daemon::new(Settings::from_parts(cfg, self.config(i)), self.now, clock);
+        let mut settings = Settings::from_parts(cfg, self.config(i));
+        settings.link = self.link_settings(clock);
+        let mut d = Daemon::new(settings, self.now, clock);
         d.tap_ring_events();
         // The daemon's one client: connected, hello, NULL authentication.
         let now = self.now;
@@ -576,6 +595,7 @@ impl Sim {
                 self.after_input(i);
             }
             Event::Fault(f) => self.apply(f),
+            Event::Attack => self.attack(),
             Event::Submit {
                 node,
                 service,
@@ -674,6 +694,9 @@ impl Sim {
                 .collect(),
             Target::Daemon(d) => self.ids.iter().position(|x| *x == d).into_iter().collect(),
         };
+        if let Some(h) = &mut self.hostile {
+            h.capture(&mut self.rng, self.ids[from], port, &bytes);
+        }
         for (j, delay) in self.links.route(&mut self.rng, from, targets) {
             let ev = Event::Net {
                 to: j,
