@@ -51,6 +51,8 @@ pub struct QueueDepths {
     pub waiting: usize,
     /// Messages in the engine's send queue.
     pub send_queue: usize,
+    /// Payload bytes of the client messages waiting for the ring ([`Daemon::unsent_bytes`]).
+    pub unsent_bytes: usize,
     /// Messages queued for local sessions, not yet written.
     pub session_messages: usize,
     /// Bytes of [`QueueDepths::session_messages`].
@@ -96,6 +98,10 @@ pub struct Metrics {
     pub exchange: ExchangeTimes,
     /// Deliveries a 5.0.1 daemon would have aborted on (descriptions kept).
     pub interop_violations: usize,
+    /// Live reconfiguration counters.
+    pub reload: super::ReloadStats,
+    /// The secure ring's counters (`None`: plain 5.0.1 wire).
+    pub link: Option<super::LinkStats>,
 }
 
 impl Daemon {
@@ -121,12 +127,15 @@ impl Daemon {
             queues: QueueDepths {
                 waiting,
                 send_queue: self.engine.send_queue_len(),
+                unsent_bytes: self.unsent_bytes(),
                 session_messages,
                 session_bytes,
             },
             waiting_dropped,
             exchange: self.exchange_clock.times,
             interop_violations: self.interop_violations().len(),
+            reload: self.reload_stats(),
+            link: self.link_stats(),
         }
     }
 }

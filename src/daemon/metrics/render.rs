@@ -429,6 +429,62 @@ pub fn render(s: &Snapshot) -> String {
         "Bytes queued for local sessions, not yet written",
         m.queues.session_bytes as u64,
     );
+    b.gauge(
+        "unsent_bytes",
+        "Payload bytes of client messages waiting for the ring (flow control at 4 MiB)",
+        m.queues.unsent_bytes as u64,
+    );
+    // Live reconfiguration.
+    let r = &m.reload;
+    b.counter(
+        "reload_requests",
+        "New configurations handed in (RELOAD, SIGHUP)",
+        r.requests,
+    );
+    b.counter("reloads_applied", "New configurations applied", r.applied);
+    b.counter(
+        "reloads_deferred",
+        "New configurations that waited for OP",
+        r.deferred,
+    );
+    b.counter(
+        "reload_singletons",
+        "Reloads that went through a singleton ring",
+        r.singletons,
+    );
+    b.counter(
+        "reload_remerges",
+        "Singleton rings after a reload whose partition was cleared",
+        r.remerges,
+    );
+    b.counter(
+        "reload_exits",
+        "New configurations that made this daemon exit",
+        r.exits,
+    );
+    // The secure ring (only when it is on).
+    if let Some(l) = &m.link {
+        b.counter("link_sealed", "Datagrams sealed (secure ring)", l.sealed);
+        b.counter(
+            "link_opened",
+            "Datagrams opened, authentic and fresh (secure ring)",
+            l.opened,
+        );
+        b.counters(
+            "link_dropped",
+            "Datagrams dropped by the secure ring, by reason",
+            "reason",
+            &[
+                ("plain", l.plain),
+                ("malformed", l.malformed),
+                ("unknown_key", l.unknown_key),
+                ("forged", l.forged),
+                ("replayed", l.replayed),
+                ("misdirected", l.misdirected),
+                ("stale_run", l.stale_boot),
+            ],
+        );
+    }
     // Network layer and sockets.
     b.counter(
         "relayed",

@@ -1,7 +1,9 @@
 //! Every counter of the snapshot reaches the exposition.
 
 use super::*;
-use spread::daemon::{ExchangeTimes, MonitorStats, QueueDepths, TopologyStats};
+use spread::daemon::{
+    ExchangeTimes, LinkStats, MonitorStats, QueueDepths, ReloadStats, TopologyStats,
+};
 use spread::ids::{DaemonId, RingId};
 use spread::ring::{RingStatus, State, Stats};
 use spread::{ClientStats, GroupStats as RingStats};
@@ -131,6 +133,7 @@ fn every_counter_of_the_snapshot_is_in_the_exposition() {
         queues: QueueDepths {
             waiting: v.next() as usize,
             send_queue: v.next() as usize,
+            unsent_bytes: v.next() as usize,
             session_messages: v.next() as usize,
             session_bytes: v.next() as usize,
         },
@@ -141,6 +144,25 @@ fn every_counter_of_the_snapshot_is_in_the_exposition() {
             last_us: v.us(&mut secs),
         },
         interop_violations: v.next() as usize,
+        reload: ReloadStats {
+            requests: v.next(),
+            applied: v.next(),
+            deferred: v.next(),
+            singletons: v.next(),
+            remerges: v.next(),
+            exits: v.next(),
+        },
+        link: Some(LinkStats {
+            sealed: v.next(),
+            opened: v.next(),
+            plain: v.next(),
+            malformed: v.next(),
+            unknown_key: v.next(),
+            forged: v.next(),
+            replayed: v.next(),
+            misdirected: v.next(),
+            stale_boot: v.next(),
+        }),
     };
     let text = render(&Snapshot { core, net });
     let values: Vec<&str> = text
