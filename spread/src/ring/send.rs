@@ -124,6 +124,15 @@ fn take_packet(
     queued: &mut usize,
 ) -> Option<(Class, Vec<Fragment>, Option<Bytes>)> {
     let front = q.front_mut()?;
+    if front.next == 0 {
+        // Cut when its first piece is taken, for the room of now: a message queued while the
+        // daemon was configured alone is fragmented if a reload has given it peers since.
+        front.total = if room > MAX_PACKET_BODY {
+            1
+        } else {
+            front.payload.len().div_ceil(MAX_PACKET_BODY).max(1)
+        };
+    }
     let class = front.class;
     // A message of one fragment is taken whole (a daemon configured alone makes every message
     // one fragment, whatever its size).
@@ -202,6 +211,26 @@ mod tests {
             idx.push((f[0].index, f[0].data.len()));
         }
         assert_eq!(idx, vec![(1, 1432), (2, 1432), (3, 1432), (-4, 784)]);
+    }
+
+    /// A message queued whole (while the daemon was configured alone) is fragmented when it
+    /// is taken for a ring with peers (after a reload), never sent over the datagram size.
+    #[test]
+    fn a_message_queued_whole_is_cut_for_a_ring_with_peers() {
+        let mut q = std::collections::VecDeque::new();
+        q.push_back(crate::ring::Pending {
+            class: Class::Agreed,
+            payload: Bytes::from(vec![1u8; 5080]),
+            next: 0,
+            total: 1,
+        });
+        let mut queued = 5080;
+        let mut sizes = Vec::new();
+        while let Some((_, f, _)) = take_packet(&mut q, MAX_PACKET_BODY, &mut queued) {
+            sizes.extend(f.iter().map(|f| (f.index, f.data.len())));
+        }
+        assert_eq!(sizes, vec![(1, 1432), (2, 1432), (3, 1432), (-4, 784)]);
+        assert_eq!(queued, 0);
     }
 
     #[test]
