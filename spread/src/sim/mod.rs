@@ -849,7 +849,9 @@ pub fn run(sc: &Scenario, mut opts: Options) -> Result<Report, Failure> {
 mod tests {
     use super::*;
 
-    fn work(n: u8, count: u32) -> Vec<Work> {
+    /// `count` messages of every service from `n` nodes, from 2 s on, some fragmented
+    /// (also the reload scenarios' workload).
+    pub(super) fn work(n: u8, count: u32) -> Vec<Work> {
         let services = [
             Service::Unreliable,
             Service::Reliable,

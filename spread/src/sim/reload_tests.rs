@@ -4,25 +4,7 @@
 
 use super::*;
 
-/// `count` messages of every service from `n` nodes, from 2 s on, some fragmented.
-fn work(n: u8, count: u32) -> Vec<Work> {
-    let services = [
-        Service::Unreliable,
-        Service::Reliable,
-        Service::Fifo,
-        Service::Causal,
-        Service::Agreed,
-        Service::Safe,
-    ];
-    (0..count)
-        .map(|k| Work {
-            at_ms: 2000 + k * 7,
-            node: (k % u32::from(n)) as u8,
-            service: services[(k as usize) % services.len()],
-            size: if k % 5 == 0 { 4000 } else { 100 },
-        })
-        .collect()
-}
+use super::tests::work;
 
 /// A ring whose configuration changes under it: shrinks to three (the unlisted daemon
 /// exits), grows back to four (the fourth restarts with the new file), under loss and
