@@ -269,6 +269,7 @@ impl Engine {
 
     /// Fires every timer whose deadline is at or before `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.revisit_due();
         // A handler may arm another timer with a zero delay (5.0.1 queues such an event to run
         // at once, e.g. SEG's first ALIVE): run passes until nothing is due. Bounded, so a
         // handler that re-arms itself at `now` cannot spin (found by the daemon_stateful
@@ -290,12 +291,26 @@ impl Engine {
 
     /// Next output, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
+        self.revisit_due();
         self.out.pop_front()
     }
 
-    /// Earliest armed deadline.
+    /// Earliest armed deadline (a held token's due revisit counts as one).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.iter().flatten().min().copied()
+        self.timers
+            .iter()
+            .flatten()
+            .chain(&self.tok.revisit_at)
+            .min()
+            .copied()
+    }
+
+    /// Visits the held token again if own messages are waiting for it
+    /// ([`Engine::revisit_held_token`]).
+    fn revisit_due(&mut self) {
+        if let Some(at) = self.tok.revisit_at.take() {
+            self.revisit_held_token(at);
+        }
     }
 
     /// Counters.
@@ -472,7 +487,11 @@ impl Engine {
             return;
         }
         if self.is_leader() {
-            self.on_hurry(now);
+            if self.tok.holding && self.has_sendable() {
+                self.tok.revisit_at = Some(now);
+            } else {
+                self.on_hurry(now);
+            }
         } else {
             let leader = self.ring.members[0];
             let p = w::Packet::hurry(self.cfg.me, self.cfg.conf_hash);

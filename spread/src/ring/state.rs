@@ -92,6 +92,9 @@ pub(crate) struct TokenState {
     pub(crate) awaiting: bool,
     /// Leader: the token is held (idle ring).
     pub(crate) holding: bool,
+    /// Leader holding the token: own messages came at this time; the held token is visited
+    /// again at the next output poll (so every message of the same input goes with it).
+    pub(crate) revisit_at: Option<crate::time::Instant>,
     /// Non-leader: arq of the last accepted token.
     pub(crate) last_rx_arq: Option<u8>,
     pub(crate) last_rx_retrans: u8,

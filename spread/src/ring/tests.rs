@@ -87,9 +87,66 @@ fn accelerated_ring_sends_the_token_before_the_last_window() {
         .map(|s| if s.1 == Port::Token { 'T' } else { 'D' })
         .collect();
     // 5.0.1 (capture j): 20 new packets = 5 packets, the token, then 15 packets.
-    // (The first T is the held idle token released by the submission.)
+    // (The leader visits its held idle token again for the first submission: "DT" first.)
     let visit = shape.trim_start_matches('T');
     assert!(visit.starts_with("DDDDDTDDDDDDDDDDDDDDDT"), "{shape}");
+}
+
+#[test]
+fn held_idle_token_leaves_with_the_leaders_new_messages_at_once() {
+    let mut e = engine();
+    let mut now = Instant(1_000_000);
+    let mut sent = Vec::new();
+    drive(&mut e, &mut now, &mut sent, |e| {
+        e.stats().installs == 1 && e.tok.holding
+    });
+    let held = e.tok.last_tx.clone().map(|(_, t)| t.header).unwrap();
+    sent.clear();
+    for _ in 0..3 {
+        let payload = Bytes::from(vec![7u8; 100]);
+        e.handle(
+            now,
+            Input::Submit {
+                service: Service::Agreed,
+                payload,
+            },
+        );
+    }
+    // Every submission of the same input goes with the held token, in one visit, at once:
+    // the packet, then the token (not the empty token first and the packet a rotation later).
+    let mut out = Vec::new();
+    while let Some(o) = e.poll_output() {
+        out.push(o);
+    }
+    let shape: String = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                port: Port::Token, ..
+            } => Some('T'),
+            Output::Send { .. } => Some('D'),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(shape, "DT");
+    let Some(Output::Send { bytes, .. }) = out.iter().find(|o| {
+        matches!(
+            o,
+            Output::Send {
+                port: Port::Token,
+                ..
+            }
+        )
+    }) else {
+        unreachable!()
+    };
+    let t = w::Token::from_datagram(bytes).unwrap();
+    // Same arq as when it was held (the successor expects exactly one more than the last),
+    // one new seq, and the leader no longer holds it.
+    assert_eq!(t.header.kind.arq(), held.kind.arq());
+    assert_eq!(t.header.seq.0, held.seq.0 + 1);
+    assert!(!e.tok.holding && e.tok.awaiting);
+    assert_eq!(e.stats().token_revisits, 1);
 }
 
 #[test]

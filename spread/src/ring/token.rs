@@ -216,6 +216,33 @@ impl Engine {
         }
     }
 
+    /// Leader holding the idle token, with messages of its own to send: the held token was
+    /// never sent, so the leader visits it again now — its new packets go out with it, as if
+    /// they had been there when the token came back — instead of sending it round empty and
+    /// waiting a whole rotation for it (5.0.1 does the latter: `Prot_token_hurry`). Nobody
+    /// else can tell: the successor gets one token with the arq it was given when held, the
+    /// new packets before it, and the seq, aru and flow control of an ordinary visit (the
+    /// ring was idle, so the held visit left nothing that this one would count twice).
+    pub(crate) fn revisit_held_token(&mut self, now: Instant) {
+        if !self.tok.holding
+            || !self.token_leader()
+            || self.state() == State::Evs
+            || !self.has_sendable()
+        {
+            return;
+        }
+        let Some((_, t)) = self.tok.last_tx.clone() else {
+            return;
+        };
+        self.tok.holding = false;
+        self.tok.token_counter = 0;
+        self.stats.token_revisits += 1;
+        // forward_token gives the token the next arq: it leaves with the one it was held with.
+        self.tok.last_tx_arq = (t.header.kind.arq() + 15) % 16;
+        tracing::trace!(me = %self.cfg.me, seq = %t.header.seq, "held token visited again");
+        self.step_op_token(now, t);
+    }
+
     fn resend_last_token(&mut self, retrans: u8) {
         if let Some((to, t)) = self.tok.last_tx.as_mut() {
             t.header.kind = t.header.kind.with_retrans(retrans);

@@ -296,6 +296,9 @@ pub struct Stats {
     /// Tokens re-sent by the leader on Hurry_timeout, plus re-sent tokens (retrans > 0)
     /// accepted as a member (5.0.1's `token_hurry`).
     pub token_hurry: u64,
+    /// Leader: times it visited its held idle token again to send its own new messages
+    /// with it (an mbus shortcut; 5.0.1 sends the held token round empty first).
+    pub token_revisits: u64,
     /// Sequence numbers this daemon asked to have re-sent (entries it put in tokens'
     /// retransmission requests).
     pub retrans_requested: u64,

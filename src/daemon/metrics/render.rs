@@ -297,6 +297,11 @@ pub fn render(s: &Snapshot) -> String {
         e.token_hurry,
     );
     b.counter(
+        "token_revisits",
+        "Leader: held idle token visited again to send its own new messages at once",
+        e.token_revisits,
+    );
+    b.counter(
         "retransmissions_requested",
         "Sequence numbers this daemon asked to have re-sent",
         e.retrans_requested,

@@ -76,6 +76,7 @@ fn every_counter_of_the_snapshot_is_in_the_exposition() {
         token_losses: v.next(),
         packets_received: v.next(),
         token_hurry: v.next(),
+        token_revisits: v.next(),
         retrans_requested: v.next(),
         token_rotations: v.next(),
         rotation_time_us: v.us(&mut secs),
