@@ -8,7 +8,8 @@ real, ours, ...). For every ring:
     counting reader on every other daemon; seconds for --messages × each --sizes;
   * CPU of all daemons per message (utime+stime from /proc, per flood);
   * latency: ping d1 <-> echo d2 (and both on d1), AGREED and SAFE, --pings × 100 bytes,
-    p50/p99 in microseconds;
+    p50/p99 in microseconds; then --paced round trips d1 <-> d2 with a 5 ms pause after each
+    (a request/response load at a low rate: the ring falls idle in between);
   * peak RSS (VmHWM) of d1 after the runs, and its RSS when idle (before them).
 The table shows medians over the rounds and the ratio mbus/real.
 
@@ -188,6 +189,19 @@ def measure(ring, bench, opts):
                 lat = out["latency"][0]
                 fig[f"RTT {service.upper()} {name} p50 (µs)"] = lat["p50_us"]
                 fig[f"RTT {service.upper()} {name} p99 (µs)"] = lat["p99_us"]
+        if opts.paced and ring.n > 1:
+            # Request/response at a low rate: the ring falls idle (its leader holds the token)
+            # between round trips.
+            for service in ("agreed", "safe"):
+                args = [bench, "--latency", "-s", ring.daemon(0), "--echo", ring.daemon(1), "-m",
+                        str(opts.paced), "-b", "100", "--service", service, "--interval", "5000",
+                        "--json", "--timeout", "120"]
+                out = json.loads(ring.run(0, args, 150))
+                if out["failed"]:
+                    raise RuntimeError(f"paced latency failed on {out['failed']}")
+                lat = out["latency"][0]
+                fig[f"RTT {service.upper()} d1↔d2 paced 5 ms p50 (µs)"] = lat["p50_us"]
+                fig[f"RTT {service.upper()} d1↔d2 paced 5 ms p99 (µs)"] = lat["p99_us"]
     fig["peak RSS d1 (MB)"] = ring.status_kb(0, "VmHWM") / 1024
     return fig
 
@@ -199,6 +213,8 @@ def main():
     ap.add_argument("--messages", type=int, default=20000, help="1 KB messages per flood (100 KB: a tenth)")
     ap.add_argument("--sizes", default="1000,100000")
     ap.add_argument("--pings", type=int, default=2000)
+    ap.add_argument("--paced", type=int, default=300,
+                    help="round trips d1<->d2 with a 5 ms pause after each (0: none)")
     ap.add_argument("--settle", type=float, default=3.0, help="seconds to wait after the ring answers")
     ap.add_argument("--ours", default=os.path.join(ROOT, "target/release/spread"))
     ap.add_argument("--bench", default=os.path.join(ROOT, "target/release/mbus-bench"))
@@ -208,6 +224,7 @@ def main():
     opts = ap.parse_args()
     if opts.quick:
         opts.daemons, opts.rounds, opts.messages, opts.pings, opts.settle = "2", 1, 200, 50, 0.5
+        opts.paced = 10
         opts.sizes = "1000,20000"
     opts.sizes = [int(s) for s in opts.sizes.split(",")]
     sizes = [int(s) for s in opts.daemons.split(",")]

@@ -23,6 +23,10 @@ pub struct LatencyOptions {
     pub service: ServiceType,
     /// Group name prefix (`GROUP-ping`, `GROUP-pong`).
     pub group: String,
+    /// Pause after each round trip before the next ping (zero: back to back). A paced ping
+    /// lets the ring fall idle in between, as a request/response application at a low rate
+    /// does; back to back keeps the token going round.
+    pub interval: Duration,
 }
 
 /// One latency run's result, in microseconds.
@@ -140,6 +144,9 @@ pub async fn latency(
         }
         samples.push(sent.elapsed());
         bar.inc(1);
+        if !opts.interval.is_zero() && !last {
+            tokio::time::sleep(opts.interval).await;
+        }
     }
     if opts.pings == 0 {
         // Nothing was sent: let the echo session go.

@@ -109,6 +109,7 @@ async fn measure(daemon: &str, args: &Args, bar: &indicatif::ProgressBar) -> Res
             size: args.size,
             service,
             group: args.group.clone(),
+            interval: std::time::Duration::from_micros(args.interval_us),
         };
         let echo = args.echo.as_deref().unwrap_or(daemon);
         Ok(Figures::Latency(

@@ -152,6 +152,16 @@ pub struct Args {
     #[arg(long = "echo", value_name = "DAEMON", requires = "latency")]
     pub echo: Option<String>,
 
+    /// With --latency: pause this many microseconds after each round trip (paced pings: the
+    /// ring falls idle in between, as under a request/response load at a low rate)
+    #[arg(
+        long = "interval",
+        value_name = "MICROS",
+        default_value_t = 0,
+        requires = "latency"
+    )]
+    pub interval_us: u64,
+
     /// Print the results as JSON instead of a table
     #[arg(long = "json")]
     pub json: bool,

@@ -269,7 +269,7 @@ impl Server {
             info!(
                 sealing = %ring.keys.sealing(),
                 keys = ring.keys.ids().len(),
-                "secure ring on: daemon datagrams sealed (XChaCha20-Poly1305); plain ones refused"
+                "secure ring on: daemon datagrams sealed (AES-256-GCM); plain ones refused"
             );
             if let Some(path) = ring.path.clone() {
                 receivers.spawn(secure::watch(path, core.clone(), stop_tx.subscribe()));

@@ -215,7 +215,7 @@ async fn injected_and_replayed_datagrams_are_dropped_without_effect() {
         "nothing of d1's captured at d3's port"
     );
     for c in &captured {
-        assert_eq!(&c[..4], b"MBS1", "sealed on the wire");
+        assert_eq!(&c[..4], b"MBS2", "sealed on the wire");
         assert!(
             !c.windows(2).any(|w| w == b"m1"),
             "the body is encrypted: {c:02x?}"

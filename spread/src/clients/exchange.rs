@@ -436,6 +436,39 @@ impl Clients {
         }
     }
 
+    /// A client message of member `x` was delivered during the exchange. An honest daemon
+    /// sends none before its own exchange has completed, which is after every GROUPS message
+    /// in the order: `x` skipped the exchange (a lying or broken daemon; 5.0.1 aborts on most
+    /// such messages). Unless a set that arrived already covers it, `x` counts from here as
+    /// a set of its own with no groups, so the exchange can complete without its table instead
+    /// of holding client traffic until the next configuration change (mbus-fuzz-net's peer
+    /// mode held a daemon in GGATHER this way). Every daemon sees the same messages in the
+    /// same order, so every mbus daemon decides alike.
+    pub(super) fn forfeit_exchange(&mut self, x: DaemonId) {
+        let r = &mut *self.ring;
+        let Some(ex) = r.gstate.exchange_mut() else {
+            return;
+        };
+        let covered = ex.sets.values().any(|s| s.done && s.synced.contains(&x))
+            || ex.sets.get(&x).is_some_and(|s| s.done);
+        if x == r.me || !ex.members.contains(&x) || covered {
+            return;
+        }
+        let set = ex.sets.entry(x).or_default();
+        set.synced = vec![x];
+        set.blocks.clear();
+        set.done = true;
+        ex.sum += 1;
+        let (sum, want) = (ex.sum, ex.members.len());
+        r.stats.exchanges_forfeited += 1;
+        self.violation(format!(
+            "{x} sent client messages before its GROUPS: counted as a set of its own with no groups"
+        ));
+        if sum >= want {
+            self.complete_exchange();
+        }
+    }
+
     /// Every set's table is in: merge them into the new group state and tell the clients;
     /// GOP (then GTRANS if a transitional configuration came meanwhile).
     fn complete_exchange(&mut self) {

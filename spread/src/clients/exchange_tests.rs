@@ -238,6 +238,33 @@ fn a_join_during_the_exchange_is_held_and_reported_as_fatal_for_5_0_1() {
     );
 }
 
+/// A member that sends client messages before its GROUPS (a lying peer: mbus-fuzz-net's
+/// peer mode held a daemon in GGATHER this way for a minute) counts from then on as a set of
+/// its own with no groups: the exchange completes when the others are in, and its message
+/// is applied after it.
+#[test]
+fn a_member_skipping_its_groups_counts_as_an_empty_set_and_the_exchange_completes() {
+    let mut d = daemon_a();
+    regular(&mut d, ring(10), &[A, B, C]);
+    d.on_delivery(join(B, ring(10), "#u#b", "grp"));
+    assert!(d.exchanging(), "A's and C's tables are not in yet");
+    d.on_delivery(groups(A, ring(10), &[A]));
+    assert!(d.exchanging());
+    d.on_delivery(groups(C, ring(10), &[C]));
+    assert!(!d.exchanging());
+    assert_eq!(d.group_state(), "GOP");
+    assert_eq!(d.ring_stats().exchanges_forfeited, 1);
+    let g = GroupName::new(b"grp").key();
+    assert_eq!(
+        d.groups().members(&g).len(),
+        1,
+        "the held JOIN applied after"
+    );
+    // B's late GROUPS is outside any exchange: counted, not applied.
+    d.on_delivery(groups(B, ring(10), &[B]));
+    assert_eq!(d.ring_stats().unexpected_groups, 1);
+}
+
 /// A set size that overshoots the ring (a lying peer: mbus-fuzz-net's peer mode found a
 /// daemon held in GGATHER by one) is reported as fatal for 5.0.1 and completes the exchange
 /// at once, so client traffic is not held until the next configuration change.

@@ -56,6 +56,9 @@ pub struct RingStats {
     pub unexpected_groups: u64,
     /// Exchanges cut by a new configuration change (5.0.1 GGATHER → GGT).
     pub exchanges_cut: u64,
+    /// Members that sent client messages during an exchange before their GROUPS (a lying
+    /// peer), counted from then on as a set with no groups.
+    pub exchanges_forfeited: u64,
     /// Exchanges that completed from GROUPS messages delivered after a transitional
     /// configuration (5.0.1 GGT completion).
     pub completed_in_transition: u64,
@@ -251,6 +254,7 @@ impl Clients {
             self.on_groups(&d);
         } else if ring.gstate.exchange().is_some() {
             self.check_held(&d);
+            let sender = d.sender;
             {
                 let ring = &mut *self.ring;
                 ring.stats.held += 1;
@@ -258,6 +262,7 @@ impl Clients {
                     ex.held.push_back(d);
                 }
             }
+            self.forfeit_exchange(sender);
         } else {
             self.apply_delivery(&d);
         }

@@ -1,18 +1,23 @@
 //! The secure ring (mbus extension, off by default): every daemon↔daemon datagram sealed with
-//! an AEAD (XChaCha20-Poly1305 from RustCrypto's `chacha20poly1305`), replayed and forged
-//! datagrams dropped and counted. Plain mode — no [`Link`] — is 5.0.1's wire, byte for byte.
+//! an AEAD (AES-256-GCM from `ring`), replayed and forged datagrams dropped and counted. Plain mode — no [`Link`] — is 5.0.1's wire, byte for byte.
 //!
 //! # Sealed datagram
 //!
 //! ```text
-//! 0   4  magic "MBS1"
+//! 0   4  magic "MBS2"
 //! 4   8  key id (which shared key sealed it, see KeyId)
 //! 12  4  destination daemon id (u32 BE) on the token port; 0 on the data port
-//! 16 24  nonce = sender boot epoch (u64 BE, wall-clock µs at start) | boot random (u64 BE)
-//!                | counter (u64 BE, 1, 2, … per datagram sent by this run)
+//! 16  8  sender's run: boot epoch (u64 BE, wall-clock µs at start)
+//! 24  8  sender's run: boot random (u64 BE)
+//! 32  8  counter (u64 BE, 1, 2, … per datagram sent by this run)
 //! 40  n  the 5.0.1 datagram, encrypted
-//! 40+n 16 Poly1305 tag
+//! 40+n 16 GCM tag
 //! ```
+//!
+//! The AES-256-GCM key is the sender's run key: HKDF-SHA256 of the shared key with the
+//! sender's daemon id, boot epoch and boot random as info (`LinkKey::run_key`); the 96-bit
+//! nonce is four zero bytes and the counter. Receivers derive a sender's run key once per run
+//! and keep it.
 //!
 //! The associated data is the 40-byte header, the sender's daemon id (u32 BE: the configured
 //! daemon whose address the datagram came from) and the port (0 = P, 1 = P+1): a sealed
@@ -24,8 +29,9 @@
 //!
 //! # Nonces and replay
 //!
-//! A nonce never repeats: within a run the counter only grows, and each run has a new boot id
-//! (wall-clock epoch plus 64 random bits, chosen by the shell). Each receiver keeps, per
+//! A nonce never repeats under one key: within a run the counter only grows, and each run has
+//! a new boot id (wall-clock epoch plus 64 random bits, chosen by the shell), hence its own
+//! run key. Each receiver keeps, per
 //! sender, the boot id it last accepted and a window of [`WINDOW`] counters: a counter already
 //! seen, or older than the window, is dropped as replayed. A boot id with a later epoch is the
 //! sender's new run (window reset); an earlier or equal epoch is a replay of an old run and is
@@ -45,8 +51,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use chacha20poly1305::aead::AeadInPlace;
-use chacha20poly1305::{Tag, XNonce};
+use ring::aead::{Aad, LessSafeKey, Nonce, Tag};
 
 mod keys;
 pub use keys::{KeyFileError, KeyId, Keyring, LinkKey};
@@ -56,11 +61,11 @@ use crate::ring::{DaemonId, Port};
 use crate::time::Instant;
 
 /// First bytes of a sealed datagram.
-pub const MAGIC: [u8; 4] = *b"MBS1";
-/// Header bytes before the ciphertext: magic, key id, nonce.
+pub const MAGIC: [u8; 4] = *b"MBS2";
+/// Header bytes before the ciphertext: magic, key id, destination, run, counter.
 pub const HEADER_LEN: usize = 4 + 8 + 4 + 24;
-/// Where the nonce starts in the header.
-const NONCE_AT: usize = 16;
+/// Where the sender's run starts in the header (the counter follows it).
+const BOOT_AT: usize = 16;
 /// Destination of a segment broadcast.
 pub const BROADCAST: DaemonId = DaemonId(0);
 /// Authentication tag bytes after the ciphertext.
@@ -177,10 +182,10 @@ pub fn decode(bytes: &[u8]) -> Result<Sealed<'_>, LinkDrop> {
         key: KeyId(key),
         to: DaemonId(u32::from_be_bytes(to)),
         boot: BootId {
-            epoch: u64_at(NONCE_AT),
-            random: u64_at(NONCE_AT + 8),
+            epoch: u64_at(BOOT_AT),
+            random: u64_at(BOOT_AT + 8),
         },
-        counter: u64_at(NONCE_AT + 16),
+        counter: u64_at(BOOT_AT + 16),
         body: bytes.get(HEADER_LEN..).unwrap_or_default(),
     })
 }
@@ -200,10 +205,21 @@ fn aad(header: &[u8], from: DaemonId, port: Port) -> [u8; HEADER_LEN + 5] {
     a
 }
 
+/// The AEAD nonce of datagram `counter` of a run.
+fn nonce(counter: u64) -> Nonce {
+    let mut n = [0u8; 12];
+    if let Some(c) = n.get_mut(4..) {
+        c.copy_from_slice(&counter.to_be_bytes());
+    }
+    Nonce::assume_unique_for_key(n)
+}
+
 /// What a receiver remembers of one sender.
 #[derive(Debug, Clone)]
 struct PeerWindow {
     boot: BootId,
+    /// The run keys of `boot` derived so far, by shared key.
+    keys: Vec<(KeyId, LessSafeKey)>,
     /// Highest counter accepted.
     top: u64,
     /// Bit `c % WINDOW` set: counter `c` (within the window below `top`) was accepted.
@@ -267,6 +283,8 @@ pub struct Link {
     keys: Keyring,
     boot: BootId,
     counter: u64,
+    /// My run key under the sealing key.
+    seal_key: Option<LessSafeKey>,
     peers: BTreeMap<DaemonId, PeerWindow>,
     stats: LinkStats,
     told: BTreeSet<(DaemonId, Told)>,
@@ -286,11 +304,17 @@ pub struct LinkSettings {
 impl Link {
     /// Daemon `me`'s link for the run `boot`.
     pub fn new(me: DaemonId, settings: LinkSettings) -> Self {
+        let seal_key = settings
+            .keys
+            .keys
+            .first()
+            .and_then(|k| k.run_key(me, settings.boot));
         Self {
             me,
             keys: settings.keys,
             boot: settings.boot,
             counter: 0,
+            seal_key,
             peers: BTreeMap::new(),
             stats: LinkStats::default(),
             told: BTreeSet::new(),
@@ -305,7 +329,14 @@ impl Link {
             accepted = ?keys.ids().iter().map(ToString::to_string).collect::<Vec<_>>(),
             "secure ring: link keys loaded"
         );
+        self.seal_key = keys
+            .keys
+            .first()
+            .and_then(|k| k.run_key(self.me, self.boot));
         self.keys = keys;
+        for p in self.peers.values_mut() {
+            p.keys.clear();
+        }
         self.told.clear();
     }
 
@@ -349,18 +380,20 @@ impl Link {
         out.put_u64(self.boot.epoch);
         out.put_u64(self.boot.random);
         out.put_u64(self.counter);
-        let nonce = *XNonce::from_slice(out.get(NONCE_AT..HEADER_LEN).unwrap_or(&[0; 24]));
         let ad = aad(&out, self.me, port);
         out.put_slice(plain);
-        let Some(key) = self.keys.keys.first() else {
+        let Some(key) = &self.seal_key else {
             return out.freeze();
         };
         let mut body = out.split_off(HEADER_LEN);
-        // In-place encryption cannot fail for a datagram (the limit is 2^38 bytes).
+        // In-place encryption cannot fail for a datagram (GCM's limit is about 64 GB).
         let tag = key
-            .aead
-            .encrypt_in_place_detached(&nonce, &ad, &mut body[..])
-            .unwrap_or_default();
+            .seal_in_place_separate_tag(nonce(self.counter), Aad::from(&ad), &mut body[..])
+            .map_or([0; TAG_LEN], |t| {
+                let mut a = [0; TAG_LEN];
+                a.copy_from_slice(t.as_ref());
+                a
+            });
         out.unsplit(body);
         out.put_slice(&tag);
         self.stats.sealed += 1;
@@ -399,10 +432,23 @@ impl Link {
         let split = s.body.len().saturating_sub(TAG_LEN);
         let (ct, tag) = s.body.split_at(split);
         let ad = aad(bytes, from, port);
-        let nonce = XNonce::from_slice(bytes.get(NONCE_AT..HEADER_LEN).unwrap_or(&[0; 24]));
+        let tag = Tag::try_from(tag).map_err(|_| LinkDrop::Malformed)?;
+        // The sender's run key: kept from an earlier datagram of this run, or derived now
+        // (and kept only once the datagram proves authentic).
+        let kept = self
+            .peers
+            .get(&from)
+            .filter(|p| p.boot == s.boot)
+            .and_then(|p| p.keys.iter().find(|(id, _)| *id == s.key))
+            .map(|(_, k)| k);
+        let derived = match kept {
+            Some(_) => None,
+            None => Some(key.run_key(from, s.boot).ok_or(LinkDrop::Forged)?),
+        };
+        let run_key = kept.or(derived.as_ref()).ok_or(LinkDrop::Forged)?;
         let mut buf = BytesMut::from(ct);
-        key.aead
-            .decrypt_in_place_detached(nonce, &ad, &mut buf[..], Tag::from_slice(tag))
+        run_key
+            .open_in_place_separate_tag(nonce(s.counter), Aad::from(&ad), tag, &mut buf[..], 0..)
             .map_err(|_| LinkDrop::Forged)?;
         let new_run = match self.peers.get(&from) {
             None => true,
@@ -430,6 +476,7 @@ impl Link {
                 from,
                 PeerWindow {
                     boot: s.boot,
+                    keys: Vec::new(),
                     top: 0,
                     seen: [0; (WINDOW / 64) as usize],
                     last: now,
@@ -439,6 +486,11 @@ impl Link {
         if let Some(p) = self.peers.get_mut(&from) {
             p.mark(s.counter);
             p.last = now;
+            if let Some(k) = derived {
+                p.keys.retain(|(id, _)| *id != s.key);
+                p.keys.truncate(MAX_KEYS - 1);
+                p.keys.push((s.key, k));
+            }
         }
         Ok(buf.freeze())
     }

@@ -65,7 +65,7 @@ pub fn sealed_datagram(data: &[u8]) {
             assert!(s.body.len() >= TAG_LEN, "body holds a tag");
             assert_eq!(HEADER_LEN + s.body.len(), datagram.len(), "exact split");
         }
-        Err(LinkDrop::Plain) => assert_ne!(datagram.get(..4), Some(&b"MBS1"[..])),
+        Err(LinkDrop::Plain) => assert_ne!(datagram.get(..4), Some(&b"MBS2"[..])),
         Err(LinkDrop::Malformed) => assert!(datagram.len() < OVERHEAD),
         Err(e) => panic!("decode can only say plain or malformed: {e:?}"),
     }

@@ -349,6 +349,11 @@ pub fn render(s: &Snapshot) -> String {
         g.exchanges_cut,
     );
     b.counter(
+        "exchanges_forfeited",
+        "Members that sent client messages during an exchange before their GROUPS (counted as an empty set)",
+        g.exchanges_forfeited,
+    );
+    b.counter(
         "exchanges_completed_in_transition",
         "Exchanges completed after a transitional configuration",
         g.completed_in_transition,

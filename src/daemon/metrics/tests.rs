@@ -60,6 +60,7 @@ fn every_counter_of_the_snapshot_is_in_the_exposition() {
         held: v.next(),
         unexpected_groups: v.next(),
         exchanges_cut: v.next(),
+        exchanges_forfeited: v.next(),
         completed_in_transition: v.next(),
         fatal_for_5_0_1: v.next(),
     };

@@ -3,17 +3,19 @@
 
 use std::fmt;
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use ring::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
+use ring::{hkdf, hmac};
 
-use super::MAX_KEYS;
+use super::{BootId, MAX_KEYS};
+use crate::ring::DaemonId;
 
-/// The fixed nonce under which a key's id is computed (never a datagram nonce: those start
-/// with a boot epoch and a random word).
-const KEY_ID_NONCE: &[u8; 24] = b"mbus link key id v1\0\0\0\0\0";
+/// HMAC label under which a key's id is computed.
+const KEY_ID_LABEL: &[u8] = b"mbus link key id v2";
+/// HKDF salt of the run keys.
+const RUN_KEY_SALT: &[u8] = b"mbus secure ring v2";
 
-/// Identifies a key without revealing it: the first 8 bytes of the Poly1305 tag of an empty
-/// message sealed under the key with a fixed nonce.
+/// Identifies a key without revealing it: the first 8 bytes of HMAC-SHA256(key, a fixed
+/// label).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct KeyId(pub [u8; 8]);
 
@@ -32,11 +34,13 @@ impl fmt::Debug for KeyId {
     }
 }
 
-/// One shared 256-bit link key.
+/// One shared 256-bit link key. Datagrams are not sealed under it directly but under a run
+/// key derived from it for each sender's run ([`LinkKey::run_key`]), so the AEAD's 96-bit
+/// nonce can be the run's datagram counter and never repeats under one key.
 #[derive(Clone)]
 pub struct LinkKey {
     id: KeyId,
-    pub(super) aead: XChaCha20Poly1305,
+    prk: hkdf::Prk,
 }
 
 impl fmt::Debug for LinkKey {
@@ -48,22 +52,30 @@ impl fmt::Debug for LinkKey {
 impl LinkKey {
     /// The key with these bytes.
     pub fn new(bytes: &[u8; 32]) -> Self {
-        let aead = XChaCha20Poly1305::new(Key::from_slice(bytes));
-        let mut empty: [u8; 0] = [];
-        let tag = aead
-            .encrypt_in_place_detached(XNonce::from_slice(KEY_ID_NONCE), b"", &mut empty[..])
-            .unwrap_or_default();
+        let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, bytes), KEY_ID_LABEL);
         let mut id = [0u8; 8];
-        id.copy_from_slice(tag.get(..8).unwrap_or(&[0; 8]));
-        Self {
-            id: KeyId(id),
-            aead,
-        }
+        id.copy_from_slice(tag.as_ref().get(..8).unwrap_or(&[0; 8]));
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, RUN_KEY_SALT).extract(bytes);
+        Self { id: KeyId(id), prk }
     }
 
     /// Its id.
     pub fn id(&self) -> KeyId {
         self.id
+    }
+
+    /// The AES-256-GCM key of daemon `sender`'s run `boot`: HKDF-SHA256 of this key, with
+    /// the sender's id and the run's epoch and random word as info.
+    pub(super) fn run_key(&self, sender: DaemonId, boot: BootId) -> Option<LessSafeKey> {
+        let (s, e, r) = (
+            sender.0.to_be_bytes(),
+            boot.epoch.to_be_bytes(),
+            boot.random.to_be_bytes(),
+        );
+        let info: [&[u8]; 3] = [&s, &e, &r];
+        // Expanding 32 bytes from SHA-256 cannot fail (the limit is 255 × 32).
+        let okm = self.prk.expand(&info, &AES_256_GCM).ok()?;
+        Some(LessSafeKey::new(UnboundKey::from(okm)))
     }
 }
 
