@@ -271,8 +271,8 @@ impl Server {
                 keys = ring.keys.ids().len(),
                 "secure ring on: daemon datagrams sealed (AES-256-GCM); plain ones refused"
             );
-            if let Some(path) = ring.path.clone() {
-                receivers.spawn(secure::watch(path, core.clone(), stop_tx.subscribe()));
+            if let Some(file) = ring.watched() {
+                receivers.spawn(secure::watch(file, core.clone(), stop_tx.subscribe()));
             }
         }
         for (sock, is_token) in data

@@ -3,9 +3,21 @@
 //! configuration that would mix sealed and plain datagrams, and watching the key file so a key
 //! rollover needs no restart. Sealing, opening and replay windows are the core's
 //! ([`spread::daemon::link`]).
+//!
+//! The key file's directory is opened at start-up, before the daemon chroots into
+//! `RuntimeDir`, and the file is looked up by name in that directory handle: rollover steps
+//! keep working inside the chroot and as `DaemonUser` (who then needs read access to the
+//! file: `640 root:DaemonGroup`), as `EventLogFile`'s reopen does.
 
+use std::ffi::OsString;
+use std::io::Read as _;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::Mode;
 
 use spread::config::Config;
 use spread::daemon::link::{BootId, Keyring, LinkSettings};
@@ -25,6 +37,58 @@ pub struct SecureRing {
     pub path: Option<PathBuf>,
     /// The keys read from it.
     pub keys: Keyring,
+    /// The key file's directory, opened at start-up (so the file can be read again after the
+    /// chroot).
+    dir: Option<KeyDir>,
+}
+
+/// A key file as a name in a directory handle opened before the chroot.
+#[derive(Debug, Clone)]
+struct KeyDir {
+    dir: Arc<OwnedFd>,
+    name: OsString,
+}
+
+impl KeyDir {
+    fn open(path: &Path) -> std::io::Result<Self> {
+        let name = path
+            .file_name()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"))?
+            .to_owned();
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let dir: OwnedFd = std::fs::File::open(parent)?.into();
+        Ok(Self {
+            dir: Arc::new(dir),
+            name,
+        })
+    }
+
+    fn file(&self) -> std::io::Result<std::fs::File> {
+        let fd = openat(
+            &*self.dir,
+            self.name.as_os_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(std::io::Error::from)?;
+        Ok(std::fs::File::from(fd))
+    }
+
+    /// What identifies the version of the file now at the name.
+    fn stamp(&self) -> Option<(SystemTime, u64, u64)> {
+        use std::os::unix::fs::MetadataExt as _;
+        let m = self.file().ok()?.metadata().ok()?;
+        Some((m.modified().ok()?, m.len(), m.ino()))
+    }
+
+    fn read(&self) -> std::io::Result<String> {
+        let mut text = String::new();
+        self.file()?.read_to_string(&mut text)?;
+        Ok(text)
+    }
 }
 
 /// Why the secure ring cannot start.
@@ -69,23 +133,34 @@ pub enum SecureError {
 impl SecureRing {
     /// Reads and parses the key file `path`.
     pub fn load(path: &Path) -> Result<Self, SecureError> {
-        let text = std::fs::read_to_string(path).map_err(|err| SecureError::Read {
+        let read_err = |err| SecureError::Read {
             path: path.to_owned(),
             err,
-        })?;
-        let keys = Keyring::parse(&text).map_err(|err| SecureError::Parse {
-            path: path.to_owned(),
-            err,
-        })?;
+        };
+        let dir = KeyDir::open(path).map_err(read_err)?;
+        let keys = parse(path, &dir.read().map_err(read_err)?)?;
         Ok(Self {
             path: Some(path.to_owned()),
             keys,
+            dir: Some(dir),
         })
     }
 
     /// Keys given in code (an embedded daemon, tests): no file to watch.
     pub fn from_keys(keys: Keyring) -> Self {
-        Self { path: None, keys }
+        Self {
+            path: None,
+            keys,
+            dir: None,
+        }
+    }
+
+    /// The key file to watch for rollover steps, if the keys came from one.
+    pub(crate) fn watched(&self) -> Option<WatchedKeyFile> {
+        Some(WatchedKeyFile {
+            path: self.path.clone()?,
+            dir: self.dir.clone()?,
+        })
     }
 
     /// The core's settings for a run starting now.
@@ -140,28 +215,36 @@ pub fn boot_id() -> BootId {
     }
 }
 
-/// What identifies a version of the key file.
-fn stamp(path: &Path) -> Option<(SystemTime, u64, u64)> {
-    use std::os::unix::fs::MetadataExt as _;
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len(), m.ino()))
+fn parse(path: &Path, text: &str) -> Result<Keyring, SecureError> {
+    Keyring::parse(text).map_err(|err| SecureError::Parse {
+        path: path.to_owned(),
+        err,
+    })
+}
+
+/// A key file being watched: its path (for the log) and its directory handle.
+#[derive(Debug)]
+pub(crate) struct WatchedKeyFile {
+    path: PathBuf,
+    dir: KeyDir,
 }
 
 /// Watches the key file: when it changes and parses, the core gets the new keys (a rollover
 /// step); when it does not parse, the keys in use stay and the reason is logged once per
 /// version of the file. Ends when `stop` fires or the core stops.
 pub(crate) async fn watch(
-    path: PathBuf,
+    file: WatchedKeyFile,
     core: CoreHandle,
     mut stop: tokio::sync::broadcast::Receiver<()>,
 ) {
-    let mut seen = stamp(&path);
+    let WatchedKeyFile { path, dir } = file;
+    let mut seen = dir.stamp();
     let mut unreadable = false;
     if seen.is_none() {
-        // Typically after the chroot into RuntimeDir: the path is not inside it.
+        // DaemonUser may not read it (it needs `640 root:DaemonGroup`).
         warn!(
-            "secure ring: cannot watch link key file {} (after the chroot into RuntimeDir the \
-             path must exist inside it); key changes take a restart",
+            "secure ring: cannot read link key file {} any more (as DaemonUser: give it mode \
+             640 and group DaemonGroup); key changes take a restart until it can",
             path.display()
         );
         unreadable = true;
@@ -171,20 +254,24 @@ pub(crate) async fn watch(
             _ = stop.recv() => return,
             () = tokio::time::sleep(KEY_FILE_POLL) => {}
         }
-        let now = stamp(&path);
+        let now = dir.stamp();
         if now == seen {
             continue;
         }
         // A file being written in place is read once it has stopped changing.
         tokio::time::sleep(SETTLE).await;
-        if stamp(&path) != now {
+        if dir.stamp() != now {
             continue;
         }
         seen = now;
-        match SecureRing::load(&path) {
-            Ok(ring) => {
+        let read = dir.read().map_err(|err| SecureError::Read {
+            path: path.clone(),
+            err,
+        });
+        match read.and_then(|text| parse(&path, &text)) {
+            Ok(keys) => {
                 unreadable = false;
-                if core.set_link_keys(ring.keys).await.is_err() {
+                if core.set_link_keys(keys).await.is_err() {
                     return;
                 }
                 info!(path = %path.display(), "secure ring: key file changed; keys replaced");

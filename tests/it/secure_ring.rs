@@ -442,3 +442,101 @@ fn netns_secure_ring_over_real_broadcast() {
         assert!(!log.contains("dropped"), "{log}");
     }
 }
+
+/// Replaces node `i`'s `ring.key` atomically with `text`, mode 640 and group `nogroup`, as
+/// docs/security.md asks for a daemon that runs as `DaemonUser`.
+fn install_key_file(lab: &NetLab, i: usize, text: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = &lab.nodes[i].tmp;
+    let tmp = dir.join("ring.key.new");
+    std::fs::write(&tmp, text).expect("key file");
+    let group = nix::unistd::Group::from_name("nogroup")
+        .ok()
+        .flatten()
+        .expect("group nogroup");
+    nix::unistd::chown(&tmp, None, Some(group.gid)).expect("chown key file");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    std::fs::rename(&tmp, dir.join("ring.key")).expect("rename key file");
+}
+
+/// Real configurations chroot into `RuntimeDir` and run as `DaemonUser`: the key file stays
+/// outside the chroot and is still re-read at every rollover step (through the directory
+/// opened at start-up); the ring goes on ordering messages under the new key alone.
+#[test]
+fn netns_key_rollover_inside_the_chroot() {
+    let Some(mut lab) = NetLab::new(&[2]) else {
+        return;
+    };
+    let port = 4803;
+    let extra = "DaemonUser = nobody\nDaemonGroup = nogroup\nRuntimeDir = /tmp/rt\n";
+    let conf = lab.spread_conf(&["d1", "d2"], port, extra);
+    let ours = env!("CARGO_BIN_EXE_spread");
+    let new = [0x42u8; 32];
+    for i in 0..2 {
+        install_key_file(&lab, i, &(hex(&KEY) + "\n"));
+        let name = format!("d{}", i + 1);
+        lab.start_daemon_args(i, ours, &name, &conf, &["--link-key", "/tmp/ring.key"])
+            .expect("start daemon");
+    }
+    let logs = |lab: &NetLab| [lab.log(0, "d1"), lab.log(1, "d2")];
+    // The ring forms, chrooted.
+    std::thread::sleep(Duration::from_secs(3));
+    for log in logs(&lab) {
+        assert!(log.contains("chroot successful"), "{log}");
+    }
+    // OLD NEW, NEW OLD, NEW on both daemons; each step re-read by both.
+    let steps = [
+        format!("{}\n{}\n", hex(&KEY), hex(&new)),
+        format!("{}\n{}\n", hex(&new), hex(&KEY)),
+        format!("{}\n", hex(&new)),
+    ];
+    for (n, text) in steps.iter().enumerate() {
+        for i in 0..2 {
+            install_key_file(&lab, i, text);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let replaced = logs(&lab)
+                .iter()
+                .all(|l| l.matches("keys replaced").count() > n);
+            if replaced {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rollover step {} not read: {:?}",
+                n + 1,
+                logs(&lab)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    // Messages cross the ring under the new key.
+    const N: usize = 20;
+    let clients: Vec<_> = (0..2)
+        .map(|i| spawn_client(&lab, i, &format!("c{}|{port}|{N}|2", i + 1)))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seqs = Vec::new();
+    for mut c in clients {
+        let lines = child_lines_until(&mut c, deadline);
+        assert!(
+            lines.iter().any(|l| l == "DONE"),
+            "client did not finish: {lines:?}\n{:?}",
+            logs(&lab)
+        );
+        seqs.push(
+            lines
+                .iter()
+                .filter(|l| l.starts_with("GOT "))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(seqs[0].len(), 2 * N);
+    assert_eq!(seqs[0], seqs[1]);
+    for log in logs(&lab) {
+        assert!(!log.contains("cannot read link key file"), "{log}");
+        assert!(!log.contains("not one of mine"), "{log}");
+    }
+}
