@@ -95,6 +95,9 @@ pub(crate) struct TokenState {
     /// Leader holding the token: own messages came at this time; the held token is visited
     /// again at the next output poll (so every message of the same input goes with it).
     pub(crate) revisit_at: Option<crate::time::Instant>,
+    /// My aru when it was last seen below the ring's highest seq, and since when it has not
+    /// moved (a stall: [`super::Engine`]'s `stalled`).
+    pub(crate) stall: Option<(u32, crate::time::Instant)>,
     /// Non-leader: arq of the last accepted token.
     pub(crate) last_rx_arq: Option<u8>,
     pub(crate) last_rx_retrans: u8,

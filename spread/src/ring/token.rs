@@ -133,6 +133,9 @@ impl Engine {
             .take(MAX_RTR_SEQS)
             .collect();
         tracing::trace!(me = %me, ?wanted, retrans, sent, "token visit");
+        if self.stalled(now) {
+            return;
+        }
         self.stats.retrans_requested += wanted.len() as u64;
         add_request(&mut t, rid, me, wanted);
         let h = &mut t.header;
@@ -169,6 +172,37 @@ impl Engine {
         // 5.0.1: own new RELIABLE packets are delivered right away.
         let top = self.ring.highest;
         self.deliver_reliable(top.saturating_sub(u32::from(sent)).saturating_add(1)..=top);
+    }
+
+    /// A member's aru has stayed below the ring's highest seq for a whole Token_timeout while
+    /// the token kept coming: the packets it asks for exist nowhere (a lying member claimed
+    /// them in a token: mbus-fuzz-net's peer mode stalled a daemon this way; 5.0.1 would wait
+    /// forever). It drops the token and acts as on a token loss, so the ring re-forms and
+    /// the membership's recovery settles what can be recovered. `true`: the token was dropped.
+    fn stalled(&mut self, now: Instant) -> bool {
+        if self.ring.my_aru >= self.ring.highest {
+            self.tok.stall = None;
+            return false;
+        }
+        match self.tok.stall {
+            Some((aru, since)) if aru == self.ring.my_aru => {
+                if now.saturating_since(since) < self.cfg.token_timeout {
+                    return false;
+                }
+                self.tok.stall = None;
+                self.stats.stalls += 1;
+                tracing::warn!(me = %self.cfg.me, aru = self.ring.my_aru,
+                    highest = self.ring.highest,
+                    "no missing packet recovered for a whole token timeout while the token \
+                     goes round (a member claimed packets nobody has): re-forming the ring");
+                self.on_token_loss(now);
+                true
+            }
+            _ => {
+                self.tok.stall = Some((self.ring.my_aru, now));
+                false
+            }
+        }
     }
 
     /// Sends the token on (or, at the leader, holds it when `hold`).

@@ -299,6 +299,9 @@ pub struct Stats {
     /// Leader: times it visited its held idle token again to send its own new messages
     /// with it (an mbus shortcut; 5.0.1 sends the held token round empty first).
     pub token_revisits: u64,
+    /// Rings this daemon re-formed because its aru stayed below the ring's highest seq for a
+    /// whole Token_timeout while the token kept coming (packets nobody has).
+    pub stalls: u64,
     /// Sequence numbers this daemon asked to have re-sent (entries it put in tokens'
     /// retransmission requests).
     pub retrans_requested: u64,

@@ -52,7 +52,10 @@ impl Links {
                 self.clogs.insert((idx(*from), idx(*to)), (*pct).min(95));
             }
             Fault::Heal => self.heal_links(),
-            Fault::Crash(_) | Fault::Restart(_) | Fault::Reconfigure(_) => return false,
+            Fault::Crash(_)
+            | Fault::Restart(_)
+            | Fault::Reconfigure(_)
+            | Fault::LyingToken { .. } => return false,
         }
         true
     }

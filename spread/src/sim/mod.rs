@@ -97,6 +97,14 @@ pub enum Fault {
     Restart(u8),
     /// Remove partitions, cuts and clogs (loss/dup/reorder stay).
     Heal,
+    /// A lying member: the next regular token node `from` sends claims a seq `ahead` past the
+    /// real one — packets nobody has (mbus-fuzz-net's peer mode stalled a daemon this way).
+    LyingToken {
+        /// Sending node.
+        from: u8,
+        /// How far past the real seq.
+        ahead: u8,
+    },
     /// The configuration file now lists these nodes (others are ignored) and every running
     /// daemon reloads it (5.0.1's RELOAD, [`Daemon::reconfigure`]): listed daemons re-form
     /// the ring under the new configuration hash, unlisted ones exit, as 5.0.1 does when its
@@ -347,6 +355,8 @@ pub struct Sim {
     configured: Vec<usize>,
     /// The hostile peer ([`Options::hostile`]).
     hostile: Option<hostile::Hostile>,
+    /// A pending [`Fault::LyingToken`]: (node, seqs ahead).
+    lie: Option<(usize, u32)>,
 }
 
 impl Sim {
@@ -371,6 +381,7 @@ impl Sim {
             faults: 0,
             configured: (0..n).collect(),
             hostile: None,
+            lie: None,
         };
         for i in 0..n {
             s.nodes.push(Node {
@@ -624,6 +635,9 @@ impl Sim {
                 }
             }
             Fault::Reconfigure(listed) => self.reconfigure(&listed),
+            Fault::LyingToken { from, ahead } => {
+                self.lie = Some((idx(from), u32::from(ahead.max(1))));
+            }
             _ => {}
         }
     }
@@ -697,6 +711,26 @@ impl Sim {
         if let Some(h) = &mut self.hostile {
             h.capture(&mut self.rng, self.ids[from], port, &bytes);
         }
+        let bytes = match self.lie {
+            Some((liar, ahead)) if liar == from && port == Port::Token => {
+                let mut v = bytes.to_vec();
+                let mut lied = false;
+                use crate::wire::daemon::{TokenHeader, TypeBits};
+                let _ = TokenHeader::rewrite(&mut v, |h| {
+                    if h.kind.0 & (TypeBits::FORM1 | TypeBits::FORM2) == 0 {
+                        h.seq.0 = h.seq.0.wrapping_add(ahead);
+                        lied = true;
+                    }
+                });
+                if lied {
+                    self.lie = None;
+                    Bytes::from(v)
+                } else {
+                    bytes
+                }
+            }
+            _ => bytes,
+        };
         for (j, delay) in self.links.route(&mut self.rng, from, targets) {
             let ev = Event::Net {
                 to: j,

@@ -49,6 +49,7 @@ fn fault() -> impl Strategy<Value = Fault> {
         2 => node.clone().prop_map(Fault::Crash),
         2 => node.clone().prop_map(Fault::Restart),
         1 => Just(Fault::Heal),
+        1 => (node.clone(), 1u8..60).prop_map(|(from, ahead)| Fault::LyingToken { from, ahead }),
         1 => proptest::collection::vec(node, 1..=usize::from(HARSH.nodes_max)).prop_map(Fault::Reconfigure),
     ]
 }
@@ -778,5 +779,43 @@ fn safe_delivery_follows_the_aru_without_waiting_for_a_held_token() {
     });
     if let Err(e) = result {
         panic!("{e}");
+    }
+}
+
+/// A lying member (mbus-fuzz-net's peer mode held a daemon this way for a minute): one token
+/// claims a seq past every packet anyone has. Every daemon asks for the missing packets while
+/// the token keeps going round, so nothing is ever delivered again unless a daemon notices
+/// that its aru stopped below the ring's highest seq and re-forms the ring.
+#[test]
+fn a_token_claiming_packets_nobody_has_does_not_stall_the_ring() {
+    for (nodes, liar) in [(2u8, 1u8), (3, 1), (3, 0), (5, 3)] {
+        let sc = Scenario {
+            nodes,
+            seed: 0x5ea1 + u64::from(nodes) * 7 + u64::from(liar),
+            accelerated: false,
+            segments: 1,
+            faults: vec![Step {
+                at_ms: 4_000,
+                fault: Fault::LyingToken {
+                    from: liar,
+                    ahead: 5,
+                },
+            }],
+            work: (0..30)
+                .map(|k| Work {
+                    at_ms: 3_000 + k * 150,
+                    node: (k % u32::from(nodes)) as u8,
+                    service: if k % 4 == 0 {
+                        Service::Safe
+                    } else {
+                        Service::Agreed
+                    },
+                    size: 100,
+                })
+                .collect(),
+        };
+        if let Err(f) = run(&sc, Options::default()) {
+            panic!("{nodes} daemons, liar {liar}:\n{sc}{f}");
+        }
     }
 }

@@ -297,6 +297,11 @@ pub fn render(s: &Snapshot) -> String {
         e.token_hurry,
     );
     b.counter(
+        "ring_stalls",
+        "Rings re-formed because missing packets stayed unrecovered for a whole token timeout",
+        e.stalls,
+    );
+    b.counter(
         "token_revisits",
         "Leader: held idle token visited again to send its own new messages at once",
         e.token_revisits,

@@ -78,6 +78,7 @@ fn every_counter_of_the_snapshot_is_in_the_exposition() {
         packets_received: v.next(),
         token_hurry: v.next(),
         token_revisits: v.next(),
+        stalls: v.next(),
         retrans_requested: v.next(),
         token_rotations: v.next(),
         rotation_time_us: v.us(&mut secs),

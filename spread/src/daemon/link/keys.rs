@@ -35,7 +35,7 @@ impl fmt::Debug for KeyId {
 }
 
 /// One shared 256-bit link key. Datagrams are not sealed under it directly but under a run
-/// key derived from it for each sender's run ([`LinkKey::run_key`]), so the AEAD's 96-bit
+/// key derived from it for each sender's run (`LinkKey::run_key`), so the AEAD's 96-bit
 /// nonce can be the run's datagram counter and never repeats under one key.
 #[derive(Clone)]
 pub struct LinkKey {
