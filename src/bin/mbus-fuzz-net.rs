@@ -13,14 +13,27 @@ use mbus::fuzznet::replay::ReplayFile;
 use mbus::fuzznet::run::{self, RunOpts};
 use mbus::fuzznet::{peer, Fault};
 
-fn opts(t: &Target, peer_mode: bool) -> RunOpts {
+fn opts(t: &Target, peer_mode: bool) -> Result<RunOpts> {
     let seed = t.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
     });
-    RunOpts {
-        addr: t.daemon.clone(),
+    let (addr, ring) = match &t.ring {
+        Some(path) => {
+            if peer_mode {
+                anyhow::bail!("--ring is for client mode (peer mode builds its own lab)");
+            }
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("read {}", path.display()))?;
+            let mut all = run::ring_addresses(&text, &path.display().to_string())?;
+            let first = all.remove(0);
+            (Some(first), all)
+        }
+        None => (t.daemon.clone(), Vec::new()),
+    };
+    Ok(RunOpts {
+        addr,
         spawn: t.spawn.clone(),
         port: t.port,
         seed,
@@ -33,7 +46,8 @@ fn opts(t: &Target, peer_mode: bool) -> RunOpts {
         extra_conf: t.conf_lines.iter().map(|l| format!("{l}\n")).collect(),
         valid_only: t.valid_only,
         benign_only: t.benign_only,
-    }
+        ring,
+    })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -65,14 +79,14 @@ fn main() -> ExitCode {
 fn real_main(args: &Args) -> Result<bool> {
     match &args.command {
         Command::Client(t) => {
-            let o = opts(t, false);
+            let o = opts(t, false)?;
             eprintln!("mbus-fuzz-net client: seed {}", o.seed);
             let s = runtime()?.block_on(run::run_client(&o))?;
             println!("{s}");
             Ok(s.fault.is_none())
         }
         Command::Peer(t) => {
-            let o = opts(t, true);
+            let o = opts(t, true)?;
             eprintln!("mbus-fuzz-net peer: seed {}", o.seed);
             let lab = lab()?;
             let s = runtime()?.block_on(peer::run_peer(&o, &lab.target_ns))?;
@@ -82,7 +96,7 @@ fn real_main(args: &Args) -> Result<bool> {
         Command::Replay { file, target } => {
             let f = ReplayFile::load(file)?;
             let peer_mode = f.mode == "peer";
-            let o = opts(target, peer_mode);
+            let o = opts(target, peer_mode)?;
             let found: Option<Fault> = if peer_mode {
                 let lab = lab()?;
                 runtime()?

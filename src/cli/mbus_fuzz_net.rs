@@ -104,4 +104,14 @@ pub struct Target {
     /// Extra line for the spawned target's configuration (repeatable)
     #[arg(long = "conf-line", value_name = "LINE")]
     pub conf_lines: Vec<String>,
+    /// Client mode: a whole ring — every daemon of this spread.conf (at its client address)
+    /// gets fuzzed sessions, and the probe's two sessions sit on the first two daemons, so
+    /// a cross-daemon order or membership break shows (instead of -s / --spawn)
+    #[arg(
+        short = 'c',
+        long = "ring",
+        value_name = "SPREAD_CONF",
+        conflicts_with_all = ["daemon", "spawn"]
+    )]
+    pub ring: Option<PathBuf>,
 }

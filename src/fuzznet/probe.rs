@@ -21,8 +21,10 @@ use crate::client::{Mailbox, MailboxReceiver, Message, ServiceType};
 /// Probe settings.
 #[derive(Debug, Clone)]
 pub struct ProbeConfig {
-    /// The target's client address (`PORT@HOST` or a socket path).
+    /// The target's client address (`PORT@HOST` or a socket path): the first probe session.
     pub addr: String,
+    /// The second probe session's daemon (the same one, or another daemon of the ring).
+    pub addr_b: String,
     /// The probe group.
     pub group: String,
     /// Time between two probe messages.
@@ -51,7 +53,7 @@ async fn setup(cfg: &ProbeConfig) -> Result<(Mailbox, Mailbox)> {
     let mut a = Mailbox::connect(&cfg.addr, &format!("pa{tag}{salt}"), true)
         .await
         .context("probe a: connect")?;
-    let mut b = Mailbox::connect(&cfg.addr, &format!("pb{tag}{salt}"), true)
+    let mut b = Mailbox::connect(&cfg.addr_b, &format!("pb{tag}{salt}"), true)
         .await
         .context("probe b: connect")?;
     a.join(&cfg.group).await.context("probe a: join")?;

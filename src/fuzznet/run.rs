@@ -47,6 +47,32 @@ pub struct RunOpts {
     pub valid_only: bool,
     /// Peer mode: only the faults the protocol tolerates (drop, storm, delay).
     pub benign_only: bool,
+    /// Client mode against a whole ring: the other daemons' client addresses (`addr` is the
+    /// first daemon's); the probe's second session goes to the first of them.
+    pub ring: Vec<String>,
+}
+
+/// The client addresses (`PORT@IP`) of every daemon of configuration `text` (a spread.conf),
+/// in file order: a host's first client interface, else its address.
+pub fn ring_addresses(text: &str, file: &str) -> Result<Vec<String>> {
+    use spread::config::{Config, IfKinds};
+    let config = Config::parse(text, file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = Vec::new();
+    for (id, host) in config.hosts() {
+        let Some(seg) = config.segments.get(id.segment) else {
+            continue;
+        };
+        let ip = host
+            .interfaces
+            .iter()
+            .find(|i| i.kinds.contains(IfKinds::CLIENT))
+            .map_or(host.addr.ip, |i| i.addr.ip);
+        out.push(format!("{}@{ip}", seg.port));
+    }
+    if out.is_empty() {
+        anyhow::bail!("{file}: no daemon configured");
+    }
+    Ok(out)
 }
 
 /// The configuration of a one-daemon target at 127.0.0.1.
@@ -104,11 +130,13 @@ pub fn address(o: &RunOpts, target: Option<&TargetProc>) -> Result<Address> {
 }
 
 fn probe_config(o: &RunOpts, addr: &Address) -> Result<ProbeConfig> {
+    let addr = match addr {
+        Address::Tcp { host, port } => format!("{port}@{host}"),
+        Address::Unix(p) => p.display().to_string(),
+    };
     Ok(ProbeConfig {
-        addr: match addr {
-            Address::Tcp { host, port } => format!("{port}@{host}"),
-            Address::Unix(p) => p.display().to_string(),
-        },
+        addr_b: o.ring.first().cloned().unwrap_or_else(|| addr.clone()),
+        addr,
         group: "fzprobe".into(),
         interval: Duration::from_millis(50),
         hang_after: o.hang_after,
@@ -193,26 +221,38 @@ pub async fn run_client(o: &RunOpts) -> Result<Summary> {
             anyhow::bail!("the probe could not start: {end:?}");
         }
     }
-    let daemon_name = daemon_name(&addr).await?;
+    // Every daemon fuzzed (a ring: the first from `addr`, then the others), with its name
+    // for the cases' private names.
+    let mut daemons = vec![(addr.clone(), daemon_name(&addr).await?)];
+    for a in &o.ring {
+        let a = Address::parse(a).map_err(|e| anyhow::anyhow!("{a}: {e}"))?;
+        let name = daemon_name(&a).await?;
+        daemons.push((a, name));
+    }
+    let daemons = Arc::new(daemons);
     let started = Instant::now();
     let recent: Arc<Mutex<VecDeque<(Instant, Case)>>> = Arc::default();
     let next = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for _ in 0..o.workers.max(1) {
-        let (stats, recent, next, stop, addr, seed, daemon_name) = (
+        let (stats, recent, next, stop, daemons, seed) = (
             stats.clone(),
             recent.clone(),
             next.clone(),
             stop.clone(),
-            addr.clone(),
+            daemons.clone(),
             o.seed,
-            daemon_name.clone(),
         );
         workers.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let id = next.fetch_add(1, Ordering::Relaxed);
-                let case = client::generate(&mut Rng::for_exec(seed, id), id, &daemon_name);
+                let Some((addr, daemon_name)) =
+                    daemons.get(usize::try_from(id).unwrap_or(0) % daemons.len().max(1))
+                else {
+                    break;
+                };
+                let case = client::generate(&mut Rng::for_exec(seed, id), id, daemon_name);
                 {
                     // The cases of the last 8 s (at most 4000 of them, 64 MiB of frames):
                     // what is saved and minimized when something breaks.
@@ -243,7 +283,7 @@ pub async fn run_client(o: &RunOpts) -> Result<Summary> {
                 }
                 let _ = tokio::time::timeout(
                     Duration::from_secs(30),
-                    client::execute(&addr, &case.steps, &stats),
+                    client::execute(addr, &case.steps, &stats),
                 )
                 .await;
                 Stats::add(&stats.execs, 1);
@@ -264,8 +304,19 @@ pub async fn run_client(o: &RunOpts) -> Result<Summary> {
         }
         if target.is_none() && last_port_check.elapsed() > Duration::from_secs(1) {
             last_port_check = Instant::now();
-            if !port_open(&addr).await {
-                break Some(Fault::Death("port closed".into()));
+            let mut closed = None;
+            for (a, name) in daemons.iter() {
+                if !port_open(a).await {
+                    closed = Some(if daemons.len() > 1 {
+                        format!("daemon {name}: port closed")
+                    } else {
+                        "port closed".to_owned()
+                    });
+                    break;
+                }
+            }
+            if let Some(why) = closed {
+                break Some(Fault::Death(why));
             }
         }
         if last_progress.elapsed() >= o.progress_every {

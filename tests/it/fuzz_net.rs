@@ -183,3 +183,56 @@ fn a_replay_file_without_a_mode_is_a_one_line_error() {
         "{text}"
     );
 }
+
+/// `client --ring spread.conf`: the fuzzed sessions go to every daemon of a 3-daemon ring of
+/// ours and the probe's two sessions sit on d1 and d2, so its order and membership checks
+/// span the ring; a short run finds nothing and every daemon is still running.
+#[test]
+fn client_mode_against_a_whole_ring_finds_no_fault() {
+    let mut ring = crate::ring::Ring::with_metrics(3);
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let conf = ring.dir.path().join("d1.conf");
+    let (out, text) = fuzz(&[
+        "client",
+        "--ring",
+        conf.to_str().unwrap(),
+        "--seed",
+        "11",
+        "-t",
+        "20",
+        "-j",
+        "6",
+        "--no-minimize",
+    ]);
+    assert!(out.status.success(), "{text}\n{}", ring.logs());
+    assert_eq!(row(&text, "fault"), "none", "{text}");
+    let execs: u64 = row(&text, "executions").parse().unwrap_or(0);
+    assert!(execs > 20, "only {execs} executions: {text}");
+    assert!(
+        row(&text, "probe rounds").parse::<u64>().unwrap_or(0) > 10,
+        "{text}"
+    );
+    for i in 0..3 {
+        assert!(!ring.exited(i), "d{} exited:\n{}", i + 1, ring.logs());
+    }
+    // Every daemon served fuzzed sessions (its metrics count them).
+    for i in 0..3 {
+        let accepted = sessions_accepted(&format!("{}:{}", crate::ring::addr(i), ring.metrics[i]));
+        assert!(accepted > 10, "d{}: {accepted} sessions", i + 1);
+    }
+}
+
+/// `spread_sessions_accepted_total` scraped from a daemon's metrics endpoint.
+fn sessions_accepted(addr: &str) -> u64 {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.lines()
+        .find_map(|l| l.strip_prefix("spread_sessions_accepted_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}

@@ -119,8 +119,10 @@ fn peer_address(o: &RunOpts) -> Address {
 }
 
 fn probe_config(o: &RunOpts) -> ProbeConfig {
+    let addr = format!("{}@{TARGET_ADDR}", o.port);
     ProbeConfig {
-        addr: format!("{}@{TARGET_ADDR}", o.port),
+        addr_b: addr.clone(),
+        addr,
         group: "fzprobe".into(),
         interval: Duration::from_millis(100),
         hang_after: o.hang_after,
