@@ -78,14 +78,22 @@ impl Pair {
         self.lab.kill(self.pids[i]);
     }
 
-    fn spawn_client(&self, i: usize, name: &str, n: usize) -> Child {
-        crate::ring_netns::spawn_client(&self.lab, i, &format!("{name}|{PORT}|{n}|2"))
+    fn spawn_client(&self, i: usize, name: &str, n: usize, pause_ms: u64) -> Child {
+        crate::ring_netns::spawn_client(&self.lab, i, &format!("{name}|{PORT}|{n}|2|{pause_ms}"))
     }
 
     /// One client per daemon, started now; both must finish with the same order of all
     /// `2 n` messages, and the real daemon must be alive and without alarms.
     fn traffic(&mut self, what: &str, n: usize) {
-        let clients = [self.spawn_client(0, "ca", n), self.spawn_client(1, "cb", n)];
+        self.paced_traffic(what, n, 0);
+    }
+
+    /// [`Pair::traffic`] with a pause of `pause_ms` after each message a client sends.
+    fn paced_traffic(&mut self, what: &str, n: usize, pause_ms: u64) {
+        let clients = [
+            self.spawn_client(0, "ca", n, pause_ms),
+            self.spawn_client(1, "cb", n, pause_ms),
+        ];
         let deadline = Instant::now() + CLIENT_BOUND + Duration::from_secs(5);
         let mut seqs = Vec::new();
         for (i, mut c) in clients.into_iter().enumerate() {
@@ -242,5 +250,24 @@ fn accelerated_ring_delivers_everything_in_one_order() {
         p.start(1);
         std::thread::sleep(Duration::from_secs(4));
         p.traffic(&format!("round {round} accelerated"), 500);
+    }
+}
+
+/// Paced traffic on a settled ring whose leader is ours (accA has the lower address) and whose
+/// other daemon is the real 5.0.1: between messages the ring falls idle and our leader holds
+/// the token; each message of its own client then leaves with the held token at once
+/// (`Engine::revisit_held_token`). The real successor must take those tokens as ordinary
+/// visits: both clients get every message in one order, the real daemon stays alive without
+/// an alarm.
+#[test]
+fn paced_traffic_from_our_leader_holding_the_token_with_a_real_successor() {
+    for round in 0..rounds() {
+        let Some(mut p) = Pair::new(1, "") else {
+            return;
+        };
+        p.start(0);
+        p.start(1);
+        std::thread::sleep(Duration::from_secs(3));
+        p.paced_traffic(&format!("round {round}"), 25, 40);
     }
 }

@@ -32,19 +32,21 @@ fn ring_client_helper() {
     let parts: Vec<&str> = spec.split('|').collect();
     let (name, addr, n) = (parts[0], parts[1], parts[2].parse::<usize>().unwrap());
     let clients = parts.get(3).map_or(3, |c| c.parse::<usize>().unwrap());
+    let pause = Duration::from_millis(parts.get(4).map_or(0, |c| c.parse::<u64>().unwrap()));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        tokio::time::timeout(CLIENT_BOUND, client(name, addr, n, clients))
+        tokio::time::timeout(CLIENT_BOUND, client(name, addr, n, clients, pause))
             .await
             .expect("client run timed out");
     });
 }
 
 /// Spawns [`ring_client_helper`] in node `i` of `lab` with `spec`
-/// (`<name>|<connect string>|<messages>|<clients>`), its standard output piped.
+/// (`<name>|<connect string>|<messages>|<clients>[|<pause ms between sends>]`), its standard
+/// output piped.
 pub(crate) fn spawn_client(lab: &NetLab, i: usize, spec: &str) -> std::process::Child {
     let exe = std::env::current_exe().unwrap();
     let mut cmd = lab.command(i, exe.to_str().unwrap());
@@ -65,7 +67,7 @@ pub(crate) fn spawn_client(lab: &NetLab, i: usize, spec: &str) -> std::process::
 /// members are in — a session the daemon closes before that is opened again (printed
 /// `RECONNECT`) — send `n` AGREED messages and print every message of all `clients` senders
 /// (`JOINED`, `GOT …`, `DONE` on standard output).
-async fn client(name: &str, addr: &str, n: usize, clients: usize) {
+async fn client(name: &str, addr: &str, n: usize, clients: usize, pause: Duration) {
     let mut mb = 'session: loop {
         let mut mb = match Mailbox::connect(addr, name, true).await {
             Ok(m) => m,
@@ -95,6 +97,9 @@ async fn client(name: &str, addr: &str, n: usize, clients: usize) {
         mb.multicast(ServiceType::AGREED, "grp", 0, body.as_bytes())
             .await
             .unwrap();
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
     }
     let mut got = 0;
     while got < clients * n {
