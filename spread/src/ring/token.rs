@@ -53,6 +53,20 @@ impl Engine {
             self.stats.dropped += 1;
             return;
         }
+        // No honest sender runs further than MAX_SEQ_GAP ahead of the ring's aru, and mine
+        // lags the ring's by at most a couple of rotations' windows: a seq past that claims
+        // packets nobody can have (a lying member), and taking it would stall the ring.
+        let bound = self
+            .ring
+            .aru
+            .saturating_add(super::MAX_SEQ_GAP)
+            .saturating_add(4 * u32::from(self.cfg.window));
+        if self.state() != State::Evs && seq > bound {
+            tracing::debug!(me = %me, seq, bound, "token claiming impossible packets dropped");
+            self.stats.dropped += 1;
+            self.stats.wild_tokens += 1;
+            return;
+        }
         if self.token_leader() {
             if !self.tok.awaiting || arq != self.tok.last_tx_arq || stale {
                 self.stats.dropped += 1;
@@ -191,10 +205,16 @@ impl Engine {
                 }
                 self.tok.stall = None;
                 self.stats.stalls += 1;
+                // The claimed seqs exist nowhere: forget them (the highest packet actually
+                // received stands), so the membership does not try to recover them — a FORM
+                // token cannot even list that many holes.
+                let received = self.ring.buf.keys().next_back().copied().unwrap_or(0);
+                let real = received.max(self.ring.my_aru);
                 tracing::warn!(me = %self.cfg.me, aru = self.ring.my_aru,
-                    highest = self.ring.highest,
+                    claimed = self.ring.highest, received = real,
                     "no missing packet recovered for a whole token timeout while the token \
                      goes round (a member claimed packets nobody has): re-forming the ring");
+                self.ring.highest = real;
                 self.on_token_loss(now);
                 true
             }

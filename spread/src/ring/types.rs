@@ -302,6 +302,9 @@ pub struct Stats {
     /// Rings this daemon re-formed because its aru stayed below the ring's highest seq for a
     /// whole Token_timeout while the token kept coming (packets nobody has).
     pub stalls: u64,
+    /// Tokens dropped for a seq further ahead of the ring's aru than any honest sender goes
+    /// (MAX_SEQ_GAP plus the windows of a couple of rotations).
+    pub wild_tokens: u64,
     /// Sequence numbers this daemon asked to have re-sent (entries it put in tokens'
     /// retransmission requests).
     pub retrans_requested: u64,

@@ -103,7 +103,7 @@ pub enum Fault {
         /// Sending node.
         from: u8,
         /// How far past the real seq.
-        ahead: u8,
+        ahead: u32,
     },
     /// The configuration file now lists these nodes (others are ignored) and every running
     /// daemon reloads it (5.0.1's RELOAD, [`Daemon::reconfigure`]): listed daemons re-form
@@ -636,7 +636,7 @@ impl Sim {
             }
             Fault::Reconfigure(listed) => self.reconfigure(&listed),
             Fault::LyingToken { from, ahead } => {
-                self.lie = Some((idx(from), u32::from(ahead.max(1))));
+                self.lie = Some((idx(from), ahead.max(1)));
             }
             _ => {}
         }

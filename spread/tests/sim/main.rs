@@ -49,7 +49,7 @@ fn fault() -> impl Strategy<Value = Fault> {
         2 => node.clone().prop_map(Fault::Crash),
         2 => node.clone().prop_map(Fault::Restart),
         1 => Just(Fault::Heal),
-        1 => (node.clone(), 1u8..60).prop_map(|(from, ahead)| Fault::LyingToken { from, ahead }),
+        1 => (node.clone(), prop_oneof![1u32..60, 1u32..100_000]).prop_map(|(from, ahead)| Fault::LyingToken { from, ahead }),
         1 => proptest::collection::vec(node, 1..=usize::from(HARSH.nodes_max)).prop_map(Fault::Reconfigure),
     ]
 }
@@ -788,7 +788,17 @@ fn safe_delivery_follows_the_aru_without_waiting_for_a_held_token() {
 /// that its aru stopped below the ring's highest seq and re-forms the ring.
 #[test]
 fn a_token_claiming_packets_nobody_has_does_not_stall_the_ring() {
-    for (nodes, liar) in [(2u8, 1u8), (3, 1), (3, 0), (5, 3)] {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    for (nodes, liar, ahead) in [
+        (2u8, 1u8, 39_424u32),
+        (2, 1, 5),
+        (3, 1, 50),
+        (3, 0, 5),
+        (5, 3, 39_424),
+    ] {
         let sc = Scenario {
             nodes,
             seed: 0x5ea1 + u64::from(nodes) * 7 + u64::from(liar),
@@ -796,10 +806,7 @@ fn a_token_claiming_packets_nobody_has_does_not_stall_the_ring() {
             segments: 1,
             faults: vec![Step {
                 at_ms: 4_000,
-                fault: Fault::LyingToken {
-                    from: liar,
-                    ahead: 5,
-                },
+                fault: Fault::LyingToken { from: liar, ahead },
             }],
             work: (0..30)
                 .map(|k| Work {
@@ -815,7 +822,7 @@ fn a_token_claiming_packets_nobody_has_does_not_stall_the_ring() {
                 .collect(),
         };
         if let Err(f) = run(&sc, Options::default()) {
-            panic!("{nodes} daemons, liar {liar}:\n{sc}{f}");
+            panic!("{nodes} daemons, liar {liar}, {ahead} ahead:\n{sc}{f}");
         }
     }
 }

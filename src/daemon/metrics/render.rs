@@ -302,6 +302,11 @@ pub fn render(s: &Snapshot) -> String {
         e.stalls,
     );
     b.counter(
+        "wild_tokens",
+        "Tokens dropped for claiming a seq no honest daemon can have reached",
+        e.wild_tokens,
+    );
+    b.counter(
         "token_revisits",
         "Leader: held idle token visited again to send its own new messages at once",
         e.token_revisits,

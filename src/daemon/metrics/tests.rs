@@ -79,6 +79,7 @@ fn every_counter_of_the_snapshot_is_in_the_exposition() {
         token_hurry: v.next(),
         token_revisits: v.next(),
         stalls: v.next(),
+        wild_tokens: v.next(),
         retrans_requested: v.next(),
         token_rotations: v.next(),
         rotation_time_us: v.us(&mut secs),
