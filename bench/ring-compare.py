@@ -19,7 +19,7 @@ only our ring is measured (that is what CI's smoke run does). Needs root (ip net
   bench/ring-compare.py                                  # 3 daemons, 5 rounds, our ring only
   MBUS_REAL_SPREAD=/opt/sp501/sbin/spread bench/ring-compare.py --daemons 2,3,5,8 --rounds 3
   bench/ring-compare.py --quick --json out.json          # a short smoke run
-  bench/ring-compare.py --ours "env MBUS_WORKER_THREADS=1 target/release/spread"
+  bench/ring-compare.py --ours "env MBUS_WORKER_THREADS=2 target/release/spread"
 """
 
 import argparse

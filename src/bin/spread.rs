@@ -243,11 +243,13 @@ fn run(args: &Args, parsed: Parsed, source: &Source) -> anyhow::Result<()> {
         );
     }
     // mbus extension (not in 5.0.1): `MBUS_WORKER_THREADS` sets the runtime's worker threads
-    // (default 2; 1 runs every task on the main thread, as 5.0.1's one event loop).
+    // (default 1: every task on the main thread, as 5.0.1's one event loop — in the side-by-side
+    // ring benchmark it used less CPU per message and had lower round-trip times than 2
+    // threads, whose cross-thread wake-ups cost more than they bring on a shared box).
     let workers = std::env::var("MBUS_WORKER_THREADS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(2);
+        .unwrap_or(1);
     let rt = if workers <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -31,7 +31,7 @@ MBUS_UNIX_SOCKET_DIR moves the client Unix socket /tmp/PORT into another directo
 --metrics ADDR:PORT (or MBUS_METRICS=ADDR:PORT) serves Prometheus metrics at\n\
 http://ADDR:PORT/metrics (off by default; e.g. --metrics 127.0.0.1:9803).\n\
 SIGUSR1 reopens EventLogFile (for logrotate).\n\
-MBUS_WORKER_THREADS sets the runtime's worker threads (default 2; 1: one event loop).\n\
+MBUS_WORKER_THREADS sets the runtime's worker threads (default 1: one event loop).\n\
 \n\
 Live reconfiguration: a monitor RELOAD (spmonitor menu r; obeyed with DangerousMonitor = yes)\n\
 or SIGHUP (an mbus addition) re-reads the configuration file and applies it as 5.0.1 does:\n\
