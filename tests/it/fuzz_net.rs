@@ -62,6 +62,17 @@ fn fuzz(args: &[&str]) -> (Output, String) {
     (out, text)
 }
 
+/// A client-mode table with no fault, more than 20 executions and more than 10 probe rounds.
+fn assert_clean_client_run(text: &str) {
+    assert_eq!(row(text, "fault"), "none", "{text}");
+    let execs: u64 = row(text, "executions").parse().unwrap_or(0);
+    assert!(execs > 20, "only {execs} executions: {text}");
+    assert!(
+        row(text, "probe rounds").parse::<u64>().unwrap_or(0) > 10,
+        "{text}"
+    );
+}
+
 /// The value of a row of the final table.
 fn row<'a>(table: &'a str, key: &str) -> &'a str {
     table
@@ -95,13 +106,7 @@ fn client_mode_short_run_finds_no_fault_in_our_daemon() {
         "--no-minimize",
     ]);
     assert!(out.status.success(), "{text}");
-    assert_eq!(row(&text, "fault"), "none", "{text}");
-    let execs: u64 = row(&text, "executions").parse().unwrap_or(0);
-    assert!(execs > 20, "only {execs} executions: {text}");
-    assert!(
-        row(&text, "probe rounds").parse::<u64>().unwrap_or(0) > 10,
-        "{text}"
-    );
+    assert_clean_client_run(&text);
 }
 
 #[test]
@@ -205,13 +210,7 @@ fn client_mode_against_a_whole_ring_finds_no_fault() {
         "--no-minimize",
     ]);
     assert!(out.status.success(), "{text}\n{}", ring.logs());
-    assert_eq!(row(&text, "fault"), "none", "{text}");
-    let execs: u64 = row(&text, "executions").parse().unwrap_or(0);
-    assert!(execs > 20, "only {execs} executions: {text}");
-    assert!(
-        row(&text, "probe rounds").parse::<u64>().unwrap_or(0) > 10,
-        "{text}"
-    );
+    assert_clean_client_run(&text);
     for i in 0..3 {
         assert!(!ring.exited(i), "d{} exited:\n{}", i + 1, ring.logs());
     }
