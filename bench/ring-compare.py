@@ -53,6 +53,18 @@ class Ring:
         self.names = [f"{self.tag}d{i}" for i in range(n)]
         self.dirs = [os.path.join(workdir, f"{kind}{n}-{i}") for i in range(n)]
         self.procs = []
+        self.metrics = False
+
+    def counters(self, pattern):
+        """Our daemons' metrics lines whose name contains one of `pattern`'s words."""
+        get = ("import urllib.request as u;"
+               "print(u.urlopen('http://127.0.0.1:9803/metrics', timeout=5).read().decode())")
+        lines = []
+        for i in range(self.n):
+            text = self.run(i, ["python3", "-c", get], 10)
+            lines += [f"d{i + 1} {l}" for l in text.splitlines()
+                      if not l.startswith("#") and any(w in l for w in pattern.split())]
+        return lines
 
     def addr(self, i):
         return f"10.77.{self.net}.{i + 1}"
@@ -85,9 +97,10 @@ class Ring:
                 f.write(conf)
         for i, ns in enumerate(self.names):
             log = open(os.path.join(self.dirs[i], "daemon.log"), "w")
+            extra = " --metrics 127.0.0.1:9803" if self.kind == "mbus" and self.metrics else ""
             cmd = (
                 f"mount --bind {self.dirs[i]} /tmp && exec stdbuf -oL {self.binary} "
-                f"-n d{i + 1} -c /tmp/spread.conf"
+                f"-n d{i + 1} -c /tmp/spread.conf{extra}"
             )
             p = subprocess.Popen(
                 ["ip", "netns", "exec", ns, "unshare", "-m", "--propagation", "private", "sh", "-c", cmd],
@@ -221,6 +234,9 @@ def main():
     ap.add_argument("--real", default=os.environ.get("MBUS_REAL_SPREAD", ""))
     ap.add_argument("--quick", action="store_true", help="smoke: 2 daemons, 1 round, small counts")
     ap.add_argument("--json", help="also write every figure of every round to this file")
+    ap.add_argument("--show-metrics", metavar="WORDS",
+                    help="after each round of our ring, print the metrics of every daemon whose "
+                         "name contains one of these words (e.g. 'reply rotation retrans')")
     opts = ap.parse_args()
     if opts.quick:
         opts.daemons, opts.rounds, opts.messages, opts.pings, opts.settle = "2", 1, 200, 50, 0.5
@@ -248,9 +264,13 @@ def main():
                 for kind, path in kinds:
                     net = (net + 1) % 250
                     ring = Ring(kind, path, n, workdir, net)
+                    ring.metrics = bool(opts.show_metrics)
                     try:
                         ring.start()
                         fig = measure(ring, opts.bench, opts)
+                        if ring.metrics and kind == "mbus":
+                            for line in ring.counters(opts.show_metrics):
+                                print(f"    {line}", file=sys.stderr, flush=True)
                         if not ring.alive():
                             raise RuntimeError("a daemon died during the run")
                         if ring.alarms():

@@ -447,6 +447,11 @@ impl Clients {
         self.outputs.pop_front()
     }
 
+    /// Outputs waiting for [`Clients::poll_output`] (a delivery adds one per session).
+    pub(crate) fn pending_outputs(&self) -> usize {
+        self.outputs.len()
+    }
+
     /// When [`Clients::handle_timeout`] must next be called.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.timers.first().map(|&(t, _)| t)

@@ -548,7 +548,14 @@ impl Daemon {
                     }
                     ring::Output::Deliver(d) => {
                         let was = self.clients.exchanging();
+                        let (own, transitional) = (d.sender == self.engine.id(), d.transitional);
+                        let before = self.clients.pending_outputs();
                         self.clients.on_delivery(d);
+                        if !transitional {
+                            // Who may answer it: the token may wait (`ring::reply`).
+                            let sessions = self.clients.pending_outputs().saturating_sub(before);
+                            self.engine.note_local_delivery(own, sessions);
+                        }
                         if was && !self.clients.exchanging() && !self.gate_planted_off() {
                             // The exchange completed: 5.0.1 returns to the normal down queue
                             // and lowers the delivery threshold.

@@ -32,6 +32,8 @@ MBUS_UNIX_SOCKET_DIR moves the client Unix socket /tmp/PORT into another directo
 http://ADDR:PORT/metrics (off by default; e.g. --metrics 127.0.0.1:9803).\n\
 SIGUSR1 reopens EventLogFile (for logrotate).\n\
 MBUS_WORKER_THREADS sets the runtime's worker threads (default 1: one event loop).\n\
+MBUS_REPLY_WAIT_US: longest a daemon keeps the token for a local client's answer after\n\
+delivering to it (default 500; 0: never, as 5.0.1; docs/performance.md).\n\
 \n\
 Live reconfiguration: a monitor RELOAD (spmonitor menu r; obeyed with DangerousMonitor = yes)\n\
 or SIGHUP (an mbus addition) re-reads the configuration file and applies it as 5.0.1 does:\n\

@@ -10,6 +10,7 @@
 //! one-daemon ring) as for several, over the ring sockets of [`bind()`] with one receive task
 //! per socket. The shell only maps daemon ids to socket addresses and moves bytes.
 
+mod alarm;
 mod bind;
 mod builder;
 mod client_io;

@@ -205,6 +205,9 @@ impl Core {
         let mut settings = Settings::from_config(config, me, clock);
         super::add_access_rules(&mut settings.clients);
         settings.link = link;
+        if let Some(wait) = reply_wait_from_env() {
+            settings.ring.reply_wait = wait;
+        }
         let mut c = Self::new(settings, clock);
         c.daemon.set_config(config);
         c.net = Some(Net::new(config, me, send));
@@ -431,6 +434,20 @@ impl Core {
                 bytes: p.bytes,
             },
         );
+    }
+}
+
+/// `MBUS_REPLY_WAIT_US` (an mbus extension): the longest a daemon keeps a visited token for a
+/// local client's answer ([`spread::ring::RingConfig::reply_wait`]; 0: never, as 5.0.1).
+/// Unset: the core's default. Not a number: the default, with a warning.
+fn reply_wait_from_env() -> Option<std::time::Duration> {
+    let v = std::env::var("MBUS_REPLY_WAIT_US").ok()?;
+    match v.trim().parse::<u64>() {
+        Ok(us) => Some(std::time::Duration::from_micros(us.min(100_000))),
+        Err(_) => {
+            warn!(value = %v, "MBUS_REPLY_WAIT_US is not a number of microseconds; default kept");
+            None
+        }
     }
 }
 

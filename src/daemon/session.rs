@@ -299,6 +299,7 @@ async fn core_loop(
 ) {
     let origin = Instant::now();
     let mut w = Writers::default();
+    let mut alarm = super::alarm::Alarm::new();
     tokio::pin!(shutdown);
     loop {
         let deadline = daemon.poll_timeout().map(|t| to_tokio(origin, t));
@@ -311,7 +312,7 @@ async fn core_loop(
                 on_progress(&mut daemon, &mut w, now, p);
                 drain_progress(&mut daemon, &mut w, &mut inputs.progress, now);
             }
-            () = sleep_until(deadline) => daemon.handle_timeout(core_now(origin)),
+            () = alarm.until(deadline) => daemon.handle_timeout(core_now(origin)),
             Some(tx) = inputs.metrics.recv() => {
                 let _ = tx.send(daemon.metrics());
             }
@@ -365,13 +366,6 @@ fn drain_progress(
 ) {
     while let Ok(p) = progress.try_recv() {
         on_progress(daemon, w, now, p);
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -28,6 +28,8 @@ struct Net {
     n: u64,
     /// Messages received per (node, session).
     got: BTreeMap<(usize, u64), Vec<Bytes>>,
+    /// `RingConfig::reply_wait` of daemons started from now on.
+    reply_wait: Duration,
 }
 
 fn name(i: usize) -> String {
@@ -52,6 +54,7 @@ impl Net {
             queue: BTreeMap::new(),
             n: 0,
             got: BTreeMap::new(),
+            reply_wait: crate::ring::DEFAULT_REPLY_WAIT,
         };
         for i in 0..start {
             net.start(i);
@@ -60,7 +63,8 @@ impl Net {
     }
 
     fn start(&mut self, i: usize) {
-        let ring = RingConfig::lan(self.ids[i], self.ids.clone());
+        let mut ring = RingConfig::lan(self.ids[i], self.ids.clone());
+        ring.reply_wait = self.reply_wait;
         let cfg = DaemonConfig::new(&name(i), self.ids[i].0 as i32, 0);
         self.nodes[i] = Some(Daemon::new(
             Settings::from_parts(cfg, ring),
@@ -947,6 +951,7 @@ fn burst_beyond_the_engine_queue_is_delivered() {
 }
 
 mod reload;
+mod reply;
 
 /// Client messages wait while the ring is not formed yet; the daemon stops taking client
 /// input at 5.0.1's `WATER_MARK` messages or at `WATER_MARK_BYTES` bytes, whichever comes

@@ -70,6 +70,7 @@
 
 mod deliver;
 mod receive;
+mod reply;
 mod send;
 mod state;
 pub(crate) mod token;
@@ -186,6 +187,14 @@ pub struct Engine {
     /// `send_q` back.
     pub(crate) exchange_q: VecDeque<Pending>,
     pub(crate) tok: TokenState,
+    /// Whether holding the token for a local reply has been paying off ([`reply`]), for
+    /// each [`reply::Awaited`].
+    pub(crate) reply_habits: [reply::ReplyHabit; 2],
+    /// Messages of other daemons delivered to local sessions since this daemon's last token
+    /// visit ([`Engine::note_local_delivery`]: a local client may answer one).
+    pub(crate) delivered_since_visit: u32,
+    /// Own messages of this visit delivered to local sessions (one may answer).
+    pub(crate) own_delivered: u32,
     /// Rep index 5.0.1 leaves in its JOINs (1 once this daemon created a FORM1).
     pub(crate) join_rep_index: i16,
     /// 5.0.1 Commit_set: me, or the members of the membership whose EVS I finished last
@@ -234,6 +243,9 @@ impl Engine {
             send_q_bytes: 0,
             exchange_q: VecDeque::new(),
             tok: TokenState::default(),
+            reply_habits: [reply::ReplyHabit::default(); 2],
+            delivered_since_visit: 0,
+            own_delivered: 0,
             join_rep_index: 0,
             commit_set: vec![me],
             exchanging: false,
@@ -292,6 +304,10 @@ impl Engine {
     /// Next output, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.revisit_due();
+        if self.out.is_empty() {
+            // Every delivery of a visit that may wait for a reply has been handed out.
+            self.decide_reply_hold();
+        }
         self.out.pop_front()
     }
 
@@ -309,7 +325,11 @@ impl Engine {
     /// ([`Engine::revisit_held_token`]).
     fn revisit_due(&mut self) {
         if let Some(at) = self.tok.revisit_at.take() {
-            self.revisit_held_token(at);
+            if self.holding_for_reply() {
+                self.release_reply_hold(at);
+            } else {
+                self.revisit_held_token(at);
+            }
         }
     }
 
@@ -433,6 +453,7 @@ impl Engine {
             Timer::Alive => self.on_alive_timer(now),
             Timer::Seg => self.on_seg_timer(now),
             Timer::Rep => self.on_rep_timer(now),
+            Timer::ReplyWait => self.release_reply_hold(now),
         }
     }
 
@@ -469,7 +490,11 @@ impl Engine {
             next: 0,
             total,
         });
-        if !had && self.has_sendable() {
+        if self.holding_for_reply() && self.has_sendable() {
+            // The reply the token is kept for: it leaves with it at the next output poll (with
+            // every other message of the same input).
+            self.tok.revisit_at = Some(now);
+        } else if !had && self.has_sendable() {
             self.hurry(now);
         }
     }

@@ -14,9 +14,10 @@ fn pad4(n: usize) -> usize {
 }
 
 impl Engine {
-    /// Sends as many new packets as flow control allows (raising the token's `seq`);
+    /// Sends as many new packets as flow control allows (raising the token's `seq`), less
+    /// the `already` this visit sent (a visit topped up with a reply, `ring::reply`);
     /// returns how many.
-    pub(crate) fn send_new_packets(&mut self, t: &mut TokenHeader) -> u16 {
+    pub(crate) fn send_new_packets(&mut self, t: &mut TokenHeader, already: u16) -> u16 {
         if !self.ring_alive() || !self.has_sendable() {
             return 0;
         }
@@ -24,7 +25,8 @@ impl Engine {
         let allowed = self
             .cfg
             .personal_window
-            .min(self.cfg.window.saturating_sub(others));
+            .min(self.cfg.window.saturating_sub(others))
+            .saturating_sub(already);
         let mut sent = 0u16;
         let mut fresh = Vec::new();
         // Configured alone: nothing is broadcast, so nothing is kept to send.

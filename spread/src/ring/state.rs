@@ -114,6 +114,8 @@ pub(crate) struct TokenState {
     pub(crate) prev_sent_seq: u32,
     /// Accelerated ring: new packets to send right after the token.
     pub(crate) after_token: Vec<w::Packet>,
+    /// A visited token kept for a local reply ([`super::reply`]).
+    pub(crate) reply: Option<super::reply::ReplyHold>,
     /// Leader: when the token now out was sent (rotation time, [`super::Stats`]).
     pub(crate) rotation_start: Option<crate::time::Instant>,
 }

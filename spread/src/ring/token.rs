@@ -77,7 +77,11 @@ impl Engine {
         } else {
             match self.tok.last_rx_arq {
                 Some(a) if arq == a => {
-                    if retrans > self.tok.last_rx_retrans {
+                    if retrans > self.tok.last_rx_retrans && self.holding_for_reply() {
+                        // The token kept for a reply is the one asked for: it goes now.
+                        self.tok.last_rx_retrans = retrans;
+                        self.release_reply_hold(now);
+                    } else if retrans > self.tok.last_rx_retrans {
                         self.tok.last_rx_retrans = retrans;
                         self.resend_last_token(retrans);
                     } else {
@@ -117,6 +121,8 @@ impl Engine {
     pub(crate) fn step_op_token(&mut self, now: Instant, mut t: Token) {
         let me = self.cfg.me;
         let rid = self.ring.id;
+        // Own messages delivered from here on are this visit's (`ring::reply`).
+        self.own_delivered = 0;
         if self.token_leader() {
             if let Some(t0) = self.tok.rotation_start.take() {
                 let us = u64::try_from(now.saturating_since(t0).as_micros()).unwrap_or(u64::MAX);
@@ -131,7 +137,7 @@ impl Engine {
         // (else an idle-looking leader could hold a token whose newest packet is in flight).
         self.ring.highest = self.ring.highest.max(t.header.seq.0);
         let retrans = self.answer_rtr(&mut t, rid);
-        let sent = self.send_new_packets(&mut t.header);
+        let sent = self.send_new_packets(&mut t.header, 0);
         let seq = t.header.seq.0.max(self.ring.highest);
         t.header.seq = Seq(seq);
         // Accelerated ring: packets after the previous token may still be in flight.
@@ -146,6 +152,7 @@ impl Engine {
             .filter(|s| !self.ring.buf.contains_key(s))
             .take(MAX_RTR_SEQS)
             .collect();
+        let missing = !wanted.is_empty();
         tracing::trace!(me = %me, ?wanted, retrans, sent, "token visit");
         if self.stalled(now) {
             return;
@@ -170,9 +177,17 @@ impl Engine {
         // delivered every SAFE message), nothing new was sent, no re-sent token in between.
         let hold = self.token_leader() && self.would_hold();
         let sent_aru = t.header.aru.0;
-        self.forward_token(now, t, hold);
-        self.flush_after_token();
-        let safe = sent_aru.min(self.tok.prev_sent_aru);
+        let prev_sent_aru = self.tok.prev_sent_aru;
+        // A token that may be kept for a local reply is decided on once this visit's
+        // deliveries are known (`ring::reply`).
+        let kept = if !hold && self.may_hold_for_reply(sent, missing) {
+            Some(t)
+        } else {
+            self.forward_token(now, t, hold);
+            self.flush_after_token();
+            None
+        };
+        let safe = sent_aru.min(prev_sent_aru);
         self.tok.prev_sent_aru = sent_aru;
         if safe > self.ring.aru {
             self.ring.aru = safe;
@@ -186,6 +201,13 @@ impl Engine {
         // 5.0.1: own new RELIABLE packets are delivered right away.
         let top = self.ring.highest;
         self.deliver_reliable(top.saturating_sub(u32::from(sent)).saturating_add(1)..=top);
+        match kept {
+            Some(t) => self.defer_token(now, t, prev_sent_aru, sent),
+            None => {
+                self.delivered_since_visit = 0;
+                self.own_delivered = 0;
+            }
+        }
     }
 
     /// A member's aru has stayed below the ring's highest seq for a whole Token_timeout while

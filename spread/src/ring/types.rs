@@ -246,11 +246,13 @@ pub enum Timer {
     Seg = 7,
     /// Rep_timeout: REPRESENTED without news from its representative goes back to SEG.
     Rep = 8,
+    /// A token kept for a local reply is sent on ([`RingConfig::reply_wait`]).
+    ReplyWait = 9,
 }
 
 impl Timer {
     /// Number of timers.
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
     /// All timers, in the order they fire when due together.
     pub const ALL: [Self; Self::COUNT] = [
         Self::TokenLoss,
@@ -264,6 +266,7 @@ impl Timer {
         Self::Seg,
         Self::Alive,
         Self::Rep,
+        Self::ReplyWait,
     ];
 }
 
@@ -299,6 +302,12 @@ pub struct Stats {
     /// Leader: times it visited its held idle token again to send its own new messages
     /// with it (an mbus shortcut; 5.0.1 sends the held token round empty first).
     pub token_revisits: u64,
+    /// Visited tokens kept for a local reply ([`RingConfig::reply_wait`]).
+    pub reply_holds: u64,
+    /// Kept tokens that left with a reply.
+    pub reply_hits: u64,
+    /// Kept tokens that left without one at the deadline.
+    pub reply_misses: u64,
     /// Rings this daemon re-formed because its aru stayed below the ring's highest seq for a
     /// whole Token_timeout while the token kept coming (packets nobody has).
     pub stalls: u64,
@@ -359,7 +368,14 @@ pub struct RingConfig {
     pub accelerated: bool,
     /// AcceleratedWindow.
     pub accelerated_window: u16,
+    /// Longest a daemon that has just delivered messages keeps a visited token (with nothing
+    /// to send) for a client's answer to go with it — an mbus addition, invisible on the wire
+    /// (see `ring::reply`); zero: never, as 5.0.1. Default [`DEFAULT_REPLY_WAIT`].
+    pub reply_wait: Duration,
 }
+
+/// Default [`RingConfig::reply_wait`].
+pub const DEFAULT_REPLY_WAIT: Duration = Duration::from_micros(500);
 
 impl RingConfig {
     /// 5.0.1's single-segment (LAN) defaults.
@@ -384,6 +400,7 @@ impl RingConfig {
             conf_hash: 0,
             accelerated: false,
             accelerated_window: 15,
+            reply_wait: DEFAULT_REPLY_WAIT,
         }
     }
 }
@@ -423,6 +440,7 @@ impl RingConfig {
             conf_hash: hash.conf_hash(),
             accelerated: cfg.accelerated_ring(),
             accelerated_window: clamp(cfg.accelerated_window()),
+            reply_wait: DEFAULT_REPLY_WAIT,
         })
     }
 }

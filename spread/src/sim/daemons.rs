@@ -35,6 +35,8 @@ use crate::wire::client::{
 
 /// The groups clients use.
 const GROUPS: [&str; 3] = ["ga", "gb", "gc"];
+/// How long a simulated client takes to answer what it read.
+const ANSWER_AFTER: Duration = Duration::from_micros(60);
 /// Most clients connected to one daemon at once.
 const MAX_CLIENTS: usize = 4;
 /// The group of the final probe.
@@ -134,6 +136,10 @@ pub struct DaemonReport {
     pub completed_in_transition: u64,
     /// Exchanges cut by a new configuration change (5.0.1 GGT), all daemons.
     pub exchanges_cut: u64,
+    /// Tokens kept for a local client's answer (`ring::reply`), all daemons.
+    pub reply_holds: u64,
+    /// Kept tokens that left with an answer, all daemons.
+    pub reply_hits: u64,
 }
 
 #[derive(Debug)]
@@ -148,6 +154,9 @@ enum Event {
     Fault(Fault),
     Start(usize),
     Client(usize, Act),
+    /// The first client of daemon `.0` answers what it read from another daemon: an AGREED
+    /// multicast to group `GROUPS[.2]` from session `.1` (if still connected).
+    Answer(usize, SessionId, usize),
     /// Arm a crash of this node for the next exchange.
     ArmExchangeCrash(usize),
 }
@@ -367,6 +376,17 @@ impl DaemonSim {
                 }
             }
             Event::Client(i, act) => self.client_act(i, act),
+            Event::Answer(i, session, g) => {
+                if self.hosts[i].node.is_some() {
+                    if let Some(k) = self.hosts[i]
+                        .clients
+                        .iter()
+                        .position(|c| c.session == session)
+                    {
+                        self.answer(i, k, GROUPS[g]);
+                    }
+                }
+            }
             Event::ArmExchangeCrash(i) => self.armed.push(i),
         }
         if !self.armed.is_empty()
@@ -685,6 +705,34 @@ impl DaemonSim {
             ));
         }
         inbox.got.push((body.clone(), body.starts_with('O')));
+        // Request/response traffic: the first client of a daemon answers what it reads from
+        // other daemons (not answers) a little later, so tokens kept for a local answer
+        // (`ring::reply`) get topped up amid the faults.
+        let from_elsewhere = body
+            .get(1..)
+            .and_then(|b| b.split(':').next())
+            .and_then(|n| n.parse::<usize>().ok())
+            .is_some_and(|n| n != i);
+        let first = self.hosts[i]
+            .clients
+            .first()
+            .is_some_and(|c| c.session == session);
+        let group = frame
+            .group(0)
+            .and_then(|g| GROUPS.iter().position(|x| g.text() == x.as_bytes()));
+        if let (true, true, false, Some(g)) = (from_elsewhere, first, body.ends_with(":a"), group) {
+            self.push(self.now + ANSWER_AFTER, Event::Answer(i, session, g));
+        }
+    }
+
+    /// An answer (AGREED, marked so that nobody answers it in turn).
+    fn answer(&mut self, i: usize, k: usize, g: &str) {
+        self.sent += 1;
+        let body = format!(
+            "O{}:{}:{}:a",
+            i, self.hosts[i].clients[k].session.0, self.sent
+        );
+        self.request(i, k, ServiceType::AGREED, &[g], body.as_bytes());
     }
 
     /// The ordered messages both clients received appear in the same order at both.
@@ -783,6 +831,12 @@ impl DaemonSim {
             .filter_map(|h| h.node.as_ref())
             .map(|n| n.clients().ring_stats())
             .collect();
+        let engines: Vec<_> = self
+            .hosts
+            .iter()
+            .filter_map(|h| h.node.as_ref())
+            .map(|n| n.engine().stats())
+            .collect();
         DaemonReport {
             end: self.now,
             events: self.events,
@@ -792,6 +846,8 @@ impl DaemonSim {
             held: stats.iter().map(|s| s.held).sum(),
             completed_in_transition: stats.iter().map(|s| s.completed_in_transition).sum(),
             exchanges_cut: stats.iter().map(|s| s.exchanges_cut).sum(),
+            reply_holds: engines.iter().map(|s| s.reply_holds).sum(),
+            reply_hits: engines.iter().map(|s| s.reply_hits).sum(),
         }
     }
 }

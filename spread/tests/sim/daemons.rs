@@ -83,9 +83,23 @@ fn check(
 #[test]
 fn whole_daemons_never_hit_a_5_0_1_fatal_path() {
     let mut runner = TestRunner::new(config(cases("MBUS_SIM_DAEMON_CASES", 64)));
-    if let Err(e) = runner.run(&daemon_scenario(), |sc| check(&sc, false).map(|_| ())) {
+    let (holds, hits) = (AtomicU64::new(0), AtomicU64::new(0));
+    let result = runner.run(&daemon_scenario(), |sc| {
+        let r = check(&sc, false)?;
+        holds.fetch_add(r.reply_holds, Ordering::Relaxed);
+        hits.fetch_add(r.reply_hits, Ordering::Relaxed);
+        Ok(())
+    });
+    if let Err(e) = result {
         panic!("{e}");
     }
+    // The runs kept tokens for local answers (and got some) amid their faults: that rule
+    // was checked too.
+    let (holds, hits) = (holds.into_inner(), hits.into_inner());
+    assert!(
+        holds > 0 && hits > 0,
+        "{holds} kept tokens, {hits} answered"
+    );
 }
 
 #[test]
@@ -106,7 +120,7 @@ fn canary_without_the_exchange_gate_fails_within_the_ci_cases() {
 fn soak_daemons() {
     let n = cases("MBUS_SOAK_CASES", 1_000);
     let started = WallInstant::now();
-    let sums: [AtomicU64; 7] = Default::default();
+    let sums: [AtomicU64; 9] = Default::default();
     let mut cfg = config(n);
     cfg.failure_persistence = None;
     cfg.max_shrink_iters = 60;
@@ -121,6 +135,8 @@ fn soak_daemons() {
             r.held,
             r.completed_in_transition,
             r.exchanges_cut,
+            r.reply_holds,
+            r.reply_hits,
         ]) {
             s.fetch_add(v, Ordering::Relaxed);
         }
@@ -132,6 +148,10 @@ fn soak_daemons() {
         v[0], v[1], v[2], v[3], v[6], v[5], v[4],
         started.elapsed().as_secs_f64(),
         result.as_ref().map(|_| "0 violations")
+    );
+    println!(
+        "soak_daemons: tokens kept for a local answer {}, answered {}",
+        v[7], v[8]
     );
     if let Err(e) = result {
         panic!("{e}");

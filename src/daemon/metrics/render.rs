@@ -312,6 +312,21 @@ pub fn render(s: &Snapshot) -> String {
         e.token_revisits,
     );
     b.counter(
+        "reply_holds",
+        "Visited tokens kept for a local client's answer (MBUS_REPLY_WAIT_US)",
+        e.reply_holds,
+    );
+    b.counter(
+        "reply_hits",
+        "Kept tokens that left with a local client's answer",
+        e.reply_hits,
+    );
+    b.counter(
+        "reply_misses",
+        "Kept tokens that left without an answer at the deadline",
+        e.reply_misses,
+    );
+    b.counter(
         "retransmissions_requested",
         "Sequence numbers this daemon asked to have re-sent",
         e.retrans_requested,
