@@ -56,11 +56,27 @@ impl Pair {
 
     /// Starts daemon `i` and waits until its client socket exists.
     fn start(&mut self, i: usize) {
+        self.start_with(i, &[]);
+    }
+
+    /// [`Pair::start`] with more arguments (ours only).
+    fn start_with(&mut self, i: usize, args: &[&str]) {
         let sock = self.lab.nodes[i].tmp.join(PORT.to_string());
         let _ = std::fs::remove_file(&sock);
+        let args = if self.bins[i] == env!("CARGO_BIN_EXE_spread") {
+            args
+        } else {
+            &[]
+        };
         self.pids[i] = self
             .lab
-            .start_daemon(i, &self.bins[i].clone(), Self::name(i), &self.conf.clone())
+            .start_daemon_args(
+                i,
+                &self.bins[i].clone(),
+                Self::name(i),
+                &self.conf.clone(),
+                args,
+            )
             .expect("start daemon");
         let t0 = Instant::now();
         while !sock.exists() {
@@ -269,5 +285,73 @@ fn paced_traffic_from_our_leader_holding_the_token_with_a_real_successor() {
         p.start(1);
         std::thread::sleep(Duration::from_secs(3));
         p.paced_traffic(&format!("round {round}"), 25, 40);
+    }
+}
+
+/// Request/response across a mixed ring (mbus-bench's ping and echo): the echo on our
+/// daemon and the pinger on the real one, then the other way round, then both on ours. Our
+/// daemon keeps the token for its clients' answers (`ring::reply`) with a real 5.0.1 daemon
+/// as its only neighbour: every round trip completes, the real daemon stays up without an
+/// alarm, and ours did keep tokens and got answers.
+#[test]
+fn request_response_while_our_daemon_keeps_the_token_for_answers() {
+    for round in 0..rounds() {
+        let Some(mut p) = Pair::new(1, "") else {
+            return;
+        };
+        p.start_with(0, &["--metrics", "127.0.0.1:9803"]);
+        p.start(1);
+        std::thread::sleep(Duration::from_secs(3));
+        let addrs: Vec<String> = (0..2)
+            .map(|i| format!("{PORT}@{}", p.lab.nodes[i].addr))
+            .collect();
+        let addr = |i: usize| addrs[i].clone();
+        for (ping, echo) in [(1usize, 0usize), (0, 1), (0, 0)] {
+            let out = p
+                .lab
+                .command(ping, env!("CARGO_BIN_EXE_mbus-bench"))
+                .args(["--latency", "-s", &addr(ping), "--echo", &addr(echo)])
+                .args(["-m", "300", "-b", "100", "--service", "agreed", "--json"])
+                .args(["--timeout", "60"])
+                .output()
+                .expect("run mbus-bench");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let what = format!("round {round}, ping {ping} echo {echo}");
+            assert!(
+                out.status.success(),
+                "{what}: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                p.lab.check_real_daemons().err().unwrap_or_default()
+            );
+            let v: serde_json::Value = serde_json::from_str(&text).expect("mbus-bench JSON");
+            assert_eq!(v["failed"], serde_json::json!([]), "{what}: {text}");
+            assert_eq!(v["latency"][0]["samples"], 300, "{what}: {text}");
+            if let Err(e) = p.lab.check_real_daemons() {
+                panic!("{what}: {e}");
+            }
+        }
+        let get = "import urllib.request as u;\
+                   print(u.urlopen('http://127.0.0.1:9803/metrics', timeout=5).read().decode())";
+        let out = p
+            .lab
+            .command(0, "python3")
+            .args(["-c", get])
+            .output()
+            .expect("read our metrics");
+        let metrics = String::from_utf8_lossy(&out.stdout);
+        let value = |name: &str| -> u64 {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        let (holds, hits) = (
+            value("spread_reply_holds_total "),
+            value("spread_reply_hits_total "),
+        );
+        assert!(
+            holds >= 100 && hits >= 100,
+            "round {round}: {holds} kept, {hits} answered\n{metrics}"
+        );
     }
 }
