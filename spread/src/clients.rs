@@ -295,6 +295,9 @@ pub(crate) struct Clients {
     doomed: Vec<(SessionId, EndReason)>,
     rng: u64,
     delivery_seq: u64,
+    /// Sessions other than its sender's that the last data message went to (who may answer
+    /// it: `ring::reply`).
+    answerers: usize,
     stats: ClientStats,
     /// The ring side: submissions, the group-state exchange.
     ring: Box<ring::RingSide>,
@@ -329,6 +332,7 @@ impl Clients {
             doomed: Vec::new(),
             rng,
             delivery_seq: 0,
+            answerers: 0,
             stats: ClientStats::default(),
             ring: Box::new(ring::RingSide::new(me, daemons)),
             session_log: None,
@@ -447,9 +451,15 @@ impl Clients {
         self.outputs.pop_front()
     }
 
-    /// Outputs waiting for [`Clients::poll_output`] (a delivery adds one per session).
-    pub(crate) fn pending_outputs(&self) -> usize {
-        self.outputs.len()
+    /// Sessions other than its sender's that the last delivered data message went to (call
+    /// [`Clients::clear_answerers`] before the delivery).
+    pub(crate) fn answerers(&self) -> usize {
+        self.answerers
+    }
+
+    /// Forgets the last delivery's [`Clients::answerers`].
+    pub(crate) fn clear_answerers(&mut self) {
+        self.answerers = 0;
     }
 
     /// When [`Clients::handle_timeout`] must next be called.
@@ -648,6 +658,7 @@ impl Clients {
             }
         }
         let sender_sid = self.names.get(&sender.name).copied();
+        self.answerers = 0;
         for sid in recipients {
             if self_discard && Some(sid) == sender_sid {
                 continue;
@@ -659,6 +670,9 @@ impl Clients {
                 continue;
             }
             s.last_delivery = seq;
+            if Some(sid) != sender_sid {
+                self.answerers += 1;
+            }
             self.send(sid, bytes.clone());
         }
     }

@@ -549,11 +549,11 @@ impl Daemon {
                     ring::Output::Deliver(d) => {
                         let was = self.clients.exchanging();
                         let (own, transitional) = (d.sender == self.engine.id(), d.transitional);
-                        let before = self.clients.pending_outputs();
+                        self.clients.clear_answerers();
                         self.clients.on_delivery(d);
                         if !transitional {
                             // Who may answer it: the token may wait (`ring::reply`).
-                            let sessions = self.clients.pending_outputs().saturating_sub(before);
+                            let sessions = self.clients.answerers();
                             self.engine.note_local_delivery(own, sessions);
                         }
                         if was && !self.clients.exchanging() && !self.gate_planted_off() {

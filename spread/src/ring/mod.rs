@@ -193,7 +193,7 @@ pub struct Engine {
     /// Messages of other daemons delivered to local sessions since this daemon's last token
     /// visit ([`Engine::note_local_delivery`]: a local client may answer one).
     pub(crate) delivered_since_visit: u32,
-    /// Own messages of this visit delivered to local sessions (one may answer).
+    /// Own messages delivered to local sessions during this visit (one may answer).
     pub(crate) own_delivered: u32,
     /// Rep index 5.0.1 leaves in its JOINs (1 once this daemon created a FORM1).
     pub(crate) join_rep_index: i16,

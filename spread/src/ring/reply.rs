@@ -18,7 +18,8 @@
 //!
 //! Who answers is told by the daemon layer ([`Engine::note_local_delivery`]): a message of
 //! another daemon delivered to a local session, or an own message delivered to a local
-//! session (perhaps only its sender: the habit learns that). The visit therefore decides once its
+//! session other than its sender's (a sender that reads its own messages back, as a
+//! flooder does, is no reason to wait). The visit therefore decides once its
 //! deliveries have been handed out (at the next output poll), not when the token comes.
 //!
 //! Whether to hold is learnt ([`ReplyHabit`]), apart for answers to other daemons' messages
@@ -115,19 +116,24 @@ impl ReplyHabit {
 pub(crate) enum Awaited {
     /// An answer to messages of other daemons delivered to local sessions.
     Remote = 0,
-    /// An answer to own messages this visit sent and delivered to a local session (both
-    /// clients on this daemon); such a visit may be topped up again and again within
+    /// An answer to own messages this visit delivered to a local session other than the
+    /// sender's (both clients on this daemon: AGREED ones as the visit sends them, SAFE ones
+    /// once the ring has them); such a visit may be topped up again and again within
     /// the personal window and [`MAX_LOCAL_HOLD`].
     Local = 1,
 }
 
 impl Engine {
-    /// The daemon layer handed a delivery to `sessions` local sessions (`own`: a message of
-    /// this daemon's). Counts what a local client may answer ([`Awaited`]).
+    /// The daemon layer handed a delivery to `sessions` local sessions other than its
+    /// sender's (`own`: a message of this daemon's). Counts what a local client may answer
+    /// ([`Awaited`]).
     pub fn note_local_delivery(&mut self, own: bool, sessions: usize) {
-        if own && sessions >= 1 {
+        if sessions == 0 {
+            return;
+        }
+        if own {
             self.own_delivered = self.own_delivered.saturating_add(1);
-        } else if !own && sessions >= 1 {
+        } else {
             self.delivered_since_visit = self.delivered_since_visit.saturating_add(1);
         }
     }
@@ -172,8 +178,7 @@ impl Engine {
         let (at, sent, since) = (h.at, h.sent, h.since);
         let remote = !chained && sent == 0 && self.delivered_since_visit > 0;
         // Only a local exchange is decided again after a top-up (`chained`).
-        let local = sent > 0
-            && self.own_delivered > 0
+        let local = self.own_delivered > 0
             && !self.has_sendable()
             && (!chained
                 || (sent < self.cfg.personal_window
