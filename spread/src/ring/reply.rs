@@ -128,7 +128,7 @@ pub(crate) enum Awaited {
 impl Engine {
     /// The daemon layer handed a delivery to `sessions` local sessions other than its
     /// sender's (`own`: a message of this daemon's). Counts what a local client may answer
-    /// ([`Awaited`]).
+    /// (`ring::reply`).
     pub fn note_local_delivery(&mut self, own: bool, sessions: usize) {
         if sessions == 0 {
             return;
