@@ -295,8 +295,8 @@ pub(crate) struct Clients {
     doomed: Vec<(SessionId, EndReason)>,
     rng: u64,
     delivery_seq: u64,
-    /// Sessions other than its sender's that the last data message went to (who may answer
-    /// it: `ring::reply`).
+    /// Sessions other than its sender's that the last delivery from the ring went to (who may
+    /// answer it: `ring::reply`); reset by each [`Clients::on_delivery`].
     answerers: usize,
     stats: ClientStats,
     /// The ring side: submissions, the group-state exchange.
@@ -451,15 +451,10 @@ impl Clients {
         self.outputs.pop_front()
     }
 
-    /// Sessions other than its sender's that the last delivered data message went to (call
-    /// [`Clients::clear_answerers`] before the delivery).
+    /// Sessions other than its sender's that the last delivery from the ring went to (0 for
+    /// all but data messages).
     pub(crate) fn answerers(&self) -> usize {
         self.answerers
-    }
-
-    /// Forgets the last delivery's [`Clients::answerers`].
-    pub(crate) fn clear_answerers(&mut self) {
-        self.answerers = 0;
     }
 
     /// When [`Clients::handle_timeout`] must next be called.
@@ -658,7 +653,6 @@ impl Clients {
             }
         }
         let sender_sid = self.names.get(&sender.name).copied();
-        self.answerers = 0;
         for sid in recipients {
             if self_discard && Some(sid) == sender_sid {
                 continue;

@@ -549,7 +549,6 @@ impl Daemon {
                     ring::Output::Deliver(d) => {
                         let was = self.clients.exchanging();
                         let (own, transitional) = (d.sender == self.engine.id(), d.transitional);
-                        self.clients.clear_answerers();
                         self.clients.on_delivery(d);
                         if !transitional {
                             // Who may answer it: the token may wait (`ring::reply`).

@@ -246,6 +246,7 @@ impl Clients {
 
     /// An ordered message from the ring.
     pub(crate) fn on_delivery(&mut self, d: Delivery) {
+        self.answerers = 0;
         let ring = &mut *self.ring;
         let is_groups = d.payload.len() >= 4
             && crate::wire::daemon::groups::MessageHeader::decode(&mut &d.payload[..])

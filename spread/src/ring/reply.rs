@@ -261,17 +261,10 @@ impl Engine {
         self.tok.prev_sent_seq = h.seq.0.max(self.tok.prev_sent_seq);
         // The ring-aru rule of the visit, with the aru the token leaves with.
         let sent_aru = h.aru.0;
-        self.tok.prev_sent_aru = sent_aru;
-        let safe = sent_aru.min(prev_sent_aru);
-        if safe > self.ring.aru {
-            self.ring.aru = safe;
-        }
         if sent > 0 {
             self.tok.token_counter = 0;
         }
-        self.deliver_regular();
-        let top = self.ring.highest;
-        self.deliver_reliable(top.saturating_sub(u32::from(sent)).saturating_add(1)..=top);
+        self.end_visit(sent_aru, prev_sent_aru, sent);
         if awaited == Some(Awaited::Local) {
             // Decided once these deliveries are handed out: a local exchange may go on.
             self.tok.reply = Some(ReplyHold {

@@ -187,20 +187,12 @@ impl Engine {
             self.flush_after_token();
             None
         };
-        let safe = sent_aru.min(prev_sent_aru);
-        self.tok.prev_sent_aru = sent_aru;
-        if safe > self.ring.aru {
-            self.ring.aru = safe;
-        }
+        self.end_visit(sent_aru, prev_sent_aru, sent);
         if self.ring.highest == self.ring.aru {
             self.tok.token_counter += 1;
         } else {
             self.tok.token_counter = 0;
         }
-        self.deliver_regular();
-        // 5.0.1: own new RELIABLE packets are delivered right away.
-        let top = self.ring.highest;
-        self.deliver_reliable(top.saturating_sub(u32::from(sent)).saturating_add(1)..=top);
         match kept {
             Some(t) => self.defer_token(now, t, prev_sent_aru, sent),
             None => {
@@ -208,6 +200,21 @@ impl Engine {
                 self.own_delivered = 0;
             }
         }
+    }
+
+    /// The end of a visit whose token left (or leaves) with aru `sent_aru`, the one sent a
+    /// rotation before having had `prev_sent_aru`: the ring aru (everyone has every seq up
+    /// to it), then what can be delivered — and 5.0.1 delivers own new RELIABLE packets (the
+    /// last `sent`) right away.
+    pub(crate) fn end_visit(&mut self, sent_aru: u32, prev_sent_aru: u32, sent: u16) {
+        let safe = sent_aru.min(prev_sent_aru);
+        self.tok.prev_sent_aru = sent_aru;
+        if safe > self.ring.aru {
+            self.ring.aru = safe;
+        }
+        self.deliver_regular();
+        let top = self.ring.highest;
+        self.deliver_reliable(top.saturating_sub(u32::from(sent)).saturating_add(1)..=top);
     }
 
     /// A member's aru has stayed below the ring's highest seq for a whole Token_timeout while

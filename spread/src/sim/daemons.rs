@@ -825,18 +825,12 @@ impl DaemonSim {
 
     /// A report of the run so far.
     pub fn report(&self) -> DaemonReport {
-        let stats: Vec<_> = self
+        let (stats, engines): (Vec<_>, Vec<_>) = self
             .hosts
             .iter()
             .filter_map(|h| h.node.as_ref())
-            .map(|n| n.clients().ring_stats())
-            .collect();
-        let engines: Vec<_> = self
-            .hosts
-            .iter()
-            .filter_map(|h| h.node.as_ref())
-            .map(|n| n.engine().stats())
-            .collect();
+            .map(|n| (n.clients().ring_stats(), n.engine().stats()))
+            .unzip();
         DaemonReport {
             end: self.now,
             events: self.events,
