@@ -14,6 +14,7 @@ mod alarm;
 mod bind;
 mod builder;
 mod client_io;
+pub(crate) mod gso;
 pub mod log_file;
 pub mod log_time;
 pub mod metrics;

@@ -4,7 +4,8 @@
 //! The core task collects every datagram of one step ([`Outbox::push`]) and sends them with
 //! [`Outbox::flush`], without waiting: one `sendmmsg(2)` call per [`MAX_BATCH`] datagrams
 //! (rustix's safe wrapper; `unsafe` is forbidden in this workspace), or one `sendto` each
-//! where `sendmmsg` does not exist or batching is off ([`Outbox::new`]).
+//! where `sendmmsg` does not exist or batching is off ([`Outbox::new`]). Runs of datagrams of
+//! one size to one address leave in one segmented `sendmsg(2)` instead ([`super::gso`]).
 //!
 //! When the socket refuses more (`WouldBlock`: the buffer is full, or tokio has not yet seen
 //! a fresh socket writable, as at start-up) the rest goes to a backlog that a small task
@@ -17,7 +18,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -25,7 +26,9 @@ use parking_lot::Mutex;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
-use tracing::trace;
+use tracing::{info, trace};
+
+use super::gso;
 
 /// Most datagrams per `sendmmsg(2)` call.
 pub(crate) const MAX_BATCH: usize = 64;
@@ -45,6 +48,8 @@ pub(crate) struct OutStats {
     pub(crate) overflow_drops: u64,
     /// Datagrams the kernel rejected (skipped).
     pub(crate) errors: u64,
+    /// Datagrams that left in segmented sends (runs of one size to one address).
+    pub(crate) segmented: u64,
 }
 
 #[derive(Debug, Default)]
@@ -54,6 +59,7 @@ struct Counters {
     deferred: AtomicU64,
     overflow_drops: AtomicU64,
     errors: AtomicU64,
+    segmented: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -63,6 +69,8 @@ struct Shared {
     wake: Notify,
     counters: Counters,
     batching: bool,
+    /// Segmentation offload: on until the kernel refuses it.
+    gso: AtomicBool,
 }
 
 /// The send side of the ring socket. See the module documentation.
@@ -75,15 +83,17 @@ pub(crate) struct Outbox {
 
 impl Outbox {
     /// Sends from `sock`; `batching`: use `sendmmsg(2)` (Linux) rather than one `sendto` per
-    /// datagram. Starts the backlog task when called inside a tokio runtime (without one, a
-    /// datagram refused with `WouldBlock` stays in the backlog until a later flush).
-    pub(crate) fn new(sock: Arc<UdpSocket>, batching: bool) -> Self {
+    /// datagram; `gso`: send runs of one size to one address segmented ([`super::gso`]).
+    /// Starts the backlog task when called inside a tokio runtime (without one, a datagram
+    /// refused with `WouldBlock` stays in the backlog until a later flush).
+    pub(crate) fn new(sock: Arc<UdpSocket>, batching: bool, gso: bool) -> Self {
         let shared = Arc::new(Shared {
             sock,
             backlog: Mutex::new(VecDeque::new()),
             wake: Notify::new(),
             counters: Counters::default(),
             batching: batching && cfg!(target_os = "linux"),
+            gso: AtomicBool::new(gso && cfg!(target_os = "linux")),
         });
         let task = tokio::runtime::Handle::try_current()
             .ok()
@@ -145,6 +155,7 @@ impl Outbox {
             deferred: c.deferred.load(Ordering::Relaxed),
             overflow_drops: c.overflow_drops.load(Ordering::Relaxed),
             errors: c.errors.load(Ordering::Relaxed),
+            segmented: c.segmented.load(Ordering::Relaxed),
         }
     }
 }
@@ -158,8 +169,38 @@ impl Drop for Outbox {
 }
 
 /// Sends a prefix of `items` without waiting; returns how many were sent (at least 1), or the
-/// error of the first one (`WouldBlock` when the socket is not writable).
+/// error of the first one (`WouldBlock` when the socket is not writable). A run of one size
+/// to one address at the start leaves segmented; otherwise the datagrams up to the next such
+/// run leave in one `sendmmsg`.
 fn send_some(s: &Shared, items: &[(SocketAddr, Bytes)]) -> io::Result<usize> {
+    #[cfg(target_os = "linux")]
+    if s.gso.load(Ordering::Relaxed) {
+        let run = gso::run_len(items);
+        if run > 1 {
+            match s.sock.try_io(Interest::WRITABLE, || {
+                gso::send_run(&*s.sock, &items[..run])
+            }) {
+                Ok(n) => {
+                    let c = &s.counters;
+                    c.sent.fetch_add(n as u64, Ordering::Relaxed);
+                    c.segmented.fetch_add(n as u64, Ordering::Relaxed);
+                    c.syscalls.fetch_add(1, Ordering::Relaxed);
+                    return Ok(n);
+                }
+                Err(e) if gso::refused(&e) => {
+                    info!(error = %e, "segmented UDP sends refused here; ring datagrams go one by one");
+                    s.gso.store(false, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let gso = s.gso.load(Ordering::Relaxed);
+    // Up to the next run that could leave segmented.
+    let end = (1..items.len())
+        .find(|&i| gso && gso::run_len(&items[i..]) > 1)
+        .unwrap_or(items.len());
+    let items = &items[..end];
     let n = s.sock.try_io(Interest::WRITABLE, || {
         #[cfg(target_os = "linux")]
         if s.batching && items.len() > 1 {
@@ -255,7 +296,7 @@ mod tests {
         for batching in [true, false] {
             let (tx, rx) = pair().await;
             let to = rx.local_addr().unwrap();
-            let mut o = Outbox::new(tx, batching);
+            let mut o = Outbox::new(tx, batching, false);
             for i in 0..200u16 {
                 o.push(to, Bytes::copy_from_slice(&i.to_be_bytes()));
             }
@@ -284,11 +325,77 @@ mod tests {
         }
     }
 
+    /// Runs of one size leave segmented, and arrive as the datagrams one `sendto` each would
+    /// have sent: at a plain socket (as a 5.0.1 peer reads) and, coalesced and cut apart, at
+    /// one of ours.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn segmented_runs_arrive_as_the_same_datagrams() {
+        let sizes: Vec<usize> = [
+            vec![1400; 50],
+            vec![700],
+            vec![90; 3],
+            vec![1000; 20],
+            vec![5],
+        ]
+        .concat();
+        let want: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (0..n).map(|k| (i * 7 + k) as u8).collect())
+            .collect();
+        let gro = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        gso::enable_receive(&gro).unwrap();
+        for coalescing in [false, true] {
+            let (tx, plain) = pair().await;
+            let rx = if coalescing { &gro } else { &plain };
+            socket2::SockRef::from(rx)
+                .set_recv_buffer_size(1 << 20)
+                .unwrap();
+            let to = rx.local_addr().unwrap();
+            let mut o = Outbox::new(tx, true, true);
+            // Seen writable first, so that everything goes straight out.
+            o.shared.sock.writable().await.unwrap();
+            for d in &want {
+                o.push(to, Bytes::copy_from_slice(d));
+            }
+            o.flush();
+            let mut got = Vec::new();
+            let mut reads = 0;
+            if coalescing {
+                let mut r = gso::Receiver::new(4);
+                for _ in 0..1000 {
+                    if got.len() >= want.len() {
+                        break;
+                    }
+                    rx.readable().await.unwrap();
+                    if let Ok(n) = rx.try_io(Interest::READABLE, || {
+                        r.recv(rx, |_, d| got.push(d.to_vec()))
+                    }) {
+                        reads += n;
+                    }
+                }
+                // The kernel kept each run one buffer up to our socket.
+                assert!(reads <= 4, "{reads} reads for {} datagrams", got.len());
+            } else {
+                got = receive(rx, want.len()).await;
+            }
+            assert_eq!(got.len(), want.len(), "coalescing {coalescing}");
+            assert!(got == want, "coalescing {coalescing}: datagrams differ");
+            let s = o.stats();
+            assert_eq!((s.sent, s.deferred, s.errors), (want.len() as u64, 0, 0));
+            // Runs of ≤ 46 × 1 400 bytes (65 000): 46, then 4 and the shorter 700 that ends
+            // their run; 3 × 90; 20 × 1 000 and the 5 that ends theirs.
+            assert_eq!(s.segmented, want.len() as u64, "{s:?}");
+            assert_eq!(s.syscalls, 4, "{s:?}");
+        }
+    }
+
     #[tokio::test]
     async fn backlog_overflow_is_counted() {
         let (tx, rx) = pair().await;
         let to = rx.local_addr().unwrap();
-        let mut o = Outbox::new(tx, true);
+        let mut o = Outbox::new(tx, true, false);
         // Pretend the socket is blocked: fill the backlog directly.
         {
             let mut q = o.shared.backlog.lock();

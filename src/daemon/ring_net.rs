@@ -11,7 +11,9 @@
 //!
 //! The datagrams of one core step leave together through an [`Outbox`]: `sendmmsg(2)` batches,
 //! and a backlog sent when the socket is writable again instead of dropping on `WouldBlock`
-//! (set `MBUS_RING_SENDMMSG=0` in the environment for one `sendto` per datagram).
+//! (set `MBUS_RING_SENDMMSG=0` in the environment for one `sendto` per datagram); runs of one
+//! size to one address leave segmented, and the receive tasks read coalesced runs and several
+//! datagrams per `recvmmsg(2)` ([`super::gso`]; `MBUS_RING_GSO=0` turns that off).
 //!
 //! # Monitor (fact sheet §11)
 //!
@@ -54,6 +56,8 @@ pub struct NetStats {
     pub send_calls: u64,
     /// Datagrams that waited for the socket to become writable (none dropped for that).
     pub deferred: u64,
+    /// Datagrams sent in segmented runs (one system call per run).
+    pub segmented: u64,
 }
 
 /// Daemon ids to socket addresses, and the send socket.
@@ -90,7 +94,7 @@ impl Net {
         });
         let batching = std::env::var("MBUS_RING_SENDMMSG").map_or(true, |v| v != "0");
         Self {
-            outbox: Outbox::new(send, batching),
+            outbox: Outbox::new(send, batching, super::gso::enabled_from_env()),
             port: config.segments.get(me.segment).map_or(0, |s| s.port),
             daemons,
             segment,
@@ -315,6 +319,7 @@ impl Core {
             sent: o.sent,
             send_calls: o.syscalls,
             deferred: o.deferred,
+            segmented: o.segmented,
         }
     }
 
@@ -459,22 +464,48 @@ fn wall_secs() -> i64 {
 }
 
 /// Receive loop of one ring socket: every datagram goes to the core, until `stop` fires or the
-/// core stops.
+/// core stops. Several datagrams per `recvmmsg(2)`, coalesced runs cut apart
+/// ([`super::gso`]), on Linux.
 pub(crate) async fn receive(
     sock: UdpSocket,
     token: bool,
     core: CoreHandle,
     mut stop: tokio::sync::broadcast::Receiver<()>,
 ) {
+    #[cfg(target_os = "linux")]
+    if super::gso::enabled_from_env() {
+        if let Err(e) = super::gso::enable_receive(&sock) {
+            debug!(error = %e, "UDP_GRO on a ring socket refused; datagrams read one by one");
+        }
+    }
+    #[cfg(target_os = "linux")]
+    let mut rx = super::gso::Receiver::new(if token { 2 } else { 8 });
+    #[cfg(not(target_os = "linux"))]
     let mut buf = vec![0u8; 64 * 1024];
+    let mut batch: Vec<Packet> = Vec::new();
     loop {
+        #[cfg(target_os = "linux")]
+        let read = sock.async_io(tokio::io::Interest::READABLE, || {
+            rx.recv(&sock, |from, d| {
+                let bytes = bytes::Bytes::copy_from_slice(d);
+                batch.push(Packet { from, token, bytes });
+            })
+        });
+        #[cfg(not(target_os = "linux"))]
+        let read = async {
+            let (n, from) = sock.recv_from(&mut buf).await?;
+            let bytes = bytes::Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
+            batch.push(Packet { from, token, bytes });
+            Ok::<usize, std::io::Error>(1)
+        };
         tokio::select! {
             _ = stop.recv() => return,
-            r = sock.recv_from(&mut buf) => match r {
-                Ok((n, from)) => {
-                    let bytes = bytes::Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
-                    if core.packet(Packet { from, token, bytes }).await.is_err() {
-                        return;
+            r = read => match r {
+                Ok(_) => {
+                    for p in batch.drain(..) {
+                        if core.packet(p).await.is_err() {
+                            return;
+                        }
                     }
                 }
                 // ICMP errors on unconnected sockets: keep going (pause on anything else, so

@@ -538,6 +538,11 @@ pub fn render(s: &Snapshot) -> String {
         n.send_calls,
     );
     b.counter(
+        "datagrams_segmented",
+        "Ring datagrams sent in segmented runs (UDP GSO: one system call per run)",
+        n.segmented,
+    );
+    b.counter(
         "send_drops",
         "Datagrams dropped on send (backlog full or kernel error)",
         n.send_drops,

@@ -108,6 +108,7 @@ fn every_counter_of_the_snapshot_is_in_the_exposition() {
         sent: v.next(),
         send_calls: v.next(),
         deferred: v.next(),
+        segmented: v.next(),
     };
     let small = |v: &mut Values| v.next() as u32;
     let core = Metrics {
