@@ -103,14 +103,15 @@ fn notify_ready() {
 fn init_tracing(config: &Config) -> anyhow::Result<Option<Arc<LogFile>>> {
     use std::io::IsTerminal as _;
     use tracing_subscriber::fmt::writer::BoxMakeWriter;
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let level = match config.event_priority() {
         Priority::Debug => "debug",
         Priority::Info => "info",
         Priority::Warning => "warn",
         _ => "error",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let filter = mbus::cli::log_filter(level);
     let mut log_file = None;
     let (writer, ansi) = match &config.options.event_log_file {
         Some(p) => {
@@ -125,15 +126,16 @@ fn init_tracing(config: &Config) -> anyhow::Result<Option<Arc<LogFile>>> {
             std::io::stdout().is_terminal(),
         ),
     };
+    // Everything passes the builder (its own default is INFO); `filter` decides.
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(tracing::level_filters::LevelFilter::TRACE)
         .with_target(false)
         .with_ansi(ansi)
         .with_writer(writer);
     // 5.0.1: no time stamps unless EventTimeStamp or EventPreciseTimeStamp is given.
     let o = &config.options;
     if o.event_timestamp.is_none() && !o.event_precise_timestamp {
-        builder.without_time().init();
+        builder.without_time().finish().with(filter).init();
     } else {
         let format = match &o.event_timestamp {
             Some(TimeStamp::Format(f)) => f.clone(),
@@ -144,6 +146,8 @@ fn init_tracing(config: &Config) -> anyhow::Result<Option<Arc<LogFile>>> {
                 format,
                 precise: o.event_precise_timestamp,
             })
+            .finish()
+            .with(filter)
             .init();
     }
     Ok(log_file)

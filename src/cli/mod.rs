@@ -37,13 +37,37 @@ pub fn level_for(base: &str, count: u8) -> &'static str {
     LEVELS[(start + usize::from(count)).min(LEVELS.len() - 1)]
 }
 
+/// The log filter: `RUST_LOG` if set (`level` or `target=level`, comma separated), else
+/// `default_level`. A `RUST_LOG` that is not such a list is reported on standard error and
+/// the default used. (`Targets` rather than `EnvFilter`: no regular-expression engine in the
+/// daemon's code pages.)
+pub fn log_filter(default_level: &str) -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    let default = || {
+        Targets::new().with_default(
+            default_level
+                .parse::<LevelFilter>()
+                .unwrap_or(LevelFilter::WARN),
+        )
+    };
+    match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => v.parse::<Targets>().unwrap_or_else(|e| {
+            eprintln!("RUST_LOG={v:?} ignored ({e}); log level {default_level}");
+            default()
+        }),
+        _ => default(),
+    }
+}
+
 /// Sends `tracing` output to standard error: `RUST_LOG` if set, else `default_level`.
 pub fn init_logging(default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
         .with_writer(io::stderr)
+        .finish()
+        .with(log_filter(default_level))
         .init();
 }
 
