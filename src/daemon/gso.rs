@@ -62,6 +62,41 @@ pub(crate) fn run_len(items: &[(SocketAddr, Bytes)]) -> usize {
     n
 }
 
+/// Puts the datagrams of one step that could share runs next to each other: within every
+/// stretch of datagrams of one size to one port, those to the same address are gathered, in
+/// the order of each address's first datagram, keeping their own order (a segment without a
+/// broadcast address gets every packet once per daemon: `d2 d3 d2 d3 …` becomes
+/// `d2 d2 … d3 d3 …`). A datagram of another size or to another port (a token, a status
+/// reply) is never moved across.
+pub(crate) fn gather_runs(items: &mut Vec<(SocketAddr, Bytes)>) {
+    let n = items.len();
+    let mut i = 0;
+    while i < n {
+        let (first, len) = (items[i].0, items[i].1.len());
+        let mut j = i + 1;
+        while j < n && items[j].1.len() == len && items[j].0.port() == first.port() {
+            j += 1;
+        }
+        if j - i > 2 && items[i + 1..j].iter().any(|(a, _)| *a != first) {
+            let stretch: Vec<(SocketAddr, Bytes)> = items[i..j].to_vec();
+            let mut addrs: Vec<SocketAddr> = Vec::new();
+            for (a, _) in &stretch {
+                if !addrs.contains(a) {
+                    addrs.push(*a);
+                }
+            }
+            let mut k = i;
+            for a in addrs {
+                for item in stretch.iter().filter(|(b, _)| *b == a) {
+                    items[k] = item.clone();
+                    k += 1;
+                }
+            }
+        }
+        i = j;
+    }
+}
+
 /// Sends `run` (a [`run_len`] prefix, ≥ 2 datagrams) to its address in one segmented
 /// `sendmsg(2)`; returns how many datagrams left (all of them).
 #[cfg(target_os = "linux")]
@@ -213,6 +248,45 @@ mod tests {
         assert_eq!(run_len(&many), MAX_SEGMENTS);
         let big = items(&[(1, 1472); 60]);
         assert_eq!(run_len(&big), MAX_RUN_BYTES / 1472);
+    }
+
+    #[test]
+    fn datagrams_to_several_daemons_are_gathered_per_address_without_crossing_a_token() {
+        let a = |port: u16, host: u8| SocketAddr::from(([127, 0, 0, host], port));
+        let d = |tag: u8, len: usize| Bytes::from(vec![tag; len]);
+        let mut items = vec![
+            (a(1, 2), d(1, 50)),
+            (a(1, 3), d(1, 50)),
+            (a(1, 2), d(2, 50)),
+            (a(1, 3), d(2, 50)),
+            (a(1, 2), d(3, 50)),
+            (a(1, 3), d(3, 50)),
+            (a(2, 2), d(9, 50)), // a token: another port
+            (a(1, 2), d(4, 50)),
+            (a(1, 3), d(4, 50)),
+            (a(1, 2), d(5, 50)),
+        ];
+        gather_runs(&mut items);
+        let got: Vec<(u8, u16, u8)> = items
+            .iter()
+            .map(|(s, b)| (s.ip().to_string().as_bytes()[8] - b'0', s.port(), b[0]))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (2, 1, 1),
+                (2, 1, 2),
+                (2, 1, 3),
+                (3, 1, 1),
+                (3, 1, 2),
+                (3, 1, 3),
+                (2, 2, 9),
+                (2, 1, 4),
+                (2, 1, 5),
+                (3, 1, 4),
+            ]
+        );
+        assert_eq!(run_len(&items), 3);
     }
 
     #[test]

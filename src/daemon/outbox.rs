@@ -116,6 +116,9 @@ impl Outbox {
             return;
         }
         let s = &*self.shared;
+        if s.gso.load(Ordering::Relaxed) {
+            gso::gather_runs(&mut self.batch);
+        }
         let mut backlog = s.backlog.lock();
         let mut start = 0;
         if backlog.is_empty() {

@@ -338,3 +338,45 @@ fn metrics_address_from_the_environment_and_bad_addresses_are_one_line_errors() 
         );
     }
 }
+
+/// Large messages are cut into packets of one size: they leave in segmented runs (one system
+/// call for up to 44 full packets, `spread_datagrams_segmented_total`) and every daemon still
+/// delivers them whole and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_messages_leave_in_segmented_runs_and_arrive_whole() {
+    let ring = Ring::with_metrics(3);
+    let mut mbs = three_clients(&ring).await;
+    let bodies: Vec<Vec<u8>> = (0..4u8)
+        .map(|k| (0..100_000u32).map(|i| (i % 251) as u8 ^ k).collect())
+        .collect();
+    for b in &bodies {
+        mbs[0]
+            .multicast(ServiceType::AGREED, "grp", 0, b)
+            .await
+            .expect("multicast");
+    }
+    for (i, mb) in mbs.iter_mut().enumerate() {
+        let mut got = Vec::new();
+        while got.len() < bodies.len() {
+            if let Message::Data(d) = recv(mb).await {
+                got.push(d.body.to_vec());
+            }
+        }
+        assert!(got == bodies, "c{}: bodies differ", i + 1);
+    }
+    let s = scrape(&ring, 0);
+    let (sent, calls, segmented) = (
+        value(&s, "spread_datagrams_sent_total"),
+        value(&s, "spread_send_calls_total"),
+        value(&s, "spread_datagrams_segmented_total"),
+    );
+    // 4 × 100 000 bytes are ≥ 4 × 68 full packets, nearly all of them in runs.
+    assert!(
+        segmented >= 250.0,
+        "sent {sent}, calls {calls}, segmented {segmented}"
+    );
+    assert!(
+        calls < sent,
+        "sent {sent}, calls {calls}, segmented {segmented}"
+    );
+}
