@@ -68,7 +68,7 @@ pub(crate) fn run_len(items: &[(SocketAddr, Bytes)]) -> usize {
 /// broadcast address gets every packet once per daemon: `d2 d3 d2 d3 …` becomes
 /// `d2 d2 … d3 d3 …`). A datagram of another size or to another port (a token, a status
 /// reply) is never moved across.
-pub(crate) fn gather_runs(items: &mut Vec<(SocketAddr, Bytes)>) {
+pub(crate) fn gather_runs(items: &mut [(SocketAddr, Bytes)]) {
     let n = items.len();
     let mut i = 0;
     while i < n {
