@@ -34,6 +34,8 @@ SIGUSR1 reopens EventLogFile (for logrotate).\n\
 MBUS_WORKER_THREADS sets the runtime's worker threads (default 1: one event loop).\n\
 MBUS_REPLY_WAIT_US: longest a daemon keeps the token for a local client's answer after\n\
 delivering to it (default 500; 0: never, as 5.0.1; docs/performance.md).\n\
+MBUS_RING_GSO=0 sends equal ring datagrams one by one instead of in segmented runs (UDP GSO)\n\
+and reads ring sockets without UDP GRO (the datagrams on the wire are the same either way).\n\
 \n\
 Live reconfiguration: a monitor RELOAD (spmonitor menu r; obeyed with DangerousMonitor = yes)\n\
 or SIGHUP (an mbus addition) re-reads the configuration file and applies it as 5.0.1 does:\n\
