@@ -165,3 +165,71 @@ fn kept_tokens_change_no_order() {
     let holds: u64 = (0..3).map(|i| stats(&net, i).reply_holds).sum();
     assert!(holds > 0, "some visits waited");
 }
+
+/// Experiment (printed, not asserted): SAFE and AGREED round trips d1 ↔ d2 in rings of 3, 5
+/// and 8 daemons, back to back and with a 5 ms pause, in hops of [`LATENCY`].
+#[test]
+#[ignore]
+fn round_trip_hops_by_ring_size() {
+    for n in [3usize, 5, 8] {
+        for wait in [crate::ring::DEFAULT_REPLY_WAIT, Duration::ZERO] {
+            let mut net = Net::new(n, 0);
+            net.reply_wait = wait;
+            for i in 0..n {
+                net.start(i);
+            }
+            let all: Vec<usize> = (0..n).collect();
+            net.until_ring(&all, Duration::from_secs(10));
+            for (i, s) in [(0usize, 1u64), (1, 2)] {
+                net.connect(i, s, &user_of(s));
+                net.send(i, s, ServiceType::JOIN_MESS, &["grp"], b"");
+                net.run_for(Duration::from_millis(100));
+            }
+            net.run_for(Duration::from_millis(500));
+            for (i, s) in [(0usize, 1u64), (1, 2)] {
+                net.take(i, s);
+            }
+            for service in [ServiceType::AGREED, ServiceType::SAFE] {
+                for pause in [Duration::ZERO, Duration::from_millis(5)] {
+                    let mut rtts = Vec::new();
+                    for k in 0..20u32 {
+                        let ping = format!("p{k}");
+                        let pong = format!("q{k}");
+                        let start = net.now;
+                        net.send(0, 1, service, &["grp"], ping.as_bytes());
+                        wait_read(&mut net, 1, 2, service, ping.as_bytes());
+                        net.run_for(THINK);
+                        net.send(1, 2, service, &["grp"], pong.as_bytes());
+                        wait_read(&mut net, 0, 1, service, pong.as_bytes());
+                        rtts.push(net.now.saturating_since(start).as_micros() as u64);
+                        net.run_for(THINK + pause);
+                    }
+                    rtts.sort_unstable();
+                    let hop = LATENCY.as_micros() as u64;
+                    println!(
+                        "n={n} wait={:?} {:?} pause={:?}: median {} µs = {:.1} hops",
+                        wait,
+                        service,
+                        pause,
+                        rtts[10],
+                        rtts[10] as f64 / hop as f64
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn wait_read(net: &mut Net, node: usize, s: u64, service: ServiceType, body: &[u8]) {
+    for _ in 0..100_000 {
+        if net
+            .take(node, s)
+            .iter()
+            .any(|f| is(f, service) && &f.body()[..] == body)
+        {
+            return;
+        }
+        net.run_for(Duration::from_micros(10));
+    }
+    panic!("d{} never read", node + 1);
+}
