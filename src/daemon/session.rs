@@ -257,7 +257,10 @@ pub(crate) fn spawn_core_with(
         progress: progress_rx,
         metrics: metrics_rx,
     };
-    let task = tokio::spawn(core_loop(core, inputs, shutdown));
+    // Made here, not in the task: the core's timerfd exists once the daemon is started
+    // (a descriptor count taken as soon as clients are accepted includes it).
+    let alarm = super::alarm::Alarm::new();
+    let task = tokio::spawn(core_loop(core, inputs, alarm, shutdown));
     (handle, task)
 }
 
@@ -295,11 +298,11 @@ struct Writers {
 async fn core_loop(
     mut daemon: Core,
     mut inputs: Inputs,
+    mut alarm: super::alarm::Alarm,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let origin = Instant::now();
     let mut w = Writers::default();
-    let mut alarm = super::alarm::Alarm::new();
     tokio::pin!(shutdown);
     loop {
         let deadline = daemon.poll_timeout().map(|t| to_tokio(origin, t));

@@ -291,7 +291,7 @@ struct Stalled {
 fn stalled_reader_during_flood(d: &TestDaemon, messages: u64, window: u64) -> Stalled {
     const SIZE: usize = 10_000;
     let group = "flood";
-    let fds_before = d.fd_count();
+    let fds_before = settled_fd_count(d);
     let mut stalled = RawClient::connect(d.port, "stalled", true).unwrap();
     stalled.join(group).unwrap();
     stalled.membership_of(group).unwrap();
@@ -367,7 +367,7 @@ fn killed_readers_keep_their_end_open(d: &TestDaemon, stalled: usize) -> Vanishe
     const SIZE: usize = 10_000;
     const MESSAGES: u64 = 1_500;
     let group = "vanish";
-    let fds_before = d.fd_count();
+    let fds_before = settled_fd_count(d);
     let mut watcher = RawClient::connect(d.port, "watcher", true).unwrap();
     watcher.join(group).unwrap();
     watcher.membership_of(group).unwrap();
@@ -413,6 +413,21 @@ fn killed_readers_keep_their_end_open(d: &TestDaemon, stalled: usize) -> Vanishe
 }
 
 /// Waits until the daemon holds at most `want` descriptors; returns the count.
+/// The daemon's descriptors once its start-up is over: the same count four times in a row,
+/// 50 ms apart (the harness's readiness probe — a TCP connect — comes before the core task's
+/// own descriptors and the probe connection's close), within 3 s.
+fn settled_fd_count(d: &TestDaemon) -> usize {
+    let end = Instant::now() + Duration::from_secs(3);
+    let (mut last, mut same) = (d.fd_count(), 0);
+    while same < 3 && Instant::now() < end {
+        thread::sleep(Duration::from_millis(50));
+        let n = d.fd_count();
+        same = if n == last { same + 1 } else { 0 };
+        last = n;
+    }
+    last
+}
+
 fn wait_for_fds(d: &TestDaemon, want: usize, within: Duration) -> usize {
     let end = Instant::now() + within;
     loop {
