@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use spread::config::{Config, HostId, IfKinds, PortReuse, ScopedIp};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::DaemonOptions;
 
@@ -306,6 +306,15 @@ fn bind_ring(
 
     let send_addr = sock_addr(&host.addr, 0);
     let send = udp(send_addr, false, "ring send socket")?;
+    if super::own_echo::enabled_from_env() {
+        if let Ok(from) = send.local_addr() {
+            for d in &data {
+                if let Err(e) = super::own_echo::drop_from(d, from) {
+                    debug!(error = %e, "own-broadcast filter refused; the core drops those copies");
+                }
+            }
+        }
+    }
     Ok(Ring { data, token, send })
 }
 

@@ -158,6 +158,11 @@ impl Receiver {
         }
     }
 
+    /// How many reads one [`Receiver::recv`] can take: fewer means the socket was empty.
+    pub(crate) fn slots(&self) -> usize {
+        self.bufs.len()
+    }
+
     /// One `recvmmsg(2)` without waiting: hands every datagram read (coalesced runs cut
     /// apart) to `each` with its source; returns how many reads there were, or the error
     /// (`WouldBlock`: nothing waiting).

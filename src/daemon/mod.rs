@@ -19,6 +19,7 @@ pub mod log_file;
 pub mod log_time;
 pub mod metrics;
 pub(crate) mod outbox;
+mod own_echo;
 pub mod privileges;
 pub(crate) mod ring_net;
 pub mod secure;

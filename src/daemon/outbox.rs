@@ -110,6 +110,11 @@ impl Outbox {
         self.batch.push((to, bytes));
     }
 
+    /// Datagrams were pushed since the last flush.
+    pub(crate) fn queued(&self) -> bool {
+        !self.batch.is_empty()
+    }
+
     /// Sends everything pushed since the last flush (see the module documentation).
     pub(crate) fn flush(&mut self) {
         if self.batch.is_empty() {

@@ -394,14 +394,21 @@ impl Core {
         self.daemon.handle_timeout(now);
     }
 
-    /// The next output for a client session; datagrams are sent on the way, and once
-    /// everything of this step is out, in one go.
+    /// The next output for a client session; datagrams are queued on the way, and once
+    /// everything of this step is out, sent in one go.
     pub(crate) fn poll_output(&mut self) -> Option<SessionOutput> {
+        let o = self.poll_step();
+        if o.is_none() {
+            self.flush_network();
+        }
+        o
+    }
+
+    /// As [`Core::poll_output`], but the step's datagrams stay queued until
+    /// [`Core::flush_network`] (so the shell can hand local deliveries out first).
+    pub(crate) fn poll_step(&mut self) -> Option<SessionOutput> {
         loop {
             let Some(o) = self.daemon.poll_output() else {
-                if let Some(n) = &mut self.net {
-                    n.outbox.flush();
-                }
                 self.write_membership_log();
                 return None;
             };
@@ -411,6 +418,18 @@ impl Core {
                 Output::Monitor(m) => self.monitor(m),
             }
         }
+    }
+
+    /// Sends the datagrams queued by [`Core::poll_step`].
+    pub(crate) fn flush_network(&mut self) {
+        if let Some(n) = &mut self.net {
+            n.outbox.flush();
+        }
+    }
+
+    /// Datagrams wait for [`Core::flush_network`].
+    pub(crate) fn network_queued(&self) -> bool {
+        self.net.as_ref().is_some_and(|n| n.outbox.queued())
     }
 
     /// Next deadline.
@@ -465,51 +484,115 @@ fn wall_secs() -> i64 {
 
 /// Receive loop of one ring socket: every datagram goes to the core, until `stop` fires or the
 /// core stops. Several datagrams per `recvmmsg(2)`, coalesced runs cut apart
-/// ([`super::gso`]), on Linux.
+/// ([`super::gso`]), on Linux; a read that returns fewer than it could take emptied the
+/// socket, so the loop waits for the next datagram without a read that would only say
+/// `EAGAIN`.
 pub(crate) async fn receive(
+    sock: UdpSocket,
+    token: bool,
+    core: CoreHandle,
+    stop: tokio::sync::broadcast::Receiver<()>,
+) {
+    #[cfg(target_os = "linux")]
+    receive_batches(sock, token, core, stop).await;
+    #[cfg(not(target_os = "linux"))]
+    receive_one_by_one(sock, token, core, stop).await;
+}
+
+#[cfg(target_os = "linux")]
+async fn receive_batches(
     sock: UdpSocket,
     token: bool,
     core: CoreHandle,
     mut stop: tokio::sync::broadcast::Receiver<()>,
 ) {
-    #[cfg(target_os = "linux")]
+    use tokio::io::unix::AsyncFd;
     if super::gso::enabled_from_env() {
         if let Err(e) = super::gso::enable_receive(&sock) {
             debug!(error = %e, "UDP_GRO on a ring socket refused; datagrams read one by one");
         }
     }
-    #[cfg(target_os = "linux")]
+    // tokio's `UdpSocket` clears readiness only on `EAGAIN`; an `AsyncFd` guard can clear it
+    // after a read that emptied the socket (a datagram arriving meanwhile sets it again:
+    // tokio compares readiness ticks). `with_interest` is deprecated because it cannot check
+    // that the descriptor outlives the registration; here the `AsyncFd` owns the socket that
+    // owns the descriptor (the non-deprecated way needs `unsafe`).
+    #[allow(deprecated)]
+    let fd = sock
+        .into_std()
+        .and_then(|s| AsyncFd::with_interest(s, tokio::io::Interest::READABLE));
+    let fd = match fd {
+        Ok(fd) => fd,
+        Err(e) => {
+            error!(error = %e, "ring socket cannot be polled; its datagrams are not read");
+            return;
+        }
+    };
     let mut rx = super::gso::Receiver::new(if token { 2 } else { 8 });
-    #[cfg(not(target_os = "linux"))]
-    let mut buf = vec![0u8; 64 * 1024];
     let mut batch: Vec<Packet> = Vec::new();
     loop {
-        #[cfg(target_os = "linux")]
-        let read = sock.async_io(tokio::io::Interest::READABLE, || {
-            rx.recv(&sock, |from, d| {
+        let mut guard = tokio::select! {
+            _ = stop.recv() => return,
+            g = fd.readable() => match g {
+                Ok(g) => g,
+                Err(e) => {
+                    trace!(error = %e, "ring socket readiness error");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let slots = rx.slots();
+        let read = guard.try_io(|s| {
+            rx.recv(s.get_ref(), |from, d| {
                 let bytes = bytes::Bytes::copy_from_slice(d);
                 batch.push(Packet { from, token, bytes });
             })
         });
-        #[cfg(not(target_os = "linux"))]
-        let read = async {
-            let (n, from) = sock.recv_from(&mut buf).await?;
-            let bytes = bytes::Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
-            batch.push(Packet { from, token, bytes });
-            Ok::<usize, std::io::Error>(1)
-        };
-        tokio::select! {
-            _ = stop.recv() => return,
-            r = read => match r {
-                Ok(_) => {
-                    for p in batch.drain(..) {
-                        if core.packet(p).await.is_err() {
-                            return;
-                        }
+        match read {
+            Ok(Ok(n)) => {
+                if n < slots {
+                    guard.clear_ready();
+                }
+                drop(guard);
+                for p in batch.drain(..) {
+                    if core.packet(p).await.is_err() {
+                        return;
                     }
                 }
-                // ICMP errors on unconnected sockets: keep going (pause on anything else, so
-                // a persistent error cannot spin).
+            }
+            // ICMP errors on unconnected sockets: keep going (pause on anything else, so a
+            // persistent error cannot spin).
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            Ok(Err(e)) => {
+                drop(guard);
+                trace!(error = %e, "ring recv error");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            // Not readable after all: `try_io` cleared the readiness.
+            Err(_) => {}
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+async fn receive_one_by_one(
+    sock: UdpSocket,
+    token: bool,
+    core: CoreHandle,
+    mut stop: tokio::sync::broadcast::Receiver<()>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        tokio::select! {
+            _ = stop.recv() => return,
+            r = sock.recv_from(&mut buf) => match r {
+                Ok((n, from)) => {
+                    let bytes = bytes::Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
+                    if core.packet(Packet { from, token, bytes }).await.is_err() {
+                        return;
+                    }
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
                 Err(e) => {
                     trace!(error = %e, "ring recv error");

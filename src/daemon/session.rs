@@ -293,6 +293,8 @@ struct Inputs {
 struct Writers {
     writers: BTreeMap<SessionId, mpsc::UnboundedSender<WriterMsg>>,
     batches: BTreeMap<SessionId, Vec<Bytes>>,
+    /// Sessions whose bytes this step handled.
+    senders: Vec<SessionId>,
 }
 
 async fn core_loop(
@@ -343,7 +345,7 @@ async fn core_loop(
                 }
             }
         }
-        flush(&mut daemon, &mut w);
+        flush(&mut daemon, &mut w).await;
     }
     for tx in w.writers.values() {
         let _ = tx.send(WriterMsg::Close);
@@ -385,6 +387,9 @@ fn on_msg(daemon: &mut Core, w: &mut Writers, now: spread::time::Instant, msg: C
             room,
         }) => {
             let n = data.len();
+            if !w.senders.contains(&session) {
+                w.senders.push(session);
+            }
             daemon.handle(now, Input::Bytes { session, data });
             // The bytes are handled (copied into the session's buffer): give the room back.
             drop(room);
@@ -411,15 +416,25 @@ fn on_msg(daemon: &mut Core, w: &mut Writers, now: spread::time::Instant, msg: C
     0
 }
 
-/// Hands every output to the writers, one batch per session.
-fn flush(daemon: &mut Core, w: &mut Writers) {
+/// Hands every output to the writers, one batch per session, then sends the step's
+/// datagrams. After a client's input, when it reached another local session, the writers go
+/// first: a datagram to the segment costs its sender the peers' delivery too (tens of µs on a
+/// bridge), and the local reader — maybe about to answer — should not wait for that. A client
+/// reading its own message back and deliveries of ring packets do not hold the datagrams
+/// (the token and the ring's packets come first there).
+async fn flush(daemon: &mut Core, w: &mut Writers) {
     let mut closes = Vec::new();
-    while let Some(out) = daemon.poll_output() {
+    while let Some(out) = daemon.poll_step() {
         match out {
             Output::Send { session, data } => w.batches.entry(session).or_default().push(data),
             Output::Close { session } => closes.push(session),
         }
     }
+    let local = w
+        .batches
+        .keys()
+        .any(|id| !w.senders.is_empty() && !w.senders.contains(id));
+    w.senders.clear();
     for (id, batch) in std::mem::take(&mut w.batches) {
         if let Some(tx) = w.writers.get(&id) {
             let _ = tx.send(WriterMsg::Data(batch));
@@ -430,6 +445,10 @@ fn flush(daemon: &mut Core, w: &mut Writers) {
             let _ = tx.send(WriterMsg::Close);
         }
     }
+    if local && daemon.network_queued() {
+        tokio::task::yield_now().await;
+    }
+    daemon.flush_network();
 }
 
 #[cfg(test)]
