@@ -10,8 +10,9 @@
 //! * **FIFO, AGREED (and CAUSAL)** packets: in sequence order once every lower seq is held
 //!   (`my_aru`), stopping at the first SAFE packet not yet stable. (5.0.1 gives FIFO nothing
 //!   special: it is ordered like AGREED.)
-//! * **SAFE** packets: once the ring-wide aru covers them; everything up to the aru is then
-//!   delivered too.
+//! * **SAFE** packets: once the ring-wide aru covers them (5.0.1's rule, or the line an
+//!   arriving token proves, [`super::stable`], whichever is higher); everything up to it is
+//!   then delivered too.
 //! * Nothing is delivered by these rules outside `Op` (or a merging leader's `Gather` with
 //!   its ring alive), nor while the shell holds RELIABLE delivery (5.0.1's delivery threshold
 //!   during the group-state exchange).
@@ -111,7 +112,7 @@ impl Engine {
                 self.ring.delivered = s;
                 continue;
             }
-            if class == Class::Safe && s > self.ring.aru && !self.early_safe_bug() {
+            if class == Class::Safe && s > self.ring.safe_line() && !self.early_safe_bug() {
                 break;
             }
             self.deliver_packet(s, false);

@@ -72,6 +72,7 @@ mod deliver;
 mod receive;
 mod reply;
 mod send;
+mod stable;
 mod state;
 pub(crate) mod token;
 pub mod types;

@@ -44,8 +44,14 @@ pub(crate) struct RingState {
     pub(crate) my_aru: u32,
     /// Highest seq seen.
     pub(crate) highest: u32,
-    /// Ring-wide aru: every member has every seq up to this.
+    /// Ring-wide aru: every member has every seq up to this (5.0.1's rule: the lower of the
+    /// arus on the last two tokens this daemon sent).
     pub(crate) aru: u32,
+    /// Every member has every seq up to this too, learnt from a token as it arrives
+    /// ([`super::stable`]); SAFE delivery follows the higher of this and `aru`.
+    pub(crate) stable: u32,
+    /// The token this daemon last sent in this ring ([`super::stable`]).
+    pub(crate) sent: Option<super::stable::Sent>,
     /// Delivered (or skipped) up to this seq.
     pub(crate) delivered: u32,
     /// Seqs above `delivered` already delivered on receipt (RELIABLE).
@@ -66,12 +72,19 @@ impl RingState {
             my_aru: 0,
             highest: 0,
             aru: 0,
+            stable: 0,
+            sent: None,
             delivered: 0,
             early: BTreeSet::new(),
             discarded: 0,
             partial: BTreeMap::new(),
             own_large: std::collections::VecDeque::new(),
         }
+    }
+
+    /// SAFE packets up to this seq may be delivered: every member has them.
+    pub(crate) fn safe_line(&self) -> u32 {
+        self.aru.max(self.stable)
     }
 
     /// Has this daemon received `seq` of this ring (possibly discarded since)?

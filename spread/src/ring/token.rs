@@ -113,6 +113,9 @@ impl Engine {
         if self.state() == State::Evs {
             self.step_evs_token(now, t);
         } else {
+            if self.state() == State::Op {
+                self.note_token_received(&t.header);
+            }
             self.step_op_token(now, t);
         }
     }
@@ -268,6 +271,7 @@ impl Engine {
             if self.state() != State::Evs && hold {
                 tracing::trace!(me = %me, seq = %t.header.seq, aru = %t.header.aru, "token held");
                 self.tok.holding = true;
+                self.note_token_sent(&t.header);
                 self.tok.last_tx = Some((succ, t));
                 return;
             }
@@ -275,6 +279,7 @@ impl Engine {
             self.tok.rotation_start = Some(now);
         }
         self.send_token(Dest::Unicast(succ), &t);
+        self.note_token_sent(&t.header);
         self.tok.last_tx = Some((succ, t));
     }
 

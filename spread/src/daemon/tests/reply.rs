@@ -169,13 +169,15 @@ fn kept_tokens_change_no_order() {
 /// SAFE and AGREED round trips d1 ↔ d2 in a ring of 5, with a pause between them (the ring
 /// falls idle and its leader holds the token), counted in hops of [`LATENCY`]. SAFE: the
 /// request is delivered at d2 once its aru has survived a rotation (1 + 5 hops); the answer
-/// leaves with the token d2 kept and is safe at d1 two visits later (4 + 5 hops): 15 hops.
-/// Without the rule (5.0.1) the answer waits a rotation more: 20. AGREED: 2 hops against 7.
+/// leaves with the token d2 kept and is safe at d1 as soon as the token arrives there (d1's
+/// successor sent it: the SAFE line of `ring::stable`), 4 hops: 10 hops. Without the reply
+/// rule the answer first waits a rotation for the token: 15. 5.0.1, with neither, takes 20
+/// (its answer is safe at d1 only a rotation after that). AGREED: 2 hops against 7.
 #[test]
 fn round_trips_in_a_ring_of_five_take_the_hops_the_rules_allow() {
     for (wait, agreed_max, safe_max, agreed_min, safe_min) in [
-        (crate::ring::DEFAULT_REPLY_WAIT, 2.5, 16.0, 0.0, 0.0),
-        (Duration::ZERO, f64::MAX, f64::MAX, 6.0, 19.0),
+        (crate::ring::DEFAULT_REPLY_WAIT, 2.5, 10.5, 0.0, 0.0),
+        (Duration::ZERO, f64::MAX, 15.5, 6.0, 14.0),
     ] {
         let n = 5;
         let mut net = Net::new(n, 0);
