@@ -36,6 +36,8 @@ MBUS_REPLY_WAIT_US: longest a daemon keeps the token for a local client's answer
 delivering to it (default 500; 0: never, as 5.0.1; docs/performance.md).\n\
 MBUS_RING_GSO=0 sends equal ring datagrams one by one instead of in segmented runs (UDP GSO)\n\
 and reads ring sockets without UDP GRO (the datagrams on the wire are the same either way).\n\
+MBUS_RING_OWN_FILTER=0 lets this daemon's own broadcasts reach its ring sockets (by default a\n\
+socket filter drops them in the kernel; the daemon would drop them anyway).\n\
 \n\
 Live reconfiguration: a monitor RELOAD (spmonitor menu r; obeyed with DangerousMonitor = yes)\n\
 or SIGHUP (an mbus addition) re-reads the configuration file and applies it as 5.0.1 does:\n\

@@ -94,6 +94,16 @@ impl Alarm {
                 return self.coarse(d).await;
             }
             self.armed = Some(d);
+            // Setting the timer cleared any expiry not read yet, so a readiness the runtime
+            // still remembers from an earlier expiry is stale: drop it rather than read the
+            // timerfd only to get EAGAIN (tokio clears it only if no newer readiness came).
+            std::future::poll_fn(|cx| {
+                if let std::task::Poll::Ready(Ok(mut g)) = fd.poll_read_ready(cx) {
+                    g.clear_ready();
+                }
+                std::task::Poll::Ready(())
+            })
+            .await;
         }
         loop {
             let Ok(mut guard) = fd.readable().await else {
