@@ -87,3 +87,113 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::super::{Class, DaemonId, Engine, RingConfig};
+    use super::Sent;
+    use crate::time::Instant;
+    use crate::wire::daemon::{self as w, DataBody, Fragment, Seq, TokenHeader};
+
+    /// Daemon 2 of the ring 1 → 2 → 3 → 1, holding packets `seqs` (seq, sender), its token
+    /// having left with `sent`.
+    fn daemon_two(sent: Sent, seqs: &[(u32, u32)]) -> Engine {
+        let ids = vec![DaemonId(1), DaemonId(2), DaemonId(3)];
+        let mut e = Engine::new(RingConfig::lan(DaemonId(2), ids.clone()), Instant(1), 1000);
+        e.ring.members = ids;
+        e.ring.sent = Some(sent);
+        for &(seq, from) in seqs {
+            let body = DataBody {
+                fragments: vec![Fragment {
+                    index: -1,
+                    data: Bytes::from_static(b"m"),
+                }],
+            };
+            let p = w::Packet::data(
+                Class::Safe as u32,
+                DaemonId(from),
+                0,
+                e.ring.id,
+                Seq(seq),
+                1,
+                body,
+            );
+            e.ring.buf.insert(seq, p);
+        }
+        e.ring.my_aru = seqs.iter().map(|s| s.0).max().unwrap_or(0);
+        e
+    }
+
+    fn token(aru: u32, aru_last: u32, seq: u32) -> TokenHeader {
+        TokenHeader {
+            aru: Seq(aru),
+            aru_last_id: DaemonId(aru_last),
+            seq: Seq(seq),
+            ..TokenHeader::default()
+        }
+    }
+
+    #[test]
+    fn the_successors_answer_is_safe_when_the_token_arrives() {
+        // My token left with aru = seq = 10; daemon 3 (my successor) sent 11 and 12.
+        let sent = Sent {
+            aru: 10,
+            seq: 10,
+            aru_last: DaemonId(2),
+        };
+        let mut e = daemon_two(sent, &[(10, 2), (11, 3), (12, 3)]);
+        e.note_token_received(&token(12, 1, 12));
+        assert_eq!(e.ring.stable, 12);
+        assert_eq!(e.ring.safe_line(), 12);
+    }
+
+    #[test]
+    fn packets_of_others_sent_after_my_token_left_wait_a_rotation() {
+        // 11 is daemon 1's (my predecessor's): daemon 3 visited before it existed.
+        let sent = Sent {
+            aru: 10,
+            seq: 10,
+            aru_last: DaemonId(2),
+        };
+        let mut e = daemon_two(sent, &[(10, 2), (11, 1)]);
+        e.note_token_received(&token(11, 1, 11));
+        assert_eq!(e.ring.stable, 10);
+    }
+
+    #[test]
+    fn an_aru_an_earlier_setter_may_have_lifted_proves_nothing() {
+        // The simulator's counterexample to the naive rule: my token left with aru 4 set by
+        // daemon 1, below the seq (15). Daemon 3 lacked 13..15 and had no reason to lower
+        // an aru of 4; daemon 1 then lifted it to its own 15.
+        let sent = Sent {
+            aru: 4,
+            seq: 15,
+            aru_last: DaemonId(1),
+        };
+        let mut e = daemon_two(sent, &[(14, 1), (15, 1)]);
+        e.ring.my_aru = 15;
+        e.note_token_received(&token(15, 1, 15));
+        assert_eq!(e.ring.stable, 0);
+    }
+
+    #[test]
+    fn never_above_my_own_aru_nor_from_a_first_token() {
+        let sent = Sent {
+            aru: 10,
+            seq: 10,
+            aru_last: DaemonId(2),
+        };
+        let mut e = daemon_two(sent, &[(10, 2), (11, 3)]);
+        e.ring.my_aru = 10; // 11 arrived, 12 did not: my aru stops at 10
+        e.note_token_received(&token(12, 1, 12));
+        assert_eq!(e.ring.stable, 10);
+        let mut first = daemon_two(sent, &[(10, 2)]);
+        first.note_token_received(&token(0x7fff_ffff, u32::MAX, 10));
+        assert_eq!(first.ring.stable, 0);
+        first.ring.sent = None;
+        first.note_token_received(&token(10, 1, 10));
+        assert_eq!(first.ring.stable, 0);
+    }
+}
