@@ -325,6 +325,19 @@ impl NetLab {
         conf: &str,
         args: &[&str],
     ) -> std::io::Result<u32> {
+        self.start_daemon_env(i, bin, name, conf, args, &[])
+    }
+
+    /// [`NetLab::start_daemon_args`] with environment variables `env` for the daemon.
+    pub(crate) fn start_daemon_env(
+        &mut self,
+        i: usize,
+        bin: &str,
+        name: &str,
+        conf: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> std::io::Result<u32> {
         let dir = self.nodes[i].tmp.clone();
         std::fs::write(dir.join("spread.conf"), conf)?;
         let rt = dir.join("rt");
@@ -346,6 +359,7 @@ impl NetLab {
         };
         cmd.args(["-n", name, "-c", "/tmp/spread.conf"])
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

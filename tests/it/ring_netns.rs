@@ -185,3 +185,79 @@ fn netns_mixed_ring_with_real_spread() {
     };
     run_ring(Some(&real));
 }
+
+/// Our own broadcasts come back to our ring sockets (every socket of the host bound to the
+/// segment port gets a copy). A socket filter drops them in the kernel by default, so the
+/// daemon never reads them; `MBUS_RING_OWN_FILTER=0` leaves them to the core, which drops
+/// each one (§1.1 `own`). Two of our daemons on a bridge, both flooding: with the filter no
+/// own copy reaches the core, without it every broadcast comes back once.
+#[test]
+fn netns_own_broadcasts_are_dropped_before_the_daemon_reads_them() {
+    const PORT: u16 = 4803;
+    let Some(mut lab) = NetLab::new(&[2]) else {
+        return;
+    };
+    let conf = lab.spread_conf(&["d1", "d2"], PORT, "RuntimeDir = /tmp/rt\n");
+    let bin = env!("CARGO_BIN_EXE_spread");
+    let metrics = ["--metrics", "127.0.0.1:9803"];
+    lab.start_daemon_env(0, bin, "d1", &conf, &metrics, &[])
+        .expect("start d1");
+    lab.start_daemon_env(
+        1,
+        bin,
+        "d2",
+        &conf,
+        &metrics,
+        &[("MBUS_RING_OWN_FILTER", "0")],
+    )
+    .expect("start d2");
+    let addrs: Vec<String> = (0..2)
+        .map(|i| format!("{PORT}@{}", lab.nodes[i].addr))
+        .collect();
+    // Both flood, each read by the other daemon's client (retried while the ring forms).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (from, to) in [(0usize, 1usize), (1, 0)] {
+        loop {
+            let out = lab
+                .command(from, env!("CARGO_BIN_EXE_mbus-bench"))
+                .args(["-s", &addrs[from], "--reader", &addrs[to]])
+                .args(["-m", "300", "-b", "100", "--json", "--timeout", "10"])
+                .output()
+                .expect("run mbus-bench");
+            if out.status.success() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "flood {from} -> {to} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    let counter = |i: usize, name: &str| -> u64 {
+        let get = "import urllib.request as u;\
+                   print(u.urlopen('http://127.0.0.1:9803/metrics', timeout=5).read().decode())";
+        let out = lab
+            .command(i, "python3")
+            .args(["-c", get])
+            .output()
+            .expect("read metrics");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in d{}'s metrics", i + 1))
+    };
+    let own = "spread_packets_dropped_total{reason=\"own\"} ";
+    let sent = "spread_datagrams_sent_total ";
+    let (own1, sent1) = (counter(0, own), counter(0, sent));
+    let (own2, sent2) = (counter(1, own), counter(1, sent));
+    assert!(sent1 >= 20 && sent2 >= 20, "sent {sent1} and {sent2}");
+    assert_eq!(own1, 0, "d1 (filter on) read {own1} of its own datagrams");
+    // Its 300 messages left in broadcasts (many small ones per datagram), tokens unicast.
+    eprintln!("d1: {sent1} sent, {own1} own read; d2: {sent2} sent, {own2} own read");
+    assert!(
+        own2 >= 10,
+        "d2 (filter off) dropped only {own2} own copies of {sent2} datagrams sent"
+    );
+}
