@@ -22,6 +22,8 @@ pub(crate) mod outbox;
 mod own_echo;
 pub mod privileges;
 pub(crate) mod ring_net;
+#[cfg(target_os = "linux")]
+mod ring_rx;
 pub mod secure;
 pub(crate) mod session;
 
@@ -266,7 +268,17 @@ impl Server {
             }
         }
         let exit = ring.exit_signal();
-        let (core, core_task) = session::spawn_core_with(ring, core_stop);
+        let ring_socks: Vec<(tokio::net::UdpSocket, bool)> = data
+            .into_iter()
+            .map(|s| (s, false))
+            .chain(token.into_iter().map(|s| (s, true)))
+            .collect();
+        // Linux: the core task reads the ring sockets itself (`ring_rx`); elsewhere a
+        // receive task per socket hands datagrams over.
+        #[cfg(target_os = "linux")]
+        let (core, core_task) = session::spawn_core_with(ring, core_stop, ring_socks);
+        #[cfg(not(target_os = "linux"))]
+        let (core, core_task) = session::spawn_core_with(ring, core_stop, Vec::new());
         let mut receivers = tokio::task::JoinSet::new();
         if let Some(ring) = &opts.link {
             info!(
@@ -278,11 +290,8 @@ impl Server {
                 receivers.spawn(secure::watch(file, core.clone(), stop_tx.subscribe()));
             }
         }
-        for (sock, is_token) in data
-            .into_iter()
-            .map(|s| (s, false))
-            .chain(token.into_iter().map(|s| (s, true)))
-        {
+        #[cfg(not(target_os = "linux"))]
+        for (sock, is_token) in ring_socks {
             receivers.spawn(ring_net::receive(
                 sock,
                 is_token,

@@ -38,10 +38,10 @@ use spread::ring::{DaemonId, Port};
 use spread::{ClientStats, Daemon, SessionInput, SessionOutput};
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
-use tracing::{debug, error, info, trace, warn};
+use tracing::{debug, error, info, warn};
 
 use super::outbox::Outbox;
-use super::session::{CoreHandle, Packet};
+use super::session::Packet;
 
 /// Counters of the UDP side.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -482,104 +482,23 @@ fn wall_secs() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// Receive loop of one ring socket: every datagram goes to the core, until `stop` fires or the
-/// core stops. Several datagrams per `recvmmsg(2)`, coalesced runs cut apart
-/// ([`super::gso`]), on Linux; a read that returns fewer than it could take emptied the
-/// socket, so the loop waits for the next datagram without a read that would only say
-/// `EAGAIN`.
+/// Receive loop of one ring socket on systems without [`super::ring_rx`]: every datagram
+/// goes to the core, until `stop` fires or the core stops.
+#[cfg(not(target_os = "linux"))]
 pub(crate) async fn receive(
     sock: UdpSocket,
     token: bool,
-    core: CoreHandle,
+    core: super::session::CoreHandle,
     stop: tokio::sync::broadcast::Receiver<()>,
 ) {
-    #[cfg(target_os = "linux")]
-    receive_batches(sock, token, core, stop).await;
-    #[cfg(not(target_os = "linux"))]
     receive_one_by_one(sock, token, core, stop).await;
-}
-
-#[cfg(target_os = "linux")]
-async fn receive_batches(
-    sock: UdpSocket,
-    token: bool,
-    core: CoreHandle,
-    mut stop: tokio::sync::broadcast::Receiver<()>,
-) {
-    use tokio::io::unix::AsyncFd;
-    if super::gso::enabled_from_env() {
-        if let Err(e) = super::gso::enable_receive(&sock) {
-            debug!(error = %e, "UDP_GRO on a ring socket refused; datagrams read one by one");
-        }
-    }
-    // tokio's `UdpSocket` clears readiness only on `EAGAIN`; an `AsyncFd` guard can clear it
-    // after a read that emptied the socket (a datagram arriving meanwhile sets it again:
-    // tokio compares readiness ticks). `with_interest` is deprecated because it cannot check
-    // that the descriptor outlives the registration; here the `AsyncFd` owns the socket that
-    // owns the descriptor (the non-deprecated way needs `unsafe`).
-    #[allow(deprecated)]
-    let fd = sock
-        .into_std()
-        .and_then(|s| AsyncFd::with_interest(s, tokio::io::Interest::READABLE));
-    let fd = match fd {
-        Ok(fd) => fd,
-        Err(e) => {
-            error!(error = %e, "ring socket cannot be polled; its datagrams are not read");
-            return;
-        }
-    };
-    let mut rx = super::gso::Receiver::new(if token { 2 } else { 8 });
-    let mut batch: Vec<Packet> = Vec::new();
-    loop {
-        let mut guard = tokio::select! {
-            _ = stop.recv() => return,
-            g = fd.readable() => match g {
-                Ok(g) => g,
-                Err(e) => {
-                    trace!(error = %e, "ring socket readiness error");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-        };
-        let slots = rx.slots();
-        let read = guard.try_io(|s| {
-            rx.recv(s.get_ref(), |from, d| {
-                let bytes = bytes::Bytes::copy_from_slice(d);
-                batch.push(Packet { from, token, bytes });
-            })
-        });
-        match read {
-            Ok(Ok(n)) => {
-                if n < slots {
-                    guard.clear_ready();
-                }
-                drop(guard);
-                for p in batch.drain(..) {
-                    if core.packet(p).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            // ICMP errors on unconnected sockets: keep going (pause on anything else, so a
-            // persistent error cannot spin).
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
-            Ok(Err(e)) => {
-                drop(guard);
-                trace!(error = %e, "ring recv error");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-            // Not readable after all: `try_io` cleared the readiness.
-            Err(_) => {}
-        }
-    }
 }
 
 #[cfg(not(target_os = "linux"))]
 async fn receive_one_by_one(
     sock: UdpSocket,
     token: bool,
-    core: CoreHandle,
+    core: super::session::CoreHandle,
     mut stop: tokio::sync::broadcast::Receiver<()>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
@@ -595,7 +514,7 @@ async fn receive_one_by_one(
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
                 Err(e) => {
-                    trace!(error = %e, "ring recv error");
+                    tracing::trace!(error = %e, "ring recv error");
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 }
             },

@@ -77,6 +77,8 @@ pub(crate) struct Packet {
 #[derive(Clone, Debug)]
 pub struct CoreHandle {
     tx: mpsc::Sender<CoreMsg>,
+    /// Ring datagrams from receive tasks (systems without `ring_rx`).
+    #[cfg_attr(target_os = "linux", allow(dead_code))]
     packets: mpsc::Sender<Packet>,
     progress: mpsc::UnboundedSender<Input>,
     metrics: mpsc::Sender<MetricsRequest>,
@@ -150,6 +152,7 @@ impl CoreHandle {
     }
 
     /// Hands a ring datagram to the core.
+    #[cfg_attr(target_os = "linux", allow(dead_code))]
     pub(crate) async fn packet(&self, packet: Packet) -> Result<(), CoreStopped> {
         self.packets.send(packet).await.map_err(|_| CoreStopped)
     }
@@ -231,6 +234,7 @@ pub fn spawn_core(
     spawn_core_with(
         Core::new(settings, u32::try_from(clock).unwrap_or(u32::MAX)),
         shutdown,
+        Vec::new(),
     )
 }
 
@@ -238,6 +242,7 @@ pub fn spawn_core(
 pub(crate) fn spawn_core_with(
     core: Core,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ring: Vec<(tokio::net::UdpSocket, bool)>,
 ) -> (CoreHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
     let (packets, packets_rx) = mpsc::channel(PACKET_QUEUE);
@@ -260,7 +265,11 @@ pub(crate) fn spawn_core_with(
     // Made here, not in the task: the core's timerfd exists once the daemon is started
     // (a descriptor count taken as soon as clients are accepted includes it).
     let alarm = super::alarm::Alarm::new();
-    let task = tokio::spawn(core_loop(core, inputs, alarm, shutdown));
+    #[cfg(target_os = "linux")]
+    let reader = super::ring_rx::RingReader::new(ring);
+    #[cfg(not(target_os = "linux"))]
+    let reader = NoRingReader(ring);
+    let task = tokio::spawn(core_loop(core, inputs, alarm, reader, shutdown));
     (handle, task)
 }
 
@@ -297,14 +306,32 @@ struct Writers {
     senders: Vec<SessionId>,
 }
 
+/// Without Linux's `ring_rx`, ring datagrams come through [`CoreHandle::packet`].
+#[cfg(not(target_os = "linux"))]
+struct NoRingReader(Vec<(tokio::net::UdpSocket, bool)>);
+
+#[cfg(not(target_os = "linux"))]
+impl NoRingReader {
+    async fn read(&mut self, _out: &mut Vec<Packet>) {
+        std::future::pending().await
+    }
+}
+
+#[cfg(target_os = "linux")]
+type RingReader = super::ring_rx::RingReader;
+#[cfg(not(target_os = "linux"))]
+type RingReader = NoRingReader;
+
 async fn core_loop(
     mut daemon: Core,
     mut inputs: Inputs,
     mut alarm: super::alarm::Alarm,
+    mut reader: RingReader,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let origin = Instant::now();
     let mut w = Writers::default();
+    let mut read: Vec<Packet> = Vec::new();
     tokio::pin!(shutdown);
     loop {
         let deadline = daemon.poll_timeout().map(|t| to_tokio(origin, t));
@@ -320,6 +347,13 @@ async fn core_loop(
             () = alarm.until(deadline) => daemon.handle_timeout(core_now(origin)),
             Some(tx) = inputs.metrics.recv() => {
                 let _ = tx.send(daemon.metrics());
+            }
+            () = reader.read(&mut read) => {
+                let now = core_now(origin);
+                drain_progress(&mut daemon, &mut w, &mut inputs.progress, now);
+                for p in read.drain(..) {
+                    daemon.packet(now, p);
+                }
             }
             Some(p) = inputs.packets.recv() => {
                 let now = core_now(origin);
