@@ -17,15 +17,15 @@ use std::net::{IpAddr, SocketAddr};
 use socket2::{SockFilter, SockRef};
 use tokio::net::UdpSocket;
 
-/// `SKF_NET_OFF`: loads relative to the network (IP) header instead of the transport header.
-const SKF_NET_OFF: u32 = 0xfff0_0000;
+use nix::libc::{BPF_ABS, BPF_H, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W, SKF_NET_OFF};
+
 /// Offset of the source address in an IPv4 header.
-const IPV4_SOURCE: u32 = 12;
-// Classic BPF opcodes (linux/filter.h).
-const LD_W_ABS: u16 = 0x20;
-const LD_H_ABS: u16 = 0x28;
-const JEQ_K: u16 = 0x15;
-const RET_K: u16 = 0x06;
+const IPV4_SOURCE: i32 = 12;
+// Classic BPF instructions (linux/filter.h), from libc's opcode parts.
+const LD_W_ABS: u16 = (BPF_LD | BPF_W | BPF_ABS) as u16;
+const LD_H_ABS: u16 = (BPF_LD | BPF_H | BPF_ABS) as u16;
+const JEQ_K: u16 = (BPF_JMP | BPF_JEQ | BPF_K) as u16;
+const RET_K: u16 = (BPF_RET | BPF_K) as u16;
 
 /// Whether `MBUS_RING_OWN_FILTER` allows the filter (default on; `0` turns it off).
 pub(crate) fn enabled_from_env() -> bool {
@@ -38,7 +38,8 @@ pub(crate) fn enabled_from_env() -> bool {
 /// `SKF_NET_OFF`.
 fn program(ip: std::net::Ipv4Addr, port: u16) -> [SockFilter; 6] {
     [
-        SockFilter::new(LD_W_ABS, 0, 0, SKF_NET_OFF + IPV4_SOURCE),
+        // A negative offset from `SKF_NET_OFF` on: the IP header, as the kernel reads `k`.
+        SockFilter::new(LD_W_ABS, 0, 0, (SKF_NET_OFF + IPV4_SOURCE) as u32),
         // Same address: next; else accept.
         SockFilter::new(JEQ_K, 0, 2, u32::from(ip)),
         SockFilter::new(LD_H_ABS, 0, 0, 0),

@@ -489,16 +489,6 @@ pub(crate) async fn receive(
     sock: UdpSocket,
     token: bool,
     core: super::session::CoreHandle,
-    stop: tokio::sync::broadcast::Receiver<()>,
-) {
-    receive_one_by_one(sock, token, core, stop).await;
-}
-
-#[cfg(not(target_os = "linux"))]
-async fn receive_one_by_one(
-    sock: UdpSocket,
-    token: bool,
-    core: super::session::CoreHandle,
     mut stop: tokio::sync::broadcast::Receiver<()>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];

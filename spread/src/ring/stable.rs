@@ -126,6 +126,14 @@ mod tests {
         e
     }
 
+    fn sent(aru: u32, seq: u32, aru_last: u32) -> Sent {
+        Sent {
+            aru,
+            seq,
+            aru_last: DaemonId(aru_last),
+        }
+    }
+
     fn token(aru: u32, aru_last: u32, seq: u32) -> TokenHeader {
         TokenHeader {
             aru: Seq(aru),
@@ -138,11 +146,7 @@ mod tests {
     #[test]
     fn the_successors_answer_is_safe_when_the_token_arrives() {
         // My token left with aru = seq = 10; daemon 3 (my successor) sent 11 and 12.
-        let sent = Sent {
-            aru: 10,
-            seq: 10,
-            aru_last: DaemonId(2),
-        };
+        let sent = sent(10, 10, 2);
         let mut e = daemon_two(sent, &[(10, 2), (11, 3), (12, 3)]);
         e.note_token_received(&token(12, 1, 12));
         assert_eq!(e.ring.stable, 12);
@@ -152,11 +156,7 @@ mod tests {
     #[test]
     fn packets_of_others_sent_after_my_token_left_wait_a_rotation() {
         // 11 is daemon 1's (my predecessor's): daemon 3 visited before it existed.
-        let sent = Sent {
-            aru: 10,
-            seq: 10,
-            aru_last: DaemonId(2),
-        };
+        let sent = sent(10, 10, 2);
         let mut e = daemon_two(sent, &[(10, 2), (11, 1)]);
         e.note_token_received(&token(11, 1, 11));
         assert_eq!(e.ring.stable, 10);
@@ -167,11 +167,7 @@ mod tests {
         // The simulator's counterexample to the naive rule: my token left with aru 4 set by
         // daemon 1, below the seq (15). Daemon 3 lacked 13..15 and had no reason to lower
         // an aru of 4; daemon 1 then lifted it to its own 15.
-        let sent = Sent {
-            aru: 4,
-            seq: 15,
-            aru_last: DaemonId(1),
-        };
+        let sent = sent(4, 15, 1);
         let mut e = daemon_two(sent, &[(14, 1), (15, 1)]);
         e.ring.my_aru = 15;
         e.note_token_received(&token(15, 1, 15));
@@ -180,11 +176,7 @@ mod tests {
 
     #[test]
     fn never_above_my_own_aru_nor_from_a_first_token() {
-        let sent = Sent {
-            aru: 10,
-            seq: 10,
-            aru_last: DaemonId(2),
-        };
+        let sent = sent(10, 10, 2);
         let mut e = daemon_two(sent, &[(10, 2), (11, 3)]);
         e.ring.my_aru = 10; // 11 arrived, 12 did not: my aru stops at 10
         e.note_token_received(&token(12, 1, 12));
