@@ -110,10 +110,15 @@ impl TestDaemon {
                     return Err(format!("daemon exited with {status}: {}", self.log()));
                 }
             }
-            if let Ok(s) = TcpStream::connect_timeout(&addr.into(), Duration::from_millis(200)) {
-                // Close at once: the daemon drops a connection that sends no hello.
-                drop(s);
-                return Ok(());
+            // The TCP listener is opened first and the Unix socket last: ready means both
+            // (a test that reads `unix_path` at once must find the socket file).
+            if self.unix_socket_answers() {
+                if let Ok(s) = TcpStream::connect_timeout(&addr.into(), Duration::from_millis(200))
+                {
+                    // Close at once: the daemon drops a connection that sends no hello.
+                    drop(s);
+                    return Ok(());
+                }
             }
             if Instant::now() > deadline {
                 return Err(format!(
@@ -128,6 +133,12 @@ impl TestDaemon {
     /// The TCP connect string, `"<port>@127.0.0.1"`.
     pub(crate) fn tcp(&self) -> String {
         format!("{}@127.0.0.1", self.port)
+    }
+
+    /// True once the daemon's Unix-domain client socket accepts a connection (closed at once,
+    /// like the TCP probe).
+    fn unix_socket_answers(&self) -> bool {
+        std::os::unix::net::UnixStream::connect(self.unix_path()).is_ok()
     }
 
     /// The path of the daemon's Unix-domain client socket.
@@ -192,9 +203,9 @@ impl TestDaemon {
             let _ = c.kill();
             let _ = c.wait();
         }
-        if self.real {
-            let _ = fs::remove_file(format!("/tmp/{}", self.port));
-        }
+        // SIGKILL leaves the socket file behind; remove it, so a restart's `wait_ready`
+        // waits for the new daemon's socket and not the stale file.
+        let _ = fs::remove_file(self.unix_path());
     }
 }
 
