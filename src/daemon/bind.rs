@@ -102,6 +102,34 @@ pub struct Bound {
     pub metrics: Option<tokio::net::TcpListener>,
 }
 
+/// The client side of [`Bound`]: what [`serve_core`](super::serve_core) listens on.
+#[derive(Debug)]
+pub struct ClientSockets {
+    /// The segment port P.
+    pub port: u16,
+    /// Client TCP listeners (port P).
+    pub tcp: Vec<tokio::net::TcpListener>,
+    /// The client Unix socket listener.
+    pub unix: tokio::net::UnixListener,
+    /// Removes the Unix socket file on drop.
+    pub unix_file: UnixSocketFile,
+    /// The metrics endpoint's listener, if asked for.
+    pub metrics: Option<tokio::net::TcpListener>,
+}
+
+/// The client sockets of `b`; its ring sockets are closed.
+impl From<Bound> for ClientSockets {
+    fn from(b: Bound) -> Self {
+        Self {
+            port: b.port,
+            tcp: b.tcp,
+            unix: b.unix,
+            unix_file: b.unix_file,
+            metrics: b.metrics,
+        }
+    }
+}
+
 /// The address to bind for a configured interface (IPv6 scope resolved from `/sys`).
 fn sock_addr(a: &ScopedIp, port: u16) -> SocketAddr {
     match a.ip {

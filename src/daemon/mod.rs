@@ -32,7 +32,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use bind::{bind, BindError, Bound, UnixSocketFile};
+pub use bind::{bind, BindError, Bound, ClientSockets, UnixSocketFile};
 pub use builder::{DaemonBuilder, RunningDaemon};
 pub use ring_net::{NetStats, WATER_MARK, WATER_MARK_BYTES};
 pub use secure::SecureRing;
@@ -227,8 +227,8 @@ struct Server {
     stop_tx: tokio::sync::broadcast::Sender<()>,
     /// Fired when a monitor PARTITION tells this daemon to exit.
     exit: Arc<tokio::sync::Notify>,
-    /// The client listeners (the ring receivers already run).
-    bound: Bound,
+    /// The client listeners (the ring sockets are the core's already).
+    clients: ClientSockets,
 }
 
 impl Server {
@@ -255,9 +255,15 @@ impl Server {
             send,
             metrics,
         } = bound;
-        let send = Arc::new(send);
+        // The send socket leaves the runtime: the outbox watches it only while it waits to
+        // write (see `outbox`).
+        let send = send.into_std().map_err(|err| BindError::Socket {
+            what: "ring send socket",
+            addr: "-".to_owned(),
+            err,
+        })?;
         let settings = opts.link.as_ref().map(SecureRing::settings);
-        let mut ring = ring_net::Core::with_sockets_and_link(&config, me, send.clone(), settings);
+        let mut ring = ring_net::Core::with_sockets_and_link(&config, me, send, settings);
         if let Some(path) = &opts.config_file {
             ring.set_config_file(path.clone());
         }
@@ -299,19 +305,11 @@ impl Server {
                 stop_tx.subscribe(),
             ));
         }
-        let send_dup = dup_udp(&send).map_err(|e| BindError::Socket {
-            what: "ring send socket",
-            addr: "dup".to_owned(),
-            err: e,
-        })?;
-        let bound = Bound {
+        let clients = ClientSockets {
             port,
             tcp,
             unix,
             unix_file,
-            data: Vec::new(),
-            token: Vec::new(),
-            send: send_dup,
             metrics,
         };
         Ok(Self {
@@ -322,7 +320,7 @@ impl Server {
             receivers,
             stop_tx,
             exit,
-            bound,
+            clients,
         })
     }
 
@@ -337,7 +335,7 @@ impl Server {
             mut receivers,
             stop_tx,
             exit,
-            bound,
+            clients,
         } = self;
         // A monitor PARTITION with component -1 for this daemon ends it too (as 5.0.1 exits).
         let shutdown = async move {
@@ -346,19 +344,12 @@ impl Server {
                 () = exit.notified() => warn!("shutting down: instructed to exit (monitor partition or configuration reload)"),
             }
         };
-        let r = serve_core(config, me, core, bound, shutdown).await;
+        let r = serve_core(config, me, core, clients, shutdown).await;
         let _ = stop_tx.send(());
         let _ = core_task.await;
         while receivers.join_next().await.is_some() {}
         r
     }
-}
-
-/// A second handle on a UDP socket (same file description).
-fn dup_udp(s: &tokio::net::UdpSocket) -> std::io::Result<tokio::net::UdpSocket> {
-    let dup = socket2::SockRef::from(s).try_clone()?;
-    dup.set_nonblocking(true)?;
-    tokio::net::UdpSocket::from_std(dup.into())
 }
 
 /// Adds the `IP` allow rules from `spread.access_ip` (looked up as 5.0.1 does:
@@ -412,9 +403,10 @@ pub async fn serve_core(
     config: Arc<Config>,
     me: HostId,
     core: CoreHandle,
-    bound: Bound,
+    clients: impl Into<ClientSockets>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
+    let bound = clients.into();
     let name = config.host(me).map_or("?", |h| h.name.as_str());
     info!(name, port = bound.port, "daemon ready");
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);

@@ -36,6 +36,7 @@ use spread::config::{Config, HostId};
 use spread::daemon::{Input, MonitorOutput, Output, Settings, Target, Transmit};
 use spread::ring::{DaemonId, Port};
 use spread::{ClientStats, Daemon, SessionInput, SessionOutput};
+#[cfg(any(test, not(target_os = "linux")))]
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
@@ -74,7 +75,7 @@ pub(crate) struct Net {
 
 impl Net {
     /// The addresses of `config` for host `me`, sending from `send`.
-    pub(crate) fn new(config: &Config, me: HostId, send: Arc<UdpSocket>) -> Self {
+    pub(crate) fn new(config: &Config, me: HostId, send: std::net::UdpSocket) -> Self {
         // bind() does not set it; segment broadcasts need it.
         if let Err(e) = send.set_broadcast(true) {
             warn!(error = %e, "SO_BROADCAST on the ring send socket failed");
@@ -191,7 +192,7 @@ pub(crate) struct Core {
 impl Core {
     /// Host `me` of `config`, sending from `send`.
     #[cfg(test)]
-    pub(crate) fn with_sockets(config: &Config, me: HostId, send: Arc<UdpSocket>) -> Self {
+    pub(crate) fn with_sockets(config: &Config, me: HostId, send: std::net::UdpSocket) -> Self {
         Self::with_sockets_and_link(config, me, send, None)
     }
 
@@ -199,7 +200,7 @@ impl Core {
     pub(crate) fn with_sockets_and_link(
         config: &Config,
         me: HostId,
-        send: Arc<UdpSocket>,
+        send: std::net::UdpSocket,
         link: Option<spread::daemon::LinkSettings>,
     ) -> Self {
         let clock = std::time::SystemTime::now()
@@ -534,7 +535,7 @@ mod tests {
             index: 0,
         };
         let s = UdpSocket::bind(("127.0.0.1", port)).await.unwrap();
-        let mut c = Core::with_sockets(&config, me, Arc::new(s));
+        let mut c = Core::with_sockets(&config, me, s.into_std().unwrap());
         let now = spread::time::Instant(0);
         let session = SessionId(1);
         c.handle(
@@ -582,7 +583,7 @@ mod tests {
             index: 0,
         };
         let s = UdpSocket::bind(("127.0.0.1", 0)).await.unwrap();
-        let mut c = Core::with_sockets(&config, me, Arc::new(s));
+        let mut c = Core::with_sockets(&config, me, s.into_std().unwrap());
         let before = c.daemon().engine().stats();
         c.packet(
             spread::time::Instant(0),
