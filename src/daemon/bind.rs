@@ -84,6 +84,21 @@ impl Drop for UnixSocketFile {
 /// All sockets of one daemon, ready for tokio.
 #[derive(Debug)]
 pub struct Bound {
+    /// The client listeners.
+    pub clients: ClientSockets,
+    /// Ring data receivers (UDP port P): daemon interfaces and segment addresses.
+    pub data: Vec<tokio::net::UdpSocket>,
+    /// Ring token receivers (UDP port P + 1), one per daemon interface.
+    pub token: Vec<tokio::net::UdpSocket>,
+    /// The one socket every ring packet is sent from (own address, ephemeral port):
+    /// non-blocking and not registered with the runtime (the ring's outbox watches it only
+    /// while datagrams wait for room).
+    pub send: std::net::UdpSocket,
+}
+
+/// The client side of [`Bound`]: what [`serve_core`](super::serve_core) listens on.
+#[derive(Debug)]
+pub struct ClientSockets {
     /// The segment port P.
     pub port: u16,
     /// Client TCP listeners (port P), one per client interface (wildcard without a block).
@@ -92,42 +107,8 @@ pub struct Bound {
     pub unix: tokio::net::UnixListener,
     /// Removes the Unix socket file on drop.
     pub unix_file: UnixSocketFile,
-    /// Ring data receivers (UDP port P): daemon interfaces and segment addresses.
-    pub data: Vec<tokio::net::UdpSocket>,
-    /// Ring token receivers (UDP port P + 1), one per daemon interface.
-    pub token: Vec<tokio::net::UdpSocket>,
-    /// The one socket every ring packet is sent from (own address, ephemeral port).
-    pub send: tokio::net::UdpSocket,
     /// The metrics endpoint's listener ([`DaemonOptions::metrics`]), if asked for.
     pub metrics: Option<tokio::net::TcpListener>,
-}
-
-/// The client side of [`Bound`]: what [`serve_core`](super::serve_core) listens on.
-#[derive(Debug)]
-pub struct ClientSockets {
-    /// The segment port P.
-    pub port: u16,
-    /// Client TCP listeners (port P).
-    pub tcp: Vec<tokio::net::TcpListener>,
-    /// The client Unix socket listener.
-    pub unix: tokio::net::UnixListener,
-    /// Removes the Unix socket file on drop.
-    pub unix_file: UnixSocketFile,
-    /// The metrics endpoint's listener, if asked for.
-    pub metrics: Option<tokio::net::TcpListener>,
-}
-
-/// The client sockets of `b`; its ring sockets are closed.
-impl From<Bound> for ClientSockets {
-    fn from(b: Bound) -> Self {
-        Self {
-            port: b.port,
-            tcp: b.tcp,
-            unix: b.unix,
-            unix_file: b.unix_file,
-            metrics: b.metrics,
-        }
-    }
 }
 
 /// The address to bind for a configured interface (IPv6 scope resolved from `/sys`).
@@ -169,6 +150,16 @@ fn udp(
     reuse: bool,
     what: &'static str,
 ) -> Result<tokio::net::UdpSocket, BindError> {
+    let s = udp_unregistered(addr, reuse, what)?;
+    tokio::net::UdpSocket::from_std(s).map_err(socket_err(what, addr))
+}
+
+/// A bound non-blocking UDP socket the runtime does not watch.
+fn udp_unregistered(
+    addr: SocketAddr,
+    reuse: bool,
+    what: &'static str,
+) -> Result<std::net::UdpSocket, BindError> {
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
         .map_err(socket_err(what, addr))?;
     if addr.is_ipv6() {
@@ -178,7 +169,7 @@ fn udp(
     s.set_nonblocking(true).map_err(socket_err(what, addr))?;
     s.bind(&SockAddr::from(addr))
         .map_err(socket_err(what, addr))?;
-    tokio::net::UdpSocket::from_std(s.into()).map_err(socket_err(what, addr))
+    Ok(s.into())
 }
 
 fn tcp(addr: SocketAddr, reuse: bool, port: u16) -> Result<tokio::net::TcpListener, BindError> {
@@ -245,17 +236,19 @@ pub fn bind(config: &Config, me: HostId, opts: &DaemonOptions) -> Result<Bound, 
     info!(path = %path.display(), "listening for clients (Unix socket)");
     let metrics = opts.metrics.map(metrics_listener).transpose()?;
     Ok(Bound {
-        port,
-        tcp: tcp_listeners,
-        unix,
-        unix_file: UnixSocketFile {
-            dir: path.parent().and_then(|d| std::fs::File::open(d).ok()),
-            path,
+        clients: ClientSockets {
+            port,
+            tcp: tcp_listeners,
+            unix,
+            unix_file: UnixSocketFile {
+                dir: path.parent().and_then(|d| std::fs::File::open(d).ok()),
+                path,
+            },
+            metrics,
         },
         data: ring.data,
         token: ring.token,
         send: ring.send,
-        metrics,
     })
 }
 
@@ -276,7 +269,7 @@ fn metrics_listener(addr: SocketAddr) -> Result<tokio::net::TcpListener, BindErr
 struct Ring {
     data: Vec<tokio::net::UdpSocket>,
     token: Vec<tokio::net::UdpSocket>,
-    send: tokio::net::UdpSocket,
+    send: std::net::UdpSocket,
 }
 
 /// Ring sockets as 5.0.1 opens them: data port P and token port P+1 on every D interface
@@ -333,7 +326,7 @@ fn bind_ring(
     join_multicast(config, segment, host, &data);
 
     let send_addr = sock_addr(&host.addr, 0);
-    let send = udp(send_addr, false, "ring send socket")?;
+    let send = udp_unregistered(send_addr, false, "ring send socket")?;
     if super::own_echo::enabled_from_env() {
         if let Ok(from) = send.local_addr() {
             for d in &data {

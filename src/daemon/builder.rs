@@ -77,7 +77,7 @@ impl DaemonBuilder {
     pub fn start(self) -> Result<RunningDaemon, DaemonError> {
         let me = resolve_me(&self.config, self.name.as_deref())?;
         let bound = bind(&self.config, me, &self.opts)?;
-        let port = bound.port;
+        let port = bound.clients.port;
         let server = Server::start(self.config, me, bound, &self.opts)?;
         let core = server.core.clone();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -246,22 +246,11 @@ impl Server {
             let _ = stop.recv().await;
         };
         let Bound {
-            port,
-            tcp,
-            unix,
-            unix_file,
+            clients,
             data,
             token,
             send,
-            metrics,
         } = bound;
-        // The send socket leaves the runtime: the outbox watches it only while it waits to
-        // write (see `outbox`).
-        let send = send.into_std().map_err(|err| BindError::Socket {
-            what: "ring send socket",
-            addr: "-".to_owned(),
-            err,
-        })?;
         let settings = opts.link.as_ref().map(SecureRing::settings);
         let mut ring = ring_net::Core::with_sockets_and_link(&config, me, send, settings);
         if let Some(path) = &opts.config_file {
@@ -305,13 +294,6 @@ impl Server {
                 stop_tx.subscribe(),
             ));
         }
-        let clients = ClientSockets {
-            port,
-            tcp,
-            unix,
-            unix_file,
-            metrics,
-        };
         Ok(Self {
             config,
             me,
@@ -397,16 +379,16 @@ pub(crate) fn add_access_rules(cfg: &mut spread::DaemonConfig) {
     }
 }
 
-/// [`serve`] with a core the caller started ([`spawn_core`]); returns when `shutdown`
-/// completes (the core keeps running until its own shutdown).
+/// [`serve`] with a core the caller started ([`spawn_core`]), on the client sockets of
+/// [`bind()`] ([`Bound::clients`]); returns when `shutdown` completes (the core keeps running
+/// until its own shutdown).
 pub async fn serve_core(
     config: Arc<Config>,
     me: HostId,
     core: CoreHandle,
-    clients: impl Into<ClientSockets>,
+    bound: ClientSockets,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
-    let bound = clients.into();
     let name = config.host(me).map_or("?", |h| h.name.as_str());
     info!(name, port = bound.port, "daemon ready");
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);

@@ -20,14 +20,12 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use std::net::UdpSocket;
-
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::Notify;
@@ -308,6 +306,11 @@ mod tests {
         (tx, rx)
     }
 
+    /// Puts `items` in `o`'s backlog, as if the socket had refused them.
+    fn fill_backlog(o: &Outbox, items: impl IntoIterator<Item = (SocketAddr, Bytes)>) {
+        o.shared.backlog.lock().extend(items);
+    }
+
     async fn receive(rx: &tokio::net::UdpSocket, n: usize) -> Vec<Vec<u8>> {
         let mut got = Vec::new();
         let mut buf = vec![0u8; 2048];
@@ -354,12 +357,10 @@ mod tests {
         let (tx, rx) = pair().await;
         let to = rx.local_addr().unwrap();
         let mut o = Outbox::new(tx, true, false);
-        {
-            let mut q = o.shared.backlog.lock();
-            for i in 0..100u16 {
-                q.push_back((to, Bytes::copy_from_slice(&i.to_be_bytes())));
-            }
-        }
+        fill_backlog(
+            &o,
+            (0..100u16).map(|i| (to, Bytes::copy_from_slice(&i.to_be_bytes()))),
+        );
         for i in 100..110u16 {
             o.push(to, Bytes::copy_from_slice(&i.to_be_bytes()));
         }
@@ -443,12 +444,10 @@ mod tests {
         let to = rx.local_addr().unwrap();
         let mut o = Outbox::new(tx, true, false);
         // Pretend the socket is blocked: fill the backlog directly.
-        {
-            let mut q = o.shared.backlog.lock();
-            for _ in 0..MAX_BACKLOG {
-                q.push_back((to, Bytes::from_static(b"x")));
-            }
-        }
+        fill_backlog(
+            &o,
+            std::iter::repeat_n((to, Bytes::from_static(b"x")), MAX_BACKLOG),
+        );
         o.push(to, Bytes::from_static(b"y"));
         o.flush();
         assert_eq!(o.stats().overflow_drops, 1);
