@@ -54,6 +54,9 @@ class Ring:
         self.dirs = [os.path.join(workdir, f"{kind}{n}-{i}") for i in range(n)]
         self.procs = []
         self.metrics = False
+        # A lone daemon on its namespace's loopback, with the packaged spread.conf's segment
+        # (bench/text-order.py); its address is then 127.0.0.1.
+        self.loopback = False
 
     def counters(self, pattern):
         """Our daemons' metrics lines whose name contains one of `pattern`'s words."""
@@ -67,7 +70,7 @@ class Ring:
         return lines
 
     def addr(self, i):
-        return f"10.77.{self.net}.{i + 1}"
+        return "127.0.0.1" if self.loopback else f"10.77.{self.net}.{i + 1}"
 
     def daemon(self, i):
         return f"{PORT}@{self.addr(i)}"
@@ -77,8 +80,9 @@ class Ring:
         sh("ip", "-n", self.hub, "link", "add", "br0", "type", "bridge")
         sh("ip", "-n", self.hub, "link", "set", "br0", "up")
         hosts = "".join(f" d{i + 1} {self.addr(i)}\n" for i in range(self.n))
+        segment = "127.0.0.255" if self.loopback else f"10.77.{self.net}.255"
         conf = (
-            f"Spread_Segment 10.77.{self.net}.255:{PORT} {{\n{hosts}}}\n"
+            f"Spread_Segment {segment}:{PORT} {{\n{hosts}}}\n"
             "DaemonUser = nobody\nDaemonGroup = nogroup\nRuntimeDir = /tmp/rt\n"
             "SocketPortReuse = ON\n"
         )
@@ -95,17 +99,20 @@ class Ring:
             os.chmod(os.path.join(d, "rt"), 0o777)
             with open(os.path.join(d, "spread.conf"), "w") as f:
                 f.write(conf)
-        for i, ns in enumerate(self.names):
-            log = open(os.path.join(self.dirs[i], "daemon.log"), "w")
-            extra = " --metrics 127.0.0.1:9803" if self.kind == "mbus" and self.metrics else ""
-            cmd = (
-                f"mount --bind {self.dirs[i]} /tmp && exec stdbuf -oL {self.binary} "
-                f"-n d{i + 1} -c /tmp/spread.conf{extra}"
-            )
-            p = subprocess.Popen(
-                ["ip", "netns", "exec", ns, "unshare", "-m", "--propagation", "private", "sh", "-c", cmd],
-                stdout=log, stderr=subprocess.STDOUT)
-            self.procs.append(p)
+        self.procs = [self.spawn(i) for i in range(self.n)]
+
+    def spawn(self, i):
+        """Starts daemon i in its namespace, with its work directory as /tmp; its process (the
+        daemon itself: every wrapper execs). A restarted daemon appends to its log."""
+        log = open(os.path.join(self.dirs[i], "daemon.log"), "a")
+        extra = " --metrics 127.0.0.1:9803" if self.kind == "mbus" and self.metrics else ""
+        cmd = (
+            f"mount --bind {self.dirs[i]} /tmp && exec stdbuf -oL {self.binary} "
+            f"-n d{i + 1} -c /tmp/spread.conf{extra}"
+        )
+        return subprocess.Popen(
+            ["ip", "netns", "exec", self.names[i], "unshare", "-m", "--propagation", "private", "sh", "-c", cmd],
+            stdout=log, stderr=subprocess.STDOUT)
 
     def run(self, i, args, timeout):
         """Runs a command inside daemon i's namespace; its standard output."""
@@ -144,11 +151,13 @@ class Ring:
     def alive(self):
         return all(p.poll() is None for p in self.procs)
 
-    def stop(self):
+    def stop(self, grace=3):
+        """SIGTERM to every daemon, SIGKILL to those still running after `grace` seconds; then
+        the namespaces go."""
         for p in self.procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
-        deadline = time.time() + 3
+        deadline = time.time() + grace
         for p in self.procs:
             try:
                 p.wait(timeout=max(0.1, deadline - time.time()))
