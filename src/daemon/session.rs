@@ -579,6 +579,17 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), late)
             .await
             .expect("a new client is served");
+        // The kill comes once the core has handled enough of the sender's messages, which on
+        // a loaded machine can be after the writes above returned: reading the stalled pipe
+        // before it would make room for more (CI once read 1.96 MB that way).
+        let killed = async {
+            while core.stats().await.unwrap().slow_reader_kills == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), killed)
+            .await
+            .expect("the stalled reader is killed");
         let mut got = Vec::new();
         tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut got))
             .await
