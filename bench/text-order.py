@@ -176,7 +176,6 @@ def generate(opts):
 
 def check(opts):
     """Fails when the order file no longer matches the binary or was not applied."""
-    listed = []
     with open(ORDER) as f:
         listed = [l.strip() for l in f if l.strip() and not l.startswith("#")]
     syms = functions(opts.binary)
@@ -212,7 +211,10 @@ def main():
     chk = sub.add_parser("check", help="check that the order matches the binary and was applied")
     chk.add_argument("binary", nargs="?", default=os.path.join(ROOT, "target/release/spread"))
     opts = ap.parse_args()
-    generate(opts) if opts.command == "generate" else check(opts)
+    if opts.command == "generate":
+        generate(opts)
+    else:
+        check(opts)
 
 
 if __name__ == "__main__":
