@@ -7,7 +7,7 @@ The release build (build.rs) hands lld this file with --symbol-ordering-file: th
 ring of daemons runs come first, in one block, and the rest (error paths, other tools' code,
 std's backtrace printer) after it, so they stay on disk. docs/performance.md has the figures.
 
-  bench/text-order.py generate   # needs root, ip, unshare, valgrind; 5-10 minutes
+  bench/text-order.py generate   # needs root, ip, unshare, valgrind; about half a minute
   bench/text-order.py check [target/release/spread]
 
 generate runs target/release/spread in network namespaces, every daemon under valgrind's
